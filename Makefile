@@ -1,0 +1,29 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both (re)create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# On a machine without CUDA take the CPU build of torch first; `torch>=2.4` in
+	# pyproject.toml is then already satisfied and pip pulls no CUDA wheels.
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(VENV)/bin/deepfield demo
+
+test: venv
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) benchmarks/bench_fit.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

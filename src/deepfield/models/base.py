@@ -1,0 +1,125 @@
+"""The Keras-style layer: a ``torch.nn.Module`` that builds itself from its first input.
+
+A layer subclass:
+
+* takes Keras argument names in ``__init__`` and stores them (the constructor
+  arguments are recorded automatically and become the layer's JSON config);
+* creates its parameters in ``build(input_shape)``, where ``input_shape`` is the
+  shape of one sample, without the batch axis: ``(C, H, W)`` for images,
+  ``(features,)`` for tables;
+* computes in ``forward(x)`` as any ``nn.Module``.
+
+The first call builds the layer on the input's device; after that a call costs
+one boolean test more than the bare ``nn.Module`` call.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from deepfield.errors import DeepfieldError, unknown_name
+
+
+class Layer(nn.Module):
+    """Base of every deepfield layer. Subclasses are registered by class name."""
+
+    registry: ClassVar[dict[str, type[Layer]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Layer.registry[cls.__name__] = cls
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self: Layer, *args: Any, **kw: Any) -> None:
+            # Record the outermost constructor's arguments: they are the config.
+            if not hasattr(self, "_config"):
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = dict(bound.arguments)
+                config.pop("self")
+                config.update(config.pop("kwargs", {}))
+                object.__setattr__(self, "_config", config)
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
+    def __init__(self, name: str | None = None, input_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        self.name = name
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.built = False
+
+    # -- building -----------------------------------------------------------------
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """Create parameters for samples of shape ``input_shape`` (no batch axis)."""
+
+    def build_for(self, input_shape: tuple[int, ...], device: torch.device | None = None) -> None:
+        """Build once for ``input_shape``; a no-op when already built."""
+        if self.built:
+            return
+        self.build(tuple(int(s) for s in input_shape))
+        if device is not None:
+            self.to(device)
+        self.built = True
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if not self.built:
+            self.build_for(tuple(x.shape[1:]), x.device)
+        return super().__call__(x, *args, **kwargs)
+
+    # -- config -------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-ready (the layer's current name included)."""
+        config = dict(self._config)
+        config["name"] = self.name
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return {k: _jsonable(v) for k, v in config.items()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    def extra_repr(self) -> str:
+        shown = {k: v for k, v in self._config.items() if k not in ("name", "input_shape")}
+        return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "get_config"):
+        return {"class_name": type(value).__name__, "config": value.get_config()}
+    return value
+
+
+def layer_from_config(spec: dict[str, Any]) -> Layer:
+    """A layer from ``{"class_name": ..., "config": {...}}`` (the model.json form)."""
+    name = spec.get("class_name")
+    cls = Layer.registry.get(name)  # type: ignore[arg-type]
+    if cls is None:
+        raise unknown_name("layer", name, Layer.registry)
+    try:
+        return cls.from_config(dict(spec.get("config", {})))
+    except TypeError as exc:
+        raise DeepfieldError(f"layer {name}: bad config ({exc})") from None
+
+
+def as_tuple(value: int | tuple[int, ...] | list[int], rank: int, what: str) -> tuple[int, ...]:
+    """``3 -> (3, 3)`` for rank 2; a sequence must have ``rank`` entries."""
+    if isinstance(value, int):
+        return (value,) * rank
+    value = tuple(int(v) for v in value)
+    if len(value) != rank:
+        raise DeepfieldError(f"{what} must be an int or {rank} ints, got {value}")
+    return value

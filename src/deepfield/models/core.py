@@ -1,0 +1,114 @@
+"""Core layers: Dense, Flatten, Activation, Dropout, SpatialDropout."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepfield.errors import DeepfieldError
+from deepfield.models import activations, initializers
+from deepfield.models.base import Layer
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = activation(x @ W.T + b)``.
+
+    Input ``(N, features)``; a higher-rank input ``(N, ..., features)`` acts on the last axis.
+    ``weight`` has shape ``(units, features)`` (PyTorch order), ``bias`` ``(units,)``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str | initializers.Initializer | dict = "glorot_uniform",
+        bias_initializer: str | initializers.Initializer | dict = "zeros",
+        name: str | None = None,
+        input_shape: tuple[int, ...] | None = None,
+    ):
+        super().__init__(name=name, input_shape=input_shape)
+        if int(units) < 1:
+            raise DeepfieldError(f"Dense units must be a positive integer, got {units}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.weight: nn.Parameter | None = None
+        self.bias: nn.Parameter | None = None
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        fan_in = input_shape[-1]
+        self.weight = nn.Parameter(torch.empty(self.units, fan_in))
+        self.kernel_initializer(self.weight, fan_in, self.units)
+        if self.use_bias:
+            self.bias = nn.Parameter(torch.empty(self.units))
+            self.bias_initializer(self.bias, fan_in, self.units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(F.linear(x, self.weight, self.bias))
+
+
+class Flatten(Layer):
+    """``(N, d1, d2, ...) -> (N, d1*d2*...)``, in channels-first order."""
+
+    def __init__(self, name: str | None = None, input_shape: tuple[int, ...] | None = None):
+        super().__init__(name=name, input_shape=input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+class Activation(Layer):
+    """An activation by name (see :mod:`deepfield.models.activations`)."""
+
+    def __init__(self, activation: str, name: str | None = None, input_shape: tuple[int, ...] | None = None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = activations.get(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x)
+
+
+class Dropout(Layer):
+    """Zeroes each input with probability ``rate`` while training (scaled by 1/(1-rate)).
+
+    Switched on at prediction time by MC dropout (``training=True`` in the analysis layer).
+    """
+
+    def __init__(self, rate: float, name: str | None = None, input_shape: tuple[int, ...] | None = None):
+        super().__init__(name=name, input_shape=input_shape)
+        if not 0.0 <= float(rate) < 1.0:
+            raise DeepfieldError(f"Dropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.rate, self.training)
+
+
+class SpatialDropout(Layer):
+    """Drops whole channels (feature maps) of ``(N, C, ...)`` inputs with probability ``rate``.
+
+    Keras has SpatialDropout1D/2D/3D; one layer serves every rank here.
+    """
+
+    def __init__(self, rate: float, name: str | None = None, input_shape: tuple[int, ...] | None = None):
+        super().__init__(name=name, input_shape=input_shape)
+        if not 0.0 <= float(rate) < 1.0:
+            raise DeepfieldError(f"SpatialDropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = x.new_empty(x.shape[:2] + (1,) * (x.dim() - 2)).bernoulli_(1.0 - self.rate)
+        return x * keep / (1.0 - self.rate)
+
+
+def fans(weight_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a PyTorch-ordered kernel ``(out, in, *kernel)``."""
+    receptive = math.prod(weight_shape[2:]) if len(weight_shape) > 2 else 1
+    return weight_shape[1] * receptive, weight_shape[0] * receptive
