@@ -1,5 +1,48 @@
 """The ``models`` layer: layers, initialisers, the Sequential container, summary, presets."""
 from deepfield.models.base import Layer
+from deepfield.models.conv import Conv1D, Conv2D, Conv3D
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
+from deepfield.models.normalization import BatchNormalization
+from deepfield.models.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AveragePooling3D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    L2Pooling1D,
+    L2Pooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+    MaxPooling3D,
+    SumPooling1D,
+    SumPooling2D,
+)
 
-__all__ = ["Layer", "Dense", "Flatten", "Activation", "Dropout", "SpatialDropout"]
+__all__ = [
+    "Layer",
+    "Dense",
+    "Flatten",
+    "Activation",
+    "Dropout",
+    "SpatialDropout",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "SumPooling1D",
+    "SumPooling2D",
+    "L2Pooling1D",
+    "L2Pooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "BatchNormalization",
+]

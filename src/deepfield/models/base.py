@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from typing import Any, ClassVar
 
 import torch
@@ -31,7 +32,8 @@ class Layer(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Layer.registry[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # private bases (_Conv, _Pooling) are not layers users name
+            Layer.registry[cls.__name__] = cls
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -75,6 +77,11 @@ class Layer(nn.Module):
             self.build_for(tuple(x.shape[1:]), x.device)
         return super().__call__(x, *args, **kwargs)
 
+    @property
+    def label(self) -> str:
+        """``"Conv2D 'conv2d'"``: class and name (Keras's default name when unnamed), for messages."""
+        return f"{type(self).__name__} {(self.name or snake_case(type(self).__name__))!r}"
+
     # -- config -------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready (the layer's current name included)."""
@@ -91,6 +98,12 @@ class Layer(nn.Module):
     def extra_repr(self) -> str:
         shown = {k: v for k, v in self._config.items() if k not in ("name", "input_shape")}
         return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def snake_case(class_name: str) -> str:
+    """Keras's default layer name: ``Conv2D -> conv2d``, ``MaxPooling2D -> max_pooling2d``."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def _jsonable(value: Any) -> Any:
@@ -123,3 +136,21 @@ def as_tuple(value: int | tuple[int, ...] | list[int], rank: int, what: str) -> 
     if len(value) != rank:
         raise DeepfieldError(f"{what} must be an int or {rank} ints, got {value}")
     return value
+
+
+def ensure_built(module: nn.Module, example: torch.Tensor) -> None:
+    """Build every unbuilt deepfield layer inside ``module`` by one dry forward pass.
+
+    ``example``: a batch ``(N, ...)``; only its first sample is used. Runs in eval
+    mode without gradients and restores the module's training flag. Call it before
+    handing ``module.parameters()`` to an optimiser.
+    """
+    if all(m.built for m in module.modules() if isinstance(m, Layer)):
+        return
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(example[:1])
+    finally:
+        module.train(was_training)

@@ -1,0 +1,128 @@
+"""Save and load models as the run folder keeps them: ``model.json`` + ``weights.safetensors``.
+
+Loading never executes code from the files: the architecture is JSON naming
+registered layer classes, the weights are safetensors. ``model.json`` records the
+SHA-256 of the weights file, so a swapped or edited weights file is refused with
+a clear message instead of silently loading.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from deepfield import __version__, atomic
+from deepfield.errors import DeepfieldError
+from deepfield.models.sequential import Sequential
+
+FORMAT = "deepfield.model"
+FORMAT_VERSION = 1
+ARCHITECTURE_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+M = TypeVar("M", bound=Sequential)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> str:
+    """Write ``model.state_dict()`` to a safetensors file atomically; returns its SHA-256."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    atomic.write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    return _sha256(path)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], sha256: str | None = None) -> None:
+    """Load a safetensors file into ``model`` (strict: every name and shape must match)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepfieldError(f"{path}: weights file not found")
+    if sha256 is not None and _sha256(path) != sha256:
+        raise DeepfieldError(
+            f"{path}: weights do not match the checksum recorded in {ARCHITECTURE_FILE} "
+            "(the file was changed or belongs to another model)"
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DeepfieldError(f"{path}: not a readable safetensors weights file ({exc})") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise DeepfieldError(
+            f"{path}: weights do not fit the model (missing: {', '.join(missing) or 'none'}; "
+            f"unexpected: {', '.join(unexpected) or 'none'})"
+        )
+    for name, expected in own.items():  # in the model's order: the first layer that differs is named
+        if tuple(tensors[name].shape) != tuple(expected.shape):
+            raise DeepfieldError(
+                f"{path}: weight {name!r} has shape {tuple(tensors[name].shape)}, the model expects {tuple(expected.shape)}"
+            )
+    device = next((t.device for t in own.values()), torch.device("cpu"))
+    model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
+
+
+def save_model(model: Sequential, folder: str | os.PathLike[str]) -> Path:
+    """Write ``folder/model.json`` and ``folder/weights.safetensors`` (each atomically)."""
+    folder = Path(folder)
+    if not model.built:
+        model.build()
+    config = model.get_config()
+    digest = save_weights(model, folder / WEIGHTS_FILE)
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "deepfield_version": __version__,
+        "class_name": type(model).__name__,
+        "config": config,
+        "weights": {"file": WEIGHTS_FILE, "sha256": digest},
+    }
+    atomic.write_text(folder / ARCHITECTURE_FILE, json.dumps(document, indent=2) + "\n")
+    return folder
+
+
+def read_architecture(folder: str | os.PathLike[str]) -> dict:
+    """The parsed, checked ``model.json`` of a saved model."""
+    path = Path(folder) / ARCHITECTURE_FILE
+    if not path.is_file():
+        raise DeepfieldError(f"{path}: architecture file not found (is {folder} a saved model or run folder?)")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeepfieldError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise DeepfieldError(f"{path}: not a deepfield model file (expected \"format\": \"{FORMAT}\")")
+    if document.get("format_version", 0) > FORMAT_VERSION:
+        raise DeepfieldError(
+            f"{path}: written by a newer deepfield (format {document['format_version']}); upgrade deepfield"
+        )
+    return document
+
+
+def load_model(folder: str | os.PathLike[str], cls: type[M] = Sequential) -> M:  # type: ignore[assignment]
+    """Rebuild the model saved in ``folder`` and load its weights (as class ``cls``)."""
+    folder = Path(folder)
+    document = read_architecture(folder)
+    try:
+        model = cls.from_config(document["config"])
+    except DeepfieldError as exc:
+        raise DeepfieldError(f"{folder / ARCHITECTURE_FILE}: {exc}") from None
+    model.build()
+    weights = document.get("weights", {})
+    load_weights(model, folder / weights.get("file", WEIGHTS_FILE), weights.get("sha256"))
+    return model
