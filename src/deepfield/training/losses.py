@@ -1,0 +1,302 @@
+"""Losses by Keras name: callables ``loss(y_pred, y_true) -> scalar tensor``.
+
+Argument order is torch's (prediction first). Every loss is averaged over the
+batch as Keras does (for per-sample losses summed over outputs, such as the
+cross-entropies and ``half_sse``, the sum is taken first).
+
+Shapes: ``y_pred`` is ``(N, outputs)`` (or ``(N,)``); ``y_true`` must have the
+same shape, except that ``(N,)`` labels are accepted for ``(N, 1)`` predictions
+and vice versa. The class axis of the categorical losses is axis 1 (deepfield
+is channels-first), so ``(N, C, H, W)`` per-pixel classification works too.
+
+>>> get("mse")(torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 1.0]))
+tensor(2.5000)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from deepfield.errors import DeepfieldError, unknown_name
+
+# Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking logs.
+EPSILON = 1e-7
+# torch's losses skip labels equal to ignore_index, by default -100: a common
+# missing-value sentinel in catalogues, which must be an error, not a silent skip.
+# No real label is the most negative int64.
+_NO_IGNORE = torch.iinfo(torch.int64).min
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def align_labels(name: str, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+    """``y_true`` reshaped to ``y_pred``'s shape, or a one-line error naming ``name``.
+
+    Only the harmless mismatch is fixed: ``(N,)`` against ``(N, 1)`` either way.
+    Broadcasting anything else (``(N, 3)`` against ``(N, 1)``) would silently
+    compute the wrong thing, so it is refused.
+    """
+    if y_true.shape == y_pred.shape:
+        return y_true
+    if y_true.numel() == y_pred.numel() and (
+        (y_pred.ndim == 2 and y_pred.shape[1] == 1 and y_true.ndim == 1)
+        or (y_pred.ndim == 1 and y_true.ndim == 2 and y_true.shape[1] == 1)
+    ):
+        return y_true.reshape(y_pred.shape)
+    raise DeepfieldError(
+        f"{name}: labels of shape {tuple(y_true.shape)} do not match predictions of "
+        f"shape {tuple(y_pred.shape)}"
+    )
+
+
+class Loss:
+    """A named loss; ``loss(y_pred, y_true)`` checks shapes then computes the batch mean."""
+
+    name: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[Loss]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            Loss.registry[cls.name] = cls
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        y_true = align_labels(self.name, y_pred, y_true)
+        if y_true.dtype != y_pred.dtype:
+            y_true = y_true.to(y_pred.dtype)
+        return self.call(y_pred, y_true)
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """The loss for labels already shaped and typed like ``y_pred``."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments, JSON-ready."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class MeanSquaredError(Loss):
+    """``mean((y_pred - y_true)**2)``."""
+
+    name = "mse"
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(y_pred, y_true)
+
+
+class MeanAbsoluteError(Loss):
+    """``mean(|y_pred - y_true|)``."""
+
+    name = "mae"
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(y_pred, y_true)
+
+
+class Huber(Loss):
+    """Quadratic ``e**2 / 2`` for ``|e| <= delta``, linear ``delta * (|e| - delta / 2)`` beyond."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        if not delta > 0:
+            raise DeepfieldError(f"huber: delta must be > 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return F.huber_loss(y_pred, y_true, delta=self.delta)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+
+class HalfSumSquaredError(Loss):
+    """The course's ``L_total = sum(1/2 (target - output)**2)`` over outputs, averaged over the batch.
+
+    For a batch of one sample this is exactly the ``L_total`` of the
+    backpropagation worked example.
+    """
+
+    name = "half_sse"
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.sum(torch.square(y_true - y_pred)) / y_pred.shape[0]
+
+
+class _FromLogits(Loss):
+    """A loss of predicted probabilities, or of logits when ``from_logits=True``."""
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits}
+
+
+class BinaryCrossentropy(_FromLogits):
+    """``-[y log p + (1 - y) log(1 - p)]`` per output, averaged.
+
+    ``y_pred`` holds probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras does,
+    or logits when ``from_logits=True`` (numerically safer: no clipping needed).
+    """
+
+    name = "binary_crossentropy"
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if self.from_logits:
+            return F.binary_cross_entropy_with_logits(y_pred, y_true)
+        p = y_pred.clamp(EPSILON, 1.0 - EPSILON)
+        return -torch.mean(y_true * torch.log(p) + (1.0 - y_true) * torch.log1p(-p))
+
+
+class CategoricalCrossentropy(_FromLogits):
+    """``-sum_c y_c log p_c`` per sample for one-hot (or soft) ``y_true`` ``(N, C)``.
+
+    Probabilities are renormalised to sum to one and clipped as in Keras;
+    ``from_logits=True`` uses ``log_softmax`` instead.
+    """
+
+    name = "categorical_crossentropy"
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if y_true.shape != y_pred.shape:
+            hint = ""
+            if y_true.shape == y_pred.shape[:1] + y_pred.shape[2:]:
+                hint = "; for integer class labels use sparse_categorical_crossentropy"
+            raise DeepfieldError(
+                f"{self.name}: labels of shape {tuple(y_true.shape)} do not match predictions "
+                f"of shape {tuple(y_pred.shape)}{hint}"
+            )
+        if y_true.dtype != y_pred.dtype:
+            y_true = y_true.to(y_pred.dtype)
+        return self.call(y_pred, y_true)
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        per_sample = -torch.sum(y_true * _log_probabilities(y_pred, self.from_logits), dim=1)
+        return per_sample.mean()
+
+
+class SparseCategoricalCrossentropy(_FromLogits):
+    """``-log p[label]`` per sample for integer labels ``(N,)`` in ``[0, C)``.
+
+    Checks: integer dtype and shape on every call (free); the label range on
+    the first call (one host sync) and, on CPU, whenever torch's own bounds
+    check fails (so a later bad batch still gives this loss's message). On a
+    GPU a bad label in a later batch reaches torch's device-side assert.
+    """
+
+    name = "sparse_categorical_crossentropy"
+
+    def __init__(self, from_logits: bool = False) -> None:
+        super().__init__(from_logits)
+        self._range_checked = False
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        labels = self._labels(y_pred, y_true)
+        if not self._range_checked:
+            self._check_range(labels, y_pred.shape[1])
+            self._range_checked = True
+        try:
+            return self.call(y_pred, labels)
+        except (IndexError, RuntimeError):
+            self._check_range(labels, y_pred.shape[1])
+            raise
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if self.from_logits:
+            return F.cross_entropy(y_pred, y_true, ignore_index=_NO_IGNORE)
+        return F.nll_loss(_log_probabilities(y_pred, False), y_true, ignore_index=_NO_IGNORE)
+
+    def _labels(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """``y_true`` as int64 of shape ``y_pred.shape`` without the class axis."""
+        if y_pred.ndim < 2:
+            raise DeepfieldError(
+                f"{self.name}: predictions need a class axis, (N, n_classes); got shape "
+                f"{tuple(y_pred.shape)}"
+            )
+        if y_true.dtype.is_floating_point or y_true.dtype.is_complex or y_true.dtype == torch.bool:
+            raise DeepfieldError(
+                f"{self.name}: labels must be integer class indices, got dtype "
+                f"{str(y_true.dtype).removeprefix('torch.')}"
+            )
+        expected = y_pred.shape[:1] + y_pred.shape[2:]
+        if y_true.shape != expected:
+            if y_true.ndim == y_pred.ndim and y_true.shape[1] == 1:
+                y_true = y_true.squeeze(1)  # Keras also takes (N, 1) labels
+            if y_true.shape != expected:
+                hint = ""
+                if y_true.shape == y_pred.shape:
+                    hint = " (one-hot labels? use categorical_crossentropy)"
+                raise DeepfieldError(
+                    f"{self.name}: expected one integer label per sample, shape "
+                    f"{tuple(expected)}, got labels of shape {tuple(y_true.shape)}{hint}"
+                )
+        return y_true if y_true.dtype == torch.int64 else y_true.long()
+
+    def _check_range(self, labels: torch.Tensor, n_classes: int) -> None:
+        if labels.numel() == 0:
+            return
+        low, high = (int(v) for v in torch.aminmax(labels))
+        if low < 0 or high >= n_classes:
+            raise DeepfieldError(
+                f"{self.name}: labels must be class indices in [0, {n_classes}) for "
+                f"{n_classes} predicted classes, got values from {low} to {high}"
+            )
+
+
+def _log_probabilities(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
+    """Log class probabilities along axis 1, from logits or (Keras-clipped) probabilities."""
+    if from_logits:
+        return F.log_softmax(y_pred, dim=1)
+    p = y_pred / y_pred.sum(dim=1, keepdim=True)
+    return torch.log(p.clamp(EPSILON, 1.0 - EPSILON))
+
+
+_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae"}
+NAMES = tuple(sorted(Loss.registry))
+
+
+def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
+    """A loss from a name (``"mse"``), a callable or ``Loss`` (returned as is), or a config.
+
+    A config is ``{"class_name": "CategoricalCrossentropy", "config": {"from_logits": true}}``;
+    the registry name works as class name too.
+    """
+    if callable(spec):
+        return spec
+    if isinstance(spec, str):
+        return _lookup(spec)()
+    if isinstance(spec, dict) and "class_name" in spec:
+        cls = _lookup(spec["class_name"])
+        try:
+            return cls(**(spec.get("config") or {}))
+        except TypeError as exc:
+            raise DeepfieldError(f"loss {cls.name}: bad config ({exc})") from None
+    raise DeepfieldError(
+        f"loss must be a name, a callable or {{'class_name': ..., 'config': {{...}}}}, "
+        f"got {type(spec).__name__}"
+    )
+
+
+def _lookup(name: object) -> type[Loss]:
+    if isinstance(name, str):
+        key = _ALIASES.get(name.lower(), name.lower())
+        by_class = {cls.__name__.lower(): cls for cls in Loss.registry.values()}
+        cls = Loss.registry.get(key) or by_class.get(key)
+        if cls is not None:
+            return cls
+    raise unknown_name("loss", name, [*Loss.registry, *_ALIASES])
+
+
+__all__ = [
+    "NAMES", "BinaryCrossentropy", "CategoricalCrossentropy", "HalfSumSquaredError", "Huber",
+    "Loss", "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy",
+    "align_labels", "get",
+]

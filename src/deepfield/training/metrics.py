@@ -1,0 +1,272 @@
+"""Streaming training metrics by Keras name: ``update`` every batch, ``compute`` per epoch.
+
+``update(y_pred, y_true)`` only queues device ops (no ``.item()``, no host
+sync), so the fit loop can call it every step on a GPU at no wait; the one
+sync happens in ``compute() -> float``. ``reset()`` starts a new epoch.
+A metric that has seen nothing computes to NaN.
+
+Shapes follow the losses (``(N, outputs)`` predictions, labels of the same
+shape, ``(N,)`` accepted for ``(N, 1)``); ``accuracy`` also takes integer class
+labels ``(N,)`` against ``(N, C)`` scores.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.training.losses import align_labels
+
+
+def _sum(values: torch.Tensor) -> torch.Tensor:
+    """A device-side sum accumulated in float64 (float32 on Apple's MPS, which lacks it)."""
+    return values.sum(dtype=torch.float32 if values.device.type == "mps" else torch.float64)
+
+
+class Metric:
+    """Base of the streaming metrics; ``name`` is the key shown in the history."""
+
+    name: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[Metric]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            Metric.registry[cls.name] = cls
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name  # type: ignore[misc]  # an instance may be shown under an alias
+        self.reset()
+
+    def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        """Accumulate one batch, on the batch's device."""
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        """The metric over everything since the last ``reset`` (one host sync)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all batches."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments, JSON-ready."""
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class _Mean(Metric):
+    """A running mean: a total on the device, a count on the host (known without sync)."""
+
+    def reset(self) -> None:
+        self._total: torch.Tensor | float = 0.0
+        self._count = 0
+
+    def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        total, count = self._batch(y_pred.detach(), y_true.detach())
+        self._total += total  # a tensor from the first batch on, added to in place
+        self._count += count
+
+    def compute(self) -> float:
+        return float(self._total) / self._count if self._count else math.nan
+
+    def _batch(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """This batch's total and count; by default over the elements of ``_values``."""
+        values = self._values(y_pred, y_true)
+        return _sum(values), values.numel()
+
+    def _values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Accuracy(_Mean):
+    """The fraction of samples classified right, choosing the rule from the shapes.
+
+    * several columns ``(N, C)``: ``argmax`` over axis 1 against integer labels
+      ``(N,)`` or against the ``argmax`` of one-hot labels ``(N, C)``;
+    * one column ``(N, 1)`` or ``(N,)``: Keras ``binary_accuracy``, predictions
+      above 0.5 count as class 1 (so give probabilities, not logits).
+    """
+
+    name = "accuracy"
+
+    def _values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if y_pred.ndim < 2 or y_pred.shape[1] == 1:
+            return _binary_hits(self.name, y_pred, y_true, 0.5)
+        predicted = y_pred.argmax(dim=1)
+        if y_true.shape == y_pred.shape:
+            return predicted == y_true.argmax(dim=1)
+        if y_true.ndim == y_pred.ndim and y_true.shape[1] == 1:
+            y_true = y_true.squeeze(1)
+        if y_true.shape != predicted.shape:
+            raise DeepfieldError(
+                f"{self.name}: labels of shape {tuple(y_true.shape)} do not match predictions "
+                f"of shape {tuple(y_pred.shape)}; expected class indices {tuple(predicted.shape)} "
+                f"or one-hot {tuple(y_pred.shape)}"
+            )
+        return predicted == y_true
+
+
+class BinaryAccuracy(_Mean):
+    """The fraction of outputs on the right side of ``threshold`` (labels read as 0/1)."""
+
+    name = "binary_accuracy"
+
+    def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
+        self.threshold = float(threshold)
+        super().__init__(name)
+
+    def _values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return _binary_hits(self.name, y_pred, y_true, self.threshold)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, **super().get_config()}
+
+
+def _binary_hits(
+    name: str, y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Per output: is the prediction on the label's side of ``threshold``?"""
+    return (y_pred > threshold) == (align_labels(name, y_pred, y_true) > 0.5)
+
+
+class MeanAbsoluteError(_Mean):
+    """``mean(|y_pred - y_true|)`` over all outputs of all batches."""
+
+    name = "mae"
+
+    def _values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return (y_pred - align_labels(self.name, y_pred, y_true)).abs()
+
+
+class MeanSquaredError(_Mean):
+    """``mean((y_pred - y_true)**2)`` over all outputs of all batches."""
+
+    name = "mse"
+
+    def _values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return torch.square(y_pred - align_labels(self.name, y_pred, y_true))
+
+
+class MeanMetricWrapper(_Mean):
+    """Any ``fn(y_pred, y_true) -> batch mean`` (e.g. a loss) averaged over samples."""
+
+    def __init__(
+        self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str | None = None
+    ) -> None:
+        self.fn = fn
+        super().__init__(name or getattr(fn, "name", None) or getattr(fn, "__name__", "metric"))
+
+    def _batch(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
+        batch = y_pred.shape[0]
+        return _sum(self.fn(y_pred, y_true)) * batch, batch
+
+
+class AUC(Metric):
+    """Area under the ROC curve, streamed as Keras does it.
+
+    Scores (probabilities in [0, 1]) are binned against ``num_thresholds``
+    thresholds ``-eps, 1/(n-1), ..., (n-2)/(n-1), 1+eps``; per bin, positives and
+    negatives are counted on the device. ``compute`` turns the counts into
+    true/false positive rates at each threshold and integrates with the
+    trapezoidal rule (Keras' ``summation_method="interpolation"``). Outputs of
+    a multi-output model are pooled. Labels above 0.5 count as positive.
+    """
+
+    name = "auc"
+
+    def __init__(self, num_thresholds: int = 200, name: str | None = None) -> None:
+        if not (isinstance(num_thresholds, int) and num_thresholds > 1):
+            raise DeepfieldError(f"auc: num_thresholds must be an integer > 1, got {num_thresholds!r}")
+        self.num_thresholds = num_thresholds
+        inner = [i / (num_thresholds - 1) for i in range(1, num_thresholds - 1)]
+        self._cpu_thresholds = torch.tensor([-1e-7, *inner, 1 + 1e-7])
+        super().__init__(name)
+
+    def reset(self) -> None:
+        # counts[label, k]: samples of that label (0 negative, 1 positive) that
+        # exceed exactly the k lowest thresholds, k = 0 .. num_thresholds.
+        self._counts: torch.Tensor | None = None
+
+    def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        scores = y_pred.detach().reshape(-1).float()
+        positive = (align_labels(self.name, y_pred, y_true.detach()) > 0.5).reshape(-1)
+        width = self.num_thresholds + 1
+        if self._counts is None or self._counts.device != scores.device:
+            self._thresholds = self._cpu_thresholds.to(scores.device)
+            self._counts = torch.zeros(2 * width, dtype=torch.int64, device=scores.device)
+        # bucketize(right=False) = the number of thresholds strictly below the score.
+        # index_add_ rather than bincount: bincount reads its maximum back to the host.
+        exceeded = torch.bucketize(scores, self._thresholds)
+        self._counts.index_add_(0, exceeded + positive * width, torch.ones_like(exceeded))
+
+    def compute(self) -> float:
+        if self._counts is None:
+            return math.nan
+        negative, positive = self._counts.double().reshape(2, -1)
+        # Samples above threshold i are those exceeding more than i thresholds.
+        tp = positive.flip(0).cumsum(0).flip(0)[1:]
+        fp = negative.flip(0).cumsum(0).flip(0)[1:]
+        tpr, fpr = tp / positive.sum(), fp / negative.sum()
+        area = torch.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2)
+        return float(area)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_thresholds": self.num_thresholds, **super().get_config()}
+
+
+_ALIASES = {
+    "acc": "accuracy",
+    "mean_absolute_error": "mae",
+    "mean_squared_error": "mse",
+}
+NAMES = tuple(sorted(Metric.registry))
+
+
+def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Metric:
+    """A metric from a name, an instance (returned as is), a config, or a function.
+
+    A name keeps its spelling as the metric's ``name`` (``"acc"`` is shown as
+    ``acc``, as in Keras); a function ``fn(y_pred, y_true) -> batch mean`` is
+    averaged over samples under its ``__name__``.
+    """
+    if isinstance(spec, Metric):
+        return spec
+    if isinstance(spec, str):
+        return _lookup(spec)(name=spec.lower())
+    if isinstance(spec, dict) and "class_name" in spec:
+        cls = _lookup(spec["class_name"])
+        try:
+            return cls(**(spec.get("config") or {}))
+        except TypeError as exc:
+            raise DeepfieldError(f"metric {cls.name}: bad config ({exc})") from None
+    if callable(spec):
+        return MeanMetricWrapper(spec)
+    raise DeepfieldError(
+        f"metric must be a name, a Metric, a function or {{'class_name': ..., 'config': {{...}}}}, "
+        f"got {type(spec).__name__}"
+    )
+
+
+def _lookup(name: object) -> type[Metric]:
+    if isinstance(name, str):
+        key = _ALIASES.get(name.lower(), name.lower())
+        by_class = {cls.__name__.lower(): cls for cls in Metric.registry.values()}
+        cls = Metric.registry.get(key) or by_class.get(key)
+        if cls is not None:
+            return cls
+    raise unknown_name("metric", name, [*Metric.registry, *_ALIASES])
+
+
+__all__ = [
+    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanMetricWrapper",
+    "MeanSquaredError", "Metric", "get",
+]

@@ -1,0 +1,65 @@
+"""Optimisers with Keras names, defaults and update rules, as ``torch.optim.Optimizer`` s.
+
+``get(spec)`` turns what a user writes in ``compile(optimizer=...)`` or a YAML
+config into an unbound optimiser:
+
+>>> opt = get("adam")           # unbound: compile/fit binds it to the model
+>>> opt.learning_rate, opt.requires_closure
+(0.001, False)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.training.optimizers.adagrad import Adagrad
+from deepfield.training.optimizers.adam import Adam, AdamW
+from deepfield.training.optimizers.base import GradientOptimizer, Optimizer
+from deepfield.training.optimizers.newton import Newton
+from deepfield.training.optimizers.rmsprop import RMSprop
+from deepfield.training.optimizers.sgd import SGD
+
+NAMES = tuple(sorted(Optimizer.registry))
+
+
+def get(spec: str | Optimizer | dict[str, Any]) -> Optimizer:
+    """An optimiser from a name (``"adam"``), an instance (returned as is) or a config.
+
+    A config is ``{"class_name": "Adam", "config": opt.get_config()}``; the class
+    name may be given as the registry name too (``"adam"``), in any case.
+    """
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, torch.optim.Optimizer):
+        raise DeepfieldError(
+            f"optimizer: got a torch {type(spec).__name__}; use a deepfield one "
+            f"({', '.join(NAMES)}), which is a torch.optim.Optimizer with a Keras face"
+        )
+    if isinstance(spec, str):
+        return _lookup(spec)()
+    if isinstance(spec, dict) and "class_name" in spec:
+        cls = _lookup(spec["class_name"])
+        config = spec.get("config") or {}
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise DeepfieldError(f"optimizer {cls.name}: bad config ({exc})") from None
+    raise DeepfieldError(
+        "optimizer must be a name, a deepfield optimizer or "
+        f"{{'class_name': ..., 'config': {{...}}}}, got {type(spec).__name__}"
+    )
+
+
+def _lookup(name: object) -> type[Optimizer]:
+    cls = Optimizer.registry.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise unknown_name("optimizer", name, Optimizer.registry)
+    return cls
+
+
+__all__ = [
+    "NAMES", "Adagrad", "Adam", "AdamW", "GradientOptimizer", "Newton", "Optimizer",
+    "RMSprop", "SGD", "get",
+]
