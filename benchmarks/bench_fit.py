@@ -1,0 +1,217 @@
+"""How much does ``fit`` cost over a plain PyTorch loop? Throughput of both, in the same process.
+
+Two workloads, each trained by ``model.fit(verbose=0)`` and by the loop a PyTorch user
+writes by hand (``torch.optim.Adam``, an ``nn.Sequential`` of torch layers with the
+same shapes, batches sliced with a permutation), INTERLEAVED round by round after a
+warm-up, medians reported:
+
+* ``cnn``: the course's ``lecture-cnn`` (1x64x64 images, batch 64, adam, binary_crossentropy);
+* ``mlp``: 10-64-64-1 relu MLP (100k rows, batch 256, adam, mse).
+
+A third column, ``loop``, runs the hand-written loop on the very same deepfield model,
+loss and optimiser objects that ``fit`` trains (they take turns): ``fit / loop`` isolates
+what the training loop itself adds, ``fit / plain`` is what a user switching from plain PyTorch sees (it also
+includes the differences between the layers, losses and optimiser implementations).
+
+    python benchmarks/bench_fit.py            # ~2-3 minutes on 2 CPU cores
+    python benchmarks/bench_fit.py --quick    # a smoke run
+    python benchmarks/bench_fit.py --write    # also update benchmarks/RESULTS.md
+    python benchmarks/bench_fit.py --profile  # cProfile of fit on the mlp workload
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepfield.models import zoo
+from deepfield.training import Sequential
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+@dataclass
+class Workload:
+    name: str
+    unit: str
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    epochs_per_round: int
+    deepfield_model: Callable[[], nn.Module]
+    torch_model: Callable[[], nn.Module]
+    loss: str
+    torch_loss: nn.Module
+
+
+def cnn_workload(n_images: int) -> Workload:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n_images, 1, 64, 64, generator=gen)
+    y = (torch.rand(n_images, 1, generator=gen) > 0.5).float()
+
+    def torch_cnn() -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 6, padding="same"), nn.ReLU(), nn.Dropout(0.5),
+            nn.Conv2d(32, 64, 5, padding="same"), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Conv2d(64, 128, 2, padding="same"), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Conv2d(128, 128, 3, padding="same"), nn.ReLU(), nn.Dropout(0.25),
+            nn.Flatten(), nn.Linear(128 * 16 * 16, 64), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(64, 1), nn.Sigmoid(),
+        )
+
+    def deepfield_cnn() -> nn.Module:
+        return Sequential.from_config(zoo.get("lecture-cnn").get_config())
+
+    return Workload("cnn", "images/s", x, y, 64, 1, deepfield_cnn, torch_cnn,
+                    "binary_crossentropy", nn.BCELoss())
+
+
+def mlp_workload(n_rows: int) -> Workload:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n_rows, 10, generator=gen)
+    y = x[:, :1] * 0.5 - x[:, 1:2] + 0.1 * torch.randn(n_rows, 1, generator=gen)
+
+    def torch_mlp() -> nn.Module:
+        return nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def deepfield_mlp() -> nn.Module:
+        return Sequential.from_config(zoo.get("mlp", input_shape=(10,), hidden=(64, 64)).get_config())
+
+    return Workload("mlp", "rows/s", x, y, 256, 2, deepfield_mlp, torch_mlp, "mse", nn.MSELoss())
+
+
+def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor,
+               y: torch.Tensor, batch_size: int, epochs: int) -> None:
+    """What a PyTorch user writes: shuffle, slice, forward, loss, backward, step."""
+    model.train()
+    n = len(x)
+    for _ in range(epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            xb, yb = x[idx], y[idx]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+
+
+def measure(w: Workload, rounds: int) -> dict[str, float]:
+    """Median samples/s of fit, the plain torch loop and the plain loop on fit's own objects."""
+    torch.manual_seed(0)
+    fitted = w.deepfield_model()
+    fitted.compile(optimizer="adam", loss=w.loss, device="cpu")
+    fitted.fit(w.x[:w.batch_size], w.y[:w.batch_size], batch_size=w.batch_size, verbose=0)  # builds, binds adam
+    plain = w.torch_model()
+    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
+
+    runners = {
+        "fit": lambda: fitted.fit(w.x, w.y, batch_size=w.batch_size, epochs=w.epochs_per_round, verbose=0),
+        "plain": lambda: plain_loop(plain, plain_opt, w.torch_loss, w.x, w.y, w.batch_size, w.epochs_per_round),
+        # the same model, optimiser and loss objects as fit: only the loop differs
+        "loop": lambda: plain_loop(fitted, fitted.optimizer, fitted.engine.loss_fn, w.x, w.y, w.batch_size,
+                                   w.epochs_per_round),
+    }
+    for run in runners.values():  # warm-up: allocator, lazy builds, optimiser state
+        run()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    order = list(runners)
+    for r in range(rounds):
+        for key in order if r % 2 == 0 else reversed(order):  # alternate who goes first
+            start = time.perf_counter()
+            runners[key]()
+            times[key].append(time.perf_counter() - start)
+    samples = len(w.x) * w.epochs_per_round
+    return {k: samples / statistics.median(v) for k, v in times.items()}
+
+
+def report(name: str, unit: str, rates: dict[str, float]) -> str:
+    return (f"| {name} | {rates['fit']:,.0f} | {rates['plain']:,.0f} | {rates['loop']:,.0f} | "
+            f"{rates['fit'] / rates['plain']:.3f} | {rates['fit'] / rates['loop']:.3f} | {unit} |")
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_results(rows: list[str], args: argparse.Namespace) -> None:
+    header = ("| workload | fit | plain torch | loop on fit's objects | fit/plain | fit/loop | unit |\n"
+              "|---|---|---|---|---|---|---|")
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
+    section = (f"## {datetime.date.today().isoformat()} — {machine}, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads, python {platform.python_version()}"
+               f"{' (--quick)' if args.quick else ''}\n\n"
+               f"cnn: {args.images} images, mlp: {args.rows:,} rows, {args.rounds} rounds (medians); "
+               f"load average at the end {os.getloadavg()[0]:.2f}\n\n"
+               + header + "\n" + "\n".join(rows) + "\n")
+    title = "# fit() against a plain PyTorch loop\n\nWritten by `python benchmarks/bench_fit.py --write`; newest first.\n"
+    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    earlier = old.removeprefix(title).strip()
+    RESULTS.write_text(title + "\n" + section + ("\n" + earlier + "\n" if earlier else ""), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    parser.add_argument("--write", action="store_true", help=f"update {RESULTS.name}")
+    parser.add_argument("--profile", action="store_true", help="cProfile fit on the mlp workload and exit")
+    parser.add_argument("--only", choices=["cnn", "mlp"], help="run one workload")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # torch's own 'same' padding with even kernels (the plain CNN) warns once; nothing to act on here.
+    warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+    args.images = 128 if args.quick else 256
+    args.rows = 20_000 if args.quick else 100_000
+    args.rounds = 3 if args.quick else 7
+
+    if args.profile:
+        w = mlp_workload(args.rows)
+        model = w.deepfield_model().compile(optimizer="adam", loss=w.loss, device="cpu")
+        model.fit(w.x, w.y, batch_size=w.batch_size, verbose=0)
+        profiler = cProfile.Profile()
+        profiler.runcall(model.fit, w.x, w.y, batch_size=w.batch_size, epochs=3, verbose=0)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        return
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.platform()}")
+    rows = []
+    workloads = [("cnn", lambda: cnn_workload(args.images)), ("mlp", lambda: mlp_workload(args.rows))]
+    for name, make in workloads:
+        if args.only and name != args.only:
+            continue
+        w = make()
+        rates = measure(w, args.rounds)
+        rows.append(report(name, w.unit, rates))
+        print(f"{name}: fit {rates['fit']:,.0f} {w.unit}, plain torch {rates['plain']:,.0f}, "
+              f"loop on fit's objects {rates['loop']:,.0f}; fit/plain = {rates['fit'] / rates['plain']:.3f}, "
+              f"fit/loop = {rates['fit'] / rates['loop']:.3f}", flush=True)
+    if args.write:
+        write_results(rows, args)
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""From what the user hands to fit/evaluate/predict to batches on the training device.
+
+Three kinds of input, one interface (:class:`Batches`):
+
+* in-memory arrays (numpy arrays, torch tensors, nested lists): checked once
+  (numeric dtype, equal lengths, no NaN/inf), converted (floating and bool → float32,
+  integers → int64 for ``x``; integer labels stay int64), moved to the device ONCE,
+  then sliced per step with a permutation tensor — no DataLoader, no per-sample collate;
+* a map-style ``torch.utils.data.Dataset`` yielding ``(x, y)`` pairs: batched by a
+  ``DataLoader`` whose sampler follows the same seeded permutation;
+* a ``DataLoader``: used as given (its own batch size and order); batches are moved
+  to the device as they come.
+
+Shuffling never touches the global RNG: epoch ``e`` of a run seeded ``s`` is ordered
+by ``torch.randperm`` under a private ``torch.Generator`` seeded from ``(s, e)``, so
+the order of any epoch can be regenerated when training resumes mid-epoch.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any, Protocol, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, default_collate
+
+from deepfield.errors import DeepfieldError
+
+BatchSize = Union[int, str]
+Batch = tuple[torch.Tensor, Union[torch.Tensor, None]]
+
+
+class Batches(Protocol):
+    """One epoch's batches on demand."""
+
+    steps: int | None  # batches per epoch; None when the source has no length
+    samples: int | None  # samples per epoch; None when the source has no length
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        """Batches of ``epoch`` in the order fixed by ``seed``, skipping the first ``start``."""
+        ...
+
+    def example(self) -> torch.Tensor:
+        """A small ``x`` batch on the device, to build and check the model before training."""
+        ...
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled sample order ``(n,)`` int64 for ``epoch`` of a run seeded ``seed`` (CPU)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(state))
+    return torch.randperm(n, generator=generator)
+
+
+def check_batch_size(batch_size: BatchSize | None) -> BatchSize:
+    """``None`` → 32 (Keras's default); otherwise a positive int or ``"full"``."""
+    if batch_size is None:
+        return 32
+    if batch_size == "full":
+        return batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DeepfieldError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
+    return int(batch_size)
+
+
+# -- in-memory arrays ----------------------------------------------------------------------
+
+def as_tensor(data: Any, name: str, *, labels: bool = False) -> torch.Tensor:
+    """``data`` as a CPU-or-device tensor with a training dtype, or a one-line error naming it.
+
+    Floating and bool arrays become float32; integer ``x`` becomes float32 and integer
+    labels (``labels=True``) int64, as sparse class indices need.
+    """
+    if isinstance(data, torch.Tensor):
+        tensor = data.detach()
+    else:
+        array = np.asarray(data)
+        if array.dtype.kind not in "biuf":
+            raise DeepfieldError(f"{name} has dtype {array.dtype}; expected numbers (bool, integer or float)")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_complex():
+        raise DeepfieldError(f"{name} has dtype {tensor.dtype}; expected real numbers")
+    if tensor.dim() == 0:
+        raise DeepfieldError(f"{name} is a scalar; expected an array with one row per sample")
+    if tensor.is_floating_point() or tensor.dtype == torch.bool:
+        return tensor.float()
+    return tensor.long() if labels else tensor.float()
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise naming ``name``, the count and the first bad sample if ``tensor`` has NaN or inf."""
+    if not tensor.is_floating_point():
+        return
+    finite = torch.isfinite(tensor).reshape(len(tensor), -1)
+    bad = int(finite.numel() - finite.sum())  # the one host sync of this check
+    if bad:
+        first = int((~finite.all(1)).nonzero()[0, 0])
+        raise DeepfieldError(
+            f"{name} contains {bad} NaN or infinite value{'s' * (bad != 1)} (first in sample {first}); "
+            "remove or fill them before training"
+        )
+
+
+def check_lengths(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> None:
+    if len(x) != len(y):
+        raise DeepfieldError(f"{x_name} has {len(x)} samples but {y_name} has {len(y)}; they must match")
+
+
+def prepare_arrays(x: Any, y: Any, device: torch.device, prefix: str = "") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Check and place ``x`` (and ``y`` if given) on ``device``; names in errors get ``prefix``."""
+    x_name, y_name = f"{prefix}x", f"{prefix}y"
+    xt = as_tensor(x, x_name).to(device)
+    check_finite(xt, x_name)
+    if y is None:
+        return xt, None
+    yt = as_tensor(y, y_name, labels=True).to(device)
+    check_lengths(xt, yt, x_name, y_name)
+    check_finite(yt, y_name)
+    return xt, yt
+
+
+class TensorBatches:
+    """Batches sliced from tensors already on the device.
+
+    ``x``: ``(N, ...)``; ``y``: ``(N, ...)`` or ``None`` (prediction). With
+    ``batch_size="full"`` one batch is the whole set (never shuffled: order does not
+    change a full-batch gradient); with ``shuffle=False`` batches are views, no copies.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: BatchSize, shuffle: bool):
+        self.x, self.y = x, y
+        self.samples = len(x)
+        self.batch_size = self.samples if batch_size == "full" else min(int(batch_size), max(self.samples, 1))
+        self.shuffle = shuffle and batch_size != "full"
+        self.steps = math.ceil(self.samples / self.batch_size)
+
+    def example(self) -> torch.Tensor:
+        return self.x[:1]
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        x, y, size = self.x, self.y, self.batch_size
+        if not self.shuffle:
+            ys = y.split(size) if y is not None else itertools.repeat(None)
+            yield from itertools.islice(zip(x.split(size), ys), start, None)
+            return
+        order = epoch_order(self.samples, seed, epoch).to(x.device)
+        for index in order.split(size)[start:]:
+            yield x.index_select(0, index), (y.index_select(0, index) if y is not None else None)
+
+
+# -- datasets and loaders --------------------------------------------------------------------
+
+def _place(value: Any, device: torch.device) -> torch.Tensor:
+    tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    if tensor.dtype == torch.float64:
+        tensor = tensor.float()
+    return tensor.to(device, non_blocking=True)
+
+
+def _split_batch(batch: Any, device: torch.device, with_y: bool, source: str) -> Batch:
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        x, y = batch[0], batch[1]
+    elif with_y:
+        raise DeepfieldError(f"each batch from the {source} must be an (x, y) pair, got {type(batch).__name__}")
+    else:
+        x, y = (batch[0] if isinstance(batch, (tuple, list)) else batch), None
+    return _place(x, device), (_place(y, device) if with_y else None)
+
+
+class LoaderBatches:
+    """Batches from a ``DataLoader`` (or an iterable dataset), moved to the device one by one.
+
+    The loader decides batch size and order; resuming mid-epoch draws and discards the
+    first ``start`` batches, which reproduces the interrupted epoch only when the
+    loader's order is deterministic.
+    """
+
+    def __init__(self, loader: Any, device: torch.device, with_y: bool, source: str = "DataLoader"):
+        self.loader, self.device, self.with_y, self.source = loader, device, with_y, source
+        try:
+            self.steps: int | None = len(loader)
+        except TypeError:
+            self.steps = None
+        dataset = getattr(loader, "dataset", None)
+        try:
+            self.samples: int | None = len(dataset) if dataset is not None else None
+        except TypeError:
+            self.samples = None
+
+    def example(self) -> torch.Tensor:
+        dataset = getattr(self.loader, "dataset", None)
+        if isinstance(dataset, Dataset) and not isinstance(dataset, IterableDataset):
+            batch = self.loader.collate_fn([dataset[0]])  # one sample, without drawing from the loader
+        else:
+            batch = next(iter(self.loader))
+        return _split_batch(batch, self.device, False, self.source)[0]
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        for batch in itertools.islice(iter(self.loader), start, None):
+            yield _split_batch(batch, self.device, self.with_y, self.source)
+
+
+class DatasetBatches:
+    """Batches from a map-style ``Dataset`` in the seeded order (``shuffle``) or in index order."""
+
+    def __init__(self, dataset: Dataset, batch_size: BatchSize, shuffle: bool, device: torch.device, with_y: bool):
+        self.dataset, self.device, self.with_y = dataset, device, with_y
+        self.samples = len(dataset)  # type: ignore[arg-type]
+        self.batch_size = self.samples if batch_size == "full" else int(batch_size)
+        self.shuffle = shuffle and batch_size != "full"
+        self.steps = math.ceil(self.samples / max(self.batch_size, 1))
+
+    def example(self) -> torch.Tensor:
+        return _split_batch(default_collate([self.dataset[0]]), self.device, False, "Dataset")[0]
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        order = epoch_order(self.samples, seed, epoch) if self.shuffle else torch.arange(self.samples)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=order[start * self.batch_size:].tolist())
+        for batch in loader:
+            yield _split_batch(batch, self.device, self.with_y, "Dataset")
+
+
+def make_batches(x: Any, y: Any, *, batch_size: BatchSize, shuffle: bool, device: torch.device,
+                 with_y: bool, prefix: str = "") -> Batches:
+    """The :class:`Batches` for one input, checked; ``with_y=False`` for prediction.
+
+    ``x`` may be arrays (then ``y`` holds the targets), a ``Dataset`` of ``(x, y)`` pairs
+    or a ``DataLoader`` (then ``y`` must be ``None``).
+    """
+    if isinstance(x, DataLoader):
+        _no_separate_y(y, "DataLoader")
+        return LoaderBatches(x, device, with_y)
+    if isinstance(x, Dataset):
+        _no_separate_y(y, "Dataset")
+        if not hasattr(x, "__len__"):
+            return LoaderBatches(DataLoader(x, batch_size=int(batch_size)), device, with_y, "Dataset")
+        return DatasetBatches(x, batch_size, shuffle, device, with_y)
+    if with_y and y is None:
+        raise DeepfieldError(f"{prefix}y is missing: pass the targets with the arrays {prefix}x")
+    xt, yt = prepare_arrays(x, y if with_y else None, device, prefix)
+    return TensorBatches(xt, yt, batch_size, shuffle)
+
+
+def _no_separate_y(y: Any, kind: str) -> None:
+    if y is not None:
+        raise DeepfieldError(f"y must be None when x is a {kind}: the {kind} yields the (x, y) pairs")
+
+
+def split_validation(x: Any, y: Any, fraction: float) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """Keras's ``validation_split``: the LAST ``fraction`` of the samples, taken before shuffling.
+
+    Returns ``((x_train, y_train), (x_val, y_val))``; a Dataset is split with ``Subset``.
+    """
+    if not 0.0 <= float(fraction) < 1.0:
+        raise DeepfieldError(f"validation_split must be in [0, 1), got {fraction}")
+    if isinstance(x, DataLoader):
+        raise DeepfieldError("validation_split cannot split a DataLoader; pass validation_data instead")
+    if isinstance(x, Dataset):
+        n = len(x)  # type: ignore[arg-type]
+        cut = n - int(n * fraction)
+        return (Subset(x, range(cut)), None), (Subset(x, range(cut, n)), None)
+    xs = x if isinstance(x, torch.Tensor) else np.asarray(x)
+    ys = y if isinstance(y, torch.Tensor) or y is None else np.asarray(y)
+    if ys is not None and len(xs) != len(ys):
+        raise DeepfieldError(f"x has {len(xs)} samples but y has {len(ys)}; they must match")
+    cut = len(xs) - int(len(xs) * fraction)
+    if cut == len(xs) or cut == 0:
+        raise DeepfieldError(
+            f"validation_split={fraction} of {len(xs)} samples leaves "
+            f"{'no validation' if cut == len(xs) else 'no training'} samples"
+        )
+    return (xs[:cut], None if ys is None else ys[:cut]), (xs[cut:], None if ys is None else ys[cut:])

@@ -1,0 +1,11 @@
+"""Callbacks with Keras's names, arguments and semantics (see :mod:`.base` for the hooks)."""
+from deepfield.training.callbacks.base import Callback, CallbackList, History, Monitor
+from deepfield.training.callbacks.csv_logger import CSVLogger
+from deepfield.training.callbacks.saving import BackupAndRestore, ModelCheckpoint
+from deepfield.training.callbacks.schedules import LearningRateScheduler, ReduceLROnPlateau
+from deepfield.training.callbacks.stopping import EarlyStopping, TerminateOnNaN
+
+__all__ = [
+    "Callback", "CallbackList", "History", "Monitor", "CSVLogger", "BackupAndRestore", "ModelCheckpoint",
+    "LearningRateScheduler", "ReduceLROnPlateau", "EarlyStopping", "TerminateOnNaN",
+]

@@ -1,0 +1,93 @@
+"""Stopping rules: EarlyStopping (patience on a monitored quantity) and TerminateOnNaN."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from deepfield.training.callbacks.base import Callback, Logs, Monitor
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs (Keras 3 semantics).
+
+    Args:
+        monitor: a key of the epoch logs, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+        min_delta: smallest change that counts as an improvement.
+        patience: epochs without improvement before stopping.
+        mode: ``"auto"``, ``"min"`` or ``"max"`` (see :class:`Monitor`).
+        baseline: the wait only restarts for values that also beat this.
+        restore_best_weights: at the end of training, load the weights of the best epoch
+            (kept as a device copy of the state dict).
+        start_from_epoch: epochs of warm-up during which nothing is monitored.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0):
+        super().__init__()
+        self.monitor = Monitor(monitor, mode, min_delta, "EarlyStopping")
+        self.patience, self.verbose, self.baseline = int(patience), verbose, baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, int(start_from_epoch)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if epoch < self.start_from_epoch:
+            return
+        current = self.monitor.value(logs)
+        if current is None:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self._weights(), epoch
+        self.wait += 1
+        if self.monitor.improved(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self._weights()
+            if self.baseline is None or self.monitor.improved(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
+                "best_epoch": self.best_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait, self.stopped_epoch, self.best = state["wait"], state["stopped_epoch"], state["best"]
+        self.best_epoch, weights = state["best_epoch"], state["best_weights"]
+        device = next((p.device for p in self.model.parameters()), None)
+        self.best_weights = None if weights is None else {k: v.to(device) for k, v in weights.items()}
+
+
+class TerminateOnNaN(Callback):
+    """Stop as soon as a batch loss is NaN or infinite (one host sync per batch while attached)."""
+
+    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not bool(torch.isfinite(torch.as_tensor(loss))):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True

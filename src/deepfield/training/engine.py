@@ -1,0 +1,487 @@
+"""The training loop: fit / evaluate / predict on any ``torch.nn.Module``.
+
+>>> engine = Engine(model, loss="mse", optimizer="adam", metrics=["mae"])
+>>> history = engine.fit(x, y, batch_size=64, epochs=10, validation_split=0.2, seed=0)
+>>> engine.evaluate(x_test, y_test)            # {"loss": ..., "mae": ...}
+>>> engine.predict(x_test)                      # numpy array (N, ...)
+
+What one training step costs beyond PyTorch itself, and nothing more: slicing the batch
+from tensors already on the device, one ``detach`` and list append for the running loss,
+a ``perf_counter`` comparison when the progress bar is shown, and the calls to callbacks
+that override a per-batch hook. No host sync happens per step: the running loss and
+the metrics stay on the device and are read when the display refreshes (a few times a
+second) and at the end of the epoch.
+
+Randomness: ``fit(seed=s)`` seeds the global torch RNG once (weights still to be built,
+dropout) and orders epoch ``e`` with a private generator seeded from ``(s, e)``; without a
+seed, ``s`` is drawn from the global RNG. A run is reproducible, and resumable
+mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from deepfield.errors import DeepfieldError
+from deepfield.models.base import ensure_built
+from deepfield.training import losses, optimizers
+from deepfield.training import metrics as metric_registry
+from deepfield.training.batches import BatchSize, Batches, check_batch_size, make_batches, split_validation
+from deepfield.training.callbacks import Callback, CallbackList, History
+from deepfield.training.device import Precision, resolve_device, to_channels_last
+from deepfield.training.progress import EpochProgress
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (x, y) -> (pred, loss)
+
+
+class RunningMean:
+    """Sample-weighted mean of per-batch 0-d tensors, accumulated on their device.
+
+    ``add`` only appends to a list (no device op, no sync); every ``fold_every`` values
+    the list is reduced into a device total. ``result()`` is the one host sync.
+    """
+
+    fold_every = 256
+
+    def __init__(self) -> None:
+        self._values: list[torch.Tensor] = []
+        self._counts: list[int] = []
+        self._total: torch.Tensor | None = None
+        self._count = 0
+
+    def add(self, value: torch.Tensor, count: int) -> None:
+        self._values.append(value)
+        self._counts.append(count)
+        if len(self._values) >= self.fold_every:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._values:
+            return
+        values = torch.stack(self._values).float()
+        weights = torch.tensor(self._counts, dtype=values.dtype).to(values.device, non_blocking=True)
+        part = torch.dot(values, weights)
+        self._total = part if self._total is None else self._total + part
+        self._count += sum(self._counts)
+        self._values, self._counts = [], []
+
+    def result(self) -> float:
+        """The mean so far (NaN before any value)."""
+        self._fold()
+        return float(self._total) / self._count if self._count else float("nan")
+
+    def state_dict(self) -> dict[str, Any]:
+        self._fold()
+        return {"total": self._total, "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        total = state["total"]
+        self._values, self._counts = [], []
+        self._total = None if total is None else total.to(device)
+        self._count = int(state["count"])
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG states (CPU, and CUDA/MPS when in use): what dropout draws from."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+def declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The sample shape the model (or its first layer) was declared or built for, if it says."""
+    for module in model.modules():
+        shape = getattr(module, "input_shape", None)
+        if shape:
+            return tuple(shape)
+    return None
+
+
+def expected_input_shape(model: nn.Module) -> str | None:
+    """What one sample should look like for ``model``, as far as it or its first layer tells."""
+    declared = declared_input_shape(model)
+    if declared is not None:
+        return str(declared)
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return f"({module.in_features},)"
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return f"({module.in_channels}, {', '.join('...' for _ in module.kernel_size)})"
+    return None
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode (dropout off, batch-norm statistics frozen) without gradients, then back."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DeepfieldError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+class Engine:
+    """Trains, evaluates and runs one model; what ``compile`` builds behind the Keras face.
+
+    Args:
+        model: any ``nn.Module`` mapping a batch ``(N, ...)`` to predictions.
+        loss: a loss name or spec for :func:`deepfield.training.losses.get` (needed by
+            fit and evaluate, not by predict).
+        optimizer: a name, deepfield optimiser or config for
+            :func:`deepfield.training.optimizers.get`; bound to the model's trainable
+            parameters at the first ``fit``, after lazily built layers exist.
+        metrics: names or metric objects (:func:`deepfield.training.metrics.get`).
+        device: ``"cuda"``, ``"mps"``, ``"cpu"``, a ``torch.device``, or ``None`` for the best present.
+        precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision, see :mod:`.device`).
+        channels_last: store 4-d weights NHWC (faster convolutions on GPUs and recent CPUs).
+    """
+
+    def __init__(self, model: nn.Module, loss: Any = None, optimizer: Any = "rmsprop", metrics: Any = None, *,
+                 device: str | torch.device | None = None, precision: str | None = None,
+                 channels_last: bool = False):
+        if not isinstance(model, nn.Module):
+            raise DeepfieldError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.precision = Precision(precision, self.device)
+        self.channels_last = bool(channels_last)
+        self.loss_fn = None if loss is None else losses.get(loss)
+        self.metrics = [metric_registry.get(m) for m in _as_list(metrics)]
+        self.optimizer = optimizers.get(optimizer)
+        self.history: History | None = None
+        self._seed = 0
+        self._resume: tuple[int, int] | None = None
+        self._tracker = RunningMean()
+        self._callbacks = CallbackList([], self)
+        self._after_backward: list[Callback] = []
+
+    # -- learning rate (what LR callbacks read and set) ------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.learning_rate)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.optimizer.learning_rate = value
+
+    # -- fit --------------------------------------------------------------------------------
+    def fit(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, epochs: int = 1,
+            verbose: int = 1, callbacks: Iterable[Callback] | None = None, validation_split: float = 0.0,
+            validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
+            seed: int | None = None) -> History:
+        """Train for epochs ``initial_epoch .. epochs - 1``; returns the :class:`History`.
+
+        Args:
+            x, y: arrays/tensors ``(N, ...)``; or ``x`` a Dataset of ``(x, y)`` pairs or a
+                DataLoader, with ``y=None``.
+            batch_size: samples per step: 1 is stochastic, ``"full"`` full-batch gradient
+                descent (one step per epoch, never shuffled), anything else mini-batch.
+                Ignored for a DataLoader.
+            validation_split: the LAST fraction of ``x``/``y`` (taken before shuffling)
+                held out for ``val_*`` logs; ignored when ``validation_data`` is given.
+            validation_data: ``(x_val, y_val)``, a Dataset or a DataLoader.
+            shuffle: reshuffle the training samples every epoch.
+            verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+            callbacks: :class:`~deepfield.training.callbacks.Callback` instances.
+            initial_epoch: the epoch to start at (to continue an earlier fit).
+            seed: seeds the global torch RNG once and the epoch orders (see the module doc).
+        """
+        self._require_loss("fit")
+        if x is None:
+            raise DeepfieldError("fit needs training data: fit(x, y) or fit(dataset)")
+        batch_size = check_batch_size(batch_size)
+        if seed is not None:
+            self._seed = _check_seed(seed)
+            torch.manual_seed(self._seed)
+        else:
+            self._seed = int(torch.randint(0, 2**62, (1,)).item())
+        if validation_data is None and validation_split:
+            (x, y), validation_data = split_validation(x, y, validation_split)
+        train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, device=self.device, with_y=True)
+        val = self._validation_batches(validation_data, batch_size)
+        self._ready([("x", train), *([("validation x", val)] if val is not None else [])])
+        self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
+
+        self.history = History()
+        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self)
+        self._after_backward = cbs.after_backward
+        train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
+        self.model.stop_training = False
+        self._resume, self._tracker = None, RunningMean()
+        cbs.call("on_train_begin", None)
+        first_epoch, start = self._resume or (int(initial_epoch), 0)
+        logs: dict[str, float] = {}
+        progress = EpochProgress(verbose) if verbose else None
+        with progress or nullcontext():
+            for epoch in range(first_epoch, epochs):
+                logs = self._train_epoch(epoch, epochs, start, train, train_step, cbs, progress)
+                start = 0
+                if val is not None:
+                    val_logs = self._evaluate(val, cbs)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                logs["lr"] = self.learning_rate
+                if progress is not None:
+                    progress.finish(logs)
+                cbs.call("on_epoch_end", epoch, logs)
+                self._tracker = RunningMean()
+                if self.model.stop_training:
+                    break
+        cbs.call("on_train_end", logs)
+        return self.history
+
+    def _train_epoch(self, epoch: int, epochs: int, start: int, batches: Batches, train_step: Step,
+                     cbs: CallbackList, progress: EpochProgress | None) -> dict[str, float]:
+        """One epoch from batch ``start``; returns ``{"loss": ..., metric: ...}``."""
+        model, metrics, tracker = self.model, self.metrics, self._tracker
+        batch_begin, batch_end = cbs.batch_begin, cbs.batch_end
+        for metric in metrics:
+            metric.reset()
+        model.train()
+        cbs.call("on_epoch_begin", epoch, None)
+        if progress is not None:
+            progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start, lambda: self._logs(tracker))
+        step, samples = start, 0
+        for x, y in batches.epoch(epoch, self._seed, start):
+            if batch_begin:
+                for cb in batch_begin:
+                    cb.on_train_batch_begin(step, None)
+            pred, loss = train_step(x, y)
+            loss = loss.detach()
+            n = x.shape[0]
+            tracker.add(loss, n)
+            if metrics:
+                pred = pred.detach()
+                for metric in metrics:
+                    metric.update(pred, y)
+            if batch_end:
+                batch_logs = {"loss": loss, "size": n}
+                for cb in batch_end:
+                    cb.on_train_batch_end(step, batch_logs)
+            step += 1
+            samples += n
+            if progress is not None:
+                progress.advance(step, samples)
+            if model.stop_training:
+                break
+        return self._logs(tracker)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output; under autocast when mixed precision is on (then cast to float32)."""
+        autocast = self.precision.autocast
+        if autocast is None:
+            return self.model(x)
+        with autocast():
+            out = self.model(x)
+        return out.float()
+
+    def _gradient_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pred = self._forward(x)
+        loss = self.loss_fn(pred, y)
+        scaler, optimizer = self.precision.scaler, self.optimizer
+        if scaler is None:
+            loss.backward()
+            if self._after_backward:
+                self._notify_after_backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            if self._after_backward:
+                scaler.unscale_(optimizer)
+                self._notify_after_backward()
+            scaler.step(optimizer)
+            scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return pred, loss
+
+    def _closure_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For optimisers that evaluate the loss themselves (Newton): ``step(closure)``."""
+        first: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            pred = self._forward(x)
+            if not first:
+                first.append(pred)
+            return self.loss_fn(pred, y)
+
+        loss = self.optimizer.step(closure)
+        self.optimizer.zero_grad(set_to_none=True)
+        return first[0], loss
+
+    def _notify_after_backward(self) -> None:
+        for cb in self._after_backward:
+            cb.on_after_backward(self.model)
+
+    def _logs(self, tracker: RunningMean) -> dict[str, float]:
+        """Loss and metric values now (host syncs: call at display refresh and epoch end only)."""
+        return {"loss": tracker.result(), **{m.name: float(m.compute()) for m in self.metrics}}
+
+    # -- evaluate and predict -------------------------------------------------------------
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, verbose: int = 1,
+                 callbacks: Iterable[Callback] | None = None) -> dict[str, float]:
+        """Loss and metrics on ``(x, y)``, as a dict ``{"loss": ..., "<metric>": ...}``.
+
+        Keras returns a scalar or a list unless ``return_dict=True``; deepfield always
+        returns the dict, so values are looked up by name, never by position.
+        """
+        self._require_loss("evaluate")
+        batches = make_batches(x, y, batch_size=check_batch_size(batch_size), shuffle=False,
+                               device=self.device, with_y=True)
+        self._ready([("x", batches)])
+        return self._evaluate(batches, CallbackList(_as_list(callbacks), self),
+                              EpochProgress(verbose) if verbose else None)
+
+    def _evaluate(self, batches: Batches, cbs: CallbackList, progress: EpochProgress | None = None) -> dict[str, float]:
+        metrics, tracker = self.metrics, RunningMean()
+        for metric in metrics:
+            metric.reset()
+        cbs.call("on_test_begin", None)
+        with eval_mode(self.model), progress or nullcontext():
+            if progress is not None:
+                progress.start("Evaluate", batches.steps, 0, lambda: self._logs(tracker))
+            step = samples = 0
+            for x, y in batches.epoch(0, 0):
+                pred = self._forward(x)
+                n = x.shape[0]
+                tracker.add(self.loss_fn(pred, y), n)
+                for metric in metrics:
+                    metric.update(pred, y)
+                step, samples = step + 1, samples + n
+                if progress is not None:
+                    progress.advance(step, samples)
+            logs = self._logs(tracker)
+            if progress is not None:
+                progress.finish(logs)
+        cbs.call("on_test_end", logs)
+        return logs
+
+    def predict(self, x: Any, batch_size: BatchSize | None = 32, verbose: int = 1) -> np.ndarray:
+        """The model's outputs for ``x`` (arrays, a Dataset or a DataLoader), as one numpy array.
+
+        Runs in eval mode (dropout off) without gradients; outputs stay on the device
+        until the end, then come to the host in one copy.
+        """
+        batches = make_batches(x, None, batch_size=check_batch_size(batch_size), shuffle=False,
+                               device=self.device, with_y=False)
+        self._ready([("x", batches)])
+        outputs = []
+        progress = EpochProgress(verbose) if verbose else None
+        with eval_mode(self.model), progress or nullcontext():
+            if progress is not None:
+                progress.start("Predict", batches.steps, 0, dict)
+            samples = 0
+            for step, (xb, _) in enumerate(batches.epoch(0, 0), 1):
+                outputs.append(self._forward(xb))
+                samples += xb.shape[0]
+                if progress is not None:
+                    progress.advance(step, samples)
+            if progress is not None:
+                progress.finish({})
+        return torch.cat(outputs).cpu().numpy()
+
+    # -- setup ------------------------------------------------------------------------------
+    def _require_loss(self, what: str) -> None:
+        if self.loss_fn is None:
+            raise DeepfieldError(f"{what} needs a loss: compile the model with loss=... first")
+
+    def _validation_batches(self, data: Any, batch_size: BatchSize) -> Batches | None:
+        if data is None:
+            return None
+        if isinstance(data, (Dataset, DataLoader)):
+            return make_batches(data, None, batch_size=batch_size, shuffle=False, device=self.device, with_y=True)
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            return make_batches(data[0], data[1], batch_size=batch_size, shuffle=False, device=self.device,
+                                with_y=True, prefix="validation ")
+        raise DeepfieldError("validation_data must be (x_val, y_val), a Dataset or a DataLoader")
+
+    def _ready(self, inputs: list[tuple[str, Batches]]) -> None:
+        """Move the model to the device, build lazy layers and check every input fits it."""
+        self.model.to(self.device)
+        for name, batches in inputs:
+            if batches.samples == 0:
+                raise DeepfieldError(f"{name} has no samples")
+            self._probe(name, batches.example())
+        if self.channels_last:
+            to_channels_last(self.model)
+
+    def _probe(self, name: str, example: torch.Tensor) -> None:
+        """One forward pass on one sample; a shape error names what the model expects and what it got."""
+        expected, got = expected_input_shape(self.model), tuple(example.shape[1:])
+        declared = declared_input_shape(self.model)
+        if declared is not None and declared != got:
+            raise DeepfieldError(f"{name} does not fit the model: its samples have shape {got}, "
+                                 f"the model expects {declared}")
+        try:
+            ensure_built(self.model, example)
+            with eval_mode(self.model):
+                self._forward(example)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DeepfieldError(
+                f"{name} does not fit the model: its samples have shape {got}, "
+                f"the model expects {expected or 'another shape'} ({reason})"
+            ) from None
+
+    # -- resumable state (BackupAndRestore) --------------------------------------------------
+    def training_state(self, epoch: int, step: int) -> dict[str, Any]:
+        """Everything needed to continue at batch ``step`` of ``epoch`` exactly as if never stopped."""
+        scaler = self.precision.scaler
+        return {
+            "epoch": epoch,
+            "step": step,
+            "seed": self._seed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_state(),
+            "epoch_loss": self._tracker.state_dict() if step else None,
+            "callbacks": self._callbacks.state_dict(),
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`training_state`; ``fit`` then continues from its position."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise DeepfieldError(f"the backup does not fit this model or optimiser ({exc})") from None
+        if state["scaler"] is not None and self.precision.scaler is not None:
+            self.precision.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self._seed = int(state["seed"])
+        if state["epoch_loss"] is not None:
+            self._tracker.load_state_dict(state["epoch_loss"], self.device)
+        self._callbacks.load_state_dict(state["callbacks"])
+        self._resume = (int(state["epoch"]), int(state["step"]))

@@ -1,0 +1,135 @@
+"""The Keras face: ``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``save`` on torch modules.
+
+>>> model = Sequential([Dense(64, activation="relu"), Dense(1)], input_shape=(10,))
+>>> model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+>>> history = model.fit(x, y, epochs=20, validation_split=0.2, seed=0)
+>>> model.evaluate(x_test, y_test)        # {"loss": ..., "mae": ...}
+
+Any other module gets the same face by wrapping: ``Model(my_module).compile(...).fit(...)``.
+The model stays an ``nn.Module`` throughout; ``compile`` only attaches an
+:class:`~deepfield.training.engine.Engine`, which holds the loss, optimiser and metrics.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepfield.errors import DeepfieldError
+from deepfield.models import sequential as models_sequential
+from deepfield.models.serialization import WEIGHTS_FILE, load_model, load_weights, save_model, save_weights
+from deepfield.training.callbacks import History
+from deepfield.training.engine import Engine
+
+S = TypeVar("S", bound="Sequential")
+K = TypeVar("K", bound="KerasModelMixin")
+
+
+class KerasModelMixin:
+    """Keras's training methods for an ``nn.Module`` subclass (put it first among the bases).
+
+    ``model.stop_training`` (set by callbacks) and ``model.history`` (the last fit's
+    :class:`History`) behave as in Keras.
+    """
+
+    stop_training: bool = False
+    history: History | None = None
+
+    def compile(self: K, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None, *,
+                device: str | torch.device | None = None, precision: str | None = None,
+                channels_last: bool = False) -> K:
+        """Choose loss, optimiser and metrics (names are checked now); returns the model.
+
+        ``device`` (default: cuda → mps → cpu), ``precision`` (``"bf16"``, ``"fp16"``) and
+        ``channels_last`` are deepfield's additions; see :class:`Engine`.
+        """
+        self._engine = Engine(self, loss=loss, optimizer=optimizer, metrics=metrics,  # type: ignore[arg-type]
+                              device=device, precision=precision, channels_last=channels_last)
+        return self
+
+    @property
+    def engine(self) -> Engine:
+        """The engine ``compile`` made; an error if the model is not compiled."""
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            raise DeepfieldError("the model is not compiled: call model.compile(optimizer=..., loss=...) first")
+        return engine
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.engine.optimizer
+
+    def fit(self, x: Any = None, y: Any = None, **kwargs: Any) -> History:
+        """Train; arguments and defaults as :meth:`Engine.fit` (Keras's, plus ``seed``)."""
+        self.history = self.engine.fit(x, y, **kwargs)
+        return self.history
+
+    def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> dict[str, float]:
+        """``{"loss": ..., "<metric>": ...}`` on ``(x, y)``; see :meth:`Engine.evaluate`."""
+        return self.engine.evaluate(x, y, **kwargs)
+
+    def predict(self, x: Any, **kwargs: Any) -> np.ndarray:
+        """Outputs for ``x`` as a numpy array; works before ``compile`` (on the model's device)."""
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            device = next((p.device for p in self.parameters()), None)  # type: ignore[attr-defined]
+            engine = Engine(self, device=device)  # type: ignore[arg-type]
+        return engine.predict(x, **kwargs)
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write the ``state_dict`` to a safetensors file (atomically)."""
+        save_weights(self, path)  # type: ignore[arg-type]
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load a safetensors weights file (names and shapes must match)."""
+        load_weights(self, path)  # type: ignore[arg-type]
+
+
+class Sequential(KerasModelMixin, models_sequential.Sequential):
+    """The deepfield ``Sequential`` with the Keras training face.
+
+    ``save(folder)`` writes ``model.json`` + ``weights.safetensors``;
+    ``Sequential.load(folder)`` rebuilds it (no code is executed from the files).
+    """
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        return save_model(self, folder)
+
+    @classmethod
+    def load(cls: type[S], folder: str | os.PathLike[str]) -> S:
+        return load_model(folder, cls)
+
+
+class Model(KerasModelMixin, nn.Module):
+    """Any ``nn.Module`` with the Keras training face: ``Model(my_module).compile(...).fit(...)``.
+
+    ``forward`` calls the wrapped module unchanged; its parameters are this model's
+    (``state_dict`` keys gain the prefix ``module.``). Only weights can be saved: the
+    architecture is Python code, rebuilt by the user, then ``Model.load(folder, module)``.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise DeepfieldError(f"Model wraps a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``folder/weights.safetensors``."""
+        path = Path(folder) / WEIGHTS_FILE
+        save_weights(self, path)
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], module: nn.Module) -> Model:
+        """``module`` (freshly built by the user) wrapped, with the weights saved in ``folder``."""
+        model = cls(module)
+        load_weights(model, Path(folder) / WEIGHTS_FILE)
+        return model
