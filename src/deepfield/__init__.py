@@ -1,5 +1,19 @@
-"""deepfield: a deep-learning workbench for astronomers, on PyTorch."""
-from deepfield.errors import DeepfieldError
+"""deepfield: a deep-learning workbench for astronomers, on PyTorch.
 
-__version__ = "0.1.0"
-__all__ = ["DeepfieldError", "__version__"]
+>>> import deepfield as df
+>>> from deepfield.layers import Conv2D, Dense, Flatten
+>>> model = df.Sequential([Conv2D(32, 5, input_shape=(3, 64, 64)), Flatten(), Dense(1, activation="sigmoid")])
+>>> model.compile(loss="binary_crossentropy", optimizer=df.optimizers.Adam(learning_rate=1e-3), metrics=["auc"])
+"""
+__version__ = "0.1.0"  # first: submodules (model.json writer) read it during import
+
+from deepfield import layers
+from deepfield.errors import DeepfieldError
+from deepfield.models import zoo
+from deepfield.models.summary import summarize
+from deepfield.training import Engine, Model, Sequential, callbacks, losses, metrics, optimizers
+
+__all__ = [
+    "DeepfieldError", "Engine", "Model", "Sequential", "callbacks", "layers", "losses", "metrics",
+    "optimizers", "summarize", "zoo", "__version__",
+]

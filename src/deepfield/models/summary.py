@@ -91,6 +91,8 @@ class ModelSummary:
         """Print with rich to the terminal, or hand the rendered text to ``print_fn``."""
         if print_fn is None:
             console = Console()
+            if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
+                console.width = 120
             console.print(self.table())
             console.print(self.totals_text())
             return

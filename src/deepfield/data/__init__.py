@@ -1,0 +1,1 @@
+"""The ``data`` layer: readers, datasets, transforms and simulators. Knows nothing of models."""
