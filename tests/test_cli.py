@@ -53,3 +53,18 @@ def test_summary_reads_a_saved_model_folder(tmp_path):
     run = deepfield("summary", str(tmp_path / "run"))
     assert run.returncode == 0, run.stderr
     assert "Total params: 4,929" in run.stdout  # (10*64+64) + (64*64+64) + (64+1)
+
+
+def test_tampered_weights_in_a_saved_model_are_one_line(tmp_path):
+    from deepfield.models import zoo
+    from deepfield.models.serialization import save_model
+
+    save_model(zoo.get("mlp", input_shape=(10,)).build(), tmp_path / "run")
+    weights = tmp_path / "run" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x55
+    weights.write_bytes(bytes(data))
+    run = deepfield("summary", str(tmp_path / "run"))
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "do not match the checksum" in run.stderr
