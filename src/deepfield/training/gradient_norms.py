@@ -120,7 +120,7 @@ class GradientNormLogger(Callback):
         norms = self.norms
         if not len(norms):
             raise DeepfieldError("GradientNormLogger: nothing recorded yet (train with it in callbacks first)")
-        fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+        fig = Figure(figsize=(8.5, 4.5), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(self.names)))
@@ -130,7 +130,7 @@ class GradientNormLogger(Callback):
         ax.set_xlabel("training step")
         ax.set_ylabel("gradient L2 norm")
         ax.set_title(title)
-        ax.legend(fontsize="small", ncol=1 + len(self.names) // 12, loc="best")
+        ax.legend(fontsize="small", ncol=1 + len(self.names) // 16, loc="center left", bbox_to_anchor=(1.01, 0.5))
         path = Path(path)
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
         return path
