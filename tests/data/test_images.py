@@ -275,3 +275,9 @@ def test_skip_mode_with_nothing_left_says_so(tmp_path):
     (tmp_path / "1.fits").write_text("junk")
     with pytest.raises(DeepfieldError, match=r"no objects left to read; first: .*1\.fits: file is 4 bytes"):
         FitsFolder(tmp_path, ["g"], on_error="skip")
+
+
+def test_skip_report_sits_beside_an_output_with_an_extension(tmp_path):
+    report = write_skip_report([], tmp_path / "predictions.csv")
+    assert report == tmp_path / "predictions.skipped.csv"
+    assert report.read_text().splitlines()[0] == "# 0 objects skipped"

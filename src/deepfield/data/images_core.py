@@ -376,12 +376,15 @@ class ImageReader:
 
 
 def write_skip_report(skipped: Sequence[Skipped], output_path: str | os.PathLike[str]) -> Path:
-    """Write ``<output_path>.skipped.csv`` atomically and return its path.
+    """Write the list beside the output, atomically, and return its path.
 
+    ``out/predictions.csv -> out/predictions.skipped.csv`` (the output's extension is
+    dropped; ``out/run -> out/run.skipped.csv``).
     The first line is a comment with the count (``# 3 objects skipped``), then a CSV
     table with columns ``where,reason``, one row per skipped object.
     """
-    target = Path(f"{os.fspath(output_path)}.skipped.csv")
+    output = Path(output_path)
+    target = output.with_name(f"{output.stem if output.suffix else output.name}.skipped.csv")
     buffer = io.StringIO()
     buffer.write(f"# {len(skipped)} object{'s' * (len(skipped) != 1)} skipped\n")
     writer = csv.writer(buffer, lineterminator="\n")
