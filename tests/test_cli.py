@@ -68,3 +68,37 @@ def test_tampered_weights_in_a_saved_model_are_one_line(tmp_path):
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "do not match the checksum" in run.stderr
+
+
+def test_inspect_images_reads_a_galaxy10_layout(tmp_path):
+    import h5py
+    import numpy as np
+
+    with h5py.File(tmp_path / "g10.h5", "w") as f:
+        f["images"] = np.zeros((5, 8, 8, 3), np.uint8) + 7
+        f["ans"] = np.array([0, 1, 1, 2, 1])
+    run = deepfield("inspect", "images", str(tmp_path / "g10.h5"), "--bands", "g,r,z", "--channels", "last",
+                    "--labels", "ans")
+    assert run.returncode == 0, run.stderr
+    assert "5 objects, stamps 3 x 8 x 8" in run.stdout
+    assert "0: 1, 1: 3, 2: 1" in run.stdout
+
+
+def test_inspect_reports_bad_files_in_one_line(tmp_path):
+    (tmp_path / "cut.fits").write_bytes(b"SIMPLE  =                    T" + b" " * 100)  # truncated header
+    run = deepfield("inspect", "images", str(tmp_path / "cut.fits"), "--bands", "g")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "cut.fits" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    (tmp_path / "bad.csv").write_text("id,mag_g,mag_err_g\n1,22.1,0.1\n2,22.x,0.1\n")
+    run = deepfield("inspect", "catalogue", str(tmp_path / "bad.csv"), "--bands", "g")
+    assert run.returncode == 2
+    assert "bad.csv: column 'mag_g' row 1 is '22.x', not a number" in run.stderr
+
+
+def test_inspect_catalogue_reports_the_cleaning(tmp_path):
+    (tmp_path / "cat.csv").write_text("id,mag_g,mag_err_g,mag_r,mag_err_r\n"
+                                      "1,22.1,0.05,21.5,0.04\n2,99,99,23.0,0.2\n3,nan,nan,22.2,0.1\n")
+    run = deepfield("inspect", "catalogue", str(tmp_path / "cat.csv"), "--bands", "g,r")
+    assert run.returncode == 0, run.stderr
+    assert "sentinel 99 in mag_g: 1 values" in run.stdout
+    assert "rows with any non-detection: 2" in run.stdout

@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from deepfield.analysis import trace as glass_box
+from deepfield.data.catalogues import read_catalogue
+from deepfield.data.photometry import Cleaning, load_photometry
+from deepfield.data.sources import open_images
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization, zoo
 from deepfield.models.summary import summarize
@@ -28,7 +32,14 @@ app = typer.Typer(
     no_args_is_help=True,
     help="deepfield: deep learning for astronomers, on PyTorch.",
 )
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line, also when piped
+inspect_app = typer.Typer(no_args_is_help=True, help="Read your data as deepfield will, and report what it finds.")
+app.add_typer(inspect_app, name="inspect")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"g,r,i" -> ["g", "r", "i"]``; ``None`` stays ``None``."""
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -78,6 +89,47 @@ def demo(
 ) -> None:
     """The worked backpropagation example, then a small galaxy-classifier training run."""
     run_demo(out=out, epochs=epochs, seed=seed, console=console)
+
+
+@inspect_app.command("images")
+def inspect_images(
+    path: Annotated[Path, typer.Argument(help="folder of FITS cutouts, FITS cube, HDF5, .npy or .npz")],
+    bands: Annotated[Optional[str], typer.Option(help="band names in channel order: g,r,i")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="label dataset (HDF5) or key (npz), e.g. ans")] = None,
+    channels: Annotated[Optional[str], typer.Option(help="axis order of arrays: first (N,C,H,W) or last (N,H,W,C)")] = None,
+    pattern: Annotated[str, typer.Option(help="file names in a folder: {id}.fits or {id}_{band}.fits")] = "{id}.fits",
+    skip_bad: Annotated[bool, typer.Option(help="skip bad objects and list them instead of stopping")] = False,
+) -> None:
+    """Open an image set: count, stamp shape, bands, classes, bad objects."""
+    reader = open_images(path, split_list(bands), labels=labels, channels=channels, pattern=pattern,
+                         on_error="skip" if skip_bad else "raise")
+    console.print(f"{path}: {len(reader)} objects, stamps {' x '.join(map(str, reader.shape))} (C, H, W), "
+                  f"bands {', '.join(reader.bands)}")
+    if reader.labels is not None:
+        values, counts = np.unique(np.asarray(reader.labels), return_counts=True)
+        names = list(reader.classes) if reader.classes else None
+        shown = [f"{names[int(v)] if names and values.dtype.kind in 'iu' else v}: {c}" for v, c in zip(values, counts)]
+        console.print("labels: " + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""))
+    if reader.skipped:
+        console.print(f"[yellow]{len(reader.skipped)} objects skipped[/]")
+        for skipped in reader.skipped[:10]:
+            console.print(f"  {escape(skipped.where)}: {escape(skipped.reason)}", highlight=False)
+
+
+@inspect_app.command("catalogue")
+def inspect_catalogue(
+    path: Annotated[Path, typer.Argument(help="FITS table, CSV, Parquet or HDF5 catalogue")],
+    bands: Annotated[Optional[str], typer.Option(help="bands to clean: u,g,r,i,z,y")] = None,
+    mag: Annotated[str, typer.Option(help="magnitude column pattern")] = "mag_{band}",
+    err: Annotated[str, typer.Option(help="magnitude error column pattern")] = "mag_err_{band}",
+    group: Annotated[Optional[str], typer.Option(help="HDF5 group holding the columns")] = None,
+) -> None:
+    """Read a catalogue: rows, columns, and (with --bands) the non-detection cleaning report."""
+    table = read_catalogue(path, group=group)
+    console.print(f"{path}: {len(table)} rows, columns: {', '.join(table.colnames)}", highlight=False)
+    if bands:
+        photometry = load_photometry(table, split_list(bands), mag=mag, err=err, cleaning=Cleaning())
+        console.print(str(photometry.report), highlight=False)
 
 
 def main() -> None:
