@@ -32,15 +32,14 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from results import RESULTS, add_section, machine
 from deepfield.models import zoo
 from deepfield.training import Sequential
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 @dataclass
@@ -143,32 +142,16 @@ def report(name: str, unit: str, rates: dict[str, float]) -> str:
             f"{rates['fit'] / rates['plain']:.3f} | {rates['fit'] / rates['loop']:.3f} | {unit} |")
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_results(rows: list[str], args: argparse.Namespace) -> None:
     header = ("| workload | fit | plain torch | loop on fit's objects | fit/plain | fit/loop | unit |\n"
               "|---|---|---|---|---|---|---|")
-    machine = f"{cpu_name()}, {os.cpu_count()} cores"
-    section = (f"## {datetime.date.today().isoformat()} — {machine}, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads, python {platform.python_version()}"
-               f"{' (--quick)' if args.quick else ''}\n\n"
-               f"cnn: {args.images} images, mlp: {args.rows:,} rows, {args.rounds} rounds (medians); "
-               f"load average at the end {os.getloadavg()[0]:.2f}\n\n"
-               + header + "\n" + "\n".join(rows) + "\n")
-    title = "# fit() against a plain PyTorch loop\n\nWritten by `python benchmarks/bench_fit.py --write`; newest first.\n"
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    earlier = old.removeprefix(title).strip()
-    RESULTS.write_text(title + "\n" + section + ("\n" + earlier + "\n" if earlier else ""), encoding="utf-8")
+    add_section(
+        f"## {datetime.date.today().isoformat()} — fit() against a plain PyTorch loop: {machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads{' (--quick)' if args.quick else ''}\n\n"
+        f"`python benchmarks/bench_fit.py --write`: cnn {args.images} images, mlp {args.rows:,} rows, "
+        f"{args.rounds} rounds (medians); load average at the end {os.getloadavg()[0]:.2f}\n\n"
+        + header + "\n" + "\n".join(rows) + "\n"
+    )
 
 
 def main() -> None:

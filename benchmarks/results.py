@@ -1,0 +1,35 @@
+"""benchmarks/RESULTS.md: one file, newest section first, written by every benchmark script."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from deepfield.atomic import write_text
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+TITLE = ("# Benchmark results\n\n"
+         "Each section is written by the script it names (`--write`), newest first. Ratios are measured "
+         "in one process against a plain PyTorch loop, never against figures from another machine.\n")
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), or what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    return f"{cpu_name()}, {os.cpu_count()} cores, python {platform.python_version()}"
+
+
+def add_section(section: str) -> None:
+    """Put ``section`` (markdown starting with a ``## `` heading) first under the title."""
+    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    body = old.split("\n## ", 1)[1] if "\n## " in old else ""
+    write_text(RESULTS, TITLE + "\n" + section.strip() + "\n" + ("\n## " + body if body else ""))
