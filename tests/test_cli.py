@@ -102,3 +102,26 @@ def test_inspect_catalogue_reports_the_cleaning(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "sentinel 99 in mag_g: 1 values" in run.stdout
     assert "rows with any non-detection: 2" in run.stdout
+
+
+def test_simulate_then_inspect_round_trip(tmp_path):
+    import h5py
+    import numpy as np
+
+    for name in ("a.h5", "b.h5"):
+        run = deepfield("simulate", "morphology", "--n", "10", "--size", "24", "--seed", "3",
+                        "--out", str(tmp_path / name), "--workers", "1")
+        assert run.returncode == 0, run.stderr
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        assert a["images"].shape == (10, 3, 24, 24)
+        assert np.array_equal(a["images"][:], b["images"][:])  # same seed, same file
+    run = deepfield("inspect", "images", str(tmp_path / "a.h5"), "--labels", "labels")
+    assert "10 objects, stamps 3 x 24 x 24" in run.stdout and "spheroid: 2" in run.stdout
+
+
+def test_simulate_bad_options_are_one_line(tmp_path):
+    run = deepfield("simulate", "quality", "--n", "4", "--out", str(tmp_path / "q.h5"), "--artefacts", "ufo")
+    assert run.returncode == 2 and "unknown artefact 'ufo'" in run.stderr
+    run = deepfield("simulate", "morphology", "--n", "4", "--out", str(tmp_path / "m.h5"), "--snr", "20")
+    assert run.returncode == 2 and "--snr '20' must be two numbers" in run.stderr
+    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "q.h5").exists()

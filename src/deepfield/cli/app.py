@@ -20,6 +20,7 @@ from rich.markup import escape
 from deepfield.analysis import trace as glass_box
 from deepfield.data.catalogues import read_catalogue
 from deepfield.data.photometry import Cleaning, load_photometry
+from deepfield.data.simulate import ARTEFACTS, simulate_morphology, simulate_photoz, simulate_quality
 from deepfield.data.sources import open_images
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization, zoo
@@ -35,11 +36,31 @@ app = typer.Typer(
 console = Console(soft_wrap=True)  # long paths stay on one line, also when piped
 inspect_app = typer.Typer(no_args_is_help=True, help="Read your data as deepfield will, and report what it finds.")
 app.add_typer(inspect_app, name="inspect")
+simulate_app = typer.Typer(no_args_is_help=True, help="The built-in simulated sky (GalSim): for when you have no data.")
+app.add_typer(simulate_app, name="simulate")
 
 
 def split_list(text: str | None) -> list[str] | None:
     """``"g,r,i" -> ["g", "r", "i"]``; ``None`` stays ``None``."""
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def parse_range(text: str, option: str) -> tuple[float, float]:
+    """``"20,200" -> (20.0, 200.0)``: a range drawn from uniformly."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise DeepfieldError(f"{option} {text!r} must be two numbers, low,high (e.g. 20,200)") from None
+    return low, high
+
+
+N = Annotated[int, typer.Option("--n", help="number of objects")]
+OUT = Annotated[Path, typer.Option("--out", help="HDF5 file to write (atomically)")]
+SEED = Annotated[int, typer.Option(help="random seed: the same seed gives the same file")]
+WORKERS = Annotated[Optional[int], typer.Option(help="processes (default: all cores)")]
+SIZE = Annotated[int, typer.Option(help="stamp size in pixels")]
+BANDS = Annotated[str, typer.Option(help="LSST bands, comma-separated")]
+SNR = Annotated[str, typer.Option(help="signal-to-noise range, low,high")]
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -130,6 +151,38 @@ def inspect_catalogue(
     if bands:
         photometry = load_photometry(table, split_list(bands), mag=mag, err=err, cleaning=Cleaning())
         console.print(str(photometry.report), highlight=False)
+
+
+@simulate_app.command("morphology")
+def simulate_morphology_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
+                            snr: SNR = "20,200", workers: WORKERS = None) -> None:
+    """Multi-band stamps of spheroids, disks, irregulars, point sources and mergers, with truth."""
+    path = simulate_morphology(n, out, size=size, bands=split_list(bands), seed=seed,
+                               snr=parse_range(snr, "--snr"), workers=workers)
+    console.print(f"wrote {path}: {n} stamps of {bands} x {size}x{size}")
+
+
+@simulate_app.command("quality")
+def simulate_quality_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
+                         snr: SNR = "20,200", workers: WORKERS = None,
+                         spoiled_fraction: Annotated[float, typer.Option(help="fraction of spoiled stamps")] = 0.5,
+                         artefacts: Annotated[str, typer.Option(help="artefact kinds")] = ",".join(ARTEFACTS)) -> None:
+    """The same galaxies, clean or spoiled by cosmic rays, trails, bad columns, saturation, ghosts."""
+    path = simulate_quality(n, out, size=size, bands=split_list(bands), seed=seed, snr=parse_range(snr, "--snr"),
+                            spoiled_fraction=spoiled_fraction, artefacts=tuple(split_list(artefacts) or ()),
+                            workers=workers)
+    console.print(f"wrote {path}: {n} stamps, {spoiled_fraction:.0%} spoiled")
+
+
+@simulate_app.command("photoz")
+def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,z,y", workers: WORKERS = None,
+                        mag_limit: Annotated[float, typer.Option(help="i-band magnitude limit (AB)")] = 25.3,
+                        stamps: Annotated[bool, typer.Option(help="also draw matching stamps")] = False,
+                        size: SIZE = 32) -> None:
+    """A catalogue of redshifts and LSST magnitudes from CWW templates (optionally with stamps)."""
+    path = simulate_photoz(n, out, seed=seed, bands="".join(split_list(bands) or ()), mag_limit=mag_limit,
+                           stamps=stamps, size=size, workers=workers)
+    console.print(f"wrote {path}: {n} galaxies in {bands}")
 
 
 def main() -> None:
