@@ -1,0 +1,31 @@
+"""Figures from numbers: each ``plot_*`` takes arrays, writes one PNG atomically and returns its path.
+
+One look for all (:mod:`.style`): Agg-rendered ``Figure`` objects, Okabe–Ito colours,
+labelled axes, ``figsize × DPI`` pixels.
+
+- learning curves and the over-fitting epoch: :mod:`.learning`;
+- confusion matrix, ROC, precision–recall at a fixed recall: :mod:`.classification`;
+- photo-z scatter, PIT histogram, metrics in bins: :mod:`.photoz`;
+- a gallery of predictions on stamps: :mod:`.gallery`.
+"""
+from deepfield.report.figures.classification import plot_confusion_matrix, plot_precision_recall, plot_roc
+from deepfield.report.figures.gallery import asinh_composite, plot_gallery, select_examples
+from deepfield.report.figures.learning import load_history, overfitting_epoch, plot_learning_curves
+from deepfield.report.figures.photoz import plot_metrics_vs, plot_photoz_scatter, plot_pit
+from deepfield.report.figures.style import DPI
+
+__all__ = [
+    "DPI",
+    "asinh_composite",
+    "load_history",
+    "overfitting_epoch",
+    "plot_confusion_matrix",
+    "plot_gallery",
+    "plot_learning_curves",
+    "plot_metrics_vs",
+    "plot_photoz_scatter",
+    "plot_pit",
+    "plot_precision_recall",
+    "plot_roc",
+    "select_examples",
+]
