@@ -125,3 +125,19 @@ def test_simulate_bad_options_are_one_line(tmp_path):
     run = deepfield("simulate", "morphology", "--n", "4", "--out", str(tmp_path / "m.h5"), "--snr", "20")
     assert run.returncode == 2 and "--snr '20' must be two numbers" in run.stderr
     assert not (tmp_path / "m.h5").exists() and not (tmp_path / "q.h5").exists()
+
+
+def test_inspect_skip_bad_lists_the_bad_objects_beside_the_output(tmp_path):
+    import numpy as np
+
+    stamps = np.ones((4, 1, 6, 6), np.float32)
+    stamps[2] = np.nan  # an all-NaN stamp
+    np.save(tmp_path / "stamps.npy", stamps)
+    run = deepfield("inspect", "images", str(tmp_path / "stamps.npy"), "--bands", "r", "--channels", "first",
+                    "--skip-bad", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "3 objects" in run.stdout and "1 objects skipped" in run.stdout
+    lines = (tmp_path / "stamps.skipped.csv").read_text().splitlines()
+    assert lines[0] == "# 1 object skipped" and "[2]" in lines[2]
+    run = deepfield("inspect", "images", str(tmp_path / "stamps.npy"), "--bands", "r", "--channels", "first")
+    assert run.returncode == 2 and "stamps.npy[2]" in run.stderr

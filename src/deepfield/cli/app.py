@@ -16,11 +16,13 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import track
 
 from deepfield.analysis import trace as glass_box
 from deepfield.data.catalogues import read_catalogue
 from deepfield.data.photometry import Cleaning, load_photometry
 from deepfield.data.simulate import ARTEFACTS, simulate_morphology, simulate_photoz, simulate_quality
+from deepfield.data.images import write_skip_report
 from deepfield.data.sources import open_images
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization, zoo
@@ -119,11 +121,13 @@ def inspect_images(
     labels: Annotated[Optional[str], typer.Option(help="label dataset (HDF5) or key (npz), e.g. ans")] = None,
     channels: Annotated[Optional[str], typer.Option(help="axis order of arrays: first (N,C,H,W) or last (N,H,W,C)")] = None,
     pattern: Annotated[str, typer.Option(help="file names in a folder: {id}.fits or {id}_{band}.fits")] = "{id}.fits",
-    skip_bad: Annotated[bool, typer.Option(help="skip bad objects and list them instead of stopping")] = False,
+    skip_bad: Annotated[bool, typer.Option(help="skip bad objects; list them in NAME.skipped.csv here")] = False,
 ) -> None:
     """Open an image set: count, stamp shape, bands, classes, bad objects."""
     reader = open_images(path, split_list(bands), labels=labels, channels=channels, pattern=pattern,
                          on_error="skip" if skip_bad else "raise")
+    for index in track(range(len(reader)), description="reading every object", console=console, transient=True):
+        reader.read(index)  # raises on the first bad object (skip mode found them all already)
     console.print(f"{path}: {len(reader)} objects, stamps {' x '.join(map(str, reader.shape))} (C, H, W), "
                   f"bands {', '.join(reader.bands)}")
     if reader.labels is not None:
@@ -132,7 +136,8 @@ def inspect_images(
         shown = [f"{names[int(v)] if names and values.dtype.kind in 'iu' else v}: {c}" for v, c in zip(values, counts)]
         console.print("labels: " + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""))
     if reader.skipped:
-        console.print(f"[yellow]{len(reader.skipped)} objects skipped[/]")
+        report = write_skip_report(reader.skipped, Path.cwd() / Path(path).name)
+        console.print(f"[yellow]{len(reader.skipped)} objects skipped[/], listed in {escape(str(report))}")
         for skipped in reader.skipped[:10]:
             console.print(f"  {escape(skipped.where)}: {escape(skipped.reason)}", highlight=False)
 
