@@ -86,3 +86,60 @@ def test_bad_architecture_files(saved):
 def test_missing_folder(tmp_path):
     with pytest.raises(DeepfieldError, match="architecture file not found"):
         load_model(tmp_path / "nowhere")
+
+
+# -- presets that are not a Sequential: saved as the zoo call that makes them ----------------
+
+
+@pytest.fixture
+def saved_preset(tmp_path):
+    from deepfield.models import zoo
+
+    torch.manual_seed(2)
+    model = zoo.get("pasquet", input_shape=(2, 8, 8), n_bins=5, dense_units=6, use_ebv=True)
+    save_model(model, tmp_path / "photoz")
+    return model, tmp_path / "photoz"
+
+
+def test_preset_round_trip_is_saved_by_name_and_arguments(saved_preset):
+    model, folder = saved_preset
+    doc = json.loads((folder / "model.json").read_text())
+    assert doc["class_name"] == "Preset"
+    assert doc["config"] == {"preset": "pasquet", "kwargs": {
+        "input_shape": [2, 8, 8], "n_bins": 5, "z_min": 0.0, "z_max": 0.4, "use_ebv": True, "dense_units": 6,
+        "output_activation": "softmax"}}
+    loaded = load_model(folder)
+    x, ebv = torch.randn(3, 2, 8, 8), torch.rand(3, 1)
+    model.eval(), loaded.eval()
+    assert torch.equal(model(x, ebv), loaded(x, ebv))
+
+
+def test_tampered_preset_weights_are_refused(saved_preset):
+    _, folder = saved_preset
+    path = folder / "weights.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DeepfieldError, match="do not match the checksum"):
+        load_model(folder)
+
+
+def test_preset_folder_is_not_loaded_as_a_sequential(saved_preset):
+    _, folder = saved_preset
+    with pytest.raises(DeepfieldError, match="holds the preset 'pasquet', not a Sequential"):
+        load_model(folder, Sequential)
+
+
+def test_preset_architecture_errors_name_the_file(saved_preset):
+    _, folder = saved_preset
+    doc = json.loads((folder / "model.json").read_text())
+    doc["config"]["preset"] = "pasquette"
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(DeepfieldError, match=r"model.json: unknown model preset 'pasquette'"):
+        load_model(folder)
+    doc["config"] = {"preset": "pasquet", "kwargs": {"input_shape": [2, 8, 8], "n_bins": 7, "dense_units": 6,
+                                                      "use_ebv": True}}
+    doc["weights"].pop("sha256")
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(DeepfieldError, match=r"weight 'output.weight' has shape \(5, 6\), the model expects \(7, 6\)"):
+        load_model(folder)

@@ -1,5 +1,14 @@
 """The ``models`` layer: layers, initialisers, the Sequential container, summary, presets."""
 from deepfield.models.base import Layer
+from deepfield.models.blocks import (
+    Inception,
+    Maxout,
+    MergeViews,
+    PReLU,
+    ResidualBlock,
+    TimeDistributed,
+    ViewPoints,
+)
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.normalization import BatchNormalization
@@ -45,4 +54,11 @@ __all__ = [
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
     "BatchNormalization",
+    "PReLU",
+    "Maxout",
+    "Inception",
+    "ResidualBlock",
+    "ViewPoints",
+    "TimeDistributed",
+    "MergeViews",
 ]

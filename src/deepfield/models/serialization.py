@@ -4,6 +4,11 @@ Loading never executes code from the files: the architecture is JSON naming
 registered layer classes, the weights are safetensors. ``model.json`` records the
 SHA-256 of the weights file, so a swapped or edited weights file is refused with
 a clear message instead of silently loading.
+
+A Sequential is saved layer by layer (``"class_name": "Sequential"``). A zoo preset
+that is not a Sequential (:class:`~deepfield.models.presets.base.PresetModel`) is saved
+as the zoo call that makes it, ``"class_name": "Preset"`` with
+``"config": {"preset": NAME, "kwargs": {...}}``, and rebuilt through the zoo.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import torch
 from safetensors import SafetensorError
@@ -20,12 +25,15 @@ from torch import nn
 
 from deepfield import __version__, atomic
 from deepfield.errors import DeepfieldError
+from deepfield.models import zoo
+from deepfield.models.presets.base import PresetModel
 from deepfield.models.sequential import Sequential
 
 FORMAT = "deepfield.model"
 FORMAT_VERSION = 1
 ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+PRESET_CLASS = "Preset"
 
 M = TypeVar("M", bound=Sequential)
 
@@ -77,7 +85,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], sha256: str | N
     model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
 
 
-def save_model(model: Sequential, folder: str | os.PathLike[str]) -> Path:
+def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) -> Path:
     """Write ``folder/model.json`` and ``folder/weights.safetensors`` (each atomically)."""
     folder = Path(folder)
     if not model.built:
@@ -88,7 +96,7 @@ def save_model(model: Sequential, folder: str | os.PathLike[str]) -> Path:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "deepfield_version": __version__,
-        "class_name": type(model).__name__,
+        "class_name": PRESET_CLASS if isinstance(model, PresetModel) else type(model).__name__,
         "config": config,
         "weights": {"file": WEIGHTS_FILE, "sha256": digest},
     }
@@ -114,12 +122,30 @@ def read_architecture(folder: str | os.PathLike[str]) -> dict:
     return document
 
 
-def load_model(folder: str | os.PathLike[str], cls: type[M] = Sequential) -> M:  # type: ignore[assignment]
-    """Rebuild the model saved in ``folder`` and load its weights (as class ``cls``)."""
+@overload
+def load_model(folder: str | os.PathLike[str]) -> Sequential | PresetModel: ...
+
+
+@overload
+def load_model(folder: str | os.PathLike[str], cls: type[M]) -> M: ...
+
+
+def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None) -> Sequential | PresetModel:
+    """Rebuild the model saved in ``folder`` and load its weights.
+
+    A Sequential comes back as class ``cls`` (default :class:`Sequential`); a preset saved
+    as ``"Preset"`` comes back from the zoo, and then ``cls`` must not be given.
+    """
     folder = Path(folder)
     document = read_architecture(folder)
     try:
-        model = cls.from_config(document["config"])
+        if document.get("class_name") == PRESET_CLASS:
+            model = zoo.from_config(document["config"])
+            if cls is not None:
+                raise DeepfieldError(f"it holds the preset {document['config']['preset']!r}, not a "
+                                     f"{cls.__name__}; load it with deepfield.models.serialization.load_model(folder)")
+        else:
+            model = (cls or Sequential).from_config(document["config"])
     except DeepfieldError as exc:
         raise DeepfieldError(f"{folder / ARCHITECTURE_FILE}: {exc}") from None
     model.build()

@@ -1,86 +1,54 @@
-"""Named model presets ("zoo"): the networks of the course, ready to train.
+"""Named model presets ("zoo"): the networks of the course and of its papers, ready to train.
 
-``get(name, input_shape=None, **overrides)`` returns a fresh, unbuilt
-:class:`~deepfield.models.sequential.Sequential`.
+``get(name, input_shape=..., n_outputs=..., **options)`` returns a fresh network whose
+parameters already exist (built for ``input_shape``), so an optimiser can be made at
+once. Each preset checks at construction that the input shape suits it and says what
+it needs when not. See :mod:`deepfield.models.presets` for the networks themselves.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
-from deepfield.errors import unknown_name
-from deepfield.models.conv import Conv2D
-from deepfield.models.core import Activation, Dense, Dropout, Flatten
-from deepfield.models.pooling import MaxPooling2D
-from deepfield.models.sequential import Sequential
+from torch import nn
 
+from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.models.presets.course import dominguez_sanchez, euclid_quality, lecture_cnn
+from deepfield.models.presets.dieleman import dieleman
+from deepfield.models.presets.pasquet import Pasquet
+from deepfield.models.presets.resnet import resnet
+from deepfield.models.presets.spectra import spectra1d
+from deepfield.models.presets.tabular import mlp
 
-def lecture_cnn(input_shape: tuple[int, ...] = (1, 64, 64), n_outputs: int = 1,
-                output_activation: str = "sigmoid") -> Sequential:
-    """The course's galaxy CNN (Dominguez-Sanchez+18 style), in the course's Keras order.
-
-    Conv 32 6×6 → ReLU → Dropout .5 → Conv 64 5×5 → ReLU → MaxPool 2 → Dropout .25 →
-    Conv 128 2×2 → ReLU → MaxPool 2 → Dropout .25 → Conv 128 3×3 → ReLU → Dropout .25 →
-    Flatten → Dense 64 relu → Dropout .5 → Dense 1 sigmoid (``init='uniform'``).
-    All convolutions 'same'. On ``(1, 64, 64)`` it has 2,330,209 parameters.
-    """
-    return Sequential([
-        Conv2D(32, 6, padding="same", input_shape=input_shape),
-        Activation("relu"),
-        Dropout(0.5),
-        Conv2D(64, 5, padding="same"),
-        Activation("relu"),
-        MaxPooling2D(2),
-        Dropout(0.25),
-        Conv2D(128, 2, padding="same"),
-        Activation("relu"),
-        MaxPooling2D(2),
-        Dropout(0.25),
-        Conv2D(128, 3, padding="same"),
-        Activation("relu"),
-        Dropout(0.25),
-        Flatten(),
-        Dense(64, activation="relu"),
-        Dropout(0.5),
-        Dense(n_outputs, activation=output_activation, kernel_initializer="random_uniform"),
-    ], name="lecture_cnn", input_shape=input_shape)
-
-
-def quality_cnn(input_shape: tuple[int, ...] = (1, 150, 150), n_outputs: int = 1,
-                output_activation: str = "sigmoid") -> Sequential:
-    """The course's image data-quality classifier (Euclid, after H. McCracken).
-
-    3 × (Conv 3×3 relu → MaxPool 2) with 32, 64, 64 filters → Flatten → Dense 128 relu → Dense 1 sigmoid.
-    """
-    return Sequential([
-        Conv2D(32, 3, activation="relu", input_shape=input_shape),
-        MaxPooling2D(2),
-        Conv2D(64, 3, activation="relu"),
-        MaxPooling2D(2),
-        Conv2D(64, 3, activation="relu"),
-        MaxPooling2D(2),
-        Flatten(),
-        Dense(128, activation="relu"),
-        Dense(n_outputs, activation=output_activation),
-    ], name="quality_cnn", input_shape=input_shape)
-
-
-def mlp(input_shape: tuple[int, ...] = (10,), hidden: tuple[int, ...] = (64, 64), n_outputs: int = 1,
-        activation: str = "relu", output_activation: str | None = None) -> Sequential:
-    """A fully connected network for catalogue features (photometric redshifts, forecasts)."""
-    layers = [Dense(units, activation=activation) for units in hidden]
-    layers.append(Dense(n_outputs, activation=output_activation))
-    return Sequential(layers, name="mlp", input_shape=input_shape)
-
-
-PRESETS: dict[str, Callable[..., Sequential]] = {
+PRESETS: dict[str, Callable[..., nn.Module]] = {
     "lecture-cnn": lecture_cnn,
-    "quality-cnn": quality_cnn,
+    "euclid-quality": euclid_quality,
+    "dominguez-sanchez": dominguez_sanchez,
+    "dieleman": dieleman,
+    "pasquet": Pasquet,
+    "spectra1d": spectra1d,
     "mlp": mlp,
+    "resnet": resnet,
 }
+ALIASES = {"quality-cnn": "euclid-quality"}  # the name before the rename
 
 
-def get(name: str, **kwargs: object) -> Sequential:
-    """A fresh preset by name, e.g. ``get("lecture-cnn", input_shape=(3, 64, 64))``."""
-    if name not in PRESETS:
+def get(name: str, **kwargs: Any) -> nn.Module:
+    """A fresh, built preset by name, e.g. ``get("lecture-cnn", input_shape=(3, 64, 64))``."""
+    builder = PRESETS.get(ALIASES.get(name, name))
+    if builder is None:
         raise unknown_name("model preset", name, PRESETS)
-    return PRESETS[name](**kwargs)
+    parameters = list(inspect.signature(builder).parameters)
+    unexpected = sorted(set(kwargs) - set(parameters))
+    if unexpected:
+        raise DeepfieldError(f"preset {name!r} has no parameter {', '.join(map(repr, unexpected))}; "
+                             f"it takes: {', '.join(parameters)}")
+    return builder(**kwargs).build()
+
+
+def from_config(config: dict[str, Any]) -> nn.Module:
+    """The preset a ``model.json`` names: ``{"preset": NAME, "kwargs": {...}}``."""
+    if not isinstance(config, dict) or not isinstance(config.get("kwargs", {}), dict):
+        raise DeepfieldError('preset config must be {"preset": NAME, "kwargs": {...}}')
+    return get(config.get("preset"), **config.get("kwargs", {}))  # type: ignore[arg-type]

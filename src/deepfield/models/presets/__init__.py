@@ -1,0 +1,16 @@
+"""The zoo's networks, one module per family; :mod:`deepfield.models.zoo` names them.
+
+===================  ===========================  =========================================
+module               presets                      what
+===================  ===========================  =========================================
+``course``           lecture-cnn, euclid-quality,  the course's Keras networks
+                     dominguez-sanchez
+``dieleman``         dieleman                     rotation-invariant Galaxy Zoo CNN
+``pasquet``          pasquet                      photo-z CNN with inception blocks, E(B−V)
+``spectra``          spectra1d                    1-D CNN for spectra
+``tabular``          mlp                          dense networks for catalogues
+``resnet``           resnet                       small residual network for stamps
+===================  ===========================  =========================================
+
+All are Sequentials except ``pasquet`` (two inputs), a :class:`~deepfield.models.presets.base.PresetModel`.
+"""
