@@ -94,3 +94,9 @@ def test_config_round_trip_rebuilds_the_same_function():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(DeepfieldError, match="unknown model preset 'resnet9000'; expected one of: .*lecture-cnn"):
         zoo.get("resnet9000")
+
+
+def test_summary_feeds_presets_with_two_inputs():
+    with_ebv = summarize(zoo.get("pasquet", input_shape=(5, 32, 32), use_ebv=True))
+    without = summarize(zoo.get("pasquet", input_shape=(5, 32, 32)))
+    assert with_ebv.total - without.total == 1096  # E(B-V) joins the first 1096-unit dense layer

@@ -85,6 +85,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], sha256: str | N
     model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
 
 
+def has_architecture(model: nn.Module) -> bool:
+    """Whether ``save_model`` can write ``model``'s architecture as JSON (else: weights only)."""
+    return isinstance(model, (Sequential, PresetModel))
+
+
 def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) -> Path:
     """Write ``folder/model.json`` and ``folder/weights.safetensors`` (each atomically)."""
     folder = Path(folder)

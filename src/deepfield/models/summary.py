@@ -152,8 +152,9 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> M
     model.eval()
     try:
         ensure_built(model, example)
+        inputs = model.example_inputs(example) if hasattr(model, "example_inputs") else (example,)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(example)
+            model(*inputs)
     except RuntimeError as exc:
         raise DeepfieldError(f"input shape {shape} does not fit the model: {exc}".splitlines()[0]) from None
     finally:

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfield.errors import DeepfieldError
-from deepfield.models.sequential import Sequential
-from deepfield.models.serialization import WEIGHTS_FILE, save_model, save_weights
+from deepfield.models.serialization import WEIGHTS_FILE, has_architecture, save_model, save_weights
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
 from deepfield.training.checkpoint import load_state, save_state
 
@@ -69,7 +68,7 @@ class ModelCheckpoint(Callback):
         """Write the model to ``path`` (a ``.safetensors`` file or a folder, see the class)."""
         if path.suffix == ".safetensors":
             save_weights(self.model, path)
-        elif isinstance(self.model, Sequential) and not self.save_weights_only:
+        elif has_architecture(self.model) and not self.save_weights_only:
             save_model(self.model, path)
         else:
             save_weights(self.model, path / WEIGHTS_FILE)

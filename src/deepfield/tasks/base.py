@@ -1,0 +1,74 @@
+"""What every task provides to the run: prepared arrays, the network's head, the analysis.
+
+A task knows astronomy and learning together (DESIGN.md): which reader, which
+normalisation, what the labels mean, which loss and metrics, which figures.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from deepfield.models import zoo
+from deepfield.tasks.config import RunConfig
+
+PARTS = ("train", "validation", "test")
+
+
+@dataclass
+class Prepared:
+    """A task's data, ready for ``fit``: ``x[part]`` (N, ...) float32, ``y[part]`` (N, ...).
+
+    ``info`` is JSON-ready metadata saved in the run (bands, classes, normalisation
+    statistics, feature names) so that ``evaluate``/``predict`` prepare new data the same way.
+    """
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    ids: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x["train"].shape[1:])
+
+
+class Task:
+    """Base of the tasks; subclasses fill in the four steps."""
+
+    name: ClassVar[str]
+
+    def prepare(self, config: RunConfig) -> Prepared:
+        """Read and split the data, fit the normalisation on the training part."""
+        raise NotImplementedError
+
+    def head(self, prepared: Prepared) -> tuple[int, str | None]:
+        """(number of outputs, output activation)."""
+        raise NotImplementedError
+
+    def default_loss(self, prepared: Prepared) -> str:
+        raise NotImplementedError
+
+    def default_metrics(self, prepared: Prepared) -> list[str]:
+        return []
+
+    def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
+        """Science metrics of ``outputs`` (the network's predictions on ``part``) and their figures."""
+        raise NotImplementedError
+
+    def build_model(self, config: RunConfig, prepared: Prepared) -> nn.Module:
+        """The configured preset, with this task's head unless the user's options set it."""
+        n_outputs, activation = self.head(prepared)
+        builder = zoo.PRESETS.get(zoo.ALIASES.get(config.model.preset, config.model.preset))
+        accepted = set(inspect.signature(builder).parameters) if builder else set()
+        kwargs = {"input_shape": prepared.input_shape}
+        if "n_outputs" in accepted:
+            kwargs["n_outputs"] = n_outputs
+        if "output_activation" in accepted:
+            kwargs["output_activation"] = activation
+        kwargs.update(config.model.options)
+        return zoo.get(config.model.preset, **kwargs)

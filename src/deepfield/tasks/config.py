@@ -1,0 +1,151 @@
+"""The run configuration: one YAML file, validated, with messages that name the bad key.
+
+``deepfield train CONFIG.yaml key=value ...`` reads it, applies the overrides
+(dotted keys, values parsed as YAML: ``training.epochs=3``, ``data.bands=[g,r]``),
+validates it with pydantic, and saves the resolved config in the run folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from deepfield.errors import DeepfieldError
+
+TASKS = ("morphology", "quality", "photoz", "tabular")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitConfig(Strict):
+    """Fractions held out when no separate validation/test files are given."""
+
+    validation: float = Field(0.15, ge=0.0, lt=1.0)
+    test: float = Field(0.15, ge=0.0, lt=1.0)
+    stratify: bool = True
+
+
+class DataConfig(Strict):
+    """Where the data is and how to read it (any reader of ``deepfield.data``).
+
+    Images: ``path`` is a folder of FITS cutouts, a FITS cube, HDF5 or .npy/.npz;
+    ``labels`` a dataset/key. Catalogues: ``path`` is a FITS/CSV/Parquet/HDF5 table,
+    ``target`` the column to learn, ``bands`` + ``mag``/``err`` patterns the photometry.
+    """
+
+    path: Path
+    validation: Path | None = None
+    test: Path | None = None
+    bands: list[str] | None = None
+    channels: Literal["first", "last"] | None = None
+    images: str = "images"
+    labels: str | None = "labels"
+    pattern: str = "{id}.fits"
+    on_error: Literal["raise", "skip"] = "raise"
+    split: SplitConfig = SplitConfig()
+    normalize: Literal["robust", "none"] = "robust"
+    stretch: Literal["asinh", "none"] = "asinh"
+    # catalogues
+    group: str | None = None
+    target: str | None = None
+    mag: str = "mag_{band}"
+    err: str = "mag_err_{band}"
+    sentinels: list[float] = [99.0, -99.0, -9999.0]
+    features: list[str] | None = None
+    feature_groups: dict[str, list[str]] = {}
+    limit: int | None = Field(None, ge=1, description="use only the first N objects (quick runs)")
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _bands_from_text(cls, value: Any) -> Any:
+        return [b.strip() for b in value.split(",")] if isinstance(value, str) else value
+
+
+class ModelConfig(Strict):
+    """A preset from the zoo and its options (``deepfield summary PRESET`` shows it)."""
+
+    preset: str = "lecture-cnn"
+    options: dict[str, Any] = {}
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int | Literal["full"] = 64
+    optimizer: str | dict[str, Any] = "adam"
+    learning_rate: float | None = Field(None, gt=0)
+    loss: str | None = None
+    metrics: list[str] | None = None
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
+    device: str | None = None
+    precision: Literal["bf16", "fp16"] | None = None
+    channels_last: bool = False
+
+
+class RunConfig(Strict):
+    task: Literal["morphology", "quality", "photoz", "tabular"]
+    name: str | None = None
+    seed: int = 0
+    out: Path = Path("runs/run")
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    def to_yaml(self) -> str:
+        """The resolved config, as saved in the run folder."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def apply_override(document: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in ``document``; the value is parsed as YAML (``3``, ``[g, r]``, ``null``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise DeepfieldError(f"override {override!r} must look like key=value, e.g. training.epochs=3")
+    node = document
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise DeepfieldError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(text)
+    except yaml.YAMLError:
+        node[parts[-1]] = text
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), document: dict | None = None,
+                ) -> RunConfig:
+    """Read, override and validate a run config; errors name the file and the key."""
+    source = str(path) if path is not None else "config"
+    if document is None:
+        try:
+            document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise DeepfieldError(f"{source}: no such config file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise DeepfieldError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(document, dict):
+        raise DeepfieldError(f"{source}: expected a mapping of sections (task, data, model, training)")
+    for override in overrides:
+        apply_override(document, override)
+    try:
+        return RunConfig.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        value = first.get("input")
+        shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
+        more = f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
+        raise DeepfieldError(f"{source}: {key}: {message}{shown}{more}") from None

@@ -1,0 +1,145 @@
+"""Image classification tasks: galaxy morphology and image data-quality selection.
+
+Stamps are read with any reader of :mod:`deepfield.data`, normalised per band with
+statistics fitted on the training part only (median/MAD, in units of the sky noise),
+then asinh-stretched so bright cores do not swamp faint structure.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepfield.analysis.classification import classification_metrics, precision_at_recall
+from deepfield.data.images import ImageReader
+from deepfield.data.sources import open_images
+from deepfield.data.splits import make_split
+from deepfield.data.transforms import AsinhStretch, RobustNormalize
+from deepfield.errors import DeepfieldError
+from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
+from deepfield.tasks.base import PARTS, Prepared, Task
+from deepfield.tasks.config import DataConfig, RunConfig
+
+ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithmic above
+
+
+def read_stamps(data: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray, ImageReader]:
+    """All stamps and labels of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``."""
+    reader = open_images(path, data.bands, labels=data.labels, channels=data.channels, pattern=data.pattern,
+                         images=data.images, on_error=data.on_error)
+    images, labels = reader.load()
+    if labels is None:
+        raise DeepfieldError(f"{path}: no labels to learn from; name them with data.labels")
+    if data.limit:
+        images, labels = images[: data.limit], labels[: data.limit]
+    return images, np.asarray(labels), reader
+
+
+def split_stamps(config: RunConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ImageReader]:
+    """Train/validation/test arrays: from separate files when given, else a seeded (stratified) split."""
+    data = config.data
+    images, labels, reader = read_stamps(data, data.path)
+    x, y = {}, {}
+    held = {part: getattr(data, part) for part in ("validation", "test")}
+    fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
+    split = make_split(len(images), (1.0 - sum(fractions), *fractions), seed=config.seed,
+                       stratify=labels if data.split.stratify and labels.ndim == 1 else None)
+    for part, index in zip(PARTS, split.parts()):
+        x[part], y[part] = images[index], labels[index]
+    for part, path in held.items():
+        if path is not None:
+            x[part], y[part], _ = read_stamps(data, path)
+    if len(x["validation"]) == 0 or len(x["test"]) == 0:
+        raise DeepfieldError("data.split: the validation and test parts must not be empty")
+    return x, y, reader
+
+
+class ImageClassification(Task):
+    """Classify stamps into the classes the file names (binary: one sigmoid output)."""
+
+    name = "image-classification"
+
+    def prepare(self, config: RunConfig) -> Prepared:
+        x, y, reader = split_stamps(config)
+        n_classes = int(max(int(v.max()) for v in y.values())) + 1
+        classes = list(reader.classes) if reader.classes else [str(k) for k in range(n_classes)]
+        info: dict[str, Any] = {"bands": list(reader.bands), "classes": classes,
+                                "skipped": [[s.where, s.reason] for s in reader.skipped]}
+        if config.data.normalize == "robust":
+            norm = RobustNormalize().fit(torch.from_numpy(x["train"]))
+            info["normalize"] = norm.get_config()
+        prepared = Prepared(x=x, y={k: self.targets(v, len(classes)) for k, v in y.items()}, info=info)
+        prepared.info["stretch"] = config.data.stretch
+        prepared.x = {k: self.transform(v, prepared.info) for k, v in x.items()}
+        return prepared
+
+    @staticmethod
+    def transform(images: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """The normalisation recorded in ``info`` applied to raw stamps ``(N, C, H, W)``."""
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        if "normalize" in info:
+            config = info["normalize"]
+            x = RobustNormalize(config["median"], config["sigma"])(x)
+        if info.get("stretch") == "asinh":
+            x = AsinhStretch(ASINH_SOFTENING)(x)
+        return x.numpy()
+
+    @staticmethod
+    def targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
+        """Binary labels as float (N, 1) for a sigmoid; multi-class as int64 (N,)."""
+        if n_classes == 2:
+            return labels.astype(np.float32).reshape(-1, 1)
+        return labels.astype(np.int64)
+
+    def head(self, prepared: Prepared) -> tuple[int, str | None]:
+        n_classes = len(prepared.info["classes"])
+        return (1, "sigmoid") if n_classes == 2 else (n_classes, "softmax")
+
+    def default_loss(self, prepared: Prepared) -> str:
+        return "binary_crossentropy" if len(prepared.info["classes"]) == 2 else "sparse_categorical_crossentropy"
+
+    def default_metrics(self, prepared: Prepared) -> list[str]:
+        return ["accuracy", "auc"] if len(prepared.info["classes"]) == 2 else ["accuracy"]
+
+    def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
+        classes = prepared.info["classes"]
+        labels = prepared.y[part].reshape(-1).astype(np.int64)
+        scores = outputs.reshape(-1) if len(classes) == 2 else outputs
+        result = classification_metrics(labels, scores, class_names=classes)
+        plot_confusion_matrix(result.confusion, figures / "confusion_matrix.png", classes)
+        plot_roc(labels, scores, figures / "roc.png", classes)
+        plot_gallery(prepared.x[part], labels, scores, figures / "gallery.png", classes, k=8)
+        per_class = {}
+        for name, class_scores in result.per_class.items():
+            per_class[name] = class_scores.to_dict()
+            if name in result.roc.curves:
+                per_class[name]["auc"] = result.roc.curves[name].auc
+        return {"accuracy": result.accuracy, "macro_auc": result.roc.macro_auc, "per_class": per_class,
+                "confusion": result.confusion.tolist()}
+
+
+class Morphology(ImageClassification):
+    """Galaxy morphology: spheroid, disk, irregular, point source, merger (or the file's classes)."""
+
+    name = "morphology"
+
+
+class Quality(ImageClassification):
+    """Data-quality selection: clean (0) vs spoiled (1); reports precision at a fixed recall."""
+
+    name = "quality"
+    recall = 0.99  # a pipeline must keep almost every good image
+
+    def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
+        metrics = super().analyse(outputs, prepared, part, figures)
+        labels = prepared.y[part].reshape(-1).astype(np.int64)
+        if len(prepared.info["classes"]) == 2:
+            # positive = clean (0): keep 99% of good images, and see how pure the kept set is
+            clean = 1.0 - outputs.reshape(-1)
+            point = precision_at_recall(labels, clean, recall=self.recall, positive=0)
+            metrics["clean_selection"] = point.to_dict()
+            plot_precision_recall(labels, clean, figures / "precision_recall.png", recall=self.recall, positive=0,
+                                  positive_name=prepared.info["classes"][0])
+        return metrics

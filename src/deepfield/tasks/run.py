@@ -1,0 +1,113 @@
+"""Train, evaluate and predict with a run folder (the contract of DESIGN.md).
+
+``train(config)`` writes ``config.yaml``, ``model.json`` + ``weights.safetensors``,
+``checkpoints/`` (best, and a backup that makes an interrupted run resume),
+``history.csv``, ``summary.txt``, ``metrics.json``, ``figures/*.png`` and ``report.html``.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from deepfield import __version__, atomic
+from deepfield.analysis.classification import jsonable
+from deepfield.data.images import Skipped, write_skip_report
+from deepfield.errors import DeepfieldError
+from deepfield.models import serialization
+from deepfield.models.summary import summarize
+from deepfield.report.figures import plot_learning_curves
+from deepfield.report.html import write_report
+from deepfield.tasks.base import Prepared, Task
+from deepfield.tasks.config import RunConfig
+from deepfield.tasks.imaging import Morphology, Quality
+from deepfield.training import BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint, optimizers
+
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, Quality)}
+
+
+def task_for(config: RunConfig) -> Task:
+    if config.task not in TASKS:
+        raise DeepfieldError(f"task {config.task!r} is not available yet; available: {', '.join(sorted(TASKS))}")
+    return TASKS[config.task]()
+
+
+def make_optimizer(config: RunConfig) -> Any:
+    """The configured optimiser, with ``training.learning_rate`` applied when given."""
+    spec = config.training.optimizer  # "adam", or {"name": "adam", "amsgrad": true, ...}
+    if isinstance(spec, dict):
+        spec = {"class_name": spec.get("name", ""), "config": {k: v for k, v in spec.items() if k != "name"}}
+    optimizer = optimizers.get(spec)
+    if config.training.learning_rate is not None:
+        optimizer.learning_rate = config.training.learning_rate
+    return optimizer
+
+
+def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -> Path:
+    """Run ``config`` end to end; returns the run folder. Starting it again resumes."""
+    console = console or Console()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "config.yaml", config.to_yaml())
+    task = task_for(config)
+    started = time.perf_counter()
+
+    prepared = task.prepare(config)
+    skipped = prepared.info.get("skipped") or []
+    if skipped:
+        report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
+        console.print(f"[yellow]{len(skipped)} bad objects skipped[/], listed in {report}")
+    atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
+    console.print(f"task {config.task}: " + ", ".join(f"{part} {len(x)}" for part, x in prepared.x.items())
+                  + f" samples of shape {prepared.input_shape}")
+
+    torch.manual_seed(config.seed)  # the weights of the new network follow the seed
+    model = task.build_model(config, prepared)
+    summary = summarize(model, prepared.input_shape)
+    atomic.write_text(out / "summary.txt", str(summary))
+    summary.print()
+
+    engine = Engine(model, loss=config.training.loss or task.default_loss(prepared),
+                    optimizer=make_optimizer(config),
+                    metrics=config.training.metrics if config.training.metrics is not None
+                    else task.default_metrics(prepared),
+                    device=config.training.device, precision=config.training.precision,
+                    channels_last=config.training.channels_last)
+    checkpoints = out / "checkpoints"
+    callbacks = [CSVLogger(out / "history.csv", append=True),
+                 ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
+                 BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
+    if config.training.early_stopping:
+        callbacks.append(EarlyStopping(patience=config.training.early_stopping, restore_best_weights=True))
+    history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
+                         epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
+                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=config.seed)
+    best = checkpoints / "best" / serialization.WEIGHTS_FILE
+    if best.is_file():  # evaluate and keep the best epoch, not the last
+        serialization.load_weights(model, best)
+    serialization.save_model(model, out)
+    train_seconds = time.perf_counter() - started
+
+    metrics = analyse(task, engine, prepared, out, verbose)
+    metrics.update(task=config.task, device=str(engine.device), time_s=round(train_seconds, 1),
+                   date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
+                   epochs_run=len(history.history.get("loss", [])))
+    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    plot_learning_curves(out / "history.csv", out / "figures" / "learning_curves.png",
+                         metric=next((m for m in ("accuracy", "mae") if m in history.history), None))
+    write_report(out)
+    return out
+
+
+def analyse(task: Task, engine: Engine, prepared: Prepared, out: Path, verbose: int = 0) -> dict[str, Any]:
+    """Loss and metrics on the test part, plus the task's science metrics and figures."""
+    scores = engine.evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=verbose)
+    outputs = engine.predict(prepared.x["test"], batch_size=256, verbose=0)
+    science = task.analyse(outputs, prepared, "test", out / "figures")
+    return {"test": {k: float(v) for k, v in scores.items()}, **science}
+

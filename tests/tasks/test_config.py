@@ -1,0 +1,46 @@
+"""Run configs: validation names the bad key; overrides; the resolved config round-trips."""
+import pytest
+import yaml
+
+from deepfield.errors import DeepfieldError
+from deepfield.tasks.config import load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_overrides_and_round_trip(tmp_path):
+    path = write(tmp_path, "task: morphology\ndata:\n  path: sky.h5\n  bands: g,r,i\n")
+    config = load_config(path, ["training.epochs=3", "data.split.test=0.2", "model.options={dropout: 0.1}"])
+    assert config.data.bands == ["g", "r", "i"]
+    assert config.training.epochs == 3 and config.data.split.test == 0.2
+    assert config.model.options == {"dropout": 0.1}
+    again = load_config(None, document=yaml.safe_load(config.to_yaml()))
+    assert again == config
+
+
+@pytest.mark.parametrize("text, message", [
+    ("task: morphology\ndata: {path: x}\ntraining: {epochs: ten}\n", "training.epochs: Input should be a valid integer"),
+    ("task: morph\ndata: {path: x}\n", "task: Input should be 'morphology', 'quality', 'photoz' or 'tabular'"),
+    ("task: morphology\ndata: {path: x, bandz: [g]}\n", "data.bandz: unknown key"),
+    ("task: morphology\n", "data: Field required"),
+    ("task: morphology\ndata: {path: x}\ntraining: {epochs: 0}\n", "training.epochs: Input should be greater than or equal to 1"),
+    ("a: [\n", "not valid YAML at line"),
+    ("- just\n- a list\n", "expected a mapping of sections"),
+])
+def test_bad_configs_name_the_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(DeepfieldError) as error:
+        load_config(path)
+    assert str(error.value).startswith(str(path)) and message in str(error.value)
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    path = write(tmp_path, "task: morphology\ndata: {path: x}\n")
+    with pytest.raises(DeepfieldError, match="must look like key=value"):
+        load_config(path, ["training.epochs"])
+    with pytest.raises(DeepfieldError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
