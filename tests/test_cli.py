@@ -141,3 +141,35 @@ def test_inspect_skip_bad_lists_the_bad_objects_beside_the_output(tmp_path):
     assert lines[0] == "# 1 object skipped" and "[2]" in lines[2]
     run = deepfield("inspect", "images", str(tmp_path / "stamps.npy"), "--bands", "r", "--channels", "first")
     assert run.returncode == 2 and "stamps.npy[2]" in run.stderr
+
+
+def test_train_evaluate_predict_report_from_the_command_line(tmp_path):
+    from deepfield.data.simulate import simulate_morphology
+
+    simulate_morphology(90, tmp_path / "sky.h5", size=16, seed=4, workers=1, progress=False)
+    (tmp_path / "run.yaml").write_text(
+        "task: morphology\nout: run\ndata: {path: sky.h5}\n"
+        "model: {preset: resnet, options: {filters: [8], blocks: 1}}\ntraining: {epochs: 3}\n")
+    run = deepfield("train", "run.yaml", "training.epochs=1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "report: run/report.html" in run.stdout
+    assert len((tmp_path / "run" / "history.csv").read_text().strip().splitlines()) == 2  # override took
+    run = deepfield("evaluate", "run", "--data", "sky.h5", cwd=tmp_path)
+    assert run.returncode == 0 and "accuracy:" in run.stdout
+    assert (tmp_path / "run" / "evaluations" / "sky" / "metrics.json").is_file()
+    run = deepfield("predict", "run", "sky.h5", "--out", "preds.csv", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = (tmp_path / "preds.csv").read_text().splitlines()
+    assert lines[0].startswith("id,predicted,p_spheroid") and len(lines) == 91
+    (tmp_path / "run" / "report.html").unlink()
+    assert deepfield("report", "run", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "run" / "report.html").stat().st_size > 10_000
+
+
+def test_train_with_a_bad_config_is_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("task: morphology\ndata: {path: sky.h5}\ntraining: {epochs: ten}\n")
+    run = deepfield("train", "bad.yaml", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "bad.yaml: training.epochs: Input should be a valid integer" in run.stderr
+    run = deepfield("train", "bad.yaml", "training.epochs=2", cwd=tmp_path)
+    assert run.returncode == 2 and "sky.h5: no such file or folder" in run.stderr

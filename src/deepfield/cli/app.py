@@ -27,7 +27,10 @@ from deepfield.data.sources import open_images
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization, zoo
 from deepfield.models.summary import summarize
+from deepfield.report.html import write_report
+from deepfield.tasks.config import load_config
 from deepfield.tasks.demo import run_demo
+from deepfield.tasks.run import evaluate_run, predict_run, train as train_run
 
 app = typer.Typer(
     add_completion=False,
@@ -105,12 +108,53 @@ def trace(
 
 
 @app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="run config (YAML); see examples/")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. training.epochs=3")] = None,
+) -> None:
+    """Train as CONFIG says and write a run folder (started again, an interrupted run resumes)."""
+    out = train_run(load_config(config, overrides or []), console=console)
+    metrics = json.loads((out / "metrics.json").read_text())
+    shown = {k: v for k, v in metrics.get("test", {}).items()}
+    console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    console.print(f"run folder: {out}   report: {out / 'report.html'}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
+    data: Annotated[Optional[Path], typer.Option(help="another labelled file, read like the training data")] = None,
+) -> None:
+    """Metrics of a trained run on its test part, or on another labelled file."""
+    metrics = evaluate_run(run, data)
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)):
+            console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
+    data: Annotated[Path, typer.Argument(help="file or folder to predict on")],
+    out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
+) -> None:
+    """Predict every object of DATA with a trained run; write a table with their ids."""
+    console.print(f"wrote {predict_run(run, data, out)}")
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
+    """(Re)write RUN/report.html: one self-contained HTML file with every figure embedded."""
+    console.print(f"wrote {write_report(run)}")
+
+
+@app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="run folder to write")] = Path("runs/demo"),
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 8,
+    out: Annotated[Path, typer.Option(help="folder for the simulated data and the run")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option(help="training epochs (early stopping may end sooner)")] = 15,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
-    """The worked backpropagation example, then a small galaxy-classifier training run."""
+    """The main job: the backprop example, a simulated sky, a network trained on it, its report."""
     run_demo(out=out, epochs=epochs, seed=seed, console=console)
 
 

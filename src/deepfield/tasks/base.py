@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import nn
 
+from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.tasks.config import RunConfig
 
@@ -37,6 +38,15 @@ class Prepared:
         return tuple(self.x["train"].shape[1:])
 
 
+@dataclass
+class NewData:
+    """A file to evaluate or predict on: ``x`` (N, ...) float32, ``y`` or None, ``ids`` (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    ids: np.ndarray
+
+
 class Task:
     """Base of the tasks; subclasses fill in the four steps."""
 
@@ -59,6 +69,14 @@ class Task:
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
         """Science metrics of ``outputs`` (the network's predictions on ``part``) and their figures."""
         raise NotImplementedError
+
+    def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
+        """Data from another file, prepared exactly as the run's training data (``info``)."""
+        raise DeepfieldError(f"task {self.name!r} cannot read new files yet (evaluate without --data works)")
+
+    def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The prediction table's columns for the network's ``outputs`` (N, ...)."""
+        raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")
 
     def build_model(self, config: RunConfig, prepared: Prepared) -> nn.Module:
         """The configured preset, with this task's head unless the user's options set it."""

@@ -19,22 +19,24 @@ from deepfield.data.splits import make_split
 from deepfield.data.transforms import AsinhStretch, RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
-from deepfield.tasks.base import PARTS, Prepared, Task
+from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
 
 ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithmic above
 
 
-def read_stamps(data: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray, ImageReader]:
-    """All stamps and labels of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``."""
-    reader = open_images(path, data.bands, labels=data.labels, channels=data.channels, pattern=data.pattern,
-                         images=data.images, on_error=data.on_error)
+def read_stamps(data: DataConfig, path: Path, labelled: bool = True,
+                bands: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
+    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``."""
+    reader = open_images(path, bands or data.bands, labels=data.labels if labelled else None,
+                         channels=data.channels, pattern=data.pattern, images=data.images, on_error=data.on_error)
     images, labels = reader.load()
-    if labels is None:
+    if labelled and labels is None:
         raise DeepfieldError(f"{path}: no labels to learn from; name them with data.labels")
     if data.limit:
-        images, labels = images[: data.limit], labels[: data.limit]
-    return images, np.asarray(labels), reader
+        images = images[: data.limit]
+        labels = None if labels is None else labels[: data.limit]
+    return images, None if labels is None else np.asarray(labels), reader
 
 
 def split_stamps(config: RunConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ImageReader]:
@@ -92,6 +94,21 @@ class ImageClassification(Task):
         if n_classes == 2:
             return labels.astype(np.float32).reshape(-1, 1)
         return labels.astype(np.int64)
+
+    def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
+        images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"])
+        y = None if labels is None else self.targets(labels, len(info["classes"]))
+        return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids))
+
+    def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
+        classes = info["classes"]
+        if len(classes) == 2:
+            probabilities = np.column_stack([1.0 - outputs.reshape(-1), outputs.reshape(-1)])
+        else:
+            probabilities = outputs
+        columns = {"predicted": np.asarray(classes)[probabilities.argmax(axis=1)]}
+        columns.update({f"p_{name}": probabilities[:, k] for k, name in enumerate(classes)})
+        return columns
 
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
         n_classes = len(prepared.info["classes"])

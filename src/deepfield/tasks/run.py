@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from astropy.table import Table
 from rich.console import Console
 
 from deepfield import __version__, atomic
@@ -24,11 +26,13 @@ from deepfield.models.summary import summarize
 from deepfield.report.figures import plot_learning_curves
 from deepfield.report.html import write_report
 from deepfield.tasks.base import Prepared, Task
-from deepfield.tasks.config import RunConfig
+from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.imaging import Morphology, Quality
+from deepfield.tasks.tabular import Tabular
+from deepfield.tasks.photoz import PhotoZ
 from deepfield.training import BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint, optimizers
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, Quality)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality)}
 
 
 def task_for(config: RunConfig) -> Task:
@@ -93,7 +97,7 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     serialization.save_model(model, out)
     train_seconds = time.perf_counter() - started
 
-    metrics = analyse(task, engine, prepared, out, verbose)
+    metrics = analyse(task, engine, prepared, out / "figures", verbose)
     metrics.update(task=config.task, device=str(engine.device), time_s=round(train_seconds, 1),
                    date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
                    epochs_run=len(history.history.get("loss", [])))
@@ -104,10 +108,64 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     return out
 
 
-def analyse(task: Task, engine: Engine, prepared: Prepared, out: Path, verbose: int = 0) -> dict[str, Any]:
-    """Loss and metrics on the test part, plus the task's science metrics and figures."""
+def analyse(task: Task, engine: Engine, prepared: Prepared, figures: Path, verbose: int = 0) -> dict[str, Any]:
+    """Loss and metrics on the test part, plus the task's science metrics and figures (into ``figures``)."""
     scores = engine.evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=verbose)
     outputs = engine.predict(prepared.x["test"], batch_size=256, verbose=0)
-    science = task.analyse(outputs, prepared, "test", out / "figures")
+    science = task.analyse(outputs, prepared, "test", figures)
     return {"test": {k: float(v) for k, v in scores.items()}, **science}
 
+
+
+def open_run(run: str | Path) -> tuple[RunConfig, dict[str, Any], torch.nn.Module, Task]:
+    """The resolved config, the prepared-data record, the trained network and its task."""
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise DeepfieldError(f"{run}: not a run folder (no config.yaml); train one with `deepfield train CONFIG`")
+    config = load_config(run / "config.yaml")
+    try:
+        info = json.loads((run / "prepared.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
+    return config, info, serialization.load_model(run), task_for(config)
+
+
+def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None) -> dict[str, Any]:
+    """Metrics of a trained run on its own test part, or on the labelled file ``data``.
+
+    The figures go to ``RUN/figures`` (own test part) or ``RUN/evaluations/<file stem>/``,
+    and the metrics to ``metrics.json`` there (own test part: ``RUN/evaluation.json``).
+    """
+    config, info, model, task = open_run(run)
+    engine = Engine(model, loss=config.training.loss or task.default_loss(Prepared({}, {}, info=info)),
+                    metrics=config.training.metrics, device=config.training.device)
+    if data is None:
+        prepared, target = task.prepare(config), Path(run) / "evaluation.json"
+        figures = Path(run) / "figures"
+    else:
+        new = task.read_new(config, info, Path(data), labelled=True)
+        prepared = Prepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info)
+        target = Path(run) / "evaluations" / Path(data).stem / "metrics.json"
+        figures = target.parent / "figures"
+    metrics = analyse(task, engine, prepared, figures, verbose=0)
+    atomic.write_text(target, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    return metrics
+
+
+PREDICTION_FORMATS = {".csv": "ascii.csv", ".fits": "fits", ".fit": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
+
+
+def predict_run(run: str | Path, data: str | Path, out: str | Path) -> Path:
+    """Write the network's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5), with ids."""
+    out = Path(out)
+    fmt = PREDICTION_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise DeepfieldError(f"{out}: write predictions as .csv, .fits or .h5")
+    config, info, model, task = open_run(run)
+    new = task.read_new(config, info, Path(data), labelled=False)
+    outputs = Engine(model, device=config.training.device).predict(new.x, batch_size=256, verbose=0)
+    table = Table({"id": np.asarray(new.ids).astype(str), **task.describe(outputs, info)})
+    table.meta["run"] = str(run)
+    options = {"path": "predictions", "serialize_meta": True} if fmt == "hdf5" else {}
+    atomic.write_with(out, lambda tmp: table.write(tmp, format=fmt, overwrite=True, **options))
+    return out
