@@ -33,15 +33,16 @@ def demo_config(out: Path, data: Path, epochs: int, seed: int) -> dict[str, Any]
     }
 
 
-def run_demo(out: Path, epochs: int = 15, seed: int = 0, console: Console | None = None) -> dict[str, Any]:
+def run_demo(out: Path, epochs: int = 15, seed: int = 0, console: Console | None = None,
+             stamps: int = DEMO_STAMPS) -> dict[str, Any]:
     """Run the three parts into the folder ``out``; returns the run's metrics."""
     console = console or Console()
     started = time.perf_counter()
     console.rule("[bold]1. Backpropagation, neuron by neuron (the course's worked example)")
     render_trace(run_trace(course_example()), console)
 
-    console.rule(f"[bold]2. A simulated sky: {DEMO_STAMPS} galaxies in g, r, i")
-    data = simulate_morphology(DEMO_STAMPS, Path(out) / "data" / "sky.h5", size=DEMO_SIZE, seed=seed)
+    console.rule(f"[bold]2. A simulated sky: {stamps} galaxies in g, r, i")
+    data = simulate_morphology(stamps, Path(out) / "data" / "sky.h5", size=DEMO_SIZE, seed=seed)
     console.print(f"wrote {data}")
 
     console.rule("[bold]3. A residual network learns galaxy morphology")
