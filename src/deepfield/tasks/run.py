@@ -28,11 +28,11 @@ from deepfield.report.html import write_report
 from deepfield.tasks.base import Prepared, Task
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.imaging import Morphology, Quality
-from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.photoz import PhotoZ
+from deepfield.tasks.tabular import Tabular
 from deepfield.training import BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint, optimizers
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
 
 
 def task_for(config: RunConfig) -> Task:
