@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield import registry
+from deepfield.errors import DeepfieldError
 
 # Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking logs.
 EPSILON = 1e-7
@@ -272,27 +273,14 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
     if callable(spec):
         return spec
     if isinstance(spec, str):
-        return _lookup(spec)()
+        return registry.lookup("loss", spec, Loss.registry, _ALIASES)()
     if isinstance(spec, dict) and "class_name" in spec:
-        cls = _lookup(spec["class_name"])
-        try:
-            return cls(**(spec.get("config") or {}))
-        except TypeError as exc:
-            raise DeepfieldError(f"loss {cls.name}: bad config ({exc})") from None
+        return registry.from_config("loss", spec, Loss.registry, _ALIASES)
     raise DeepfieldError(
         f"loss must be a name, a callable or {{'class_name': ..., 'config': {{...}}}}, "
         f"got {type(spec).__name__}"
     )
 
-
-def _lookup(name: object) -> type[Loss]:
-    if isinstance(name, str):
-        key = _ALIASES.get(name.lower(), name.lower())
-        by_class = {cls.__name__.lower(): cls for cls in Loss.registry.values()}
-        cls = Loss.registry.get(key) or by_class.get(key)
-        if cls is not None:
-            return cls
-    raise unknown_name("loss", name, [*Loss.registry, *_ALIASES])
 
 
 __all__ = [

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield import registry
+from deepfield.errors import DeepfieldError
 from deepfield.training.losses import align_labels
 
 
@@ -241,13 +242,9 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):
-        return _lookup(spec)(name=spec.lower())
+        return registry.lookup("metric", spec, Metric.registry, _ALIASES)(name=spec.lower())
     if isinstance(spec, dict) and "class_name" in spec:
-        cls = _lookup(spec["class_name"])
-        try:
-            return cls(**(spec.get("config") or {}))
-        except TypeError as exc:
-            raise DeepfieldError(f"metric {cls.name}: bad config ({exc})") from None
+        return registry.from_config("metric", spec, Metric.registry, _ALIASES)
     if callable(spec):
         return MeanMetricWrapper(spec)
     raise DeepfieldError(
@@ -255,15 +252,6 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
         f"got {type(spec).__name__}"
     )
 
-
-def _lookup(name: object) -> type[Metric]:
-    if isinstance(name, str):
-        key = _ALIASES.get(name.lower(), name.lower())
-        by_class = {cls.__name__.lower(): cls for cls in Metric.registry.values()}
-        cls = Metric.registry.get(key) or by_class.get(key)
-        if cls is not None:
-            return cls
-    raise unknown_name("metric", name, [*Metric.registry, *_ALIASES])
 
 
 __all__ = [

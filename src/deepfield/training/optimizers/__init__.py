@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield import registry
+from deepfield.errors import DeepfieldError
 from deepfield.training.optimizers.adagrad import Adagrad
 from deepfield.training.optimizers.adam import Adam, AdamW
 from deepfield.training.optimizers.base import GradientOptimizer, Optimizer
@@ -38,25 +39,14 @@ def get(spec: str | Optimizer | dict[str, Any]) -> Optimizer:
             f"({', '.join(NAMES)}), which is a torch.optim.Optimizer with a Keras face"
         )
     if isinstance(spec, str):
-        return _lookup(spec)()
+        return registry.lookup("optimizer", spec, Optimizer.registry)()
     if isinstance(spec, dict) and "class_name" in spec:
-        cls = _lookup(spec["class_name"])
-        config = spec.get("config") or {}
-        try:
-            return cls(**config)
-        except TypeError as exc:
-            raise DeepfieldError(f"optimizer {cls.name}: bad config ({exc})") from None
+        return registry.from_config("optimizer", spec, Optimizer.registry)
     raise DeepfieldError(
         "optimizer must be a name, a deepfield optimizer or "
         f"{{'class_name': ..., 'config': {{...}}}}, got {type(spec).__name__}"
     )
 
-
-def _lookup(name: object) -> type[Optimizer]:
-    cls = Optimizer.registry.get(name.lower()) if isinstance(name, str) else None
-    if cls is None:
-        raise unknown_name("optimizer", name, Optimizer.registry)
-    return cls
 
 
 __all__ = [
