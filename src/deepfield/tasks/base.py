@@ -74,6 +74,10 @@ class Task:
         """Data from another file, prepared exactly as the run's training data (``info``)."""
         raise DeepfieldError(f"task {self.name!r} cannot read new files yet (evaluate without --data works)")
 
+    def new_prepared(self, new: NewData, info: dict[str, Any]) -> Prepared:
+        """A labelled new file as the test part of a :class:`Prepared`, for ``analyse``."""
+        return Prepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info)
+
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
         """The prediction table's columns for the network's ``outputs`` (N, ...)."""
         raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")

@@ -144,7 +144,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, console: Conso
         figures = Path(run) / "figures"
     else:
         new = task.read_new(config, info, Path(data), labelled=True)
-        prepared = Prepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info)
+        prepared = task.new_prepared(new, info)
         target = Path(run) / "evaluations" / Path(data).stem / "metrics.json"
         figures = target.parent / "figures"
     metrics = analyse(task, engine, prepared, figures, verbose=0)
