@@ -28,6 +28,7 @@ def test_defaults_overrides_and_round_trip(tmp_path):
     ("task: morphology\ndata: {path: x, bandz: [g]}\n", "data.bandz: unknown key"),
     ("task: morphology\n", "data: Field required"),
     ("task: morphology\ndata: {path: x}\ntraining: {epochs: 0}\n", "training.epochs: Input should be greater than or equal to 1"),
+    ("task: morphology\ndata: {path: x}\ntraining: {reduce_lr: 0}\n", "training.reduce_lr: Input should be greater"),
     ("a: [\n", "not valid YAML at line"),
     ("- just\n- a list\n", "expected a mapping of sections"),
 ])

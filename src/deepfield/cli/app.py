@@ -151,7 +151,7 @@ def report(run: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the simulated data and the run")] = Path("runs/demo"),
-    epochs: Annotated[int, typer.Option(help="training epochs (early stopping may end sooner)")] = 15,
+    epochs: Annotated[int, typer.Option(help="training epochs (early stopping may end sooner)")] = 25,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """The main job: the backprop example, a simulated sky, a network trained on it, its report."""

@@ -83,6 +83,7 @@ class TrainingConfig(Strict):
     loss: str | None = None
     metrics: list[str] | None = None
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
+    reduce_lr: int | None = Field(None, ge=1, description="halve the learning rate after this many epochs without progress")
     device: str | None = None
     precision: Literal["bf16", "fp16"] | None = None
     channels_last: bool = False

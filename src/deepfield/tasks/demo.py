@@ -19,7 +19,7 @@ from deepfield.data.simulate import simulate_morphology
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 
-DEMO_STAMPS = 5000
+DEMO_STAMPS = 15000
 DEMO_SIZE = 32
 
 
@@ -29,11 +29,11 @@ def demo_config(out: Path, data: Path, epochs: int, seed: int) -> dict[str, Any]
         "task": "morphology", "name": "demo", "seed": seed, "out": str(out),
         "data": {"path": str(data), "split": {"validation": 0.15, "test": 0.15}},
         "model": {"preset": "resnet", "options": {"filters": [16, 32, 64], "blocks": 1}},
-        "training": {"epochs": epochs, "batch_size": 64, "early_stopping": 4},
+        "training": {"epochs": epochs, "batch_size": 64, "early_stopping": 5, "reduce_lr": 2},
     }
 
 
-def run_demo(out: Path, epochs: int = 15, seed: int = 0, console: Console | None = None,
+def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None = None,
              stamps: int = DEMO_STAMPS) -> dict[str, Any]:
     """Run the three parts into the folder ``out``; returns the run's metrics."""
     console = console or Console()

@@ -30,7 +30,8 @@ from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
-from deepfield.training import BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint, optimizers
+from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint, ReduceLROnPlateau,
+                                optimizers)
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
 
@@ -86,6 +87,8 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     callbacks = [CSVLogger(out / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
                  BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
+    if config.training.reduce_lr:
+        callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
     if config.training.early_stopping:
         callbacks.append(EarlyStopping(patience=config.training.early_stopping, restore_best_weights=True))
     history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
