@@ -161,6 +161,12 @@ def test_train_evaluate_predict_report_from_the_command_line(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = (tmp_path / "preds.csv").read_text().splitlines()
     assert lines[0].startswith("id,predicted,p_spheroid") and len(lines) == 91
+    run = deepfield("features", "run", "sky.h5", "--out", "features.csv", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    header = (tmp_path / "features.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["id", "f0"] and len(header) == 1 + 8  # resnet with 8 filters: pooled width 8
+    run = deepfield("features", "run", "sky.h5", "--out", "f.csv", "--layer", "nope", cwd=tmp_path)
+    assert run.returncode == 2 and "has no layer 'nope'" in run.stderr
     (tmp_path / "run" / "report.html").unlink()
     assert deepfield("report", "run", cwd=tmp_path).returncode == 0
     assert (tmp_path / "run" / "report.html").stat().st_size > 10_000

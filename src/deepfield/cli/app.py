@@ -30,7 +30,7 @@ from deepfield.models.summary import summarize
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.demo import run_demo
-from deepfield.tasks.run import evaluate_run, predict_run, train as train_run
+from deepfield.tasks.run import evaluate_run, features_run, predict_run, train as train_run
 
 app = typer.Typer(
     add_completion=False,
@@ -140,6 +140,18 @@ def predict(
 ) -> None:
     """Predict every object of DATA with a trained run; write a table with their ids."""
     console.print(f"wrote {predict_run(run, data, out)}")
+
+
+@app.command()
+def features(
+    run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
+    data: Annotated[Path, typer.Argument(help="file or folder to compute features for")],
+    out: Annotated[Path, typer.Option(help="features table: .csv, .fits or .h5 (with the input's ids)")],
+    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN`); "
+                                                       "default: the one before the head")] = None,
+) -> None:
+    """A trained network's layer as features for other learners (transfer learning)."""
+    console.print(f"wrote {features_run(run, data, out, layer)}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from deepfield import __version__, atomic
 from deepfield.analysis.classification import jsonable
+from deepfield.analysis.layer_features import default_layer, layer_features
 from deepfield.data.images import Skipped, write_skip_report
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
@@ -158,17 +159,52 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, console: Conso
 PREDICTION_FORMATS = {".csv": "ascii.csv", ".fits": "fits", ".fit": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
 
 
+def table_format(out: Path, what: str) -> str:
+    """The astropy format that ``out``'s suffix names; ``what`` (e.g. ``"predictions"``) for the error."""
+    fmt = PREDICTION_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise DeepfieldError(f"{out}: write {what} as .csv, .fits or .h5")
+    return fmt
+
+
+def write_table(table: Table, out: Path, what: str) -> Path:
+    """Write ``table`` to ``out`` atomically as CSV, FITS or HDF5 (by suffix; HDF5 path ``what``, with meta)."""
+    fmt = table_format(out, what)
+    options = {"path": what, "serialize_meta": True} if fmt == "hdf5" else {}
+    atomic.write_with(out, lambda tmp: table.write(tmp, format=fmt, overwrite=True, **options))
+    return out
+
+
 def predict_run(run: str | Path, data: str | Path, out: str | Path) -> Path:
     """Write the network's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5), with ids."""
     out = Path(out)
-    fmt = PREDICTION_FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise DeepfieldError(f"{out}: write predictions as .csv, .fits or .h5")
+    table_format(out, "predictions")
     config, info, model, task = open_run(run)
     new = task.read_new(config, info, Path(data), labelled=False)
     outputs = Engine(model, device=config.training.device).predict(new.x, batch_size=256, verbose=0)
     table = Table({"id": np.asarray(new.ids).astype(str), **task.describe(outputs, info)})
     table.meta["run"] = str(run)
-    options = {"path": "predictions", "serialize_meta": True} if fmt == "hdf5" else {}
-    atomic.write_with(out, lambda tmp: table.write(tmp, format=fmt, overwrite=True, **options))
-    return out
+    return write_table(table, out, "predictions")
+
+
+def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None) -> Path:
+    """Write the output of one layer of the run's network for every object of ``data`` to ``out``.
+
+    ``layer``: a name from :func:`~deepfield.analysis.layer_features.layer_names`;
+    ``None`` takes the layer before the head. The table has ``id`` and ``f0 .. f{F-1}``
+    (the layer's output flattened, float32), and ``run`` and ``layer`` in its meta
+    (kept by FITS and HDF5; CSV holds the columns only). FITS and HDF5 tables take at
+    most 999 columns: a wider layer goes to CSV.
+    """
+    out = Path(out)
+    fmt = table_format(out, "features")
+    config, info, model, task = open_run(run)
+    new = task.read_new(config, info, Path(data), labelled=False)
+    name = default_layer(model) if layer is None else layer
+    features = layer_features(model, new.x, name, batch_size=256, device=config.training.device)
+    if fmt != "ascii.csv" and features.shape[1] + 1 > 999:
+        raise DeepfieldError(f"{out}: layer {name!r} gives {features.shape[1]} features, more columns than a "
+                             f"{out.suffix} table holds (999); write .csv or choose a narrower layer")
+    table = Table({"id": np.asarray(new.ids).astype(str), **{f"f{i}": column for i, column in enumerate(features.T)}})
+    table.meta.update(run=str(run), layer=name)
+    return write_table(table, out, "features")

@@ -1,0 +1,150 @@
+"""Layer features: the width of the chosen layer, the layer before the head, and a clean model after."""
+import numpy as np
+import pytest
+import torch
+from astropy.table import Table
+from torch import nn
+
+from deepfield.analysis.layer_features import default_layer, layer_features, layer_names
+from deepfield.data.simulate import simulate_morphology
+from deepfield.errors import DeepfieldError
+from deepfield.models.conv import Conv2D
+from deepfield.models.core import Dense, Dropout, Flatten
+from deepfield.models.presets.course import lecture_cnn
+from deepfield.models.presets.pasquet import Pasquet
+from deepfield.models.presets.resnet import resnet
+from deepfield.models.sequential import Sequential
+from deepfield.tasks.config import load_config
+from deepfield.tasks.run import features_run, train
+
+
+def small_net(dropout: float = 0.0) -> Sequential:
+    """Conv(4, 3×3 valid) → Flatten → Dense(16, relu) [→ Dropout] → Dense(3) on (1, 8, 8) stamps."""
+    torch.manual_seed(0)
+    layers = [Conv2D(4, 3), Flatten(), Dense(16, activation="relu")]
+    layers += [Dropout(dropout)] if dropout else []
+    return Sequential([*layers, Dense(3)], input_shape=(1, 8, 8)).build()
+
+
+def stamps(n: int = 10) -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(n, 1, 8, 8)).astype(np.float32)
+
+
+def no_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks for m in model.modules())
+
+
+def test_the_default_layer_is_the_one_before_the_head_and_gives_its_width():
+    model = small_net()
+    assert layer_names(model) == ["conv2d", "flatten", "dense", "dense_1"]
+    assert default_layer(model) == "dense"
+    assert layer_features(model, stamps(), batch_size=4, device="cpu").shape == (10, 16)
+    assert layer_features(model, stamps(), layer="conv2d", device="cpu").shape == (10, 4 * 6 * 6)
+
+
+def test_features_are_the_layer_output_flattened():
+    model, x = small_net(), stamps()
+    expected = torch.from_numpy(x)
+    with torch.no_grad():
+        for layer in list(model)[:3]:
+            expected = layer(expected)
+    np.testing.assert_allclose(layer_features(model, x, device="cpu"), expected.numpy(), rtol=1e-5, atol=1e-6)
+    conv = layer_features(model, x, layer="conv2d", device="cpu")
+    with torch.no_grad():
+        np.testing.assert_allclose(conv, model.conv2d(torch.from_numpy(x)).flatten(1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_presets_offer_the_representation_before_their_head():
+    cnn = lecture_cnn((1, 8, 8), n_outputs=3)
+    assert default_layer(cnn) == "dropout_4"
+    assert layer_features(cnn, stamps(3), device="cpu").shape == (3, 64)
+    assert default_layer(resnet((1, 8, 8), filters=(4, 8), blocks=1)) == "global_average_pooling2d"
+    assert default_layer(Pasquet((1, 8, 8), n_bins=4, dense_units=8)) == "dense2"
+
+
+def test_a_plain_torch_module_offers_dotted_names_and_its_outermost_block_before_the_head():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)])
+            self.body = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(32, 5), nn.ReLU()))
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return self.fc(self.body(x))
+
+    net = Net()
+    assert "blocks" not in layer_names(net) and "blocks.1" in layer_names(net) and "body.1.0" in layer_names(net)
+    assert default_layer(net) == "body"
+    assert layer_features(net, stamps(4), device="cpu").shape == (4, 5)
+    assert layer_features(net, stamps(4), layer="blocks.0", device="cpu").shape == (4, 2 * 6 * 6)
+
+
+def test_features_are_deterministic_and_follow_the_weights():
+    model = small_net(dropout=0.5).train()
+    first = layer_features(model, stamps(), layer="dropout", device="cpu")
+    np.testing.assert_array_equal(first, layer_features(model, stamps(), layer="dropout", device="cpu"))
+    assert model.training and model.dropout.training  # its mode is back
+    with torch.no_grad():
+        model.dense.weight.add_(0.5)
+    assert not np.allclose(first, layer_features(model, stamps(), layer="dropout", device="cpu"))
+
+
+def test_the_hook_is_removed_and_the_mode_restored_even_on_error():
+    model = small_net().train()
+    layer_features(model, stamps(), device="cpu")
+    assert no_hooks(model)
+    with pytest.raises(DeepfieldError, match="does not fit"):
+        layer_features(model, np.zeros((3, 2, 5, 5), np.float32), device="cpu")
+    assert no_hooks(model) and all(m.training for m in model.modules())
+
+
+def test_an_unknown_layer_names_the_layers_in_order():
+    with pytest.raises(DeepfieldError, match="no layer 'dense_9'; its layers: conv2d, flatten, dense, dense_1$"):
+        layer_features(small_net(), stamps(), layer="dense_9", device="cpu")
+
+
+def test_models_without_a_layer_before_a_head_ask_for_a_name():
+    with pytest.raises(DeepfieldError, match="no layer comes before it"):
+        default_layer(Sequential([Dense(2)], input_shape=(4,)).build())
+    with pytest.raises(DeepfieldError, match="no Dense/Linear head.*conv2d, flatten"):
+        default_layer(Sequential([Conv2D(2, 3), Flatten()], input_shape=(1, 8, 8)).build())
+
+
+def test_a_two_input_preset_gives_the_layers_before_its_second_input_joins():
+    model = Pasquet((1, 8, 8), n_bins=4, dense_units=8, use_ebv=True)
+    assert layer_features(model, stamps(2), layer="flatten", device="cpu").shape[0] == 2
+    with pytest.raises(DeepfieldError, match="'dense2'.*choose an earlier layer"):
+        layer_features(model, stamps(2), device="cpu")
+    assert no_hooks(model)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("features")
+    sky = simulate_morphology(60, folder / "sky.h5", size=16, seed=4, workers=1, progress=False)
+    config = load_config(None, document={
+        "task": "morphology", "out": str(folder / "run"), "seed": 1, "data": {"path": str(sky)},
+        "model": {"preset": "resnet", "options": {"filters": [4, 6], "blocks": 1}},
+        "training": {"epochs": 1, "batch_size": 32, "device": "cpu"},
+    })
+    return train(config, verbose=0), sky
+
+
+def test_features_run_writes_one_row_per_object_and_one_column_per_feature(run, tmp_path):
+    folder, sky = run
+    table = Table.read(features_run(folder, sky, tmp_path / "features.csv"), format="ascii.csv")
+    assert len(table) == 60 and table.colnames == ["id", *(f"f{i}" for i in range(6))]
+    fits = Table.read(features_run(folder, sky, tmp_path / "features.fits", layer="stage2_block1"))
+    assert len(fits.colnames) == 1 + 6 * 8 * 8 and fits.meta["LAYER"] == "stage2_block1"
+
+
+def test_features_run_refuses_an_unknown_format_and_a_too_wide_fits_table(run, tmp_path):
+    folder, sky = run
+    with pytest.raises(DeepfieldError, match=r"features\.txt: write features as \.csv"):
+        features_run(folder, sky, tmp_path / "features.txt")
+    with pytest.raises(DeepfieldError, match="write .csv or choose a narrower layer"):
+        features_run(folder, sky, tmp_path / "features.fits", layer="conv2d")
+    assert not (tmp_path / "features.fits").exists()
