@@ -1,0 +1,165 @@
+"""Fit the classical learners on features, score them on the test part, add them to a run's table.
+
+A row is one model's test scores, the shape ``metrics.json["baselines"]`` holds and the
+HTML report shows as a comparison table (best value of each column in bold):
+
+- always ``model`` (``"hog + svm_rbf"``), ``features``, ``n_features``, ``fit_time_s`` (grid
+  search and refit), ``predict_time_s`` (test part), in seconds;
+- ``classification``: ``accuracy``, ``macro_auc`` (one-vs-rest, from :func:`~deepfield.tasks.
+  baselines.learners.class_scores`);
+- ``redshift`` (a regression whose target is z): ``sigma_nmad``, ``outlier_fraction_0.15``,
+  ``bias`` (median Δz/(1+z)) from :func:`deepfield.analysis.photoz.photoz_metrics`;
+- ``regression``: ``mae`` (target units) and ``r2``.
+
+:func:`image_baselines` adds ``extract_time_s`` (train + test) and ``n_failed`` (stamps whose
+features could not be measured; the learners impute them).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from deepfield import atomic
+from deepfield.analysis.classification import jsonable, roc_curves
+from deepfield.analysis.photoz import photoz_metrics
+from deepfield.errors import DeepfieldError
+from deepfield.tasks.base import Prepared
+from deepfield.tasks.baselines.learners import NAMES, class_scores, make_learner
+
+TASKS = ("classification", "regression", "redshift")
+OUTLIER_THRESHOLD = 0.15
+
+
+def _matrices(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    train, test = np.asarray(x_train, dtype=np.float64), np.asarray(x_test, dtype=np.float64)
+    if train.ndim != 2 or test.ndim != 2 or train.shape[1] != test.shape[1]:
+        raise DeepfieldError(f"baselines: features must be (N, F) with one F for train and test, "
+                             f"got {train.shape} and {test.shape}")
+    return train, test
+
+
+def _targets(y: np.ndarray, task: str, part: str) -> np.ndarray:
+    """``y`` as ``(N,)``: int64 class labels, or float64 values; no NaN."""
+    values = np.asarray(y, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise DeepfieldError(f"baselines: the {part} targets contain NaN or infinite values")
+    return values.astype(np.int64) if task == "classification" else values
+
+
+def classification_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro one-vs-rest AUC of a fitted classifier on ``x (N, F)``, labels ``y (N,)``."""
+    classes = model.classes_
+    position = np.searchsorted(classes, y)
+    if np.any(position >= len(classes)) or np.any(classes[np.minimum(position, len(classes) - 1)] != y):
+        raise DeepfieldError(f"baselines: the test part has classes the training part lacks "
+                             f"(trained on {classes.tolist()})")
+    accuracy = float(np.mean(model.predict(x) == y))
+    return {"accuracy": accuracy, "macro_auc": roc_curves(position, class_scores(model, x)).macro_auc}
+
+
+def regression_scores(truth: np.ndarray, predicted: np.ndarray, task: str) -> dict[str, float]:
+    """Photo-z scores (``task="redshift"``) or the mean absolute error and R² of ``predicted (N,)``."""
+    if task == "redshift":
+        scores = photoz_metrics(truth, predicted, outlier_thresholds=(OUTLIER_THRESHOLD,))
+        return {"sigma_nmad": scores.sigma_nmad,
+                f"outlier_fraction_{OUTLIER_THRESHOLD:g}": scores.outlier_fractions[OUTLIER_THRESHOLD],
+                "bias": scores.bias_median}
+    return {"mae": float(skm.mean_absolute_error(truth, predicted)), "r2": float(skm.r2_score(truth, predicted))}
+
+
+def run_baselines(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
+                  task: str, learners: Sequence[str] = NAMES, seed: int = 0,
+                  feature_name: str = "features") -> list[dict[str, Any]]:
+    """One row per learner: fitted on ``x_train (N, F)``, ``y_train (N,)``, scored on the test part.
+
+    ``task`` is ``"classification"`` (integer labels), ``"regression"`` or ``"redshift"``
+    (the target is z); NaN features are imputed with the training medians.
+    """
+    if task not in TASKS:
+        raise DeepfieldError(f"baselines: task must be one of {', '.join(TASKS)}, got {task!r}")
+    x_train, x_test = _matrices(x_train, x_test)
+    y_train, y_test = _targets(y_train, task, "train"), _targets(y_test, task, "test")
+    if len(y_train) != len(x_train) or len(y_test) != len(x_test):
+        raise DeepfieldError(f"baselines: {len(x_train)}/{len(x_test)} train/test rows of features but "
+                             f"{len(y_train)}/{len(y_test)} targets")
+    problem = "classification" if task == "classification" else "regression"
+    rows = []
+    for name in learners:
+        model = make_learner(name, problem, seed)
+        started = time.perf_counter()
+        model.fit(x_train, y_train)
+        fitted = time.perf_counter()
+        if problem == "classification":
+            scores = classification_scores(model, x_test, y_test)
+        else:
+            scores = regression_scores(y_test, model.predict(x_test), task)
+        rows.append({"model": f"{feature_name} + {name}", "features": feature_name, "n_features": x_train.shape[1],
+                     **scores, "fit_time_s": round(fitted - started, 3),
+                     "predict_time_s": round(time.perf_counter() - fitted, 3)})
+    return rows
+
+
+def prepared_targets(prepared: Prepared, part: str) -> tuple[np.ndarray, str]:
+    """The targets ``(N,)`` of ``part`` and the task: class labels when ``info`` names classes,
+    the true redshifts when the prepared data keeps them (photo-z), else the values."""
+    if "classes" in prepared.info:
+        return prepared.y[part], "classification"
+    z = getattr(prepared, "z", None)
+    if z is not None:
+        return z[part], "redshift"
+    return prepared.y[part], "regression"
+
+
+def image_baselines(prepared: Prepared, extractors: Sequence[str] = ("hog", "morphology"),
+                    learners: Sequence[str] = ("svm_rbf",), seed: int = 0) -> list[dict[str, Any]]:
+    """Hand-made image features + classical learners on the network's own split.
+
+    For each extractor of :mod:`deepfield.tasks.features` (fitted on the training stamps
+    when it needs fitting), features of ``prepared.x["train"]`` and ``["test"]``
+    ``(N, C, H, W)`` are computed once and every learner of ``learners`` is scored on them.
+    """
+    from deepfield.tasks import features  # image features are optional: only this function needs them
+
+    images = {part: prepared.x[part] for part in ("train", "test")}
+    if any(v.ndim != 4 for v in images.values()):
+        raise DeepfieldError(f"image baselines: the prepared inputs are not images (N, C, H, W) but "
+                             f"{images['train'].shape}")
+    (y_train, task), (y_test, _) = prepared_targets(prepared, "train"), prepared_targets(prepared, "test")
+    rows = []
+    for name in extractors:
+        extractor = features.get(name)
+        started = time.perf_counter()
+        if hasattr(extractor, "fit"):
+            extractor.fit(images["train"])
+        train, test = extractor.extract(images["train"]), extractor.extract(images["test"])
+        extract_time = round(time.perf_counter() - started, 3)
+        for row in run_baselines(train.values, y_train, test.values, y_test, task=task, learners=learners,
+                                 seed=seed, feature_name=extractor.name):
+            rows.append({**row, "extract_time_s": extract_time, "n_failed": len(train.failed) + len(test.failed)})
+    return rows
+
+
+def append_rows(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Add ``rows`` to ``RUN/metrics.json["baselines"]`` (atomically) and return that file's path.
+
+    A row whose ``model`` is already in the table replaces the old one, so running the
+    baselines again does not duplicate them. Render the report again to show them.
+    """
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DeepfieldError(f"{path}: cannot add baselines, the run's metrics are unreadable ({exc})") from None
+    table = metrics.get("baselines") or []
+    if not isinstance(table, list):
+        raise DeepfieldError(f"{path}: baselines is not a list of rows")
+    new = {row["model"] for row in rows}
+    metrics["baselines"] = [row for row in table if row.get("model") not in new] + list(rows)
+    atomic.write_text(path, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    return path
