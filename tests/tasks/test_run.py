@@ -52,3 +52,22 @@ def test_quality_run_reports_precision_at_fixed_recall(tmp_path):
     point = metrics["clean_selection"]
     assert point["target"] == 0.99 and (point["threshold"] is None or point["recall"] >= 0.99)
     assert (tmp_path / "run" / "figures" / "precision_recall.png").is_file()
+
+
+def test_baselines_run_beside_the_network_on_its_split(sky, tmp_path):
+    from deepfield.tasks.run import baselines_run
+
+    document = {
+        "task": "morphology", "out": str(tmp_path / "run"), "seed": 1, "data": {"path": str(sky)},
+        "model": {"preset": "resnet", "options": {"filters": [8], "blocks": 1}}, "training": {"epochs": 1},
+        "baselines": {"run": True, "features": ["hog", "texture"], "learners": ["knn"]},
+    }
+    out = train(load_config(None, document=document), verbose=0)
+    rows = json.loads((out / "metrics.json").read_text())["baselines"]
+    assert [row["model"] for row in rows] == ["network (resnet)", "hog + knn", "texture + knn"]
+    assert rows[1]["n_features"] == 144 and 0.0 <= rows[1]["accuracy"] <= 1.0  # hog of 24x24: 2x2 blocks of 2x2 cells
+    assert "texture + knn" in (out / "report.html").read_text()
+    document["baselines"] = {"learners": ["svm_linear"], "features": ["texture"]}
+    baselines_run(load_config(None, document=document))  # again, later: rows are added, not duplicated
+    rows = json.loads((out / "metrics.json").read_text())["baselines"]
+    assert [row["model"] for row in rows].count("network (resnet)") == 1 and rows[-1]["model"] == "texture + svm_linear"

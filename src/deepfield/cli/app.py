@@ -30,7 +30,7 @@ from deepfield.models.summary import summarize
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.demo import run_demo
-from deepfield.tasks.run import evaluate_run, features_run, predict_run, train as train_run
+from deepfield.tasks.run import baselines_run, evaluate_run, features_run, predict_run, train as train_run
 
 app = typer.Typer(
     add_completion=False,
@@ -118,6 +118,21 @@ def train(
     shown = {k: v for k, v in metrics.get("test", {}).items()}
     console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     console.print(f"run folder: {out}   report: {out / 'report.html'}")
+
+
+@app.command()
+def baseline(
+    config: Annotated[Path, typer.Argument(help="the run config a network was trained with")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value, e.g. baselines.learners=[knn]")] = None,
+) -> None:
+    """Classical baselines (HOG, CAS, colours + SVM, forests, kNN) on the network's exact split."""
+    out = baselines_run(load_config(config, overrides or []), console=console)
+    rows = json.loads((out / "metrics.json").read_text())["baselines"]
+    for row in rows:
+        shown = {k: v for k, v in row.items() if k in ("accuracy", "macro_auc", "sigma_nmad", "fit_time_s")}
+        console.print(f"{row['model']:<32} " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()
+                                                        if isinstance(v, (int, float))))
+    console.print(f"report: {out / 'report.html'}")
 
 
 @app.command()

@@ -89,6 +89,14 @@ class TrainingConfig(Strict):
     channels_last: bool = False
 
 
+class BaselinesConfig(Strict):
+    """Classical baselines on the network's exact split (``deepfield baseline CONFIG``)."""
+
+    run: bool = Field(False, description="also run them at the end of `deepfield train`")
+    features: list[str] = ["hog", "morphology"]
+    learners: list[str] = ["svm_rbf"]
+
+
 class RunConfig(Strict):
     task: Literal["morphology", "quality", "photoz", "tabular"]
     name: str | None = None
@@ -97,6 +105,7 @@ class RunConfig(Strict):
     data: DataConfig
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
 
     def to_yaml(self) -> str:
         """The resolved config, as saved in the run folder."""

@@ -27,6 +27,7 @@ from deepfield.models.summary import summarize
 from deepfield.report.figures import plot_learning_curves
 from deepfield.report.html import write_report
 from deepfield.tasks.base import Prepared, Task
+from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
@@ -108,6 +109,42 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     plot_learning_curves(out / "history.csv", out / "figures" / "learning_curves.png",
                          metric=next((m for m in ("accuracy", "mae") if m in history.history), None))
+    if config.baselines.run:
+        add_baselines(config, prepared, console)
+    write_report(out)
+    return out
+
+
+BASELINE_KEYS = ("accuracy", "macro_auc", "sigma_nmad", "outlier_fraction_0.15", "bias_median")
+
+
+def add_baselines(config: RunConfig, prepared: Prepared, console: Console) -> list[dict[str, Any]]:
+    """Classical baselines on ``prepared`` (the network's split), beside the network, in RUN/metrics.json."""
+    if config.task == "tabular":
+        raise DeepfieldError("baselines: tabular runs compare feature groups instead (data.feature_groups)")
+    options = config.baselines
+    console.print(f"baselines: {', '.join(options.learners)} on "
+                  f"{', '.join(options.features) if prepared.x['train'].ndim == 4 else 'catalogue features'}")
+    if prepared.x["train"].ndim == 4:
+        rows = image_baselines(prepared, options.features, options.learners, seed=config.seed)
+    else:
+        (y_train, kind), (y_test, _) = prepared_targets(prepared, "train"), prepared_targets(prepared, "test")
+        rows = run_baselines(prepared.x["train"], y_train, prepared.x["test"], y_test, task=kind,
+                             learners=options.learners, seed=config.seed, feature_name="catalogue")
+    metrics = json.loads((Path(config.out) / "metrics.json").read_text(encoding="utf-8"))
+    network = {"model": f"network ({config.model.preset})", "features": "learned",
+               **{key: metrics[key] for key in BASELINE_KEYS if key in metrics}}
+    append_rows(config.out, [network, *rows])
+    return rows
+
+
+def baselines_run(config: RunConfig, console: Console | None = None) -> Path:
+    """Run the baselines of a trained run's config on its exact split; update its metrics and report."""
+    out = Path(config.out)
+    if not (out / "metrics.json").is_file():
+        raise DeepfieldError(f"{out}: no trained run here yet; `deepfield train` this config first "
+                             "(or set baselines.run: true to do both)")
+    add_baselines(config, task_for(config).prepare(config), console or Console())
     write_report(out)
     return out
 
