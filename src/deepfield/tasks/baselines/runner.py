@@ -124,7 +124,7 @@ def image_baselines(prepared: Prepared, extractors: Sequence[str] = ("hog", "mor
     when it needs fitting), features of ``prepared.x["train"]`` and ``["test"]``
     ``(N, C, H, W)`` are computed once and every learner of ``learners`` is scored on them.
     """
-    from deepfield.tasks import features  # image features are optional: only this function needs them
+    from deepfield.tasks import features  # imported here so tests can swap in a stand-in module
 
     images = {part: prepared.x[part] for part in ("train", "test")}
     if any(v.ndim != 4 for v in images.values()):
