@@ -45,3 +45,14 @@ def test_bad_override_and_missing_file(tmp_path):
         load_config(path, ["training.epochs"])
     with pytest.raises(DeepfieldError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_baselines_default_to_every_feature_family_and_learner():
+    from deepfield.tasks import features
+    from deepfield.tasks.baselines.learners import NAMES
+    from deepfield.tasks.config import BaselinesConfig
+
+    defaults = BaselinesConfig()
+    assert set(defaults.learners) == set(NAMES)
+    assert set(defaults.features) == {"hog", "colour_histogram", "texture", "sift_bovw", "morphology"}
+    assert all(features.get(name) for name in defaults.features)  # every default is a real extractor

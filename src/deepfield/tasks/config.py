@@ -90,11 +90,15 @@ class TrainingConfig(Strict):
 
 
 class BaselinesConfig(Strict):
-    """Classical baselines on the network's exact split (``deepfield baseline CONFIG``)."""
+    """Classical baselines on the network's exact split (``deepfield baseline CONFIG``).
+
+    By default every baseline that applies: each image feature family with each learner
+    (catalogue tasks use the catalogue features). Narrow the lists for quicker runs.
+    """
 
     run: bool = Field(False, description="also run them at the end of `deepfield train`")
-    features: list[str] = ["hog", "morphology"]
-    learners: list[str] = ["svm_rbf"]
+    features: list[str] = ["hog", "colour_histogram", "texture", "sift_bovw", "morphology"]
+    learners: list[str] = ["svm_rbf", "svm_linear", "random_forest", "gradient_boosting", "knn"]
 
 
 class RunConfig(Strict):
