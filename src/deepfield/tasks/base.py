@@ -16,6 +16,7 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.tasks.config import RunConfig
+from deepfield.training import optimizers
 
 PARTS = ("train", "validation", "test")
 
@@ -36,6 +37,17 @@ class Prepared:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x["train"].shape[1:])
+
+
+def make_optimizer(config: RunConfig) -> Any:
+    """The configured optimiser, with ``training.learning_rate`` applied when given."""
+    spec = config.training.optimizer  # "adam", or {"name": "adam", "amsgrad": true, ...}
+    if isinstance(spec, dict):
+        spec = {"class_name": spec.get("name", ""), "config": {k: v for k, v in spec.items() if k != "name"}}
+    optimizer = optimizers.get(spec)
+    if config.training.learning_rate is not None:
+        optimizer.learning_rate = config.training.learning_rate
+    return optimizer
 
 
 @dataclass

@@ -26,14 +26,14 @@ from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.report.figures import plot_learning_curves
 from deepfield.report.html import write_report
-from deepfield.tasks.base import Prepared, Task
+from deepfield.tasks.base import Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
-from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint, ReduceLROnPlateau,
-                                optimizers)
+from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint,
+                                ReduceLROnPlateau)
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
 
@@ -43,16 +43,6 @@ def task_for(config: RunConfig) -> Task:
         raise DeepfieldError(f"task {config.task!r} is not available yet; available: {', '.join(sorted(TASKS))}")
     return TASKS[config.task]()
 
-
-def make_optimizer(config: RunConfig) -> Any:
-    """The configured optimiser, with ``training.learning_rate`` applied when given."""
-    spec = config.training.optimizer  # "adam", or {"name": "adam", "amsgrad": true, ...}
-    if isinstance(spec, dict):
-        spec = {"class_name": spec.get("name", ""), "config": {k: v for k, v in spec.items() if k != "name"}}
-    optimizer = optimizers.get(spec)
-    if config.training.learning_rate is not None:
-        optimizer.learning_rate = config.training.learning_rate
-    return optimizer
 
 
 def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -> Path:

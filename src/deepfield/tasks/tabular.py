@@ -36,7 +36,7 @@ from deepfield.data.splits import make_split
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_roc
 from deepfield.report.figures.style import PALETTE, figure
-from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.base import PARTS, NewData, Prepared, Task, make_optimizer
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.training import EarlyStopping, Engine
@@ -365,7 +365,6 @@ class Tabular(Task):
 
     def fit_without(self, prepared: Prepared, keep: list[int], part: str) -> np.ndarray:
         """Train the configured model on feature columns ``keep`` only; its outputs on ``part``."""
-        from deepfield.tasks.run import make_optimizer  # run.py imports this module at its top
 
         config = self.config
         reduced = Prepared(x={p: v[:, keep] for p, v in prepared.x.items()}, y=prepared.y, info=prepared.info)

@@ -104,25 +104,8 @@ class AdamW(Adam):
 
     name = "adamw"
 
-    def __init__(
-        self,
-        params: ParamsT | None = None,
-        learning_rate: float = 0.001,
-        weight_decay: float = 0.004,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float | None = 1e-7,
-        amsgrad: bool = False,
-        *,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        global_clipnorm: float | None = None,
-        decay: float = 0.0,
-        **keras2: Any,
-    ) -> None:
+    def __init__(self, params: ParamsT | None = None, learning_rate: float = 0.001, weight_decay: float = 0.004,
+                 **options: Any) -> None:
+        """Adam's arguments (``beta_1``, ``beta_2``, ``epsilon``, ``amsgrad``, clipping, ``decay``) by keyword."""
         check_non_negative(self, "weight_decay", weight_decay)
-        super().__init__(
-            params, learning_rate, beta_1, beta_2, epsilon, amsgrad,
-            clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
-            weight_decay=weight_decay, decay=decay, **keras2,
-        )
+        super().__init__(params, learning_rate, weight_decay=weight_decay, **options)
