@@ -13,6 +13,12 @@ from deepfield.report.figures.gallery import asinh_composite, plot_gallery, sele
 from deepfield.report.figures.learning import load_history, overfitting_epoch, plot_learning_curves
 from deepfield.report.figures.photoz import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.report.figures.style import DPI
+from deepfield.report.figures.uncertainty import (
+    plot_coverage,
+    plot_error_vs_uncertainty,
+    plot_reliability_diagram,
+    plot_uncertainty_flags,
+)
 
 __all__ = [
     "DPI",
@@ -28,4 +34,8 @@ __all__ = [
     "plot_precision_recall",
     "plot_roc",
     "select_examples",
+    "plot_coverage",
+    "plot_error_vs_uncertainty",
+    "plot_reliability_diagram",
+    "plot_uncertainty_flags",
 ]
