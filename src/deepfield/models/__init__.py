@@ -1,5 +1,6 @@
 """The ``models`` layer: layers, initialisers, the Sequential container, summary, presets."""
 from deepfield.models.base import Layer
+from deepfield.models.bayesian import BayesianConv1D, BayesianConv2D, BayesianConv3D, BayesianDense
 from deepfield.models.blocks import (
     Inception,
     Maxout,
@@ -61,4 +62,8 @@ __all__ = [
     "ViewPoints",
     "TimeDistributed",
     "MergeViews",
+    "BayesianDense",
+    "BayesianConv1D",
+    "BayesianConv2D",
+    "BayesianConv3D",
 ]

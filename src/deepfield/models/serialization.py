@@ -9,6 +9,12 @@ A Sequential is saved layer by layer (``"class_name": "Sequential"``). A zoo pre
 that is not a Sequential (:class:`~deepfield.models.presets.base.PresetModel`) is saved
 as the zoo call that makes it, ``"class_name": "Preset"`` with
 ``"config": {"preset": NAME, "kwargs": {...}}``, and rebuilt through the zoo.
+
+A model made Bayesian by :func:`~deepfield.models.bayesian.bayesianize` has
+``"bayesian": {"prior_sigma", "posterior_sigma", "kl_weight"}`` in its config: loading
+builds the network as written, applies ``bayesianize`` again (which also reaches the
+layers inside blocks, whose configs name deterministic layers), then loads the weights.
+No ``"bayesian"`` key: the model is loaded as written.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from torch import nn
 from deepfield import __version__, atomic
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
+from deepfield.models.bayesian import SETTINGS, bayesian_settings, bayesianize
 from deepfield.models.presets.base import PresetModel
 from deepfield.models.sequential import Sequential
 
@@ -34,6 +41,7 @@ FORMAT_VERSION = 1
 ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 PRESET_CLASS = "Preset"
+BAYESIAN_KEY = "bayesian"
 
 M = TypeVar("M", bound=Sequential)
 
@@ -96,6 +104,9 @@ def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) 
     if not model.built:
         model.build()
     config = model.get_config()
+    bayesian = bayesian_settings(model)
+    if bayesian is not None:
+        config[BAYESIAN_KEY] = bayesian
     digest = save_weights(model, folder / WEIGHTS_FILE)
     document = {
         "format": FORMAT,
@@ -127,6 +138,15 @@ def read_architecture(folder: str | os.PathLike[str]) -> dict:
     return document
 
 
+def _reapply_bayesian(model: nn.Module, settings: object) -> None:
+    """``bayesianize`` the freshly built ``model`` as its config records (None: it was not)."""
+    if settings is None:
+        return
+    if not isinstance(settings, dict) or sorted(settings) != sorted(SETTINGS):
+        raise DeepfieldError(f'"{BAYESIAN_KEY}" must map {", ".join(SETTINGS)} to numbers, got {settings!r}')
+    bayesianize(model, **settings)
+
+
 @overload
 def load_model(folder: str | os.PathLike[str]) -> Sequential | PresetModel: ...
 
@@ -151,9 +171,10 @@ def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None) -> Se
                                      f"{cls.__name__}; load it with deepfield.models.serialization.load_model(folder)")
         else:
             model = (cls or Sequential).from_config(document["config"])
+        model.build()
+        _reapply_bayesian(model, document["config"].get(BAYESIAN_KEY))
     except DeepfieldError as exc:
         raise DeepfieldError(f"{folder / ARCHITECTURE_FILE}: {exc}") from None
-    model.build()
     weights = document.get("weights", {})
     load_weights(model, folder / weights.get("file", WEIGHTS_FILE), weights.get("sha256"))
     return model
