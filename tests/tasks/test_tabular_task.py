@@ -10,7 +10,7 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models.serialization import load_model
 from deepfield.tasks.config import load_config
-from deepfield.tasks.forecast import (PAST_ELECTIONS, forecast_seats, network_draws, plot_seat_distribution,
+from deepfield.tasks.forecast import (PAST_ELECTIONS, forecast_seats, plot_seat_distribution, sample_outputs,
                                       seat_distribution, simulate_elections)
 from deepfield.tasks.run import train
 from deepfield.tasks.tabular import Tabular, unscale
@@ -165,13 +165,8 @@ def test_the_majority_probability_grows_with_the_national_swing(election_run, tm
 def test_mc_dropout_draws_one_network_for_all_rows_of_a_sample():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 1))
-    rows = torch.ones(10, 1)
-    with network_draws(model, torch.Generator().manual_seed(0)) as next_draw:
-        samples = []
-        for _ in range(5):
-            next_draw()
-            samples.append(model(rows).reshape(-1))
-    samples = torch.stack(samples)
+    rows = np.ones((10, 1), dtype=np.float32)
+    samples = torch.from_numpy(sample_outputs(model, rows, np.zeros(5), column=None, seed=0))
     assert torch.allclose(samples, samples[:, :1].expand_as(samples), atol=1e-6)  # one network for all rows
     assert len(set(samples[:, 0].tolist())) == 5  # a new network for every draw
     assert model.training and not model[2]._forward_hooks  # the model is left as it was

@@ -26,8 +26,7 @@ share minus 0.5. A district is won by the Democrats when its share exceeds 0.5.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,10 @@ from astropy.table import Table, vstack
 from torch import nn
 
 from deepfield.errors import DeepfieldError
-from deepfield.models.core import Dropout
 from deepfield.report.figures.style import PALETTE, figure
 from deepfield.tasks.tabular import Tabular, unscale
 from deepfield.training.engine import eval_mode
+from deepfield.training.mc_dropout import forward_draws, mc_mode
 
 DISTRICTS = 435
 MAJORITY = 218
@@ -126,56 +125,29 @@ def simulate_elections(districts: int = DISTRICTS, cycles: int = 10, *, seed: in
 
 # -- joint samples from the network ---------------------------------------------------------------
 
-def _dropout_rate(module: nn.Module) -> float:
-    """The rate of a dropout layer (deepfield's or torch's), 0 for any other module."""
-    if isinstance(module, Dropout):
-        return module.rate
-    return float(module.p) if isinstance(module, nn.Dropout) else 0.0
-
-
-@contextmanager
-def network_draws(model: nn.Module, generator: torch.Generator, active: bool = True) -> Iterator[Callable[[], None]]:
-    """MC dropout with one mask per draw, shared by all rows: yields ``next_draw()``.
-
-    Inside, ``model`` runs in eval mode without gradients (batch norm frozen), but when
-    ``active`` each dropout layer multiplies its output by a mask of one sample's shape,
-    drawn at the first call after each ``next_draw()``: the rows of a batch are all
-    predicted by the same sampled network, so their predictions are a joint sample.
-    """
-    masks: dict[nn.Module, torch.Tensor] = {}
-
-    def apply_mask(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        if module not in masks:
-            keep = 1.0 - _dropout_rate(module)
-            mask = torch.bernoulli(torch.full(tuple(output.shape[1:]), keep), generator=generator) / keep
-            masks[module] = mask.to(output.device, output.dtype)
-        return output * masks[module]
-
-    handles = [m.register_forward_hook(apply_mask) for m in model.modules() if active and _dropout_rate(m) > 0]
-    try:
-        with eval_mode(model):
-            yield masks.clear
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def sample_outputs(model: nn.Module, x: np.ndarray, shifts: np.ndarray, column: int | None,
                    mc_dropout: bool = True, seed: int = 0) -> np.ndarray:
     """``(T, N)`` network outputs for rows ``x`` ``(N, F)``, sample ``t`` with ``shifts[t]`` added to
-    feature ``column`` of every row (``None``: no shift) and, with ``mc_dropout``, its own network draw."""
-    generator = torch.Generator().manual_seed(seed)
+    feature ``column`` of every row (``None``: no shift) and, with ``mc_dropout``, its own network draw.
+
+    A draw is one dropout mask per layer shared by all rows (:mod:`deepfield.training.mc_dropout`),
+    so the rows of a sample are predicted by the same sampled network: a joint sample.
+    """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     rows = torch.as_tensor(x, dtype=torch.float32, device=device)
-    samples = []
-    with network_draws(model, generator, active=mc_dropout) as next_draw:
-        for shift in shifts:
-            next_draw()
-            shifted = rows.clone()
-            if column is not None:
-                shifted[:, column] += float(shift)
-            samples.append(model(shifted).reshape(-1))
-    return torch.stack(samples).cpu().numpy()
+
+    def shifted(shift: float) -> torch.Tensor:
+        moved = rows.clone()
+        if column is not None:
+            moved[:, column] += float(shift)
+        return moved
+
+    if not mc_dropout:
+        with eval_mode(model):
+            return torch.stack([model(shifted(s)).reshape(-1) for s in shifts]).cpu().numpy()
+    with mc_mode(model, seed) as state:
+        draws = [forward_draws(model, state, shifted(s), range(t, t + 1))[0].reshape(-1) for t, s in enumerate(shifts)]
+    return torch.stack(draws).cpu().numpy()
 
 
 # -- from vote shares to seats --------------------------------------------------------------------

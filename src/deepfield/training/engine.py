@@ -35,6 +35,7 @@ from deepfield.training import metrics as metric_registry
 from deepfield.training.batches import BatchSize, Batches, check_batch_size, make_batches, split_validation
 from deepfield.training.callbacks import Callback, CallbackList, History
 from deepfield.training.device import Precision, resolve_device, to_channels_last
+from deepfield.training.mc_dropout import MCPrediction, sample_outputs
 from deepfield.training.progress import EpochProgress
 
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (x, y) -> (pred, loss)
@@ -167,6 +168,13 @@ class Engine:
         device: ``"cuda"``, ``"mps"``, ``"cpu"``, a ``torch.device``, or ``None`` for the best present.
         precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision, see :mod:`.device`).
         channels_last: store 4-d weights NHWC (faster convolutions on GPUs and recent CPUs).
+
+    Auxiliary losses: submodules with an ``auxiliary_loss()`` method (the variational layers
+    of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) add it to the
+    training loss, and the reported ``loss`` includes it, as Keras reports added losses.
+    ``evaluate`` and ``val_loss`` are the data loss alone, of the network in eval mode: the
+    KL term belongs to the weights, not to the data evaluated, and without it the
+    validation loss compares with that of a deterministic network.
     """
 
     def __init__(self, model: nn.Module, loss: Any = None, optimizer: Any = "rmsprop", metrics: Any = None, *,
@@ -187,6 +195,7 @@ class Engine:
         self._tracker = RunningMean()
         self._callbacks = CallbackList([], self)
         self._after_backward: list[Callback] = []
+        self._auxiliary: list[nn.Module] = []
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
     @property
@@ -234,6 +243,7 @@ class Engine:
         val = self._validation_batches(validation_data, batch_size)
         self._ready([("x", train), *([("validation x", val)] if val is not None else [])])
         self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
+        self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
 
         self.history = History()
         cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self)
@@ -309,7 +319,7 @@ class Engine:
 
     def _gradient_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pred = self._forward(x)
-        loss = self.loss_fn(pred, y)
+        loss = self._training_loss(pred, y)
         scaler, optimizer = self.precision.scaler, self.optimizer
         if scaler is None:
             loss.backward()
@@ -334,11 +344,18 @@ class Engine:
             pred = self._forward(x)
             if not first:
                 first.append(pred)
-            return self.loss_fn(pred, y)
+            return self._training_loss(pred, y)
 
         loss = self.optimizer.step(closure)
         self.optimizer.zero_grad(set_to_none=True)
         return first[0], loss
+
+    def _training_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The data loss plus the auxiliary losses of the modules found when ``fit`` began."""
+        loss = self.loss_fn(pred, y)
+        for module in self._auxiliary:
+            loss = loss + module.auxiliary_loss()
+        return loss
 
     def _notify_after_backward(self) -> None:
         for cb in self._after_backward:
@@ -387,15 +404,32 @@ class Engine:
         cbs.call("on_test_end", logs)
         return logs
 
-    def predict(self, x: Any, batch_size: BatchSize | None = 32, verbose: int = 1) -> np.ndarray:
+    def predict(self, x: Any, batch_size: BatchSize | None = 32, verbose: int = 1, *, mc_samples: int = 0,
+                seed: int = 0, kind: str = "auto", return_samples: bool = False,
+                memory_mb: float = 512.0) -> np.ndarray | MCPrediction:
         """The model's outputs for ``x`` (arrays, a Dataset or a DataLoader), as one numpy array.
 
         Runs in eval mode (dropout off) without gradients; outputs stay on the device
         until the end, then come to the host in one copy.
+
+        With ``mc_samples=T`` (Monte-Carlo dropout), dropout stays on (and only dropout:
+        batch norm stays in inference mode; variational layers sample their weights) and
+        the result is an :class:`~deepfield.training.mc_dropout.MCPrediction`: the mean,
+        the spread, for class probabilities the predictive entropy and the mutual information
+        and, with ``return_samples``, the draws ``(T, N, ...)``. The T draws are batched
+        and the layers before the first dropout run once per input
+        (:func:`~deepfield.training.mc_dropout.sample_outputs`, which ``seed`` and
+        ``memory_mb`` are for). ``kind`` says how to read the outputs: ``"probabilities"``
+        (needed for a binary sigmoid head), ``"values"``, ``"gaussian"`` (mean | log-variance)
+        or ``"auto"`` (probabilities when every row is a softmax).
         """
         batches = make_batches(x, None, batch_size=check_batch_size(batch_size), shuffle=False,
                                device=self.device, with_y=False)
         self._ready([("x", batches)])
+        if mc_samples:
+            draws = sample_outputs(self.model, (xb for xb, _ in batches.epoch(0, 0)), mc_samples, seed=seed,
+                                   memory_mb=memory_mb, forward=self._forward)
+            return MCPrediction.from_samples(draws, kind, keep_samples=return_samples)
         outputs = []
         progress = EpochProgress(verbose) if verbose else None
         with eval_mode(self.model), progress or nullcontext():

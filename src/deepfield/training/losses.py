@@ -131,6 +131,26 @@ class HalfSumSquaredError(Loss):
         return 0.5 * torch.sum(torch.square(y_true - y_pred)) / y_pred.shape[0]
 
 
+class GaussianNLL(Loss):
+    """Negative log-likelihood of a heteroscedastic head: ``y_pred`` is ``(N, 2D)`` = mean | log-variance.
+
+    Per output ``0.5 (log 2π + s + (y − μ)² e^{−s})`` with ``s`` the predicted log-variance
+    (Nix & Weigend 1994; Kendall & Gal 2017), averaged over the batch and the ``D`` outputs.
+    ``y_true`` is ``(N, D)`` (or ``(N,)`` for ``D = 1``). The network learns its own
+    aleatoric error: ``σ = exp(s / 2)`` in the target's units.
+    """
+
+    name = "gaussian_nll"
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if y_pred.dim() != 2 or y_pred.shape[1] % 2:
+            raise DeepfieldError(f"gaussian_nll: predictions must be (N, 2D) = mean and log-variance per output, "
+                                 f"got shape {tuple(y_pred.shape)}")
+        mean, log_var = y_pred.chunk(2, dim=1)
+        y_true = align_labels(self.name, mean, y_true).to(mean.dtype)
+        return F.gaussian_nll_loss(mean, y_true, log_var.exp(), full=True, eps=1e-12)
+
+
 class _FromLogits(Loss):
     """A loss of predicted probabilities, or of logits when ``from_logits=True``."""
 
