@@ -30,7 +30,7 @@ from deepfield import __version__, atomic
 from deepfield.errors import DeepfieldError, unknown_name
 
 REPORT_FILE = "report.html"
-SECTIONS = ("header", "config", "model", "training", "metrics", "figures", "baselines", "gallery")
+SECTIONS = ("header", "config", "model", "training", "metrics", "uncertainty", "figures", "baselines", "gallery")
 """The report's sections, in page order; ``write_report(sections=...)`` picks among them."""
 
 HISTORY_ROWS = 10
@@ -38,6 +38,7 @@ HISTORY_ROWS = 10
 
 LEARNING_CURVES = "learning_curves.png"
 GALLERY_GLOB = "gallery*.png"
+UNCERTAINTY_GLOB = "uncertainty_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
 
@@ -504,7 +505,7 @@ def _best_epoch_note(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _metrics_section(run: _Run) -> str:
-    body = {k: v for k, v in run.metrics.items() if k not in _HEADER_KEYS and k != "baselines"}
+    body = {k: v for k, v in run.metrics.items() if k not in _HEADER_KEYS and k not in ("baselines", "uncertainty")}
     return "\n".join(_metric_blocks("", body))
 
 
@@ -528,9 +529,22 @@ def _metric_blocks(title: str, value: Mapping[str, Any] | list[Any]) -> list[str
     return blocks
 
 
+def _uncertainty_section(run: _Run) -> str:
+    """metrics.json's ``uncertainty`` (calibration, coverage, how well uncertainty flags mistakes)
+    and the ``uncertainty_*.png`` figures: reliability diagram, error vs uncertainty, the most uncertain objects."""
+    values = run.metrics.get("uncertainty")
+    tables = _metric_blocks("", values) if isinstance(values, Mapping) else []
+    figures = [_figure(p, _caption(run, p)) for p in _uncertainty_figures(run)]
+    return "\n".join(tables + figures)
+
+
+def _uncertainty_figures(run: _Run) -> list[Path]:
+    return [p for p in run.figures if p.match(UNCERTAINTY_GLOB)]
+
+
 def _figures_section(run: _Run) -> str:
-    """Every figure not placed elsewhere (learning curves, gallery)."""
-    placed = {LEARNING_CURVES} | {p.name for p in _gallery(run)}
+    """Every figure not placed elsewhere (learning curves, uncertainty, gallery)."""
+    placed = {LEARNING_CURVES} | {p.name for p in _gallery(run) + _uncertainty_figures(run)}
     return "\n".join(_figure(p, _caption(run, p)) for p in run.figures if p.name not in placed)
 
 
@@ -551,10 +565,12 @@ def _gallery_section(run: _Run) -> str:
 
 _TITLES = {
     "config": "Configuration", "model": "Model", "training": "Training",
-    "metrics": "Metrics", "figures": "Figures", "baselines": "Baselines", "gallery": "Gallery",
+    "metrics": "Metrics", "uncertainty": "Uncertainty", "figures": "Figures", "baselines": "Baselines",
+    "gallery": "Gallery",
 }
 _RENDERERS: dict[str, Callable[[_Run], str]] = {
     "config": _config_section, "model": _model_section, "training": _training_section,
-    "metrics": _metrics_section, "figures": _figures_section, "baselines": _baselines_section,
+    "metrics": _metrics_section, "uncertainty": _uncertainty_section, "figures": _figures_section,
+    "baselines": _baselines_section,
     "gallery": _gallery_section,
 }

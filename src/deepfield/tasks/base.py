@@ -15,8 +15,10 @@ from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
+from deepfield.models.bayesian import bayesianize
 from deepfield.tasks.config import RunConfig
 from deepfield.training import optimizers
+from deepfield.training.mc_dropout import MCPrediction
 
 PARTS = ("train", "validation", "test")
 
@@ -94,8 +96,34 @@ class Task:
         """The prediction table's columns for the network's ``outputs`` (N, ...)."""
         raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")
 
+    # -- uncertainty (see deepfield.tasks.uncertainty) -------------------------------------------
+    def output_kind(self, info: dict[str, Any]) -> str:
+        """How to read the network's outputs: ``"probabilities"``, ``"values"`` or ``"gaussian"``
+        (mean | log-variance, a heteroscedastic head; ``info["heteroscedastic"]``)."""
+        return "gaussian" if info.get("heteroscedastic") else "values"
+
+    def calibrates(self, info: dict[str, Any]) -> bool:
+        """Whether a temperature is fitted on the validation part (classifiers)."""
+        return False
+
+    def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
+                            temperature: float | None = None) -> dict[str, Any]:
+        """How far to trust ``prediction`` on ``part`` (calibration, coverage) and its figures; ``{}``: nothing to say."""
+        return {}
+
+    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+                             temperature: float | None = None) -> dict[str, np.ndarray]:
+        """The prediction table's uncertainty columns."""
+        return {}
+
     def build_model(self, config: RunConfig, prepared: Prepared) -> nn.Module:
-        """The configured preset, with this task's head unless the user's options set it."""
+        """The configured preset, with this task's head unless the user's options set it.
+
+        With ``model.bayesian`` set, its Dense and Conv layers become variational
+        (:func:`~deepfield.models.bayesian.bayesianize`) and the KL term is weighted by
+        1 / (training samples): the loss is mean data loss + KL / N, the negative ELBO per
+        sample when the data loss is a negative log-likelihood.
+        """
         n_outputs, activation = self.head(prepared)
         builder = zoo.PRESETS.get(zoo.ALIASES.get(config.model.preset, config.model.preset))
         accepted = set(inspect.signature(builder).parameters) if builder else set()
@@ -105,4 +133,9 @@ class Task:
         if "output_activation" in accepted:
             kwargs["output_activation"] = activation
         kwargs.update(config.model.options)
-        return zoo.get(config.model.preset, **kwargs)
+        model = zoo.get(config.model.preset, **kwargs)
+        bayesian = config.model.bayesian
+        if bayesian is None:
+            return model
+        return bayesianize(model, prior_sigma=bayesian.prior_sigma, posterior_sigma=bayesian.posterior_sigma,
+                           kl_weight=1.0 / len(prepared.x["train"]))

@@ -68,11 +68,46 @@ class DataConfig(Strict):
         return [b.strip() for b in value.split(",")] if isinstance(value, str) else value
 
 
+class BayesianConfig(Strict):
+    """Bayes by backprop: every Dense/Conv of the preset becomes a variational layer.
+
+    Each weight gets a Gaussian posterior and a ``N(0, prior_sigma²)`` prior; the KL
+    term, weighted by 1/(training samples), is added to the loss.
+    """
+
+    prior_sigma: float = Field(1.0, gt=0)
+    posterior_sigma: float = Field(1e-3, gt=0, description="the posterior's initial standard deviation")
+
+
+class UncertaintyConfig(Strict):
+    """How predictions carry their uncertainty (MC dropout, a heteroscedastic head).
+
+    ``mc_samples`` > 0: ``evaluate``/``predict``/the report sample the network that many
+    times with dropout on (batch norm frozen) and give the spread; 0 is one deterministic pass.
+    ``heteroscedastic``: regression heads output a mean and a log-variance (aleatoric error)
+    and train on the Gaussian negative log-likelihood.
+    ``temperature``: fit a temperature on the validation part (classification calibration).
+    """
+
+    mc_samples: int = Field(0, ge=0)
+    heteroscedastic: bool = False
+    temperature: bool = True
+
+
 class ModelConfig(Strict):
     """A preset from the zoo and its options (``deepfield summary PRESET`` shows it)."""
 
     preset: str = "lecture-cnn"
     options: dict[str, Any] = {}
+    bayesian: BayesianConfig | None = Field(None, description="variational (Bayes by backprop) layers")
+
+    @field_validator("bayesian", mode="before")
+    @classmethod
+    def _bayesian_switch(cls, value: Any) -> Any:
+        """``bayesian: true`` takes the defaults, ``false`` switches it off."""
+        if value is True:
+            return {}
+        return None if value is False else value
 
 
 class TrainingConfig(Strict):
@@ -110,6 +145,8 @@ class RunConfig(Strict):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     baselines: BaselinesConfig = BaselinesConfig()
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
+    ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
 
     def to_yaml(self) -> str:
         """The resolved config, as saved in the run folder."""

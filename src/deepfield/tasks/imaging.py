@@ -21,6 +21,8 @@ from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.uncertainty import classification_uncertainty, uncertainty_columns
+from deepfield.training.mc_dropout import MCPrediction
 
 ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithmic above
 
@@ -109,6 +111,22 @@ class ImageClassification(Task):
         columns = {"predicted": np.asarray(classes)[probabilities.argmax(axis=1)]}
         columns.update({f"p_{name}": probabilities[:, k] for k, name in enumerate(classes)})
         return columns
+
+    def output_kind(self, info: dict[str, Any]) -> str:
+        return "probabilities"
+
+    def calibrates(self, info: dict[str, Any]) -> bool:
+        return True
+
+    def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
+                            temperature: float | None = None) -> dict[str, Any]:
+        """Calibration (ECE, reliability, temperature), entropy flagging mistakes, the most uncertain stamps."""
+        return classification_uncertainty(prepared.y[part], prediction, figures, temperature=temperature,
+                                          images=prepared.x[part], class_names=prepared.info["classes"])
+
+    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+                             temperature: float | None = None) -> dict[str, np.ndarray]:
+        return uncertainty_columns(prediction, temperature)
 
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
         n_classes = len(prepared.info["classes"])

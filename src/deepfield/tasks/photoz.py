@@ -55,6 +55,8 @@ from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
+from deepfield.tasks.uncertainty import pdf_uncertainty, regression_uncertainty
+from deepfield.training.mc_dropout import MCPrediction
 from deepfield.report.figures import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
@@ -396,13 +398,43 @@ class PhotoZ(Task):
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
         if prepared.info["mode"] == "pdf":
             return len(prepared.info["bin_edges"]) - 1, "softmax"
-        return 1, None
+        return (2 if prepared.info.get("heteroscedastic") else 1), None
 
     def default_loss(self, prepared: Prepared) -> str:
+        if prepared.info.get("heteroscedastic"):
+            return "gaussian_nll"
         return PDF_LOSS if prepared.info["mode"] == "pdf" else REGRESSION_LOSS
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
-        return [] if prepared.info["mode"] == "pdf" else ["mae"]
+        return [] if prepared.info["mode"] == "pdf" or prepared.info.get("heteroscedastic") else ["mae"]
+
+    def output_kind(self, info: dict[str, Any]) -> str:
+        return "probabilities" if info["mode"] == "pdf" else super().output_kind(info)
+
+    def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
+                            temperature: float | None = None) -> dict[str, Any]:
+        """PDFs: coverage of their 68 % / 95 % intervals; regression with a σ (draws or a
+        heteroscedastic head): coverage and error vs σ."""
+        z, _ = self.truth(prepared, part)
+        if prepared.info["mode"] == "pdf":
+            return pdf_uncertainty(z, prediction, prepared.info["bin_edges"], figures)
+        if float(prediction.total.max()) == 0.0:  # one deterministic network: no σ to check
+            return {}
+        return regression_uncertainty(z, prediction, figures, name="z")
+
+    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+                             temperature: float | None = None) -> dict[str, np.ndarray]:
+        """``z_err`` (total σ) with its parts ``z_err_epistemic`` / ``z_err_aleatoric`` (regression),
+        ``z_mutual_information`` for PDFs from several draws."""
+        if info["mode"] == "pdf":
+            spread = float(prediction.mutual_information.max()) > 0
+            return {"z_mutual_information": prediction.mutual_information} if spread else {}
+        columns = {}
+        if float(prediction.total.max()) > 0:
+            columns |= {"z_err": prediction.total[:, 0], "z_err_epistemic": prediction.std[:, 0]}
+        if prediction.aleatoric is not None:
+            columns["z_err_aleatoric"] = prediction.aleatoric[:, 0]
+        return columns
 
     def build_model(self, config: RunConfig, prepared: Prepared) -> torch.nn.Module:
         """The preset; one that outputs a PDF itself (``pasquet``) gets this task's redshift bins."""

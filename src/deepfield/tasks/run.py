@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from rich.console import Console
 from deepfield import __version__, atomic
 from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
+from deepfield.analysis.uncertainty import predictive
 from deepfield.data.images import Skipped, write_skip_report
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
@@ -32,10 +34,23 @@ from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
+from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint,
-                                ReduceLROnPlateau)
+                                ReduceLROnPlateau, resolve_device)
+from deepfield.training.mc_dropout import MCPrediction
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
+
+
+def prepare(task: Task, config: RunConfig) -> Prepared:
+    """The task's prepared data, with the run's choices that shape the network's head in ``info``."""
+    prepared = task.prepare(config)
+    if config.uncertainty.heteroscedastic:
+        if task.output_kind(prepared.info) == "probabilities":
+            raise DeepfieldError(f"uncertainty.heteroscedastic: a mean and log-variance head is for regression; "
+                                 f"this {config.task} run is a classification")
+        prepared.info["heteroscedastic"] = True
+    return prepared
 
 
 def task_for(config: RunConfig) -> Task:
@@ -54,7 +69,7 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     task = task_for(config)
     started = time.perf_counter()
 
-    prepared = task.prepare(config)
+    prepared = prepare(task, config)
     skipped = prepared.info.get("skipped") or []
     if skipped:
         report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
@@ -63,20 +78,71 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     console.print(f"task {config.task}: " + ", ".join(f"{part} {len(x)}" for part, x in prepared.x.items())
                   + f" samples of shape {prepared.input_shape}")
 
-    torch.manual_seed(config.seed)  # the weights of the new network follow the seed
+    models, epochs_run = [], []
+    for k, (folder, seed) in enumerate(member_folders(config)):
+        if config.ensemble > 1:
+            console.print(f"ensemble member {k + 1} of {config.ensemble} (seed {seed})")
+        model, epochs = fit_network(config, task, prepared, folder, seed, console if k == 0 else None, verbose)
+        models.append(model)
+        epochs_run.append(epochs)
+    train_seconds = time.perf_counter() - started
+
+    temperature = fit_calibration(task, models, prepared, config)
+    if temperature is not None:
+        atomic.write_text(out / CALIBRATION_FILE, json.dumps({"temperature": temperature}, indent=2) + "\n")
+    metrics = analyse(task, models, prepared, out / "figures", config, temperature, verbose)
+    metrics.update(task=config.task, device=str(resolve_device(config.training.device)), time_s=round(train_seconds, 1),
+                   date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
+                   epochs_run=epochs_run[0] if len(epochs_run) == 1 else epochs_run)
+    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    history = member_folders(config)[0][0] / "history.csv"  # an ensemble shows its first member's
+    columns = history.read_text(encoding="utf-8").splitlines()[0].split(",")
+    plot_learning_curves(history, out / "figures" / "learning_curves.png",
+                         metric=next((m for m in ("accuracy", "mae") if m in columns), None))
+    if config.baselines.run:
+        add_baselines(config, prepared, console)
+    write_report(out)
+    return out
+
+
+CALIBRATION_FILE = "calibration.json"
+"""The temperature fitted on the validation part (classification), applied by ``predict``."""
+BAYESIAN_DRAWS = 30
+"""Draws of a variational network when ``uncertainty.mc_samples`` is 0."""
+
+
+def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
+    """Where each network of the run lives, with its seed: the run folder itself, or
+    ``members/<k>`` seeded ``seed + k`` for an ensemble (the data split keeps ``seed``)."""
+    out = Path(config.out)
+    if config.ensemble == 1:
+        return [(out, config.seed)]
+    return [(out / "members" / str(k), config.seed + k) for k in range(config.ensemble)]
+
+
+def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path, seed: int,
+                console: Console | None, verbose: int) -> tuple[torch.nn.Module, int]:
+    """Build, train and save one network into ``folder`` (its weights follow ``seed``); returns it and its epochs.
+
+    An ensemble member already saved there (a finished member of an interrupted ensemble) is loaded, not retrained.
+    ``console``: where to print the model summary (``None``: quiet).
+    """
+    if config.ensemble > 1 and serialization.has_architecture(folder):
+        return serialization.load_model(folder), 0
+    torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
     summary = summarize(model, prepared.input_shape)
-    atomic.write_text(out / "summary.txt", str(summary))
-    summary.print()
-
+    atomic.write_text(folder / "summary.txt", str(summary))
+    if console is not None:
+        summary.print()
     engine = Engine(model, loss=config.training.loss or task.default_loss(prepared),
                     optimizer=make_optimizer(config),
                     metrics=config.training.metrics if config.training.metrics is not None
                     else task.default_metrics(prepared),
                     device=config.training.device, precision=config.training.precision,
                     channels_last=config.training.channels_last)
-    checkpoints = out / "checkpoints"
-    callbacks = [CSVLogger(out / "history.csv", append=True),
+    checkpoints = folder / "checkpoints"
+    callbacks = [CSVLogger(folder / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
                  BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
     if config.training.reduce_lr:
@@ -85,24 +151,42 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
         callbacks.append(EarlyStopping(patience=config.training.early_stopping, restore_best_weights=True))
     history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
                          epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
-                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=config.seed)
+                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
     best = checkpoints / "best" / serialization.WEIGHTS_FILE
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
-    serialization.save_model(model, out)
-    train_seconds = time.perf_counter() - started
+    serialization.save_model(model, folder)
+    return model, len(history.history.get("loss", []))
 
-    metrics = analyse(task, engine, prepared, out / "figures", verbose)
-    metrics.update(task=config.task, device=str(engine.device), time_s=round(train_seconds, 1),
-                   date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
-                   epochs_run=len(history.history.get("loss", [])))
-    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
-    plot_learning_curves(out / "history.csv", out / "figures" / "learning_curves.png",
-                         metric=next((m for m in ("accuracy", "mae") if m in history.history), None))
-    if config.baselines.run:
-        add_baselines(config, prepared, console)
-    write_report(out)
-    return out
+
+def draws_per_network(config: RunConfig) -> int:
+    """MC draws per network: ``uncertainty.mc_samples``, else :data:`BAYESIAN_DRAWS` for a variational one."""
+    return config.uncertainty.mc_samples or (BAYESIAN_DRAWS if config.model.bayesian is not None else 0)
+
+
+def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module], x: np.ndarray,
+                   info: dict[str, Any]) -> MCPrediction:
+    """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`)."""
+    return predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
+                      seed=config.seed, device=config.training.device)
+
+
+def fit_calibration(task: Task, models: list[torch.nn.Module], prepared: Prepared, config: RunConfig) -> float | None:
+    """The temperature fitted on the validation part, where the task calibrates and the config asks for it."""
+    if not (config.uncertainty.temperature and task.calibrates(prepared.info)):
+        return None
+    validation = run_predictive(config, task, models, prepared.x["validation"], prepared.info)
+    return fit_run_temperature(prepared.y["validation"], validation.mean)
+
+
+def read_temperature(run: Path) -> float | None:
+    path = run / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["temperature"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DeepfieldError(f"{path}: unreadable ({exc})") from None
 
 
 BASELINE_KEYS = ("accuracy", "macro_auc", "sigma_nmad", "outlier_fraction_0.15", "bias_median")
@@ -134,22 +218,54 @@ def baselines_run(config: RunConfig, console: Console | None = None) -> Path:
     if not (out / "metrics.json").is_file():
         raise DeepfieldError(f"{out}: no trained run here yet; `deepfield train` this config first "
                              "(or set baselines.run: true to do both)")
-    add_baselines(config, task_for(config).prepare(config), console or Console())
+    add_baselines(config, prepare(task_for(config), config), console or Console())
     write_report(out)
     return out
 
 
-def analyse(task: Task, engine: Engine, prepared: Prepared, figures: Path, verbose: int = 0) -> dict[str, Any]:
-    """Loss and metrics on the test part, plus the task's science metrics and figures (into ``figures``)."""
-    scores = engine.evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=verbose)
-    outputs = engine.predict(prepared.x["test"], batch_size=256, verbose=0)
-    science = task.analyse(outputs, prepared, "test", figures)
-    return {"test": {k: float(v) for k, v in scores.items()}, **science}
+def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figures: Path, config: RunConfig,
+            temperature: float | None = None, verbose: int = 0) -> dict[str, Any]:
+    """Loss and metrics on the test part, the task's science metrics of the run's prediction and
+    its uncertainty section, with their figures (into ``figures``).
+
+    ``test`` holds the loss and training metrics (an ensemble: their mean over members, each
+    member's in ``members``); the science metrics score the mean of every draw (MC dropout,
+    variational layers, ensemble members), and ``uncertainty`` says how far to trust it.
+    """
+    loss = config.training.loss or task.default_loss(prepared)
+    metrics = config.training.metrics if config.training.metrics is not None else task.default_metrics(prepared)
+    members = [Engine(m, loss=loss, metrics=metrics, device=config.training.device)
+               .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=verbose) for m in models]
+    prediction = run_predictive(config, task, models, prepared.x["test"], prepared.info)
+    science = task.analyse(prediction.mean, prepared, "test", figures)
+    uncertainty = task.analyse_uncertainty(prediction, prepared, "test", figures, temperature)
+    if uncertainty:
+        draws = len(models) * max(draws_per_network(config), 1)
+        science["uncertainty"] = {"draws": draws, **uncertainty}
+    result = {"test": {k: float(np.mean([m[k] for m in members])) for k in members[0]}, **science}
+    if len(members) > 1:
+        result["members"] = [{k: float(v) for k, v in m.items()} for m in members]
+    return result
 
 
+@dataclass
+class OpenRun:
+    """A trained run: its resolved config, prepared-data record, networks (one, or an ensemble's
+    members), task and fitted temperature (``None``: not calibrated)."""
 
-def open_run(run: str | Path) -> tuple[RunConfig, dict[str, Any], torch.nn.Module, Task]:
-    """The resolved config, the prepared-data record, the trained network and its task."""
+    folder: Path
+    config: RunConfig
+    info: dict[str, Any]
+    models: list[torch.nn.Module]
+    task: Task
+    temperature: float | None
+
+    def predict(self, x: np.ndarray) -> MCPrediction:
+        return run_predictive(self.config, self.task, self.models, x, self.info)
+
+
+def open_run(run: str | Path) -> OpenRun:
+    """Read a run folder; nothing in it executes code (JSON, YAML and safetensors)."""
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise DeepfieldError(f"{run}: not a run folder (no config.yaml); train one with `deepfield train CONFIG`")
@@ -158,7 +274,9 @@ def open_run(run: str | Path) -> tuple[RunConfig, dict[str, Any], torch.nn.Modul
         info = json.loads((run / "prepared.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
-    return config, info, serialization.load_model(run), task_for(config)
+    config = config.model_copy(update={"out": run})  # the folder as found, wherever it was trained
+    models = [serialization.load_model(folder) for folder, _ in member_folders(config)]
+    return OpenRun(run, config, info, models, task_for(config), read_temperature(run))
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None) -> dict[str, Any]:
@@ -167,18 +285,17 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, console: Conso
     The figures go to ``RUN/figures`` (own test part) or ``RUN/evaluations/<file stem>/``,
     and the metrics to ``metrics.json`` there (own test part: ``RUN/evaluation.json``).
     """
-    config, info, model, task = open_run(run)
-    engine = Engine(model, loss=config.training.loss or task.default_loss(Prepared({}, {}, info=info)),
-                    metrics=config.training.metrics, device=config.training.device)
+    opened = open_run(run)
+    config, info, task = opened.config, opened.info, opened.task
     if data is None:
-        prepared, target = task.prepare(config), Path(run) / "evaluation.json"
+        prepared, target = prepare(task, config), Path(run) / "evaluation.json"
         figures = Path(run) / "figures"
     else:
         new = task.read_new(config, info, Path(data), labelled=True)
         prepared = task.new_prepared(new, info)
         target = Path(run) / "evaluations" / Path(data).stem / "metrics.json"
         figures = target.parent / "figures"
-    metrics = analyse(task, engine, prepared, figures, verbose=0)
+    metrics = analyse(task, opened.models, prepared, figures, config, opened.temperature)
     atomic.write_text(target, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     return metrics
 
@@ -203,14 +320,23 @@ def write_table(table: Table, out: Path, what: str) -> Path:
 
 
 def predict_run(run: str | Path, data: str | Path, out: str | Path) -> Path:
-    """Write the network's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5), with ids."""
+    """Write the run's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5), with ids.
+
+    Besides the task's columns, the uncertainty columns of :meth:`Task.describe_uncertainty`
+    (predictive entropy, mutual information, σ of a regression...). The table's meta records
+    the run, the number of draws pooled and the temperature applied to the calibrated columns.
+    """
     out = Path(out)
     table_format(out, "predictions")
-    config, info, model, task = open_run(run)
-    new = task.read_new(config, info, Path(data), labelled=False)
-    outputs = Engine(model, device=config.training.device).predict(new.x, batch_size=256, verbose=0)
-    table = Table({"id": np.asarray(new.ids).astype(str), **task.describe(outputs, info)})
-    table.meta["run"] = str(run)
+    opened = open_run(run)
+    new = opened.task.read_new(opened.config, opened.info, Path(data), labelled=False)
+    prediction = opened.predict(new.x)
+    columns = {**opened.task.describe(prediction.mean, opened.info),
+               **opened.task.describe_uncertainty(prediction, opened.info, opened.temperature)}
+    table = Table({"id": np.asarray(new.ids).astype(str), **columns})
+    table.meta.update(run=str(run), draws=len(opened.models) * max(draws_per_network(opened.config), 1))
+    if opened.temperature is not None:
+        table.meta["temperature"] = opened.temperature
     return write_table(table, out, "predictions")
 
 
@@ -225,10 +351,11 @@ def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str 
     """
     out = Path(out)
     fmt = table_format(out, "features")
-    config, info, model, task = open_run(run)
-    new = task.read_new(config, info, Path(data), labelled=False)
+    opened = open_run(run)
+    model = opened.models[0]  # an ensemble's first member
+    new = opened.task.read_new(opened.config, opened.info, Path(data), labelled=False)
     name = default_layer(model) if layer is None else layer
-    features = layer_features(model, new.x, name, batch_size=256, device=config.training.device)
+    features = layer_features(model, new.x, name, batch_size=256, device=opened.config.training.device)
     if fmt != "ascii.csv" and features.shape[1] + 1 > 999:
         raise DeepfieldError(f"{out}: layer {name!r} gives {features.shape[1]} features, more columns than a "
                              f"{out.suffix} table holds (999); write .csv or choose a narrower layer")

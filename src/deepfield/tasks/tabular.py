@@ -23,6 +23,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ from deepfield.report.figures.style import PALETTE, figure
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task, make_optimizer
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification
+from deepfield.tasks.uncertainty import classification_uncertainty, regression_uncertainty, uncertainty_columns
 from deepfield.training import EarlyStopping, Engine
+from deepfield.training.mc_dropout import MCPrediction
 
 MAX_CLASSES = 20
 """An integer target with at most this many distinct values is a class label; with more, a quantity."""
@@ -307,13 +310,58 @@ class Tabular(Task):
         return prepared.info["problem"] == "regression"
 
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
-        return (1, None) if self.is_regression(prepared) else _classifier.head(prepared)
+        if self.is_regression(prepared):
+            return (2 if prepared.info.get("heteroscedastic") else 1), None
+        return _classifier.head(prepared)
 
     def default_loss(self, prepared: Prepared) -> str:
-        return "mse" if self.is_regression(prepared) else _classifier.default_loss(prepared)
+        if self.is_regression(prepared):
+            return "gaussian_nll" if prepared.info.get("heteroscedastic") else "mse"
+        return _classifier.default_loss(prepared)
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
-        return ["mae"] if self.is_regression(prepared) else _classifier.default_metrics(prepared)
+        if self.is_regression(prepared):
+            return [] if prepared.info.get("heteroscedastic") else ["mae"]
+        return _classifier.default_metrics(prepared)
+
+    # -- uncertainty: a classifier's as for images; a regression's in the target's units --------
+    def output_kind(self, info: dict[str, Any]) -> str:
+        return super().output_kind(info) if info["problem"] == "regression" else "probabilities"
+
+    def calibrates(self, info: dict[str, Any]) -> bool:
+        return info["problem"] == "classification"
+
+    @staticmethod
+    def in_target_units(prediction: MCPrediction, info: dict[str, Any]) -> MCPrediction:
+        """A regression prediction with its mean and σ back in the target's units."""
+        std = float(np.asarray(info["target_scale"]["std"]).reshape(-1)[0])
+        rescaled = {name: getattr(prediction, name) * std for name in ("std", "aleatoric", "total")
+                    if getattr(prediction, name) is not None}
+        return replace(prediction, mean=unscale(prediction.mean, info["target_scale"]), **rescaled)
+
+    def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
+                            temperature: float | None = None) -> dict[str, Any]:
+        info = prepared.info
+        if not self.is_regression(prepared):
+            return classification_uncertainty(prepared.y[part], prediction, figures, temperature=temperature,
+                                              class_names=info["classes"])
+        if float(prediction.total.max()) == 0.0:
+            return {}
+        truth = unscale(prepared.y[part].reshape(-1), info["target_scale"])
+        return regression_uncertainty(truth, self.in_target_units(prediction, info), figures, name=info["target"])
+
+    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+                             temperature: float | None = None) -> dict[str, np.ndarray]:
+        """Classification: as for images; regression: ``sigma_<target>`` and its epistemic / aleatoric parts."""
+        if info["problem"] != "regression":
+            return uncertainty_columns(prediction, temperature)
+        if float(prediction.total.max()) == 0.0:
+            return {}
+        scaled, target = self.in_target_units(prediction, info), info["target"]
+        columns = {f"sigma_{target}": scaled.total[:, 0], f"sigma_{target}_epistemic": scaled.std[:, 0]}
+        if scaled.aleatoric is not None:
+            columns[f"sigma_{target}_aleatoric"] = scaled.aleatoric[:, 0]
+        return columns
 
     @staticmethod
     def values(outputs: np.ndarray, prepared: Prepared, part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -378,4 +426,5 @@ class Tabular(Task):
         engine.fit(reduced.x["train"], reduced.y["train"], batch_size=config.training.batch_size,
                    epochs=config.training.epochs, verbose=0, callbacks=[best],
                    validation_data=(reduced.x["validation"], reduced.y["validation"]), seed=config.seed)
-        return engine.predict(reduced.x[part], batch_size=256, verbose=0)
+        outputs = engine.predict(reduced.x[part], batch_size=256, verbose=0)
+        return outputs[:, :1] if prepared.info.get("heteroscedastic") else outputs  # the mean of a Gaussian head

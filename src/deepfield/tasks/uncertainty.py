@@ -1,0 +1,125 @@
+"""The uncertainty part of a run's analysis: calibration, coverage and their figures, per kind of output.
+
+Numbers come from :mod:`deepfield.analysis.calibration`, figures from
+:mod:`deepfield.report.figures.uncertainty`; the tasks call these on their test part.
+Every figure is named ``uncertainty_*.png`` (the report's Uncertainty section).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from deepfield.analysis.calibration import (apply_temperature, error_vs_uncertainty, expected_calibration_error,
+                                            fit_temperature, gaussian_coverage_curve, gaussian_interval_coverage,
+                                            misclassification_auroc, negative_log_likelihood, pdf_coverage_curve,
+                                            pdf_interval_coverage)
+from deepfield.errors import DeepfieldError
+from deepfield.report.figures import plot_gallery
+from deepfield.report.figures.uncertainty import (plot_coverage, plot_error_vs_uncertainty, plot_reliability_diagram,
+                                                  plot_uncertainty_flags)
+from deepfield.training.mc_dropout import MCPrediction
+
+MOST_UNCERTAIN = 16
+"""Stamps shown in the most-uncertain gallery."""
+
+
+def classification_uncertainty(labels: ArrayLike, prediction: MCPrediction, figures: Path, *,
+                               temperature: float | None = None, images: np.ndarray | None = None,
+                               class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Calibration and uncertainty quality of class probabilities ``prediction.mean`` against ``labels`` (N,).
+
+    Returns ``ece``, ``nll`` (nats), ``mean_entropy``, ``entropy_flags_errors_auroc`` (how
+    well predictive entropy picks out the misclassified objects; 0.5 is chance) and, with
+    several draws, ``mean_mutual_information`` and ``mutual_information_flags_errors_auroc``.
+    With a ``temperature`` (fitted on the validation part, :func:`fit_run_temperature`),
+    ``ece_calibrated`` and ``nll_calibrated`` are this part's after scaling.
+
+    Figures in ``figures``: ``uncertainty_reliability.png``, ``uncertainty_flags.png`` and,
+    with ``images`` ``(N, C, H, W)``, ``uncertainty_most_uncertain.png`` (highest entropy first).
+    """
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    p = prediction.mean
+    result: dict[str, Any] = {"ece": expected_calibration_error(y, p), "nll": negative_log_likelihood(y, p),
+                              "mean_entropy": float(prediction.entropy.mean()),
+                              "entropy_flags_errors_auroc": misclassification_auroc(y, p, prediction.entropy)}
+    if float(prediction.mutual_information.max()) > 0:
+        result["mean_mutual_information"] = float(prediction.mutual_information.mean())
+        result["mutual_information_flags_errors_auroc"] = misclassification_auroc(y, p, prediction.mutual_information)
+    calibrated = None
+    if temperature is not None:
+        calibrated = apply_temperature(p, temperature)
+        result |= {"temperature": temperature, "ece_calibrated": expected_calibration_error(y, calibrated),
+                   "nll_calibrated": negative_log_likelihood(y, calibrated)}
+    plot_reliability_diagram(y, p, figures / "uncertainty_reliability.png", calibrated=calibrated)
+    plot_uncertainty_flags(y, p, prediction.entropy, figures / "uncertainty_flags.png",
+                           uncertainty_name="predictive entropy (nats)")
+    if images is not None:
+        shown = np.argsort(-prediction.entropy, kind="stable")[:MOST_UNCERTAIN]
+        scores = p[:, 0] if p.ndim == 2 and p.shape[1] == 1 else p  # a sigmoid's probability of class 1
+        plot_gallery(images[shown], y[shown], scores[shown], figures / "uncertainty_most_uncertain.png", class_names,
+                     title="The most uncertain objects (highest predictive entropy first)")
+    return result
+
+
+def uncertainty_columns(prediction: MCPrediction, temperature: float | None = None) -> dict[str, np.ndarray]:
+    """A classifier's prediction-table columns: ``entropy`` (nats), with several draws
+    ``mutual_information``, and with a temperature ``confidence_calibrated`` (the calibrated
+    probability of the predicted class)."""
+    columns = {"entropy": prediction.entropy}
+    if float(prediction.mutual_information.max()) > 0:
+        columns["mutual_information"] = prediction.mutual_information
+    if temperature is not None:
+        calibrated = apply_temperature(prediction.mean, temperature).reshape(len(prediction.mean), -1)
+        columns["confidence_calibrated"] = (calibrated.max(axis=1) if calibrated.shape[1] > 1
+                                            else np.maximum(calibrated[:, 0], 1.0 - calibrated[:, 0]))
+    return columns
+
+
+def fit_run_temperature(labels: ArrayLike, probabilities: ArrayLike) -> float | None:
+    """The temperature fitted on the validation part, or ``None`` where it cannot be (no mistakes there)."""
+    try:
+        return fit_temperature(np.asarray(labels).reshape(-1).astype(np.int64), probabilities)
+    except DeepfieldError:
+        return None
+
+
+def regression_uncertainty(y_true: ArrayLike, prediction: MCPrediction, figures: Path,
+                           name: str = "y") -> dict[str, Any]:
+    """Whether the predicted σ (first output) fits the errors: interval coverage and error vs uncertainty.
+
+    ``prediction.total`` is the σ used (epistemic ⊕ aleatoric); returns ``coverage``
+    (observed fraction inside the central 68 % and 95 % intervals), ``sigma_mean`` with its
+    parts ``sigma_epistemic_mean`` / ``sigma_aleatoric_mean``, and ``error_sigma_spearman``.
+    Figures ``uncertainty_error_vs_sigma.png`` and ``uncertainty_coverage.png``.
+    """
+    n = len(prediction.mean)
+    truth = np.asarray(y_true, dtype=np.float64).reshape(n, -1)[:, 0]
+    mean, sigma = prediction.mean.reshape(n, -1)[:, 0], prediction.total.reshape(n, -1)[:, 0]
+    if not np.all(sigma > 0):
+        raise DeepfieldError("regression_uncertainty: the prediction carries no spread (σ = 0); draw with "
+                             "mc_samples, train an ensemble or a heteroscedastic head")
+    error = mean - truth
+    binned = error_vs_uncertainty(error, sigma)
+    result: dict[str, Any] = {"coverage": gaussian_interval_coverage(truth, mean, sigma),
+                              "sigma_mean": float(sigma.mean()), "error_sigma_spearman": binned.spearman,
+                              "sigma_epistemic_mean": float(prediction.std.reshape(n, -1)[:, 0].mean())}
+    if prediction.aleatoric is not None:
+        result["sigma_aleatoric_mean"] = float(prediction.aleatoric[:, 0].mean())
+    plot_error_vs_uncertainty(error, sigma, figures / "uncertainty_error_vs_sigma.png",
+                              xlabel=f"predicted σ({name})", ylabel=f"RMS error of {name}")
+    plot_coverage(gaussian_coverage_curve(truth, mean, sigma), figures / "uncertainty_coverage.png")
+    return result
+
+
+def pdf_uncertainty(z_true: ArrayLike, prediction: MCPrediction, edges: ArrayLike, figures: Path) -> dict[str, Any]:
+    """Coverage of the central 68 % / 95 % intervals of redshift PDFs ``prediction.mean`` (N, B) over
+    bin ``edges`` (B+1,), and the draws' disagreement; figure ``uncertainty_coverage.png``."""
+    result: dict[str, Any] = {"coverage": pdf_interval_coverage(prediction.mean, z_true, edges)}
+    if float(prediction.mutual_information.max()) > 0:
+        result["mean_mutual_information"] = float(prediction.mutual_information.mean())
+    plot_coverage(pdf_coverage_curve(prediction.mean, z_true, edges), figures / "uncertainty_coverage.png")
+    return result
