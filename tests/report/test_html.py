@@ -55,6 +55,7 @@ METRICS = {
     "per_class": {"spheroid": {"precision": 0.93, "recall": 0.9, "support": 100},
                   "disk": {"precision": 0.89, "recall": 0.925, "support": 100}},
     "confusion_matrix": [[90, 10], [7, 93]],
+    "uncertainty": {"draws": 50, "ece": 0.0417, "temperature": 1.31, "coverage": {"0.68": 0.66, "0.95": 0.94}},
     "baselines": [
         {"model": "cnn", "accuracy": 0.912, "loss": 0.234},
         {"model": "random forest", "accuracy": 0.85, "loss": 0.31},
@@ -83,6 +84,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _png(run / "figures" / "roc.png", "scatter")
     _png(run / "figures" / "gallery_spheroids.png", "image")
     _png(run / "figures" / "gallery_disks.png", "image")
+    _png(run / "figures" / "uncertainty_reliability.png", "curves")
     (run / "figures" / "captions.json").write_text(json.dumps({"roc.png": "ROC curve on the test set"}))
     return run
 
@@ -103,6 +105,15 @@ def test_every_section_present_in_order(full_run: Path) -> None:
     assert "<h1>demo-run</h1>" in page
     for fact in ("morphology", "cuda:0 (NVIDIA H200)", "12 min 34 s", "0.1.0"):
         assert fact in page
+
+
+def test_uncertainty_has_its_own_section(full_run: Path) -> None:
+    page = render_report(full_run)
+    section = re.search(r'<section id="uncertainty">(.*?)</section>', page, re.S).group(1)
+    assert "0.0417" in section and "1.31" in section and "0.95" in section
+    assert "Uncertainty reliability" in section  # the figure, with its caption from the file name
+    elsewhere = page.replace(section, "")
+    assert "0.0417" not in elsewhere and "Uncertainty reliability" not in elsewhere
 
 
 def test_empty_folder_has_only_the_header(tmp_path: Path) -> None:
@@ -245,7 +256,7 @@ def test_in_chromium_every_image_loads_and_the_console_is_quiet(full_run: Path, 
         pytest.skip("Chromium is not installed (apt-get install chromium); the browser check needs it")
     page = write_report(full_run)
     check = browser.check_page(page, chromium, tmp_path)
-    assert len(check.images) == 5
+    assert len(check.images) == 6
     assert check.broken_images == [] and check.errors == []
 
     shot = plt.imread(browser.screenshot(page, tmp_path / "report.png", chromium, tmp_path))

@@ -9,6 +9,7 @@ object that any classical learner (random forest, k-NN, a linear model) can take
 'dropout_4'
 >>> f = layer_features(model, x)          # (N, 64): the course CNN's dense representation
 >>> f = layer_features(model, x, layer="flatten")
+>>> maps = layer_output(model, x, "conv2d")  # (N, 32, 64, 64): the layer's output as it is
 
 Which names a model offers (:func:`layer_names`):
 
@@ -38,7 +39,7 @@ from deepfield.models.presets.base import PresetModel
 from deepfield.models.sequential import Sequential
 from deepfield.training.engine import Engine
 
-__all__ = ["default_layer", "layer_features", "layer_names"]
+__all__ = ["default_layer", "layer_features", "layer_names", "layer_output"]
 
 
 def _named_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -84,28 +85,39 @@ def layer_features(model: nn.Module, x: Any, layer: str | None = None, batch_siz
                    device: str | torch.device | None = None) -> np.ndarray:
     """The output of ``layer`` for every sample of ``x``, flattened: ``(N, F)`` float32.
 
+    As :func:`layer_output`, with ``layer=None`` meaning :func:`default_layer`. ``F`` is
+    the product of the layer's output shape per sample, in channels-first order (a
+    ``(C, H, W)`` map gives ``C·H·W``).
+    """
+    output = layer_output(model, x, default_layer(model) if layer is None else layer, batch_size, device)
+    return output.reshape(len(output), -1)
+
+
+def layer_output(model: nn.Module, x: Any, layer: str, batch_size: int = 256,
+                 device: str | torch.device | None = None) -> np.ndarray:
+    """The output of ``layer`` for every sample of ``x``, as the layer gives it: ``(N, *shape)`` float32.
+
     Args:
         model: any ``nn.Module`` taking one input batch.
         x: ``(N, ...)`` inputs as :meth:`Engine.predict <deepfield.training.Engine.predict>`
             takes them (arrays, tensors, a Dataset or a DataLoader).
-        layer: a name from :func:`layer_names`; ``None`` for :func:`default_layer`.
+        layer: a name from :func:`layer_names`.
         batch_size: samples per forward pass.
         device: as for :class:`~deepfield.training.Engine` (``None``: the best present);
             the model is moved there, as ``predict`` does.
 
-    Runs in eval mode (dropout off, batch-norm statistics frozen) without gradients;
-    afterwards every submodule has its former train/eval mode back and the hook is
-    removed, also when an error is raised. ``F`` is the product of the layer's output
-    shape per sample, in channels-first order (a ``(C, H, W)`` map gives ``C·H·W``).
+    ``shape`` is the layer's own output shape per sample, e.g. ``(C, H, W)`` for a
+    convolution. Runs in eval mode (dropout off, batch-norm statistics frozen) without
+    gradients; afterwards every submodule has its former train/eval mode back and the
+    hook is removed, also when an error is raised.
     """
     layers = _named_layers(model)
-    name = default_layer(model) if layer is None else layer
-    if name not in layers:
-        raise DeepfieldError(f"model {_label(model)} has no layer {name!r}; its layers: {', '.join(layers)}")
+    if layer not in layers:
+        raise DeepfieldError(f"model {_label(model)} has no layer {layer!r}; its layers: {', '.join(layers)}")
     modes = {module: module.training for module in model.modules()}
-    handle = layers[name].register_forward_hook(_stop_with_output)
+    handle = layers[layer].register_forward_hook(_stop_with_output)
     try:
-        return Engine(_UpTo(model, name), device=device).predict(x, batch_size=batch_size, verbose=0)
+        return Engine(_UpTo(model, layer), device=device).predict(x, batch_size=batch_size, verbose=0)
     finally:
         handle.remove()
         for module, training in modes.items():
@@ -126,7 +138,7 @@ def _stop_with_output(module: nn.Module, inputs: Any, output: Any) -> None:
 
 
 class _UpTo(nn.Module):
-    """``model`` run until its hooked layer ``name``, returning that layer's output as ``(N, F)``."""
+    """``model`` run until its hooked layer ``name``, returning that layer's output (as float32)."""
 
     def __init__(self, model: nn.Module, name: str):
         super().__init__()
@@ -147,7 +159,7 @@ class _UpTo(nn.Module):
         if not isinstance(output, torch.Tensor):
             raise DeepfieldError(f"layer {self.name!r} returns a {type(output).__name__}, not one tensor; "
                                  "choose another layer")
-        return output.reshape(output.shape[0], -1).float()
+        return output.float()
 
 
 def _label(model: nn.Module) -> str:
