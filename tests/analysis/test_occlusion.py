@@ -92,3 +92,17 @@ def test_bad_arguments_are_named():
         occlusion(model, stamp, target=0, method="fast")
     with pytest.raises(DeepfieldError, match="one stamp"):
         occlusion(model, torch.zeros(2, 2, 23, 21), target=0)
+
+
+def test_occlusion_finds_the_quadrant_the_label_depends_on():
+    """The known-answer network: class 1 means a source in the top-left quadrant, so hiding that
+    quadrant is what lowers the class-1 probability."""
+    from quadrant import SIZE, in_quadrant, quadrant_data, quadrant_model
+
+    model = quadrant_model()
+    x, y = quadrant_data(40, seed=11)
+    stamps = x[y == 1][:6]
+    maps = np.stack([occlusion(model, stamp, target=1, size=4, stride=2, fill=0.0).pixel_map().clip(min=0)
+                     for stamp in stamps])
+    assert maps.shape == (len(stamps), SIZE, SIZE)
+    assert np.mean(in_quadrant(maps[:, None])) > 0.6  # chance: 0.25

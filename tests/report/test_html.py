@@ -85,6 +85,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _png(run / "figures" / "gallery_spheroids.png", "image")
     _png(run / "figures" / "gallery_disks.png", "image")
     _png(run / "figures" / "uncertainty_reliability.png", "curves")
+    _png(run / "figures" / "explain_attributions.png", "image")
     (run / "figures" / "captions.json").write_text(json.dumps({"roc.png": "ROC curve on the test set"}))
     return run
 
@@ -256,7 +257,7 @@ def test_in_chromium_every_image_loads_and_the_console_is_quiet(full_run: Path, 
         pytest.skip("Chromium is not installed (apt-get install chromium); the browser check needs it")
     page = write_report(full_run)
     check = browser.check_page(page, chromium, tmp_path)
-    assert len(check.images) == 6
+    assert len(check.images) == 7
     assert check.broken_images == [] and check.errors == []
 
     shot = plt.imread(browser.screenshot(page, tmp_path / "report.png", chromium, tmp_path))

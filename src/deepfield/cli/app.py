@@ -30,7 +30,10 @@ from deepfield.models.summary import summarize
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.demo import run_demo
-from deepfield.tasks.run import baselines_run, evaluate_run, features_run, predict_run, train as train_run
+from deepfield.tasks.config import OcclusionConfig
+from deepfield.tasks.explain import METHODS as EXPLAIN_METHODS
+from deepfield.tasks.run import (baselines_run, evaluate_run, explain_run, features_run, predict_run,
+                                 train as train_run)
 
 app = typer.Typer(
     add_completion=False,
@@ -167,6 +170,24 @@ def features(
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
     console.print(f"wrote {features_run(run, data, out, layer)}")
+
+
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
+    data: Annotated[Optional[Path], typer.Argument(help="stamps to explain (default: the run's test part)")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the figures, explain.npz and explain.json")] = Path("explain"),
+    method: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(EXPLAIN_METHODS)}, or all")] = "all",
+    layer: Annotated[Optional[str], typer.Option(help="layer for filters, feature maps and patches")] = None,
+    per_class: Annotated[Optional[int], typer.Option(min=1, max=8, help="stamps shown per class")] = None,
+    size: Annotated[int, typer.Option(min=1, help="occluding square's side (pixels)")] = 8,
+    stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,
+    fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
+) -> None:
+    """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
+    folder = explain_run(run, data, out, split_list(method), layer=layer, per_class=per_class,
+                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill))
+    console.print(f"wrote {folder / 'explain.json'} and its figures")
 
 
 @app.command()

@@ -30,7 +30,8 @@ from deepfield import __version__, atomic
 from deepfield.errors import DeepfieldError, unknown_name
 
 REPORT_FILE = "report.html"
-SECTIONS = ("header", "config", "model", "training", "metrics", "uncertainty", "figures", "baselines", "gallery")
+SECTIONS = ("header", "config", "model", "training", "metrics", "uncertainty", "explain", "figures", "baselines",
+            "gallery")
 """The report's sections, in page order; ``write_report(sections=...)`` picks among them."""
 
 HISTORY_ROWS = 10
@@ -39,6 +40,7 @@ HISTORY_ROWS = 10
 LEARNING_CURVES = "learning_curves.png"
 GALLERY_GLOB = "gallery*.png"
 UNCERTAINTY_GLOB = "uncertainty_*.png"
+EXPLAIN_GLOB = "explain_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
 
@@ -542,9 +544,19 @@ def _uncertainty_figures(run: _Run) -> list[Path]:
     return [p for p in run.figures if p.match(UNCERTAINTY_GLOB)]
 
 
+def _explain_figures(run: _Run) -> list[Path]:
+    return [p for p in run.figures if p.match(EXPLAIN_GLOB)]
+
+
+def _explain_section(run: _Run) -> str:
+    """The ``explain_*.png`` figures (``explain.run: true``): filters, feature maps, strongest patches,
+    attribution maps over test stamps, class models; their arrays are in ``explain/``."""
+    return "\n".join(_figure(p, _caption(run, p)) for p in _explain_figures(run))
+
+
 def _figures_section(run: _Run) -> str:
     """Every figure not placed elsewhere (learning curves, uncertainty, gallery)."""
-    placed = {LEARNING_CURVES} | {p.name for p in _gallery(run) + _uncertainty_figures(run)}
+    placed = {LEARNING_CURVES} | {p.name for p in _gallery(run) + _uncertainty_figures(run) + _explain_figures(run)}
     return "\n".join(_figure(p, _caption(run, p)) for p in run.figures if p.name not in placed)
 
 
@@ -565,12 +577,14 @@ def _gallery_section(run: _Run) -> str:
 
 _TITLES = {
     "config": "Configuration", "model": "Model", "training": "Training",
-    "metrics": "Metrics", "uncertainty": "Uncertainty", "figures": "Figures", "baselines": "Baselines",
+    "metrics": "Metrics", "uncertainty": "Uncertainty", "explain": "Inside the network", "figures": "Figures",
+    "baselines": "Baselines",
     "gallery": "Gallery",
 }
 _RENDERERS: dict[str, Callable[[_Run], str]] = {
     "config": _config_section, "model": _model_section, "training": _training_section,
-    "metrics": _metrics_section, "uncertainty": _uncertainty_section, "figures": _figures_section,
+    "metrics": _metrics_section, "uncertainty": _uncertainty_section, "explain": _explain_section,
+    "figures": _figures_section,
     "baselines": _baselines_section,
     "gallery": _gallery_section,
 }

@@ -136,6 +136,29 @@ class BaselinesConfig(Strict):
     learners: list[str] = ["svm_rbf", "svm_linear", "random_forest", "gradient_boosting", "knn"]
 
 
+class OcclusionConfig(Strict):
+    """The occluding square: side and step in pixels, and the value under it (one, or one per band)."""
+
+    size: int = Field(8, ge=1)
+    stride: int = Field(4, ge=1)
+    fill: float | list[float] = 0.0
+
+
+class ExplainConfig(Strict):
+    """Looking inside the network (``deepfield explain``; with ``run: true`` also at the end of
+    ``deepfield train``, on a few test stamps per class, into the report's Explain section)."""
+
+    run: bool = False
+    methods: list[str] = ["all"]
+    per_class: int = Field(2, ge=1, le=8, description="stamps shown per class")
+    layer: str | None = Field(None, description="the layer for filters, feature maps and patches "
+                                                "(default: the last convolution; filters: the first)")
+    baseline: float | Literal["blur"] = Field(0.0, description="integrated gradients' baseline")
+    steps: int = Field(64, ge=1, description="integrated gradients' quadrature points")
+    class_model_steps: int = Field(200, ge=1, description="gradient-ascent steps of each class model")
+    occlusion: OcclusionConfig = OcclusionConfig()
+
+
 class RunConfig(Strict):
     task: Literal["morphology", "quality", "photoz", "tabular"]
     name: str | None = None
@@ -146,6 +169,7 @@ class RunConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
+    explain: ExplainConfig = ExplainConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
 
     def to_yaml(self) -> str:

@@ -31,6 +31,7 @@ from deepfield.report.html import write_report
 from deepfield.tasks.base import Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig, load_config
+from deepfield.tasks.explain import explain
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
@@ -99,6 +100,10 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     columns = history.read_text(encoding="utf-8").splitlines()[0].split(",")
     plot_learning_curves(history, out / "figures" / "learning_curves.png",
                          metric=next((m for m in ("accuracy", "mae") if m in columns), None))
+    if config.explain.run:
+        explain(models[0], prepared.x["test"], out / "explain", config.explain, labels=class_labels(task, prepared),
+                class_names=prepared.info.get("classes"), band_names=prepared.info.get("bands"),
+                figures=out / "figures", seed=config.seed)
     if config.baselines.run:
         add_baselines(config, prepared, console)
     write_report(out)
@@ -338,6 +343,35 @@ def predict_run(run: str | Path, data: str | Path, out: str | Path) -> Path:
     if opened.temperature is not None:
         table.meta["temperature"] = opened.temperature
     return write_table(table, out, "predictions")
+
+
+def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
+    """``(N,)`` class labels of ``part`` to choose stamps by; a regression's are all 0 (one group)."""
+    y = prepared.y[part]
+    if task.output_kind(prepared.info) == "probabilities" and "classes" in prepared.info:
+        return np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64)
+    return np.zeros(len(y), dtype=np.int64)
+
+
+def explain_run(run: str | Path, data: str | Path | None, out: str | Path, methods: list[str] | None = None,
+                **settings: Any) -> Path:
+    """Look inside a run's network (:mod:`deepfield.tasks.explain`) on ``data`` (else its test part), into ``out``.
+
+    ``settings`` override the run's ``explain`` config (``layer``, ``per_class``, ``baseline``,
+    ``steps``, ``occlusion``); an ensemble shows its first member.
+    """
+    opened = open_run(run)
+    config, info, task = opened.config, opened.info, opened.task
+    options = config.explain.model_copy(update={k: v for k, v in settings.items() if v is not None})
+    if data is None:
+        prepared = prepare(task, config)
+        images, labels = prepared.x["test"], class_labels(task, prepared)
+    else:
+        new = task.read_new(config, info, Path(data), labelled=False)
+        images, labels = new.x, None
+    explain(opened.models[0], images, Path(out), options, labels=labels, class_names=info.get("classes"),
+            band_names=info.get("bands"), methods=methods, seed=config.seed)
+    return Path(out)
 
 
 def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None) -> Path:

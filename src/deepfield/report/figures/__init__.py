@@ -19,6 +19,12 @@ from deepfield.report.figures.uncertainty import (
     plot_reliability_diagram,
     plot_uncertainty_flags,
 )
+from deepfield.report.figures.explain_filters import (
+    plot_feature_maps,
+    plot_filter_mosaic,
+    plot_strongest_patches,
+)
+from deepfield.report.figures.explain_maps import plot_attributions, plot_class_models
 
 __all__ = [
     "DPI",
@@ -38,4 +44,9 @@ __all__ = [
     "plot_error_vs_uncertainty",
     "plot_reliability_diagram",
     "plot_uncertainty_flags",
+    "plot_feature_maps",
+    "plot_filter_mosaic",
+    "plot_strongest_patches",
+    "plot_attributions",
+    "plot_class_models",
 ]

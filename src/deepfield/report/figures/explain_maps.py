@@ -1,0 +1,167 @@
+"""Attribution maps over their stamps, and class models, as figures.
+
+>>> plot_attributions(x[:4], {"saliency": s, "integrated gradients": ig.attributions,
+...                           "occlusion": occ}, "figures/attributions.png", titles=names)
+>>> plot_class_models({"star": class_model(model, 0, shape), "galaxy": class_model(model, 1, shape)},
+...                   "figures/class_models.png")
+
+The maps come from :mod:`deepfield.analysis.explain`. As in the gallery, stamps are drawn
+with an asinh stretch (:func:`~deepfield.report.figures.gallery.asinh_composite`) and
+row 0 at the bottom (the astronomical convention).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from numpy.typing import ArrayLike
+
+from deepfield.errors import DeepfieldError
+from deepfield.report.figures.gallery import Channels, asinh_composite
+from deepfield.report.figures.style import PALETTE, figure
+
+__all__ = ["COLORBAR_ROOM", "CURVE_ROOM", "MAX_ROWS", "plot_attributions", "plot_class_models"]
+
+MAX_ROWS = 32
+""":func:`plot_attributions` shows at most this many stamps (one row each)."""
+
+COLORBAR_ROOM = 0.6
+"""Extra height of :func:`plot_attributions`, in panels, for the column titles and colour bars."""
+
+CURVE_ROOM = 1.4
+"""Height of the score-curve row of :func:`plot_class_models`, in panels (images and titles take one)."""
+
+SCALE_PERCENTILE = 99.0
+"""Each map column is scaled to this percentile of its absolute values (one hot pixel does not
+wash the rest out); brighter pixels saturate."""
+
+
+def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: str | os.PathLike[str],
+                      titles: list[str] | None = None, channels: Channels = None, cmap: str | None = None,
+                      panel_size: float = 1.8, alpha: float = 0.85) -> Path:
+    """Write one row per stamp: the stamp, then each map drawn over it.
+
+    A map is reduced over bands to one plane per stamp: a signed map (any negative value,
+    e.g. integrated gradients) is *summed* over bands, keeping its additive meaning; a
+    non-negative one (saliency) takes the band *maximum*, as Simonyan et al. (2014).
+    Each method is a column with one colour scale shared by its rows and a colour bar:
+    signed maps symmetric about 0 (blue negative, red positive), non-negative ones from 0.
+    The map is opaque where it is strong and transparent where it is weak (opacity
+    ``alpha × |value| / scale``), so the stamp shows through.
+
+    Args:
+        images: ``(N, C, H, W)`` stamps, 1 ≤ N ≤ :data:`MAX_ROWS`.
+        maps: method name → ``(N, C', H, W)`` or ``(N, H, W)`` maps of those stamps (e.g.
+            occlusion maps, one plane per stamp).
+        titles: one label per stamp (e.g. its class and score), shown left of its row.
+        channels: the stamp's bands to show, see :func:`asinh_composite`.
+        cmap: a matplotlib colour map for every map; default ``"RdBu_r"`` for signed maps
+            and ``"inferno"`` for non-negative ones.
+        panel_size: inches per panel: the figure is ``(1 + len(maps)) × panel_size`` wide and
+            ``(N + COLORBAR_ROOM) × panel_size`` high.
+    """
+    stamps = np.asarray(images, dtype=np.float32)
+    if stamps.ndim != 4 or not 1 <= len(stamps) <= MAX_ROWS:
+        raise DeepfieldError(f"plot_attributions: images must be (N, C, H, W) with 1 ≤ N ≤ {MAX_ROWS}, "
+                             f"got shape {stamps.shape}")
+    if not maps:
+        raise DeepfieldError("plot_attributions: maps is empty; pass {method name: (N, C, H, W) maps}")
+    if titles is not None and len(titles) != len(stamps):
+        raise DeepfieldError(f"plot_attributions: {len(titles)} titles for {len(stamps)} stamps")
+    planes = {name: _plane(name, m, stamps.shape) for name, m in maps.items()}
+    backgrounds = [asinh_composite(stamp, channels) for stamp in stamps]
+    path = Path(path)
+    with figure(path, ((1 + len(planes)) * panel_size, (len(stamps) + COLORBAR_ROOM) * panel_size)) as fig:
+        axes = fig.subplots(len(stamps), 1 + len(planes), squeeze=False)
+        for ax, background, title in zip(axes[:, 0], backgrounds, titles or [None] * len(stamps)):
+            ax.imshow(background, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_ylabel(title or "", fontsize=8)
+        axes[0, 0].set_title("stamp", fontsize=9)
+        for column, (name, plane) in zip(axes.T[1:], planes.items()):
+            signed = bool((plane < 0).any())
+            scale = float(np.percentile(np.abs(plane), SCALE_PERCENTILE)) or float(np.abs(plane).max()) or 1.0
+            norm = Normalize(-scale if signed else 0.0, scale)
+            colours = colormaps[cmap or ("RdBu_r" if signed else "inferno")]
+            for ax, background, values in zip(column, backgrounds, plane):
+                grey = background if background.ndim == 2 else background.mean(axis=-1)
+                overlay = colours(norm(values))
+                overlay[..., 3] = alpha * np.clip(np.abs(values) / scale, 0.0, 1.0)
+                ax.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.imshow(overlay, interpolation="nearest")
+            column[0].set_title(name, fontsize=9)
+            bar = fig.colorbar(ScalarMappable(norm, colours), ax=list(column), location="bottom", aspect=12)
+            bar.ax.tick_params(labelsize=7)
+        for ax in axes.ravel():
+            _bare(ax)
+    return path
+
+
+def _plane(name: str, values: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    """``(N, H, W)``: a map's one plane per stamp (band sum if signed, band maximum if not)."""
+    m = np.asarray(values, dtype=np.float64)
+    n, _, h, w = shape
+    if m.ndim == 3:
+        m = m[:, None]
+    if m.ndim != 4 or (m.shape[0], *m.shape[2:]) != (n, h, w):
+        raise DeepfieldError(f"plot_attributions: map {name!r} has shape {np.shape(values)}; expected "
+                             f"({n}, C, {h}, {w}) or ({n}, {h}, {w}) for images of shape {shape}")
+    if not np.isfinite(m).all():
+        raise DeepfieldError(f"plot_attributions: map {name!r} has non-finite values")
+    return m.sum(axis=1) if (m < 0).any() else m.max(axis=1)
+
+
+def plot_class_models(results: Mapping[str, Any], path: str | os.PathLike[str], channels: Channels = None,
+                      panel_size: float = 2.0) -> Path:
+    """Write each class's optimised image (top row) and the class scores along the optimisation (below).
+
+    Args:
+        results: class name → a :class:`~deepfield.analysis.explain.class_model.ClassModel`
+            (anything with ``image`` ``(C, H, W)`` and ``scores`` ``(steps,)``) or an
+            ``(image, scores)`` pair.
+        channels: the bands to show, see :func:`asinh_composite`.
+        panel_size: inches per image: the figure is ``max(len(results), 2) × panel_size``
+            wide and ``(1 + CURVE_ROOM) × panel_size`` high.
+    """
+    items = {name: _image_and_scores(name, value) for name, value in results.items()}
+    if not items:
+        raise DeepfieldError("plot_class_models: results is empty; pass {class name: ClassModel}")
+    ncols = max(len(items), 2)
+    path = Path(path)
+    with figure(path, (ncols * panel_size, (1 + CURVE_ROOM) * panel_size)) as fig:
+        grid = fig.add_gridspec(2, ncols, height_ratios=[1.0, CURVE_ROOM])
+        curve = fig.add_subplot(grid[1, :])
+        for i, (name, (image, scores)) in enumerate(items.items()):
+            ax = fig.add_subplot(grid[0, i])
+            ax.imshow(asinh_composite(image, channels), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(name, fontsize=9)
+            _bare(ax)
+            curve.plot(np.arange(1, len(scores) + 1), scores, color=PALETTE[i % len(PALETTE)], label=name)
+        curve.set_xlabel("step")
+        curve.set_ylabel("class score")
+        curve.legend()
+    return path
+
+
+def _image_and_scores(name: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
+    pair = (value.image, value.scores) if hasattr(value, "image") and hasattr(value, "scores") else value
+    if not isinstance(pair, tuple) or len(pair) != 2:
+        raise DeepfieldError(f"plot_class_models: {name!r} is a {type(value).__name__}; expected a ClassModel "
+                             "or an (image, scores) pair")
+    image, scores = np.asarray(pair[0], dtype=np.float32), np.asarray(pair[1], dtype=np.float64)
+    if image.ndim != 3 or scores.ndim != 1:
+        raise DeepfieldError(f"plot_class_models: {name!r} needs an image (C, H, W) and scores (steps,), "
+                             f"got shapes {image.shape} and {scores.shape}")
+    return image, scores
+
+
+def _bare(ax: Any) -> None:
+    """No ticks, no grid: an image panel."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)

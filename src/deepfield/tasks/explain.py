@@ -1,0 +1,179 @@
+"""Look inside a trained run's network: filters, feature maps, strongest patches, attributions, class models.
+
+``deepfield explain RUN INPUT --method NAME --out DIR`` and :func:`explain_run` pick a few
+stamps per class from INPUT (or the run's own test part), run each method of
+:mod:`deepfield.analysis.explain` and write into DIR:
+
+* ``explain_<method>.png``: the figures (attribution maps drawn over the stretched stamps);
+* ``explain.npz``: the arrays behind them (numpy, read with ``allow_pickle=False``);
+* ``explain.json``: which stamps, their targets and scores, the integrated-gradients
+  completeness check, the class models' start and final scores, the settings.
+
+With ``explain.run: true`` in a config, ``deepfield train`` does this on its test part into
+the run's figures, and the report shows them in its Explain section.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from deepfield import atomic
+from deepfield.analysis.classification import jsonable
+from deepfield.analysis.explain import (class_model, conv_filters, conv_layer_names, deconvnet, feature_maps,
+                                        guided_backprop, integrated_gradients, occlusion, saliency,
+                                        strongest_patches)
+from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.report.figures.explain_maps import MAX_ROWS
+from deepfield.report.figures import (plot_attributions, plot_class_models, plot_feature_maps, plot_filter_mosaic,
+                                      plot_strongest_patches)
+from deepfield.tasks.config import ExplainConfig
+from deepfield.training import Engine
+
+METHODS = ("filters", "feature-maps", "patches", "saliency", "integrated-gradients", "guided-backprop", "deconvnet",
+           "occlusion", "class-model")
+"""The methods, in the order they run; ``all`` is every one."""
+ATTRIBUTIONS = ("saliency", "integrated-gradients", "guided-backprop", "deconvnet", "occlusion")
+"""The methods drawn together, one column each, over the chosen stamps."""
+
+
+def methods_from(names: Sequence[str]) -> list[str]:
+    """The methods named (``all`` for every one), checked, in :data:`METHODS` order."""
+    chosen = set()
+    for name in names:
+        name = name.strip().replace("_", "-")
+        if name == "all":
+            chosen.update(METHODS)
+        elif name in METHODS:
+            chosen.add(name)
+        else:
+            raise unknown_name("explain method", name, (*METHODS, "all"))
+    if not chosen:
+        raise DeepfieldError("explain: name at least one method (or all)")
+    return [m for m in METHODS if m in chosen]
+
+
+def choose_stamps(scores: np.ndarray, labels: np.ndarray | None, per_class: int) -> np.ndarray:
+    """Indices of up to ``per_class`` stamps of each class (its label, else the network's choice), first ones first."""
+    classes = predicted_classes(scores) if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+    picked = [np.flatnonzero(classes == k)[:per_class] for k in np.unique(classes)]
+    return np.concatenate(picked)[:MAX_ROWS] if picked else np.zeros(0, dtype=np.int64)
+
+
+def predicted_classes(scores: np.ndarray) -> np.ndarray:
+    """``(N,)`` the class each output row picks: argmax, or probability ≥ 0.5 for one sigmoid output."""
+    scores = scores.reshape(len(scores), -1)
+    return scores.argmax(axis=1) if scores.shape[1] > 1 else (scores[:, 0] >= 0.5).astype(np.int64)
+
+
+def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainConfig, *,
+            labels: np.ndarray | None = None, class_names: Sequence[str] | None = None,
+            band_names: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+            figures: Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Run the explain methods on ``model`` for ``images`` ``(N, C, H, W)``: arrays and summary to
+    ``out``, figures to ``figures`` (default ``out``).
+
+    ``labels`` (N,) choose the stamps per class when given (else the network's predictions);
+    the attribution target of each stamp is the class the network predicts. Returns the
+    summary written to ``explain.json``.
+    """
+    if images.ndim != 4:
+        raise DeepfieldError(f"explain needs image stamps (N, C, H, W); this run's inputs have shape "
+                             f"{images.shape[1:]}")
+    methods = methods_from(methods or options.methods)
+    figures = figures or out
+    for folder in (out, figures):
+        folder.mkdir(parents=True, exist_ok=True)
+    scores = Engine(model).predict(images, batch_size=256, verbose=0)
+    single = scores.reshape(len(scores), -1).shape[1] == 1
+    chosen = choose_stamps(scores, labels, options.per_class)
+    predicted = predicted_classes(scores[chosen])
+    targets = None if single else predicted
+    names = list(class_names) if class_names else [str(k) for k in range(max(2, scores.shape[-1]))]
+    stamps = images[chosen]
+    layer = options.layer or _default_conv(model)
+    arrays: dict[str, np.ndarray] = {"stamps": stamps, "indices": chosen}
+    summary: dict[str, Any] = {"methods": methods, "layer": layer, "stamps": chosen.tolist(),
+                               "predicted": [names[k] for k in predicted],
+                               "labels": None if labels is None else [names[int(k)] for k in labels[chosen]]}
+    maps: dict[str, np.ndarray] = {}
+    for method in methods:
+        if method == "filters":
+            arrays["filters"] = conv_filters(model, options.layer)
+            plot_filter_mosaic(arrays["filters"], figures / "explain_filters.png", band_names=band_names)
+        elif method == "feature-maps":
+            arrays["feature_maps"] = feature_maps(model, stamps[:1], layer)
+            plot_feature_maps(arrays["feature_maps"][0], figures / "explain_feature_maps.png", image=stamps[0])
+        elif method == "patches":
+            found = strongest_patches(model, images, layer, k=9)
+            arrays |= {"patches": found.patches, "patch_values": found.values, "patch_images": found.images}
+            plot_strongest_patches(found, figures / "explain_patches.png")
+        elif method == "class-model":
+            summary["class_models"] = _class_models(model, images.shape[1:], names, single, options.class_model_steps,
+                                                    seed, figures, arrays)
+        else:
+            maps[method] = _attribution(method, model, stamps, targets, options, summary)
+            arrays[method.replace("-", "_")] = maps[method]
+    if maps:
+        titles = [f"{names[k]} ({_score(scores[i], k, single):.2f})" for i, k in zip(chosen, predicted)]
+        plot_attributions(stamps, maps, figures / "explain_attributions.png", titles=titles)
+    atomic.write_with(out / "explain.npz", lambda tmp: _write_npz(tmp, arrays))
+    atomic.write_text(out / "explain.json", json.dumps(jsonable(summary), indent=2) + "\n")
+    return summary
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:  # a file object: numpy would add ".npz" to the temporary name
+        np.savez_compressed(fh, **arrays)
+
+
+def _default_conv(model: nn.Module) -> str:
+    """The last convolution: the deepest maps that still have a position (and a receptive field)."""
+    names = conv_layer_names(model)
+    if not names:
+        raise DeepfieldError("explain: the model has no convolution; choose a layer with --layer")
+    return names[-1]
+
+
+def _score(row: np.ndarray, k: int, single: bool) -> float:
+    row = row.reshape(-1)
+    return float(row[0] if single else row[k])
+
+
+def _attribution(method: str, model: nn.Module, stamps: np.ndarray, targets: np.ndarray | None,
+                 options: ExplainConfig, summary: dict[str, Any]) -> np.ndarray:
+    """One attribution method's maps of ``stamps``: ``(n, C, H, W)``, or ``(n, H, W)`` for occlusion."""
+    if method == "saliency":
+        return saliency(model, stamps, targets)
+    if method == "guided-backprop":
+        return guided_backprop(model, stamps, targets)
+    if method == "deconvnet":
+        return deconvnet(model, stamps, targets)
+    if method == "integrated-gradients":
+        result = integrated_gradients(model, stamps, targets, baseline=options.baseline, steps=options.steps)
+        summary["integrated_gradients"] = {"baseline": options.baseline, "steps": options.steps,
+                                           "completeness_delta": result.delta.tolist(),
+                                           "relative_error": result.relative_error.tolist()}
+        return result.attributions
+    settings = options.occlusion
+    summary["occlusion"] = settings.model_dump()
+    return np.stack([occlusion(model, stamp, None if targets is None else int(t), size=settings.size,
+                               stride=settings.stride, fill=settings.fill).pixel_map()
+                     for stamp, t in zip(stamps, targets if targets is not None else [None] * len(stamps))])
+
+
+def _class_models(model: nn.Module, shape: tuple[int, ...], names: list[str], single: bool, steps: int, seed: int,
+                  figures: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """The class-model image of every class (one for a single-output model), drawn together."""
+    results = {}
+    logits = any(isinstance(m, nn.Softmax) for m in model.modules())  # a softmax saturates: climb its input
+    for k, name in enumerate(names[:1] if single else names):
+        results[name] = class_model(model, None if single else k, tuple(shape), steps=steps, seed=seed,
+                                    logits=logits)
+        arrays[f"class_model_{k}"] = results[name].image
+    plot_class_models(results, figures / "explain_class_models.png")
+    return {name: {"start_score": r.start_score, "final_score": r.final_score} for name, r in results.items()}

@@ -1,0 +1,82 @@
+"""Attribution and class-model figures: a PNG of the expected pixel size for 1- and 3-band stamps,
+maps reduced over bands as documented, and bad inputs named."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from deepfield.analysis.explain import ClassModel
+from deepfield.errors import DeepfieldError
+from deepfield.report.figures import DPI, plot_attributions, plot_class_models
+from deepfield.report.figures.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane
+
+RNG = np.random.default_rng(0)
+
+
+def assert_png(path: Path, figsize: tuple[float, float]) -> None:
+    """``path`` is a non-empty PNG that reads back as ``figsize × DPI`` pixels."""
+    assert path.is_file() and path.stat().st_size > 0
+    pixels = mpimg.imread(path)
+    assert pixels.shape[:2] == (round(figsize[1] * DPI), round(figsize[0] * DPI))
+    assert pixels.std() > 0
+
+
+def stamps(n: int, bands: int) -> np.ndarray:
+    x = RNG.normal(size=(n, bands, 16, 16))
+    x[:, :, 4:7, 4:7] += 10.0
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("bands", [1, 3])
+def test_attributions_write_one_row_per_stamp_and_one_column_per_method(tmp_path, bands):
+    x = stamps(3, bands)
+    maps = {"saliency": np.abs(RNG.normal(size=x.shape)),        # non-negative, per band
+            "integrated gradients": RNG.normal(size=x.shape),    # signed, per band
+            "occlusion": RNG.normal(size=(3, 16, 16))}           # one plane per stamp
+    path = plot_attributions(x, maps, tmp_path / "maps.png", titles=["a", "b", "c"], panel_size=1.5)
+    assert path == tmp_path / "maps.png"
+    assert_png(path, (4 * 1.5, (3 + COLORBAR_ROOM) * 1.5))
+
+
+def test_signed_maps_are_summed_over_bands_and_non_negative_ones_take_the_band_maximum():
+    signed = np.array([[[[1.0]], [[-3.0]], [[0.5]]]])  # (1, 3, 1, 1)
+    np.testing.assert_allclose(_plane("ig", signed, (1, 3, 1, 1)), [[[-1.5]]])
+    np.testing.assert_allclose(_plane("saliency", np.abs(signed), (1, 3, 1, 1)), [[[3.0]]])
+    np.testing.assert_allclose(_plane("occlusion", np.full((1, 1, 1), 2.0), (1, 3, 1, 1)), [[[2.0]]])
+
+
+@pytest.mark.parametrize(("images", "maps", "titles", "message"), [
+    (stamps(2, 1), {"ig": np.zeros((2, 1, 8, 8))}, None,
+     "map 'ig' has shape \\(2, 1, 8, 8\\); expected \\(2, C, 16, 16\\) or \\(2, 16, 16\\)"),
+    (stamps(2, 1), {"ig": np.full((2, 16, 16), np.nan)}, None, "map 'ig' has non-finite values"),
+    (stamps(2, 1), {}, None, "maps is empty"),
+    (stamps(2, 1), {"ig": np.zeros((2, 16, 16))}, ["only one"], "1 titles for 2 stamps"),
+    (stamps(MAX_ROWS + 1, 1)[:, 0], {"ig": np.zeros((MAX_ROWS + 1, 16, 16))}, None,
+     "images must be \\(N, C, H, W\\) with 1 ≤ N ≤ 32"),
+])
+def test_bad_attribution_inputs_are_named(tmp_path, images, maps, titles, message):
+    with pytest.raises(DeepfieldError, match=f"^plot_attributions: {message}"):
+        plot_attributions(images, maps, tmp_path / "bad.png", titles=titles)
+    assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("bands", [1, 3])
+def test_class_models_show_each_image_and_the_score_curves(tmp_path, bands):
+    results = {"star": ClassModel(stamps(1, bands)[0], np.linspace(0.1, 0.9, 50), 0.1, 0.9, 0),
+               "galaxy": (stamps(1, bands)[0], np.linspace(0.3, 0.99, 50)),
+               "artefact": ClassModel(stamps(1, bands)[0], np.linspace(0.0, 0.5, 50), 0.0, 0.5, 2)}
+    path = plot_class_models(results, tmp_path / "class_models.png", panel_size=1.5)
+    assert_png(path, (3 * 1.5, (1 + CURVE_ROOM) * 1.5))
+    one = plot_class_models({"galaxy": results["galaxy"]}, tmp_path / "one.png")
+    assert_png(one, (2 * 2.0, (1 + CURVE_ROOM) * 2.0))  # room for the curve's axis
+
+
+def test_bad_class_models_are_named(tmp_path):
+    with pytest.raises(DeepfieldError, match="^plot_class_models: 'star' is a ndarray; expected a ClassModel"):
+        plot_class_models({"star": np.zeros((1, 8, 8))}, tmp_path / "bad.png")
+    with pytest.raises(DeepfieldError, match="'star' needs an image \\(C, H, W\\) and scores \\(steps,\\), got "
+                                             "shapes \\(8, 8\\) and \\(5,\\)"):
+        plot_class_models({"star": (np.zeros((8, 8)), np.zeros(5))}, tmp_path / "bad.png")
+    with pytest.raises(DeepfieldError, match="results is empty"):
+        plot_class_models({}, tmp_path / "bad.png")
