@@ -24,6 +24,8 @@ test: venv
 
 bench: venv
 	$(PY) benchmarks/bench_fit.py
+	$(PY) benchmarks/bench_occlusion.py
+	$(PY) benchmarks/bench_mc_dropout.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

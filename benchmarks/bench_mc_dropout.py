@@ -8,10 +8,14 @@ On 256 stamps, T = 50 draws, three ways, in the same process:
 * ``batched``: ``predict(x, mc_samples=T)`` (:mod:`deepfield.training.mc_dropout`): the layers
   before the first dropout run once per input, the rest on T repeated rows.
 
-Two networks: ``dieleman`` (3x64x64; dropout only in its dense head, so the convolutional
-trunk is shared: the target is batched < 2x one deterministic pass) and the course's
-``lecture-cnn`` (1x64x64; dropout right after its first convolution, so almost all the
-work follows it and only the first convolution is shared).
+Three networks:
+
+* ``resnet`` with ``dropout=0.5`` (3x64x64; ResNet-20, dropout between its global pooling and
+  its dense layer): the convolutions are shared, the target is batched < 2x one deterministic pass;
+* ``dieleman`` (3x64x64; dropout only in its dense head, but a heavy one: two maxout layers of
+  42M mult-adds per view set, 10 % of the network, which every draw repeats);
+* the course's ``lecture-cnn`` (1x64x64; dropout right after its first convolution, so almost
+  all the work follows it and only the first convolution is shared).
 
     python benchmarks/bench_mc_dropout.py            # ~5 minutes on 2 CPU cores
     python benchmarks/bench_mc_dropout.py --quick    # a smoke run
@@ -31,7 +35,8 @@ from deepfield.models import zoo
 from deepfield.training import Engine
 from deepfield.training.mc_dropout import dropout_rate
 
-NETWORKS = {"dieleman": (3, 64, 64), "lecture-cnn": (1, 64, 64)}
+NETWORKS = {"resnet": (3, 64, 64), "dieleman": (3, 64, 64), "lecture-cnn": (1, 64, 64)}
+OPTIONS = {"resnet": {"dropout": 0.5}}  # ResNet-20 with dropout before its dense head
 
 
 def looped(model: nn.Module, x: torch.Tensor, samples: int, batch_size: int) -> torch.Tensor:
@@ -54,7 +59,7 @@ def timed(run) -> float:
 
 def measure(name: str, n: int, samples: int, batch_size: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = zoo.get(name, input_shape=NETWORKS[name])
+    model = zoo.get(name, input_shape=NETWORKS[name], **OPTIONS.get(name, {}))
     x = torch.randn(n, *NETWORKS[name], generator=torch.Generator().manual_seed(1))
     engine = Engine(model, device="cpu")
     engine.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # warm-up
@@ -90,10 +95,12 @@ draws, batch {batch_size}; one run each (seconds).
 |---|---|---|---|---|---|
 {table}
 
-`dieleman` has dropout only in its dense head: its convolutions run once per stamp and only the
-head sees T x 256 rows (target: batched < 2x one deterministic pass). `lecture-cnn` has dropout
-right after its first convolution: only that convolution is shared, the rest runs T times either
-way, so batching gives little on a CPU (one forward's cost barely depends on how rows are grouped).
+`resnet` (dropout=0.5) and `dieleman` have dropout only in their heads: their convolutions run
+once per stamp and only the head sees T x 256 rows (target: batched < 2x one deterministic pass).
+ResNet's head is one small dense layer; Dieleman's is two maxout layers holding 10 % of its
+mult-adds, which each of the T draws repeats. `lecture-cnn` has dropout right after its first
+convolution: only that convolution is shared and the rest runs T times either way, so batching
+gives little on a CPU (a forward's cost barely depends on how rows are grouped).
 """)
 
 

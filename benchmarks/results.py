@@ -29,7 +29,9 @@ def machine() -> str:
 
 
 def add_section(section: str) -> None:
-    """Put ``section`` (markdown starting with a ``## `` heading) first under the title."""
+    """Put ``section`` (markdown starting with a ``## `` heading) first under the title, replacing
+    an older section with the same heading (a rerun of a benchmark keeps its newest figures only)."""
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    body = old.split("\n## ", 1)[1] if "\n## " in old else ""
-    write_text(RESULTS, TITLE + "\n" + section.strip() + "\n" + ("\n## " + body if body else ""))
+    heading = section.strip().splitlines()[0]
+    kept = [part for part in old.split("\n## ")[1:] if "## " + part.splitlines()[0] != heading]
+    write_text(RESULTS, TITLE + "\n" + section.strip() + "\n" + "".join("\n## " + part for part in kept))

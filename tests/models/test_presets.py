@@ -284,3 +284,12 @@ def test_pasquet_redshift_bins():
     torch.testing.assert_close(model.mean_redshift(p), torch.tensor([0.25, 0.10]))
     with pytest.raises(DeepfieldError, match="z_max > z_min"):
         zoo.get("pasquet", z_min=0.4, z_max=0.1)
+
+
+def test_resnet_dropout_sits_before_its_dense_head_and_adds_no_parameters():
+    plain = zoo.get("resnet", input_shape=(1, 16, 16), filters=(4,), blocks=1)
+    dropped = zoo.get("resnet", input_shape=(1, 16, 16), filters=(4,), blocks=1, dropout=0.3)
+    kinds = [type(layer).__name__ for layer in dropped.children()]
+    assert kinds[-3:] == ["GlobalAveragePooling2D", "Dropout", "Dense"] and dropped[-2].rate == 0.3
+    assert "Dropout" not in [type(layer).__name__ for layer in plain.children()]
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in dropped.parameters())
