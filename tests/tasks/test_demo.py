@@ -8,9 +8,12 @@ from deepfield.tasks.demo import run_demo
 
 def test_demo_runs_end_to_end_and_prints_accuracy_and_report(tmp_path):
     buffer = io.StringIO()
-    metrics = run_demo(tmp_path, epochs=1, stamps=100, console=Console(file=buffer, width=200))
+    metrics = run_demo(tmp_path, epochs=1, stamps=100, console=Console(file=buffer, width=200), class_model_steps=5)
     text = buffer.getvalue()
     assert "L_total = L_o1 + L_o2 = 0.274811 + 0.023560 = 0.298371" in text  # the glass box
     assert f"test accuracy {metrics['accuracy']:.3f}" in text
     assert (tmp_path / "run" / "report.html").is_file() and str(tmp_path / "run" / "report.html") in text
     assert (tmp_path / "data" / "sky.h5").is_file()
+    assert metrics["uncertainty"]["draws"] == 30 and "temperature" in metrics["uncertainty"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert '<section id="uncertainty">' in html and '<section id="explain">' in html

@@ -71,3 +71,15 @@ def test_baselines_run_beside_the_network_on_its_split(sky, tmp_path):
     baselines_run(load_config(None, document=document))  # again, later: rows are added, not duplicated
     rows = json.loads((out / "metrics.json").read_text())["baselines"]
     assert [row["model"] for row in rows].count("network (resnet)") == 1 and rows[-1]["model"] == "texture + svm_linear"
+
+
+def test_gradient_norms_are_recorded_and_shown_in_the_training_section(sky, tmp_path):
+    config = load_config(None, document={
+        "task": "morphology", "out": str(tmp_path / "run"), "data": {"path": str(sky)},
+        "model": {"preset": "resnet", "options": {"filters": [4], "blocks": 1}},
+        "training": {"epochs": 1, "batch_size": 16, "gradient_norms": True}})
+    out = train(config, verbose=0)
+    assert (out / "figures" / "gradient_norms.png").is_file()
+    html = (out / "report.html").read_text()
+    training = html.split('<section id="training">')[1].split("</section>")[0]
+    assert "Gradient norms" in training

@@ -38,6 +38,8 @@ HISTORY_ROWS = 10
 """A longer ``history.csv`` is shown as its last this-many epochs."""
 
 LEARNING_CURVES = "learning_curves.png"
+TRAINING_FIGURES = (LEARNING_CURVES, "gradient_norms.png")
+"""Shown in the Training section: the learning curves, and the per-layer gradient norms when recorded."""
 GALLERY_GLOB = "gallery*.png"
 UNCERTAINTY_GLOB = "uncertainty_*.png"
 EXPLAIN_GLOB = "explain_*.png"
@@ -477,8 +479,8 @@ def _model_section(run: _Run) -> str:
 
 
 def _training_section(run: _Run) -> str:
-    curves = run.folder / "figures" / LEARNING_CURVES
-    parts = [_figure(curves, _caption(run, curves))] if curves in run.figures else []
+    shown = [run.folder / "figures" / name for name in TRAINING_FIGURES]
+    parts = [_figure(path, _caption(run, path)) for path in shown if path in run.figures]
     if run.history is not None:
         parts.append(_history_table(run.history))
     return "\n".join(parts)
@@ -556,7 +558,7 @@ def _explain_section(run: _Run) -> str:
 
 def _figures_section(run: _Run) -> str:
     """Every figure not placed elsewhere (learning curves, uncertainty, gallery)."""
-    placed = {LEARNING_CURVES} | {p.name for p in _gallery(run) + _uncertainty_figures(run) + _explain_figures(run)}
+    placed = set(TRAINING_FIGURES) | {p.name for p in _gallery(run) + _uncertainty_figures(run) + _explain_figures(run)}
     return "\n".join(_figure(p, _caption(run, p)) for p in run.figures if p.name not in placed)
 
 

@@ -122,6 +122,7 @@ class TrainingConfig(Strict):
     device: str | None = None
     precision: Literal["bf16", "fp16"] | None = None
     channels_last: bool = False
+    gradient_norms: bool = Field(False, description="record per-layer gradient norms (figures/gradient_norms.png)")
 
 
 class BaselinesConfig(Strict):

@@ -3,7 +3,9 @@
 1. The course's backpropagation example, one training step neuron by neuron.
 2. A simulated sky (GalSim): multi-band stamps of five morphological classes.
 3. A residual network trained on it through the same pipeline as ``deepfield train``:
-   run folder, checkpoints, learning curves, metrics, figures and ``report.html``.
+   run folder, checkpoints, learning curves, metrics, figures and ``report.html``, with
+   MC-dropout uncertainty and calibration, and a look inside the network (filters, strongest
+   patches, attributions, occlusion, class models).
 """
 from __future__ import annotations
 
@@ -23,18 +25,21 @@ DEMO_STAMPS = 15000
 DEMO_SIZE = 32
 
 
-def demo_config(out: Path, data: Path, epochs: int, seed: int) -> dict[str, Any]:
+def demo_config(out: Path, data: Path, epochs: int, seed: int, class_model_steps: int = 200) -> dict[str, Any]:
     """The run config of the demo (what ``examples/morphology.yaml`` shows, smaller)."""
     return {
         "task": "morphology", "name": "demo", "seed": seed, "out": str(out),
         "data": {"path": str(data), "split": {"validation": 0.15, "test": 0.15}},
-        "model": {"preset": "resnet", "options": {"filters": [16, 32, 64], "blocks": 1}},
+        "model": {"preset": "resnet", "options": {"filters": [16, 32, 64], "blocks": 1, "dropout": 0.3}},
         "training": {"epochs": epochs, "batch_size": 64, "early_stopping": 5, "reduce_lr": 2},
+        "uncertainty": {"mc_samples": 30},
+        "explain": {"run": True, "per_class": 2, "class_model_steps": class_model_steps,
+                    "methods": ["filters", "patches", "saliency", "integrated-gradients", "occlusion", "class-model"]},
     }
 
 
 def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None = None,
-             stamps: int = DEMO_STAMPS) -> dict[str, Any]:
+             stamps: int = DEMO_STAMPS, class_model_steps: int = 200) -> dict[str, Any]:
     """Run the three parts into the folder ``out``; returns the run's metrics."""
     console = console or Console()
     started = time.perf_counter()
@@ -46,7 +51,8 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
     console.print(f"wrote {data}")
 
     console.rule("[bold]3. A residual network learns galaxy morphology")
-    run = train(load_config(None, document=demo_config(Path(out) / "run", data, epochs, seed)), console=console)
+    config = demo_config(Path(out) / "run", data, epochs, seed, class_model_steps)
+    run = train(load_config(None, document=config), console=console)
     metrics = json.loads((run / "metrics.json").read_text())
     console.rule("[bold]Result")
     console.print(f"test accuracy {metrics['accuracy']:.3f} (5 classes, chance 0.2), "

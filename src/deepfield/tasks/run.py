@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,8 @@ from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
-from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, ModelCheckpoint,
-                                ReduceLROnPlateau, resolve_device)
+from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
+                                ModelCheckpoint, ReduceLROnPlateau, resolve_device)
 from deepfield.training.mc_dropout import MCPrediction
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
@@ -147,21 +148,34 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                     device=config.training.device, precision=config.training.precision,
                     channels_last=config.training.channels_last)
     checkpoints = folder / "checkpoints"
-    callbacks = [CSVLogger(folder / "history.csv", append=True),
+    callbacks: list[Any] = [CSVLogger(folder / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
                  BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
     if config.training.reduce_lr:
         callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
     if config.training.early_stopping:
         callbacks.append(EarlyStopping(patience=config.training.early_stopping, restore_best_weights=True))
+    norms = gradient_norm_logger(config, len(prepared.x["train"]))
+    if norms is not None:
+        callbacks.append(norms)
     history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
                          epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
                          validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
+    if norms is not None:  # into the report's figures; an ensemble member's stays in its folder
+        norms.plot((folder / "figures" if folder == Path(config.out) else folder) / "gradient_norms.png")
     best = checkpoints / "best" / serialization.WEIGHTS_FILE
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
     return model, len(history.history.get("loss", []))
+
+
+def gradient_norm_logger(config: RunConfig, samples: int) -> GradientNormLogger | None:
+    """With ``training.gradient_norms``, a logger recording about 8 steps per epoch."""
+    if not config.training.gradient_norms:
+        return None
+    batch = samples if config.training.batch_size == "full" else config.training.batch_size
+    return GradientNormLogger(every=max(1, math.ceil(samples / batch) // 8))
 
 
 def draws_per_network(config: RunConfig) -> int:

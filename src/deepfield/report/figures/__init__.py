@@ -25,6 +25,13 @@ from deepfield.report.figures.explain_filters import (
     plot_strongest_patches,
 )
 from deepfield.report.figures.explain_maps import plot_attributions, plot_class_models
+from deepfield.report.figures.paths import animate_optimizer_paths, plot_loss_curves, plot_optimizer_paths
+from deepfield.report.figures.learning_dynamics import (
+    animate_decision_boundary,
+    plot_decision_boundary,
+    plot_gradient_norms_by_depth,
+    plot_sweep,
+)
 
 __all__ = [
     "DPI",
@@ -49,4 +56,11 @@ __all__ = [
     "plot_strongest_patches",
     "plot_attributions",
     "plot_class_models",
+    "animate_optimizer_paths",
+    "plot_loss_curves",
+    "plot_optimizer_paths",
+    "animate_decision_boundary",
+    "plot_decision_boundary",
+    "plot_gradient_norms_by_depth",
+    "plot_sweep",
 ]

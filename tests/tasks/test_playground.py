@@ -1,0 +1,58 @@
+"""The playground's folders: figures, animations and summary.json, from Python and the command line."""
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from deepfield.tasks.playground import optimizers_playground
+
+
+def test_optimizers_playground_writes_paths_animation_and_summary(tmp_path):
+    summary = optimizers_playground("quadratic", tmp_path, ["sgd", "adam", "newton"], steps=30, start=(-1.0, 2.0),
+                                    animation=".gif")
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"paths.png", "paths.gif", "losses.png"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(summary))
+    assert "paths.png" in (tmp_path / "report.html").read_text() or "Paths" in (tmp_path / "report.html").read_text()
+    assert summary["start"] == [-1.0, 2.0] and set(summary["optimizers"]) == {"sgd", "adam", "newton"}
+    assert summary["optimizers"]["newton"]["steps_to_tolerance"] == 1  # a quadratic: one Newton step
+    assert summary["optimizers"]["newton"]["end"] == [1.0, 0.5]
+    assert Image.open(tmp_path / "figures" / "paths.gif").n_frames == 31  # the start, then one frame per step
+
+
+def test_the_command_line_prints_the_table_and_names_bad_input(tmp_path):
+    base = [sys.executable, "-m", "deepfield.cli.app", "playground", "optimizers"]
+    done = subprocess.run(base + ["--surface", "quadratic", "--optimizers", "sgd,newton", "--lr", "0.1",
+                                  "--steps", "5", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "steps to tolerance" in done.stdout and "newton" in done.stdout
+    assert json.loads((tmp_path / "metrics.json").read_text())["optimizers"]["sgd"]["learning_rate"] == 0.1
+    bad = subprocess.run(base + ["--surface", "nosuch", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nosuch" in bad.stderr
+
+
+def test_learn_sweep_and_depth_folders(tmp_path):
+    from deepfield.tasks.playground import depth_playground, learn_playground, sweep_playground, toy_data
+
+    x, y = toy_data("xor", n=120, seed=1)
+    learned = learn_playground(x, y, tmp_path / "learn", animation=".gif", epochs=20, frames=4, hidden=(8,))
+    assert Image.open(tmp_path / "learn" / "figures" / "boundary.gif").n_frames == 4
+    assert learned["frame_epochs"][0] == 0 and len(learned["frame_accuracy"]) == 4
+    swept = sweep_playground(x, y, tmp_path / "sweep", learning_rates=[0.1, 1000.0], initializers=["glorot_uniform"],
+                             batch_sizes=["full"], steps=20)
+    assert [run["diverged"] for run in swept["runs"]] == [False, True]
+    assert (tmp_path / "sweep" / "figures" / "sweep.png").is_file()
+    deep = depth_playground(tmp_path / "depth", variants=["sigmoid", "relu+he"], depth=6, epochs=2)
+    ratios = {name: row["first_to_last"] for name, row in deep["variants"].items()}
+    assert ratios["sigmoid"] < 0.1 * ratios["relu+he"]  # the vanishing gradient, and its cure
+    assert "Vanishing gradients" in (tmp_path / "depth" / "report.html").read_text()
+
+
+def test_toy_data_names_what_it_takes(tmp_path):
+    import pytest
+
+    from deepfield.errors import DeepfieldError
+    from deepfield.tasks.playground import toy_data
+
+    with pytest.raises(DeepfieldError, match="choose moons, circles, spirals, xor or a .csv"):
+        toy_data("blobs")
