@@ -23,9 +23,10 @@ test: venv
 	$(PY) -m pytest -q
 
 bench: venv
-	$(PY) benchmarks/bench_fit.py
-	$(PY) benchmarks/bench_occlusion.py
-	$(PY) benchmarks/bench_mc_dropout.py
+	$(PY) -m pip install --quiet --target .bench-keras --no-deps keras absl-py namex optree ml-dtypes
+	PYTHONPATH=.bench-keras KERAS_BACKEND=torch $(PY) benchmarks/bench_fit.py --write
+	$(PY) benchmarks/bench_occlusion.py --write
+	$(PY) benchmarks/bench_mc_dropout.py --write
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .bench-keras build src/*.egg-info .pytest_cache

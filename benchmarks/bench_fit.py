@@ -8,6 +8,10 @@ warm-up, medians reported:
 * ``cnn``: the course's ``lecture-cnn`` (1x64x64 images, batch 64, adam, binary_crossentropy);
 * ``mlp``: 10-64-64-1 relu MLP (100k rows, batch 256, adam, mse).
 
+A ``keras`` column trains the same network in Keras 3 on its torch backend (channels-last
+inputs, as Keras users write them) when ``keras`` can be imported with ``KERAS_BACKEND=torch``;
+``make bench`` installs it beside the venv (``.bench-keras/``), never into deepfield's dependencies.
+
 A third column, ``loop``, runs the hand-written loop on the very same deepfield model,
 loss and optimiser objects that ``fit`` trains (they take turns): ``fit / loop`` isolates
 what the training loop itself adds, ``fit / plain`` is what a user switching from plain PyTorch sees (it also
@@ -32,6 +36,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +45,17 @@ from results import RESULTS, add_section, machine
 from deepfield.models import zoo
 from deepfield.training import Sequential
 
+
+
+def keras_available() -> bool:
+    """Keras 3 on the torch backend, if importable (``make bench`` puts it on PYTHONPATH)."""
+    if os.environ.get("KERAS_BACKEND") != "torch":
+        return False
+    try:
+        import keras
+    except ImportError:
+        return False
+    return keras.backend.backend() == "torch"
 
 
 @dataclass
@@ -52,6 +68,7 @@ class Workload:
     epochs_per_round: int
     deepfield_model: Callable[[], nn.Module]
     torch_model: Callable[[], nn.Module]
+    keras_model: Callable[[], Any]
     loss: str
     torch_loss: nn.Module
 
@@ -74,7 +91,20 @@ def cnn_workload(n_images: int) -> Workload:
     def deepfield_cnn() -> nn.Module:
         return Sequential.from_config(zoo.get("lecture-cnn").get_config())
 
-    return Workload("cnn", "images/s", x, y, 64, 1, deepfield_cnn, torch_cnn,
+    def keras_cnn() -> Any:
+        from keras import Sequential as KerasSequential
+        from keras import layers
+
+        return KerasSequential([
+            layers.Input((64, 64, 1)),
+            layers.Conv2D(32, 6, padding="same", activation="relu"), layers.Dropout(0.5),
+            layers.Conv2D(64, 5, padding="same", activation="relu"), layers.MaxPooling2D(2), layers.Dropout(0.25),
+            layers.Conv2D(128, 2, padding="same", activation="relu"), layers.MaxPooling2D(2), layers.Dropout(0.25),
+            layers.Conv2D(128, 3, padding="same", activation="relu"), layers.Dropout(0.25),
+            layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dropout(0.5),
+            layers.Dense(1, activation="sigmoid")])
+
+    return Workload("cnn", "images/s", x, y, 64, 1, deepfield_cnn, torch_cnn, keras_cnn,
                     "binary_crossentropy", nn.BCELoss())
 
 
@@ -89,7 +119,14 @@ def mlp_workload(n_rows: int) -> Workload:
     def deepfield_mlp() -> nn.Module:
         return Sequential.from_config(zoo.get("mlp", input_shape=(10,), hidden=(64, 64)).get_config())
 
-    return Workload("mlp", "rows/s", x, y, 256, 2, deepfield_mlp, torch_mlp, "mse", nn.MSELoss())
+    def keras_mlp() -> Any:
+        from keras import Sequential as KerasSequential
+        from keras import layers
+
+        return KerasSequential([layers.Input((10,)), layers.Dense(64, activation="relu"),
+                                layers.Dense(64, activation="relu"), layers.Dense(1)])
+
+    return Workload("mlp", "rows/s", x, y, 256, 2, deepfield_mlp, torch_mlp, keras_mlp, "mse", nn.MSELoss())
 
 
 def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor,
@@ -124,6 +161,8 @@ def measure(w: Workload, rounds: int) -> dict[str, float]:
         "loop": lambda: plain_loop(fitted, fitted.optimizer, fitted.engine.loss_fn, w.x, w.y, w.batch_size,
                                    w.epochs_per_round),
     }
+    if keras_available():
+        runners["keras"] = keras_runner(w)
     for run in runners.values():  # warm-up: allocator, lazy builds, optimiser state
         run()
     times: dict[str, list[float]] = {k: [] for k in runners}
@@ -137,17 +176,32 @@ def measure(w: Workload, rounds: int) -> dict[str, float]:
     return {k: samples / statistics.median(v) for k, v in times.items()}
 
 
+def keras_runner(w: Workload) -> Callable[[], None]:
+    """Keras 3 (torch backend) fitting the same network: channels-last numpy inputs, Keras's own loop."""
+    import keras
+
+    model = w.keras_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=w.loss)
+    x = w.x.permute(0, 2, 3, 1).numpy() if w.x.dim() == 4 else w.x.numpy()
+    y = w.y.numpy()
+    return lambda: model.fit(x, y, batch_size=w.batch_size, epochs=w.epochs_per_round, verbose=0, shuffle=True)
+
+
 def report(name: str, unit: str, rates: dict[str, float]) -> str:
-    return (f"| {name} | {rates['fit']:,.0f} | {rates['plain']:,.0f} | {rates['loop']:,.0f} | "
+    keras = rates.get("keras")
+    keras_cells = f"{keras:,.0f} | {rates['fit'] / keras:.2f}" if keras else "- | -"
+    return (f"| {name} | {rates['fit']:,.0f} | {rates['plain']:,.0f} | {rates['loop']:,.0f} | {keras_cells} | "
             f"{rates['fit'] / rates['plain']:.3f} | {rates['fit'] / rates['loop']:.3f} | {unit} |")
 
 
 def write_results(rows: list[str], args: argparse.Namespace) -> None:
-    header = ("| workload | fit | plain torch | loop on fit's objects | fit/plain | fit/loop | unit |\n"
-              "|---|---|---|---|---|---|---|")
+    header = ("| workload | fit | plain torch | loop on fit's objects | keras 3 (torch) | fit/keras | fit/plain | "
+              "fit/loop | unit |\n"
+              "|---|---|---|---|---|---|---|---|---|")
     add_section(
-        f"## {datetime.date.today().isoformat()} — fit() against a plain PyTorch loop: {machine()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads{' (--quick)' if args.quick else ''}\n\n"
+        "## fit() against a plain PyTorch loop and Keras 3 (bench_fit.py)\n\n"
+        f"{datetime.date.today().isoformat()}, {machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads{' (--quick)' if args.quick else ''}. "
         f"`python benchmarks/bench_fit.py --write`: cnn {args.images} images, mlp {args.rows:,} rows, "
         f"{args.rounds} rounds (medians); load average at the end {os.getloadavg()[0]:.2f}\n\n"
         + header + "\n" + "\n".join(rows) + "\n"
@@ -188,8 +242,10 @@ def main() -> None:
         w = make()
         rates = measure(w, args.rounds)
         rows.append(report(name, w.unit, rates))
+        keras = f", keras {rates['keras']:,.0f} (fit/keras = {rates['fit'] / rates['keras']:.2f})" \
+            if "keras" in rates else ""
         print(f"{name}: fit {rates['fit']:,.0f} {w.unit}, plain torch {rates['plain']:,.0f}, "
-              f"loop on fit's objects {rates['loop']:,.0f}; fit/plain = {rates['fit'] / rates['plain']:.3f}, "
+              f"loop on fit's objects {rates['loop']:,.0f}{keras}; fit/plain = {rates['fit'] / rates['plain']:.3f}, "
               f"fit/loop = {rates['fit'] / rates['loop']:.3f}", flush=True)
     if args.write:
         write_results(rows, args)

@@ -100,6 +100,8 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     summary: dict[str, Any] = {"methods": methods, "layer": layer, "stamps": chosen.tolist(),
                                "predicted": [names[k] for k in predicted],
                                "labels": None if labels is None else [names[int(k)] for k in labels[chosen]]}
+    # the papers explain the class score before the softmax (a saturated probability has no gradient)
+    summary["gradients_of"] = "logits" if _ends_with_softmax(model) else "outputs"
     maps: dict[str, np.ndarray] = {}
     for method in methods:
         if method == "filters":
@@ -126,6 +128,10 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     return summary
 
 
+def _ends_with_softmax(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Softmax) for m in model.modules())
+
+
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:  # a file object: numpy would add ".npz" to the temporary name
         np.savez_compressed(fh, **arrays)
@@ -147,14 +153,16 @@ def _score(row: np.ndarray, k: int, single: bool) -> float:
 def _attribution(method: str, model: nn.Module, stamps: np.ndarray, targets: np.ndarray | None,
                  options: ExplainConfig, summary: dict[str, Any]) -> np.ndarray:
     """One attribution method's maps of ``stamps``: ``(n, C, H, W)``, or ``(n, H, W)`` for occlusion."""
+    logits = summary["gradients_of"] == "logits"
     if method == "saliency":
-        return saliency(model, stamps, targets)
+        return saliency(model, stamps, targets, logits=logits)
     if method == "guided-backprop":
-        return guided_backprop(model, stamps, targets)
+        return guided_backprop(model, stamps, targets, logits=logits)
     if method == "deconvnet":
-        return deconvnet(model, stamps, targets)
+        return deconvnet(model, stamps, targets, logits=logits)
     if method == "integrated-gradients":
-        result = integrated_gradients(model, stamps, targets, baseline=options.baseline, steps=options.steps)
+        result = integrated_gradients(model, stamps, targets, baseline=options.baseline, steps=options.steps,
+                                      logits=logits)
         summary["integrated_gradients"] = {"baseline": options.baseline, "steps": options.steps,
                                            "completeness_delta": result.delta.tolist(),
                                            "relative_error": result.relative_error.tolist()}
@@ -170,7 +178,7 @@ def _class_models(model: nn.Module, shape: tuple[int, ...], names: list[str], si
                   figures: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """The class-model image of every class (one for a single-output model), drawn together."""
     results = {}
-    logits = any(isinstance(m, nn.Softmax) for m in model.modules())  # a softmax saturates: climb its input
+    logits = _ends_with_softmax(model)  # a softmax saturates: climb its input
     for k, name in enumerate(names[:1] if single else names):
         results[name] = class_model(model, None if single else k, tuple(shape), steps=steps, seed=seed,
                                     logits=logits)
