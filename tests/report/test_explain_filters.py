@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
 from matplotlib.figure import Figure
 
 from deepfield.analysis.explain.patches import ReceptiveField, StrongestPatches
@@ -22,17 +21,11 @@ from deepfield.report.figures.explain_filters import (
     plot_filter_mosaic,
     plot_strongest_patches,
 )
-from deepfield.report.figures.style import DPI
+from pngcheck import assert_png
+
 
 RNG = np.random.default_rng(0)
 
-
-def _assert_png(path: Path, figsize: tuple[float, float]) -> None:
-    """``path`` is a non-empty PNG that reads back as ``figsize × DPI`` pixels."""
-    assert path.is_file() and path.stat().st_size > 0
-    pixels = mpimg.imread(path)
-    assert pixels.shape[:2] == (round(figsize[1] * DPI), round(figsize[0] * DPI))
-    assert pixels.std() > 0
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ def _images(fig: Figure) -> list:
 def test_one_band_filters_fill_rows_of_eight(tmp_path: Path, drawn: list[Figure]) -> None:
     kernels = RNG.normal(size=(32, 1, 6, 6))
     path = plot_filter_mosaic(kernels, tmp_path / "filters.png")
-    _assert_png(path, (8 * 0.8 + COLORBAR_ROOM, 4 * 0.8 + BAND_ROOM))  # 32 filters: 4 rows of 8
+    assert_png(path, (8 * 0.8 + COLORBAR_ROOM, 4 * 0.8 + BAND_ROOM))  # 32 filters: 4 rows of 8
     images = _images(drawn[0])
     assert len(images) == 32
     np.testing.assert_array_equal(images[5].get_array(), kernels[5, 0])
@@ -69,7 +62,7 @@ def test_three_band_filters_have_a_block_each_on_its_own_symmetric_scale(tmp_pat
                                                                          drawn: list[Figure]) -> None:
     kernels = RNG.normal(size=(10, 3, 5, 5)) * np.array([1.0, 10.0, 100.0])[:, None, None]
     path = plot_filter_mosaic(kernels, tmp_path / "filters.png", band_names="gri", ncols=4)
-    _assert_png(path, (4 * 0.8 + COLORBAR_ROOM, 3 * (3 * 0.8 + BAND_ROOM)))  # 10 filters: 3 rows of 4, per band
+    assert_png(path, (4 * 0.8 + COLORBAR_ROOM, 3 * (3 * 0.8 + BAND_ROOM)))  # 10 filters: 3 rows of 4, per band
     images = _images(drawn[0])
     assert len(images) == 30
     for band in range(3):
@@ -81,7 +74,7 @@ def test_three_band_filters_have_a_block_each_on_its_own_symmetric_scale(tmp_pat
 def test_one_dimensional_kernels_are_lines_per_band(tmp_path: Path, drawn: list[Figure]) -> None:
     kernels = RNG.normal(size=(12, 2, 7))
     path = plot_filter_mosaic(kernels, tmp_path / "filters_1d.png", band_names=["g", "r"])
-    _assert_png(path, (8 * LINE_ASPECT * 0.8, 2 * LABEL_ROOM * 0.8))  # 12 filters: 2 rows of 8
+    assert_png(path, (8 * LINE_ASPECT * 0.8, 2 * LABEL_ROOM * 0.8))  # 12 filters: 2 rows of 8
     panels = [ax for ax in drawn[0].axes if ax.get_visible()]
     assert len(panels) == 12
     np.testing.assert_array_equal(panels[3].lines[1].get_ydata(), kernels[3, 1])
@@ -90,12 +83,12 @@ def test_one_dimensional_kernels_are_lines_per_band(tmp_path: Path, drawn: list[
 def test_feature_maps_follow_the_input_stamp(tmp_path: Path, drawn: list[Figure]) -> None:
     maps = RNG.normal(size=(20, 8, 8))
     path = plot_feature_maps(maps, tmp_path / "maps.png", image=RNG.normal(size=(3, 16, 16)), max_maps=12)
-    _assert_png(path, (8 * 1.0, 2 * LABEL_ROOM * 1.0))  # the input and 12 maps: 2 rows of 8
+    assert_png(path, (8 * 1.0, 2 * LABEL_ROOM * 1.0))  # the input and 12 maps: 2 rows of 8
     images = _images(drawn[0])
     assert len(images) == 13 and images[0].get_array().shape == (16, 16, 3)
     np.testing.assert_array_equal(images[12].get_array(), maps[11])
     assert drawn[0]._suptitle.get_text() == "(first 12 of 20 maps)"
-    _assert_png(plot_feature_maps(maps[:1], tmp_path / "one.png"), (1.0, LABEL_ROOM))
+    assert_png(plot_feature_maps(maps[:1], tmp_path / "one.png"), (1.0, LABEL_ROOM))
 
 
 def test_strongest_patches_a_row_per_filter_titled_by_activation(tmp_path: Path, drawn: list[Figure]) -> None:
@@ -104,11 +97,11 @@ def test_strongest_patches_a_row_per_filter_titled_by_activation(tmp_path: Path,
     top = StrongestPatches("conv2d_3", values, np.zeros((20, 4), int), np.zeros((20, 4, 2), int), patches,
                            ReceptiveField((7, 7), (2, 2), (-3, -3)))
     path = plot_strongest_patches(top, tmp_path / "patches.png")
-    _assert_png(path, (4 * 0.9, 16 * LABEL_ROOM * 0.9))  # the first 16 filters, 4 patches each
+    assert_png(path, (4 * 0.9, 16 * LABEL_ROOM * 0.9))  # the first 16 filters, 4 patches each
     axes = [ax for ax in drawn[0].axes if ax.get_visible()]
     assert len(axes) == 64 and axes[6].get_title() == "6" and axes[4].get_ylabel() == "filter 1"
     one_band = plot_strongest_patches(patches[:, :, :1], tmp_path / "one.png", values=values, filters=[2, 5])
-    _assert_png(one_band, (4 * 0.9, 2 * LABEL_ROOM * 0.9))
+    assert_png(one_band, (4 * 0.9, 2 * LABEL_ROOM * 0.9))
     assert [ax.get_title() for ax in drawn[1].axes[4:]] == ["20", "21", "22", "23"]
 
 

@@ -1,25 +1,18 @@
 """Attribution and class-model figures: a PNG of the expected pixel size for 1- and 3-band stamps,
 maps reduced over bands as documented, and bad inputs named."""
-from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
 
 from deepfield.analysis.explain import ClassModel
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import DPI, plot_attributions, plot_class_models
+from deepfield.report.figures import plot_attributions, plot_class_models
 from deepfield.report.figures.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane
+from pngcheck import assert_png
+
 
 RNG = np.random.default_rng(0)
 
-
-def assert_png(path: Path, figsize: tuple[float, float]) -> None:
-    """``path`` is a non-empty PNG that reads back as ``figsize × DPI`` pixels."""
-    assert path.is_file() and path.stat().st_size > 0
-    pixels = mpimg.imread(path)
-    assert pixels.shape[:2] == (round(figsize[1] * DPI), round(figsize[0] * DPI))
-    assert pixels.std() > 0
 
 
 def stamps(n: int, bands: int) -> np.ndarray:

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
 
 from deepfield.analysis.classification import classification_metrics
 from deepfield.analysis.photoz import binned_photoz_metrics, pit
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import (
-    DPI,
     asinh_composite,
     load_history,
     overfitting_epoch,
@@ -27,18 +25,13 @@ from deepfield.report.figures import (
     select_examples,
 )
 from deepfield.report.figures.gallery import MAX_PANELS, TITLE_ROOM
+from pngcheck import assert_png
+
 
 RNG = np.random.default_rng(0)
 EPOCHS = np.arange(20)
 TRAIN = 1.0 / (1.0 + 0.4 * EPOCHS)  # always falling
 
-
-def _assert_png(path: Path, figsize: tuple[float, float]) -> None:
-    """``path`` is a non-empty PNG that reads back as ``figsize × DPI`` pixels."""
-    assert path.is_file() and path.stat().st_size > 0
-    pixels = mpimg.imread(path)
-    assert pixels.shape[:2] == (round(figsize[1] * DPI), round(figsize[0] * DPI))
-    assert pixels.std() > 0  # something was drawn
 
 
 def _classes(n: int = 300, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -156,43 +149,43 @@ def test_asinh_composite_ranges_keeps_colour_and_masks_nan() -> None:
 def test_learning_curves_png(tmp_path: Path) -> None:
     val = 0.5 + 0.01 * (EPOCHS - 8) ** 2
     history = {"loss": TRAIN, "val_loss": val, "accuracy": 1 - TRAIN / 2, "val_accuracy": 1 - val / 2}
-    _assert_png(plot_learning_curves(history, tmp_path / "a" / "learning.png"), (10.0, 4.0))
-    _assert_png(plot_learning_curves({"loss": TRAIN}, tmp_path / "b.png", figsize=(4.0, 3.0)), (4.0, 3.0))
+    assert_png(plot_learning_curves(history, tmp_path / "a" / "learning.png"), (10.0, 4.0))
+    assert_png(plot_learning_curves({"loss": TRAIN}, tmp_path / "b.png", figsize=(4.0, 3.0)), (4.0, 3.0))
 
 
 def test_confusion_matrix_png(tmp_path: Path) -> None:
     y, p = _classes()
     m = classification_metrics(y, p, class_names=["elliptical", "spiral", "merger"])
     path = plot_confusion_matrix(m.confusion, tmp_path / "cm.png", m.class_names, figsize=(6.0, 5.0))
-    _assert_png(path, (6.0, 5.0))
+    assert_png(path, (6.0, 5.0))
     with pytest.raises(DeepfieldError, match=r"\(K, K\)"):
         plot_confusion_matrix(np.ones((2, 3)), tmp_path / "bad.png")
 
 
 def test_roc_and_precision_recall_pngs(tmp_path: Path) -> None:
     y, p = _classes()
-    _assert_png(plot_roc(y, p, tmp_path / "roc.png"), (5.5, 5.0))
+    assert_png(plot_roc(y, p, tmp_path / "roc.png"), (5.5, 5.0))
     good = (RNG.random(300) < 0.8).astype(int)
     score = np.clip(RNG.normal(0.3 + 0.4 * good, 0.2), 0, 1)
-    _assert_png(plot_roc(good, score, tmp_path / "roc_binary.png"), (5.5, 5.0))
-    _assert_png(plot_precision_recall(good, score, tmp_path / "pr.png", recall=0.99, positive_name="good"),
+    assert_png(plot_roc(good, score, tmp_path / "roc_binary.png"), (5.5, 5.0))
+    assert_png(plot_precision_recall(good, score, tmp_path / "pr.png", recall=0.99, positive_name="good"),
                 (5.5, 5.0))
 
 
 def test_photoz_pngs(tmp_path: Path) -> None:
     z_true = RNG.uniform(0.05, 2.0, 3000)
     z_phot = z_true + 0.03 * (1 + z_true) * RNG.standard_normal(3000)
-    _assert_png(plot_photoz_scatter(z_true, z_phot, tmp_path / "hex.png"), (5.5, 5.0))
-    _assert_png(plot_photoz_scatter(z_true[:300], z_phot[:300], tmp_path / "dots.png", figsize=(4.0, 4.0)),
+    assert_png(plot_photoz_scatter(z_true, z_phot, tmp_path / "hex.png"), (5.5, 5.0))
+    assert_png(plot_photoz_scatter(z_true[:300], z_phot[:300], tmp_path / "dots.png", figsize=(4.0, 4.0)),
                 (4.0, 4.0))
     grid = np.linspace(0, 3, 61)
     pdf = np.exp(-0.5 * ((grid[None, :-1] + 0.025 - z_phot[:, None]) / 0.1) ** 2)
-    _assert_png(plot_pit(pit(pdf, z_true, edges=grid), tmp_path / "pit.png"), (5.5, 4.0))
+    assert_png(plot_pit(pit(pdf, z_true, edges=grid), tmp_path / "pit.png"), (5.5, 4.0))
     mag = RNG.uniform(18, 25, 3000)
     b = binned_photoz_metrics(z_true, z_phot, by=mag, edges=np.arange(18, 25.5, 1.0))
     path = plot_metrics_vs(b.edges, {"σ_NMAD": b.sigma_nmad, "bias": b.bias_median}, tmp_path / "vs.png",
                            xlabel="r magnitude [mag]", counts=b.count)
-    _assert_png(path, (6.0, 3 * 2.2 + 0.4))
+    assert_png(path, (6.0, 3 * 2.2 + 0.4))
     with pytest.raises(DeepfieldError, match="kind must be"):
         plot_photoz_scatter(z_true, z_phot, tmp_path / "x.png", kind="contour")
     with pytest.raises(DeepfieldError, match="expected \\(7,\\)"):
@@ -206,9 +199,9 @@ def test_gallery_pngs(tmp_path: Path) -> None:
     images = source * np.array([1.0, 2.0, 3.0])[None, :, None, None] * RNG.uniform(5, 50, (40, 1, 1, 1))
     images = images + RNG.normal(0, 0.5, images.shape)
     path = plot_gallery(images, y, p, tmp_path / "gallery.png", ["E", "S", "M"], k=4, panel_size=1.5)
-    _assert_png(path, (4 * 1.5, 2 * TITLE_ROOM * 1.5))
+    assert_png(path, (4 * 1.5, 2 * TITLE_ROOM * 1.5))
     path = plot_gallery(images[:5, :1], y[:5], p[:5], tmp_path / "grey.png", ncols=3, panel_size=2.0)
-    _assert_png(path, (3 * 2.0, 2 * TITLE_ROOM * 2.0))
+    assert_png(path, (3 * 2.0, 2 * TITLE_ROOM * 2.0))
     with pytest.raises(DeepfieldError, match="choose with k="):
         plot_gallery(np.zeros((MAX_PANELS + 1, 1, 4, 4)), np.zeros(MAX_PANELS + 1, int),
                      np.full(MAX_PANELS + 1, 0.1), tmp_path / "big.png")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib import image as mpimg
 from scipy import special
 
 from deepfield.analysis.calibration import (
@@ -17,22 +16,16 @@ from deepfield.analysis.calibration import (
 )
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import (
-    DPI,
     plot_coverage,
     plot_error_vs_uncertainty,
     plot_reliability_diagram,
     plot_uncertainty_flags,
 )
+from pngcheck import assert_png
+
 
 RNG = np.random.default_rng(0)
 
-
-def _assert_png(path: Path, figsize: tuple[float, float]) -> None:
-    """``path`` is a non-empty PNG that reads back as ``figsize × DPI`` pixels."""
-    assert path.is_file() and path.stat().st_size > 0
-    pixels = mpimg.imread(path)
-    assert pixels.shape[:2] == (round(figsize[1] * DPI), round(figsize[0] * DPI))
-    assert pixels.std() > 0  # something was drawn
 
 
 def _over_confident(n: int = 2000, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -46,10 +39,10 @@ def _over_confident(n: int = 2000, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
 def test_reliability_diagram_pngs(tmp_path: Path) -> None:
     y, p = _over_confident()
     calibrated = apply_temperature(p, fit_temperature(y, p))
-    _assert_png(plot_reliability_diagram(y, p, tmp_path / "a" / "reliability.png", calibrated=calibrated), (5.5, 6.5))
+    assert_png(plot_reliability_diagram(y, p, tmp_path / "a" / "reliability.png", calibrated=calibrated), (5.5, 6.5))
     binary = RNG.random(500)
     labels = (RNG.random(500) < binary).astype(int)
-    _assert_png(plot_reliability_diagram(labels, binary[:, None], tmp_path / "binary.png", n_bins=10,
+    assert_png(plot_reliability_diagram(labels, binary[:, None], tmp_path / "binary.png", n_bins=10,
                                          figsize=(4.0, 5.0)), (4.0, 5.0))
     with pytest.raises(DeepfieldError, match="probabilities: each row must sum to 1"):
         plot_reliability_diagram(y, p * 2 / 3, tmp_path / "bad.png")
@@ -61,7 +54,7 @@ def test_error_vs_uncertainty_png(tmp_path: Path) -> None:
     error = RNG.normal(0.0, 1.3 * sigma)
     path = plot_error_vs_uncertainty(error, sigma, tmp_path / "error.png", xlabel="predicted σ_z",
                                      ylabel="RMS of z_phot − z_true")
-    _assert_png(path, (5.5, 5.0))
+    assert_png(path, (5.5, 5.0))
 
 
 def test_uncertainty_flags_pngs(tmp_path: Path) -> None:
@@ -70,9 +63,9 @@ def test_uncertainty_flags_pngs(tmp_path: Path) -> None:
     samples /= samples.sum(axis=2, keepdims=True)
     path = plot_uncertainty_flags(y, samples.mean(axis=0), mutual_information(samples), tmp_path / "flags.png",
                                   uncertainty_name="mutual information [nats]")
-    _assert_png(path, (10.0, 4.5))
+    assert_png(path, (10.0, 4.5))
     all_right = np.argmax(p, axis=1)  # no mistakes: no ROC curve, one histogram
-    _assert_png(plot_uncertainty_flags(all_right, p, predictive_entropy(p), tmp_path / "right.png",
+    assert_png(plot_uncertainty_flags(all_right, p, predictive_entropy(p), tmp_path / "right.png",
                                        figsize=(8.0, 4.0)), (8.0, 4.0))
 
 
@@ -80,8 +73,8 @@ def test_coverage_pngs(tmp_path: Path) -> None:
     mean, sigma = RNG.normal(size=1000), RNG.uniform(0.5, 1.5, 1000)
     y = RNG.normal(mean, sigma)
     curve = gaussian_coverage_curve(y, mean, sigma)
-    _assert_png(plot_coverage(curve, tmp_path / "one.png"), (5.5, 5.0))
+    assert_png(plot_coverage(curve, tmp_path / "one.png"), (5.5, 5.0))
     curves = {"σ": curve, "σ / 2": gaussian_coverage_curve(y, mean, sigma / 2)}
-    _assert_png(plot_coverage(curves, tmp_path / "two.png", figsize=(4.5, 4.5)), (4.5, 4.5))
+    assert_png(plot_coverage(curves, tmp_path / "two.png", figsize=(4.5, 4.5)), (4.5, 4.5))
     with pytest.raises(DeepfieldError, match="plot_coverage: curves is empty"):
         plot_coverage({}, tmp_path / "none.png")
