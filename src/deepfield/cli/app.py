@@ -17,9 +17,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import track
-from rich.table import Table
 
 from deepfield.analysis import trace as glass_box
+from deepfield.cli.common import console, parse_range, parse_shape, split_list
+from deepfield.cli.playground import playground_app
 from deepfield.data.catalogues import read_catalogue
 from deepfield.data.photometry import Cleaning, load_photometry
 from deepfield.data.simulate import ARTEFACTS, simulate_morphology, simulate_photoz, simulate_quality
@@ -29,11 +30,10 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import serialization, zoo
 from deepfield.models.summary import summarize
 from deepfield.report.html import write_report
-from deepfield.tasks.config import load_config
+from deepfield.tasks.config import OcclusionConfig, load_config
 from deepfield.tasks.demo import run_demo
-from deepfield.tasks import playground
-from deepfield.tasks.config import OcclusionConfig
 from deepfield.tasks.explain import METHODS as EXPLAIN_METHODS
+from deepfield.training import distributed
 from deepfield.tasks.run import (baselines_run, evaluate_run, explain_run, features_run, predict_run,
                                  train as train_run)
 
@@ -43,28 +43,11 @@ app = typer.Typer(
     no_args_is_help=True,
     help="deepfield: deep learning for astronomers, on PyTorch.",
 )
-console = Console(soft_wrap=True)  # long paths stay on one line, also when piped
 inspect_app = typer.Typer(no_args_is_help=True, help="Read your data as deepfield will, and report what it finds.")
 app.add_typer(inspect_app, name="inspect")
-playground_app = typer.Typer(no_args_is_help=True, help="Watch a network learn: optimiser paths, decision "
-                                                          "boundaries, sweeps, vanishing gradients.")
 app.add_typer(playground_app, name="playground")
 simulate_app = typer.Typer(no_args_is_help=True, help="The built-in simulated sky (GalSim): for when you have no data.")
 app.add_typer(simulate_app, name="simulate")
-
-
-def split_list(text: str | None) -> list[str] | None:
-    """``"g,r,i" -> ["g", "r", "i"]``; ``None`` stays ``None``."""
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
-
-
-def parse_range(text: str, option: str, form: str = "low,high (e.g. 20,200)") -> tuple[float, float]:
-    """``"20,200" -> (20.0, 200.0)``: two numbers (a range, a point); ``form`` shows them in the error."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise DeepfieldError(f"{option} {text!r} must be two numbers, {form}") from None
-    return low, high
 
 
 N = Annotated[int, typer.Option("--n", help="number of objects")]
@@ -76,15 +59,6 @@ BANDS = Annotated[str, typer.Option(help="LSST bands, comma-separated")]
 SNR = Annotated[str, typer.Option(help="signal-to-noise range, low,high")]
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1x64x64" -> (1, 64, 64)``."""
-    try:
-        shape = tuple(int(part) for part in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if not shape or any(s < 1 for s in shape):
-        raise DeepfieldError(f"--input-shape {text!r} must be positive integers joined by 'x', like 1x64x64")
-    return shape
 
 
 @app.command()
@@ -115,13 +89,61 @@ def trace(
         glass_box.render_trace(result, console)
 
 
+TORCHRUN = ("torchrun --nnodes {nodes} --nproc-per-node {devices} --node-rank K --master-addr HOST0 "
+            "--master-port 29500 -m deepfield.cli.app train CONFIG key=value...")
+
+
+def _train_process(config: str, overrides: list[str]) -> str | None:
+    """One process of `deepfield train --devices N`: train; a user error comes back as its message."""
+    try:
+        train_run(load_config(Path(config), overrides), console=console)
+    except DeepfieldError as exc:
+        return str(exc)
+    return None
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="run config (YAML); see examples/")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. training.epochs=3")] = None,
+    devices: Annotated[int, typer.Option(min=1, help="processes on this machine, data-parallel: one per GPU, or "
+                                                     "CPU processes sharing the cores (gloo); the global batch is "
+                                                     "training.batch_size, split between them")] = 1,
+    nodes: Annotated[int, typer.Option(min=1, help="machines; more than 1 needs torchrun on each machine: "
+                                                   + TORCHRUN.format(nodes="M", devices="N")
+                                                   + " (K = 0 .. M-1, HOST0 the address of machine 0)")] = 1,
 ) -> None:
-    """Train as CONFIG says and write a run folder (started again, an interrupted run resumes)."""
-    out = train_run(load_config(config, overrides or []), console=console)
+    """Train as CONFIG says and write a run folder (started again, an interrupted run resumes).
+
+    With --devices N the training runs data-parallel in N processes with the same results
+    as one (same seed, same global batch); only the first process writes the run folder.
+    """
+    overrides = overrides or []
+    run_config = load_config(config, overrides)
+    if distributed.under_launcher():  # started by torchrun: this is one of the processes
+        distributed.setup()
+        try:
+            main_process = distributed.is_main()
+            out = train_run(run_config, console=console)
+        finally:
+            distributed.teardown()
+        if not main_process:
+            return
+    elif nodes > 1:
+        raise DeepfieldError(f"--nodes {nodes}: start the training on each machine with torchrun: "
+                             + TORCHRUN.format(nodes=nodes, devices=devices))
+    elif devices > 1:
+        import torch
+
+        if torch.cuda.is_available() and devices > torch.cuda.device_count():
+            raise DeepfieldError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
+        console.print(f"training in {devices} processes")
+        errors = [e for e in distributed.launch(devices, _train_process, str(config), overrides) if e]
+        if errors:
+            raise DeepfieldError(errors[0])
+        out = Path(run_config.out)
+    else:
+        out = train_run(run_config, console=console)
     metrics = json.loads((out / "metrics.json").read_text())
     shown = {k: v for k, v in metrics.get("test", {}).items()}
     console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
@@ -285,108 +307,6 @@ def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,
     path = simulate_photoz(n, out, seed=seed, bands="".join(split_list(bands) or ()), mag_limit=mag_limit,
                            stamps=stamps, size=size, workers=workers)
     console.print(f"wrote {path}: {n} galaxies in {bands}")
-
-
-@playground_app.command("optimizers")
-def playground_optimizers(
-    surface: Annotated[str, typer.Option(help="beale, rosenbrock, saddle, himmelblau, quadratic, or FILE.py "
-                                              "defining f(x, y) with torch ops (it runs as Python)")] = "beale",
-    optimizers: Annotated[str, typer.Option(help="comma-separated: sgd, momentum, nesterov, adagrad, rmsprop, adam, "
-                                                 "amsgrad, newton")] = "sgd,momentum,adagrad,rmsprop,adam,newton",
-    lr: Annotated[Optional[float], typer.Option(help="one learning rate for all (default: one per optimiser)")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="steps of each optimiser")] = 200,
-    start: Annotated[Optional[str], typer.Option(help="start point x,y (default: the surface's)")] = None,
-    out: Annotated[Path, typer.Option(help="folder for paths.png, the animation, losses.png, summary.json")] = Path(
-        "playground"),
-) -> None:
-    """The paths of several optimisers from the same start, on the contours of a 2-D surface."""
-    point = parse_range(start, "--start", "x,y (e.g. 1,1.5)") if start else None
-    summary = playground.optimizers_playground(surface, out, split_list(optimizers), lr, steps, point)
-    table = Table("optimizer", "lr", "steps to tolerance", "final value", "diverged", title=f"{summary['surface']}")
-    for name, row in summary["optimizers"].items():
-        reached = "-" if row["steps_to_tolerance"] is None else str(row["steps_to_tolerance"])
-        table.add_row(name, f"{row['learning_rate']:g}", reached, f"{row['final_value']:.4g}",
-                      "yes" if row["diverged"] else "")
-    console.print(table)
-    console.print(f"wrote {out}")
-
-
-TOY = Annotated[str, typer.Option(help="moons, circles, spirals, xor, or FILE.csv with x1,x2,label columns")]
-PLAY_OUT = Annotated[Path, typer.Option(help="folder for figures/, metrics.json and report.html")]
-
-
-@playground_app.command("learn")
-def playground_learn(
-    data: TOY = "moons",
-    hidden: Annotated[str, typer.Option(help="hidden layer widths, comma-separated ('' for none)")] = "8,8",
-    activation: Annotated[str, typer.Option(help="relu, sigmoid, tanh, ...")] = "relu",
-    optimizer: Annotated[str, typer.Option(help="sgd, adagrad, rmsprop, adam, ...")] = "adam",
-    lr: Annotated[float, typer.Option(min=0.0, help="learning rate")] = 0.01,
-    epochs: Annotated[int, typer.Option(min=1)] = 200,
-    batch_size: Annotated[str, typer.Option(help="an integer, or full")] = "32",
-    init: Annotated[str, typer.Option(help="kernel initialiser (glorot_uniform, he_normal, zeros, ...)")] = "glorot_uniform",
-    batch_norm: Annotated[bool, typer.Option(help="batch normalisation after each hidden layer")] = False,
-    frames: Annotated[int, typer.Option(min=2, help="snapshots of the boundary (animation frames)")] = 40,
-    seed: SEED = 0,
-    out: PLAY_OUT = Path("playground-learn"),
-) -> None:
-    """A small network learning a 2-D classification: its decision boundary and loss, frame by frame."""
-    x, y = playground.toy_data(data, seed=seed)
-    summary = playground.learn_playground(
-        x, y, out, hidden=tuple(int(h) for h in split_list(hidden) or []), activation=activation,
-        optimizer=optimizer, learning_rate=lr, epochs=epochs, batch_size=parse_batch_size(batch_size),
-        kernel_initializer=init, batch_norm=batch_norm, frames=frames, seed=seed)
-    console.print(f"training accuracy {summary['final_accuracy']:.3f}; wrote {out}")
-
-
-@playground_app.command("sweep")
-def playground_sweep(
-    data: TOY = "moons",
-    lrs: Annotated[str, typer.Option(help="learning rates, comma-separated")] = "0.01,0.1,1,10",
-    inits: Annotated[str, typer.Option(help="initialisers, comma-separated")] = "zeros,small_uniform,glorot_uniform,"
-                                                                                  "he_normal",
-    batch_sizes: Annotated[str, typer.Option(help="batch sizes, comma-separated (full for gradient descent)")] = (
-        "full,32,1"),
-    hidden: Annotated[str, typer.Option(help="hidden layer widths, comma-separated")] = "8,8",
-    steps: Annotated[int, typer.Option(min=1, help="optimiser steps per run")] = 200,
-    seed: SEED = 0,
-    out: PLAY_OUT = Path("playground-sweep"),
-) -> None:
-    """The same network over learning rates x initialisations x batch sizes: final loss and accuracy."""
-    x, y = playground.toy_data(data, seed=seed)
-    summary = playground.sweep_playground(
-        x, y, out, learning_rates=[float(v) for v in split_list(lrs) or []], initializers=split_list(inits) or [],
-        batch_sizes=[parse_batch_size(b) for b in split_list(batch_sizes) or []],
-        hidden=tuple(int(h) for h in split_list(hidden) or []), steps=steps, seed=seed)
-    diverged = sum(run["diverged"] for run in summary["runs"])
-    console.print(f"{len(summary['runs'])} runs, {diverged} diverged; wrote {out}")
-
-
-@playground_app.command("depth")
-def playground_depth(
-    depth: Annotated[int, typer.Option(min=2, help="hidden layers")] = 10,
-    variants: Annotated[str, typer.Option(help="activation[+initialiser][+bn], comma-separated")] = (
-        "sigmoid,relu,relu+he,relu+he+bn,sigmoid+bn"),
-    seed: SEED = 0,
-    out: PLAY_OUT = Path("playground-depth"),
-) -> None:
-    """Deep stacks with sigmoid or ReLU, He initialisation, batch norm: per-layer gradient norms side by side."""
-    summary = playground.depth_playground(out, variants=split_list(variants) or [], depth=depth, seed=seed)
-    table = Table("variant", "first / last hidden layer gradient", "training loss", title=f"{depth} hidden layers")
-    for name, row in summary["variants"].items():
-        table.add_row(name, f"{row['first_to_last']:.2e}", f"{row['train_loss']:.3f}")
-    console.print(table)
-    console.print(f"wrote {out}")
-
-
-def parse_batch_size(text: str) -> int | str:
-    """``"32" -> 32``; ``"full"`` stays."""
-    if text.strip() == "full":
-        return "full"
-    try:
-        return int(text)
-    except ValueError:
-        raise DeepfieldError(f"batch size {text!r} must be a positive integer or full") from None
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
-                                ModelCheckpoint, ReduceLROnPlateau, resolve_device)
+                                ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
 from deepfield.training.mc_dropout import MCPrediction
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
@@ -63,22 +63,33 @@ def task_for(config: RunConfig) -> Task:
 
 
 def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -> Path:
-    """Run ``config`` end to end; returns the run folder. Starting it again resumes."""
+    """Run ``config`` end to end; returns the run folder. Starting it again resumes.
+
+    Under a process group (``deepfield train --devices N``, torchrun) every process prepares
+    the data and trains its shards; rank 0 alone writes the run folder and, once the
+    networks are trained, analyses them alone while the others return.
+    """
+    main = distributed.is_main()
     console = console or Console()
+    if not main:
+        console, verbose = Console(quiet=True), 0
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out / "config.yaml", config.to_yaml())
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(out / "config.yaml", config.to_yaml())
     task = task_for(config)
     started = time.perf_counter()
 
     prepared = prepare(task, config)
     skipped = prepared.info.get("skipped") or []
-    if skipped:
+    if skipped and main:
         report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
         console.print(f"[yellow]{len(skipped)} bad objects skipped[/], listed in {report}")
-    atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
+    if main:
+        atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
     console.print(f"task {config.task}: " + ", ".join(f"{part} {len(x)}" for part, x in prepared.x.items())
-                  + f" samples of shape {prepared.input_shape}")
+                  + f" samples of shape {prepared.input_shape}"
+                  + (f", on {distributed.world_size()} processes" if distributed.is_distributed() else ""))
 
     models, epochs_run = [], []
     for k, (folder, seed) in enumerate(member_folders(config)):
@@ -88,6 +99,16 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
         models.append(model)
         epochs_run.append(epochs)
     train_seconds = time.perf_counter() - started
+    if not main:
+        return out
+    with distributed.local_only():  # rank 0 (or the only process): analysis, figures, report
+        return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, verbose)
+
+
+def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[torch.nn.Module],
+               epochs_run: list[int], train_seconds: float, console: Console, verbose: int) -> Path:
+    """After training: calibration, test metrics, figures, explanations, baselines and the report."""
+    out = Path(config.out)
 
     temperature = fit_calibration(task, models, prepared, config)
     if temperature is not None:
@@ -133,13 +154,15 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     An ensemble member already saved there (a finished member of an interrupted ensemble) is loaded, not retrained.
     ``console``: where to print the model summary (``None``: quiet).
     """
-    if config.ensemble > 1 and serialization.has_architecture(folder):
-        return serialization.load_model(folder), 0
+    main = distributed.is_main()
+    if config.ensemble > 1 and distributed.broadcast_object(serialization.has_architecture(folder)):
+        return (serialization.load_model(folder) if main else None), 0  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
     summary = summarize(model, prepared.input_shape)
-    atomic.write_text(folder / "summary.txt", str(summary))
-    if console is not None:
+    if main:
+        atomic.write_text(folder / "summary.txt", str(summary))
+    if console is not None and main:
         summary.print()
     engine = Engine(model, loss=config.training.loss or task.default_loss(prepared),
                     optimizer=make_optimizer(config),
@@ -161,13 +184,16 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
                          epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
                          validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
+    epochs = len(history.history.get("loss", []))
+    if not main:  # the other processes only train
+        return model, epochs
     if norms is not None:  # into the report's figures; an ensemble member's stays in its folder
         norms.plot((folder / "figures" if folder == Path(config.out) else folder) / "gradient_norms.png")
     best = checkpoints / "best" / serialization.WEIGHTS_FILE
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
-    return model, len(history.history.get("loss", []))
+    return model, epochs
 
 
 def gradient_norm_logger(config: RunConfig, samples: int) -> GradientNormLogger | None:

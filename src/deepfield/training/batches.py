@@ -14,6 +14,10 @@ Three kinds of input, one interface (:class:`Batches`):
 Shuffling never touches the global RNG: epoch ``e`` of a run seeded ``s`` is ordered
 by ``torch.randperm`` under a private ``torch.Generator`` seeded from ``(s, e)``, so
 the order of any epoch can be regenerated when training resumes mid-epoch.
+
+Under a process group (:mod:`deepfield.training.distributed`), :func:`shard_training`
+gives rank ``r`` of ``W`` its contiguous part of every global batch of that same order,
+and :func:`shard_evaluation` its contiguous block of the (unshuffled) samples.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Any, Protocol, Union
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, default_collate
+from torch.utils.data.distributed import DistributedSampler
 
 from deepfield.errors import DeepfieldError
 
@@ -220,6 +225,116 @@ class DatasetBatches:
         loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=order[start * self.batch_size:].tolist())
         for batch in loader:
             yield _split_batch(batch, self.device, self.with_y, "Dataset")
+
+
+# -- shards of a process group -----------------------------------------------------------------
+
+def global_batches(samples: int, batch_size: int, shuffle: bool, seed: int, epoch: int,
+                   start: int = 0) -> Iterator[torch.Tensor]:
+    """The sample indices of each global batch of ``epoch`` from batch ``start`` (what one process takes)."""
+    order = epoch_order(samples, seed, epoch) if shuffle else torch.arange(samples)
+    yield from order.split(batch_size)[start:]
+
+
+class ShardedBatches:
+    """Rank ``rank``'s part of every global batch of a :class:`TensorBatches` or :class:`DatasetBatches`.
+
+    Every rank cuts the same seeded order into the same global batches and takes its
+    contiguous part (``tensor_split``: the first ``B % W`` ranks get one sample more).
+    :meth:`counts` gives this rank's and the global batch's sizes, from which the engine
+    weights the rank's loss so that DDP's gradient average is the global batch's gradient.
+    A global batch smaller than the number of ranks leaves some ranks without samples:
+    they run one repeated sample with weight 0 (DDP needs every rank in every step).
+    """
+
+    def __init__(self, inner: TensorBatches | DatasetBatches, rank: int, world: int):
+        self.inner, self.rank, self.world = inner, rank, world
+        self.samples, self.steps, self.batch_size = inner.samples, inner.steps, inner.batch_size
+
+    def example(self) -> torch.Tensor:
+        return self.inner.example()
+
+    def counts(self, step: int) -> tuple[int, int]:
+        """(samples of this rank, samples of the global batch) at ``step``."""
+        total = min(self.batch_size, self.samples - step * self.batch_size)
+        return total // self.world + (self.rank < total % self.world), total
+
+    def _parts(self, epoch: int, seed: int, start: int) -> Iterator[torch.Tensor]:
+        inner = self.inner
+        for index in global_batches(self.samples, self.batch_size, inner.shuffle, seed, epoch, start):
+            part = index.tensor_split(self.world)[self.rank]
+            yield part if len(part) else index[:1]
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        inner = self.inner
+        if isinstance(inner, TensorBatches):
+            x, y = inner.x, inner.y
+            for part in self._parts(epoch, seed, start):
+                part = part.to(x.device)
+                yield x.index_select(0, part), (y.index_select(0, part) if y is not None else None)
+            return
+        loader = DataLoader(inner.dataset, batch_sampler=[p.tolist() for p in self._parts(epoch, seed, start)])
+        for batch in loader:
+            yield _split_batch(batch, inner.device, inner.with_y, "Dataset")
+
+
+class RoundRobinBatches:
+    """Rank ``rank``'s batches of a DataLoader without a DistributedSampler: batches r, r+W, r+2W...
+
+    Every rank iterates the loader (so its order must be the same on every rank) and a last
+    round with fewer than ``W`` batches is dropped, so that every rank takes as many steps.
+    """
+
+    def __init__(self, inner: LoaderBatches, rank: int, world: int):
+        self.inner, self.rank, self.world = inner, rank, world
+        self.samples = inner.samples
+        self.steps = None if inner.steps is None else inner.steps // world
+
+    def example(self) -> torch.Tensor:
+        return self.inner.example()
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        rounds = itertools.islice(zip(*[iter(self.inner.loader)] * self.world), start, None)
+        for batches in rounds:
+            yield _split_batch(batches[self.rank], self.inner.device, self.inner.with_y, self.inner.source)
+
+
+def _has_distributed_sampler(loader: Any) -> bool:
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    return isinstance(sampler, DistributedSampler) or isinstance(batch_sampler, DistributedSampler)
+
+
+def shard_training(batches: Batches, rank: int, world: int) -> Batches:
+    """This rank's training batches (see :class:`ShardedBatches`); a DataLoader with a
+    DistributedSampler is already sharded and is used as given."""
+    if isinstance(batches, (TensorBatches, DatasetBatches)):
+        return ShardedBatches(batches, rank, world)
+    if isinstance(batches, LoaderBatches) and _has_distributed_sampler(batches.loader):
+        return batches
+    if isinstance(batches, LoaderBatches):
+        return RoundRobinBatches(batches, rank, world)
+    return batches
+
+
+def shard_evaluation(batches: Batches, rank: int, world: int) -> tuple[Batches, bool]:
+    """This rank's contiguous block of the samples (in order) and ``True``; a DataLoader is
+    not split (every rank runs all of it) and comes back with ``False``."""
+    if isinstance(batches, TensorBatches):
+        lo, hi = _block(batches.samples, rank, world)
+        y = batches.y[lo:hi] if batches.y is not None else None
+        return TensorBatches(batches.x[lo:hi], y, batches.batch_size, False), True
+    if isinstance(batches, DatasetBatches):
+        lo, hi = _block(batches.samples, rank, world)
+        return DatasetBatches(Subset(batches.dataset, range(lo, hi)), batches.batch_size, False, batches.device,
+                              batches.with_y), True
+    return batches, False
+
+
+def _block(samples: int, rank: int, world: int) -> tuple[int, int]:
+    size, extra = divmod(samples, world)
+    lo = rank * size + min(rank, extra)
+    return lo, lo + size + (rank < extra)
 
 
 def make_batches(x: Any, y: Any, *, batch_size: BatchSize, shuffle: bool, device: torch.device,

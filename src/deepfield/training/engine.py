@@ -16,6 +16,13 @@ Randomness: ``fit(seed=s)`` seeds the global torch RNG once (weights still to be
 dropout) and orders epoch ``e`` with a private generator seeded from ``(s, e)``; without a
 seed, ``s`` is drawn from the global RNG. A run is reproducible, and resumable
 mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`).
+
+Under an initialised process group (torchrun, :func:`~deepfield.training.distributed.launch`)
+fit/evaluate/predict are data-parallel (see :mod:`deepfield.training.distributed`): each
+rank trains on its part of every global batch (``batch_size`` is the global batch) in
+DistributedDataParallel, the epoch logs are all-reduced so every rank has the same ones,
+only rank 0 shows progress and runs the callbacks that write files, and ``predict``
+returns the full array on every rank. Without a process group nothing of this runs.
 """
 from __future__ import annotations
 
@@ -30,9 +37,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import ensure_built
-from deepfield.training import losses, optimizers
+from deepfield.training import distributed, losses, optimizers
 from deepfield.training import metrics as metric_registry
-from deepfield.training.batches import BatchSize, Batches, check_batch_size, make_batches, split_validation
+from deepfield.training.batches import (BatchSize, Batches, check_batch_size, make_batches, shard_evaluation,
+                                        shard_training, split_validation)
 from deepfield.training.callbacks import Callback, CallbackList, History
 from deepfield.training.device import Precision, resolve_device, to_channels_last
 from deepfield.training.mc_dropout import MCPrediction, sample_outputs
@@ -76,6 +84,12 @@ class RunningMean:
         """The mean so far (NaN before any value)."""
         self._fold()
         return float(self._total) / self._count if self._count else float("nan")
+
+    def reduced(self, device: torch.device) -> tuple[float, int]:
+        """(total, count) summed over the ranks of the process group."""
+        self._fold()
+        total, count = distributed.sum_values([0.0 if self._total is None else self._total, self._count], device)
+        return total, int(count)
 
     def state_dict(self) -> dict[str, Any]:
         self._fold()
@@ -167,7 +181,10 @@ class Engine:
         metrics: names or metric objects (:func:`deepfield.training.metrics.get`).
         device: ``"cuda"``, ``"mps"``, ``"cpu"``, a ``torch.device``, or ``None`` for the best present.
         precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision, see :mod:`.device`).
-        channels_last: store 4-d weights NHWC (faster convolutions on GPUs and recent CPUs).
+        channels_last: store 4-d weights NHWC (faster convolutions on GPUs and recent CPUs:
+            +25 % on the course CNN on 2 CPU cores). Off by default: with torch 2.13 on CPU
+            it segfaulted now and then inside oneDNN's convolution (a ResNet's evaluation),
+            so it stays an explicit choice until that is understood.
 
     Auxiliary losses: submodules with an ``auxiliary_loss()`` method (the variational layers
     of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) add it to the
@@ -183,7 +200,7 @@ class Engine:
         if not isinstance(model, nn.Module):
             raise DeepfieldError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.device = resolve_device(device)
+        self.device = distributed.local_device(resolve_device(device))
         self.precision = Precision(precision, self.device)
         self.channels_last = bool(channels_last)
         self.loss_fn = None if loss is None else losses.get(loss)
@@ -196,6 +213,8 @@ class Engine:
         self._callbacks = CallbackList([], self)
         self._after_backward: list[Callback] = []
         self._auxiliary: list[nn.Module] = []
+        self._net: nn.Module = model  # what training steps call: the model, or its DDP wrapper
+        self._world = 1  # processes of the fit under way
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
     @property
@@ -232,19 +251,27 @@ class Engine:
         if x is None:
             raise DeepfieldError("fit needs training data: fit(x, y) or fit(dataset)")
         batch_size = check_batch_size(batch_size)
+        world = distributed.world_size()
         if seed is not None:
             self._seed = _check_seed(seed)
-            torch.manual_seed(self._seed)
+            torch.manual_seed(self._seed if world == 1 else distributed.rank_seed(self._seed))
         else:
             self._seed = int(torch.randint(0, 2**62, (1,)).item())
+            if world > 1:
+                self._seed = distributed.broadcast_object(self._seed)
         if validation_data is None and validation_split:
             (x, y), validation_data = split_validation(x, y, validation_split)
         train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, device=self.device, with_y=True)
         val = self._validation_batches(validation_data, batch_size)
         self._ready([("x", train), *([("validation x", val)] if val is not None else [])])
+        if world > 1:
+            return self._fit_distributed(train, val, epochs, verbose, callbacks, initial_epoch)
         self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
         self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
+        return self._fit(train, val, epochs, verbose, callbacks, initial_epoch)
 
+    def _fit(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
+             callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
         self.history = History()
         cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self)
         self._after_backward = cbs.after_backward
@@ -260,17 +287,42 @@ class Engine:
                 logs = self._train_epoch(epoch, epochs, start, train, train_step, cbs, progress)
                 start = 0
                 if val is not None:
-                    val_logs = self._evaluate(val, cbs)
+                    val_logs = self._evaluate(val, cbs, reduce=self._world > 1)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 logs["lr"] = self.learning_rate
                 if progress is not None:
                     progress.finish(logs)
                 cbs.call("on_epoch_end", epoch, logs)
                 self._tracker = RunningMean()
+                if self._world > 1:
+                    self.model.stop_training = distributed.any_rank(bool(self.model.stop_training), self.device)
                 if self.model.stop_training:
                     break
         cbs.call("on_train_end", logs)
         return self.history
+
+    def _fit_distributed(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
+                         callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
+        """``fit`` on this rank's shards, in DDP with synchronised batch norm (module doc of :mod:`.distributed`)."""
+        if getattr(self.optimizer, "requires_closure", False):
+            raise DeepfieldError(f"{type(self.optimizer).__name__} evaluates the loss itself (a closure) and "
+                                 "cannot train data-parallel; use one process (--devices 1)")
+        rank, world = distributed.rank(), distributed.world_size()
+        train = shard_training(train, rank, world)
+        if val is not None:
+            val, sharded = shard_evaluation(val, rank, world)
+            if not sharded:  # every rank runs the whole loader: nothing to sum over ranks
+                raise DeepfieldError("distributed fit: pass validation data as arrays or a Dataset, not a DataLoader")
+        converted = distributed.convert_sync_batchnorm(self.model)
+        try:
+            self._net = distributed.wrap(self.model, self.device)
+            self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
+            self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
+            self._world = world
+            return self._fit(train, val, epochs, verbose if rank == 0 else 0, callbacks, initial_epoch)
+        finally:
+            self._net, self._world = self.model, 1
+            distributed.restore_batchnorm(converted)
 
     def _train_epoch(self, epoch: int, epochs: int, start: int, batches: Batches, train_step: Step,
                      cbs: CallbackList, progress: EpochProgress | None) -> dict[str, float]:
@@ -284,15 +336,20 @@ class Engine:
         if progress is not None:
             progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start, lambda: self._logs(tracker))
         step, samples = start, 0
+        counts = getattr(batches, "counts", None) if self._world > 1 else None  # sharded: sizes for the weights
         for x, y in batches.epoch(epoch, self._seed, start):
             if batch_begin:
                 for cb in batch_begin:
                     cb.on_train_batch_begin(step, None)
-            pred, loss = train_step(x, y)
+            if counts is None:
+                pred, loss = train_step(x, y)
+                n = x.shape[0]
+            else:
+                n, total = counts(step)
+                pred, loss = train_step(x, y, n * self._world / total)
             loss = loss.detach()
-            n = x.shape[0]
             tracker.add(loss, n)
-            if metrics:
+            if metrics and n:
                 pred = pred.detach()
                 for metric in metrics:
                     metric.update(pred, y)
@@ -300,34 +357,40 @@ class Engine:
                 batch_logs = {"loss": loss, "size": n}
                 for cb in batch_end:
                     cb.on_train_batch_end(step, batch_logs)
+                if self._world > 1:  # a callback's stop must reach every rank at the same step
+                    model.stop_training = distributed.any_rank(bool(model.stop_training), self.device)
             step += 1
             samples += n
             if progress is not None:
                 progress.advance(step, samples)
             if model.stop_training:
                 break
-        return self._logs(tracker)
+        return self._logs(tracker, reduce=self._world > 1)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's output; under autocast when mixed precision is on (then cast to float32)."""
+    def _forward(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """The output of ``net`` (default: the model); under autocast when mixed precision is on (then float32)."""
+        net = self.model if net is None else net
         autocast = self.precision.autocast
         if autocast is None:
-            return self.model(x)
+            return net(x)
         with autocast():
-            out = self.model(x)
+            out = net(x)
         return out.float()
 
-    def _gradient_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pred = self._forward(x)
+    def _gradient_step(self, x: torch.Tensor, y: torch.Tensor,
+                       weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; ``weight`` (distributed) multiplies the loss that is differentiated."""
+        pred = self._forward(x, self._net)
         loss = self._training_loss(pred, y)
+        scaled = loss if weight is None else loss * weight
         scaler, optimizer = self.precision.scaler, self.optimizer
         if scaler is None:
-            loss.backward()
+            scaled.backward()
             if self._after_backward:
                 self._notify_after_backward()
             optimizer.step()
         else:
-            scaler.scale(loss).backward()
+            scaler.scale(scaled).backward()
             if self._after_backward:
                 scaler.unscale_(optimizer)
                 self._notify_after_backward()
@@ -361,9 +424,16 @@ class Engine:
         for cb in self._after_backward:
             cb.on_after_backward(self.model)
 
-    def _logs(self, tracker: RunningMean) -> dict[str, float]:
-        """Loss and metric values now (host syncs: call at display refresh and epoch end only)."""
-        return {"loss": tracker.result(), **{m.name: float(m.compute()) for m in self.metrics}}
+    def _logs(self, tracker: RunningMean, reduce: bool = False) -> dict[str, float]:
+        """Loss and metric values now (host syncs: call at display refresh and epoch end only).
+
+        ``reduce``: over every rank's samples (collectives: every rank must call it at the same point).
+        """
+        if not reduce:
+            return {"loss": tracker.result(), **{m.name: float(m.compute()) for m in self.metrics}}
+        total, count = tracker.reduced(self.device)
+        return {"loss": total / count if count else float("nan"),
+                **{m.name: distributed.reduced_metric(m, self.device) for m in self.metrics}}
 
     # -- evaluate and predict -------------------------------------------------------------
     def evaluate(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, verbose: int = 1,
@@ -377,10 +447,16 @@ class Engine:
         batches = make_batches(x, y, batch_size=check_batch_size(batch_size), shuffle=False,
                                device=self.device, with_y=True)
         self._ready([("x", batches)])
+        reduce = False
+        if distributed.is_distributed():
+            batches, reduce = shard_evaluation(batches, distributed.rank(), distributed.world_size())
+            verbose = verbose if distributed.is_main() else 0
         return self._evaluate(batches, CallbackList(_as_list(callbacks), self),
-                              EpochProgress(verbose) if verbose else None)
+                              EpochProgress(verbose) if verbose else None, reduce)
 
-    def _evaluate(self, batches: Batches, cbs: CallbackList, progress: EpochProgress | None = None) -> dict[str, float]:
+    def _evaluate(self, batches: Batches, cbs: CallbackList, progress: EpochProgress | None = None,
+                  reduce: bool = False) -> dict[str, float]:
+        """Loss and metrics over ``batches``; ``reduce``: over every rank's (``batches`` being this rank's block)."""
         metrics, tracker = self.metrics, RunningMean()
         for metric in metrics:
             metric.reset()
@@ -398,7 +474,7 @@ class Engine:
                 step, samples = step + 1, samples + n
                 if progress is not None:
                     progress.advance(step, samples)
-            logs = self._logs(tracker)
+            logs = self._logs(tracker, reduce)
             if progress is not None:
                 progress.finish(logs)
         cbs.call("on_test_end", logs)
@@ -422,10 +498,19 @@ class Engine:
         ``memory_mb`` are for). ``kind`` says how to read the outputs: ``"probabilities"``
         (needed for a binary sigmoid head), ``"values"``, ``"gaussian"`` (mean | log-variance)
         or ``"auto"`` (probabilities when every row is a softmax).
+
+        Under a process group each rank predicts its block of the samples and every rank
+        gets the whole array, in order; Monte-Carlo draws (and a DataLoader) run whole on
+        every rank, with the same seed, so they agree without communication.
         """
         batches = make_batches(x, None, batch_size=check_batch_size(batch_size), shuffle=False,
                                device=self.device, with_y=False)
         self._ready([("x", batches)])
+        gather = False
+        if distributed.is_distributed():
+            verbose = verbose if distributed.is_main() else 0
+            if not mc_samples:
+                batches, gather = shard_evaluation(batches, distributed.rank(), distributed.world_size())
         if mc_samples:
             draws = sample_outputs(self.model, (xb for xb, _ in batches.epoch(0, 0)), mc_samples, seed=seed,
                                    memory_mb=memory_mb, forward=self._forward)
@@ -443,6 +528,8 @@ class Engine:
                     progress.advance(step, samples)
             if progress is not None:
                 progress.finish({})
+        if gather:
+            return distributed.gather_rows(torch.cat(outputs).cpu().numpy() if outputs else None)
         return torch.cat(outputs).cpu().numpy()
 
     # -- setup ------------------------------------------------------------------------------
@@ -492,7 +579,7 @@ class Engine:
     def training_state(self, epoch: int, step: int) -> dict[str, Any]:
         """Everything needed to continue at batch ``step`` of ``epoch`` exactly as if never stopped."""
         scaler = self.precision.scaler
-        return {
+        state = {
             "epoch": epoch,
             "step": step,
             "seed": self._seed,
@@ -503,6 +590,12 @@ class Engine:
             "epoch_loss": self._tracker.state_dict() if step else None,
             "callbacks": self._callbacks.state_dict(),
         }
+        if self._world > 1:  # collectives: every rank calls this at the same point; rank 0 writes the result
+            state["rng_ranks"] = distributed.all_gather_objects(state["rng"])
+            if step:
+                total, count = self._tracker.reduced(self.device)
+                state["epoch_loss"] = {"total": torch.tensor(total, dtype=torch.float64), "count": count}
+        return state
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`training_state`; ``fit`` then continues from its position."""
@@ -513,9 +606,18 @@ class Engine:
             raise DeepfieldError(f"the backup does not fit this model or optimiser ({exc})") from None
         if state["scaler"] is not None and self.precision.scaler is not None:
             self.precision.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        if self._world > 1 and ranks is not None and len(ranks) == self._world:
+            set_rng_state(ranks[distributed.rank()])
+        else:
+            set_rng_state(state["rng"])
+            if self._world > 1 and distributed.rank():  # a backup of another world size: fresh streams
+                torch.manual_seed(distributed.rank_seed(int(state["seed"]) + int(state["epoch"])))
         self._seed = int(state["seed"])
         if state["epoch_loss"] is not None:
-            self._tracker.load_state_dict(state["epoch_loss"], self.device)
+            if self._world > 1 and distributed.rank():  # the epoch's loss so far is counted once, on rank 0
+                self._tracker = RunningMean()
+            else:
+                self._tracker.load_state_dict(state["epoch_loss"], self.device)
         self._callbacks.load_state_dict(state["callbacks"])
         self._resume = (int(state["epoch"]), int(state["step"]))

@@ -23,6 +23,13 @@ the host: call ``float()`` on it only if you need the number).
 A callback whose state matters for resuming returns it from ``state_dict()`` (a tree
 of numbers, strings, lists, dicts and tensors) and takes it back in
 ``load_state_dict``; :class:`BackupAndRestore` saves and restores them all.
+
+Distributed training (:mod:`deepfield.training.distributed`): every rank runs the
+callbacks on the same, all-reduced epoch logs, except those whose class sets
+``writes_files = True`` (CSVLogger, ModelCheckpoint, a callback of yours that writes):
+they run on rank 0 only, so one process writes each file. A callback that must run on
+every rank but write once (BackupAndRestore) leaves it False and checks
+``distributed.is_main()`` around its writes.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import nn
 
 from deepfield.errors import DeepfieldError
+from deepfield.training import distributed
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +54,7 @@ class Callback:
     """Base class: every hook does nothing. ``order`` sorts callbacks (lower runs first)."""
 
     order: ClassVar[int] = 0
+    writes_files: ClassVar[bool] = False  # True: under a process group, run on rank 0 only
 
     def __init__(self) -> None:
         self.model: nn.Module | None = None
@@ -93,6 +102,8 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 raise DeepfieldError(f"callbacks must be deepfield Callback instances, got {type(cb).__name__}")
             cb.set_engine(engine)
+        if not distributed.is_main():
+            callbacks = [cb for cb in callbacks if not cb.writes_files]
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_begin")]
         self.batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_end")]

@@ -21,6 +21,8 @@ class CSVLogger(Callback):
     before the backup and continued, so no epoch appears twice.
     """
 
+    writes_files = True  # rank 0 only in distributed training
+
     def __init__(self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False):
         super().__init__()
         self.filename, self.separator, self.append = Path(filename), separator, append

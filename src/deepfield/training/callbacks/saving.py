@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfield.errors import DeepfieldError
+from deepfield.training import distributed
 from deepfield.models.serialization import WEIGHTS_FILE, has_architecture, save_model, save_weights
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
 from deepfield.training.checkpoint import load_state, save_state
@@ -26,8 +27,10 @@ class ModelCheckpoint(Callback):
       ``Sequential`` (reloadable with ``load_model``), ``weights.safetensors`` alone
       for any other module or with ``save_weights_only=True``.
 
-    Only ``save_freq="epoch"`` is supported.
+    Only ``save_freq="epoch"`` is supported. In distributed training it runs on rank 0 only.
     """
+
+    writes_files = True
 
     def __init__(self, filepath: str | os.PathLike[str], monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
@@ -94,6 +97,9 @@ class BackupAndRestore(Callback):
         backup_dir: folder of the backup (created).
         save_freq: ``"epoch"`` (at each epoch end) or an int: every that many batches.
         delete_checkpoint: remove the backup when training ends normally.
+
+    In distributed training it runs on every rank (the state gathers every rank's RNG);
+    rank 0 alone reads the backup, hands it to the others, and writes it.
     """
 
     order = 100  # last: it saves the other callbacks' state after they have updated it
@@ -111,8 +117,9 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.restored_from, self._batches = None, 0
-        if self.path.exists():
-            state = load_state(self.path)
+        state = load_state(self.path) if distributed.is_main() and self.path.exists() else None
+        state = distributed.broadcast_object(state)
+        if state is not None:
             self.engine.load_training_state(state)
             self.restored_from = (state["epoch"], state["step"])
 
@@ -125,14 +132,18 @@ class BackupAndRestore(Callback):
         self._batches += 1
         if self._batches >= self.save_freq:
             self._batches = 0
-            save_state(self.path, self.engine.training_state(self._epoch, batch + 1))
+            self._save(self.engine.training_state(self._epoch, batch + 1))
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if self.save_freq == "epoch":
-            save_state(self.path, self.engine.training_state(epoch + 1, 0))
+            self._save(self.engine.training_state(epoch + 1, 0))
+
+    def _save(self, state: dict[str, Any]) -> None:
+        if distributed.is_main():
+            save_state(self.path, state)
 
     def on_train_end(self, logs: Logs | None = None) -> None:
-        if self.delete_checkpoint:
+        if self.delete_checkpoint and distributed.is_main():
             self.path.unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
