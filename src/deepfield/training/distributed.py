@@ -166,6 +166,7 @@ def _worker(index: int, nprocs: int, port: int, threads: int, queue: Any, fn: Ca
     setup()
     try:
         result = fn(*args)
+        dist.barrier()  # leave together: a rank tearing gloo down while another still talks aborts the process
     finally:
         teardown()
     queue.put((index, result))
