@@ -166,10 +166,10 @@ def _worker(index: int, nprocs: int, port: int, threads: int, queue: Any, fn: Ca
     setup()
     try:
         result = fn(*args)
+        queue.put((index, result))  # handed back before teardown (see launch)
         dist.barrier()  # leave together: a rank tearing gloo down while another still talks aborts the process
     finally:
         teardown()
-    queue.put((index, result))
 
 
 def launch(nprocs: int, fn: Callable[..., Any], *args: Any, threads: int | None = None) -> list[Any]:
@@ -193,13 +193,23 @@ def launch(nprocs: int, fn: Callable[..., Any], *args: Any, threads: int | None 
     processes = mp.start_processes(_worker, args=(nprocs, port, threads, queue, fn, args), nprocs=nprocs,
                                    join=False, start_method="spawn")
     results: dict[int, Any] = {}
-    while not processes.join(timeout=0.1):
+
+    def drain() -> None:
         while not queue.empty():
             index, value = queue.get()
             results[index] = value
-    while not queue.empty():
-        index, value = queue.get()
-        results[index] = value
+
+    try:
+        while not processes.join(timeout=0.1):
+            drain()
+    except mp.ProcessExitedException as exc:
+        drain()
+        # gloo's threads can abort a process at interpreter exit ("terminate called without an
+        # active exception") after every rank has handed back its result: the work is done
+        if len(results) < nprocs:
+            raise
+        warnings.warn(f"distributed.launch: a process died at exit after finishing ({exc})", stacklevel=2)
+    drain()
     return [results.get(i) for i in range(nprocs)]
 
 
