@@ -50,7 +50,8 @@ def playground_learn(
     lr: Annotated[float, typer.Option(min=0.0, help="learning rate")] = 0.01,
     epochs: Annotated[int, typer.Option(min=1)] = 200,
     batch_size: Annotated[str, typer.Option(help="an integer, or full")] = "32",
-    init: Annotated[str, typer.Option(help="kernel initialiser (glorot_uniform, he_normal, zeros, ...)")] = "glorot_uniform",
+    init: Annotated[str, typer.Option(help="kernel initialiser (glorot_uniform, he_normal, zeros, ...)")] = (
+        "glorot_uniform"),
     batch_norm: Annotated[bool, typer.Option(help="batch normalisation after each hidden layer")] = False,
     frames: Annotated[int, typer.Option(min=2, help="snapshots of the boundary (animation frames)")] = 40,
     seed: SEED = 0,
