@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from deepfield.data.images_core import ProcessLocal
 from deepfield.errors import DeepfieldError
-from deepfield.training.batches import epoch_order
+from deepfield.data.splits import epoch_order
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 PathLike = Union[str, "os.PathLike[str]"]

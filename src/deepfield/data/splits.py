@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Subset
 
 from deepfield.atomic import write_text
@@ -193,3 +194,10 @@ def _check_cover(parts: list[np.ndarray], n: int, where: str) -> None:
     every = np.concatenate(parts)
     if len(every) != n or len(np.unique(every)) != n or (len(every) and (every.min() < 0 or every.max() >= n)):
         raise DeepfieldError(f"{where}: the parts must together hold each of the {n} objects exactly once")
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled sample order ``(n,)`` int64 for ``epoch`` of a run seeded ``seed`` (CPU)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(state))
+    return torch.randperm(n, generator=generator)

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
+from deepfield.data.splits import epoch_order
 from deepfield.errors import DeepfieldError
 
 BatchSize = Union[int, str]
@@ -50,13 +51,6 @@ class Batches(Protocol):
     def example(self) -> torch.Tensor:
         """A small ``x`` batch on the device, to build and check the model before training."""
         ...
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled sample order ``(n,)`` int64 for ``epoch`` of a run seeded ``seed`` (CPU)."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
-    generator = torch.Generator().manual_seed(int(state))
-    return torch.randperm(n, generator=generator)
 
 
 def check_batch_size(batch_size: BatchSize | None) -> BatchSize:
