@@ -22,11 +22,14 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# One run of every speed figure, each against its plain PyTorch (and Keras 3) counterpart in the
+# same process, on the best device present; all written to benchmarks/RESULTS.md (~15 min on 2 cores).
 bench: venv
 	$(PY) -m pip install --quiet --target .bench-keras --no-deps keras absl-py namex optree ml-dtypes
 	PYTHONPATH=.bench-keras KERAS_BACKEND=torch $(PY) benchmarks/bench_fit.py --write
-	$(PY) benchmarks/bench_occlusion.py --write
 	$(PY) benchmarks/bench_mc_dropout.py --write
+	$(PY) benchmarks/bench_occlusion.py --write
+	$(PY) benchmarks/bench_simulate.py --write
 
 clean:
 	rm -rf $(VENV) .bench-keras build src/*.egg-info .pytest_cache

@@ -17,6 +17,12 @@ loss and optimiser objects that ``fit`` trains (they take turns): ``fit / loop``
 what the training loop itself adds, ``fit / plain`` is what a user switching from plain PyTorch sees (it also
 includes the differences between the layers, losses and optimiser implementations).
 
+``fit`` runs with deepfield's defaults for the device (``"auto"``: channels_last for the
+CNN; bf16 on a GPU), as a user gets them; the plain loop is written as a PyTorch user
+writes it (NCHW, float32). For the CNN a ``plain NHWC`` column also runs the plain loop
+with its weights in channels_last, so the ratio to the best hand-written loop is there too.
+``--device cuda`` (default: the best device present) moves everything to a GPU.
+
     python benchmarks/bench_fit.py            # ~2-3 minutes on 2 CPU cores
     python benchmarks/bench_fit.py --quick    # a smoke run
     python benchmarks/bench_fit.py --write    # also update benchmarks/RESULTS.md
@@ -41,9 +47,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from results import RESULTS, add_section, machine
+from results import RESULTS, add_section, device_name, machine, synchronize
 from deepfield.models import zoo
 from deepfield.training import Sequential
+from deepfield.training.device import resolve_device
 
 
 
@@ -145,22 +152,29 @@ def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Call
             optimizer.step()
 
 
-def measure(w: Workload, rounds: int) -> dict[str, float]:
-    """Median samples/s of fit, the plain torch loop and the plain loop on fit's own objects."""
+def measure(w: Workload, rounds: int, device: torch.device) -> tuple[dict[str, float], dict[str, Any]]:
+    """Median samples/s of fit, the plain torch loop(s) and the plain loop on fit's own objects;
+    and the settings ``fit`` ran with."""
     torch.manual_seed(0)
+    x, y = w.x.to(device), w.y.to(device)
     fitted = w.deepfield_model()
-    fitted.compile(optimizer="adam", loss=w.loss, device="cpu")
-    fitted.fit(w.x[:w.batch_size], w.y[:w.batch_size], batch_size=w.batch_size, verbose=0)  # builds, binds adam
-    plain = w.torch_model()
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    fitted.compile(optimizer="adam", loss=w.loss, device=device)
+    fitted.fit(x[:w.batch_size], y[:w.batch_size], batch_size=w.batch_size, verbose=0)  # builds, binds adam
+
+    def plain_runner(memory_format: torch.memory_format) -> Callable[[], None]:
+        plain = w.torch_model().to(device, memory_format=memory_format)
+        optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
+        return lambda: plain_loop(plain, optimizer, w.torch_loss, x, y, w.batch_size, w.epochs_per_round)
 
     runners = {
-        "fit": lambda: fitted.fit(w.x, w.y, batch_size=w.batch_size, epochs=w.epochs_per_round, verbose=0),
-        "plain": lambda: plain_loop(plain, plain_opt, w.torch_loss, w.x, w.y, w.batch_size, w.epochs_per_round),
+        "fit": lambda: fitted.fit(x, y, batch_size=w.batch_size, epochs=w.epochs_per_round, verbose=0),
+        "plain": plain_runner(torch.contiguous_format),
         # the same model, optimiser and loss objects as fit: only the loop differs
-        "loop": lambda: plain_loop(fitted, fitted.optimizer, fitted.engine.loss_fn, w.x, w.y, w.batch_size,
+        "loop": lambda: plain_loop(fitted, fitted.optimizer, fitted.engine.loss_fn, x, y, w.batch_size,
                                    w.epochs_per_round),
     }
+    if w.x.dim() == 4:
+        runners["plain_nhwc"] = plain_runner(torch.channels_last)
     if keras_available():
         runners["keras"] = keras_runner(w)
     for run in runners.values():  # warm-up: allocator, lazy builds, optimiser state
@@ -169,11 +183,13 @@ def measure(w: Workload, rounds: int) -> dict[str, float]:
     order = list(runners)
     for r in range(rounds):
         for key in order if r % 2 == 0 else reversed(order):  # alternate who goes first
+            synchronize(device)
             start = time.perf_counter()
             runners[key]()
+            synchronize(device)
             times[key].append(time.perf_counter() - start)
     samples = len(w.x) * w.epochs_per_round
-    return {k: samples / statistics.median(v) for k, v in times.items()}
+    return {k: samples / statistics.median(v) for k, v in times.items()}, fitted.engine.settings()
 
 
 def keras_runner(w: Workload) -> Callable[[], None]:
@@ -187,23 +203,27 @@ def keras_runner(w: Workload) -> Callable[[], None]:
     return lambda: model.fit(x, y, batch_size=w.batch_size, epochs=w.epochs_per_round, verbose=0, shuffle=True)
 
 
-def report(name: str, unit: str, rates: dict[str, float]) -> str:
-    keras = rates.get("keras")
-    keras_cells = f"{keras:,.0f} | {rates['fit'] / keras:.2f}" if keras else "- | -"
-    return (f"| {name} | {rates['fit']:,.0f} | {rates['plain']:,.0f} | {rates['loop']:,.0f} | {keras_cells} | "
-            f"{rates['fit'] / rates['plain']:.3f} | {rates['fit'] / rates['loop']:.3f} | {unit} |")
+def report(name: str, unit: str, rates: dict[str, float], settings: dict[str, Any]) -> str:
+    def cells(key: str, ratio: str = ".3f") -> str:
+        rate = rates.get(key)
+        return f"{rate:,.0f} | {rates['fit'] / rate:{ratio}}" if rate else "- | -"
+
+    used = ", ".join(f"{k} {v}" for k, v in settings.items() if k != "device")
+    return (f"| {name} | {rates['fit']:,.0f} | {cells('plain')} | {cells('plain_nhwc')} | {cells('loop')} | "
+            f"{cells('keras', '.2f')} | {unit} | {used} |")
 
 
 def write_results(rows: list[str], args: argparse.Namespace) -> None:
-    header = ("| workload | fit | plain torch | loop on fit's objects | keras 3 (torch) | fit/keras | fit/plain | "
-              "fit/loop | unit |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+    header = ("| workload | fit | plain torch | fit/plain | plain NHWC | fit/plain NHWC | loop on fit's objects | "
+              "fit/loop | keras 3 (torch) | fit/keras | unit | fit's settings |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|")
     add_section(
         "## fit() against a plain PyTorch loop and Keras 3 (bench_fit.py)\n\n"
-        f"{datetime.date.today().isoformat()}, {machine()}, torch {torch.__version__}, "
+        f"{datetime.date.today().isoformat()}, {machine()}, {device_name(args.device)}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads{' (--quick)' if args.quick else ''}. "
         f"`python benchmarks/bench_fit.py --write`: cnn {args.images} images, mlp {args.rows:,} rows, "
-        f"{args.rounds} rounds (medians); load average at the end {os.getloadavg()[0]:.2f}\n\n"
+        f"{args.rounds} rounds (medians, the runners interleaved); load average at the end "
+        f"{os.getloadavg()[0]:.2f}. Targets: fit/plain >= 0.97; fit/keras >= 1.3 (cnn), >= 3 (mlp)\n\n"
         + header + "\n" + "\n".join(rows) + "\n"
     )
 
@@ -215,7 +235,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile fit on the mlp workload and exit")
     parser.add_argument("--only", choices=["cnn", "mlp"], help="run one workload")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
     args = parser.parse_args()
+    args.device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     # torch's own 'same' padding with even kernels (the plain CNN) warns once; nothing to act on here.
@@ -226,27 +248,25 @@ def main() -> None:
 
     if args.profile:
         w = mlp_workload(args.rows)
-        model = w.deepfield_model().compile(optimizer="adam", loss=w.loss, device="cpu")
+        model = w.deepfield_model().compile(optimizer="adam", loss=w.loss, device=args.device)
         model.fit(w.x, w.y, batch_size=w.batch_size, verbose=0)
         profiler = cProfile.Profile()
         profiler.runcall(model.fit, w.x, w.y, batch_size=w.batch_size, epochs=3, verbose=0)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.platform()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.platform()}, "
+          f"{device_name(args.device)}")
     rows = []
     workloads = [("cnn", lambda: cnn_workload(args.images)), ("mlp", lambda: mlp_workload(args.rows))]
     for name, make in workloads:
         if args.only and name != args.only:
             continue
         w = make()
-        rates = measure(w, args.rounds)
-        rows.append(report(name, w.unit, rates))
-        keras = f", keras {rates['keras']:,.0f} (fit/keras = {rates['fit'] / rates['keras']:.2f})" \
-            if "keras" in rates else ""
-        print(f"{name}: fit {rates['fit']:,.0f} {w.unit}, plain torch {rates['plain']:,.0f}, "
-              f"loop on fit's objects {rates['loop']:,.0f}{keras}; fit/plain = {rates['fit'] / rates['plain']:.3f}, "
-              f"fit/loop = {rates['fit'] / rates['loop']:.3f}", flush=True)
+        rates, settings = measure(w, args.rounds, args.device)
+        rows.append(report(name, w.unit, rates, settings))
+        print(f"{name} ({w.unit}, fit with {settings}): "
+              + ", ".join(f"{k} {v:,.0f} (fit/{k} = {rates['fit'] / v:.3f})" for k, v in rates.items()), flush=True)
     if args.write:
         write_results(rows, args)
         print(f"wrote {RESULTS}")

@@ -30,9 +30,10 @@ import time
 import torch
 from torch import nn
 
-from results import add_section, machine
+from results import add_section, device_name, machine, synchronize
 from deepfield.models import zoo
 from deepfield.training import Engine
+from deepfield.training.device import resolve_device
 from deepfield.training.mc_dropout import dropout_rate
 
 NETWORKS = {"resnet": (3, 64, 64), "dieleman": (3, 64, 64), "lecture-cnn": (1, 64, 64)}
@@ -51,21 +52,25 @@ def looped(model: nn.Module, x: torch.Tensor, samples: int, batch_size: int) -> 
     return torch.stack(draws)
 
 
-def timed(run) -> float:
+def timed(run, device: torch.device) -> float:
+    synchronize(device)
     start = time.perf_counter()
     run()
+    synchronize(device)
     return time.perf_counter() - start
 
 
-def measure(name: str, n: int, samples: int, batch_size: int) -> dict[str, float]:
+def measure(name: str, n: int, samples: int, batch_size: int, device: torch.device) -> dict[str, float]:
     torch.manual_seed(0)
     model = zoo.get(name, input_shape=NETWORKS[name], **OPTIONS.get(name, {}))
-    x = torch.randn(n, *NETWORKS[name], generator=torch.Generator().manual_seed(1))
-    engine = Engine(model, device="cpu")
+    x = torch.randn(n, *NETWORKS[name], generator=torch.Generator().manual_seed(1)).to(device)
+    engine = Engine(model, device=device)
     engine.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # warm-up
-    result = {"deterministic": timed(lambda: engine.predict(x, batch_size=batch_size, verbose=0))}
-    result["batched"] = timed(lambda: engine.predict(x, batch_size=batch_size, verbose=0, mc_samples=samples))
-    result["looped"] = timed(lambda: looped(model, x, samples, batch_size))
+    result = {"deterministic": timed(lambda: engine.predict(x, batch_size=batch_size, verbose=0), device)}
+    result["batched"] = timed(lambda: engine.predict(x, batch_size=batch_size, verbose=0, mc_samples=samples),
+                              device)
+    with engine.precision.context():  # the loop in the precision predict uses
+        result["looped"] = timed(lambda: looped(model, x, samples, batch_size), device)
     return result
 
 
@@ -73,11 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 stamps, T = 5")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     n, samples, batch_size = (32, 5, 32) if args.quick else (256, 50, 256)
     rows = []
     for name in NETWORKS:
-        t = measure(name, n, samples, batch_size)
+        t = measure(name, n, samples, batch_size, device)
         rows.append((name, t))
         print(f"{name:12s} deterministic {t['deterministic']:.2f} s  batched {t['batched']:.2f} s "
               f"({t['batched'] / t['deterministic']:.2f}x)  looped {t['looped']:.2f} s "
@@ -88,7 +95,7 @@ def main() -> None:
             f"| {t['looped']:.1f} | {t['looped'] / t['batched']:.1f}x |" for name, t in rows)
         add_section(f"""## MC dropout: batched draws with a shared prefix vs T separate passes (bench_mc_dropout.py)
 
-{datetime.date.today()}, {machine()}, torch {torch.__version__}, CPU. {n} random stamps, T = {samples}
+{datetime.date.today()}, {machine()}, torch {torch.__version__}, {device_name(device)}. {n} random stamps, T = {samples}
 draws, batch {batch_size}; one run each (seconds).
 
 | network | deterministic pass | batched, T={samples} | batched / deterministic | looped, T passes | looped / batched |

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from captum.attr import Occlusion as CaptumOcclusion
 
-from results import add_section, machine
+from results import add_section, device_name, machine, synchronize
 from deepfield.analysis.explain.occlusion import occlusion
 from deepfield.models import zoo
+from deepfield.training.device import resolve_device
 
 SIZE, STRIDE, SHAPE = 8, 4, (1, 64, 64)
 
@@ -37,7 +38,7 @@ def captum_scores(model: torch.nn.Module, stamp: torch.Tensor) -> np.ndarray:
     attribution = CaptumOcclusion(model).attribute(stamp[None], sliding_window_shapes=(1, SIZE, SIZE),
                                                    strides=(1, STRIDE, STRIDE), baselines=0.0,
                                                    perturbations_per_eval=225)
-    return attribution[0, 0].numpy()
+    return attribution[0, 0].cpu().numpy()
 
 
 def main() -> None:
@@ -45,10 +46,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     torch.manual_seed(0)
-    model = zoo.get("lecture-cnn", input_shape=SHAPE).eval()
-    stamp = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(1))
+    model = zoo.get("lecture-cnn", input_shape=SHAPE).eval().to(device)
+    stamp = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(1)).to(device)
     runs = {
         "loop": lambda: occlusion(model, stamp, size=SIZE, stride=STRIDE, method="loop"),
         "captum": lambda: captum_scores(model, stamp),
@@ -68,8 +71,10 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():
+            synchronize(device)
             start = time.perf_counter()
             run()
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
     for name, t in median.items():
@@ -79,7 +84,7 @@ def main() -> None:
         rows = "\n".join(f"| {name} | {t:.3f} | {median['loop'] / t:.2f}x |" for name, t in median.items())
         add_section(f"""## Occlusion sensitivity: incremental inference (bench_occlusion.py)
 
-{datetime.date.today()}, {machine()}, torch {torch.__version__}, CPU. `lecture-cnn` on one 1x64x64 stamp,
+{datetime.date.today()}, {machine()}, torch {torch.__version__}, {device_name(device)}. `lecture-cnn` on one 1x64x64 stamp,
 8x8 square, stride 4, 225 positions; median of {args.rounds} interleaved rounds (seconds).
 
 | method | time | naive loop / method |

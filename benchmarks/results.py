@@ -28,6 +28,15 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, python {platform.python_version()}"
 
 
+def device_name(device: "torch.device") -> str:
+    """What a benchmark ran on: the GPU's model and CUDA version, or "CPU"."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return device.type.upper()
+
+
 def add_section(section: str) -> None:
     """Put ``section`` (markdown starting with a ``## `` heading) first under the title, replacing
     an older section with the same heading (a rerun of a benchmark keeps its newest figures only)."""
@@ -35,3 +44,11 @@ def add_section(section: str) -> None:
     heading = section.strip().splitlines()[0]
     kept = [part for part in old.split("\n## ")[1:] if "## " + part.splitlines()[0] != heading]
     write_text(RESULTS, TITLE + "\n" + section.strip() + "\n" + "".join("\n## " + part for part in kept))
+
+
+def synchronize(device: "torch.device") -> None:
+    """Wait for the GPU's queued work (a timer must not stop while kernels still run)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -145,6 +145,31 @@ def test_conv_kernel_initialiser_uses_conv_fans():
     assert conv.weight.abs().max() > 0.99 * limit
 
 
+@pytest.mark.parametrize("layer, shape, padding", [
+    (Conv2D, (5, 3, 9, 8), "valid"), (Conv2D, (5, 3, 9, 8), "same"), (Conv2D, (5, 3, 9, 8), 1),
+    (Conv1D, (3, 2, 11), "same"), (Conv3D, (3, 2, 5, 6, 7), "valid"),
+])
+def test_strided_pointwise_convolution_is_the_strided_convolution(layer, shape, padding):
+    """A 1x1 kernel with stride 2 subsamples then convolves (module comment): outputs and
+    gradients are those of torch's strided convolution."""
+    torch.manual_seed(0)
+    conv = layer(4, 1, strides=2, padding=padding)
+    x = torch.randn(*shape, requires_grad=True)
+    y = conv(x)
+    torch_conv = (F.conv1d, F.conv2d, F.conv3d)[len(shape) - 3]
+    pad = 0 if isinstance(padding, str) else padding
+    x_ref = x.detach().clone().requires_grad_()
+    weight, bias = (conv.weight.detach().clone().requires_grad_(), conv.bias.detach().clone().requires_grad_())
+    y_ref = torch_conv(x_ref, weight, bias, stride=2, padding=pad)
+    torch.testing.assert_close(y, y_ref)
+    upstream = torch.randn_like(y)
+    (y * upstream).sum().backward()
+    (y_ref * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(conv.weight.grad, weight.grad)
+    torch.testing.assert_close(conv.bias.grad, bias.grad)
+
+
 def test_conv_activation_applies():
     torch.manual_seed(0)
     y = Conv2D(4, 3, activation="relu", padding="same")(torch.randn(2, 3, 8, 8))

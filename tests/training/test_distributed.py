@@ -147,6 +147,8 @@ def test_deepfield_train_devices_2_gives_the_run_of_devices_1(tmp_path):
     for key, value in one["test"].items():
         assert math.isclose(two["test"][key], value, rel_tol=1e-5), key
     assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in (tmp_path / "one").iterdir()}
+    setup = {"device": "cpu", "precision": "fp32", "channels_last": False, "jit_compile": False}
+    assert one["training"] == {"processes": 1, **setup} and two["training"] == {"processes": 2, **setup}
 
 
 def test_several_machines_need_torchrun(tmp_path):

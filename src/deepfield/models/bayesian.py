@@ -186,10 +186,7 @@ class _BayesianConv(_Variational, _Conv):
         self._init_variational(prior_sigma, posterior_sigma, kl_weight)
 
     def _affine(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        symmetric, extra = self._window.pads(x.shape[2:])
-        if extra is not None:
-            x = F.pad(x, extra)
-        return self._conv(x, weight, bias, self.strides, symmetric, self.dilation_rate)
+        return self._convolve(x, weight, bias)
 
 
 class BayesianConv1D(_BayesianConv):

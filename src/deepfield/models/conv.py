@@ -148,6 +148,13 @@ class _Conv(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self._conv = (F.conv1d, F.conv2d, F.conv3d)[self.rank - 1]
+        # A strided 1x1 kernel reads every s-th pixel: subsample first, convolve with stride 1
+        # (the same numbers). On the CPU this is not an optimisation but a workaround: torch 2.13's
+        # oneDNN computes the weight gradient of a strided 1x1 convolution on channels-last input
+        # past the end of a workspace when the batch is odd (heap corruption, then a crash far
+        # away; oneDNN issue #6035), and ResNets' projection shortcuts are such convolutions.
+        self._subsample = (slice(None), slice(None), *(slice(None, None, s) for s in self.strides)) \
+            if all(k == 1 for k in self.kernel_size) and any(s > 1 for s in self.strides) else None
         self.weight: nn.Parameter | None = None
         self.bias: nn.Parameter | None = None
 
@@ -161,11 +168,18 @@ class _Conv(Layer):
             self.bias_initializer(self.bias, fan_in, fan_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self._convolve(x, self.weight, self.bias))
+
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The padded convolution of ``x`` by ``weight`` (+ ``bias``), before the activation."""
         symmetric, extra = self._window.pads(x.shape[2:])
         if extra is not None:
             x = F.pad(x, extra)
-        y = self._conv(x, self.weight, self.bias, self.strides, symmetric, self.dilation_rate)
-        return self.activation(y)
+        if self._subsample is None or x.device.type != "cpu":
+            return self._conv(x, weight, bias, self.strides, symmetric, self.dilation_rate)
+        if any(symmetric):
+            x = F.pad(x, [p for p in reversed(symmetric) for _ in (0, 1)])
+        return self._conv(x[self._subsample], weight, bias)
 
 
 class Conv1D(_Conv):

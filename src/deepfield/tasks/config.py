@@ -120,8 +120,10 @@ class TrainingConfig(Strict):
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     reduce_lr: int | None = Field(None, ge=1, description="halve the learning rate after this many epochs without progress")
     device: str | None = None
-    precision: Literal["bf16", "fp16"] | None = None
-    channels_last: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = Field(
+        "auto", description="auto: bf16 on CUDA GPUs (fp16 before Ampere), fp32 on CPU; null: fp32")
+    channels_last: bool | Literal["auto"] = Field("auto", description="auto: on for 2-d convolutional networks")
+    jit_compile: bool | Literal["auto"] = Field("auto", description="torch.compile the network; auto: off")
     gradient_norms: bool = Field(False, description="record per-layer gradient norms (figures/gradient_norms.png)")
 
 

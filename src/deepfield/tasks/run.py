@@ -92,22 +92,30 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
                   + (f", on {distributed.world_size()} processes" if distributed.is_distributed() else ""))
 
     models, epochs_run = [], []
+    setup = {"processes": distributed.world_size()}
     for k, (folder, seed) in enumerate(member_folders(config)):
         if config.ensemble > 1:
             console.print(f"ensemble member {k + 1} of {config.ensemble} (seed {seed})")
-        model, epochs = fit_network(config, task, prepared, folder, seed, console if k == 0 else None, verbose)
+        model, epochs, settings = fit_network(config, task, prepared, folder, seed, console if k == 0 else None,
+                                              verbose)
         models.append(model)
         epochs_run.append(epochs)
+        setup.update(settings)
     train_seconds = time.perf_counter() - started
     if not main:
         return out
     with distributed.local_only():  # rank 0 (or the only process): analysis, figures, report
-        return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, verbose)
+        return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, verbose, setup)
 
 
 def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[torch.nn.Module],
-               epochs_run: list[int], train_seconds: float, console: Console, verbose: int) -> Path:
-    """After training: calibration, test metrics, figures, explanations, baselines and the report."""
+               epochs_run: list[int], train_seconds: float, console: Console, verbose: int,
+               setup: dict[str, Any] | None = None) -> Path:
+    """After training: calibration, test metrics, figures, explanations, baselines and the report.
+
+    ``setup``: how the networks were trained (processes, device, precision, channels_last,
+    jit_compile), recorded in ``metrics.json["training"]``.
+    """
     out = Path(config.out)
 
     temperature = fit_calibration(task, models, prepared, config)
@@ -117,6 +125,8 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     metrics.update(task=config.task, device=str(resolve_device(config.training.device)), time_s=round(train_seconds, 1),
                    date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
                    epochs_run=epochs_run[0] if len(epochs_run) == 1 else epochs_run)
+    if setup:
+        metrics["training"] = setup
     atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     history = member_folders(config)[0][0] / "history.csv"  # an ensemble shows its first member's
     columns = history.read_text(encoding="utf-8").splitlines()[0].split(",")
@@ -148,15 +158,16 @@ def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
 
 
 def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path, seed: int,
-                console: Console | None, verbose: int) -> tuple[torch.nn.Module, int]:
-    """Build, train and save one network into ``folder`` (its weights follow ``seed``); returns it and its epochs.
+                console: Console | None, verbose: int) -> tuple[torch.nn.Module, int, dict[str, Any]]:
+    """Build, train and save one network into ``folder`` (its weights follow ``seed``); returns it, its
+    epochs and the engine's :meth:`~deepfield.training.Engine.settings` (empty for a loaded member).
 
     An ensemble member already saved there (a finished member of an interrupted ensemble) is loaded, not retrained.
     ``console``: where to print the model summary (``None``: quiet).
     """
     main = distributed.is_main()
     if config.ensemble > 1 and distributed.broadcast_object(serialization.has_architecture(folder)):
-        return (serialization.load_model(folder) if main else None), 0  # type: ignore[return-value]
+        return (serialization.load_model(folder) if main else None), 0, {}  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
     summary = summarize(model, prepared.input_shape)
@@ -169,7 +180,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                     metrics=config.training.metrics if config.training.metrics is not None
                     else task.default_metrics(prepared),
                     device=config.training.device, precision=config.training.precision,
-                    channels_last=config.training.channels_last)
+                    channels_last=config.training.channels_last, jit_compile=config.training.jit_compile)
     checkpoints = folder / "checkpoints"
     callbacks: list[Any] = [CSVLogger(folder / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
@@ -186,14 +197,14 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                          validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
     epochs = len(history.history.get("loss", []))
     if not main:  # the other processes only train
-        return model, epochs
+        return model, epochs, engine.settings()
     if norms is not None:  # into the report's figures; an ensemble member's stays in its folder
         norms.plot((folder / "figures" if folder == Path(config.out) else folder) / "gradient_norms.png")
     best = checkpoints / "best" / serialization.WEIGHTS_FILE
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
-    return model, epochs
+    return model, epochs, engine.settings()
 
 
 def gradient_norm_logger(config: RunConfig, samples: int) -> GradientNormLogger | None:

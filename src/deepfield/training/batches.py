@@ -6,10 +6,13 @@ Three kinds of input, one interface (:class:`Batches`):
   (numeric dtype, equal lengths, no NaN/inf), converted (floating and bool → float32,
   integers → int64 for ``x``; integer labels stay int64), moved to the device ONCE,
   then sliced per step with a permutation tensor — no DataLoader, no per-sample collate;
-* a map-style ``torch.utils.data.Dataset`` yielding ``(x, y)`` pairs: batched by a
-  ``DataLoader`` whose sampler follows the same seeded permutation;
+* a map-style ``torch.utils.data.Dataset`` yielding ``(x, y)`` pairs: batched by one
+  persistent loader (:func:`deepfield.data.memmap.loader`) following the same seeded
+  permutation, with :func:`default_workers` worker processes and, on CUDA, pinned memory
+  so that host-to-GPU copies overlap the step;
 * a ``DataLoader``: used as given (its own batch size and order); batches are moved
-  to the device as they come.
+  to the device as they come (a :func:`~deepfield.data.memmap.loader` is told the epoch,
+  so its order follows ``fit``'s epochs and a resumed epoch starts at the right batch).
 
 Shuffling never touches the global RNG: epoch ``e`` of a run seeded ``s`` is ordered
 by ``torch.randperm`` under a private ``torch.Generator`` seeded from ``(s, e)``, so
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterator
 from typing import Any, Protocol, Union
 
@@ -31,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
+from deepfield.data.memmap import EpochBatchSampler, loader
 from deepfield.data.splits import epoch_order
 from deepfield.errors import DeepfieldError
 
@@ -107,46 +112,85 @@ def check_lengths(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) ->
         raise DeepfieldError(f"{x_name} has {len(x)} samples but {y_name} has {len(y)}; they must match")
 
 
+def resident_device(nbytes: int, device: torch.device, free_bytes: int | None = None) -> torch.device:
+    """Where in-memory arrays of ``nbytes`` stay during a fit on ``device``.
+
+    On the device when they take at most half its free memory (the other half is the
+    network's); otherwise, on a CUDA GPU, in pinned host memory, each batch copied over as
+    it is needed. ``free_bytes`` overrides the GPU's answer (for tests).
+    """
+    if device.type != "cuda":
+        return device  # the CPU, or an accelerator sharing the host's memory
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return device if nbytes <= free_bytes // 2 else torch.device("cpu")
+
+
 def prepare_arrays(x: Any, y: Any, device: torch.device, prefix: str = "") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Check and place ``x`` (and ``y`` if given) on ``device``; names in errors get ``prefix``."""
+    """Check ``x`` (and ``y`` if given) and place them where they stay (:func:`resident_device`);
+    names in errors get ``prefix``."""
     x_name, y_name = f"{prefix}x", f"{prefix}y"
-    xt = as_tensor(x, x_name).to(device)
+    xt = as_tensor(x, x_name)
+    yt = None if y is None else as_tensor(y, y_name, labels=True)
+    home = resident_device(xt.nbytes + (yt.nbytes if yt is not None else 0), device)
+    xt = _resident(xt, home, device)
     check_finite(xt, x_name)
-    if y is None:
+    if yt is None:
         return xt, None
-    yt = as_tensor(y, y_name, labels=True).to(device)
+    yt = _resident(yt, home, device)
     check_lengths(xt, yt, x_name, y_name)
     check_finite(yt, y_name)
     return xt, yt
 
 
+def _resident(tensor: torch.Tensor, home: torch.device, device: torch.device) -> torch.Tensor:
+    if home == device:
+        return tensor.to(device)
+    tensor = tensor.cpu()
+    return tensor.pin_memory() if device.type == "cuda" else tensor
+
+
 class TensorBatches:
-    """Batches sliced from tensors already on the device.
+    """Batches sliced from tensors held in memory, on the device or (too big for it) on the host.
 
     ``x``: ``(N, ...)``; ``y``: ``(N, ...)`` or ``None`` (prediction). With
     ``batch_size="full"`` one batch is the whole set (never shuffled: order does not
     change a full-batch gradient); with ``shuffle=False`` batches are views, no copies.
+    ``device``: where batches go (default: where ``x`` is); tensors kept on the host by
+    :func:`resident_device` are sliced there and each batch is copied over (asynchronously
+    from pinned memory).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: BatchSize, shuffle: bool):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: BatchSize, shuffle: bool,
+                 device: torch.device | None = None):
         self.x, self.y = x, y
+        self.device = x.device if device is None else device
         self.samples = len(x)
         self.batch_size = self.samples if batch_size == "full" else min(int(batch_size), max(self.samples, 1))
         self.shuffle = shuffle and batch_size != "full"
         self.steps = math.ceil(self.samples / self.batch_size)
 
     def example(self) -> torch.Tensor:
-        return self.x[:1]
+        return self.to_device(self.x[:1])
 
     def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
-        x, y, size = self.x, self.y, self.batch_size
+        x, y, size, moved = self.x, self.y, self.batch_size, self.to_device
         if not self.shuffle:
             ys = y.split(size) if y is not None else itertools.repeat(None)
-            yield from itertools.islice(zip(x.split(size), ys), start, None)
+            for xb, yb in itertools.islice(zip(x.split(size), ys), start, None):
+                yield moved(xb), (moved(yb) if yb is not None else None)
             return
         order = epoch_order(self.samples, seed, epoch).to(x.device)
         for index in order.split(size)[start:]:
-            yield x.index_select(0, index), (y.index_select(0, index) if y is not None else None)
+            yield moved(x.index_select(0, index)), (moved(y.index_select(0, index)) if y is not None else None)
+
+    def to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` on the device batches go to (a copy from the host when the data stay there)."""
+        if batch.device == self.device:
+            return batch
+        if self.device.type == "cuda" and not batch.is_pinned():
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
 
 
 # -- datasets and loaders --------------------------------------------------------------------
@@ -197,27 +241,50 @@ class LoaderBatches:
         return _split_batch(batch, self.device, False, self.source)[0]
 
     def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        sampler = getattr(self.loader, "batch_sampler", None)
+        if isinstance(sampler, EpochBatchSampler):  # deepfield's loader: no batch read only to be skipped
+            sampler.set_epoch(epoch, start)
+            start = 0
         for batch in itertools.islice(iter(self.loader), start, None):
             yield _split_batch(batch, self.device, self.with_y, self.source)
 
 
-class DatasetBatches:
-    """Batches from a map-style ``Dataset`` in the seeded order (``shuffle``) or in index order."""
+def default_workers(device: torch.device) -> int:
+    """Loader worker processes for a Dataset: none on the CPU (its cores train), and on an
+    accelerator half the cores (at most 8) prepare the next batches while it computes."""
+    if device.type == "cpu":
+        return 0
+    return min(8, (os.cpu_count() or 2) // 2)
 
-    def __init__(self, dataset: Dataset, batch_size: BatchSize, shuffle: bool, device: torch.device, with_y: bool):
+
+class DatasetBatches:
+    """Batches from a map-style ``Dataset`` in the seeded order (``shuffle``) or in index order.
+
+    One persistent :func:`~deepfield.data.memmap.loader` serves every epoch: ``workers``
+    processes (default :func:`default_workers`), memory pinned when the device is CUDA.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: BatchSize, shuffle: bool, device: torch.device, with_y: bool,
+                 workers: int | None = None):
         self.dataset, self.device, self.with_y = dataset, device, with_y
         self.samples = len(dataset)  # type: ignore[arg-type]
         self.batch_size = self.samples if batch_size == "full" else int(batch_size)
         self.shuffle = shuffle and batch_size != "full"
         self.steps = math.ceil(self.samples / max(self.batch_size, 1))
+        self.workers = default_workers(device) if workers is None else workers
+        self._loader: DataLoader | None = None
 
     def example(self) -> torch.Tensor:
         return _split_batch(default_collate([self.dataset[0]]), self.device, False, "Dataset")[0]
 
     def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
-        order = epoch_order(self.samples, seed, epoch) if self.shuffle else torch.arange(self.samples)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=order[start * self.batch_size:].tolist())
-        for batch in loader:
+        if self._loader is None:
+            self._loader = loader(self.dataset, max(self.batch_size, 1), shuffle=self.shuffle, seed=seed,
+                                  workers=self.workers, pin_memory=self.device.type == "cuda")
+        sampler = self._loader.batch_sampler
+        sampler.seed = int(seed)  # type: ignore[union-attr]
+        sampler.set_epoch(epoch, start)  # type: ignore[union-attr]
+        for batch in self._loader:
             yield _split_batch(batch, self.device, self.with_y, "Dataset")
 
 
@@ -262,10 +329,10 @@ class ShardedBatches:
     def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
         inner = self.inner
         if isinstance(inner, TensorBatches):
-            x, y = inner.x, inner.y
+            x, y, moved = inner.x, inner.y, inner.to_device
             for part in self._parts(epoch, seed, start):
                 part = part.to(x.device)
-                yield x.index_select(0, part), (y.index_select(0, part) if y is not None else None)
+                yield moved(x.index_select(0, part)), (moved(y.index_select(0, part)) if y is not None else None)
             return
         loader = DataLoader(inner.dataset, batch_sampler=[p.tolist() for p in self._parts(epoch, seed, start)])
         for batch in loader:
@@ -317,7 +384,7 @@ def shard_evaluation(batches: Batches, rank: int, world: int) -> tuple[Batches, 
     if isinstance(batches, TensorBatches):
         lo, hi = _block(batches.samples, rank, world)
         y = batches.y[lo:hi] if batches.y is not None else None
-        return TensorBatches(batches.x[lo:hi], y, batches.batch_size, False), True
+        return TensorBatches(batches.x[lo:hi], y, batches.batch_size, False, batches.device), True
     if isinstance(batches, DatasetBatches):
         lo, hi = _block(batches.samples, rank, world)
         return DatasetBatches(Subset(batches.dataset, range(lo, hi)), batches.batch_size, False, batches.device,
@@ -349,7 +416,7 @@ def make_batches(x: Any, y: Any, *, batch_size: BatchSize, shuffle: bool, device
     if with_y and y is None:
         raise DeepfieldError(f"{prefix}y is missing: pass the targets with the arrays {prefix}x")
     xt, yt = prepare_arrays(x, y if with_y else None, device, prefix)
-    return TensorBatches(xt, yt, batch_size, shuffle)
+    return TensorBatches(xt, yt, batch_size, shuffle, device)
 
 
 def _no_separate_y(y: Any, kind: str) -> None:

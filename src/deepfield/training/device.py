@@ -1,9 +1,27 @@
-"""Where and in what precision training runs: device choice, mixed precision, memory format.
+"""Where and how fast training runs: device, mixed precision, memory format, compilation.
 
 ``resolve_device(None)`` picks the best accelerator present (cuda, then mps, then cpu).
 ``Precision("bf16")`` runs forward and loss under ``torch.autocast`` in bfloat16 (CPU
 included); ``"fp16"`` uses float16 and, on CUDA, a ``GradScaler`` so small gradients
 do not underflow. Parameters and optimiser state stay float32 in every mode.
+
+Every speed switch takes ``"auto"`` (the default), which picks what is fastest on the
+device found (:func:`fastest_precision`, :func:`wants_channels_last`, :func:`wants_compile`):
+
+==================  ====================================  =====================================
+switch              CUDA GPU                              CPU (and MPS)
+==================  ====================================  =====================================
+precision           bf16 (fp16 + loss scaling before       fp32: without AMX, bf16 convolutions
+                    Ampere, which has no fast bf16)        are slower than fp32 ones
+channels_last       on for 2-d convolutional networks     on for 2-d convolutional networks
+                    (cuDNN's NHWC kernels, tensor cores)   (oneDNN's blocked kernels: +25 % on the
+                                                           course CNN, 2 cores)
+jit_compile         off                                   off
+==================  ====================================  =====================================
+
+``jit_compile`` (Keras's name) stays off unless asked for: ``torch.compile`` spends tens of
+seconds compiling, again for every new batch shape (the last batch of an epoch, evaluation),
+which the runs of a course-sized network do not win back.
 """
 from __future__ import annotations
 
@@ -15,6 +33,8 @@ import torch
 from torch import nn
 
 from deepfield.errors import DeepfieldError, unknown_name
+
+AUTO = "auto"
 
 _PRECISIONS: dict[str, torch.dtype | None] = {
     "fp32": None,
@@ -43,18 +63,72 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return chosen
 
 
+def fastest_precision(device: torch.device, bf16_supported: bool | None = None) -> str:
+    """What ``precision="auto"`` means on ``device``: ``"bf16"`` on CUDA GPUs with fast bfloat16
+    (Ampere and later), ``"fp16"`` on older CUDA GPUs, ``"fp32"`` elsewhere.
+
+    ``bf16_supported`` overrides the question asked of the GPU (for tests).
+    """
+    if device.type != "cuda":
+        return "fp32"
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16" if bf16_supported else "fp16"
+
+
+def has_conv2d(model: nn.Module) -> bool:
+    """Whether ``model`` (built) has 2-d convolution kernels (4-d weights), which NHWC speeds up."""
+    return any(p.dim() == 4 for p in model.parameters())
+
+
+def strided_pointwise_torch_conv(model: nn.Module) -> bool:
+    """Whether ``model`` has a ``torch.nn.Conv2d`` with a 1x1 kernel and a stride > 1.
+
+    On the CPU, torch 2.13's oneDNN corrupts the heap computing such a layer's weight gradient
+    on channels-last input (odd batches; oneDNN issue #6035). deepfield's own Conv2D sidesteps
+    it (:class:`deepfield.models.conv.Conv2D`); a torch layer cannot, so "auto" keeps NCHW.
+    """
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+               for m in model.modules())
+
+
+def wants_channels_last(choice: bool | str, model: nn.Module, device: torch.device) -> bool:
+    """``channels_last="auto"``: on for networks with 2-d convolutions on CUDA and CPU (module doc),
+    except on the CPU for networks with :func:`strided_pointwise_torch_conv` layers."""
+    if switch("channels_last", choice) != AUTO:
+        return bool(choice)
+    if device.type == "cpu" and strided_pointwise_torch_conv(model):
+        return False
+    return device.type in ("cuda", "cpu") and has_conv2d(model)
+
+
+def wants_compile(choice: bool | str) -> bool:
+    """``jit_compile="auto"`` is off (module doc); ``True`` compiles with ``torch.compile``."""
+    return False if switch("jit_compile", choice) == AUTO else bool(choice)
+
+
+def switch(name: str, value: bool | str) -> bool | str:
+    """``value`` if it is ``True``, ``False`` or ``"auto"``; else the error naming ``name``."""
+    if isinstance(value, bool) or value == AUTO:
+        return value
+    raise DeepfieldError(f"{name} must be true, false or 'auto', got {value!r}")
+
+
 class Precision:
     """Mixed-precision policy for one device.
 
-    ``autocast`` is ``None`` in full precision (the training step then skips the
-    context manager entirely); ``scaler`` is a ``torch.amp.GradScaler`` for fp16 on
-    CUDA and ``None`` otherwise.
+    ``name`` is ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (:func:`fastest_precision`;
+    ``None`` means fp32). ``autocast`` is ``None`` in full precision (the training step then
+    skips the context manager entirely); ``scaler`` is a ``torch.amp.GradScaler`` for fp16
+    on CUDA and ``None`` otherwise.
     """
 
     def __init__(self, name: str | None, device: torch.device):
         key = "fp32" if name is None else str(name).lower()
+        if key == AUTO:
+            key = fastest_precision(device)
         if key not in _PRECISIONS:
-            raise unknown_name("precision", name, _PRECISIONS)
+            raise unknown_name("precision", name, [*_PRECISIONS, AUTO])
         self.name = key
         self.dtype = _PRECISIONS[key]
         self.autocast: Callable[[], ContextManager] | None = None

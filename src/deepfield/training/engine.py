@@ -42,7 +42,8 @@ from deepfield.training import metrics as metric_registry
 from deepfield.training.batches import (BatchSize, Batches, check_batch_size, make_batches, shard_evaluation,
                                         shard_training, split_validation)
 from deepfield.training.callbacks import Callback, CallbackList, History
-from deepfield.training.device import Precision, resolve_device, to_channels_last
+from deepfield.training.device import (AUTO, Precision, resolve_device, switch, to_channels_last,
+                                       wants_channels_last, wants_compile)
 from deepfield.training.mc_dropout import MCPrediction, sample_outputs
 from deepfield.training.progress import EpochProgress
 
@@ -180,11 +181,14 @@ class Engine:
             parameters at the first ``fit``, after lazily built layers exist.
         metrics: names or metric objects (:func:`deepfield.training.metrics.get`).
         device: ``"cuda"``, ``"mps"``, ``"cpu"``, a ``torch.device``, or ``None`` for the best present.
-        precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"`` (mixed precision, see :mod:`.device`).
-        channels_last: store 4-d weights NHWC (faster convolutions on GPUs and recent CPUs:
-            +25 % on the course CNN on 2 CPU cores). Off by default: with torch 2.13 on CPU
-            it segfaulted now and then inside oneDNN's convolution (a ResNet's evaluation),
-            so it stays an explicit choice until that is understood.
+        precision: ``"auto"`` (default: what is fastest on the device), ``"fp32"``/``None``,
+            ``"bf16"`` or ``"fp16"`` (mixed precision, see :mod:`.device`).
+        channels_last: store 4-d weights NHWC; ``"auto"`` (default) does for networks with
+            2-d convolutions (faster convolutions on GPUs and CPUs: +25 % on the course CNN
+            on 2 CPU cores).
+        jit_compile: Keras's name: train and evaluate through ``torch.compile(model)``;
+            ``"auto"`` (default) is off, see :mod:`.device`. Monte-Carlo sampling and the
+            explanation methods run the model itself (they hook its layers).
 
     Auxiliary losses: submodules with an ``auxiliary_loss()`` method (the variational layers
     of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) add it to the
@@ -195,14 +199,17 @@ class Engine:
     """
 
     def __init__(self, model: nn.Module, loss: Any = None, optimizer: Any = "rmsprop", metrics: Any = None, *,
-                 device: str | torch.device | None = None, precision: str | None = None,
-                 channels_last: bool = False):
+                 device: str | torch.device | None = None, precision: str | None = AUTO,
+                 channels_last: bool | str = AUTO, jit_compile: bool | str = AUTO):
         if not isinstance(model, nn.Module):
             raise DeepfieldError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.device = distributed.local_device(resolve_device(device))
         self.precision = Precision(precision, self.device)
-        self.channels_last = bool(channels_last)
+        self._channels_last_choice = switch("channels_last", channels_last)
+        self.channels_last: bool | None = None  # decided by the model's layers when it is first placed
+        self.jit_compile = wants_compile(jit_compile)
+        self._compiled: nn.Module | None = None  # torch.compile(model), made at the first placement
         self.loss_fn = None if loss is None else losses.get(loss)
         self.metrics = [metric_registry.get(m) for m in _as_list(metrics)]
         self.optimizer = optimizers.get(optimizer)
@@ -213,7 +220,7 @@ class Engine:
         self._callbacks = CallbackList([], self)
         self._after_backward: list[Callback] = []
         self._auxiliary: list[nn.Module] = []
-        self._net: nn.Module = model  # what training steps call: the model, or its DDP wrapper
+        self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._world = 1  # processes of the fit under way
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
@@ -316,12 +323,14 @@ class Engine:
         converted = distributed.convert_sync_batchnorm(self.model)
         try:
             self._net = distributed.wrap(self.model, self.device)
+            if self.jit_compile:
+                self._net = torch.compile(self._net)
             self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
             self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
             self._world = world
             return self._fit(train, val, epochs, verbose if rank == 0 else 0, callbacks, initial_epoch)
         finally:
-            self._net, self._world = self.model, 1
+            self._net, self._world = self._inference_net(), 1
             distributed.restore_batchnorm(converted)
 
     def _train_epoch(self, epoch: int, epochs: int, start: int, batches: Batches, train_step: Step,
@@ -465,8 +474,9 @@ class Engine:
             if progress is not None:
                 progress.start("Evaluate", batches.steps, 0, lambda: self._logs(tracker))
             step = samples = 0
+            net = self._inference_net()
             for x, y in batches.epoch(0, 0):
-                pred = self._forward(x)
+                pred = self._forward(x, net)
                 n = x.shape[0]
                 tracker.add(self.loss_fn(pred, y), n)
                 for metric in metrics:
@@ -521,8 +531,9 @@ class Engine:
             if progress is not None:
                 progress.start("Predict", batches.steps, 0, dict)
             samples = 0
+            net = self._inference_net()
             for step, (xb, _) in enumerate(batches.epoch(0, 0), 1):
-                outputs.append(self._forward(xb))
+                outputs.append(self._forward(xb, net))
                 samples += xb.shape[0]
                 if progress is not None:
                     progress.advance(step, samples)
@@ -554,8 +565,24 @@ class Engine:
             if batches.samples == 0:
                 raise DeepfieldError(f"{name} has no samples")
             self._probe(name, batches.example())
+        if self.channels_last is None:
+            self.channels_last = wants_channels_last(self._channels_last_choice, self.model, self.device)
         if self.channels_last:
             to_channels_last(self.model)
+        if self.device.type == "cuda":  # fixed-size batches: let cuDNN time its kernels once
+            torch.backends.cudnn.benchmark = True
+        if self.jit_compile and self._compiled is None:
+            self._compiled = torch.compile(self.model)
+            self._net = self._compiled
+
+    def _inference_net(self) -> nn.Module:
+        """What evaluate and predict call: the compiled model when ``jit_compile``, else the model."""
+        return self._compiled if self._compiled is not None else self.model
+
+    def settings(self) -> dict[str, Any]:
+        """The device and speed choices in force (``"auto"`` resolved once the model was placed)."""
+        return {"device": str(self.device), "precision": self.precision.name,
+                "channels_last": self.channels_last, "jit_compile": self.jit_compile}
 
     def _probe(self, name: str, example: torch.Tensor) -> None:
         """One forward pass on one sample; a shape error names what the model expects and what it got."""

@@ -40,15 +40,17 @@ class KerasModelMixin:
     history: History | None = None
 
     def compile(self: K, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None, *,
-                device: str | torch.device | None = None, precision: str | None = None,
-                channels_last: bool = False) -> K:
+                device: str | torch.device | None = None, precision: str | None = "auto",
+                channels_last: bool | str = "auto", jit_compile: bool | str = "auto") -> K:
         """Choose loss, optimiser and metrics (names are checked now); returns the model.
 
-        ``device`` (default: cuda → mps → cpu), ``precision`` (``"bf16"``, ``"fp16"``) and
-        ``channels_last`` are deepfield's additions; see :class:`Engine`.
+        ``jit_compile`` is Keras's (here ``torch.compile``); ``device`` (default: cuda → mps →
+        cpu), ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) and ``channels_last`` are
+        deepfield's additions; ``"auto"`` picks what is fastest on the device (see :class:`Engine`).
         """
         self._engine = Engine(self, loss=loss, optimizer=optimizer, metrics=metrics,  # type: ignore[arg-type]
-                              device=device, precision=precision, channels_last=channels_last)
+                              device=device, precision=precision, channels_last=channels_last,
+                              jit_compile=jit_compile)
         return self
 
     @property
