@@ -8,6 +8,7 @@ from deepfield.data.simulate import simulate_morphology, simulate_quality
 from deepfield.models.serialization import load_model
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
+from deepfield.training.device import cpu_has_amx
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,8 @@ def test_morphology_run_writes_the_run_folder(sky, tmp_path):
                                                               "roc.png", "gallery.png"}
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["training"] == {"processes": 1, "device": "cpu", "precision": "fp32", "channels_last": True,
-                                   "jit_compile": False}  # what "auto" chose for a CNN on the CPU
+    assert metrics["training"] == {"processes": 1, "device": "cpu", "precision": "bf16" if cpu_has_amx() else "fp32",
+                                   "channels_last": True, "jit_compile": False}  # what "auto" chose for a CNN
     assert metrics["task"] == "morphology" and set(metrics["per_class"]) == {
         "spheroid", "disk", "irregular", "point", "merger"}
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["test"]["accuracy"] == pytest.approx(metrics["accuracy"])

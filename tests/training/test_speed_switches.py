@@ -14,7 +14,8 @@ from deepfield.models.conv import Conv2D
 from deepfield.models.core import Flatten
 from deepfield.tasks.config import TrainingConfig
 from deepfield.training import Sequential
-from deepfield.training.device import Precision, fastest_precision, wants_channels_last, wants_compile
+from deepfield.training.device import (Precision, cpu_has_amx, fastest_precision, wants_channels_last,
+                                       wants_compile)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -33,10 +34,17 @@ def test_auto_precision_is_bf16_on_recent_gpus_fp16_on_older_and_fp32_on_cpu():
     assert fastest_precision(CUDA, bf16_supported=True) == "bf16"
     assert fastest_precision(CUDA, bf16_supported=False) == "fp16"
     assert fastest_precision(CPU) == "fp32"
-    assert fastest_precision(torch.device("mps")) == "fp32"
+    assert fastest_precision(torch.device("mps"), conv()) == "fp32"
     auto = Precision("auto", CPU)
     assert auto.name == "fp32" and auto.autocast is None and auto.scaler is None
     assert Precision(None, CPU).name == "fp32"
+
+
+def test_auto_precision_on_cpu_is_bf16_for_convolutional_networks_where_amx_is():
+    assert fastest_precision(CPU, conv(), bf16_supported=True) == "bf16"
+    assert fastest_precision(CPU, conv(), bf16_supported=False) == "fp32"
+    assert fastest_precision(CPU, dense(), bf16_supported=True) == "fp32"  # small products: bf16 is slower
+    assert fastest_precision(CPU, conv()) == ("bf16" if cpu_has_amx() else "fp32")
 
 
 def test_fp16_scales_the_loss_only_on_cuda():
@@ -67,13 +75,14 @@ def test_the_engine_reports_what_auto_chose_once_the_model_is_placed():
     x = torch.randn(16, 2, 8, 8)
     model = conv().compile(optimizer="sgd", loss="mse", device="cpu")
     assert model.engine.settings()["channels_last"] is None  # not decided before the model is seen
+    assert model.engine.settings()["precision"] is None
     model.fit(x, x.mean(dim=(1, 2, 3)).unsqueeze(1), batch_size=8, verbose=0)
-    assert model.engine.settings() == {"device": "cpu", "precision": "fp32", "channels_last": True,
-                                       "jit_compile": False}
+    assert model.engine.settings() == {"device": "cpu", "precision": "bf16" if cpu_has_amx() else "fp32",
+                                       "channels_last": True, "jit_compile": False}
     assert next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
     flat = dense().compile(optimizer="sgd", loss="mse", device="cpu")
     flat.fit(np.ones((4, 4), np.float32), np.ones((4, 1), np.float32), verbose=0)
-    assert flat.engine.settings()["channels_last"] is False
+    assert flat.engine.settings()["channels_last"] is False and flat.engine.settings()["precision"] == "fp32"
 
 
 def test_channels_last_training_equals_contiguous_training():
@@ -82,7 +91,7 @@ def test_channels_last_training_equals_contiguous_training():
     runs = []
     for layout in (False, True):
         torch.manual_seed(0)
-        model = conv().compile(optimizer="adam", loss="mse", device="cpu", channels_last=layout)
+        model = conv().compile(optimizer="adam", loss="mse", device="cpu", channels_last=layout, precision="fp32")
         runs.append((model.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=0).history["loss"],
                      model.predict(x, verbose=0)))
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-4)
@@ -200,3 +209,20 @@ def test_a_dataset_trains_through_one_persistent_seeded_loader(tmp_path):
         model = dense().compile(optimizer="sgd", loss="mse", device="cpu")
         losses.append(model.fit(*data, batch_size=16, epochs=3, verbose=0, seed=5).history["loss"])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+
+
+def test_mixed_precision_trains_but_evaluate_and_predict_report_float32_numbers():
+    torch.manual_seed(0)
+    model = Sequential([Dense(16, activation="relu"), Dense(3, activation="softmax")], input_shape=(4,))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", precision="bf16", device="cpu")
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(2))
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=0)
+    probabilities = model.predict(x, verbose=0)
+    with torch.no_grad():
+        exact = model.eval()(x).numpy()
+    np.testing.assert_array_equal(probabilities, exact)  # the float32 network, not a bf16 rounding of it
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = model(x).float().numpy()
+    assert np.abs(rounded.sum(axis=1) - 1.0).max() > 1e-4  # what bf16 outputs would have given

@@ -204,8 +204,7 @@ def plan(model: Callable[[torch.Tensor], torch.Tensor], state: _Draws, example: 
 
 
 def sample_outputs(model: nn.Module, batches: Iterable[torch.Tensor], samples: int, *, seed: int = 0,
-                   memory_mb: float = 512.0,
-                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                   memory_mb: float = 512.0) -> torch.Tensor:
     """``(samples, N, ...)`` outputs of ``samples`` network draws for every input of ``batches``.
 
     Args:
@@ -215,21 +214,19 @@ def sample_outputs(model: nn.Module, batches: Iterable[torch.Tensor], samples: i
         samples: T, the number of network draws.
         seed: fixes the draws (masks and variational noise); the global RNG is left untouched.
         memory_mb: the activation budget of one forward pass (module doc).
-        forward: how to call the model (e.g. under autocast); default ``model``.
     """
     if int(samples) < 1:
         raise DeepfieldError(f"mc_samples must be a positive number of draws, got {samples}")
-    forward = forward or model
     outputs: list[torch.Tensor] = []
     with mc_mode(model, seed) as state:
         grouping: Plan | None = None
         for x in batches:
             if grouping is None:
-                grouping = plan(forward, state, x, samples, memory_mb)
+                grouping = plan(model, state, x, samples, memory_mb)
                 state.repeat_at_first = grouping.shared_prefix
             for chunk in x.split(grouping.inputs):
                 starts = range(0, samples, grouping.draws)
-                parts = [forward_draws(forward, state, chunk, range(t, min(t + grouping.draws, samples)))
+                parts = [forward_draws(model, state, chunk, range(t, min(t + grouping.draws, samples)))
                          for t in starts]
                 outputs.append(parts[0] if len(parts) == 1 else torch.cat(parts))
     if not outputs:
