@@ -25,7 +25,7 @@ test: venv
 # One run of every speed figure, each against its plain PyTorch (and Keras 3) counterpart in the
 # same process, on the best device present; all written to benchmarks/RESULTS.md (~15 min on 2 cores).
 bench: venv
-	$(PY) -m pip install --quiet --target .bench-keras --no-deps keras absl-py namex optree ml-dtypes
+	test -d .bench-keras/keras || $(PY) -m pip install --quiet --target .bench-keras --no-deps keras absl-py namex optree ml-dtypes
 	PYTHONPATH=.bench-keras KERAS_BACKEND=torch $(PY) benchmarks/bench_fit.py --write
 	$(PY) benchmarks/bench_mc_dropout.py --write
 	$(PY) benchmarks/bench_occlusion.py --write

@@ -69,8 +69,7 @@ def measure(name: str, n: int, samples: int, batch_size: int, device: torch.devi
     result = {"deterministic": timed(lambda: engine.predict(x, batch_size=batch_size, verbose=0), device)}
     result["batched"] = timed(lambda: engine.predict(x, batch_size=batch_size, verbose=0, mc_samples=samples),
                               device)
-    with engine.precision.context():  # the loop in the precision predict uses
-        result["looped"] = timed(lambda: looped(model, x, samples, batch_size), device)
+    result["looped"] = timed(lambda: looped(model, x, samples, batch_size), device)
     return result
 
 

@@ -26,7 +26,6 @@ which the runs of a course-sized network do not win back.
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import ContextManager
 
@@ -153,10 +152,6 @@ class Precision:
             self.autocast = lambda: torch.autocast(device_type, dtype=dtype)
             if dtype is torch.float16 and device_type == "cuda":
                 self.scaler = torch.amp.GradScaler("cuda")
-
-    def context(self) -> ContextManager:
-        """The autocast context (a no-op context in full precision), for code off the hot path."""
-        return self.autocast() if self.autocast is not None else contextlib.nullcontext()
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
