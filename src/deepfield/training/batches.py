@@ -164,7 +164,8 @@ class TensorBatches:
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: BatchSize, shuffle: bool,
                  device: torch.device | None = None):
         self.x, self.y = x, y
-        self.device = x.device if device is None else device
+        # "cuda" names the current GPU, which a tensor's device names with its index ("cuda:0")
+        self.device = x.device if device is None else torch.empty(0, device=device).device
         self.samples = len(x)
         self.batch_size = self.samples if batch_size == "full" else min(int(batch_size), max(self.samples, 1))
         self.shuffle = shuffle and batch_size != "full"
