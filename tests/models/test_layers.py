@@ -437,3 +437,47 @@ def test_config_round_trip_rebuilds_an_equal_layer(layer, shape):
     twin.eval()
     torch.testing.assert_close(twin(x), layer(x), rtol=0, atol=0)
     assert twin.get_config() == config
+
+
+# -- dropout ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5, 0.8])
+def test_dropout_zeroes_the_rate_and_scales_the_rest(rate):
+    from deepfield.models import Dropout
+
+    layer = Dropout(rate).train()
+    x = torch.ones(200, 50, 10)  # 100,000 elements: the dropped fraction is within 0.5 % of the rate
+    torch.manual_seed(0)
+    y = layer(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - rate) < 0.005
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1.0 / (1.0 - rate)))
+    assert torch.equal(layer.eval()(x), x) and Dropout(0.0).train()(x) is x
+
+
+def test_dropout_lanes_are_independent_and_seeded():
+    """Each 64-bit draw feeds four consecutive elements: each position of the four keeps 1 - rate,
+    and neighbours are not correlated."""
+    from deepfield.models.core import keep_mask
+
+    torch.manual_seed(3)
+    mask = keep_mask((100_000, 4), 0.3).float()
+    np.testing.assert_allclose(mask.mean(0).numpy(), 0.7, atol=0.006)
+    centred = mask - mask.mean(0)
+    correlation = (centred.T @ centred / len(mask)) / mask.var(0)
+    assert float((correlation - torch.eye(4)).abs().max()) < 0.02
+    torch.manual_seed(3)
+    assert torch.equal(keep_mask((100_000, 4), 0.3).float(), mask)
+
+
+def test_dropout_gradient_is_the_mask_scaled_and_dtype_is_kept():
+    from deepfield.models import Dropout
+
+    layer = Dropout(0.4).train()
+    x = torch.randn(64, 33, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    kept = y.detach() != 0
+    torch.testing.assert_close(x.grad, kept.float() / 0.6)
+    half = layer(torch.randn(8, 8, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16
