@@ -27,7 +27,7 @@ from deepfield.data.images import Skipped, write_skip_report
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.models.summary import summarize
-from deepfield.report.figures import plot_learning_curves
+from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
 from deepfield.tasks.base import Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
@@ -199,7 +199,8 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     if not main:  # the other processes only train
         return model, epochs, engine.settings()
     if norms is not None:  # into the report's figures; an ensemble member's stays in its folder
-        norms.plot((folder / "figures" if folder == Path(config.out) else folder) / "gradient_norms.png")
+        plot_gradient_norms(norms.steps, norms.history(),
+                            (folder / "figures" if folder == Path(config.out) else folder) / "gradient_norms.png")
     best = checkpoints / "best" / serialization.WEIGHTS_FILE
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)

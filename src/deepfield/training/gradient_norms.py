@@ -8,22 +8,16 @@ every ``sync_every`` steps and at each epoch end.
 
 >>> logger = GradientNormLogger()
 >>> model.fit(x, y, epochs=5, callbacks=[logger])
->>> logger.plot("figures/gradient_norms.png")   # log y axis, one line per layer
+>>> plot_gradient_norms(logger.steps, logger.history(), "figures/gradient_norms.png")  # deepfield.report.figures
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from torch import nn
 
-from deepfield import atomic
 from deepfield.errors import DeepfieldError
 from deepfield.training.callbacks.base import Callback, Logs
 
@@ -114,26 +108,6 @@ class GradientNormLogger(Callback):
         """Layer name → its norms per recorded step."""
         norms = self.norms
         return {name: norms[:, j] for j, name in enumerate(self.names)}
-
-    def plot(self, path: str | os.PathLike[str], title: str = "Gradient norm per layer") -> Path:
-        """Write a PNG: norm against step, log y axis, one line per layer coloured input → output."""
-        norms = self.norms
-        if not len(norms):
-            raise DeepfieldError("GradientNormLogger: nothing recorded yet (train with it in callbacks first)")
-        fig = Figure(figsize=(8.5, 4.5), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(self.names)))
-        for j, name in enumerate(self.names):
-            ax.plot(self.steps, norms[:, j], color=colours[j], label=name, linewidth=1.2)
-        ax.set_yscale("log")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("gradient L2 norm")
-        ax.set_title(title)
-        ax.legend(fontsize="small", ncol=1 + len(self.names) // 16, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        path = Path(path)
-        atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-        return path
 
     def state_dict(self) -> dict[str, Any]:
         self._flush()

@@ -10,7 +10,7 @@ labelled axes, ``figsize × DPI`` pixels.
 """
 from deepfield.report.figures.classification import plot_confusion_matrix, plot_precision_recall, plot_roc
 from deepfield.report.figures.gallery import asinh_composite, plot_gallery, select_examples
-from deepfield.report.figures.learning import load_history, overfitting_epoch, plot_learning_curves
+from deepfield.report.figures.learning import load_history, overfitting_epoch, plot_gradient_norms, plot_learning_curves
 from deepfield.report.figures.photoz import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.report.figures.style import DPI
 from deepfield.report.figures.uncertainty import (
@@ -40,6 +40,7 @@ __all__ = [
     "overfitting_epoch",
     "plot_confusion_matrix",
     "plot_gallery",
+    "plot_gradient_norms",
     "plot_learning_curves",
     "plot_metrics_vs",
     "plot_photoz_scatter",

@@ -1,7 +1,9 @@
-"""Learning curves: training vs validation loss (and a metric) per epoch, over-fitting marked.
+"""Learning curves: training vs validation loss (and a metric) per epoch, over-fitting marked;
+and each layer's gradient norm per step (from a :class:`~deepfield.training.GradientNormLogger`).
 
 >>> plot_learning_curves(model.history, "figures/learning_curves.png", metric="accuracy")
 >>> overfitting_epoch(load_history("run/history.csv"))    # e.g. 14, or None
+>>> plot_gradient_norms(logger.steps, logger.history(), "figures/gradient_norms.png")
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures.style import TRAIN_COLOUR, VALIDATION_COLOUR, figure
 
-__all__ = ["HistoryLike", "load_history", "overfitting_epoch", "plot_learning_curves"]
+__all__ = ["HistoryLike", "load_history", "overfitting_epoch", "plot_gradient_norms", "plot_learning_curves"]
 
 HistoryLike = Mapping[str, Sequence[float]] | str | os.PathLike | Any
 """A ``{key: per-epoch values}`` mapping, a ``History`` (``.history`` and ``.epoch``) or a history.csv path."""
@@ -146,4 +149,28 @@ def plot_learning_curves(history: HistoryLike, path: str | os.PathLike[str], met
             best = np.flatnonzero(h["epoch"] == start)[0]
             axes[0].plot(start, h[f"val_{loss}"][best], marker="*", markersize=12, color=VALIDATION_COLOUR)
         fig.suptitle(title)
+    return path
+
+
+def plot_gradient_norms(steps: Sequence[int] | np.ndarray, norms: Mapping[str, np.ndarray],
+                        path: str | os.PathLike[str], title: str = "Gradient norm per layer") -> Path:
+    """Write each layer's gradient L2 norm against the training step (log y axis) as a PNG.
+
+    ``norms``: layer name → its norms at ``steps``, in order from input to output (coloured
+    along viridis), as :meth:`GradientNormLogger.history` gives them. Returns ``path``.
+    """
+    steps = np.asarray(steps)
+    if not len(steps) or not norms:
+        raise DeepfieldError("gradient norms: nothing recorded yet (train with a GradientNormLogger in callbacks)")
+    path = Path(path)
+    with figure(path, (8.5, 4.5)) as fig:
+        ax = fig.add_subplot()
+        colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(norms)))
+        for colour, (name, values) in zip(colours, norms.items()):
+            ax.plot(steps, values, color=colour, label=name, linewidth=1.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("gradient L2 norm")
+        ax.set_title(title)
+        ax.legend(fontsize="small", ncol=1 + len(norms) // 16, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return path
