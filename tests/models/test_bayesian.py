@@ -431,3 +431,49 @@ def test_bayesian_true_takes_the_defaults_and_absent_keeps_the_network_determini
     assert bayesian_settings(model) == {"prior_sigma": 1.0, "posterior_sigma": 1e-3, "kl_weight": 0.1}
     plain = Toy().build_model(toy_config(None), prepared(10))
     assert bayesian_settings(plain) is None and len(swappable(plain)) == 2
+
+
+def test_kl_scale_tempers_the_kl_weight():
+    model = Toy().build_model(toy_config({"kl_scale": 0.1}), prepared(40))
+    assert all(m.kl_weight == pytest.approx(0.1 / 40) for m in model.modules() if is_stochastic_layer(m))
+
+
+# -- KL annealing ----------------------------------------------------------------------------------
+
+class Scales(Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):  # runs after KLAnnealing's (callbacks run in order)
+        self.seen.append(self.engine.model[0].kl_scale)
+
+
+def test_kl_annealing_ramps_the_kl_term_up_and_restores_it():
+    from deepfield.training import KLAnnealing
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    model = Sequential([BayesianDense(1, posterior_sigma=1e-6, kl_weight=0.2, input_shape=(3,))]).build()
+    layer = model[0]
+    randomise_posterior(layer, rho_range=(-14.0, -13.0))  # sample noise negligible
+    with torch.no_grad():
+        data = F.mse_loss(F.linear(x, layer.weight_mu, layer.bias_mu), y).item()
+        kl = layer.kl_divergence().item()
+    model.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.0}}, loss="mse")
+    scales = Scales()
+    history = model.fit(x, y, batch_size="full", epochs=4, verbose=0, callbacks=[KLAnnealing(3), scales])
+    assert scales.seen == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    expected = [data + s * 0.2 * kl for s in scales.seen]
+    assert history.history["loss"] == pytest.approx(expected, rel=1e-5)
+    assert layer.kl_scale == 1.0  # back to the full term once training ends
+
+
+def test_kl_annealing_needs_epochs_and_a_variational_layer():
+    from deepfield.training import KLAnnealing
+
+    with pytest.raises(DeepfieldError, match="KLAnnealing needs a positive number of epochs, got 0"):
+        KLAnnealing(0)
+    model = Sequential([Dense(1, input_shape=(3,))]).compile(optimizer="sgd", loss="mse")
+    with pytest.raises(DeepfieldError, match="KLAnnealing: the model has no variational"):
+        model.fit(torch.randn(4, 3), torch.randn(4, 1), verbose=0, callbacks=[KLAnnealing(2)])

@@ -9,7 +9,9 @@
   ``mu`` starts from the deterministic layer's initialiser, ``sigma`` at ``posterior_sigma``;
 * ``kl_weight``: :meth:`~_Variational.auxiliary_loss` is ``kl_weight * KL(q || p)``, which
   the training engine adds to the data loss. With ``kl_weight = 1 / N_train`` the loss is
-  mean NLL + KL / N, the negative ELBO per training sample.
+  mean NLL + KL / N, the negative ELBO per training sample. A plain attribute ``kl_scale``
+  (1, not saved) multiplies it during training: :class:`~deepfield.training.callbacks.KLAnnealing`
+  ramps it up over the first epochs.
 
 Parameters (``state_dict`` keys): ``weight_mu``, ``weight_rho``, ``bias_mu``, ``bias_rho``,
 each with the deterministic layer's shape, so a layer has twice the parameters of its
@@ -65,6 +67,7 @@ class _Variational(Layer):
     """
 
     stochastic: bool = False  # set True on an instance to sample in eval mode (MC prediction)
+    kl_scale: float = 1.0  # set on an instance to scale its KL term for a while (KL annealing)
 
     def _init_variational(self, prior_sigma: float, posterior_sigma: float, kl_weight: float) -> None:
         settings = _check_settings(type(self).__name__, prior_sigma, posterior_sigma, kl_weight)
@@ -142,8 +145,8 @@ class _Variational(Layer):
         return total
 
     def auxiliary_loss(self) -> torch.Tensor:
-        """``kl_weight * kl_divergence()``: what the training engine adds to the data loss."""
-        return self.kl_weight * self.kl_divergence()
+        """``kl_scale * kl_weight * kl_divergence()``: what the training engine adds to the data loss."""
+        return (self.kl_scale * self.kl_weight) * self.kl_divergence()
 
 
 class BayesianDense(_Variational, Dense):

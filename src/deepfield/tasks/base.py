@@ -121,8 +121,8 @@ class Task:
 
         With ``model.bayesian`` set, its Dense and Conv layers become variational
         (:func:`~deepfield.models.bayesian.bayesianize`) and the KL term is weighted by
-        1 / (training samples): the loss is mean data loss + KL / N, the negative ELBO per
-        sample when the data loss is a negative log-likelihood.
+        ``kl_scale`` / (training samples): with ``kl_scale`` 1 the loss is mean data loss +
+        KL / N, the negative ELBO per sample when the data loss is a negative log-likelihood.
         """
         n_outputs, activation = self.head(prepared)
         builder = zoo.PRESETS.get(zoo.ALIASES.get(config.model.preset, config.model.preset))
@@ -138,4 +138,4 @@ class Task:
         if bayesian is None:
             return model
         return bayesianize(model, prior_sigma=bayesian.prior_sigma, posterior_sigma=bayesian.posterior_sigma,
-                           kl_weight=1.0 / len(prepared.x["train"]))
+                           kl_weight=bayesian.kl_scale / len(prepared.x["train"]))

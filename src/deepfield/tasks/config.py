@@ -72,11 +72,16 @@ class BayesianConfig(Strict):
     """Bayes by backprop: every Dense/Conv of the preset becomes a variational layer.
 
     Each weight gets a Gaussian posterior and a ``N(0, prior_sigma²)`` prior; the KL
-    term, weighted by 1/(training samples), is added to the loss.
+    term, weighted by ``kl_scale`` / (training samples), is added to the loss. A network of
+    millions of weights trained on thousands of objects has a KL term far above its data
+    loss: ``kl_scale`` < 1 tempers it (a "cold posterior"), ``kl_anneal_epochs`` ramps it
+    up from 0 so that the network first learns the data.
     """
 
     prior_sigma: float = Field(1.0, gt=0)
     posterior_sigma: float = Field(1e-3, gt=0, description="the posterior's initial standard deviation")
+    kl_scale: float = Field(1.0, gt=0, description="multiplies the KL weight 1/N (below 1: tempered)")
+    kl_anneal_epochs: int = Field(0, ge=0, description="ramp the KL term up linearly over this many epochs")
 
 
 class UncertaintyConfig(Strict):

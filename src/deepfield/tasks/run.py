@@ -38,7 +38,7 @@ from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
-                                ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
+                                KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
 from deepfield.training.mc_dropout import MCPrediction
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
@@ -187,6 +187,8 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                  BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
     if config.training.reduce_lr:
         callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
+    if config.model.bayesian is not None and config.model.bayesian.kl_anneal_epochs:
+        callbacks.append(KLAnnealing(config.model.bayesian.kl_anneal_epochs))
     if config.training.early_stopping:
         callbacks.append(EarlyStopping(patience=config.training.early_stopping, restore_best_weights=True))
     norms = gradient_norm_logger(config, len(prepared.x["train"]))

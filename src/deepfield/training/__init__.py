@@ -14,6 +14,7 @@ from deepfield.training.callbacks import (
     CSVLogger,
     EarlyStopping,
     History,
+    KLAnnealing,
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
@@ -28,6 +29,6 @@ from deepfield.training.keras import KerasModelMixin, Model, Sequential
 __all__ = [
     "losses", "metrics", "optimizers", "Engine", "KerasModelMixin", "Model", "Sequential",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "CSVLogger",
-    "TerminateOnNaN", "LearningRateScheduler", "BackupAndRestore", "GradientNormLogger",
+    "TerminateOnNaN", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
     "load_state", "save_state", "resolve_device",
 ]

@@ -2,10 +2,10 @@
 from deepfield.training.callbacks.base import Callback, CallbackList, History, Monitor
 from deepfield.training.callbacks.csv_logger import CSVLogger
 from deepfield.training.callbacks.saving import BackupAndRestore, ModelCheckpoint
-from deepfield.training.callbacks.schedules import LearningRateScheduler, ReduceLROnPlateau
+from deepfield.training.callbacks.schedules import KLAnnealing, LearningRateScheduler, ReduceLROnPlateau
 from deepfield.training.callbacks.stopping import EarlyStopping, TerminateOnNaN
 
 __all__ = [
     "Callback", "CallbackList", "History", "Monitor", "CSVLogger", "BackupAndRestore", "ModelCheckpoint",
-    "LearningRateScheduler", "ReduceLROnPlateau", "EarlyStopping", "TerminateOnNaN",
+    "KLAnnealing", "LearningRateScheduler", "ReduceLROnPlateau", "EarlyStopping", "TerminateOnNaN",
 ]

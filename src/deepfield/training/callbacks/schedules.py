@@ -1,4 +1,5 @@
-"""Learning-rate callbacks: LearningRateScheduler (per epoch) and ReduceLROnPlateau."""
+"""Schedules: the learning rate (LearningRateScheduler per epoch, ReduceLROnPlateau) and the
+KL term of variational layers (KLAnnealing)."""
 from __future__ import annotations
 
 import inspect
@@ -88,3 +89,33 @@ class ReduceLROnPlateau(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.wait, self.cooldown_counter = state["best"], state["wait"], state["cooldown_counter"]
+
+
+class KLAnnealing(Callback):
+    """Ramp the KL term of variational layers up linearly over the first ``epochs`` epochs.
+
+    In epoch ``e`` (from 0) each layer with a ``kl_scale`` attribute (the Bayesian layers of
+    :mod:`deepfield.models.bayesian`) has ``kl_scale = min(1, (e + 1) / epochs)``: the network
+    first fits the data, then the prior pulls the posteriors in (Blundell et al. 2015 §3.4;
+    Sønderby et al. 2016's warm-up). Set from the epoch number, so a resumed run gets the
+    same scale; back to 1 when training ends.
+    """
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise DeepfieldError(f"KLAnnealing needs a positive number of epochs, got {epochs!r}")
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        self._set(min(1.0, (epoch + 1) / self.epochs))
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        self._set(1.0)
+
+    def _set(self, scale: float) -> None:
+        layers = [m for m in self.engine.model.modules() if hasattr(m, "kl_scale")]
+        if not layers:
+            raise DeepfieldError("KLAnnealing: the model has no variational (Bayesian) layer")
+        for layer in layers:
+            layer.kl_scale = scale
