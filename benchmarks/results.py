@@ -5,6 +5,8 @@ import os
 import platform
 from pathlib import Path
 
+import torch
+
 from deepfield.atomic import write_text
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -28,10 +30,8 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, python {platform.python_version()}"
 
 
-def device_name(device: "torch.device") -> str:
+def device_name(device: torch.device) -> str:
     """What a benchmark ran on: the GPU's model and CUDA version, or "CPU"."""
-    import torch
-
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     return device.type.upper()
@@ -46,9 +46,7 @@ def add_section(section: str) -> None:
     write_text(RESULTS, TITLE + "\n" + section.strip() + "\n" + "".join("\n## " + part for part in kept))
 
 
-def synchronize(device: "torch.device") -> None:
+def synchronize(device: torch.device) -> None:
     """Wait for the GPU's queued work (a timer must not stop while kernels still run)."""
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -3,6 +3,9 @@
 Every user-fixable problem arrives as a DeepfieldError and is printed as one
 line on stderr with exit code 2; an unexpected failure prints one line too
 (set DEEPFIELD_DEBUG=1 to see the traceback).
+
+Each command imports the modules it calls in its body: ``deepfield --help`` and the light
+commands do not load scikit-learn, matplotlib, GalSim and captum (about 2 s of imports).
 """
 from __future__ import annotations
 
@@ -12,30 +15,14 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import track
 
-from deepfield.analysis import trace as glass_box
 from deepfield.cli.common import console, parse_range, parse_shape, split_list
 from deepfield.cli.playground import playground_app
-from deepfield.data.catalogues import read_catalogue
-from deepfield.data.photometry import Cleaning, load_photometry
-from deepfield.data.simulate import ARTEFACTS, simulate_morphology, simulate_photoz, simulate_quality
-from deepfield.data.images import write_skip_report
-from deepfield.data.sources import open_images
 from deepfield.errors import DeepfieldError
-from deepfield.models import serialization, zoo
-from deepfield.models.summary import summarize
-from deepfield.report.html import write_report
-from deepfield.tasks.config import OcclusionConfig, load_config
-from deepfield.tasks.demo import run_demo
-from deepfield.tasks.explain import METHODS as EXPLAIN_METHODS
-from deepfield.training import distributed
-from deepfield.tasks.run import (baselines_run, evaluate_run, explain_run, features_run, predict_run,
-                                 train as train_run)
+from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
 
 app = typer.Typer(
     add_completion=False,
@@ -67,6 +54,9 @@ def summary(
     input_shape: Annotated[Optional[str], typer.Option(help="one sample's shape, channels first: 1x64x64")] = None,
 ) -> None:
     """Print a model's Keras-style summary: output shapes, parameters, multiply-adds, memory."""
+    from deepfield.models import serialization, zoo
+    from deepfield.models.summary import summarize
+
     shape = parse_shape(input_shape) if input_shape else None
     if Path(model).is_dir():
         net = serialization.load_model(model)
@@ -81,6 +71,8 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
 ) -> None:
     """One training step of a small dense network, neuron by neuron (default: the course's example)."""
+    from deepfield.analysis import trace as glass_box
+
     chosen = glass_box.load_trace_spec(spec) if spec else glass_box.course_example()
     result = glass_box.run_trace(chosen)
     if as_json:
@@ -95,6 +87,8 @@ TORCHRUN = ("torchrun --nnodes {nodes} --nproc-per-node {devices} --node-rank K 
 
 def _train_process(config: str, overrides: list[str]) -> str | None:
     """One process of `deepfield train --devices N`: train; a user error comes back as its message."""
+    from deepfield.tasks.run import train as train_run
+
     try:
         train_run(load_config(Path(config), overrides), console=console)
     except DeepfieldError as exc:
@@ -118,6 +112,9 @@ def train(
     With --devices N the training runs data-parallel in N processes with the same results
     as one (same seed, same global batch); only the first process writes the run folder.
     """
+    from deepfield.tasks.run import train as train_run
+    from deepfield.training import distributed
+
     overrides = overrides or []
     run_config = load_config(config, overrides)
     if distributed.under_launcher():  # started by torchrun: this is one of the processes
@@ -156,6 +153,8 @@ def baseline(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value, e.g. baselines.learners=[knn]")] = None,
 ) -> None:
     """Classical baselines (HOG, CAS, colours + SVM, forests, kNN) on the network's exact split."""
+    from deepfield.tasks.run import baselines_run
+
     out = baselines_run(load_config(config, overrides or []), console=console)
     rows = json.loads((out / "metrics.json").read_text())["baselines"]
     for row in rows:
@@ -171,6 +170,8 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="another labelled file, read like the training data")] = None,
 ) -> None:
     """Metrics of a trained run on its test part, or on another labelled file."""
+    from deepfield.tasks.run import evaluate_run
+
     metrics = evaluate_run(run, data)
     for key, value in metrics.items():
         if isinstance(value, (int, float)):
@@ -184,6 +185,8 @@ def predict(
     out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
 ) -> None:
     """Predict every object of DATA with a trained run; write a table with their ids."""
+    from deepfield.tasks.run import predict_run
+
     console.print(f"wrote {predict_run(run, data, out)}")
 
 
@@ -196,6 +199,8 @@ def features(
                                                        "default: the one before the head")] = None,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
+    from deepfield.tasks.run import features_run
+
     console.print(f"wrote {features_run(run, data, out, layer)}")
 
 
@@ -212,6 +217,8 @@ def explain(
     fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
 ) -> None:
     """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
+    from deepfield.tasks.run import explain_run
+
     folder = explain_run(run, data, out, split_list(method), layer=layer, per_class=per_class,
                          occlusion=OcclusionConfig(size=size, stride=stride, fill=fill))
     console.print(f"wrote {folder / 'explain.json'} and its figures")
@@ -220,6 +227,8 @@ def explain(
 @app.command()
 def report(run: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     """(Re)write RUN/report.html: one self-contained HTML file with every figure embedded."""
+    from deepfield.report.html import write_report
+
     console.print(f"wrote {write_report(run)}")
 
 
@@ -230,6 +239,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """The main job: the backprop example, a simulated sky, a network trained on it, its report."""
+    from deepfield.tasks.demo import run_demo
+
     run_demo(out=out, epochs=epochs, seed=seed, console=console)
 
 
@@ -243,6 +254,12 @@ def inspect_images(
     skip_bad: Annotated[bool, typer.Option(help="skip bad objects; list them in NAME.skipped.csv here")] = False,
 ) -> None:
     """Open an image set: count, stamp shape, bands, classes, bad objects."""
+    import numpy as np
+    from rich.progress import track
+
+    from deepfield.data.images import write_skip_report
+    from deepfield.data.sources import open_images
+
     reader = open_images(path, split_list(bands), labels=labels, channels=channels, pattern=pattern,
                          on_error="skip" if skip_bad else "raise")
     for index in track(range(len(reader)), description="reading every object", console=console, transient=True):
@@ -270,6 +287,9 @@ def inspect_catalogue(
     group: Annotated[Optional[str], typer.Option(help="HDF5 group holding the columns")] = None,
 ) -> None:
     """Read a catalogue: rows, columns, and (with --bands) the non-detection cleaning report."""
+    from deepfield.data.catalogues import read_catalogue
+    from deepfield.data.photometry import Cleaning, load_photometry
+
     table = read_catalogue(path, group=group)
     console.print(f"{path}: {len(table)} rows, columns: {', '.join(table.colnames)}", highlight=False)
     if bands:
@@ -281,6 +301,8 @@ def inspect_catalogue(
 def simulate_morphology_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
                             snr: SNR = "20,200", workers: WORKERS = None) -> None:
     """Multi-band stamps of spheroids, disks, irregulars, point sources and mergers, with truth."""
+    from deepfield.data.simulate import simulate_morphology
+
     path = simulate_morphology(n, out, size=size, bands=split_list(bands), seed=seed,
                                snr=parse_range(snr, "--snr"), workers=workers)
     console.print(f"wrote {path}: {n} stamps of {bands} x {size}x{size}")
@@ -290,10 +312,14 @@ def simulate_morphology_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r
 def simulate_quality_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
                          snr: SNR = "20,200", workers: WORKERS = None,
                          spoiled_fraction: Annotated[float, typer.Option(help="fraction of spoiled stamps")] = 0.5,
-                         artefacts: Annotated[str, typer.Option(help="artefact kinds")] = ",".join(ARTEFACTS)) -> None:
+                         artefacts: Annotated[str, typer.Option(help="artefact kinds, comma-separated, or all")] = "all"
+                         ) -> None:
     """The same galaxies, clean or spoiled by cosmic rays, trails, bad columns, saturation, ghosts."""
+    from deepfield.data.simulate import ARTEFACTS, simulate_quality
+
     path = simulate_quality(n, out, size=size, bands=split_list(bands), seed=seed, snr=parse_range(snr, "--snr"),
-                            spoiled_fraction=spoiled_fraction, artefacts=tuple(split_list(artefacts) or ()),
+                            spoiled_fraction=spoiled_fraction,
+                            artefacts=tuple(ARTEFACTS) if artefacts == "all" else tuple(split_list(artefacts) or ()),
                             workers=workers)
     console.print(f"wrote {path}: {n} stamps, {spoiled_fraction:.0%} spoiled")
 
@@ -304,6 +330,8 @@ def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,
                         stamps: Annotated[bool, typer.Option(help="also draw matching stamps")] = False,
                         size: SIZE = 32) -> None:
     """A catalogue of redshifts and LSST magnitudes from CWW templates (optionally with stamps)."""
+    from deepfield.data.simulate import simulate_photoz
+
     path = simulate_photoz(n, out, seed=seed, bands="".join(split_list(bands) or ()), mag_limit=mag_limit,
                            stamps=stamps, size=size, workers=workers)
     console.print(f"wrote {path}: {n} galaxies in {bands}")

@@ -1,4 +1,7 @@
-"""``deepfield playground ...``: watch a network learn (thin: parses, calls deepfield.tasks.playground, prints)."""
+"""``deepfield playground ...``: watch a network learn (thin: parses, calls deepfield.tasks.playground, prints).
+
+The task module is imported inside each command, as in :mod:`deepfield.cli.app`: the CLI starts fast.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +11,6 @@ import typer
 from rich.table import Table
 
 from deepfield.cli.common import console, parse_batch_size, parse_numbers, parse_range, split_list
-from deepfield.tasks import playground
 
 playground_app = typer.Typer(no_args_is_help=True, help="Watch a network learn: optimiser paths, decision "
                                                         "boundaries, sweeps, vanishing gradients.")
@@ -31,6 +33,8 @@ def playground_optimizers(
 ) -> None:
     """The paths of several optimisers from the same start, on the contours of a 2-D surface."""
     point = parse_range(start, "--start", "x,y (e.g. 1,1.5)") if start else None
+    from deepfield.tasks import playground
+
     summary = playground.optimizers_playground(surface, out, split_list(optimizers), lr, steps, point)
     table = Table("optimizer", "lr", "steps to tolerance", "final value", "diverged", title=f"{summary['surface']}")
     for name, row in summary["optimizers"].items():
@@ -58,6 +62,8 @@ def playground_learn(
     out: PLAY_OUT = Path("playground-learn"),
 ) -> None:
     """A small network learning a 2-D classification: its decision boundary and loss, frame by frame."""
+    from deepfield.tasks import playground
+
     x, y = playground.toy_data(data, seed=seed)
     summary = playground.learn_playground(
         x, y, out, hidden=tuple(parse_numbers(hidden, "--hidden")), activation=activation,
@@ -80,6 +86,8 @@ def playground_sweep(
     out: PLAY_OUT = Path("playground-sweep"),
 ) -> None:
     """The same network over learning rates x initialisations x batch sizes: final loss and accuracy."""
+    from deepfield.tasks import playground
+
     x, y = playground.toy_data(data, seed=seed)
     summary = playground.sweep_playground(
         x, y, out, learning_rates=parse_numbers(lrs, "--lrs", float), initializers=split_list(inits) or [],
@@ -98,6 +106,8 @@ def playground_depth(
     out: PLAY_OUT = Path("playground-depth"),
 ) -> None:
     """Deep stacks with sigmoid or ReLU, He initialisation, batch norm: per-layer gradient norms side by side."""
+    from deepfield.tasks import playground
+
     summary = playground.depth_playground(out, variants=split_list(variants) or [], depth=depth, seed=seed)
     table = Table("variant", "first / last hidden layer gradient", "training loss", title=f"{depth} hidden layers")
     for name, row in summary["variants"].items():

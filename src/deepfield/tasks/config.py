@@ -152,6 +152,11 @@ class OcclusionConfig(Strict):
     fill: float | list[float] = 0.0
 
 
+EXPLAIN_METHODS = ("filters", "feature-maps", "patches", "saliency", "integrated-gradients", "guided-backprop",
+                   "deconvnet", "occlusion", "class-model")
+"""The explain methods, in the order they run; ``all`` is every one (:mod:`deepfield.tasks.explain`)."""
+
+
 class ExplainConfig(Strict):
     """Looking inside the network (``deepfield explain``; with ``run: true`` also at the end of
     ``deepfield train``, on a few test stamps per class, into the report's Explain section)."""

@@ -31,12 +31,10 @@ from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.report.figures.explain_maps import MAX_ROWS
 from deepfield.report.figures import (plot_attributions, plot_class_models, plot_feature_maps, plot_filter_mosaic,
                                       plot_strongest_patches)
+from deepfield.tasks.config import EXPLAIN_METHODS as METHODS
 from deepfield.tasks.config import ExplainConfig
 from deepfield.training import Engine
 
-METHODS = ("filters", "feature-maps", "patches", "saliency", "integrated-gradients", "guided-backprop", "deconvnet",
-           "occlusion", "class-model")
-"""The methods, in the order they run; ``all`` is every one."""
 ATTRIBUTIONS = ("saliency", "integrated-gradients", "guided-backprop", "deconvnet", "occlusion")
 """The methods drawn together, one column each, over the chosen stamps."""
 
