@@ -22,7 +22,9 @@ jit_compile         off                                   off
 
 ``jit_compile`` (Keras's name) stays off unless asked for: ``torch.compile`` spends tens of
 seconds compiling, again for every new batch shape (the last batch of an epoch, evaluation),
-which the runs of a course-sized network do not win back.
+which the runs of a course-sized network do not win back. Compiled, random ops (dropout)
+draw from inductor's own generator, so results are not bitwise those of eager mode
+(``torch._inductor.config.fallback_random = True`` makes them draw from torch's).
 """
 from __future__ import annotations
 
