@@ -132,7 +132,8 @@ def prepare_arrays(x: Any, y: Any, device: torch.device, prefix: str = "") -> tu
     x_name, y_name = f"{prefix}x", f"{prefix}y"
     xt = as_tensor(x, x_name)
     yt = None if y is None else as_tensor(y, y_name, labels=True)
-    home = resident_device(xt.nbytes + (yt.nbytes if yt is not None else 0), device)
+    home = device if xt.device.type == device.type else (  # data handed over on the GPU stay there
+        resident_device(xt.nbytes + (yt.nbytes if yt is not None else 0), device))
     xt = _resident(xt, home, device)
     check_finite(xt, x_name)
     if yt is None:
