@@ -187,3 +187,14 @@ def test_a_catalogue_run_predicts_from_a_table_as_the_cli_does(tmp_path):
     for name in cli.colnames[1:]:
         np.testing.assert_allclose(table[name], cli[name], rtol=1e-5, atol=1e-6, err_msg=name)
     assert [str(i) for i in cli["id"]] == list(table["id"])
+
+
+def test_the_readme_example_runs_as_written(tree, tmp_path, monkeypatch, readme_python):
+    root, new = tree
+    shutil.copytree(root / "a" / "run", tmp_path / "runs" / "morphology")
+    shutil.copy(new, tmp_path / "new_stamps.h5")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(readme_python("df.load_run("), "README.md", "exec"), namespace)
+    assert len(namespace["table"]) == 12 and 0.0 <= namespace["metrics"]["accuracy"] <= 1.0
+    assert (tmp_path / "look" / "explain.json").is_file()
