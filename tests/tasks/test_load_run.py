@@ -20,6 +20,7 @@ from deepfield.models.serialization import BareNetworkWarning, load_model
 from deepfield.tasks import run_paths
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
+from deepfield.tasks.tabular import Tabular
 
 
 def deepfield(*args, cwd):
@@ -116,7 +117,7 @@ def test_a_run_moved_with_its_data_evaluates_predicts_and_explains_from_anywhere
 def test_the_bare_network_predicts_differently_and_says_so(tree):
     root, new = tree
     run = root / "a" / "run"
-    with pytest.warns(BareNetworkWarning, match=r"bare network, without the run's normalisation.*"
+    with pytest.warns(BareNetworkWarning, match=r"bare network, without the run's input preparation \(normalisation and stretch.*"
                                                 r"deepfield.load_run\(.*\)\.predict"):
         bare = load_model(run)
     stamps = raw_stamps(new)
@@ -198,3 +199,18 @@ def test_the_readme_example_runs_as_written(tree, tmp_path, monkeypatch, readme_
     exec(compile(readme_python("df.load_run("), "README.md", "exec"), namespace)
     assert len(namespace["table"]) == 12 and 0.0 <= namespace["metrics"]["accuracy"] <= 1.0
     assert (tmp_path / "look" / "explain.json").is_file()
+
+
+def test_a_table_in_memory_is_prepared_as_the_same_rows_read_from_a_file(tmp_path):
+    rng = np.random.default_rng(0)
+    table = Table({"a": rng.normal(size=40), "b": rng.normal(size=40) * 5 + 2, "y": rng.normal(size=40)})
+    table["b"][3] = np.nan  # an incomplete row is left out, in memory as from the file
+    table.write(tmp_path / "t.csv", format="ascii.csv")
+    config = load_config(None, document={"task": "tabular", "data": {"path": str(tmp_path / "t.csv"), "target": "y"}})
+    task = Tabular()
+    info = task.prepare(config).info
+    from_file = task.read_new(config, info, tmp_path / "t.csv", labelled=False)
+    in_memory = task.read_values(config, info, {name: table[name] for name in ("a", "b")})
+    assert len(in_memory.x) == 39 and 3 not in in_memory.ids
+    np.testing.assert_allclose(in_memory.x, from_file.x, rtol=1e-6)
+    np.testing.assert_array_equal(in_memory.ids, from_file.ids)

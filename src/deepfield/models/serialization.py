@@ -159,10 +159,11 @@ RUN_FILES = ("config.yaml", "prepared.json")
 def warn_if_run(folder: str | os.PathLike[str]) -> None:
     """Warn (:class:`BareNetworkWarning`) when ``folder`` is a run folder loaded as a bare network."""
     if all((Path(folder) / name).is_file() for name in RUN_FILES):
-        warnings.warn(f"{folder} is a run folder: this loads the bare network, without the run's normalisation "
-                      "and stretch (its inputs must already be prepared as in training), so its predictions on raw "
-                      f"data differ from `deepfield predict`'s; for those use deepfield.load_run({str(folder)!r})"
-                      ".predict(...)", BareNetworkWarning, stacklevel=3)
+        warnings.warn(f"{folder} is a run folder: this loads the bare network, without the run's input "
+                      "preparation (normalisation and stretch of stamps, scaling of catalogue features): its inputs "
+                      "must already be prepared as in training, and its predictions on raw data differ from "
+                      f"`deepfield predict`'s; for those use deepfield.load_run({str(folder)!r}).predict(...)",
+                      BareNetworkWarning, stacklevel=3)
 
 
 @overload
