@@ -22,7 +22,7 @@ from rich.console import Console
 
 from deepfield.analysis.layer_features import default_layer, layer_features
 from deepfield.data.simulate import simulate_morphology
-from deepfield.models.serialization import load_model
+from deepfield.models.serialization import load_network
 from deepfield.tasks.baselines.runner import image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import task_for, train
@@ -49,7 +49,7 @@ def main() -> None:
         network_seconds = time.perf_counter() - started
         prepared = task_for(config).prepare(config)  # the same seeded split the network used
         rows = image_baselines(prepared, ("hog", "morphology"), ("svm_rbf",), seed=0)
-        model = load_model(out)
+        model = load_network(out)  # the bare network, on the prepared split
         layer = default_layer(model)
         transfer = {part: layer_features(model, prepared.x[part], layer) for part in ("train", "test")}
         (y_train, kind), (y_test, _) = prepared_targets(prepared, "train"), prepared_targets(prepared, "test")

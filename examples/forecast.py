@@ -20,11 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from deepfield.models.serialization import load_model
 from deepfield.tasks.config import load_config
 from deepfield.tasks.forecast import (DISTRICTS, MAJORITY, PAST_ELECTIONS, TARGET, forecast_seats,
                                       plot_seat_distribution, simulate_elections)
-from deepfield.tasks.run import train
+from deepfield.tasks.run import load_run, train
 
 CONFIG = Path(__file__).with_name("forecast.yaml")
 
@@ -45,9 +44,9 @@ def train_models(history: Path, out: Path, epochs: int, console: Console) -> dic
 
 def forecast(run: Path, upcoming, poll_sigma: float, samples: int, seed: int) -> dict:
     """The seat forecast of one run for the upcoming election."""
-    info = json.loads((run / "prepared.json").read_text())
+    trained = load_run(run)  # the network with the run's feature standardisation (info)
     rmse = json.loads((run / "metrics.json").read_text())["rmse"]  # the district scatter the network misses
-    return forecast_seats(load_model(run), info, upcoming, swing_sigma=poll_sigma, noise_sigma=rmse,
+    return forecast_seats(trained.models[0], trained.info, upcoming, swing_sigma=poll_sigma, noise_sigma=rmse,
                           samples=samples, seed=seed)
 
 

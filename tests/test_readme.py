@@ -1,21 +1,16 @@
-"""The README's first Python example runs as written (on small random data)."""
-import re
-from pathlib import Path
-
+"""The README's Python examples run as written (on small random data; the run example in tests/tasks/test_load_run.py)."""
 import numpy as np
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 
-
-def test_readme_python_example_runs(tmp_path, monkeypatch):
-    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+def test_readme_python_example_runs(tmp_path, monkeypatch, readme_python):
+    block = readme_python("model = df.Sequential()")
     block = block.replace("epochs=20", "epochs=2")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(48, 1, 64, 64)).astype(np.float32)
     y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.float32)
     namespace = {"x": x, "y": y, "x_test": x[:16], "y_test": y[:16], "x_new": x[:4]}
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, str(README), "exec"), namespace)
+    exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["p"].shape == (4, 1)
     assert set(namespace["history"].history) >= {"loss", "accuracy", "auc", "val_loss"}
     assert (tmp_path / "runs" / "my-cnn" / "weights.safetensors").is_file()

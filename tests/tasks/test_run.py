@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from deepfield.data.simulate import simulate_morphology, simulate_quality
-from deepfield.models.serialization import load_model
+from deepfield.models.serialization import load_network
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 from deepfield.training.device import cpu_has_amx
@@ -38,7 +38,7 @@ def test_morphology_run_writes_the_run_folder(sky, tmp_path):
         "spheroid", "disk", "irregular", "point", "merger"}
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["test"]["accuracy"] == pytest.approx(metrics["accuracy"])
     assert len((out / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
-    model = load_model(out)  # the saved network reads back
+    model = load_network(out)  # the saved network reads back
     assert sum(p.numel() for p in model.parameters()) > 0
     html = (out / "report.html").read_text()
     assert "Confusion matrix" in html or "confusion" in html.lower()

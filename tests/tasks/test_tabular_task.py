@@ -8,7 +8,7 @@ from astropy.table import Table
 from torch import nn
 
 from deepfield.errors import DeepfieldError
-from deepfield.models.serialization import load_model
+from deepfield.models.serialization import load_network
 from deepfield.tasks.config import load_config
 from deepfield.tasks.forecast import (PAST_ELECTIONS, forecast_seats, plot_seat_distribution, sample_outputs,
                                       seat_distribution, simulate_elections)
@@ -48,7 +48,7 @@ def test_regression_learns_a_known_function_in_the_targets_units(tmp_path):
     task = Tabular()
     new = task.read_new(config_for(tmp_path, {"path": str(path), "target": "y"}), info, path, labelled=False)
     assert len(new.ids) == 798 and 5 not in new.ids and 9 not in new.ids
-    predicted = task.describe(Engine(load_model(out)).predict(new.x, verbose=0), info)["predicted_y"]
+    predicted = task.describe(Engine(load_network(out)).predict(new.x, verbose=0), info)["predicted_y"]
     assert np.mean(np.abs(predicted - y[new.ids])) == pytest.approx(metrics["mae"], rel=0.5)
 
 
@@ -137,7 +137,7 @@ def election_run(tmp_path_factory):
     config = config_for(folder, {"path": str(folder / "elections.csv"), "target": "dem_share", "features": features},
                         epochs=15, dropout=0.1)
     out = train(config, verbose=0)
-    return load_model(out), json.loads((out / "prepared.json").read_text()), elections
+    return load_network(out), json.loads((out / "prepared.json").read_text()), elections
 
 
 def test_without_uncertainty_the_seats_are_the_deterministic_count(election_run):

@@ -9,7 +9,7 @@ from deepfield.data.simulate import simulate_morphology, simulate_photoz
 from deepfield.errors import DeepfieldError
 from deepfield.models.bayesian import is_stochastic_layer
 from deepfield.tasks.config import load_config
-from deepfield.tasks.run import evaluate_run, open_run, predict_run, train
+from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
 
 LSST = {"mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"}
 
@@ -70,7 +70,7 @@ def test_a_deterministic_classifier_still_gets_its_calibration(sky, tmp_path):
 def test_heteroscedastic_photoz_reports_aleatoric_and_epistemic_error(catalogue, tmp_path):
     config = photoz(catalogue, tmp_path / "run", uncertainty={"heteroscedastic": True, "mc_samples": 8})
     out = train(config, verbose=0)
-    head = [m for m in open_run(out).models[0].modules() if hasattr(m, "units")][-1]
+    head = [m for m in load_run(out).models[0].modules() if hasattr(m, "units")][-1]
     assert head.units == 2  # mean | log-variance
     metrics = json.loads((out / "metrics.json").read_text())
     u = metrics["uncertainty"]
@@ -112,7 +112,7 @@ def test_the_bayesian_switch_trains_variational_layers_and_samples_them(catalogu
     config = photoz(catalogue, tmp_path / "run", model={"preset": "mlp", "bayesian": {"prior_sigma": 0.5}},
                     uncertainty={"mc_samples": 10})
     out = train(config, verbose=0)
-    model = open_run(out).models[0]
+    model = load_run(out).models[0]
     layers = [m for m in model.modules() if is_stochastic_layer(m)]
     assert layers and all(m.prior_sigma == 0.5 and m.kl_weight == pytest.approx(1 / 350) for m in layers)
     u = json.loads((out / "metrics.json").read_text())["uncertainty"]

@@ -59,7 +59,7 @@ def summary(
 
     shape = parse_shape(input_shape) if input_shape else None
     if Path(model).is_dir():
-        net = serialization.load_model(model)
+        net = serialization.load_network(model)  # the architecture, not predictions: no warning
     else:
         net = zoo.get(model, **({"input_shape": shape} if shape else {}))
     summarize(net, shape).print()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TypeVar, overload
 
@@ -147,6 +148,24 @@ def _reapply_bayesian(model: nn.Module, settings: object) -> None:
     bayesianize(model, **settings)
 
 
+class BareNetworkWarning(UserWarning):
+    """A run folder was loaded as a bare network, without the run's input preparation."""
+
+
+RUN_FILES = ("config.yaml", "prepared.json")
+"""What makes a folder a run (``deepfield train``), not only a saved model."""
+
+
+def warn_if_run(folder: str | os.PathLike[str]) -> None:
+    """Warn (:class:`BareNetworkWarning`) when ``folder`` is a run folder loaded as a bare network."""
+    if all((Path(folder) / name).is_file() for name in RUN_FILES):
+        warnings.warn(f"{folder} is a run folder: this loads the bare network, without the run's input "
+                      "preparation (normalisation and stretch of stamps, scaling of catalogue features): its inputs "
+                      "must already be prepared as in training, and its predictions on raw data differ from "
+                      f"`deepfield predict`'s; for those use deepfield.load_run({str(folder)!r}).predict(...)",
+                      BareNetworkWarning, stacklevel=3)
+
+
 @overload
 def load_model(folder: str | os.PathLike[str]) -> Sequential | PresetModel: ...
 
@@ -156,7 +175,17 @@ def load_model(folder: str | os.PathLike[str], cls: type[M]) -> M: ...
 
 
 def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None) -> Sequential | PresetModel:
-    """Rebuild the model saved in ``folder`` and load its weights.
+    """Rebuild the model saved in ``folder`` and load its weights (:func:`load_network`).
+
+    On a run folder it warns (:class:`BareNetworkWarning`) that this is the bare network:
+    ``deepfield.load_run`` predicts as the CLI does, from raw data.
+    """
+    warn_if_run(folder)
+    return load_network(folder, cls)
+
+
+def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None) -> Sequential | PresetModel:
+    """Rebuild the network saved in ``folder`` and load its weights, silently (a run's own loader).
 
     A Sequential comes back as class ``cls`` (default :class:`Sequential`); a preset saved
     as ``"Preset"`` comes back from the zoo, and then ``cls`` must not be given.

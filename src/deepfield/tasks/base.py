@@ -88,6 +88,11 @@ class Task:
         """Data from another file, prepared exactly as the run's training data (``info``)."""
         raise DeepfieldError(f"task {self.name!r} cannot read new files yet (evaluate without --data works)")
 
+    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
+        """Raw inputs held in memory (stamps as an array, catalogue rows as a table), prepared as
+        :meth:`read_new` prepares a file's; unlabelled, ids are the row indices (or an ``id`` column)."""
+        raise DeepfieldError(f"task {self.name!r} reads files only; pass the path of one")
+
     def new_prepared(self, new: NewData, info: dict[str, Any]) -> Prepared:
         """A labelled new file as the test part of a :class:`Prepared`, for ``analyse``."""
         return Prepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info)

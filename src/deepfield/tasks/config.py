@@ -184,6 +184,9 @@ class RunConfig(Strict):
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     explain: ExplainConfig = ExplainConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
+    data_from_run: dict[Literal["path", "validation", "test"], str] = Field(
+        {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "
+                        "to find the data after the run moved (deepfield.tasks.run_paths); leave it out")
 
     def to_yaml(self) -> str:
         """The resolved config, as saved in the run folder."""

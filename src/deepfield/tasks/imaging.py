@@ -102,6 +102,26 @@ class ImageClassification(Task):
         y = None if labels is None else self.targets(labels, len(info["classes"]))
         return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids))
 
+    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
+        """Raw stamps held in memory (:meth:`raw_stamps`), normalised as :meth:`read_new` does a file's."""
+        stamps = self.raw_stamps(values, config, info)
+        return NewData(x=self.transform(stamps, info), y=None, ids=np.arange(len(stamps)))
+
+    @staticmethod
+    def raw_stamps(values: Any, config: RunConfig, info: dict[str, Any]) -> np.ndarray:
+        """``values`` as raw stamps ``(N, C, H, W)`` float32, the channels the run's bands in order:
+        given so, or ``(N, H, W, C)`` when the run's ``data.channels`` is ``last``, or ``(N, H, W)`` for one band."""
+        stamps = np.asarray(values, dtype=np.float32)
+        bands = info["bands"]
+        if stamps.ndim == 3 and len(bands) == 1:
+            stamps = stamps[:, None]
+        elif stamps.ndim == 4 and config.data.channels == "last":
+            stamps = stamps.transpose(0, 3, 1, 2)
+        if stamps.ndim != 4 or stamps.shape[1] != len(bands):
+            raise DeepfieldError(f"raw stamps of shape {stamps.shape}: expected (N, {len(bands)}, H, W), "
+                                 f"channels first, the run's bands {', '.join(bands)} in that order")
+        return stamps
+
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
         classes = info["classes"]
         if len(classes) == 2:

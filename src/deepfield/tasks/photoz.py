@@ -355,7 +355,23 @@ class PhotoZ(Task):
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> PhotozNewData:
         """Another catalogue prepared with the run's fills and normalisation (``info``)."""
-        rows = read_rows(config.data, path, labelled)
+        return self.new_rows(read_rows(config.data, path, labelled), config, info, labelled)
+
+    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> PhotozNewData:
+        """Catalogue rows held in memory (an astropy ``Table``, or anything it takes), or for a stamp
+        network raw stamps ``(N, C, H, W)`` in the file's flux unit, prepared as :meth:`read_new` does."""
+        if info["inputs"] == "stamps":
+            stamps = ImageClassification.raw_stamps(values, config, info)
+            nan = np.full(len(stamps), np.nan)
+            return PhotozNewData(x=self.normalise(stamps, info), y=None, ids=np.arange(len(stamps)), z=nan,
+                                 magnitude=nan)
+        table = values if isinstance(values, Table) else Table(values)
+        every = np.arange(len(table))
+        return self.new_rows(Rows(Path("<table>"), table, np.full(len(table), np.nan), every, len(table)),
+                             config, info, labelled=False)
+
+    def new_rows(self, rows: Rows, config: RunConfig, info: dict[str, Any], labelled: bool) -> PhotozNewData:
+        """``rows`` prepared with the run's fills and normalisation (``info``)."""
         phot = photometry(rows, config.data, info["bands"], info["fills"])
         x = self.normalise(self.raw_inputs(rows, phot, config.data, info), info)
         return PhotozNewData(x=x, y=targets(rows.z, info) if labelled else None, ids=rows.ids, z=rows.z,

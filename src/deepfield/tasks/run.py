@@ -2,15 +2,21 @@
 
 ``train(config)`` writes ``config.yaml``, ``model.json`` + ``weights.safetensors``,
 ``checkpoints/`` (best, and a backup that makes an interrupted run resume),
-``history.csv``, ``summary.txt``, ``metrics.json``, ``figures/*.png`` and ``report.html``.
+``history.csv``, ``summary.txt``, ``metrics.json``, ``figures/*.png`` and ``report.html``
+(its data paths saved as :mod:`~deepfield.tasks.run_paths` says, so that a moved run finds them).
+
+``load_run(folder)`` gives the trained :class:`Run`; its ``predict``, ``evaluate``, ``explain`` and
+``features`` are what ``deepfield predict / evaluate / explain / features`` call (``predict_run``
+and the others only write their tables).
 """
 from __future__ import annotations
 
 import datetime
 import json
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,8 @@ from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
-from deepfield.tasks.base import Prepared, Task, make_optimizer
+from deepfield.tasks import run_paths
+from deepfield.tasks.base import NewData, Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
@@ -76,7 +83,7 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     out = Path(config.out)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(out / "config.yaml", config.to_yaml())
+        atomic.write_text(out / "config.yaml", run_paths.saved_config(config).to_yaml())
     task = task_for(config)
     started = time.perf_counter()
 
@@ -167,7 +174,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     """
     main = distributed.is_main()
     if config.ensemble > 1 and distributed.broadcast_object(serialization.has_architecture(folder)):
-        return (serialization.load_model(folder) if main else None), 0, {}  # type: ignore[return-value]
+        return (serialization.load_network(folder) if main else None), 0, {}  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
     summary = summarize(model, prepared.input_shape)
@@ -308,9 +315,20 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
 
 
 @dataclass
-class OpenRun:
-    """A trained run: its resolved config, prepared-data record, networks (one, or an ensemble's
-    members), task and fitted temperature (``None``: not calibrated)."""
+class Run:
+    """A trained run as the CLI sees it: ``df.load_run(folder)`` (:func:`load_run`).
+
+    ``predict``, ``evaluate``, ``explain`` and ``features`` apply exactly what ``deepfield
+    predict / evaluate / explain / features`` apply (those commands call them): the run's
+    reader options, its normalisation and stretch fitted on the training part, every network
+    of an ensemble with its MC draws, and the fitted temperature.
+
+    Attributes: ``folder`` (as found), ``config`` (its data paths where they were found,
+    :mod:`~deepfield.tasks.run_paths`), ``info`` (``prepared.json``: bands, classes,
+    normalisation), ``models`` (one network, or an ensemble's members), ``task``,
+    ``temperature`` (``None``: not calibrated) and ``missing`` (training data paths found
+    nowhere: ``{key: [places tried]}``; only evaluating or explaining its own test part needs them).
+    """
 
     folder: Path
     config: RunConfig
@@ -318,13 +336,117 @@ class OpenRun:
     models: list[torch.nn.Module]
     task: Task
     temperature: float | None
+    missing: dict[str, list[Path]] = field(default_factory=dict)
 
-    def predict(self, x: np.ndarray) -> MCPrediction:
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of a classifier, in output order (``None``: a regression)."""
+        return self.info.get("classes")
+
+    @property
+    def bands(self) -> list[str] | None:
+        """The bands (channels, or the photometry's) in input order."""
+        return self.info.get("bands")
+
+    @property
+    def draws(self) -> int:
+        """Predictions pooled per object: networks × MC draws per network (at least 1)."""
+        return len(self.models) * max(draws_per_network(self.config), 1)
+
+    def inputs(self, data: str | os.PathLike[str] | Any, labelled: bool = False) -> NewData:
+        """Network-ready inputs: ``data`` a file (read with the run's reader options) or raw values
+        held in memory (stamps ``(N, C, H, W)`` as an array, catalogue rows as a table:
+        :meth:`Task.read_values`), prepared as the training data was."""
+        if isinstance(data, (str, os.PathLike)):
+            return self.task.read_new(self.config, self.info, Path(data), labelled)
+        return self.task.read_values(self.config, self.info, data)
+
+    def predictive(self, x: np.ndarray) -> MCPrediction:
+        """Every network's draws on network-ready inputs ``x`` (from :meth:`inputs`), pooled."""
         return run_predictive(self.config, self.task, self.models, x, self.info)
 
+    def predict(self, data: str | os.PathLike[str] | Any) -> Table:
+        """The table ``deepfield predict`` writes, for a file or raw values (:meth:`inputs`).
 
-def open_run(run: str | Path) -> OpenRun:
-    """Read a run folder; nothing in it executes code (JSON, YAML and safetensors)."""
+        Columns: ``id`` (text; row indices for values in memory), the task's (``predicted``
+        and ``p_<class>`` probabilities, or the predicted values) and its uncertainty columns
+        (:meth:`Task.describe_uncertainty`: predictive entropy, mutual information, σ...).
+        Meta: ``run``, ``draws`` and the ``temperature`` applied to the calibrated columns.
+        """
+        new = self.inputs(data)
+        prediction = self.predictive(new.x)
+        columns = {**self.task.describe(prediction.mean, self.info),
+                   **self.task.describe_uncertainty(prediction, self.info, self.temperature)}
+        table = Table({"id": np.asarray(new.ids).astype(str), **columns})
+        table.meta.update(run=str(self.folder), draws=self.draws)
+        if self.temperature is not None:
+            table.meta["temperature"] = self.temperature
+        return table
+
+    def training_data(self, what: str = "evaluate another labelled file with --data FILE") -> Prepared:
+        """The run's data prepared (and split) as in training; ``what`` says in the error what else to do."""
+        if self.missing:
+            raise DeepfieldError(run_paths.missing_message(self.folder, self.missing, what))
+        return prepare(self.task, self.config)
+
+    def evaluate(self, data: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """Metrics on the run's own test part, or on the labelled file ``data``, as ``deepfield evaluate``.
+
+        The figures go to ``RUN/figures`` (own test part) or ``RUN/evaluations/<file stem>/``,
+        and the metrics to ``metrics.json`` there (own test part: ``RUN/evaluation.json``).
+        """
+        if data is None:
+            prepared, target = self.training_data(), self.folder / "evaluation.json"
+            figures = self.folder / "figures"
+        else:
+            prepared = self.task.new_prepared(self.inputs(data, labelled=True), self.info)
+            target = self.folder / "evaluations" / Path(data).stem / "metrics.json"
+            figures = target.parent / "figures"
+        metrics = analyse(self.task, self.models, prepared, figures, self.config, self.temperature)
+        atomic.write_text(target, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+        return metrics
+
+    def explain(self, data: str | os.PathLike[str] | Any = None, out: str | os.PathLike[str] = "explain",
+                methods: list[str] | None = None, **settings: Any) -> Path:
+        """Look inside the network (:mod:`deepfield.tasks.explain`) on ``data`` (a file or raw stamps;
+        ``None``: the run's test part) into the folder ``out``, as ``deepfield explain``.
+
+        ``settings`` override the run's ``explain`` config (``layer``, ``per_class``, ``baseline``,
+        ``steps``, ``occlusion``); an ensemble shows its first member.
+        """
+        options = self.config.explain.model_copy(update={k: v for k, v in settings.items() if v is not None})
+        if data is None:
+            prepared = self.training_data("explain another file (deepfield explain RUN FILE)")
+            images, labels = prepared.x["test"], class_labels(self.task, prepared)
+        else:
+            images, labels = self.inputs(data).x, None
+        explain(self.models[0], images, Path(out), options, labels=labels, class_names=self.classes,
+                band_names=self.bands, methods=methods, seed=self.config.seed)
+        return Path(out)
+
+    def features(self, data: str | os.PathLike[str] | Any, layer: str | None = None) -> Table:
+        """The output of one layer of the network for every object of ``data``, as ``deepfield features``.
+
+        ``layer``: a name from :func:`~deepfield.analysis.layer_features.layer_names`; ``None``
+        takes the layer before the head; an ensemble gives its first member's. Columns ``id``
+        and ``f0 .. f{F-1}`` (the layer's output flattened, float32); meta ``run`` and ``layer``.
+        """
+        model = self.models[0]
+        new = self.inputs(data)
+        name = default_layer(model) if layer is None else layer
+        features = layer_features(model, new.x, name, batch_size=256, device=self.config.training.device)
+        table = Table({"id": np.asarray(new.ids).astype(str),
+                       **{f"f{i}": column for i, column in enumerate(features.T)}})
+        table.meta.update(run=str(self.folder), layer=name)
+        return table
+
+
+def load_run(run: str | os.PathLike[str]) -> Run:
+    """Read a run folder, wherever it now is; nothing in it executes code (JSON, YAML and safetensors).
+
+    Its data paths are looked for as :mod:`~deepfield.tasks.run_paths` says (beside the run,
+    then where they were); ``config.out`` becomes the folder as found.
+    """
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise DeepfieldError(f"{run}: not a run folder (no config.yaml); train one with `deepfield train CONFIG`")
@@ -333,30 +455,14 @@ def open_run(run: str | Path) -> OpenRun:
         info = json.loads((run / "prepared.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
-    config = config.model_copy(update={"out": run})  # the folder as found, wherever it was trained
-    models = [serialization.load_model(folder) for folder, _ in member_folders(config)]
-    return OpenRun(run, config, info, models, task_for(config), read_temperature(run))
+    config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
+    models = [serialization.load_network(folder) for folder, _ in member_folders(config)]
+    return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None) -> dict[str, Any]:
-    """Metrics of a trained run on its own test part, or on the labelled file ``data``.
-
-    The figures go to ``RUN/figures`` (own test part) or ``RUN/evaluations/<file stem>/``,
-    and the metrics to ``metrics.json`` there (own test part: ``RUN/evaluation.json``).
-    """
-    opened = open_run(run)
-    config, info, task = opened.config, opened.info, opened.task
-    if data is None:
-        prepared, target = prepare(task, config), Path(run) / "evaluation.json"
-        figures = Path(run) / "figures"
-    else:
-        new = task.read_new(config, info, Path(data), labelled=True)
-        prepared = task.new_prepared(new, info)
-        target = Path(run) / "evaluations" / Path(data).stem / "metrics.json"
-        figures = target.parent / "figures"
-    metrics = analyse(task, opened.models, prepared, figures, config, opened.temperature)
-    atomic.write_text(target, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
-    return metrics
+    """``deepfield evaluate``: :meth:`Run.evaluate` of the run folder ``run``."""
+    return load_run(run).evaluate(data)
 
 
 PREDICTION_FORMATS = {".csv": "ascii.csv", ".fits": "fits", ".fit": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
@@ -379,24 +485,10 @@ def write_table(table: Table, out: Path, what: str) -> Path:
 
 
 def predict_run(run: str | Path, data: str | Path, out: str | Path) -> Path:
-    """Write the run's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5), with ids.
-
-    Besides the task's columns, the uncertainty columns of :meth:`Task.describe_uncertainty`
-    (predictive entropy, mutual information, σ of a regression...). The table's meta records
-    the run, the number of draws pooled and the temperature applied to the calibrated columns.
-    """
+    """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5)."""
     out = Path(out)
     table_format(out, "predictions")
-    opened = open_run(run)
-    new = opened.task.read_new(opened.config, opened.info, Path(data), labelled=False)
-    prediction = opened.predict(new.x)
-    columns = {**opened.task.describe(prediction.mean, opened.info),
-               **opened.task.describe_uncertainty(prediction, opened.info, opened.temperature)}
-    table = Table({"id": np.asarray(new.ids).astype(str), **columns})
-    table.meta.update(run=str(run), draws=len(opened.models) * max(draws_per_network(opened.config), 1))
-    if opened.temperature is not None:
-        table.meta["temperature"] = opened.temperature
-    return write_table(table, out, "predictions")
+    return write_table(load_run(run).predict(data), out, "predictions")
 
 
 def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
@@ -409,44 +501,20 @@ def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarr
 
 def explain_run(run: str | Path, data: str | Path | None, out: str | Path, methods: list[str] | None = None,
                 **settings: Any) -> Path:
-    """Look inside a run's network (:mod:`deepfield.tasks.explain`) on ``data`` (else its test part), into ``out``.
-
-    ``settings`` override the run's ``explain`` config (``layer``, ``per_class``, ``baseline``,
-    ``steps``, ``occlusion``); an ensemble shows its first member.
-    """
-    opened = open_run(run)
-    config, info, task = opened.config, opened.info, opened.task
-    options = config.explain.model_copy(update={k: v for k, v in settings.items() if v is not None})
-    if data is None:
-        prepared = prepare(task, config)
-        images, labels = prepared.x["test"], class_labels(task, prepared)
-    else:
-        new = task.read_new(config, info, Path(data), labelled=False)
-        images, labels = new.x, None
-    explain(opened.models[0], images, Path(out), options, labels=labels, class_names=info.get("classes"),
-            band_names=info.get("bands"), methods=methods, seed=config.seed)
-    return Path(out)
+    """``deepfield explain``: :meth:`Run.explain` of the run folder ``run``."""
+    return load_run(run).explain(data, out, methods, **settings)
 
 
 def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None) -> Path:
-    """Write the output of one layer of the run's network for every object of ``data`` to ``out``.
+    """``deepfield features``: :meth:`Run.features` for every object of ``data``, written to ``out``.
 
-    ``layer``: a name from :func:`~deepfield.analysis.layer_features.layer_names`;
-    ``None`` takes the layer before the head. The table has ``id`` and ``f0 .. f{F-1}``
-    (the layer's output flattened, float32), and ``run`` and ``layer`` in its meta
-    (kept by FITS and HDF5; CSV holds the columns only). FITS and HDF5 tables take at
-    most 999 columns: a wider layer goes to CSV.
+    FITS and HDF5 tables take at most 999 columns: a wider layer goes to CSV (FITS and HDF5
+    keep the meta, CSV the columns only).
     """
     out = Path(out)
     fmt = table_format(out, "features")
-    opened = open_run(run)
-    model = opened.models[0]  # an ensemble's first member
-    new = opened.task.read_new(opened.config, opened.info, Path(data), labelled=False)
-    name = default_layer(model) if layer is None else layer
-    features = layer_features(model, new.x, name, batch_size=256, device=opened.config.training.device)
-    if fmt != "ascii.csv" and features.shape[1] + 1 > 999:
-        raise DeepfieldError(f"{out}: layer {name!r} gives {features.shape[1]} features, more columns than a "
-                             f"{out.suffix} table holds (999); write .csv or choose a narrower layer")
-    table = Table({"id": np.asarray(new.ids).astype(str), **{f"f{i}": column for i, column in enumerate(features.T)}})
-    table.meta.update(run=str(run), layer=name)
+    table = load_run(run).features(data, layer)
+    if fmt != "ascii.csv" and len(table.colnames) > 999:
+        raise DeepfieldError(f"{out}: layer {table.meta['layer']!r} gives {len(table.colnames) - 1} features, more "
+                             f"columns than a {out.suffix} table holds (999); write .csv or choose a narrower layer")
     return write_table(table, out, "features")

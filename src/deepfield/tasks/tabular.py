@@ -283,7 +283,17 @@ class Tabular(Task):
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
         """Rows of ``path`` with every feature (and, if ``labelled``, the target); ``ids`` are their row indices."""
-        x, y, rows = complete_rows(load_table(config.data, path), info, str(path), labelled)
+        return self.new_rows(load_table(config.data, path), info, str(path), labelled)
+
+    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
+        """Rows of a table held in memory (an astropy ``Table``, or anything it takes: a dict of
+        columns, a structured array), read as :meth:`read_new` reads a file's."""
+        return self.new_rows(values if isinstance(values, Table) else Table(values), info, "<table>", False)
+
+    @staticmethod
+    def new_rows(table: Table, info: dict[str, Any], source: str, labelled: bool) -> NewData:
+        """The complete rows of ``table``, standardised as in the run; ``ids`` are their row indices."""
+        x, y, rows = complete_rows(table, info, source, labelled)
         return NewData(x=standardize(x, info["standardize"]), y=None if y is None else encode_targets(y, info),
                        ids=rows)
 

@@ -21,7 +21,8 @@ from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.models import sequential as models_sequential
-from deepfield.models.serialization import WEIGHTS_FILE, load_model, load_weights, save_model, save_weights
+from deepfield.models.serialization import (WEIGHTS_FILE, load_network, load_weights, save_model, save_weights,
+                                            warn_if_run)
 from deepfield.training.callbacks import History
 from deepfield.training.engine import Engine
 
@@ -103,7 +104,10 @@ class Sequential(KerasModelMixin, models_sequential.Sequential):
 
     @classmethod
     def load(cls: type[S], folder: str | os.PathLike[str]) -> S:
-        return load_model(folder, cls)
+        """The network saved in ``folder``; on a run folder it warns that this is the bare network
+        (``deepfield.load_run(folder).predict`` applies the run's normalisation, as the CLI does)."""
+        warn_if_run(folder)
+        return load_network(folder, cls)
 
 
 class Model(KerasModelMixin, nn.Module):
@@ -131,7 +135,9 @@ class Model(KerasModelMixin, nn.Module):
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], module: nn.Module) -> Model:
-        """``module`` (freshly built by the user) wrapped, with the weights saved in ``folder``."""
+        """``module`` (freshly built by the user) wrapped, with the weights saved in ``folder``;
+        on a run folder it warns that this is the bare network (see :meth:`Sequential.load`)."""
+        warn_if_run(folder)
         model = cls(module)
         load_weights(model, Path(folder) / WEIGHTS_FILE)
         return model
