@@ -219,9 +219,7 @@ class GradientOptimizer(Optimizer):
         )
         for key in given:
             value = clips[key]
-            self._check(
-                isinstance(value, (int, float)) and value > 0, f"{key} must be > 0, got {value!r}"
-            )
+            self._check(is_number(value) and value > 0, f"{key} must be > 0, got {value!r}")
         if hyper["weight_decay"] is not None:
             check_non_negative(self, "weight_decay", hyper["weight_decay"])
         super().__init__(params, hyper, **keras2)
@@ -300,13 +298,25 @@ def _tensors(params: list[Any]) -> list[int]:
     return out
 
 
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (``True`` is an int to Python, never a rate to a user)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_flag(opt: Optimizer, name: str, value: Any) -> bool:
+    """``value`` must be ``True`` or ``False``: a string such as ``"maybe"`` or ``"false"`` (a YAML
+    typo, or quotes) or a number is refused rather than read as Python's truthiness."""
+    opt._check(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def check_unit_interval(opt: Optimizer, name: str, value: float, *, closed: bool) -> None:
     """``value`` must lie in [0, 1] (``closed``) or [0, 1) — momenta and decay rates."""
-    ok = isinstance(value, (int, float)) and 0 <= value and (value <= 1 if closed else value < 1)
+    ok = is_number(value) and 0 <= value and (value <= 1 if closed else value < 1)
     opt._check(ok, f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
 
 
 def check_non_negative(opt: Optimizer, name: str, value: float) -> None:
     """``value`` must be a finite number >= 0 (epsilons, accumulators)."""
-    ok = isinstance(value, (int, float)) and 0 <= value and math.isfinite(value)
+    ok = is_number(value) and 0 <= value and math.isfinite(value)
     opt._check(ok, f"{name} must be a number >= 0, got {value!r}")
