@@ -179,6 +179,21 @@ def test_learning_rate_scheduler_sets_the_rate_each_epoch():
         net.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda epoch, lr: "fast")])
 
 
+def test_the_logged_rate_is_the_decayed_rate_of_the_epoch_s_last_step(tmp_path):
+    """Keras 2 time decay: step ``t`` (0-based) runs at ``lr / (1 + decay * t)``; the logged ``lr`` is the
+    rate of the epoch's last step (4 steps per epoch here), in the history and the CSV alike."""
+    x, y = data()  # 64 samples, batches of 16
+    torch.manual_seed(0)
+    net = Sequential([Dense(8, activation="tanh"), Dense(1)], input_shape=(3,))
+    net.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.1, "decay": 0.25}}, loss="mse")
+    history = net.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[CSVLogger(tmp_path / "h.csv")])
+    expected = [0.1 / (1 + 0.25 * last_step) for last_step in (3, 7, 11)]
+    assert history.history["lr"] == pytest.approx(expected, rel=1e-12)
+    with open(tmp_path / "h.csv", newline="") as fh:
+        assert [float(row["lr"]) for row in csv.DictReader(fh)] == pytest.approx(expected)
+    assert net.optimizer.learning_rate == 0.1  # the base rate, which schedulers set, is not decayed in place
+
+
 # -- CSVLogger, TerminateOnNaN -------------------------------------------------------------------
 
 def test_csv_logger_writes_one_row_per_epoch(tmp_path):

@@ -300,7 +300,7 @@ class Engine:
                 if val is not None:
                     val_logs = self._evaluate(val, cbs, reduce=self._world > 1)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                logs["lr"] = self.learning_rate
+                logs["lr"] = self.optimizer.last_learning_rate()  # decayed, as the epoch's last step ran
                 if progress is not None:
                     progress.finish(logs)
                 cbs.call("on_epoch_end", epoch, logs)

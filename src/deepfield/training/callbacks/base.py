@@ -13,6 +13,7 @@ Order of calls in ``fit``::
           -> optimiser step -> on_train_batch_end(batch, {"loss": <0-d tensor>, "size": n})
       [validation: on_test_begin, on_test_end]
       on_epoch_end(epoch, logs)      logs: {"loss", metrics..., "val_loss", "val_"metrics..., "lr"}
+                                     ("lr": the rate of the epoch's last step, decay included)
     on_train_end
 
 Per-batch hooks are called only on callbacks that override them, so a callback

@@ -121,6 +121,13 @@ class Optimizer(torch.optim.Optimizer):
         decay = group["decay"]
         return group["lr"] / (1.0 + decay * self.iterations) if decay else group["lr"]
 
+    def last_learning_rate(self) -> float:
+        """The rate the last step used, ``lr / (1 + decay * (iterations - 1))`` (the base rate
+        before any step): what ``fit`` logs as ``lr`` at the end of an epoch."""
+        group = (self.param_groups or [self.defaults])[0]
+        decay, done = group["decay"], max(self.iterations - 1, 0)
+        return group["lr"] / (1.0 + decay * done) if decay else group["lr"]
+
     def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments, JSON-ready; ``get`` rebuilds from them."""
         return {
