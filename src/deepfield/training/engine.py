@@ -284,7 +284,8 @@ class Engine:
     def _fit(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
              callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
         self.history = History()
-        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self)
+        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self,
+                                             params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
         self.model.stop_training = False

@@ -60,10 +60,15 @@ class Callback:
     def __init__(self) -> None:
         self.model: nn.Module | None = None
         self.engine: Engine | None = None
+        self.params: dict[str, Any] = {}
 
     def set_engine(self, engine: Engine) -> None:
         self.engine = engine
         self.model = engine.model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Keras's ``self.params`` of the run: ``{"verbose", "epochs", "steps"}`` in ``fit``."""
+        self.params = params
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -98,11 +103,12 @@ def _overrides(callback: Callback, hook: str) -> bool:
 class CallbackList:
     """The callbacks of one fit/evaluate, sorted by ``order``, with per-batch hook lists precomputed."""
 
-    def __init__(self, callbacks: list[Callback], engine: Engine):
+    def __init__(self, callbacks: list[Callback], engine: Engine, params: dict[str, Any] | None = None):
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise DeepfieldError(f"callbacks must be deepfield Callback instances, got {type(cb).__name__}")
             cb.set_engine(engine)
+            cb.set_params(dict(params or {}))
         if not distributed.is_main():
             callbacks = [cb for cb in callbacks if not cb.writes_files]
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)

@@ -122,6 +122,16 @@ class BackupAndRestore(Callback):
         if state is not None:
             self.engine.load_training_state(state)
             self.restored_from = (state["epoch"], state["step"])
+            if self.params.get("verbose") and distributed.is_main():
+                print(f"resuming from the backup {self.path} {self._position()}", flush=True)
+
+    def _position(self) -> str:
+        """Where the restored run continues, as the progress display counts: ``at epoch 3/10[, after its batch 5]``."""
+        epoch, step = self.restored_from or (0, 0)
+        epochs = self.params["epochs"]
+        if epoch >= epochs:
+            return f"with all {epochs} epochs done"
+        return f"at epoch {epoch + 1}/{epochs}" + (f", after its batch {step}" if step else "")
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch
