@@ -15,7 +15,9 @@ second) and at the end of the epoch.
 Randomness: ``fit(seed=s)`` seeds the global torch RNG once (weights still to be built,
 dropout) and orders epoch ``e`` with a private generator seeded from ``(s, e)``; without a
 seed, ``s`` is drawn from the global RNG. A run is reproducible, and resumable
-mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`).
+mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`). In a data-parallel
+fit the per-sample noise of the CPU (dropout) comes from a stream shared by the ranks, so
+that each sample gets the mask one process would draw for it (:mod:`deepfield.models.batch_noise`).
 
 Under an initialised process group (torchrun, :func:`~deepfield.training.distributed.launch`)
 fit/evaluate/predict are data-parallel (see :mod:`deepfield.training.distributed`): each
