@@ -15,6 +15,7 @@ from deepfield.models.initializers import RandomNormal
 from deepfield.models.serialization import load_model
 from deepfield.report.figures import plot_gradient_norms
 from deepfield.training import (
+    BackupAndRestore,
     Callback,
     CSVLogger,
     EarlyStopping,
@@ -192,6 +193,20 @@ def test_the_logged_rate_is_the_decayed_rate_of_the_epoch_s_last_step(tmp_path):
     with open(tmp_path / "h.csv", newline="") as fh:
         assert [float(row["lr"]) for row in csv.DictReader(fh)] == pytest.approx(expected)
     assert net.optimizer.learning_rate == 0.1  # the base rate, which schedulers set, is not decayed in place
+
+
+@pytest.mark.parametrize("make, owner, key", [
+    (lambda v: EarlyStopping(restore_best_weights=v), "EarlyStopping", "restore_best_weights"),
+    (lambda v: ModelCheckpoint("best", save_best_only=v), "ModelCheckpoint", "save_best_only"),
+    (lambda v: ModelCheckpoint("best", save_weights_only=v), "ModelCheckpoint", "save_weights_only"),
+    (lambda v: BackupAndRestore("backup", delete_checkpoint=v), "BackupAndRestore", "delete_checkpoint"),
+    (lambda v: CSVLogger("h.csv", append=v), "CSVLogger", "append"),
+])
+def test_callback_switches_take_booleans_only(make, owner, key):
+    for value in ("maybe", "false", 1):
+        with pytest.raises(DeepfieldError, match=rf"^{owner}: {key} must be true or false, got {value!r}$"):
+            make(value)
+    make(True)
 
 
 # -- CSVLogger, TerminateOnNaN -------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch.optim.optimizer import ParamsT
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.errors import DeepfieldError, flag, unknown_name
 
 # The learning rate is stored as torch's "lr" so that lr schedulers can drive it.
 _TORCH_KEYS = {"learning_rate": "lr"}
@@ -311,10 +311,8 @@ def is_number(value: Any) -> bool:
 
 
 def check_flag(opt: Optimizer, name: str, value: Any) -> bool:
-    """``value`` must be ``True`` or ``False``: a string such as ``"maybe"`` or ``"false"`` (a YAML
-    typo, or quotes) or a number is refused rather than read as Python's truthiness."""
-    opt._check(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
-    return value
+    """``value`` must be ``True`` or ``False`` (see :func:`deepfield.errors.flag`)."""
+    return flag(opt.name, name, value)
 
 
 def check_unit_interval(opt: Optimizer, name: str, value: float, *, closed: bool) -> None:
