@@ -80,3 +80,14 @@ def test_the_readme_spirals_example_does_what_the_readme_says(tmp_path):
     x, y = toy_data("spirals", seed=0)
     glorot = learn_2d(x, y, hidden=(16, 16), activation="tanh", epochs=300, frames=2, grid=10)
     assert 0.6 < glorot.frame_accuracy[-1] < 0.7
+
+
+def test_the_readme_depth_claims_hold_at_the_default_seed():
+    """README, playground depth: sigmoid's first-to-last gradient ratio is a few millionths; He
+    initialisation or batch normalisation keeps it within a factor of 3."""
+    from deepfield.analysis.learning.depth import depth_study
+
+    ratios = {name: run.first_to_last for name, run in depth_study(depth=10, seed=0).runs.items()}
+    assert 1e-6 < ratios["sigmoid"] < 1e-5
+    for cured in ("relu+he", "relu+he+bn", "sigmoid+bn"):
+        assert 1 / 3 < ratios[cured] < 3, cured
