@@ -31,6 +31,13 @@ def test_defaults_overrides_and_round_trip(tmp_path):
     ("task: morphology\ndata: {path: x}\ntraining: {reduce_lr: 0}\n", "training.reduce_lr: Input should be greater"),
     ("a: [\n", "not valid YAML at line"),
     ("- just\n- a list\n", "expected a mapping of sections"),
+    ("task: tabular\ndata: {path: x}\ntraining: {optimizer: {name: adam, amsgrad: maybe}}\n",
+     "training.optimizer: adam: amsgrad must be true or false, got 'maybe'"),
+    ("task: tabular\ndata: {path: x}\ntraining: {optimizer: {name: sgd, nesterov: 'false'}}\n",
+     "training.optimizer: sgd: nesterov must be true or false, got 'false'"),
+    ("task: tabular\ndata: {path: x}\ntraining: {optimizer: {name: adam, beta1: 0.8}}\n",
+     "training.optimizer: unknown adam argument 'beta1'"),
+    ("task: tabular\ndata: {path: x}\ntraining: {optimizer: adamm}\n", "training.optimizer: unknown optimizer 'adamm'"),
 ])
 def test_bad_configs_name_the_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)

@@ -1,6 +1,6 @@
 """What each process runs in test_distributed.py (spawned by ``launch``, so it must be importable).
 
-``fit_small(folder, ...)`` trains a small Dense + BatchNormalization network with a
+``fit_small(folder, ...)`` trains a small Dense + BatchNormalization + Dropout network with a
 validation set and a CSVLogger into ``folder`` and returns the history, the final weights
 (as numpy) and the predictions and evaluation on the validation set. Without a process
 group it is the single-process reference run.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepfield.models import Activation, BatchNormalization, Dense
+from deepfield.models import Activation, BatchNormalization, Dense, Dropout
 from deepfield.training import BackupAndRestore, Callback, CSVLogger, Sequential, distributed
 
 SAMPLES, FEATURES, BATCH, EPOCHS = 45, 6, 8, 4  # 5 global batches of 8 (4 + 4) and one of 5 (3 + 2)
@@ -38,12 +38,12 @@ class StopAt(Callback):
 
 
 def fit_small(folder: str, stop_after: int | None = None, backup: bool = False) -> dict:
-    """Train (no dropout: each rank draws its own masks, so dropout cannot match bitwise; no bias
+    """Train (with dropout: each sample's mask is the one a single process draws for it; no bias
     before the batch norm: its gradient is 0 up to rounding, which Adam would blow up to lr-sized steps)."""
     torch.manual_seed(0)
     x, y, x_val, y_val = data()
-    model = Sequential([Dense(16, use_bias=False), BatchNormalization(momentum=0.9), Activation("relu"), Dense(1)],
-                       input_shape=(FEATURES,))
+    model = Sequential([Dense(16, use_bias=False), BatchNormalization(momentum=0.9), Activation("relu"),
+                        Dropout(0.3), Dense(1)], input_shape=(FEATURES,))
     model.compile(optimizer="adam", loss="mse", metrics=["mae"], device="cpu")
     callbacks: list = [CSVLogger(Path(folder) / "history.csv")]
     if backup:

@@ -165,6 +165,27 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, save_freq, 
     assert not (tmp_path / "backup.safetensors").exists()  # deleted when training ends
 
 
+@pytest.mark.parametrize("save_freq, crash_at, message, first", [
+    (3, 14, "at epoch 2/5, after its batch 4", "Epoch 2/5"),
+    ("epoch", 17, "at epoch 3/5", "Epoch 3/5"),
+])
+def test_a_resumed_fit_says_where_it_resumes(tmp_path, capsys, save_freq, crash_at, message, first):
+    """Once, before the first progress line, with verbose on; silent with verbose=0."""
+    x, y = data()
+    with pytest.raises(KeyboardInterrupt):
+        dropout_model().fit(x, y, batch_size=8, epochs=5, seed=11, verbose=0,
+                            callbacks=[BackupAndRestore(tmp_path, save_freq=save_freq, delete_checkpoint=False),
+                                       Crash(crash_at)])
+    assert capsys.readouterr().out == ""
+    dropout_model().fit(x, y, batch_size=8, epochs=5, seed=11, verbose=2,
+                        callbacks=[BackupAndRestore(tmp_path, save_freq=save_freq, delete_checkpoint=False)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"resuming from the backup {tmp_path / 'backup.safetensors'} {message}"
+    assert sum("resuming" in line for line in lines) == 1 and lines[1].startswith(first)
+    dropout_model().fit(x, y, batch_size=8, epochs=5, seed=11, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
+    assert capsys.readouterr().out == ""
+
+
 def test_a_backup_of_another_model_is_refused(tmp_path):
     x, y = data()
     dropout_model().fit(x, y, epochs=1, verbose=0, callbacks=[BackupAndRestore(tmp_path, delete_checkpoint=False)])

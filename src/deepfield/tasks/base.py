@@ -16,7 +16,7 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.models.bayesian import bayesianize
-from deepfield.tasks.config import RunConfig
+from deepfield.tasks.config import RunConfig, optimizer_spec
 from deepfield.training import optimizers
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -43,10 +43,7 @@ class Prepared:
 
 def make_optimizer(config: RunConfig) -> Any:
     """The configured optimiser, with ``training.learning_rate`` applied when given."""
-    spec = config.training.optimizer  # "adam", or {"name": "adam", "amsgrad": true, ...}
-    if isinstance(spec, dict):
-        spec = {"class_name": spec.get("name", ""), "config": {k: v for k, v in spec.items() if k != "name"}}
-    optimizer = optimizers.get(spec)
+    optimizer = optimizers.get(optimizer_spec(config.training.optimizer))
     if config.training.learning_rate is not None:
         optimizer.learning_rate = config.training.learning_rate
     return optimizer

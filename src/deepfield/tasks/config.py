@@ -131,6 +131,26 @@ class TrainingConfig(Strict):
     jit_compile: bool | Literal["auto"] = Field("auto", description="torch.compile the network; auto: off")
     gradient_norms: bool = Field(False, description="record per-layer gradient norms (figures/gradient_norms.png)")
 
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer_builds(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        """The optimiser is built once here, so a bad name or argument names this key before training."""
+        from deepfield.training import optimizers  # torch: imported only when a config is validated
+
+        try:
+            optimizers.get(optimizer_spec(value))
+        except DeepfieldError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+def optimizer_spec(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    """``training.optimizer`` as :func:`deepfield.training.optimizers.get` takes it: a name, or
+    ``{"name": "adam", "amsgrad": true}`` as ``{"class_name": "adam", "config": {"amsgrad": true}}``."""
+    if isinstance(value, dict):
+        return {"class_name": value.get("name", ""), "config": {k: v for k, v in value.items() if k != "name"}}
+    return value
+
 
 class BaselinesConfig(Strict):
     """Classical baselines on the network's exact split (``deepfield baseline CONFIG``).
@@ -236,6 +256,8 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), 
         message = first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key"
+        if first["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+            message = message.removeprefix("Value error, ")
         value = first.get("input")
         shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
         more = f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""

@@ -13,6 +13,7 @@ from deepfield.training.callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
+    GradientNormLogger,
     History,
     KLAnnealing,
     LearningRateScheduler,
@@ -23,7 +24,6 @@ from deepfield.training.callbacks import (
 from deepfield.training.checkpoint import load_state, save_state
 from deepfield.training.device import resolve_device
 from deepfield.training.engine import Engine
-from deepfield.training.gradient_norms import GradientNormLogger
 from deepfield.training.keras import KerasModelMixin, Model, Sequential
 
 __all__ = [

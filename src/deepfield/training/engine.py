@@ -15,7 +15,9 @@ second) and at the end of the epoch.
 Randomness: ``fit(seed=s)`` seeds the global torch RNG once (weights still to be built,
 dropout) and orders epoch ``e`` with a private generator seeded from ``(s, e)``; without a
 seed, ``s`` is drawn from the global RNG. A run is reproducible, and resumable
-mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`).
+mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`). In a data-parallel
+fit the per-sample noise of the CPU (dropout) comes from a stream shared by the ranks, so
+that each sample gets the mask one process would draw for it (:mod:`deepfield.models.batch_noise`).
 
 Under an initialised process group (torchrun, :func:`~deepfield.training.distributed.launch`)
 fit/evaluate/predict are data-parallel (see :mod:`deepfield.training.distributed`): each
@@ -36,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
+from deepfield.models import batch_noise
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers
 from deepfield.training import metrics as metric_registry
@@ -226,6 +229,7 @@ class Engine:
         self._auxiliary: list[nn.Module] = []
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._world = 1  # processes of the fit under way
+        self._batch_noise: torch.Generator | None = None  # a data-parallel fit's shared per-sample noise stream
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
     @property
@@ -284,7 +288,8 @@ class Engine:
     def _fit(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
              callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
         self.history = History()
-        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self)
+        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self,
+                                             params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
         self.model.stop_training = False
@@ -300,7 +305,7 @@ class Engine:
                 if val is not None:
                     val_logs = self._evaluate(val, cbs, reduce=self._world > 1)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                logs["lr"] = self.learning_rate
+                logs["lr"] = self.optimizer.last_learning_rate()  # decayed, as the epoch's last step ran
                 if progress is not None:
                     progress.finish(logs)
                 cbs.call("on_epoch_end", epoch, logs)
@@ -332,9 +337,13 @@ class Engine:
             self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
             self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
             self._world = world
+            # Per-sample noise (dropout on the CPU) continues rank 0's global stream, the one a single
+            # process would draw from, on every rank alike (deepfield.models.batch_noise)
+            self._batch_noise = torch.Generator()
+            self._batch_noise.set_state(distributed.broadcast_object(torch.get_rng_state()))
             return self._fit(train, val, epochs, verbose if rank == 0 else 0, callbacks, initial_epoch)
         finally:
-            self._net, self._world = self._inference_net(), 1
+            self._net, self._world, self._batch_noise = self._inference_net(), 1, None
             distributed.restore_batchnorm(converted)
 
     def _train_epoch(self, epoch: int, epochs: int, start: int, batches: Batches, train_step: Step,
@@ -349,17 +358,18 @@ class Engine:
         if progress is not None:
             progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start, lambda: self._logs(tracker))
         step, samples = start, 0
-        counts = getattr(batches, "counts", None) if self._world > 1 else None  # sharded: sizes for the weights
+        sharded = batches if self._world > 1 and hasattr(batches, "counts") else None  # sizes for the weights
         for x, y in batches.epoch(epoch, self._seed, start):
             if batch_begin:
                 for cb in batch_begin:
                     cb.on_train_batch_begin(step, None)
-            if counts is None:
+            if sharded is None:
                 pred, loss = train_step(x, y)
                 n = x.shape[0]
             else:
-                n, total = counts(step)
-                pred, loss = train_step(x, y, n * self._world / total)
+                n, total = sharded.counts(step)
+                with batch_noise.global_batch(sharded.offset(step), x.shape[0], total, self._batch_noise):
+                    pred, loss = train_step(x, y, n * self._world / total)
             loss = loss.detach()
             tracker.add(loss, n)
             if metrics and n:
@@ -625,6 +635,8 @@ class Engine:
             "optimizer": self.optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),
+            # the per-sample noise stream: the global CPU generator alone, the shared one in a data-parallel fit
+            "batch_noise": torch.get_rng_state() if self._batch_noise is None else self._batch_noise.get_state(),
             "epoch_loss": self._tracker.state_dict() if step else None,
             "callbacks": self._callbacks.state_dict(),
         }
@@ -651,6 +663,11 @@ class Engine:
             set_rng_state(state["rng"])
             if self._world > 1 and distributed.rank():  # a backup of another world size: fresh streams
                 torch.manual_seed(distributed.rank_seed(int(state["seed"]) + int(state["epoch"])))
+        noise = state.get("batch_noise", state["rng"]["cpu"])  # continued in one process or many alike
+        if self._batch_noise is None:
+            torch.set_rng_state(noise)
+        else:
+            self._batch_noise.set_state(noise)
         self._seed = int(state["seed"])
         if state["epoch_loss"] is not None:
             if self._world > 1 and distributed.rank():  # the epoch's loss so far is counted once, on rank 0
