@@ -305,7 +305,8 @@ def test_an_inception_block_sees_as_far_as_its_widest_branch() -> None:
 
 @pytest.mark.parametrize(("preset", "options", "expected"), [
     ("resnet", {"input_shape": (3, 32, 32)}, "stage2_block2"),  # field 29 ≤ 32; stage2_block3.conv1's 33 is not
-    ("resnet", {"input_shape": (3, 64, 64)}, "stage3_block3"),  # field 61
+    # stage2 on from 15: 17, 21, 25, 29, 33, 37 (jump 2); stage3 from 37: 41, 49, 57, 65, 73, 81 (jump 4)
+    ("resnet", {"input_shape": (3, 64, 64)}, "stage3_block2.conv1"),  # field 57 ≤ 64; stage3_block2.conv2's 65 is not
     ("lecture-cnn", {"input_shape": (1, 64, 64)}, "conv2d_3"),  # field 23 ≥ 64 / 4
     ("dieleman", {"input_shape": (3, 48, 48), "n_views": 8, "view_size": 40, "dense_units": 4}, "conv4"),
 ])
