@@ -106,16 +106,18 @@ def test_the_command_line_explains_a_convolution_inside_a_residual_block(resnet_
         assert arrays["filters"].shape == (6, 6, 3, 3)
         assert arrays["feature_maps"].shape == (1, 6, 8, 8)
         assert arrays["patches"].shape == (6, 9, 3, 13, 13)
-    # a block: its maps and patches; the filters of the first convolution, which sees the bands
-    done = subprocess.run([*command, "--out", str(tmp_path / "block"), "--layer", "stage2_block1"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads((tmp_path / "block" / "explain.json").read_text())
+    with pytest.raises(DeepfieldError, match="no layer 'stage2_block1.conv3' \\(did you mean 'stage2_block1.conv2'"):
+        explain_run(out, sky, tmp_path / "bad", ["patches"], layer="stage2_block1.conv3")
+    assert not (tmp_path / "bad").exists()  # checked before any work
+
+
+def test_a_block_gives_its_maps_and_patches_and_the_first_convolution_its_filters(resnet_run, tmp_path):
+    out, sky = resnet_run
+    folder = explain_run(out, sky, tmp_path / "block", ["filters", "feature-maps"], layer="stage2_block1")
+    summary = json.loads((folder / "explain.json").read_text())
     assert summary["layer"] == "stage2_block1" and summary["filters_layer"] == "conv2d"
-    bad = subprocess.run([*command, "--out", str(tmp_path / "bad"), "--layer", "stage2_block1.conv3"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "did you mean 'stage2_block1.conv2'" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    with np.load(folder / "explain.npz", allow_pickle=False) as arrays:
+        assert arrays["filters"].shape == (4, 3, 3, 3) and arrays["feature_maps"].shape == (1, 6, 8, 8)
 
 
 def test_explain_picks_a_block_whose_field_is_a_sizeable_part_of_the_stamp(resnet_run, tmp_path):
