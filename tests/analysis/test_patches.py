@@ -262,18 +262,29 @@ def test_receptive_fields_through_residual_blocks_by_hand(layer: str, expected: 
     assert receptive_field(small_resnet(), layer) == expected
 
 
-def _gradient_support(model: nn.Module, layer: str, x: torch.Tensor, position: tuple[int, int]) -> tuple:
-    """The input rows and columns ``(first, last + 1)`` with a nonzero gradient of ``layer``'s output
-    (filter 0) at ``position``."""
-    outputs = []
-    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: outputs.append(out))
+def _gradient_supports(model: nn.Module, x: torch.Tensor, asked: dict[str, list[tuple[int, int]]]) -> dict:
+    """``{(layer, position): ((first row, last + 1), (first column, last + 1))}``: the input pixels with a nonzero
+    gradient of ``layer``'s output (filter 0) at ``position``, for each layer and position ``asked``; one forward."""
+    outputs = {}
+
+    def keep(layer: str):
+        def hook(_module, _inputs, output) -> None:
+            outputs[layer] = output
+        return hook
+
+    hooks = [model.get_submodule(layer).register_forward_hook(keep(layer)) for layer in asked]
     try:
         model(x)
     finally:
-        handle.remove()
-    (gradient,) = torch.autograd.grad(outputs[0][0, 0][position], x)
-    rows, cols = np.nonzero(gradient[0].abs().sum(0).numpy())
-    return (rows.min(), rows.max() + 1), (cols.min(), cols.max() + 1)
+        for hook in hooks:
+            hook.remove()
+    supports = {}
+    for layer, positions in asked.items():
+        for position in positions:
+            (gradient,) = torch.autograd.grad(outputs[layer][0, 0][position], x, retain_graph=True)
+            rows, cols = np.nonzero(gradient[0].abs().sum(0).numpy())
+            supports[layer, position] = ((rows.min(), rows.max() + 1), (cols.min(), cols.max() + 1))
+    return supports
 
 
 @pytest.mark.parametrize("size", [32, 15])
@@ -286,27 +297,31 @@ def test_the_gradient_of_one_output_reaches_exactly_its_field_when_every_weight_
             if name.endswith("weight") and parameter.dim() == 4:
                 parameter.copy_(parameter.abs() + 0.01)
     x = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 1.5, (1, 1, size, size))).requires_grad_(True)
-    for layer, _ in RESNET:
-        field = receptive_field(model, layer, (1, size, size))
+    fields = {layer: receptive_field(model, layer, (1, size, size)) for layer, _ in RESNET}
+    asked = {}
+    for layer, field in fields.items():
         last = (size - 1) // field.jump[0]
-        for position in [(0, 0), (last, last), (last // 2, 0), (1, last)]:
-            window = field.window(position)
-            clipped = tuple((max(lo, 0), min(hi, size)) for lo, hi in window)
-            assert _gradient_support(model, layer, x, position) == clipped, (layer, position)
+        asked[layer] = [(0, 0), (last, last), (last // 2, 0), (1, last)]
+    supports = _gradient_supports(model, x, asked)
+    for (layer, position), seen in supports.items():
+        window = fields[layer].window(position)
+        assert seen == tuple((max(lo, 0), min(hi, size)) for lo, hi in window), (layer, position)
 
 
 def test_an_inception_block_sees_as_far_as_its_widest_branch() -> None:
     torch.manual_seed(0)
     model = Sequential([Inception(2, 2, kernel_sizes=(3, 5), name="inc")], input_shape=(1, 12, 12)).build()
-    # branches 1×1: [0, 1); 1×1 → 3×3: [−1, 2); 1×1 → 5×5: [−2, 3); 1×1 → 2×2 average 'same' (0 before): [0, 2)
+    # branches 1×1: [0, 1); 1×1 → 3×3: [−1, 2); 1×1 → 5×5: [−2, 3);
+    # 1×1 → 2×2 average 'same' (0 before): [0, 2)
     assert receptive_field(model, "inc") == ReceptiveField((5, 5), (1, 1), (-2, -2))
     assert receptive_field(model, "inc.branches.conv3x3.conv2d_1") == ReceptiveField((3, 3), (1, 1), (-1, -1))
 
 
 @pytest.mark.parametrize(("preset", "options", "expected"), [
-    ("resnet", {"input_shape": (3, 32, 32)}, "stage2_block2"),  # field 29 ≤ 32; stage2_block3.conv1's 33 is not
-    # stage2 on from 15: 17, 21, 25, 29, 33, 37 (jump 2); stage3 from 37: 41, 49, 57, 65, 73, 81 (jump 4)
-    ("resnet", {"input_shape": (3, 64, 64)}, "stage3_block2.conv1"),  # field 57 ≤ 64; stage3_block2.conv2's 65 is not
+    # ResNet-20's depth (widths do not change the fields): stem 3; stage1 5 … 15; stage2 (jump 2) 17, 21, 25, 29, 33, 37
+    ("resnet", {"input_shape": (3, 32, 32), "filters": (4, 8, 8)}, "stage2_block2"),  # 29 ≤ 32; the next sees 33
+    # stage3 (jump 4) from 37: 41, 49, 57, 65, 73, 81
+    ("resnet", {"input_shape": (3, 64, 64), "filters": (4, 8, 8)}, "stage3_block2.conv1"),  # 57 ≤ 64; the next 65
     ("lecture-cnn", {"input_shape": (1, 64, 64)}, "conv2d_3"),  # field 23 ≥ 64 / 4
     ("dieleman", {"input_shape": (3, 48, 48), "n_views": 8, "view_size": 40, "dense_units": 4}, "conv4"),
 ])
@@ -325,8 +340,8 @@ def test_the_default_layer_of_a_net_of_small_fields_is_its_deepest_and_of_large_
 
 
 def test_the_resnet_presets_default_patches_are_a_sizeable_part_of_the_stamp() -> None:
-    model = zoo.get("resnet", input_shape=(3, 32, 32))
+    model = zoo.get("resnet", input_shape=(3, 32, 32), filters=(4, 8, 8))
     x = np.random.default_rng(4).normal(size=(12, 3, 32, 32)).astype(np.float32)
     top = strongest_patches(model, x, default_map_layer(model, x.shape[1:]), k=9, device="cpu")
-    assert top.layer == "stage2_block2" and top.patches.shape == (32, 9, 3, 29, 29)
+    assert top.layer == "stage2_block2" and top.patches.shape == (8, 9, 3, 29, 29)
     assert min(top.patches.shape[-2:]) >= 32 / 4

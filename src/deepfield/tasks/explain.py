@@ -127,7 +127,8 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
         elif method == "patches":
             found = strongest_patches(model, images, layer, k=9)
             arrays |= {"patches": found.patches, "patch_values": found.values, "patch_images": found.images}
-            summary["receptive_field"] = {"size": found.field.size, "jump": found.field.jump, "start": found.field.start}
+            summary["receptive_field"] = {"size": found.field.size, "jump": found.field.jump,
+                                          "start": found.field.start}
             plot_strongest_patches(found, figures / "explain_patches.png")
         elif method == "class-model":
             summary["class_models"] = _class_models(model, images.shape[1:], names, single, options.class_model_steps,

@@ -58,7 +58,8 @@ from deepfield.models.pooling import (
 )
 from deepfield.models.presets.base import _window_output
 
-__all__ = ["SIZEABLE", "ReceptiveField", "StrongestPatches", "default_map_layer", "receptive_field", "strongest_patches"]
+__all__ = ["SIZEABLE", "ReceptiveField", "StrongestPatches", "default_map_layer", "receptive_field",
+           "strongest_patches"]
 
 _ELEMENTWISE = (
     Activation, Dropout, SpatialDropout, BatchNormalization, PReLU,
@@ -225,7 +226,7 @@ class _Reached(Exception):
 
 
 def _branches(module: nn.Module) -> list[list[tuple[str, nn.Module]]] | None:
-    """The parallel chains ``[(name, layer), ...]`` a block runs on its input; None: one window or element-wise layer."""
+    """The parallel chains ``[(name, layer), ...]`` a block runs on its input; None: a window or element-wise."""
     if isinstance(module, nn.Sequential):
         return [list(module.named_children())]
     if isinstance(module, ResidualBlock):
