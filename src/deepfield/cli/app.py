@@ -204,7 +204,7 @@ def features(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Path, typer.Argument(help="file or folder to compute features for")],
     out: Annotated[Path, typer.Option(help="features table: .csv, .fits or .h5 (with the input's ids)")],
-    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN`); "
+    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN --layers`); "
                                                        "default: the one before the head")] = None,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
