@@ -116,10 +116,11 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     maps: dict[str, np.ndarray] = {}
     for method in methods:
         if method == "filters":
-            summary["filters_layer"] = _filters_layer(model, options.layer)
-            arrays["filters"] = conv_filters(model, summary["filters_layer"])
-            _plot_filters(arrays["filters"], summary["filters_layer"], images.shape[1], band_names,
-                          figures / "explain_filters.png")
+            convs = conv_layer_names(model)
+            arrays["filters"] = conv_filters(model, options.layer if options.layer in convs else None)
+            summary["filters_layer"] = options.layer if options.layer in convs else convs[0]
+            _plot_filters(arrays["filters"], summary["filters_layer"], summary["filters_layer"] == convs[0],
+                          band_names, figures / "explain_filters.png")
         elif method == "feature-maps":
             arrays["feature_maps"] = feature_maps(model, stamps[:1], layer)
             plot_feature_maps(arrays["feature_maps"][0], figures / "explain_feature_maps.png", image=stamps[0],
@@ -157,25 +158,17 @@ SHOWN_INPUT_MAPS = 4
 """A deeper convolution's filters are drawn on its first this many input maps (explain.npz has them all)."""
 
 
-def _plot_filters(kernels: np.ndarray, layer: str, bands: int, band_names: Sequence[str] | None, path: Path) -> None:
-    """The filters of ``layer``: on the bands for the first convolution, else on its first input maps."""
+def _plot_filters(kernels: np.ndarray, layer: str, first: bool, band_names: Sequence[str] | None,
+                  path: Path) -> None:
+    """The filters of ``layer``: on the bands for the ``first`` convolution, else on its first input maps
+    (a named convolution's; a block named for the maps and patches has no filters of its own)."""
     inputs = kernels.shape[1]
-    if inputs == bands:
+    if first:
         plot_filter_mosaic(kernels, path, band_names=band_names, title=f"filters of {layer!r}")
         return
     shown = min(inputs, SHOWN_INPUT_MAPS)
     plot_filter_mosaic(kernels[:, :shown], path, band_names=[f"input map {i}" for i in range(shown)],
                        title=f"filters of {layer!r} on its first {shown} of {inputs} input maps")
-
-
-def _filters_layer(model: nn.Module, layer: str | None) -> str:
-    """The convolution whose filters are drawn: ``layer`` when it is one, else the first (its filters act on the
-    bands); a block named for the maps and patches has none of its own."""
-    convs = conv_layer_names(model)
-    if not convs:
-        raise DeepfieldError(f"explain: model {getattr(model, 'name', type(model).__name__)!r} has no convolution, "
-                             "so no filters; leave out --method filters")
-    return layer if layer in convs else convs[0]
 
 
 def _score(row: np.ndarray, k: int, single: bool) -> float:
