@@ -18,6 +18,14 @@ def test_summary_of_the_lecture_cnn_preset():
     assert "(None, 128, 16, 16)" in run.stdout
 
 
+def test_summary_lists_the_layers_inside_blocks_by_dotted_name():
+    run = deepfield("summary", "resnet", "--input-shape", "1x16x16", "--layers")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "  stage2_block1 (ResidualBlock)" in lines and "    stage2_block1.conv2 (Conv2D)" in lines
+    assert "      stage2_block1.projection.conv2d (Conv2D)" in lines and "conv2d.activation" not in run.stdout
+
+
 def test_trace_json_reproduces_the_course_example():
     run = deepfield("trace", "--json")
     assert run.returncode == 0, run.stderr

@@ -52,8 +52,12 @@ SNR = Annotated[str, typer.Option(help="signal-to-noise range, low,high")]
 def summary(
     model: Annotated[str, typer.Argument(help="a preset name (e.g. lecture-cnn) or a saved model / run folder")],
     input_shape: Annotated[Optional[str], typer.Option(help="one sample's shape, channels first: 1x64x64")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="also list every layer name that `explain --layer` and "
+                                                           "`features --layer` take, blocks' parts by dotted name")]
+    = False,
 ) -> None:
     """Print a model's Keras-style summary: output shapes, parameters, multiply-adds, memory."""
+    from deepfield.analysis.layer_features import layer_names
     from deepfield.models import serialization, zoo
     from deepfield.models.summary import summarize
 
@@ -63,6 +67,11 @@ def summary(
     else:
         net = zoo.get(model, **({"input_shape": shape} if shape else {}))
     summarize(net, shape).print()
+    if layers:
+        console.print("Layers (--layer NAME):")
+        for name in layer_names(net):
+            console.print(f"  {'  ' * name.count('.')}{name} ({type(net.get_submodule(name)).__name__})",
+                          markup=False, highlight=False)
 
 
 @app.command()
@@ -195,7 +204,7 @@ def features(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Path, typer.Argument(help="file or folder to compute features for")],
     out: Annotated[Path, typer.Option(help="features table: .csv, .fits or .h5 (with the input's ids)")],
-    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN`); "
+    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN --layers`); "
                                                        "default: the one before the head")] = None,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
@@ -210,7 +219,9 @@ def explain(
     data: Annotated[Optional[Path], typer.Argument(help="stamps to explain (default: the run's test part)")] = None,
     out: Annotated[Path, typer.Option(help="folder for the figures, explain.npz and explain.json")] = Path("explain"),
     method: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(EXPLAIN_METHODS)}, or all")] = "all",
-    layer: Annotated[Optional[str], typer.Option(help="layer for filters, feature maps and patches")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="layer for feature maps and patches, and for filters when a "
+                                                     "convolution; inside a block by dotted name, e.g. "
+                                                     "stage2_block1.conv2 (`deepfield summary RUN --layers`)")] = None,
     per_class: Annotated[Optional[int], typer.Option(min=1, max=8, help="stamps shown per class")] = None,
     size: Annotated[int, typer.Option(min=1, help="occluding square's side (pixels)")] = 8,
     stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,

@@ -184,8 +184,10 @@ class ExplainConfig(Strict):
     run: bool = False
     methods: list[str] = ["all"]
     per_class: int = Field(2, ge=1, le=8, description="stamps shown per class")
-    layer: str | None = Field(None, description="the layer for filters, feature maps and patches "
-                                                "(default: the last convolution; filters: the first)")
+    layer: str | None = Field(None, description="the layer for feature maps and patches, a block's parts by dotted "
+                                                "name (stage2_block1.conv2), and for filters when a convolution "
+                                                "(default: the deepest convolution or block whose receptive field "
+                                                "is 1/4 to all of the stamp; filters: the first convolution)")
     baseline: float | Literal["blur"] = Field(0.0, description="integrated gradients' baseline")
     steps: int = Field(64, ge=1, description="integrated gradients' quadrature points")
     class_model_steps: int = Field(200, ge=1, description="gradient-ascent steps of each class model")
