@@ -314,6 +314,39 @@ def test_in_chromium_every_image_loads_and_the_console_is_quiet(full_run: Path, 
     assert shot.shape[1] == 1280 and shot[..., :3].std() > 0.05  # something drawn, not a blank page
 
 
+def test_in_chromium_the_gallery_is_wide_every_figure_captioned_and_tables_fit(tmp_path: Path) -> None:
+    """A small report with a real gallery and a baselines table, seen in a 1400 px window."""
+    from deepfield.report.figures import plot_gallery
+
+    chromium = browser.find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); the browser check needs it")
+    rng = np.random.default_rng(0)
+    names = ["spheroid", "disk", "irregular", "point source", "merger"]
+    y = rng.integers(0, 5, 40)
+    proba = rng.dirichlet(np.ones(5), 40)
+    plot_gallery(rng.normal(size=(40, 3, 16, 16)), y, proba, tmp_path / "figures" / "gallery.png", names, k=8)
+    _png(tmp_path / "figures" / "roc.png", "curves")
+    _png(tmp_path / "figures" / "explain_patches.png", "image")
+    rows = [{"model": f"{f} + {m}", "features": f, "n_features": 1764, "accuracy": 0.61234, "macro_auc": 0.8512,
+             "fit_time_s": 12.345, "predict_time_s": 0.123, "extract_time_s": 40.5, "n_failed": 12}
+            for f in ("colour_histogram", "morphology") for m in ("svm_rbf", "gradient_boosting")]
+    _write(tmp_path, {"metrics.json": json.dumps({**METRICS, "accuracy": 0.87, "baselines": rows}),
+                      "config.yaml": CONFIG})
+    page = write_report(tmp_path)
+    check = browser.check_page(page, chromium, tmp_path, size=(1400, 3000))
+    assert check.broken_images == [] and check.errors == []
+    (gallery,) = [img for img in check.images if img["section"] == "gallery"]
+    assert gallery["width"] >= 700 and gallery["width"] == gallery["naturalWidth"]  # at its natural size
+    assert len(check.images) == 3 and all(img["caption"] for img in check.images), check.images
+    assert {img["caption"] for img in check.images} >= {"ROC curves (one vs rest) on the test part",
+                                                        "Strongest-activating patches of the explained layer's channels"}
+    (baselines,) = [t for t in check.tables if t["section"] == "baselines"]
+    assert baselines["scrollWidth"] <= baselines["width"], baselines  # no horizontal scrolling
+    shot = plt.imread(browser.screenshot(page, tmp_path / "report.png", chromium, tmp_path, size=(1400, 3000)))
+    assert shot.shape[1] == 1400 and shot[..., :3].std() > 0.05
+
+
 def test_the_browser_check_catches_a_broken_image(tmp_path: Path) -> None:
     chromium = browser.find_chromium()
     if chromium is None:
