@@ -34,6 +34,10 @@ MAX_ROWS = 32
 COLORBAR_ROOM = 0.6
 """Extra height of :func:`plot_attributions`, in panels, for the column titles and colour bars."""
 
+BAR_HEIGHT = 0.08
+"""Height of the colour-bar row of :func:`plot_attributions`, relative to a stamp's row (its
+ticks and label take the rest of :data:`COLORBAR_ROOM`)."""
+
 CURVE_ROOM = 1.4
 """Height of the score-curve row of :func:`plot_class_models`, in panels (images and titles take one)."""
 
@@ -80,12 +84,14 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
     backgrounds = [asinh_composite(stamp, channels) for stamp in stamps]
     path = Path(path)
     with figure(path, ((1 + len(planes)) * panel_size, (len(stamps) + COLORBAR_ROOM) * panel_size)) as fig:
-        axes = fig.subplots(len(stamps), 1 + len(planes), squeeze=False)
+        # the colour bars get their own grid row, so the layout makes room for their ticks and labels
+        grid = fig.add_gridspec(len(stamps) + 1, 1 + len(planes), height_ratios=[1.0] * len(stamps) + [BAR_HEIGHT])
+        axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(1 + len(planes))] for r in range(len(stamps))])
         for ax, background, title in zip(axes[:, 0], backgrounds, titles or [None] * len(stamps)):
             ax.imshow(background, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_ylabel(title or "", fontsize=8)
         axes[0, 0].set_title("stamp", fontsize=9)
-        for column, (name, plane) in zip(axes.T[1:], planes.items()):
+        for c, (column, (name, plane)) in enumerate(zip(axes.T[1:], planes.items()), start=1):
             signed = bool((plane < 0).any())
             norm = Normalize(-1.0 if signed else 0.0, 1.0)
             colours = colormaps[cmap or ("RdBu_r" if signed else "inferno")]
@@ -100,7 +106,7 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
                         va="top", ha="left", color="black", bbox={"facecolor": "white", "alpha": 0.7, "pad": 1,
                                                                   "linewidth": 0})
             column[0].set_title(name, fontsize=9)
-            bar = fig.colorbar(ScalarMappable(norm, colours), ax=list(column), location="bottom", aspect=12,
+            bar = fig.colorbar(ScalarMappable(norm, colours), cax=fig.add_subplot(grid[-1, c]), orientation="horizontal",
                                ticks=[-1.0, 0.0, 1.0] if signed else [0.0, 0.5, 1.0])
             bar.set_label("× the map's scale", fontsize=7)
             bar.ax.tick_params(labelsize=7)
