@@ -96,7 +96,8 @@ def test_the_colour_bars_are_not_cut_off_at_the_bottom(tmp_path):
     """Ten rows (the demo's explain figure): the bars' tick labels stay inside the image."""
     x = stamps(10, 3)
     maps = {"integrated gradients": RNG.normal(size=x.shape), "occlusion": RNG.normal(size=(10, 16, 16))}
-    path = plot_attributions(x, maps, tmp_path / "maps.png", titles=[f"true a\npred b ({k / 10:.2f})" for k in range(10)])
+    titles = [f"true a\npred b ({k / 10:.2f})" for k in range(10)]
+    path = plot_attributions(x, maps, tmp_path / "maps.png", titles=titles)
     image = plt.imread(path)[..., :3]
     assert image[-3:].min() > 0.9  # a white margin below the lowest text
     assert image[-int(0.6 * 1.8 * 120):].min() < 0.2  # and the bars (dark ends, labels) are drawn above it

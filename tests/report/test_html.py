@@ -200,7 +200,8 @@ def test_the_confusion_table_names_the_classes_on_both_axes(full_run: Path, tmp_
     _write(tmp_path, {"metrics.json": json.dumps({"confusion": [[5, 1, 0], [0, 4, 2], [1, 0, 6]]}),
                       "prepared.json": json.dumps({"classes": ["E", "S", "Irr"]})})
     page = render_report(tmp_path)
-    assert re.search(r"<th>true \u2572 predicted</th>" + "".join(rf'<th[^>]*>{c}</th>' for c in ("E", "S", "Irr")), page)
+    names = "".join(rf"<th[^>]*>{c}</th>" for c in ("E", "S", "Irr"))
+    assert re.search(r"<th>true \u2572 predicted</th>" + names, page)
     assert '<tr><td>Irr</td><td class="num">1</td>' in page
 
 
@@ -213,7 +214,8 @@ def test_one_labelled_headline_and_the_two_accuracies_explained(full_run: Path, 
     assert headline(metrics) == "test accuracy 0.8658 (mean of 50 Monte Carlo draws over 2 networks)"
     page = render_report(tmp_path)
     assert '<p class="headline">Test accuracy 0.8658 (mean of 50 Monte Carlo draws over 2 networks)</p>' in page
-    assert "<caption>Test part, the run\u2019s prediction (mean of 50 Monte Carlo draws over 2 networks)</caption>" in page
+    assert ("<caption>Test part, the run\u2019s prediction (mean of 50 Monte Carlo draws over 2 networks)"
+            "</caption>") in page
     assert "<caption>Test part, each network once with dropout off" in page
     assert "so their numbers differ a little" in page
     deterministic = {"accuracy": 0.9, "test": {"accuracy": 0.9, "loss": 0.3}}
@@ -339,8 +341,8 @@ def test_in_chromium_the_gallery_is_wide_every_figure_captioned_and_tables_fit(t
     (gallery,) = [img for img in check.images if img["section"] == "gallery"]
     assert gallery["width"] >= 700 and gallery["width"] == gallery["naturalWidth"]  # at its natural size
     assert len(check.images) == 3 and all(img["caption"] for img in check.images), check.images
-    assert {img["caption"] for img in check.images} >= {"ROC curves (one vs rest) on the test part",
-                                                        "Strongest-activating patches of the explained layer's channels"}
+    assert {img["caption"] for img in check.images} >= {
+        "ROC curves (one vs rest) on the test part", "Strongest-activating patches of the explained layer's channels"}
     (baselines,) = [t for t in check.tables if t["section"] == "baselines"]
     assert baselines["scrollWidth"] <= baselines["width"], baselines  # no horizontal scrolling
     shot = plt.imread(browser.screenshot(page, tmp_path / "report.png", chromium, tmp_path, size=(1400, 3000)))

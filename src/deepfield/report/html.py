@@ -608,7 +608,8 @@ def _metrics_section(run: _Run) -> str:
                 "training": "How the networks were trained"}
     blocks = _metric_blocks("", body, captions, run.classes)
     both = [part for part in (run.metrics, run.metrics.get("test")) if isinstance(part, Mapping)]
-    if prediction != "one deterministic pass" and len(both) == 2 and {"accuracy", "loss"} & both[0].keys() & both[1].keys():
+    shared = {"accuracy", "loss"} & both[0].keys() & both[1].keys() if len(both) == 2 else set()
+    if prediction != "one deterministic pass" and shared:
         blocks.append(f"<p class=\"note\">The first table scores the run's prediction, the {_e(prediction)}; "
                       "the test table evaluates each network once with dropout off, as the training's "
                       "validation did, so their numbers differ a little. The headline is the first.</p>")

@@ -106,7 +106,8 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
                         va="top", ha="left", color="black", bbox={"facecolor": "white", "alpha": 0.7, "pad": 1,
                                                                   "linewidth": 0})
             column[0].set_title(name, fontsize=9)
-            bar = fig.colorbar(ScalarMappable(norm, colours), cax=fig.add_subplot(grid[-1, c]), orientation="horizontal",
+            bar = fig.colorbar(ScalarMappable(norm, colours), cax=fig.add_subplot(grid[-1, c]),
+                               orientation="horizontal",
                                ticks=[-1.0, 0.0, 1.0] if signed else [0.0, 0.5, 1.0])
             bar.set_label("× the map's scale", fontsize=7)
             bar.ax.tick_params(labelsize=7)
