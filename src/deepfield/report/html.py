@@ -63,7 +63,8 @@ FIGURE_TITLES = {
     "sigma_nmad_vs_magnitude": "\u03c3_NMAD and outlier fraction against magnitude",
     "regression": "Predicted vs true values on the test part",
     "uncertainty_reliability": "Reliability diagram: confidence against accuracy (before and after calibration)",
-    "uncertainty_flags": "How well the uncertainty flags mistakes: accuracy as the most uncertain are removed",
+    "uncertainty_flags": "Does the uncertainty flag the mistakes? The fraction of mistakes flagged against the "
+                         "fraction of right predictions flagged, and the uncertainty of right and wrong predictions",
     "uncertainty_most_uncertain": "The most uncertain test objects (highest predictive entropy first): "
                                   "true class, predicted class (probability)",
     "uncertainty_error_vs_sigma": "Error against predicted uncertainty",
@@ -600,7 +601,7 @@ def _metrics_section(run: _Run) -> str:
     body = {k: v for k, v in run.metrics.items() if k not in _HEADER_KEYS and k not in ("baselines", "uncertainty")}
     prediction = prediction_label(run.metrics)
     captions = {"": f"Test part, the run\u2019s prediction ({prediction})",
-                "test": "Test part, each network once with dropout off (as during training): loss and training metrics",
+                "test": "Test part, each network once with dropout off: loss and training metrics",
                 "per_class": f"Per class, test part ({prediction})",
                 "confusion": f"Confusion matrix, test part ({prediction}): counts",
                 "confusion_matrix": f"Confusion matrix, test part ({prediction}): counts",
@@ -609,10 +610,11 @@ def _metrics_section(run: _Run) -> str:
     blocks = _metric_blocks("", body, captions, run.classes)
     both = [part for part in (run.metrics, run.metrics.get("test")) if isinstance(part, Mapping)]
     shared = {"accuracy", "loss"} & both[0].keys() & both[1].keys() if len(both) == 2 else set()
-    if prediction != "one deterministic pass" and shared:
-        blocks.append(f"<p class=\"note\">The first table scores the run's prediction, the {_e(prediction)}; "
-                      "the test table evaluates each network once with dropout off, as the training's "
-                      "validation did, so their numbers differ a little. The headline is the first.</p>")
+    if prediction != "one deterministic pass" and shared:  # the note goes under the second of the two tables
+        after = next(i for i, block in enumerate(blocks) if f"<caption>{_e(captions['test'])}<" in block)
+        blocks.insert(after + 1, f"<p class=\"note\">The first table scores the run\u2019s prediction, the "
+                      f"{_e(prediction)}; this one evaluates each network once with dropout off, as the "
+                      "training\u2019s validation did, so their numbers differ a little. The headline is the first.</p>")
     return "\n".join(blocks)
 
 
