@@ -241,7 +241,7 @@ def test_baselines_fit_with_short_headers_and_say_what_could_not_be_measured(tmp
                    {"train": [(4, "flat stamp"), (9, "no source above 3 sigma")], "test": [(2, "flat stamp")]})
     section = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(tmp_path), re.S))["baselines"]
     assert '<table class="compact">' in section and "<th>learned</th>" not in section
-    assert ">features</th>" in section and ">macro AUC</th>" in section and ">fit (s)</th>" in section
+    assert ">n features</th>" in section and ">macro AUC</th>" in section and ">fit (s)</th>" in section
     assert "<td>morphology</td>" not in section  # the features column is left out: the model names them
     assert ("<strong>morphology</strong> could not (fully) measure 3 stamps (2 train, 1 test)" in section
             and "<code>baselines/morphology_failures.csv</code>" in section)

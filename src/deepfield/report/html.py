@@ -684,10 +684,10 @@ def _figures_section(run: _Run) -> str:
     return "\n".join(_figure(p, _caption(run, p)) for p in run.figures if p.name not in placed)
 
 
-_BASELINE_LABELS = {"model": "model", "n_features": "features", "accuracy": "accuracy", "macro_auc": "macro AUC",
+_BASELINE_LABELS = {"model": "model", "n_features": "n features", "accuracy": "accuracy", "macro_auc": "macro AUC",
                     "sigma_nmad": "\u03c3_NMAD", "outlier_fraction_0.15": "outliers (>0.15)", "bias": "bias",
                     "bias_median": "bias", "fit_time_s": "fit (s)", "predict_time_s": "predict (s)",
-                    "extract_time_s": "features (s)", "n_failed": "not measured"}
+                    "extract_time_s": "extract (s)", "n_failed": "not measured"}
 """Short headers of the baselines table, so that it fits the page."""
 
 
