@@ -9,7 +9,7 @@ import pytest
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
-from deepfield.tasks.explain import choose_stamps, methods_from
+from deepfield.tasks.explain import choose_stamps, methods_from, row_titles
 from deepfield.tasks.run import explain_run, train
 
 
@@ -125,3 +125,12 @@ def test_explain_picks_a_block_whose_field_is_a_sizeable_part_of_the_stamp(resne
     summary = json.loads((explain_run(out, sky, tmp_path / "look", ["patches"]) / "explain.json").read_text())
     # fields on 16×16: stage2_block1 13 (≥ 16 / 4, ≤ 16) is the deepest
     assert summary["layer"] == "stage2_block1" and summary["receptive_field"]["size"] == [13, 13]
+
+
+def test_attribution_rows_name_the_true_and_the_predicted_class_with_its_probability():
+    softmax = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
+    assert row_titles(softmax, np.array([1, 0]), ["E", "S", "M"], ["M", "E"]) == [
+        "true M\npred S (0.70)", "true E\npred E (0.60)"]
+    sigmoid = np.array([[0.2], [0.9]])  # one output: p(class 1); class 0 has 1 - p
+    assert row_titles(sigmoid, np.array([0, 1]), ["clean", "spoiled"], None) == [
+        "pred clean (0.80)", "pred spoiled (0.90)"]

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from deepfield.analysis.trace import course_example, render_trace, run_trace
 from deepfield.data.simulate import simulate_morphology
+from deepfield.report.html import headline
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 
@@ -55,7 +56,7 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
     run = train(load_config(None, document=config), console=console)
     metrics = json.loads((run / "metrics.json").read_text())
     console.rule("[bold]Result")
-    console.print(f"test accuracy {metrics['accuracy']:.3f} (5 classes, chance 0.2), "
-                  f"macro AUC {metrics['macro_auc']:.3f}; demo took {time.perf_counter() - started:.0f} s")
+    console.print(f"{headline(metrics)}: 5 classes, chance 0.2; macro AUC {metrics['macro_auc']:.4g}; "
+                  f"demo took {time.perf_counter() - started:.0f} s")
     console.print(f"report: {run / 'report.html'}")
     return metrics

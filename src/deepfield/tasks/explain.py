@@ -138,8 +138,8 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
             maps[method] = _attribution(method, model, stamps, targets, options, summary)
             arrays[method.replace("-", "_")] = maps[method]
     if maps:
-        titles = [f"{names[k]} ({_score(scores[i], k, single):.2f})" for i, k in zip(chosen, predicted)]
-        plot_attributions(stamps, maps, figures / "explain_attributions.png", titles=titles)
+        plot_attributions(stamps, maps, figures / "explain_attributions.png",
+                          titles=row_titles(scores[chosen], predicted, names, summary["labels"]))
     atomic.write_with(out / "explain.npz", lambda tmp: _write_npz(tmp, arrays))
     atomic.write_text(out / "explain.json", json.dumps(jsonable(summary), indent=2) + "\n")
     return summary
@@ -171,9 +171,20 @@ def _plot_filters(kernels: np.ndarray, layer: str, first: bool, band_names: Sequ
                        title=f"filters of {layer!r} on its first {shown} of {inputs} input maps")
 
 
+def row_titles(scores: np.ndarray, predicted: np.ndarray, names: Sequence[str],
+               truth: Sequence[str] | None) -> list[str]:
+    """The attribution rows' labels: ``true <class>`` (when known), then ``pred <class> (probability)``.
+
+    ``scores``: the rows' outputs ``(n, K)`` or ``(n,)``/``(n, 1)`` for one sigmoid; ``predicted`` ``(n,)``."""
+    single = scores.reshape(len(scores), -1).shape[1] == 1
+    return [("" if truth is None else f"true {truth[i]}\n") + f"pred {names[k]} ({_score(row, k, single):.2f})"
+            for i, (row, k) in enumerate(zip(scores, predicted))]
+
+
 def _score(row: np.ndarray, k: int, single: bool) -> float:
+    """The output for class ``k``: its probability (one sigmoid output: ``p`` for class 1, ``1 - p`` for 0)."""
     row = row.reshape(-1)
-    return float(row[0] if single else row[k])
+    return float((row[0] if k == 1 else 1.0 - row[0]) if single else row[k])
 
 
 def _attribution(method: str, model: nn.Module, stamps: np.ndarray, targets: np.ndarray | None,

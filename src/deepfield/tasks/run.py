@@ -266,7 +266,8 @@ def add_baselines(config: RunConfig, prepared: Prepared, console: Console) -> li
     console.print(f"baselines: {', '.join(options.learners)} on "
                   f"{', '.join(options.features) if prepared.x['train'].ndim == 4 else 'catalogue features'}")
     if prepared.x["train"].ndim == 4:
-        rows = image_baselines(prepared, options.features, options.learners, seed=config.seed)
+        rows = image_baselines(prepared, options.features, options.learners, seed=config.seed,
+                               failures=Path(config.out) / "baselines")
     else:
         (y_train, kind), (y_test, _) = prepared_targets(prepared, "train"), prepared_targets(prepared, "test")
         rows = run_baselines(prepared.x["train"], y_train, prepared.x["test"], y_test, task=kind,

@@ -23,10 +23,14 @@ from deepfield.analysis.classification import as_labels, as_scores, class_names_
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures.style import RIGHT_COLOUR, WRONG_COLOUR, figure
 
-__all__ = ["MAX_PANELS", "asinh_composite", "plot_gallery", "select_examples"]
+__all__ = ["MAX_COLUMNS", "MAX_PANELS", "asinh_composite", "plot_gallery", "select_examples"]
 
 MAX_PANELS = 256
 """More stamps than this in one gallery is an error: pick them with ``k``."""
+
+MAX_COLUMNS = 4
+"""Panels per row by default: 4 × 1.8 in × 120 dpi = 864 px, shown at its natural size (titles
+readable) in the report's column."""
 
 TITLE_ROOM = 1.35
 """A panel is ``panel_size`` wide and ``TITLE_ROOM × panel_size`` high, to fit its two-line title."""
@@ -108,7 +112,7 @@ def plot_gallery(images: ArrayLike, y_true: ArrayLike, scores: ArrayLike, path: 
         k: show only the ``k`` most confident right then the ``k`` most confident wrong
             (:func:`select_examples`); ``None`` shows all, in order.
         channels: see :func:`asinh_composite`.
-        ncols: panels per row; default ``k`` (≤ 8), else up to 8.
+        ncols: panels per row; default up to :data:`MAX_COLUMNS` (``k`` when it is smaller).
         panel_size: inches per panel; the figure is ``ncols × panel_size`` wide and
             ``rows × TITLE_ROOM × panel_size`` high.
     """
@@ -122,7 +126,7 @@ def plot_gallery(images: ArrayLike, y_true: ArrayLike, scores: ArrayLike, path: 
     shown = np.concatenate(select_examples(y, s, k, threshold)) if k is not None else np.arange(len(y))
     if not 0 < len(shown) <= MAX_PANELS:
         raise DeepfieldError(f"gallery: {len(shown)} stamps to show; expected 1 to {MAX_PANELS} (choose with k=)")
-    ncols = ncols or (k if k is not None and k <= 8 else min(8, len(shown)))
+    ncols = ncols or min(MAX_COLUMNS, k or len(shown), len(shown))
     nrows = math.ceil(len(shown) / ncols)
     path = Path(path)
     with figure(path, (ncols * panel_size, nrows * TITLE_ROOM * panel_size)) as fig:
