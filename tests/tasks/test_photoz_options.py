@@ -80,7 +80,10 @@ def test_point_estimate_of_a_known_pdf():
     task = PhotoZ()
     pdf = np.array([[0.2, 0.2, 0.6], [0.5, 0.1, 0.4]])
     info = {"mode": "pdf", "bin_edges": [0.0, 1.0, 2.0, 3.0]}
-    expected = {"mode": [2.5, 0.5], "mean": [1.9, 1.4], "median": [2.0 + 0.1 / 0.6, 1.0]}
+    # peak: in both rows the window 2.5 ± 0.525, [1.975, 3.025], holds the most (0.605, 0.4025 against
+    # 0.225 in 0.5 ± 0.225): the median between its CDF values (0.395 or 0.5975, and 1)
+    expected = {"mode": [2.5, 0.5], "mean": [1.9, 1.4], "median": [2.0 + 0.1 / 0.6, 1.0],
+                "peak": [2.0 + (0.6975 - 0.4) / 0.6, 2.0 + (0.79875 - 0.6) / 0.4]}
     for choice, z in expected.items():
         assert task.point_estimates(pdf, info | {"point_estimate": choice}) == pytest.approx(z)
         columns = task.describe(pdf, info | {"point_estimate": choice})
@@ -100,7 +103,7 @@ def test_run_records_its_point_estimate_and_resampling(catalogue, tmp_path):
 
 
 @pytest.mark.parametrize("photoz, loss, preset, message", [
-    ({"point_estimate": "peak"}, PDF, "mlp", r"photoz\.point_estimate: .*'median', 'mean' or 'mode'"),
+    ({"point_estimate": "top"}, PDF, "mlp", r"photoz\.point_estimate: .*'median', 'mean', 'mode' or 'peak'"),
     ({"resample": True}, PDF, "mlp", r"photoz\.resample: unknown key"),
     ({"point_estimate": "mode"}, "mae", "mlp", r"photoz\.point_estimate 'mode' applies to a redshift PDF"),
     ({"resample_errors": True}, None, "resnet", r"photoz\.resample_errors needs catalogue features"),

@@ -179,12 +179,14 @@ class PhotozConfig(Strict):
     ``N(m, σ_m²)`` with its catalogue errors (colours follow), seeded by the run's seed, epoch
     and batch; validation and test keep the measured values, non-detections keep their fill.
     ``point_estimate``: ``z_phot`` of a PDF (``training.loss: sparse_categorical_crossentropy``):
-    its median (default), mean or mode (the peak bin's centre).
+    its median (default), mean, mode (the fullest bin's centre) or peak (the median within the
+    ±0.15 (1 + z) window of most probability: fewest catastrophic outliers; see
+    :class:`deepfield.analysis.photoz.PdfPointEstimates`).
     """
 
     resample_errors: bool = False
-    point_estimate: Literal["median", "mean", "mode"] | None = Field(
-        None, description="a PDF's z_phot: median (default), mean or mode")
+    point_estimate: Literal["median", "mean", "mode", "peak"] | None = Field(
+        None, description="a PDF's z_phot: median (default), mean, mode or peak")
 
 
 class RunConfig(Strict):

@@ -9,7 +9,7 @@ Two modes, chosen by ``training.loss`` (nothing else to set):
 * **PDF** (``sparse_categorical_crossentropy``, or the loss left unset with a preset whose
   output is a PDF, such as ``pasquet``): a softmax over ``n_bins`` equal redshift bins; the
   label is the bin holding the true z (Pasquet et al. 2019); the point estimate is the
-  PDF's median, or its mean or mode (``photoz.point_estimate``). ``n_bins`` is ``model.options.n_outputs`` (``n_bins`` for ``pasquet``),
+  PDF's median, or its mean, mode or peak (``photoz.point_estimate``). ``n_bins`` is ``model.options.n_outputs`` (``n_bins`` for ``pasquet``),
   default ``DEFAULT_BINS``; the bins span the training part's redshifts, or pasquet's
   ``z_min``/``z_max`` options when given. Redshifts outside fall in the end bins.
 
@@ -506,14 +506,14 @@ class PhotoZ(Task):
 
     def point_estimates(self, outputs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """(N,) redshifts from the network's outputs: the regression output, or the PDF's
-        ``info["point_estimate"]`` (median, mean or mode; median for runs from before the option)."""
+        ``info["point_estimate"]`` (median, mean, mode or peak; median for runs from before the option)."""
         if info["mode"] == "pdf":
             points = pdf_point_estimates(outputs, edges=np.asarray(info["bin_edges"]))
             return getattr(points, info.get("point_estimate", "median"))
         return outputs.reshape(-1).astype(np.float64)
 
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
-        """``z_phot`` (N,); in PDF mode also the PDF's ``z_median``, ``z_mean``, ``z_mode`` and ``z_std``."""
+        """``z_phot`` (N,); in PDF mode also the PDF's ``z_median``, ``z_mean``, ``z_mode``, ``z_peak`` and ``z_std``."""
         if info["mode"] != "pdf":
             return {"z_phot": self.point_estimates(outputs, info)}
         edges = np.asarray(info["bin_edges"])
@@ -522,7 +522,7 @@ class PhotoZ(Task):
         p = outputs / outputs.sum(axis=1, keepdims=True)
         spread = np.sqrt(np.maximum(p @ centres**2 - points.mean**2, 0.0))
         return {"z_phot": self.point_estimates(outputs, info), "z_median": points.median, "z_mean": points.mean,
-                "z_mode": points.mode, "z_std": spread}
+                "z_mode": points.mode, "z_peak": points.peak, "z_std": spread}
 
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
         """Bias, σ_NMAD and outlier fractions of the point estimates (plus CRPS and PIT for PDFs);
