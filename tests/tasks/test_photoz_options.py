@@ -111,3 +111,14 @@ def test_run_records_its_point_estimate_and_resampling(catalogue, tmp_path):
 def test_photoz_options_are_checked(catalogue, photoz, loss, preset, message):
     with pytest.raises(DeepfieldError, match=message):
         PhotoZ().prepare(config(catalogue, loss=loss, preset=preset, photoz=photoz))
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    from deepfield.tasks.photoz import check_photoz_options, photoz_mode
+
+    example = load_config(Path(__file__).parents[2] / "examples" / "photoz.yaml")
+    mode = photoz_mode(example)
+    check_photoz_options(example, mode)
+    assert mode == "pdf" and example.photoz.point_estimate is not None
