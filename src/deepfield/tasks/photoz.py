@@ -9,9 +9,10 @@ Two modes, chosen by ``training.loss`` (nothing else to set):
 * **PDF** (``sparse_categorical_crossentropy``, or the loss left unset with a preset whose
   output is a PDF, such as ``pasquet``): a softmax over ``n_bins`` equal redshift bins; the
   label is the bin holding the true z (Pasquet et al. 2019); the point estimate is the
-  PDF's median, or its mean, mode or peak (``photoz.point_estimate``). ``n_bins`` is ``model.options.n_outputs`` (``n_bins`` for ``pasquet``),
-  default ``DEFAULT_BINS``; the bins span the training part's redshifts, or pasquet's
-  ``z_min``/``z_max`` options when given. Redshifts outside fall in the end bins.
+  PDF's median, or its mean, mode or peak (``photoz.point_estimate``). ``n_bins`` is
+  ``model.options.n_outputs`` (``n_bins`` for ``pasquet``), default ``DEFAULT_BINS``; the
+  bins span the training part's redshifts, or pasquet's ``z_min``/``z_max`` options when
+  given. Redshifts outside fall in the end bins.
 
 Inputs, from ``data.path`` (any catalogue ``read_catalogue`` reads; ``data.group`` for HDF5):
 
@@ -513,7 +514,7 @@ class PhotoZ(Task):
         return outputs.reshape(-1).astype(np.float64)
 
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
-        """``z_phot`` (N,); in PDF mode also the PDF's ``z_median``, ``z_mean``, ``z_mode``, ``z_peak`` and ``z_std``."""
+        """``z_phot`` (N,); for a PDF also its ``z_median``, ``z_mean``, ``z_mode``, ``z_peak`` and ``z_std``."""
         if info["mode"] != "pdf":
             return {"z_phot": self.point_estimates(outputs, info)}
         edges = np.asarray(info["bin_edges"])
@@ -539,7 +540,8 @@ class PhotoZ(Task):
         if info["mode"] == "pdf":
             edges = np.asarray(info["bin_edges"])
             values = pit(outputs, z, edges=edges)
-            metrics |= {"point_estimate": f"PDF {info.get('point_estimate', 'median')}", "crps": float(crps(outputs, z, edges=edges).mean()),
+            metrics |= {"point_estimate": f"PDF {info.get('point_estimate', 'median')}",
+                        "crps": float(crps(outputs, z, edges=edges).mean()),
                         "pit_ks": pit_uniformity(values).ks_statistic}
             plot_pit(values, figures / "pit.png")
         plot_photoz_scatter(z, z_phot, figures / "photoz_scatter.png")
