@@ -67,6 +67,11 @@ class Task:
         """Read and split the data, fit the normalisation on the training part."""
         raise NotImplementedError
 
+    def training_data(self, prepared: Prepared) -> tuple[Any, np.ndarray | None]:
+        """What ``fit`` trains on: ``(x, y)`` arrays of the training part (default), or
+        ``(dataset, None)`` for batches the task makes itself (augmented ones)."""
+        return prepared.x["train"], prepared.y["train"]
+
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
         """(number of outputs, output activation)."""
         raise NotImplementedError

@@ -194,6 +194,23 @@ class ExplainConfig(Strict):
     occlusion: OcclusionConfig = OcclusionConfig()
 
 
+class PhotozConfig(Strict):
+    """Options of the photoz task on catalogues (ignored by the other tasks).
+
+    ``resample_errors``: every epoch each training galaxy's magnitudes are drawn afresh from
+    ``N(m, σ_m²)`` with its catalogue errors (colours follow), seeded by the run's seed, epoch
+    and batch; validation and test keep the measured values, non-detections keep their fill.
+    ``point_estimate``: ``z_phot`` of a PDF (``training.loss: sparse_categorical_crossentropy``):
+    its median (default), mean, mode (the fullest bin's centre) or peak (the median within the
+    ±0.15 (1 + z) window of most probability: fewest catastrophic outliers; see
+    :class:`deepfield.analysis.photoz.PdfPointEstimates`).
+    """
+
+    resample_errors: bool = False
+    point_estimate: Literal["median", "mean", "mode", "peak"] | None = Field(
+        None, description="a PDF's z_phot: median (default), mean, mode or peak")
+
+
 class RunConfig(Strict):
     task: Literal["morphology", "quality", "photoz", "tabular"]
     name: str | None = None
@@ -205,6 +222,7 @@ class RunConfig(Strict):
     baselines: BaselinesConfig = BaselinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     explain: ExplainConfig = ExplainConfig()
+    photoz: PhotozConfig = PhotozConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
     data_from_run: dict[Literal["path", "validation", "test"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "

@@ -201,7 +201,8 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     norms = gradient_norm_logger(config, len(prepared.x["train"]))
     if norms is not None:
         callbacks.append(norms)
-    history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
+    x_train, y_train = task.training_data(prepared)
+    history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
                          epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
                          validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
     epochs = len(history.history.get("loss", []))
