@@ -53,7 +53,7 @@ from deepfield.data.catalogues import read_catalogue
 from deepfield.data.simulate import simulate_photoz
 from deepfield.tasks.config import load_config
 from deepfield.tasks.photoz import PhotoZ
-from deepfield.tasks.run import open_run, train
+from deepfield.tasks.run import load_run, train
 
 SEEDS = {"train": 0, "test": 1}
 PDF = {"training": {"loss": "sparse_categorical_crossentropy"}, "model": {"options": {"n_outputs": 100}}}
@@ -128,9 +128,9 @@ def network_rows(method: str, doc: dict[str, Any], test_file: Path) -> list[Row]
     with contextlib.redirect_stdout(io.StringIO()):  # the model summary train() prints
         out = train(config, console=Console(quiet=True), verbose=0)
     metrics = json.loads((out / "metrics.json").read_text())
-    opened = open_run(out)
-    new = opened.task.read_new(opened.config, opened.info, test_file, labelled=True)
-    columns = opened.task.describe(opened.predict(new.x).mean, opened.info)
+    opened = load_run(out)
+    new = opened.inputs(test_file, labelled=True)
+    columns = opened.task.describe(opened.predictive(new.x).mean, opened.info)
     epochs = metrics["epochs_run"]
     note = f"{epochs} epochs" if isinstance(epochs, int) else f"{'/'.join(map(str, epochs))} epochs"
     if opened.info["mode"] != "pdf":
