@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from deepfield.data.memmap import Fetch, _BatchDataset, _Rows
+from deepfield.data.memmap import Fetch, BatchDataset, BatchRows
 from deepfield.errors import DeepfieldError
 
 
-class ResampledFeatures(_BatchDataset):
+class ResampledFeatures(BatchDataset):
     """Training pairs ``(x, y)`` whose magnitude-dependent features are redrawn in every batch.
 
     ``x``: (N, F) float32 features as measured; ``y``: (N, ...) targets, given back as they
@@ -41,10 +41,10 @@ class ResampledFeatures(_BatchDataset):
     def sample_bytes(self) -> int:
         return self._x[:1].nbytes + self._y[:1].nbytes
 
-    def _read(self, index: np.ndarray, indices: Sequence[int] | Fetch) -> _Rows:
+    def _read(self, index: np.ndarray, indices: Sequence[int] | Fetch) -> BatchRows:
         x, sigma = self._x[index], self._sigma[index]
         keyed = isinstance(indices, Fetch) and indices.key is not None
         for rows, seed in indices.batches() if keyed else [(slice(None), None)]:  # type: ignore[union-attr]
             draws = np.random.default_rng(seed).standard_normal(sigma[rows].shape, dtype=np.float32)
             x[rows] += (draws * sigma[rows]) @ self._mixing
-        return _Rows((torch.from_numpy(x), torch.from_numpy(self._y[index])))
+        return BatchRows((torch.from_numpy(x), torch.from_numpy(self._y[index])))
