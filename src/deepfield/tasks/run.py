@@ -10,6 +10,7 @@ import datetime
 import json
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,13 @@ from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
-from deepfield.tasks.base import Prepared, Task, make_optimizer
+from deepfield.tasks.base import NewData, Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
+from deepfield.tasks.reading import with_reading
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
@@ -338,8 +340,19 @@ def open_run(run: str | Path) -> OpenRun:
     return OpenRun(run, config, info, models, task_for(config), read_temperature(run))
 
 
-def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None) -> dict[str, Any]:
-    """Metrics of a trained run on its own test part, or on the labelled file ``data``.
+def read_new(opened: OpenRun, data: str | Path, labelled: bool, reading: Mapping[str, Any] | None = None,
+             ) -> NewData:
+    """The file ``data`` prepared as the run's training data, read with the run's data config
+    and the ``reading`` options given for this file laid over it
+    (:func:`~deepfield.tasks.reading.with_reading`: ``bands``, ``channels``, ``labels``, ``hdus``...)."""
+    config = opened.config.model_copy(update={"data": with_reading(opened.config.data, reading, labelled)})
+    return opened.task.read_new(config, opened.info, Path(data), labelled)
+
+
+def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None,
+                 reading: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics of a trained run on its own test part, or on the labelled file ``data``
+    (read with the run's data config and the ``reading`` options, see :func:`read_new`).
 
     The figures go to ``RUN/figures`` (own test part) or ``RUN/evaluations/<file stem>/``,
     and the metrics to ``metrics.json`` there (own test part: ``RUN/evaluation.json``).
@@ -350,7 +363,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, console: Conso
         prepared, target = prepare(task, config), Path(run) / "evaluation.json"
         figures = Path(run) / "figures"
     else:
-        new = task.read_new(config, info, Path(data), labelled=True)
+        new = read_new(opened, data, labelled=True, reading=reading)
         prepared = task.new_prepared(new, info)
         target = Path(run) / "evaluations" / Path(data).stem / "metrics.json"
         figures = target.parent / "figures"
@@ -371,28 +384,89 @@ def table_format(out: Path, what: str) -> str:
 
 
 def write_table(table: Table, out: Path, what: str) -> Path:
-    """Write ``table`` to ``out`` atomically as CSV, FITS or HDF5 (by suffix; HDF5 path ``what``, with meta)."""
+    """Write ``table`` to ``out`` atomically as CSV, FITS or HDF5 (by suffix; HDF5 path ``what``, with meta).
+
+    Text columns are plain ``str``; FITS gets ASCII text and ``HIERARCH`` keys for meta
+    longer than 8 characters, so astropy writes it without a warning.
+    """
     fmt = table_format(out, what)
     options = {"path": what, "serialize_meta": True} if fmt == "hdf5" else {}
+    table = fits_ready(table) if fmt == "fits" else plain_text(table)
     atomic.write_with(out, lambda tmp: table.write(tmp, format=fmt, overwrite=True, **options))
     return out
 
 
-def predict_run(run: str | Path, data: str | Path, out: str | Path) -> Path:
-    """Write the run's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5), with ids.
+def plain_text(table: Table) -> Table:
+    """``table`` with object (and bytes) columns as ``str``, which every format writes."""
+    table = table.copy(copy_data=False)
+    for name in table.colnames:
+        if table[name].dtype.kind in "OS":
+            table[name] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in table[name]], dtype=str)
+    return table
 
-    Besides the task's columns, the uncertainty columns of :meth:`Task.describe_uncertainty`
-    (predictive entropy, mutual information, σ of a regression...). The table's meta records
-    the run, the number of draws pooled and the temperature applied to the calibrated columns.
+
+def fits_ready(table: Table) -> Table:
+    """``table`` as FITS takes it without warnings: ASCII text (others escaped, ``\\u00e9``), meta
+    keys longer than 8 characters as ``HIERARCH`` cards, meta values that are not numbers as text."""
+    table = plain_text(table)
+    for name in table.colnames:
+        if table[name].dtype.kind == "U":
+            table[name] = np.array([ascii_text(v) for v in table[name]], dtype=str)
+    meta = {}
+    for key, value in table.meta.items():
+        key = ascii_text(str(key))
+        if len(key) > 8 or not key.replace("_", "A").replace("-", "A").isalnum():
+            key = f"HIERARCH {key}"
+        meta[key] = value if isinstance(value, (bool, int, float)) else ascii_text(str(value))
+    table.meta = meta
+    return table
+
+
+def ascii_text(text: str) -> str:
+    """``text`` with every non-ASCII character escaped (``é`` → ``\\xe9``)."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def carried_columns(new: NewData, data: str | Path, keep: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The columns every prediction file starts with: ``id``, ``ra`` and ``dec`` (degrees) when
+    the file says (WCS of FITS cutouts, or such columns of a catalogue, any case), then ``keep``."""
+    columns = {"id": np.asarray(new.ids).astype(str)}
+    by_lower = {name.lower(): name for name in new.columns}
+    for name in ("ra", "dec"):
+        if name in by_lower:
+            columns[name] = np.asarray(new.columns[by_lower[name]])
+    unknown = [name for name in keep if name not in new.columns and name != "id"]
+    if unknown:
+        available = ", ".join(new.columns) or "none (give a table with --labels TABLE --id-column COLUMN)"
+        raise DeepfieldError(f"--keep: {data} has no column {', '.join(map(repr, unknown))}; its columns are "
+                             f"{available}")
+    columns.update({name: np.asarray(new.columns[name]) for name in keep if name != "id"})
+    return columns
+
+
+def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Mapping[str, Any] | None = None,
+                keep: Sequence[str] = ()) -> Path:
+    """Write the run's predictions for every object of ``data`` to ``out`` (CSV, FITS or HDF5).
+
+    The table starts with ``id``, ``ra``/``dec`` when known and the ``keep`` columns
+    (:func:`carried_columns`), then the task's columns and the uncertainty columns of
+    :meth:`Task.describe_uncertainty` (predictive entropy, mutual information, σ of a
+    regression...). The table's meta records the run, the number of draws pooled and the
+    temperature applied to the calibrated columns. ``reading``: options for reading ``data``
+    laid over the run's data config (:func:`read_new`).
     """
     out = Path(out)
     table_format(out, "predictions")
     opened = open_run(run)
-    new = opened.task.read_new(opened.config, opened.info, Path(data), labelled=False)
+    new = read_new(opened, data, labelled=False, reading=reading)
+    carried = carried_columns(new, data, keep)
     prediction = opened.predict(new.x)
     columns = {**opened.task.describe(prediction.mean, opened.info),
                **opened.task.describe_uncertainty(prediction, opened.info, opened.temperature)}
-    table = Table({"id": np.asarray(new.ids).astype(str), **columns})
+    clash = sorted(set(carried) & set(columns))
+    if clash:
+        raise DeepfieldError(f"--keep: {', '.join(clash)} would replace the prediction column of that name")
+    table = Table({**carried, **columns})
     table.meta.update(run=str(run), draws=len(opened.models) * max(draws_per_network(opened.config), 1))
     if opened.temperature is not None:
         table.meta["temperature"] = opened.temperature
@@ -408,7 +482,7 @@ def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarr
 
 
 def explain_run(run: str | Path, data: str | Path | None, out: str | Path, methods: list[str] | None = None,
-                **settings: Any) -> Path:
+                reading: Mapping[str, Any] | None = None, **settings: Any) -> Path:
     """Look inside a run's network (:mod:`deepfield.tasks.explain`) on ``data`` (else its test part), into ``out``.
 
     ``settings`` override the run's ``explain`` config (``layer``, ``per_class``, ``baseline``,
@@ -421,18 +495,20 @@ def explain_run(run: str | Path, data: str | Path | None, out: str | Path, metho
         prepared = prepare(task, config)
         images, labels = prepared.x["test"], class_labels(task, prepared)
     else:
-        new = task.read_new(config, info, Path(data), labelled=False)
+        new = read_new(opened, data, labelled=False, reading=reading)
         images, labels = new.x, None
     explain(opened.models[0], images, Path(out), options, labels=labels, class_names=info.get("classes"),
             band_names=info.get("bands"), methods=methods, seed=config.seed)
     return Path(out)
 
 
-def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None) -> Path:
+def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None,
+                 reading: Mapping[str, Any] | None = None, keep: Sequence[str] = ()) -> Path:
     """Write the output of one layer of the run's network for every object of ``data`` to ``out``.
 
     ``layer``: a name from :func:`~deepfield.analysis.layer_features.layer_names`;
-    ``None`` takes the layer before the head. The table has ``id`` and ``f0 .. f{F-1}``
+    ``None`` takes the layer before the head. The table has ``id`` (``ra``, ``dec`` and the
+    ``keep`` columns, as :func:`predict_run`) and ``f0 .. f{F-1}``
     (the layer's output flattened, float32), and ``run`` and ``layer`` in its meta
     (kept by FITS and HDF5; CSV holds the columns only). FITS and HDF5 tables take at
     most 999 columns: a wider layer goes to CSV.
@@ -441,12 +517,13 @@ def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str 
     fmt = table_format(out, "features")
     opened = open_run(run)
     model = opened.models[0]  # an ensemble's first member
-    new = opened.task.read_new(opened.config, opened.info, Path(data), labelled=False)
+    new = read_new(opened, data, labelled=False, reading=reading)
+    carried = carried_columns(new, data, keep)
     name = default_layer(model) if layer is None else layer
     features = layer_features(model, new.x, name, batch_size=256, device=opened.config.training.device)
-    if fmt != "ascii.csv" and features.shape[1] + 1 > 999:
+    if fmt != "ascii.csv" and features.shape[1] + len(carried) > 999:
         raise DeepfieldError(f"{out}: layer {name!r} gives {features.shape[1]} features, more columns than a "
                              f"{out.suffix} table holds (999); write .csv or choose a narrower layer")
-    table = Table({"id": np.asarray(new.ids).astype(str), **{f"f{i}": column for i, column in enumerate(features.T)}})
+    table = Table({**carried, **{f"f{i}": column for i, column in enumerate(features.T)}})
     table.meta.update(run=str(run), layer=name)
     return write_table(table, out, "features")

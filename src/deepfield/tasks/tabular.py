@@ -32,7 +32,7 @@ import torch
 from astropy.table import Table
 
 from deepfield.analysis.classification import classification_metrics
-from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns
+from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns, row_columns
 from deepfield.data.splits import make_split
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_roc
@@ -282,10 +282,16 @@ class Tabular(Task):
                         y={part: encode_targets(v, info) for part, v in y.items()}, ids=ids, info=info)
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
-        """Rows of ``path`` with every feature (and, if ``labelled``, the target); ``ids`` are their row indices."""
-        x, y, rows = complete_rows(load_table(config.data, path), info, str(path), labelled)
+        """Rows of ``path`` with every feature (and, if ``labelled``, the target); ``ids`` are the
+        ``data.ids`` column, else their row indices; ``columns`` every 1-D column of those rows."""
+        table = load_table(config.data, path)
+        x, y, rows = complete_rows(table, info, str(path), labelled)
+        ids = rows
+        if config.data.ids:
+            require_columns(table, [config.data.ids], source=f"{path} (data.ids)")
+            ids = np.asarray(table[config.data.ids])[rows]
         return NewData(x=standardize(x, info["standardize"]), y=None if y is None else encode_targets(y, info),
-                       ids=rows)
+                       ids=ids, columns={name: values[rows] for name, values in row_columns(table).items()})
 
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
         if info["problem"] == "regression":
