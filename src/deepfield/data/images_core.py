@@ -385,7 +385,7 @@ class ImageReader:
         self._meta.update({name: table_column(table[name])[index] for name in names
                            if np.ndim(table[name]) == 1})
         for item in np.flatnonzero(keep & unknown[index]):
-            self._reject(self._where(item), f"label {self._meta[columns[0]][item]!r} in {source} column "
+            self._reject(self._where(item), f"label {str(self._meta[columns[0]][item])!r} in {source} column "
                                             f"{columns[0]!r} is not one of the classes {few(list(self.classes))}")
             keep[item] = False
         if values is None:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from deepfield.data.images import ImageReader
-from deepfield.data.sources import catalogue_labels, open_images
+from deepfield.data.sources import FITS_SUFFIXES, catalogue_labels, open_images
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import DataConfig, LabelTable, invalid
 
@@ -41,8 +41,11 @@ def open_data(data: DataConfig, path: str | Path, *, labelled: bool = True, band
         raise DeepfieldError(f"{path}: the labels of a folder of FITS cutouts come from a table joined by id; "
                              f"data.labels is {data.labels!r}: write labels: {{table: labels.csv, id: ID_COLUMN, "
                              "column: LABEL_COLUMN}")
+    fits = Path(path).is_dir() or Path(path).name.lower().endswith(FITS_SUFFIXES)
+    # a run trained on FITS cutouts predicts on an HDF5 file (and back): options of the other kind stay out
     return open_images(path, data.bands or bands, labels=labels, channels=data.channels, pattern=data.pattern,
-                       images=data.images, hdus=data.hdus, ids=data.ids, on_error=data.on_error)
+                       images=data.images, hdus=data.hdus if fits else None, ids=None if fits else data.ids,
+                       on_error=data.on_error)
 
 
 def with_reading(data: DataConfig, options: Mapping[str, Any] | None, labelled: bool) -> DataConfig:
