@@ -104,7 +104,7 @@ def test_inspect_cutout_cubes_in_the_primary_hdu_with_a_label_table(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "4 objects, stamps 3 x 8 x 8 (C, H, W), bands g, r, i" in run.stdout
     assert "labels: elliptical: 1, spiral: 3" in run.stdout
-    assert "positions (ra, dec of the cutout centres): 4 of 4 objects, ra 150.00000 .. 150.00000" in run.stdout
+    assert "positions (ra, dec): 4 of 4 objects, ra 150.00000 .. 150.00000" in run.stdout
     assert "columns (predict --keep): objid, class, mag_r, ra, dec" in run.stdout
 
 

@@ -121,3 +121,18 @@ def test_hdf5_ids_from_a_dataset_join_a_label_table(tmp_path):
         open_images(cube_folder(tmp_path), ["g", "r", "i"], hdus=0, ids="objid")
     with pytest.raises(DeepfieldError, match=r"hdus=0 is for FITS files"):
         open_images(tmp_path / "g10.h5", ["g", "r", "z"], channels="last", hdus=0)
+
+
+def test_hdf5_per_object_datasets_are_columns(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "g10.h5", "w") as f:  # Galaxy10 DECaLS keeps ra, dec, redshift beside the images
+        f["images"] = np.zeros((3, 4, 4, 3), np.uint8)
+        f["ans"] = np.array([0, 2, 1])
+        f["ra"], f["dec"] = np.array([10.0, 11.0, 12.0]), np.array([-1.0, 0.0, 1.0])
+        f["name"] = np.array([b"a", b"b", b"c"])
+        f["pxscale"] = np.ones((3, 2))  # not one value per object: not a column
+    reader = open_images(tmp_path / "g10.h5", ["g", "r", "z"], channels="last", labels="ans")
+    columns = reader.metadata()
+    assert sorted(columns) == ["ans", "dec", "name", "ra"]
+    assert list(columns["ra"]) == [10.0, 11.0, 12.0] and list(columns["name"]) == ["a", "b", "c"]

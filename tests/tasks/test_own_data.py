@@ -106,6 +106,8 @@ def test_a_folder_without_a_label_table_says_how_to_give_one(tmp_path):
                                                   "labels": "labels.csv"}})
     with pytest.raises(DeepfieldError, match=r"labels: \{table: labels.csv, id: ID_COLUMN, column: LABEL_COLUMN\}"):
         train(config, verbose=0)
+    with pytest.raises(DeepfieldError, match=r"^config: data\.labels\.id: Field required$"):
+        load_config(None, document={"task": "morphology", "data": {"path": "cutouts", "labels": {"table": "t.csv"}}})
 
 
 def test_another_layout_of_the_same_stamps_predicts_the_same(folder_run, tmp_path):

@@ -292,7 +292,7 @@ def inspect_images(
     if "ra" in columns and "dec" in columns:
         with np.errstate(invalid="ignore"):
             known = np.isfinite(columns["ra"])
-        console.print(f"positions (ra, dec of the cutout centres): {int(known.sum())} of {len(known)} objects"
+        console.print(f"positions (ra, dec): {int(known.sum())} of {len(known)} objects"
                       + (f", ra {np.nanmin(columns['ra']):.5f} .. {np.nanmax(columns['ra']):.5f}, dec "
                          f"{np.nanmin(columns['dec']):.5f} .. {np.nanmax(columns['dec']):.5f} deg" if known.any()
                          else ""), highlight=False)

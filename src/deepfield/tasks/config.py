@@ -251,13 +251,19 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), 
 
 
 def invalid(exc: ValidationError, source: str) -> DeepfieldError:
-    """The first problem of a validation as one line naming ``source`` and the key."""
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    """The first problem of a validation as one line naming ``source`` and the key.
+
+    Of a union (``labels``: a name or a table), a mapping's problem is the table's, and the
+    member's name (``LabelTable``) is left out of the key.
+    """
+    errors = exc.errors()
+    errors = [e for e in errors if not (e["type"].endswith("_type") and isinstance(e.get("input"), dict))] or errors
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"] if not str(p)[:1].isupper()) or "(top level)"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     value = first.get("input")
     shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
-    more = f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
+    more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
     return DeepfieldError(f"{source}: {key}: {message}{shown}{more}")
