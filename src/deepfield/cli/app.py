@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from deepfield.cli.common import console, parse_range, parse_shape, split_list
 from deepfield.cli.playground import playground_app
-from deepfield.cli.reading import reading_options
+from deepfield.cli.reading import KEEP, reading_options
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
 
@@ -179,11 +179,6 @@ def evaluate(
     for key, value in metrics.items():
         if isinstance(value, (int, float)):
             console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-
-
-KEEP = Annotated[Optional[str], typer.Option(
-    help="columns to carry into the table, comma-separated: a catalogue's or --labels table's (ra, dec from a "
-         "cutout's WCS come anyway)")]
 
 
 @app.command()

@@ -45,6 +45,11 @@ OPTIONS: dict[str, Any] = {
         help="the --labels table's label column (class names or numbers)", rich_help_panel=PANEL)],
 }
 
+KEEP = Annotated[Optional[str], typer.Option(
+    help="columns to carry into the table after id (and ra, dec when known), comma-separated: a catalogue's, "
+         "a --labels table's or an HDF5 file's per-object datasets")]
+"""``--keep`` of the commands that write a table per object (predict, features)."""
+
 
 def reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``command`` with the reading options added; it gets the given ones as ``reading=`` (a dict)."""
@@ -80,13 +85,12 @@ def reading_document(bands: str | None = None, channels: str | None = None, patt
         if not keys:
             raise DeepfieldError(f"--hdus {hdus!r}: give an HDU index or name, or one per band (1,2,3)")
         document["hdus"] = keys[0] if len(keys) == 1 and "," not in hdus else keys
-    table = {key: value for key, value in (("id", id_column), ("column", label_column)) if value is not None}
+    columns = split_list(label_column) if label_column and "," in label_column else label_column
+    table = {key: value for key, value in (("id", id_column), ("column", columns)) if value is not None}
     if labels is not None and (table or Path(labels).is_file()):
         document["labels"] = {"table": labels, **table}
     elif labels is not None:
         document["labels"] = labels
-    elif table:
+    elif table:  # the run's own table, another column
         document["labels"] = table
-    if "labels" in document and isinstance(document["labels"], dict) and "column" in table:
-        document["labels"]["column"] = split_list(label_column) if "," in label_column else label_column
     return document
