@@ -51,11 +51,14 @@ def make_optimizer(config: RunConfig) -> Any:
 
 @dataclass
 class NewData:
-    """A file to evaluate or predict on: ``x`` (N, ...) float32, ``y`` or None, ``ids`` (N,)."""
+    """A file to evaluate or predict on: ``x`` (N, ...) float32, ``y`` or None, ``ids`` (N,), and
+    ``columns``: what else is known of each object (N,), for the prediction files (``ra``, ``dec``
+    in degrees when known; a catalogue's or label table's columns, kept with ``predict --keep``)."""
 
     x: np.ndarray
     y: np.ndarray | None
     ids: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Task:

@@ -32,12 +32,26 @@ class SplitConfig(Strict):
     stratify: bool = True
 
 
+class LabelTable(Strict):
+    """Labels from a table (FITS, CSV, Parquet, HDF5; a relative path as ``data.path``), joined
+    to the images by id: ``{table: labels.csv, id: objid, column: class}``. A column of class
+    names (text) gives the classes, sorted. Without ``column`` the table only lends its columns
+    to the prediction files (``predict --keep``). Its 1-D columns can all be kept."""
+
+    table: Path
+    id: str = Field(description="the column holding each image's id ({id} of a folder's pattern, "
+                                "data.ids, or the stamp number 0..N-1)")
+    column: str | list[str] | None = Field(None, description="the label column(s)")
+    group: str | None = Field(None, description="HDF5: the group holding the table")
+
+
 class DataConfig(Strict):
     """Where the data is and how to read it (any reader of ``deepfield.data``).
 
     Images: ``path`` is a folder of FITS cutouts, a FITS cube, HDF5 or .npy/.npz;
-    ``labels`` a dataset/key. Catalogues: ``path`` is a FITS/CSV/Parquet/HDF5 table,
-    ``target`` the column to learn, ``bands`` + ``mag``/``err`` patterns the photometry.
+    ``labels`` a dataset/key or a :class:`LabelTable`. Catalogues: ``path`` is a
+    FITS/CSV/Parquet/HDF5 table, ``target`` the column to learn, ``bands`` +
+    ``mag``/``err`` patterns the photometry.
     """
 
     path: Path
@@ -46,8 +60,13 @@ class DataConfig(Strict):
     bands: list[str] | None = None
     channels: Literal["first", "last"] | None = None
     images: str = "images"
-    labels: str | None = "labels"
+    labels: str | LabelTable | None = "labels"
     pattern: str = "{id}.fits"
+    hdus: int | str | list[int | str] | None = Field(
+        None, description="FITS: the HDU(s) holding the bands (0: a cube in the primary HDU; [1, 2, 3] or "
+                          "[G, R, I]: one per band; default: EXTNAME = band); a FITS cube's HDU (default 0)")
+    ids: str | None = Field(None, description="where object ids come from: an HDF5 dataset / npz key "
+                                              "(default 0..N-1), a catalogue's id column (default id)")
     on_error: Literal["raise", "skip"] = "raise"
     split: SplitConfig = SplitConfig()
     normalize: Literal["robust", "none"] = "robust"
@@ -224,7 +243,7 @@ class RunConfig(Strict):
     explain: ExplainConfig = ExplainConfig()
     photoz: PhotozConfig = PhotozConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
-    data_from_run: dict[Literal["path", "validation", "test"], str] = Field(
+    data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "
                         "to find the data after the run moved (deepfield.tasks.run_paths); leave it out")
 
@@ -271,14 +290,25 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), 
     try:
         return RunConfig.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
-        if first["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
-            message = message.removeprefix("Value error, ")
-        value = first.get("input")
-        shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
-        more = f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
-        raise DeepfieldError(f"{source}: {key}: {message}{shown}{more}") from None
+        raise invalid(exc, source) from None
+
+
+def invalid(exc: ValidationError, source: str) -> DeepfieldError:
+    """The first problem of a validation as one line naming ``source`` and the key.
+
+    Of a union (``labels``: a name or a table), a mapping's problem is the table's, and the
+    member's name (``LabelTable``) is left out of the key.
+    """
+    errors = exc.errors()
+    errors = [e for e in errors if not (e["type"].endswith("_type") and isinstance(e.get("input"), dict))] or errors
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"] if not str(p)[:1].isupper()) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    if first["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+        message = message.removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
+    more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+    return DeepfieldError(f"{source}: {key}: {message}{shown}{more}")

@@ -14,27 +14,37 @@ import torch
 
 from deepfield.analysis.classification import classification_metrics, precision_at_recall
 from deepfield.data.images import ImageReader
-from deepfield.data.sources import open_images
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import AsinhStretch, RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.reading import open_data
 from deepfield.tasks.uncertainty import classification_uncertainty, uncertainty_columns
 from deepfield.training.mc_dropout import MCPrediction
 
 ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithmic above
 
 
-def read_stamps(data: DataConfig, path: Path, labelled: bool = True,
-                bands: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
-    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``."""
-    reader = open_images(path, bands or data.bands, labels=data.labels if labelled else None,
-                         channels=data.channels, pattern=data.pattern, images=data.images, on_error=data.on_error)
+def read_stamps(data: DataConfig, path: Path, labelled: bool = True, bands: list[str] | None = None,
+                classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
+    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``.
+
+    ``bands``: the bands the network needs, in its order; the file's own (``data.bands``,
+    in the file's channel order, or the names it records) are picked and reordered to them.
+    ``classes``: the run's class names, for a label table of names.
+    """
+    reader = open_data(data, path, labelled=labelled, bands=bands, classes=classes)
     images, labels = reader.load()
     if labelled and labels is None:
         raise DeepfieldError(f"{path}: no labels to learn from; name them with data.labels")
+    if bands is not None and list(reader.bands) != list(bands):
+        missing = [b for b in bands if b not in reader.bands]
+        if missing:
+            raise DeepfieldError(f"{path}: the run needs bands {', '.join(bands)}; this file's are "
+                                 f"{', '.join(reader.bands)} (name them in channel order with --bands)")
+        images = images[:, [reader.bands.index(b) for b in bands]]
     if data.limit:
         images = images[: data.limit]
         labels = None if labels is None else labels[: data.limit]
@@ -54,7 +64,8 @@ def split_stamps(config: RunConfig) -> tuple[dict[str, np.ndarray], dict[str, np
         x[part], y[part] = images[index], labels[index]
     for part, path in held.items():
         if path is not None:
-            x[part], y[part], _ = read_stamps(data, path)
+            x[part], y[part], _ = read_stamps(data, path, bands=list(reader.bands),
+                                              classes=list(reader.classes) if reader.classes else None)
     if len(x["validation"]) == 0 or len(x["test"]) == 0:
         raise DeepfieldError("data.split: the validation and test parts must not be empty")
     return x, y, reader
@@ -98,9 +109,12 @@ class ImageClassification(Task):
         return labels.astype(np.int64)
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
-        images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"])
+        images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"],
+                                             classes=info["classes"])
         y = None if labels is None else self.targets(labels, len(info["classes"]))
-        return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids))
+        n = len(images)  # after data.limit
+        return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids)[:n],
+                       columns={name: values[:n] for name, values in reader.metadata().items()})
 
     def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
         """Raw stamps held in memory (:meth:`raw_stamps`), normalised as :meth:`read_new` does a file's."""

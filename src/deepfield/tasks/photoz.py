@@ -53,7 +53,7 @@ from astropy.table import Table
 
 from deepfield.analysis.photoz import (binned_photoz_metrics, crps, pdf_point_estimates, photoz_metrics, pit,
                                        pit_uniformity)
-from deepfield.data.catalogues import SUFFIXES, numeric_column, read_catalogue
+from deepfield.data.catalogues import SUFFIXES, numeric_column, read_catalogue, require_columns, row_columns
 from deepfield.data.photometry import Cleaning, Photometry, load_photometry
 from deepfield.data.resampling import ResampledFeatures
 from deepfield.data.sources import open_images
@@ -99,21 +99,25 @@ class PhotozPrepared(Prepared):
 @dataclass(frozen=True)
 class Rows:
     """Catalogue rows of ``path``: ``table`` (N rows), ``z`` (N,) (NaN when unlabelled),
-    ``index`` (N,) each row's position in the file, which has ``n_read`` rows (after ``data.limit``)."""
+    ``index`` (N,) each row's position in the file, which has ``n_read`` rows (after ``data.limit``);
+    ``id_column``: the column of object ids (``data.ids``, default ``id``)."""
 
     path: Path
     table: Table
     z: np.ndarray
     index: np.ndarray
     n_read: int
+    id_column: str = "id"
 
     def take(self, which: np.ndarray) -> Rows:
-        return Rows(self.path, self.table[which], self.z[which], self.index[which], self.n_read)
+        return Rows(self.path, self.table[which], self.z[which], self.index[which], self.n_read, self.id_column)
 
     @property
     def ids(self) -> np.ndarray:
-        """(N,) the ``id`` column, else the row indices."""
-        return np.asarray(self.table["id"]) if "id" in self.table.colnames else self.index
+        """(N,) the id column, else the row indices."""
+        if self.id_column in self.table.colnames:
+            return np.asarray(self.table[self.id_column])
+        return self.index
 
 
 # ------------------------------------------------------------------ mode and model
@@ -191,18 +195,21 @@ def targets(z: np.ndarray, info: dict[str, Any]) -> np.ndarray:
 def read_rows(data: DataConfig, path: Path, labelled: bool = True) -> Rows:
     """The catalogue ``path`` (first ``data.limit`` rows); labelled: only rows with a usable redshift."""
     table = read_catalogue(path, group=data.group)
+    if data.ids:
+        require_columns(table, [data.ids], source=f"{path} (data.ids)")
     if data.limit:
         table = table[: data.limit]
     every = np.arange(len(table))
+    id_column = data.ids or "id"
     if not labelled:
-        return Rows(path, table, np.full(len(table), np.nan), every, len(table))
+        return Rows(path, table, np.full(len(table), np.nan), every, len(table), id_column)
     target = data.target or DEFAULT_TARGET
     z = numeric_column(table, target)
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(z) & (z > -1.0) & ~np.isin(z.astype(np.float32), np.float32(data.sentinels))
     if not usable.any():
         raise DeepfieldError(f"{path}: no row has a usable {target!r} value")
-    return Rows(path, table, z, every, len(table)).take(np.flatnonzero(usable))
+    return Rows(path, table, z, every, len(table), id_column).take(np.flatnonzero(usable))
 
 
 def redshift_strata(z: np.ndarray) -> np.ndarray:
@@ -435,6 +442,7 @@ class PhotoZ(Task):
         phot = photometry(rows, config.data, info["bands"], info["fills"])
         x = self.normalise(self.raw_inputs(rows, phot, config.data, info), info)
         return PhotozNewData(x=x, y=targets(rows.z, info) if labelled else None, ids=rows.ids, z=rows.z,
+                             columns=row_columns(rows.table),
                              magnitude=reference_magnitude(phot, info["reference_band"]))
 
     def new_prepared(self, new: PhotozNewData, info: dict[str, Any]) -> PhotozPrepared:  # type: ignore[override]
