@@ -2,6 +2,7 @@
 config; predictions carry ids, the cutouts' WCS centres and the columns asked for (CSV, FITS,
 HDF5 alike, FITS without warnings); a file laid out differently predicts the same."""
 import json
+import shutil
 import warnings
 
 import h5py
@@ -165,3 +166,16 @@ def test_catalogue_tasks_carry_their_id_column_positions_and_kept_columns(tmp_pa
     assert written.colnames[:5] == ["id", "ra", "dec", "field", "redshift"]
     assert written["id"][5] == "obj0005" and written["field"][5] == "f2"
     np.testing.assert_allclose(written["redshift"], z)
+
+
+def test_a_moved_run_finds_its_label_table_beside_it(folder_run, tmp_path):
+    run, root, _ = folder_run
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    hidden = root.with_name(root.name + "-hidden")
+    root.rename(hidden)  # the data and table where the run was trained are gone
+    try:
+        metrics = evaluate_run(moved / "run")  # its own test part: cutouts and labels.csv beside the run
+        assert set(metrics["per_class"]) == {"elliptical", "spiral"}
+    finally:
+        hidden.rename(root)
