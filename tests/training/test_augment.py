@@ -114,8 +114,9 @@ def test_the_same_seed_trains_the_same_weights_and_zero_noise_changes_nothing():
         model.fit(x, y, batch_size=8, epochs=2, seed=4, verbose=0, augment=augment)
         return list(model.state_dict().values())
 
-    plain, noisy = weights(None), weights(["dihedral", {"name": "gaussian_noise", "sigma": 0.2}])
-    assert all(torch.equal(a, b) for a, b in zip(noisy, weights(["dihedral", {"name": "gaussian_noise", "sigma": 0.2}])))
+    augment = ["dihedral", {"name": "gaussian_noise", "sigma": 0.2}]
+    plain, noisy = weights(None), weights(augment)
+    assert all(torch.equal(a, b) for a, b in zip(noisy, weights(augment)))
     assert not all(torch.equal(a, b) for a, b in zip(plain, noisy))
     # no noise: the weights of no augmentation, so the dropout stream was left alone
     assert all(torch.equal(a, b) for a, b in zip(plain, weights([{"name": "gaussian_noise", "sigma": 0.0}])))

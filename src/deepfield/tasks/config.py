@@ -140,12 +140,12 @@ class TrainingConfig(Strict):
     def _known_augmentations(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
         """Every entry builds (name, options); the error names the entry (torch is imported only when set)."""
         if value:
-            from deepfield.training.augment import BatchAugment
+            from deepfield.training.augment import augmentations
 
             try:
-                BatchAugment(value, name="entry")
+                augmentations(value)
             except DeepfieldError as exc:
-                raise PydanticCustomError("augment", "{message}", {"message": str(exc).removeprefix("entry: ")})
+                raise PydanticCustomError("augment", "{message}", {"message": str(exc)}) from None
         return value
 
 

@@ -41,6 +41,34 @@ def _leaves(transform: T.Transform) -> list[T.Transform]:
     return [transform]
 
 
+def _entry(index: int, entry: Any) -> list[T.RandomTransform]:
+    """The random transforms of one entry (copies), or the error naming the entry by its 1-based ``index``."""
+    try:
+        if isinstance(entry, T.Transform):
+            transform = entry
+        elif isinstance(entry, str):
+            transform = T.get(entry)
+        else:
+            transform = T.from_config(entry)
+    except DeepfieldError as exc:
+        raise DeepfieldError(f"entry {index}: {exc}") from None
+    leaves = [copy.copy(leaf) for leaf in _leaves(transform)]
+    for leaf in leaves:
+        if not isinstance(leaf, T.RandomTransform):
+            raise DeepfieldError(f"entry {index}: {leaf.name} is not a random augmentation (it would change the "
+                                 f"training batches only); augmentations: {', '.join(T.random_names())}")
+    return leaves  # type: ignore[return-value]
+
+
+def augmentations(entries: Spec | Sequence[Spec]) -> list[T.RandomTransform]:
+    """The random transforms that ``entries`` (one entry or a list, see :class:`BatchAugment`) name, in order.
+
+    Raises a :class:`~deepfield.errors.DeepfieldError` ``entry K: ...`` for the first bad entry.
+    """
+    listed = [entries] if isinstance(entries, (str, Mapping, T.Transform)) else list(entries)
+    return [leaf for index, entry in enumerate(listed, 1) for leaf in _entry(index, entry)]
+
+
 class BatchAugment:
     """Random transforms applied to whole training batches; ``name`` starts every error line.
 
@@ -56,30 +84,14 @@ class BatchAugment:
 
     def __init__(self, transforms: Spec | Sequence[Spec], name: str = "augment"):
         self.name = name
-        entries = [transforms] if isinstance(transforms, (str, Mapping, T.Transform)) else list(transforms)
-        self.transforms: list[T.RandomTransform] = [
-            leaf for index, entry in enumerate(entries, 1) for leaf in self._build(index, entry)]
+        try:
+            self.transforms = augmentations(transforms)
+        except DeepfieldError as exc:
+            raise self._error(str(exc)) from None
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def _error(self, message: str) -> DeepfieldError:
         return DeepfieldError(f"{self.name}: {message}")
-
-    def _build(self, index: int, entry: Any) -> list[T.RandomTransform]:
-        try:
-            if isinstance(entry, T.Transform):
-                transform = entry
-            elif isinstance(entry, str):
-                transform = T.get(entry)
-            else:
-                transform = T.from_config(entry)
-        except DeepfieldError as exc:
-            raise self._error(f"entry {index}: {exc}") from None
-        leaves = [copy.copy(leaf) for leaf in _leaves(transform)]
-        for leaf in leaves:
-            if not isinstance(leaf, T.RandomTransform):
-                raise self._error(f"entry {index}: {leaf.name} is not a random augmentation (it would change the "
-                                  f"training batches only); augmentations: {', '.join(T.random_names())}")
-        return leaves  # type: ignore[return-value]
 
     def get_config(self) -> list[dict[str, Any]]:
         """The transforms as config mappings; ``BatchAugment(get_config())`` draws the same."""
@@ -100,7 +112,7 @@ class BatchAugment:
             raise self._error(f"{planar[0]} turns and flips images (C, H, W); the samples are spectra of shape "
                               f"{sample}: use shift and gaussian_noise")
         try:
-            self(example.float(), seed=0, epoch=0, step=0)
+            self(example, seed=0, epoch=0, step=0)
         except DeepfieldError as exc:
             raise self._error(str(exc)) from None
 
