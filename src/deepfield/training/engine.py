@@ -40,8 +40,8 @@ from torch.utils.data import DataLoader, Dataset
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers
-from deepfield.training.augment import BatchAugment, as_augment
 from deepfield.training import metrics as metric_registry
+from deepfield.training.augment import BatchAugment, as_augment
 from deepfield.training.batches import (BatchSize, Batches, check_batch_size, make_batches, shard_evaluation,
                                         shard_training, split_validation)
 from deepfield.training.callbacks import Callback, CallbackList, History
