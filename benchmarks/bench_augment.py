@@ -41,7 +41,8 @@ def run(folder: Path, data: Path, augment: list[Any], epochs: int, seed: int) ->
     metrics = json.loads((out / "metrics.json").read_text())
     return {"augment": augment, "seconds": time.perf_counter() - start, "epochs": metrics["epochs_run"],
             "accuracy": metrics["accuracy"], "macro_auc": metrics["macro_auc"],
-            "ece": metrics["uncertainty"]["ece"], "ece_calibrated": metrics["uncertainty"].get("ece_calibrated")}
+            "ece": metrics["uncertainty"]["ece"], "ece_calibrated": metrics["uncertainty"]["ece_calibrated"],
+            "nll_calibrated": metrics["uncertainty"]["nll_calibrated"]}
 
 
 def main() -> None:
@@ -59,13 +60,14 @@ def main() -> None:
         rows = [run(Path(folder) / name, data, spec, args.epochs, args.seed)
                 for name, spec in (("plain", []), ("augmented", augment))]
     lines = [f"| {json.dumps(r['augment'])} | {r['accuracy']:.3f} | {r['macro_auc']:.3f} | {r['ece']:.3f} | "
-             f"{r['ece_calibrated']:.3f} | {r['epochs']} | {r['seconds']:.0f} |" for r in rows]
-    table = ("| training.augment | test accuracy | macro AUC | ECE | ECE calibrated | epochs | wall time (s) |\n"
-             "|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
+             f"{r['ece_calibrated']:.3f} | {r['nll_calibrated']:.3f} | {r['epochs']} | {r['seconds']:.0f} |" for r in rows]
+    table = ("| training.augment | test accuracy | macro AUC | ECE | ECE calibrated | NLL calibrated | epochs | "
+             "wall time (s) |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
     print(table)
     if args.write:
         add_section(
-            f"## {datetime.date.today().isoformat()} — augmentation on the demo: {machine()}, torch {torch.__version__}\n\n"
+            "## Augmentation on the demo (bench_augment.py)\n\n"
+            f"{datetime.date.today().isoformat()}, {machine()}, torch {torch.__version__}. "
             f"`python benchmarks/bench_augment.py --write`: {args.stamps:,} simulated g,r,i stamps of "
             f"{DEMO_SIZE}x{DEMO_SIZE} (seed {args.seed}), the demo's resnet, split and schedule ({args.epochs} epochs "
             "at most, early stopping), trained without and with `training.augment`. "
