@@ -63,3 +63,27 @@ def test_baselines_default_to_every_feature_family_and_learner():
     assert set(defaults.learners) == set(NAMES)
     assert set(defaults.features) == {"hog", "colour_histogram", "texture", "sift_bovw", "morphology"}
     assert all(features.get(name) for name in defaults.features)  # every default is a real extractor
+
+
+def test_training_augment_lists_random_transforms_by_name_with_their_options(tmp_path):
+    path = write(tmp_path, "task: morphology\ndata: {path: x}\ntraining:\n  augment:\n    - dihedral\n"
+                           "    - {name: shift, max_shift: 2}\n    - {name: gaussian_noise, sigma: 0.05}\n")
+    config = load_config(path)
+    assert config.training.augment == ["dihedral", {"name": "shift", "max_shift": 2},
+                                       {"name": "gaussian_noise", "sigma": 0.05}]
+    assert load_config(None, document=yaml.safe_load(config.to_yaml())) == config
+    assert load_config(write(tmp_path, "task: morphology\ndata: {path: x}\n")).training.augment == []
+
+
+@pytest.mark.parametrize("entries, message", [
+    ("[dihedral, {name: shift, max: 2}]", "training.augment: entry 2: shift: unexpected argument 'max'"),
+    ("[flips]", "training.augment: entry 1: unknown transform 'flips'; expected one of:"),
+    ("[asinh]", "training.augment: entry 1: asinh is not a random augmentation"),
+    ("[{name: gaussian_noise, sigma: -1}]", "training.augment: entry 1: gaussian_noise: sigma must be finite and >= 0"),
+    ("dihedral", "training.augment: Input should be a valid list"),
+])
+def test_bad_training_augment_names_the_key_and_the_entry(tmp_path, entries, message):
+    path = write(tmp_path, f"task: morphology\ndata: {{path: x}}\ntraining: {{augment: {entries}}}\n")
+    with pytest.raises(DeepfieldError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: {message}")

@@ -217,3 +217,14 @@ def test_evaluate_a_pdf_run_on_another_catalogue(tmp_path):
     metrics = evaluate_run(run, other)
     assert metrics["n"] == 200 and "crps" in metrics and 0.0 <= metrics["sigma_nmad"]
     assert (run / "evaluations" / "other" / "figures" / "pit.png").is_file()
+
+
+def test_augmentation_on_a_catalogue_run_is_a_clear_error(catalogue, tmp_path):
+    run_config = load_config(None, document={
+        "task": "photoz", "out": str(tmp_path / "run"), "data": {"path": str(catalogue), **LSST},
+        "model": {"preset": "mlp"}, "training": {"epochs": 1, "augment": [{"name": "gaussian_noise", "sigma": 0.1}]},
+    })
+    with pytest.raises(DeepfieldError, match=r"^training\.augment: the samples have shape \(\d+,\), rows of features: "
+                                             r"augmentation applies to images \(C, H, W\) and spectra \(C, L\)$"):
+        train(run_config, verbose=0)
+    assert not (tmp_path / "run" / "weights.safetensors").exists()

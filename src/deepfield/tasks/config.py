@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from deepfield.errors import DeepfieldError
 
@@ -149,6 +150,22 @@ class TrainingConfig(Strict):
     channels_last: bool | Literal["auto"] = Field("auto", description="auto: on for 2-d convolutional networks")
     jit_compile: bool | Literal["auto"] = Field("auto", description="torch.compile the network; auto: off")
     gradient_norms: bool = Field(False, description="record per-layer gradient norms (figures/gradient_norms.png)")
+    augment: list[str | dict[str, Any]] = Field(
+        [], description="random transforms of the training batches: dihedral, {name: shift, max_shift: 2}, "
+                        "{name: gaussian_noise, sigma: 0.05}")
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augmentations(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        """Every entry builds (name, options); the error names the entry (torch is imported only when set)."""
+        if value:
+            from deepfield.training.augment import augmentations
+
+            try:
+                augmentations(value)
+            except DeepfieldError as exc:
+                raise PydanticCustomError("augment", "{message}", {"message": str(exc)}) from None
+        return value
 
     @field_validator("optimizer")
     @classmethod

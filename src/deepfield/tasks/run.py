@@ -48,6 +48,7 @@ from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
                                 KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
+from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
@@ -206,7 +207,8 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     x_train, y_train = task.training_data(prepared)
     history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
                          epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
-                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
+                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
+                         augment=BatchAugment(config.training.augment, name="training.augment"))
     epochs = len(history.history.get("loss", []))
     if not main:  # the other processes only train
         return model, epochs, engine.settings()

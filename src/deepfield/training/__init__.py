@@ -8,6 +8,7 @@
 are the Keras face over it.
 """
 from deepfield.training import losses, metrics, optimizers
+from deepfield.training.augment import BatchAugment
 from deepfield.training.callbacks import (
     BackupAndRestore,
     Callback,
@@ -27,7 +28,7 @@ from deepfield.training.engine import Engine
 from deepfield.training.keras import KerasModelMixin, Model, Sequential
 
 __all__ = [
-    "losses", "metrics", "optimizers", "Engine", "KerasModelMixin", "Model", "Sequential",
+    "losses", "metrics", "optimizers", "BatchAugment", "Engine", "KerasModelMixin", "Model", "Sequential",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "CSVLogger",
     "TerminateOnNaN", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
     "load_state", "save_state", "resolve_device",

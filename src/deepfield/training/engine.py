@@ -14,7 +14,9 @@ second) and at the end of the epoch.
 
 Randomness: ``fit(seed=s)`` seeds the global torch RNG once (weights still to be built,
 dropout) and orders epoch ``e`` with a private generator seeded from ``(s, e)``; without a
-seed, ``s`` is drawn from the global RNG. A run is reproducible, and resumable
+seed, ``s`` is drawn from the global RNG. ``fit(augment=...)`` draws the augmentation of
+batch ``b`` of epoch ``e`` from a private generator seeded from ``(s, e, b)``, for the
+global batch whatever the number of processes (:mod:`deepfield.training.augment`). A run is reproducible, and resumable
 mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`). In a data-parallel
 fit the per-sample noise of the CPU (dropout) comes from a stream shared by the ranks, so
 that each sample gets the mask one process would draw for it (:mod:`deepfield.models.batch_noise`).
@@ -42,6 +44,7 @@ from deepfield.models import batch_noise
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers
 from deepfield.training import metrics as metric_registry
+from deepfield.training.augment import BatchAugment, as_augment
 from deepfield.training.batches import (BatchSize, Batches, check_batch_size, make_batches, shard_evaluation,
                                         shard_training, split_validation)
 from deepfield.training.callbacks import Callback, CallbackList, History
@@ -230,6 +233,7 @@ class Engine:
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._world = 1  # processes of the fit under way
         self._batch_noise: torch.Generator | None = None  # a data-parallel fit's shared per-sample noise stream
+        self._augment: BatchAugment | None = None  # what the fit under way does to its training batches
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
     @property
@@ -244,7 +248,7 @@ class Engine:
     def fit(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, epochs: int = 1,
             verbose: int = 1, callbacks: Iterable[Callback] | None = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            seed: int | None = None) -> History:
+            seed: int | None = None, augment: Any = None) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1``; returns the :class:`History`.
 
         Args:
@@ -261,6 +265,11 @@ class Engine:
             callbacks: :class:`~deepfield.training.callbacks.Callback` instances.
             initial_epoch: the epoch to start at (to continue an earlier fit).
             seed: seeds the global torch RNG once and the epoch orders (see the module doc).
+            augment: random transforms applied to each training batch on the device (never
+                to validation): names, config mappings or transforms of
+                :mod:`deepfield.data.transforms`, e.g. ``["dihedral", {"name": "shift",
+                "max_shift": 2}]``, or a :class:`~deepfield.training.augment.BatchAugment`.
+                Drawn per batch from ``seed``: reproducible and resumable.
         """
         self._require_loss("fit")
         if x is None:
@@ -279,6 +288,9 @@ class Engine:
         train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, device=self.device, with_y=True)
         val = self._validation_batches(validation_data, batch_size)
         self._ready([("x", train), *([("validation x", val)] if val is not None else [])])
+        self._augment = as_augment(augment)
+        if self._augment is not None:
+            self._augment.check(train.example())
         if world > 1:
             return self._fit_distributed(train, val, epochs, verbose, callbacks, initial_epoch)
         self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
@@ -359,7 +371,11 @@ class Engine:
             progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start, lambda: self._logs(tracker))
         step, samples = start, 0
         sharded = batches if self._world > 1 and hasattr(batches, "counts") else None  # sizes for the weights
+        augment = self._augment
         for x, y in batches.epoch(epoch, self._seed, start):
+            if augment is not None:
+                part = None if sharded is None else (sharded.offset(step), sharded.counts(step)[1])
+                x = augment(x, self._seed, epoch, step, part)
             if batch_begin:
                 for cb in batch_begin:
                     cb.on_train_batch_begin(step, None)
