@@ -11,8 +11,8 @@ file's ``bands`` attribute names them. Arrays are channels first ``(N, C, L)`` u
 
 Files (:func:`open_spectra`):
 
-* ``.npy`` / ``.npz``: the array (in an ``.npz`` the member ``key``, default ``spectra``
-  or else ``flux``), labels and ids as member names;
+* ``.npy`` / ``.npz``: the array (in an ``.npz`` the member ``key``, default the first of
+  ``SPECTRA_KEYS``), labels and ids as member names;
 * HDF5: the dataset ``key`` (same default), labels as dataset names (deepfield's
   simulator: ``labels`` with a ``classes`` attribute, ``truth/redshift``);
 * FITS: the first image HDU of two or more axes, ``(N, L)`` or ``(N, C, L)``; or a binary
@@ -41,7 +41,7 @@ from deepfield.data.images_numpy import NumpyImages
 from deepfield.data.sources import FITS_SUFFIXES, HDF5_SUFFIXES, NUMPY_SUFFIXES
 from deepfield.errors import DeepfieldError
 
-SPECTRA_KEYS = ("spectra", "flux")
+SPECTRA_KEYS = ("spectra", "flux", "images")
 """Names tried, in order, for the spectra array when none is given."""
 
 WAVELENGTH = "wavelength"

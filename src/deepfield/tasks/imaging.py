@@ -2,7 +2,9 @@
 
 Stamps are read with any reader of :mod:`deepfield.data`, normalised per band with
 statistics fitted on the training part only (median/MAD, in units of the sky noise),
-then asinh-stretched so bright cores do not swamp faint structure.
+then asinh-stretched so bright cores do not swamp faint structure. With
+``data.kind: spectra`` the same tasks classify spectra ``(N, C, L)`` instead
+(:mod:`deepfield.tasks.spectra`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, spectra_reader, transform_spectra
 from deepfield.tasks.uncertainty import classification_uncertainty, uncertainty_columns
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -29,9 +32,12 @@ ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithm
 
 def read_stamps(data: DataConfig, path: Path, labelled: bool = True,
                 bands: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
-    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``."""
-    reader = open_images(path, bands or data.bands, labels=data.labels if labelled else None,
-                         channels=data.channels, pattern=data.pattern, images=data.images, on_error=data.on_error)
+    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 (spectra: ``(N, C, L)``) and ``(N,)``."""
+    if data.kind == "spectra":
+        reader = spectra_reader(data, path, bands, labels=data.labels if labelled else None)
+    else:
+        reader = open_images(path, bands or data.bands, labels=data.labels if labelled else None,
+                             channels=data.channels, pattern=data.pattern, images=data.images, on_error=data.on_error)
     images, labels = reader.load()
     if labelled and labels is None:
         raise DeepfieldError(f"{path}: no labels to learn from; name them with data.labels")
@@ -71,17 +77,21 @@ class ImageClassification(Task):
         classes = list(reader.classes) if reader.classes else [str(k) for k in range(n_classes)]
         info: dict[str, Any] = {"bands": list(reader.bands), "classes": classes,
                                 "skipped": [[s.where, s.reason] for s in reader.skipped]}
-        if config.data.normalize == "robust":
+        if config.data.kind == "spectra":
+            info |= spectra_info(config.data, reader)
+        elif config.data.normalize == "robust":
             norm = RobustNormalize().fit(torch.from_numpy(x["train"]))
             info["normalize"] = norm.get_config()
         prepared = Prepared(x=x, y={k: self.targets(v, len(classes)) for k, v in y.items()}, info=info)
-        prepared.info["stretch"] = config.data.stretch
+        prepared.info.setdefault("stretch", config.data.stretch)
         prepared.x = {k: self.transform(v, prepared.info) for k, v in x.items()}
         return prepared
 
     @staticmethod
     def transform(images: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """The normalisation recorded in ``info`` applied to raw stamps ``(N, C, H, W)``."""
+        """The normalisation recorded in ``info`` applied to raw stamps ``(N, C, H, W)`` (or spectra)."""
+        if is_spectra(info):
+            return transform_spectra(images, info)
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         if "normalize" in info:
             config = info["normalize"]
@@ -99,6 +109,7 @@ class ImageClassification(Task):
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
         images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"])
+        check_grid(images, getattr(reader, "wavelength", None), info, path)
         y = None if labels is None else self.targets(labels, len(info["classes"]))
         return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids))
 
