@@ -93,3 +93,30 @@ def test_a_spectra_preset_on_data_read_as_images_says_to_set_the_kind(simulated,
     with pytest.raises(DeepfieldError, match=r"'spectra1d' takes \(C, L\) spectra but the data was read as "
                                              r"images \(1, 1, 200\): set data.kind: spectra"):
         task.build_model(config, prepared)
+
+
+def test_photoz_learns_redshifts_from_spectra_and_predicts_them(simulated, tmp_path):
+    h5, _ = simulated
+    config = load_config(EXAMPLE, [f"data.path={h5}", f"out={tmp_path / 'run'}", "task=photoz",
+                                   "data.target=truth/redshift", *TINY])
+    task = task_for(config)
+    prepared = prepare(task, config)
+    assert prepared.input_shape == (1, 200) and prepared.info["inputs"] == "spectra"
+    with h5py.File(h5) as f:
+        z = f["truth/redshift"][:]
+    parts = np.concatenate([prepared.z[part] for part in ("train", "validation", "test")])
+    assert np.allclose(np.sort(parts), np.sort(z), atol=1e-6)  # every spectrum in one part, with its redshift
+    assert np.allclose(prepared.y["test"].reshape(-1), prepared.z["test"], atol=1e-6)
+    out = train(config, verbose=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "regression" and np.isfinite(metrics["sigma_nmad"])
+    assert (out / "figures" / "photoz_scatter.png").is_file()
+    table = Table.read(predict_run(out, h5, tmp_path / "z.csv"), format="ascii.csv")
+    assert len(table) == 300 and np.isfinite(table["z_phot"]).all()
+
+
+def test_tabular_refuses_the_spectra_kind_rather_than_ignoring_it(simulated, tmp_path):
+    config = load_config(None, document={"task": "tabular", "out": str(tmp_path / "run"),
+                                         "data": {"path": str(simulated[0]), "kind": "spectra"}})
+    with pytest.raises(DeepfieldError, match=r"data.kind: 'spectra' is for the classification tasks and photoz"):
+        prepare(task_for(config), config)

@@ -38,8 +38,9 @@ class DataConfig(Strict):
     Images: ``path`` is a folder of FITS cutouts, a FITS cube, HDF5 or .npy/.npz;
     ``labels`` a dataset/key. Spectra (``kind: spectra``): .npy/.npz, HDF5 or FITS
     holding ``(N, L)`` or ``(N, C, L)`` (:mod:`deepfield.data.spectra`); ``images`` names
-    the array if it is not ``spectra`` or ``flux``. Catalogues: ``path`` is a FITS/CSV/Parquet/HDF5 table,
-    ``target`` the column to learn, ``bands`` + ``mag``/``err`` patterns the photometry.
+    the array if it is not ``spectra``, ``flux`` or ``images``. Catalogues: ``path`` is a
+    FITS/CSV/Parquet/HDF5 table, ``target`` the column to learn, ``bands`` + ``mag``/``err``
+    patterns the photometry.
     """
 
     path: Path

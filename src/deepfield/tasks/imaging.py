@@ -8,6 +8,7 @@ then asinh-stretched so bright cores do not swamp faint structure. With
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,21 @@ def read_stamps(data: DataConfig, path: Path, labelled: bool = True,
     return images, None if labels is None else np.asarray(labels), reader
 
 
-def split_stamps(config: RunConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ImageReader]:
-    """Train/validation/test arrays: from separate files when given, else a seeded (stratified) split."""
-    data = config.data
+def split_stamps(config: RunConfig, data: DataConfig | None = None,
+                 strata: Callable[[np.ndarray], np.ndarray] | None = None,
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ImageReader]:
+    """Train/validation/test arrays: from separate files when given, else a seeded (stratified) split.
+
+    ``data``: read as this instead of ``config.data``; ``strata``: labels (N,) → the groups
+    stratified on (default: the labels themselves, i.e. classes).
+    """
+    data = data or config.data
     images, labels, reader = read_stamps(data, data.path)
     x, y = {}, {}
     held = {part: getattr(data, part) for part in ("validation", "test")}
     fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
-    split = make_split(len(images), (1.0 - sum(fractions), *fractions), seed=config.seed,
-                       stratify=labels if data.split.stratify and labels.ndim == 1 else None)
+    stratify = (strata or np.asarray)(labels) if data.split.stratify and labels.ndim == 1 else None
+    split = make_split(len(images), (1.0 - sum(fractions), *fractions), seed=config.seed, stratify=stratify)
     for part, index in zip(PARTS, split.parts()):
         x[part], y[part] = images[index], labels[index]
     for part, path in held.items():

@@ -30,6 +30,13 @@ Inputs, from ``data.path`` (any catalogue ``read_catalogue`` reads; ``data.group
   feeds a network one tensor. The catalogue still gives the redshifts and the magnitudes
   the metrics are binned in.
 
+* **spectra** (``data.kind: spectra``, a preset taking ``(C, L)``, e.g. ``spectra1d``): the
+  redshift from a spectrum. The spectra file is read as the classification tasks read it
+  (:mod:`deepfield.tasks.spectra`) with ``data.target`` (default ``redshift``; e.g.
+  ``truth/redshift`` in the simulator's HDF5, a column of a FITS table, a member of an
+  .npz) as the label; a NaN redshift is missing (``data.on_error`` raises or skips it).
+  No photometry: nothing is binned in magnitude.
+
 Rows without a usable redshift (blank, NaN, a sentinel, ≤ −1) are left out. Fills and
 normalisation statistics are recorded in ``prepared.info``; ``read_new`` prepares another
 file with them. Object ids are the catalogue's ``id`` column, else the row index in the file.
@@ -60,7 +67,9 @@ from deepfield.training.mc_dropout import MCPrediction
 from deepfield.report.figures import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
-from deepfield.tasks.imaging import ImageClassification
+from deepfield.tasks.imaging import ImageClassification, split_stamps
+from deepfield.tasks.imaging import read_stamps as read_samples
+from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
 
 DEFAULT_TARGET = "redshift"
 DEFAULT_FEATURES = ("magnitudes", "colours")
@@ -290,6 +299,14 @@ def read_stamps(rows: Rows, data: DataConfig, bands: list[str]) -> np.ndarray:
     return np.stack([reader.read(int(i)) for i in rows.index])
 
 
+# ------------------------------------------------------------------ spectrum inputs
+
+
+def spectra_target(data: DataConfig) -> DataConfig:
+    """``data`` with the redshift (``data.target``) as the label the spectra reader attaches."""
+    return data.model_copy(update={"labels": data.target or DEFAULT_TARGET})
+
+
 # ------------------------------------------------------------------ metrics
 
 
@@ -331,6 +348,8 @@ class PhotoZ(Task):
     def prepare(self, config: RunConfig) -> PhotozPrepared:
         data = config.data
         mode = photoz_mode(config)  # a config mistake fails before the data is read
+        if data.kind == "spectra":
+            return self.prepare_spectra(config, mode)
         rows = split_rows(config)
         fills = training_fills(photometry(rows["train"], data))
         phot = {part: photometry(r, data, fills=fills) for part, r in rows.items()}
@@ -353,8 +372,28 @@ class PhotoZ(Task):
             z={part: r.z for part, r in rows.items()},
             magnitude={part: reference_magnitude(p, info["reference_band"]) for part, p in phot.items()})
 
+    def prepare_spectra(self, config: RunConfig, mode: str) -> PhotozPrepared:
+        """Spectra and their redshifts (``data.target``), split stratified on redshift quantiles."""
+        data = spectra_target(config.data)
+        x, z, reader = split_stamps(config, data, strata=redshift_strata)
+        info: dict[str, Any] = {"mode": mode, "target": data.labels, "bands": list(reader.bands),
+                                "reference_band": None, "inputs": "spectra", **spectra_info(data, reader)}
+        if mode == "pdf":
+            info["bin_edges"] = redshift_bins(config, z["train"]).tolist()
+        return PhotozPrepared(
+            x={part: transform_spectra(v, info) for part, v in x.items()},
+            y={part: targets(v, info) for part, v in z.items()}, info=info,
+            z={part: v.astype(np.float64) for part, v in z.items()},
+            magnitude={part: np.full(len(v), np.nan) for part, v in z.items()})
+
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> PhotozNewData:
         """Another catalogue prepared with the run's fills and normalisation (``info``)."""
+        if is_spectra(info):
+            spectra, z, reader = read_samples(spectra_target(config.data), path, labelled, bands=info["bands"])
+            check_grid(spectra, getattr(reader, "wavelength", None), info, path)
+            z = np.full(len(spectra), np.nan) if z is None else z.astype(np.float64)
+            return PhotozNewData(x=transform_spectra(spectra, info), y=targets(z, info) if labelled else None,
+                                 ids=np.asarray(reader.ids), z=z, magnitude=np.full(len(z), np.nan))
         rows = read_rows(config.data, path, labelled)
         phot = photometry(rows, config.data, info["bands"], info["fills"])
         x = self.normalise(self.raw_inputs(rows, phot, config.data, info), info)
