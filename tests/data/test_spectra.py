@@ -138,3 +138,20 @@ def test_the_simulator_is_seeded_and_draws_redshifts_per_class(tmp_path):
         assert np.isfinite(ha["spectra"][:]).all()
     with pytest.raises(DeepfieldError, match="--snr"):
         simulate_spectra(10, tmp_path / "c.h5", snr=(5.0, 1.0))
+
+
+def test_simulated_lines_sit_at_their_redshifted_wavelengths(tmp_path):
+    from scipy.ndimage import median_filter
+
+    from deepfield.data.simulate.spectra import EMISSION_LINES, QSO_LINES
+
+    path = simulate_spectra(200, tmp_path / "s.h5", length=800, seed=5, snr=(1000.0, 1000.0))
+    with h5py.File(path) as h5:
+        flux, wavelength = normalize_spectra(h5["spectra"][:])[:, 0], h5["wavelength"][:]
+        labels, z = h5["labels"][:], h5["truth/redshift"][:]
+    for label, lines in ((0, EMISSION_LINES), (2, QSO_LINES)):
+        rows = np.flatnonzero(labels == label)
+        lines_only = flux[rows] - median_filter(flux[rows], size=(1, 151), mode="nearest")  # continuum removed
+        peak_rest = wavelength[lines_only.argmax(axis=1)] / (1.0 + z[rows])  # the brightest line pixel, at rest
+        nearest = np.min(np.abs(np.log(peak_rest[:, None] / np.array(list(lines.values())))), axis=1)
+        assert np.mean(nearest < 0.01) > 0.95  # within 1 % (3000 km/s) of one of the class's lines

@@ -216,12 +216,12 @@ def _open_fits_spectra(source: Path, bands: Sequence[str] | None, *, labels: Any
     with fatal(), open_fits(os.fspath(source)) as hdul:
         image = next((i for i, h in enumerate(hdul) if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
         tables = [(i, list(h.columns.names)) for i, h in enumerate(hdul) if isinstance(h, fits.BinTableHDU)]
-        label_column = _table_column(tables, labels) if image is not None and isinstance(labels, str) else None
-    if image is not None:
-        if isinstance(labels, str):
-            if label_column is None:
+        if image is not None and isinstance(labels, str):  # labels from a column of a table beside the image
+            holder = next((i for i, names in tables if labels in names), None)
+            if holder is None:
                 raise DeepfieldError(f"{source}: no table HDU has a column {labels!r} for the labels")
-            labels = _column(source, *label_column)
+            labels = np.array(hdul[holder].data[labels])
+    if image is not None:
         return FitsSpectra(source, bands, hdu=image, labels=labels, on_error=on_error)
     for index, names in tables:
         column = key or next((k for k in SPECTRA_KEYS if k in names), None)
@@ -230,17 +230,6 @@ def _open_fits_spectra(source: Path, bands: Sequence[str] | None, *, labels: Any
                                     on_error=on_error)
     wanted = key or " or ".join(SPECTRA_KEYS)
     raise DeepfieldError(f"{source}: no image HDU of spectra (N, L) or (N, C, L) and no table column {wanted!r}")
-
-
-def _table_column(tables: Sequence[tuple[int, list[str]]], name: str) -> tuple[int, str] | None:
-    return next(((i, name) for i, names in tables if name in names), None)
-
-
-def _column(source: Path, hdu: int, name: str) -> np.ndarray:
-    """One column of a FITS table, read whole."""
-    with fatal(), open_fits(os.fspath(source)) as hdul:
-        return np.array(hdul[hdu].data[name])
-
 
 
 def _fits_wavelength(source: Path) -> np.ndarray | None:

@@ -377,7 +377,8 @@ class PhotoZ(Task):
         data = spectra_target(config.data)
         x, z, reader = split_stamps(config, data, strata=redshift_strata)
         info: dict[str, Any] = {"mode": mode, "target": data.labels, "bands": list(reader.bands),
-                                "reference_band": None, "inputs": "spectra", **spectra_info(data, reader)}
+                                "reference_band": None, "inputs": "spectra", **spectra_info(data, reader),
+                                "skipped": [[s.where, s.reason] for s in reader.skipped]}
         if mode == "pdf":
             info["bin_edges"] = redshift_bins(config, z["train"]).tolist()
         return PhotozPrepared(
