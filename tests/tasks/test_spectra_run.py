@@ -98,7 +98,7 @@ def test_a_spectra_preset_on_data_read_as_images_says_to_set_the_kind(simulated,
 def test_photoz_learns_redshifts_from_spectra_and_predicts_them(simulated, tmp_path):
     h5, _ = simulated
     config = load_config(EXAMPLE, [f"data.path={h5}", f"out={tmp_path / 'run'}", "task=photoz",
-                                   "data.target=truth/redshift", *TINY])
+                                   "data.target=truth/redshift", *TINY, "model.options.global_pool=false"])
     task = task_for(config)
     prepared = prepare(task, config)
     assert prepared.input_shape == (1, 200) and prepared.info["inputs"] == "spectra"
