@@ -238,6 +238,8 @@ class ImageReader:
     classes: tuple[str, ...] | None = None
     sample_ndim = 2
     """The axes of one channel: 2 for images ``(C, H, W)``, 1 for spectra ``(C, L)``."""
+    wavelength: np.ndarray | None = None
+    """Spectra: the ``(L,)`` grid stored beside them, if any (:func:`deepfield.data.spectra.open_spectra`)."""
 
     def __init__(self, on_error: str):
         self.on_error = check_on_error(on_error)

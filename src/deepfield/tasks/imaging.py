@@ -33,7 +33,10 @@ ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithm
 
 def read_stamps(data: DataConfig, path: Path, labelled: bool = True,
                 bands: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
-    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 (spectra: ``(N, C, L)``) and ``(N,)``."""
+    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``.
+
+    With ``data.kind: spectra``, spectra ``(N, C, L)`` (:func:`~deepfield.tasks.spectra.spectra_reader`).
+    """
     if data.kind == "spectra":
         reader = spectra_reader(data, path, bands, labels=data.labels if labelled else None)
     else:
@@ -116,7 +119,7 @@ class ImageClassification(Task):
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
         images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"])
-        check_grid(images, getattr(reader, "wavelength", None), info, path)
+        check_grid(images, reader.wavelength, info, path)
         y = None if labels is None else self.targets(labels, len(info["classes"]))
         return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids))
 

@@ -391,7 +391,7 @@ class PhotoZ(Task):
         """Another catalogue prepared with the run's fills and normalisation (``info``)."""
         if is_spectra(info):
             spectra, z, reader = read_samples(spectra_target(config.data), path, labelled, bands=info["bands"])
-            check_grid(spectra, getattr(reader, "wavelength", None), info, path)
+            check_grid(spectra, reader.wavelength, info, path)
             z = np.full(len(spectra), np.nan) if z is None else z.astype(np.float64)
             return PhotozNewData(x=transform_spectra(spectra, info), y=targets(z, info) if labelled else None,
                                  ids=np.asarray(reader.ids), z=z, magnitude=np.full(len(z), np.nan))

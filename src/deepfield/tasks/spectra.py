@@ -38,7 +38,7 @@ def spectra_info(data: DataConfig, reader: ImageReader) -> dict[str, Any]:
     info: dict[str, Any] = {"kind": KIND, "length": int(reader.shape[-1]), "stretch": "none"}
     if data.normalize == "robust":
         info["normalize"] = dict(NORMALIZE)
-    if getattr(reader, "wavelength", None) is not None:
+    if reader.wavelength is not None:
         info["wavelength"] = reader.wavelength.tolist()
     return info
 
