@@ -227,3 +227,14 @@ def test_train_with_a_bad_config_is_one_line(tmp_path):
     assert "bad.yaml: training.epochs: Input should be a valid integer" in run.stderr
     run = deepfield("train", "bad.yaml", "training.epochs=2", cwd=tmp_path)
     assert run.returncode == 2 and "sky.h5: no such file or folder" in run.stderr
+
+
+def test_simulate_spectra_then_the_preset_summary_for_their_shape(tmp_path):
+    run = deepfield("simulate", "spectra", "--n", "12", "--length", "64", "--seed", "1", "--out", str(tmp_path / "s.h5"))
+    assert run.returncode == 0, run.stderr
+    assert "12 spectra of 64 pixels" in run.stdout and (tmp_path / "s.h5").is_file()
+    run = deepfield("summary", "spectra1d", "--input-shape", "1x400")
+    assert run.returncode == 0, run.stderr
+    assert "input (None, 1, 400)" in run.stdout and "Total params: 84,657" in run.stdout
+    run = deepfield("simulate", "spectra", "--n", "4", "--out", str(tmp_path / "t.h5"), "--snr", "30,3")
+    assert run.returncode == 2 and "--snr" in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -370,6 +370,17 @@ def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,
     console.print(f"wrote {path}: {n} galaxies in {bands}")
 
 
+@simulate_app.command("spectra")
+def simulate_spectra_cmd(n: N, out: OUT, seed: SEED = 0, snr: SNR = "3,30",
+                         length: Annotated[int, typer.Option(help="pixels per spectrum (380-920 nm, log-spaced)")] = 400,
+                         ) -> None:
+    """Optical spectra of emission-line galaxies, absorption-line galaxies and quasars, with redshifts."""
+    from deepfield.data.simulate.spectra import simulate_spectra
+
+    path = simulate_spectra(n, out, length=length, seed=seed, snr=parse_range(snr, "--snr"))
+    console.print(f"wrote {path}: {n} spectra of {length} pixels")
+
+
 def main() -> None:
     """Console-script entry point: one clear line and a non-zero exit on any error."""
     err = Console(stderr=True, soft_wrap=True)  # one line, however long

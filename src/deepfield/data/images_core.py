@@ -145,6 +145,10 @@ class ProcessLocal(Generic[T]):
         return {"opener": self.opener, "_value": None, "_pid": None}
 
 
+SPECTRUM_CHANNEL = "flux"
+"""The name of the one channel of a 1-D array that does not name it (``(N, L)`` spectra)."""
+
+
 class ArrayLayout:
     """How a row of an image array (one object) becomes a ``(C, H, W)`` stamp of named bands.
 
@@ -152,29 +156,43 @@ class ArrayLayout:
     ``(N, H, W, C)`` as ``channels`` says ("first" or "last"; required for 4-D arrays).
     ``file_bands``: the band names the file itself records, if any; then ``bands`` picks
     and orders some of them (``None``: all). Otherwise ``bands`` must name every channel.
+    ``ndim``: the axes of one channel: 2 for images, 1 for spectra and light curves
+    (``(N, L)`` or ``(N, C, L)`` / ``(N, L, C)`` arrays, rows ``(C, L)``; one unnamed
+    channel is called ``SPECTRUM_CHANNEL``).
     """
 
     def __init__(self, shape: tuple[int, ...], where: str, bands: Sequence[str] | None,
-                 channels: str | None, file_bands: Sequence[str] | None = None):
-        if len(shape) == 3:
+                 channels: str | None, file_bands: Sequence[str] | None = None, ndim: int = 2):
+        self.ndim = ndim
+        if len(shape) == ndim + 1:
             self.last, count = False, 1
-        elif len(shape) == 4:
+        elif len(shape) == ndim + 2:
             if channels not in ("first", "last"):
-                raise DeepfieldError(f"{where} has shape {shape}: say channels='first' (N, C, H, W) "
-                                     f"or channels='last' (N, H, W, C), got {channels!r}")
+                raise DeepfieldError(f"{where} has shape {shape}: say channels='first' {sample_axes(ndim, 'N, C')} "
+                                     f"or channels='last' {sample_axes(ndim, 'N', 'C')}, got {channels!r}")
             self.last = channels == "last"
-            count = shape[3] if self.last else shape[1]
+            count = shape[-1] if self.last else shape[1]
         else:
-            raise DeepfieldError(f"{where} has shape {shape}; expected (N, H, W) or (N, C, H, W) images")
+            kind = "images" if ndim == 2 else "spectra"
+            raise DeepfieldError(f"{where} has shape {shape}; expected {sample_axes(ndim, 'N')} or "
+                                 f"{sample_axes(ndim, 'N, C')} {kind}")
+        if ndim == 1 and count == 1 and bands is None and file_bands is None:
+            bands = (SPECTRUM_CHANNEL,)
         self.bands, self.select = _pick_bands(where, count, bands, file_bands)
 
     def stamp(self, row: np.ndarray) -> np.ndarray:
-        """``row``: ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)`` → ``(C_selected, H, W)``."""
-        if row.ndim == 2:
+        """``row``: ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)`` → ``(C_selected, H, W)`` (likewise ``(L,)``...)."""
+        if row.ndim == self.ndim:
             return row[None]
         if self.last:
             row = np.moveaxis(row, -1, 0)
         return row if self.select is None else row[list(self.select)]
+
+
+def sample_axes(ndim: int, before: str = "", after: str = "") -> str:
+    """``(N, C, H, W)``-style text for error messages: ``ndim`` 2 gives ``H, W``, 1 gives ``L``."""
+    axes = ["H, W" if ndim == 2 else "L"]
+    return "(" + ", ".join([*([before] if before else []), *axes, *([after] if after else [])]) + ")"
 
 
 def _pick_bands(where: str, count: int, bands: Sequence[str] | None,
@@ -225,6 +243,10 @@ class ImageReader:
     bands: tuple[str, ...]
     source: str
     classes: tuple[str, ...] | None = None
+    sample_ndim = 2
+    """The axes of one channel: 2 for images ``(C, H, W)``, 1 for spectra ``(C, L)``."""
+    wavelength: np.ndarray | None = None
+    """Spectra: the ``(L,)`` grid stored beside them, if any (:func:`deepfield.data.spectra.open_spectra`)."""
 
     def __init__(self, on_error: str):
         self.on_error = check_on_error(on_error)
@@ -309,10 +331,10 @@ class ImageReader:
 
     def _checked(self, item: int) -> np.ndarray:
         stamp = np.array(self._load(item), dtype=np.float32)  # a copy: never a view into a memory map
-        if stamp.ndim != 3 or len(stamp) != len(self.bands):
+        if stamp.ndim != 1 + self.sample_ndim or len(stamp) != len(self.bands):
             raise BadObject(self._where(item), f"stamp has shape {stamp.shape}; expected "
-                            f"({len(self.bands)}, H, W) for bands {', '.join(self.bands)}")
-        empty = ~np.isfinite(stamp).any(axis=(1, 2))
+                            f"{sample_axes(self.sample_ndim, str(len(self.bands)))} for bands {', '.join(self.bands)}")
+        empty = ~np.isfinite(stamp).reshape(len(stamp), -1).any(axis=1)
         if empty.any():
             band = self.bands[int(np.argmax(empty))]
             raise BadObject(self._where(item), f"band {band!r} has no finite pixel (all NaN or inf)")

@@ -243,7 +243,7 @@ class FitsCube(ImageReader):
         self._key = hdu
         with fatal(), open_fits(self.source) as hdul:
             shape = find_hdu(hdul, hdu, self.source).shape
-        self._layout = ArrayLayout(shape, f"{self.source} HDU {hdu!r}", bands, "first")
+        self._layout = ArrayLayout(shape, f"{self.source} HDU {hdu!r}", bands, "first", ndim=self.sample_ndim)
         self.bands = self._layout.bands
         self._hdul = ProcessLocal(partial(fits.open, self.source, memmap=True, lazy_load_hdus=True))
         self._finish(np.arange(shape[0]) if ids is None else ids, labels)

@@ -89,7 +89,8 @@ class Hdf5Images(ImageReader):
             named = handle.get(labels) if isinstance(labels, str) else None
             self.classes = _texts(data.attrs.get("classes", None if named is None else named.attrs.get("classes")))
             self._layout = ArrayLayout(data.shape, f"{self.source}:{images}", bands,
-                                       channels or ("first" if file_bands else None), file_bands)
+                                       channels or ("first" if file_bands else None), file_bands,
+                                       ndim=self.sample_ndim)
             n = data.shape[0]
             self._meta = object_columns(handle, n)
             labels = named_columns(handle, labels, self.source)

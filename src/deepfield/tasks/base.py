@@ -143,6 +143,10 @@ class Task:
         if "output_activation" in accepted:
             kwargs["output_activation"] = activation
         kwargs.update(config.model.options)
+        default = inspect.signature(builder).parameters.get("input_shape") if builder else None
+        if default is not None and len(default.default) == 2 and len(prepared.input_shape) == 3:
+            raise DeepfieldError(f"model.preset {config.model.preset!r} takes (C, L) spectra but the data was read "
+                                 f"as images {prepared.input_shape}: set data.kind: spectra for 1-D data")
         model = zoo.get(config.model.preset, **kwargs)
         bayesian = config.model.bayesian
         if bayesian is None:

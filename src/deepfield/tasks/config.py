@@ -50,12 +50,16 @@ class DataConfig(Strict):
     """Where the data is and how to read it (any reader of ``deepfield.data``).
 
     Images: ``path`` is a folder of FITS cutouts, a FITS cube, HDF5 or .npy/.npz;
-    ``labels`` a dataset/key or a :class:`LabelTable`. Catalogues: ``path`` is a
-    FITS/CSV/Parquet/HDF5 table, ``target`` the column to learn, ``bands`` +
-    ``mag``/``err`` patterns the photometry.
+    ``labels`` a dataset/key or a :class:`LabelTable`. Spectra (``kind: spectra``): .npy/.npz,
+    HDF5 or FITS holding ``(N, L)`` or ``(N, C, L)`` (:mod:`deepfield.data.spectra`); ``images``
+    names the array if it is not ``spectra``, ``flux`` or ``images``. Catalogues: ``path`` is a
+    FITS/CSV/Parquet/HDF5 table, ``target`` the column to learn, ``bands`` + ``mag``/``err``
+    patterns the photometry.
     """
 
     path: Path
+    kind: Literal["images", "spectra"] = Field(
+        "images", description="spectra: 1-D arrays (N, C, L) (spectra, light curves); images: stamps (N, C, H, W)")
     validation: Path | None = None
     test: Path | None = None
     bands: list[str] | None = None

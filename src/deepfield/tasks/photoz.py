@@ -35,6 +35,13 @@ With ``photoz.resample_errors`` (catalogue inputs) the training batches carry ma
 redrawn from ``N(m, σ_m²)`` every epoch (:class:`~deepfield.data.resampling.ResampledFeatures`;
 colours follow, non-detections keep their fill); validation and test keep the measured values.
 
+* **spectra** (``data.kind: spectra``, a preset taking ``(C, L)``, e.g. ``spectra1d``): the
+  redshift from a spectrum. The spectra file is read as the classification tasks read it
+  (:mod:`deepfield.tasks.spectra`) with ``data.target`` (default ``redshift``; e.g.
+  ``truth/redshift`` in the simulator's HDF5, a column of a FITS table, a member of an
+  .npz) as the label; a NaN redshift is missing (``data.on_error`` raises or skips it).
+  No photometry: nothing is binned in magnitude.
+
 Rows without a usable redshift (blank, NaN, a sentinel, ≤ −1) are left out. Fills and
 normalisation statistics are recorded in ``prepared.info``; ``read_new`` prepares another
 file with them. Object ids are the catalogue's ``id`` column, else the row index in the file.
@@ -66,7 +73,9 @@ from deepfield.training.mc_dropout import MCPrediction
 from deepfield.report.figures import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
-from deepfield.tasks.imaging import ImageClassification
+from deepfield.tasks.imaging import ImageClassification, split_stamps
+from deepfield.tasks.imaging import read_stamps as read_samples
+from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
 
 DEFAULT_TARGET = "redshift"
 DEFAULT_FEATURES = ("magnitudes", "colours")
@@ -343,6 +352,14 @@ def read_stamps(rows: Rows, data: DataConfig, bands: list[str]) -> np.ndarray:
     return np.stack([reader.read(int(i)) for i in rows.index])
 
 
+# ------------------------------------------------------------------ spectrum inputs
+
+
+def spectra_target(data: DataConfig) -> DataConfig:
+    """``data`` with the redshift (``data.target``) as the label the spectra reader attaches."""
+    return data.model_copy(update={"labels": data.target or DEFAULT_TARGET})
+
+
 # ------------------------------------------------------------------ metrics
 
 
@@ -385,6 +402,8 @@ class PhotoZ(Task):
         data = config.data
         mode = photoz_mode(config)  # a config mistake fails before the data is read
         check_photoz_options(config, mode)
+        if data.kind == "spectra":
+            return self.prepare_spectra(config, mode)
         rows = split_rows(config)
         fills = training_fills(photometry(rows["train"], data))
         phot = {part: photometry(r, data, fills=fills) for part, r in rows.items()}
@@ -420,8 +439,30 @@ class PhotoZ(Task):
         return ResampledFeatures(prepared.x["train"], prepared.y["train"], prepared.magnitude_errors["train"],
                                  prepared.mixing), None
 
+    def prepare_spectra(self, config: RunConfig, mode: str) -> PhotozPrepared:
+        """Spectra and their redshifts (``data.target``), split stratified on redshift quantiles."""
+        data = spectra_target(config.data)
+        x, z, reader = split_stamps(config, data, strata=redshift_strata)
+        info: dict[str, Any] = {"mode": mode, "target": data.labels, "bands": list(reader.bands),
+                                "reference_band": None, "inputs": "spectra", **spectra_info(data, reader),
+                                "skipped": [[s.where, s.reason] for s in reader.skipped]}
+        if mode == "pdf":
+            info["bin_edges"] = redshift_bins(config, z["train"]).tolist()
+        return PhotozPrepared(
+            x={part: transform_spectra(v, info) for part, v in x.items()},
+            y={part: targets(v, info) for part, v in z.items()}, info=info,
+            z={part: v.astype(np.float64) for part, v in z.items()},
+            magnitude={part: np.full(len(v), np.nan) for part, v in z.items()})
+
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> PhotozNewData:
         """Another catalogue prepared with the run's fills and normalisation (``info``)."""
+        if is_spectra(info):
+            spectra, z, reader = read_samples(spectra_target(config.data), path, labelled, bands=info["bands"])
+            check_grid(spectra, reader.wavelength, info, path)
+            z = np.full(len(spectra), np.nan) if z is None else z.astype(np.float64)
+            return PhotozNewData(x=transform_spectra(spectra, info), y=targets(z, info) if labelled else None,
+                                 ids=np.asarray(reader.ids)[:len(z)], z=z, magnitude=np.full(len(z), np.nan),
+                                 columns={name: values[:len(z)] for name, values in reader.metadata().items()})
         return self.new_rows(read_rows(config.data, path, labelled), config, info, labelled)
 
     def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> PhotozNewData:

@@ -1,4 +1,4 @@
-"""How a run's ``data`` config reads image files, and the reading options of a new file.
+"""How a run's ``data`` config reads image (and spectra) files, and the reading options of a new file.
 
 ``open_data`` is the one place turning a :class:`DataConfig` into an image reader (a label
 table becomes a :class:`~deepfield.data.images.CatalogueLabels` join); ``with_reading``
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from deepfield.data.images import ImageReader
 from deepfield.data.sources import FITS_SUFFIXES, catalogue_labels, open_images
+from deepfield.data.spectra import open_spectra
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import DataConfig, LabelTable, invalid
 
@@ -41,6 +42,10 @@ def open_data(data: DataConfig, path: str | Path, *, labelled: bool = True, band
         raise DeepfieldError(f"{path}: the labels of a folder of FITS cutouts come from a table joined by id; "
                              f"data.labels is {data.labels!r}: write labels: {{table: labels.csv, id: ID_COLUMN, "
                              "column: LABEL_COLUMN}")
+    if data.kind == "spectra":  # the array's name: data.images, its default meaning "spectra, flux or images"
+        key = None if data.images == DataConfig.model_fields["images"].default else data.images
+        return open_spectra(path, data.bands or bands, labels=labels, channels=data.channels, key=key,
+                            on_error=data.on_error)
     fits = Path(path).is_dir() or Path(path).name.lower().endswith(FITS_SUFFIXES)
     # a run trained on FITS cutouts predicts on an HDF5 file (and back): options of the other kind stay out
     return open_images(path, data.bands or bands, labels=labels, channels=data.channels, pattern=data.pattern,

@@ -263,6 +263,9 @@ class Tabular(Task):
     def prepare(self, config: RunConfig) -> Prepared:
         self.config = config
         data = config.data
+        if data.kind != "images":
+            raise DeepfieldError(f"data.kind: {data.kind!r} is for the classification tasks and photoz; "
+                                 "tabular reads a table (leave data.kind out)")
         table = load_table(data, data.path)
         target = target_name(data, table)
         info: dict[str, Any] = {"target": target, "features": feature_names(data, table, target),
