@@ -11,7 +11,7 @@ from astropy.table import Table
 from deepfield.data.simulate.spectra import CLASSES, simulate_spectra
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
-from deepfield.tasks.run import evaluate_run, open_run, predict_run, prepare, task_for, train
+from deepfield.tasks.run import evaluate_run, load_run, predict_run, prepare, task_for, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "spectra.yaml"
 TINY = ["training.epochs=1", "training.batch_size=32", "training.early_stopping=null",
@@ -54,7 +54,7 @@ def test_the_example_config_trains_evaluates_and_predicts_on_spectra(simulated, 
     info = json.loads((out / "prepared.json").read_text())
     assert len(info["wavelength"]) == 200 and info["bands"] == ["flux"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and open_run(out).models[0](torch.zeros(2, 1, 200)).shape == (2, 3)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and load_run(out).models[0](torch.zeros(2, 1, 200)).shape == (2, 3)
 
     # predict on a new file of (N, L) spectra (one channel) on the same grid; evaluate on the HDF5 file
     with h5py.File(h5) as f:
@@ -68,14 +68,14 @@ def test_the_example_config_trains_evaluates_and_predicts_on_spectra(simulated, 
 
 
 def test_new_spectra_must_share_the_training_grid(trained, tmp_path, simulated):
-    opened = open_run(trained[1])
+    opened = load_run(trained[1])
     np.save(tmp_path / "short.npy", np.ones((5, 1, 100), np.float32))
     with pytest.raises(DeepfieldError, match=r"short.npy: spectra of 100 samples; this run was trained on 200"):
-        opened.task.read_new(opened.config, opened.info, tmp_path / "short.npy", labelled=False)
+        opened.inputs(tmp_path / "short.npy")
     with h5py.File(simulated[0]) as f:
         np.savez(tmp_path / "shifted.npz", spectra=f["spectra"][:5], wavelength=f["wavelength"][:] * 1.1)
     with pytest.raises(DeepfieldError, match=r"shifted.npz: its wavelength grid differs"):
-        opened.task.read_new(opened.config, opened.info, tmp_path / "shifted.npz", labelled=False)
+        opened.inputs(tmp_path / "shifted.npz")
 
 
 def test_the_simulated_file_names_its_classes(simulated, tmp_path):
