@@ -185,6 +185,8 @@ def test_train_evaluate_predict_report_from_the_command_line(tmp_path):
     run = deepfield("train", "run.yaml", "training.epochs=1", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "report: run/report.html" in run.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert f"test accuracy {metrics['accuracy']:.4g} (one deterministic pass)" in run.stdout  # the report's headline
     assert len((tmp_path / "run" / "history.csv").read_text().strip().splitlines()) == 2  # override took
     run = deepfield("evaluate", "run", "--data", "sky.h5", cwd=tmp_path)
     assert run.returncode == 0 and "accuracy:" in run.stdout

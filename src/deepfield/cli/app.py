@@ -151,9 +151,11 @@ def train(
         out = Path(run_config.out)
     else:
         out = train_run(run_config, console=console)
-    metrics = json.loads((out / "metrics.json").read_text())
-    shown = {k: v for k, v in metrics.get("test", {}).items()}
-    console.print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    from deepfield.report.html import headline
+
+    line = headline(json.loads((out / "metrics.json").read_text()))  # the report's headline, labelled alike
+    if line:
+        console.print(line)
     console.print(f"run folder: {out}   report: {out / 'report.html'}")
 
 

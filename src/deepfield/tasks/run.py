@@ -115,11 +115,11 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     if not main:
         return out
     with distributed.local_only():  # rank 0 (or the only process): analysis, figures, report
-        return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, verbose, setup)
+        return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, setup)
 
 
 def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[torch.nn.Module],
-               epochs_run: list[int], train_seconds: float, console: Console, verbose: int,
+               epochs_run: list[int], train_seconds: float, console: Console,
                setup: dict[str, Any] | None = None) -> Path:
     """After training: calibration, test metrics, figures, explanations, baselines and the report.
 
@@ -131,7 +131,7 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     temperature = fit_calibration(task, models, prepared, config)
     if temperature is not None:
         atomic.write_text(out / CALIBRATION_FILE, json.dumps({"temperature": temperature}, indent=2) + "\n")
-    metrics = analyse(task, models, prepared, out / "figures", config, temperature, verbose)
+    metrics = analyse(task, models, prepared, out / "figures", config, temperature)
     metrics.update(task=config.task, device=str(resolve_device(config.training.device)), time_s=round(train_seconds, 1),
                    date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
                    epochs_run=epochs_run[0] if len(epochs_run) == 1 else epochs_run)
@@ -296,9 +296,10 @@ def baselines_run(config: RunConfig, console: Console | None = None) -> Path:
 
 
 def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figures: Path, config: RunConfig,
-            temperature: float | None = None, verbose: int = 0) -> dict[str, Any]:
+            temperature: float | None = None) -> dict[str, Any]:
     """Loss and metrics on the test part, the task's science metrics of the run's prediction and
-    its uncertainty section, with their figures (into ``figures``).
+    its uncertainty section, with their figures (into ``figures``). Silent: the one number a
+    person reads is the report's headline (:func:`~deepfield.report.html.headline`).
 
     ``test`` holds the loss and training metrics (an ensemble: their mean over members, each
     member's in ``members``); the science metrics score the mean of every draw (MC dropout,
@@ -307,7 +308,7 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
     loss = config.training.loss or task.default_loss(prepared)
     metrics = config.training.metrics if config.training.metrics is not None else task.default_metrics(prepared)
     members = [Engine(m, loss=loss, metrics=metrics, device=config.training.device)
-               .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=verbose) for m in models]
+               .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=0) for m in models]
     prediction = run_predictive(config, task, models, prepared.x["test"], prepared.info)
     science = task.analyse(prediction.mean, prepared, "test", figures)
     uncertainty = task.analyse_uncertainty(prediction, prepared, "test", figures, temperature)
