@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield.cli.common import console, parse_range, parse_shape, split_list
+from deepfield.cli.common import TRUST, console, parse_range, parse_shape, split_list
 from deepfield.cli.playground import playground_app
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
@@ -52,6 +52,7 @@ SNR = Annotated[str, typer.Option(help="signal-to-noise range, low,high")]
 def summary(
     model: Annotated[str, typer.Argument(help="a preset name (e.g. lecture-cnn) or a saved model / run folder")],
     input_shape: Annotated[Optional[str], typer.Option(help="one sample's shape, channels first: 1x64x64")] = None,
+    trust: TRUST = False,
 ) -> None:
     """Print a model's Keras-style summary: output shapes, parameters, multiply-adds, memory."""
     from deepfield.models import serialization, zoo
@@ -59,7 +60,7 @@ def summary(
 
     shape = parse_shape(input_shape) if input_shape else None
     if Path(model).is_dir():
-        net = serialization.load_network(model)  # the architecture, not predictions: no warning
+        net = serialization.load_network(model, trust=trust)  # the architecture, not predictions: no warning
     else:
         net = zoo.get(model, **({"input_shape": shape} if shape else {}))
     summarize(net, shape).print()
@@ -168,11 +169,12 @@ def baseline(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Optional[Path], typer.Option(help="another labelled file, read like the training data")] = None,
+    trust: TRUST = False,
 ) -> None:
     """Metrics of a trained run on its test part, or on another labelled file."""
     from deepfield.tasks.run import evaluate_run
 
-    metrics = evaluate_run(run, data)
+    metrics = evaluate_run(run, data, trust=trust)
     for key, value in metrics.items():
         if isinstance(value, (int, float)):
             console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
@@ -183,11 +185,12 @@ def predict(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Path, typer.Argument(help="file or folder to predict on")],
     out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
+    trust: TRUST = False,
 ) -> None:
     """Predict every object of DATA with a trained run; write a table with their ids."""
     from deepfield.tasks.run import predict_run
 
-    console.print(f"wrote {predict_run(run, data, out)}")
+    console.print(f"wrote {predict_run(run, data, out, trust=trust)}")
 
 
 @app.command()
@@ -197,11 +200,12 @@ def features(
     out: Annotated[Path, typer.Option(help="features table: .csv, .fits or .h5 (with the input's ids)")],
     layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN`); "
                                                        "default: the one before the head")] = None,
+    trust: TRUST = False,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
     from deepfield.tasks.run import features_run
 
-    console.print(f"wrote {features_run(run, data, out, layer)}")
+    console.print(f"wrote {features_run(run, data, out, layer, trust=trust)}")
 
 
 @app.command()
@@ -215,12 +219,13 @@ def explain(
     size: Annotated[int, typer.Option(min=1, help="occluding square's side (pixels)")] = 8,
     stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,
     fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
+    trust: TRUST = False,
 ) -> None:
     """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
     from deepfield.tasks.run import explain_run
 
     folder = explain_run(run, data, out, split_list(method), layer=layer, per_class=per_class,
-                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill))
+                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), trust=trust)
     console.print(f"wrote {folder / 'explain.json'} and its figures")
 
 
