@@ -193,7 +193,8 @@ def check_size(module: nn.Module, example: torch.Tensor) -> None:
         largest = max(sizes, key=sizes.__getitem__)
         raise DeepfieldError(f"the network would hold {total:,} parameters ({largest!r} alone {sizes[largest]:,}); "
                              f"deepfield builds at most {limit:,} (8 GiB in float32): is a layer's size wrong?")
-    largest = max(outputs, key=outputs.__getitem__, default=None)
+    # the outermost layer named (not the activation inside it, nor the whole model)
+    largest = max(outputs, key=lambda n: (outputs[n], -n.count("."), n != "the model"), default=None)
     if largest is not None and outputs[largest] > limit:
         raise DeepfieldError(f"layer {largest!r} would compute {outputs[largest]:,} numbers for one sample; "
                              f"deepfield allows at most {limit:,} (8 GiB in float32): is a layer's size wrong?")
