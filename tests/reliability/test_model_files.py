@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepfield.cli.app import main
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.models import Conv2D, Dense, Flatten
@@ -21,8 +22,21 @@ from deepfield.tasks.run import load_run, train
 
 
 def deepfield(*args, cwd=None):
+    """The command line in its own process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "deepfield.cli.app", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The command line's entry point in this process (the same ``main``, without a second start of torch)."""
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["deepfield", *map(str, args)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
+    return call
 
 
 def refused(run, message):
@@ -203,7 +217,7 @@ def test_absurd_or_wrong_layer_values_are_refused_before_allocating(saved, chang
 
 # -- the command line ----------------------------------------------------------------------------
 
-def test_summary_of_spoiled_model_files_is_one_line_and_exit_2(saved):
+def test_summary_of_spoiled_model_files_is_one_line_and_exit_2(saved, cli):
     _, folder = saved
     pristine = json.loads((folder / "model.json").read_text())
     probes = [
@@ -218,10 +232,11 @@ def test_summary_of_spoiled_model_files_is_one_line_and_exit_2(saved):
     for change, resign, message in probes:
         (folder / "model.json").write_text(json.dumps(pristine))
         edit(folder, change, resign)
-        refused(deepfield("summary", folder), message)
+        refused(cli("summary", folder), message)
+    refused(deepfield("summary", folder), "Conv2D filters must be an integer")  # and in a process of its own
     (folder / "model.json").write_text(json.dumps(pristine))
     edit(folder, lambda d: d.pop("sha256"))
-    run = deepfield("summary", folder, "--trust-unchecked")
+    run = cli("summary", folder, "--trust-unchecked")
     assert run.returncode == 0 and "Total params: 239" in run.stdout, run.stderr
 
 
@@ -237,7 +252,7 @@ def trained(tmp_path_factory):
     return root / "run", sky
 
 
-def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path):
+def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path, cli):
     run, sky = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
@@ -246,18 +261,19 @@ def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path):
         load_run(copy)
     refused(deepfield("predict", copy, sky, "--out", tmp_path / "p.csv"), f"{copy / 'model.json'}: has no checksum")
     assert not (tmp_path / "p.csv").exists()
-    ok = deepfield("predict", copy, sky, "--out", tmp_path / "p.csv", "--trust-unchecked")
+    ok = cli("predict", copy, sky, "--out", tmp_path / "p.csv", "--trust-unchecked")
     assert ok.returncode == 0, ok.stderr
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 41
     assert np.allclose(load_run(copy, trust=True).predict(sky)["p_spheroid"], load_run(run).predict(sky)["p_spheroid"])
 
 
-def test_a_run_whose_weights_file_points_at_its_data_is_refused(trained, tmp_path):
+def test_a_run_whose_weights_file_points_at_its_data_is_refused(trained, tmp_path, cli):
     run, sky = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     shutil.copy(sky, tmp_path / "sky.h5")
     edit(copy, lambda d: d["weights"].update(file="../sky.h5"), resign=True)
-    refused(deepfield("predict", copy, sky, "--out", tmp_path / "p.csv"), "\"weights\": {\"file\": '../sky.h5'} "
-                                                                         "must name a file inside")
-    refused(deepfield("evaluate", copy), "must name a file inside")
+    for command in (["predict", copy, sky, "--out", tmp_path / "p.csv"], ["evaluate", copy],
+                    ["features", copy, sky, "--out", tmp_path / "f.csv"], ["explain", copy, "--out", tmp_path / "x"]):
+        refused(cli(*command), "\"weights\": {\"file\": '../sky.h5'} must name a file inside")
+    assert not any((tmp_path / name).exists() for name in ("p.csv", "f.csv", "x"))
