@@ -177,6 +177,8 @@ def check_size(module: nn.Module, example: torch.Tensor) -> None:
         with torch.device("meta"):
             ghost = copy.deepcopy(module).to("meta")
             for name, sub in ghost.named_modules():
+                sub._forward_pre_hooks.clear()  # the copy must not call the user's hooks
+                sub._forward_hooks.clear()
                 sub.register_forward_hook(record(name or "the model"))
             ghost.eval()
             with torch.no_grad():

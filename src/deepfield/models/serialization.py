@@ -231,11 +231,11 @@ def warn_if_run(folder: str | os.PathLike[str]) -> None:
 
 
 @overload
-def load_model(folder: str | os.PathLike[str]) -> Sequential | PresetModel: ...
+def load_model(folder: str | os.PathLike[str], *, trust: bool = False) -> Sequential | PresetModel: ...
 
 
 @overload
-def load_model(folder: str | os.PathLike[str], cls: type[M]) -> M: ...
+def load_model(folder: str | os.PathLike[str], cls: type[M], *, trust: bool = False) -> M: ...
 
 
 def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
