@@ -11,8 +11,8 @@ from deepfield.errors import DeepfieldError
 console = Console(soft_wrap=True)  # long paths stay on one line, also when piped
 
 TRUST = Annotated[bool, typer.Option("--trust-unchecked", help="load a model.json that has no checksums (written by "
-                                     "hand, by another program or before deepfield checked them); a checksum "
-                                     "that does not match is refused all the same")]
+                                     "hand or by another program); a checksum that does not match is refused "
+                                     "all the same")]
 """The option of every command that loads a saved model or run (its ``trust``)."""
 
 
