@@ -18,6 +18,14 @@ def test_summary_of_the_lecture_cnn_preset():
     assert "(None, 128, 16, 16)" in run.stdout
 
 
+def test_summary_lists_the_layers_inside_blocks_by_dotted_name():
+    run = deepfield("summary", "resnet", "--input-shape", "1x16x16", "--layers")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "  stage2_block1 (ResidualBlock)" in lines and "    stage2_block1.conv2 (Conv2D)" in lines
+    assert "      stage2_block1.projection.conv2d (Conv2D)" in lines and "conv2d.activation" not in run.stdout
+
+
 def test_trace_json_reproduces_the_course_example():
     run = deepfield("trace", "--json")
     assert run.returncode == 0, run.stderr
@@ -82,6 +90,30 @@ def test_inspect_images_reads_a_galaxy10_layout(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "5 objects, stamps 3 x 8 x 8" in run.stdout
     assert "0: 1, 1: 3, 2: 1" in run.stdout
+
+
+def test_inspect_cutout_cubes_in_the_primary_hdu_with_a_label_table(tmp_path):
+    import numpy as np
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    (tmp_path / "cutouts").mkdir()
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.crval, wcs.wcs.crpix = ["RA---TAN", "DEC--TAN"], [150.0, 2.0], [4.5, 4.5]
+    wcs.wcs.cdelt = [-1e-4, 1e-4]
+    for k in range(4):
+        fits.PrimaryHDU(np.ones((3, 8, 8), np.float32), header=wcs.to_header()).writeto(tmp_path / f"cutouts/{k}.fits")
+    (tmp_path / "labels.csv").write_text("objid,class,mag_r\n0,spiral,20\n1,elliptical,21\n2,spiral,22\n"
+                                         "3,spiral,23\n")
+    run = deepfield("inspect", "images", "cutouts", "--bands", "g,r,i", cwd=tmp_path)
+    assert run.returncode == 2 and "has no HDU 'g' for band 'g'; its HDUs are 0:PRIMARY" in run.stderr
+    run = deepfield("inspect", "images", "cutouts", "--bands", "g,r,i", "--hdus", "0", "--labels", "labels.csv",
+                    "--id-column", "objid", "--label-column", "class", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "4 objects, stamps 3 x 8 x 8 (C, H, W), bands g, r, i" in run.stdout
+    assert "labels: elliptical: 1, spiral: 3" in run.stdout
+    assert "positions (ra, dec): 4 of 4 objects, ra 150.00000 .. 150.00000" in run.stdout
+    assert "columns (predict --keep): objid, class, mag_r, ra, dec" in run.stdout
 
 
 def test_inspect_reports_bad_files_in_one_line(tmp_path):
@@ -161,6 +193,22 @@ def test_train_evaluate_predict_report_from_the_command_line(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = (tmp_path / "preds.csv").read_text().splitlines()
     assert lines[0].startswith("id,predicted,p_spheroid") and len(lines) == 91
+    # the same stamps channels last, bands i, r, g, no names; a table lends a column to keep
+    import h5py
+    import numpy as np
+    from astropy.table import Table
+
+    with h5py.File(tmp_path / "sky.h5") as f, h5py.File(tmp_path / "last.h5", "w") as g:
+        g["images"] = np.moveaxis(f["images"][:][:, ::-1], 1, -1)
+    Table({"id": np.arange(90), "name": [f"gal{k}" for k in range(90)]}).write(tmp_path / "names.csv")
+    run = deepfield("predict", "run", "last.h5", "--out", "last.fits", "--channels", "last", "--bands", "i,r,g",
+                    "--labels", "names.csv", "--id-column", "id", "--keep", "name", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    first, other = Table.read(tmp_path / "preds.csv", format="ascii.csv"), Table.read(tmp_path / "last.fits")
+    assert other.colnames[:3] == ["id", "name", "predicted"] and other["name"][89] == "gal89"
+    np.testing.assert_allclose(other["p_disk"], first["p_disk"], rtol=1e-5, atol=1e-6)
+    run = deepfield("predict", "run", "last.h5", "--out", "x.csv", "--keep", "name", cwd=tmp_path)
+    assert run.returncode == 2 and "say channels='first'" in run.stderr
     run = deepfield("features", "run", "sky.h5", "--out", "features.csv", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     header = (tmp_path / "features.csv").read_text().splitlines()[0].split(",")
@@ -179,3 +227,14 @@ def test_train_with_a_bad_config_is_one_line(tmp_path):
     assert "bad.yaml: training.epochs: Input should be a valid integer" in run.stderr
     run = deepfield("train", "bad.yaml", "training.epochs=2", cwd=tmp_path)
     assert run.returncode == 2 and "sky.h5: no such file or folder" in run.stderr
+
+
+def test_simulate_spectra_then_the_preset_summary_for_their_shape(tmp_path):
+    run = deepfield("simulate", "spectra", "--n", "12", "--length", "64", "--seed", "1", "--out", str(tmp_path / "s.h5"))
+    assert run.returncode == 0, run.stderr
+    assert "12 spectra of 64 pixels" in run.stdout and (tmp_path / "s.h5").is_file()
+    run = deepfield("summary", "spectra1d", "--input-shape", "1x400")
+    assert run.returncode == 0, run.stderr
+    assert "input (None, 1, 400)" in run.stdout and "Total params: 84,657" in run.stdout
+    run = deepfield("simulate", "spectra", "--n", "4", "--out", str(tmp_path / "t.h5"), "--snr", "30,3")
+    assert run.returncode == 2 and "--snr" in run.stderr and len(run.stderr.strip().splitlines()) == 1

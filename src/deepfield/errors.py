@@ -12,6 +12,22 @@ class DeepfieldError(ValueError):
     """A bad input, name, shape, file or config value, described in one line."""
 
 
+def flag(owner: str, name: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False``; else the error naming ``owner`` and ``name``.
+
+    A string such as ``"maybe"`` or ``"false"`` (a config typo, or quotes) is truthy to Python:
+    taking it for ``True`` would do the opposite of what was meant, silently.
+
+    >>> flag("adam", "amsgrad", True)
+    True
+
+    ``flag("adam", "amsgrad", "maybe")`` raises "adam: amsgrad must be true or false, got 'maybe'".
+    """
+    if not isinstance(value, bool):
+        raise DeepfieldError(f"{owner}: {name} must be true or false, got {value!r}")
+    return value
+
+
 def unknown_name(kind: str, name: object, choices: Iterable[str]) -> DeepfieldError:
     """The error for a name that is not in a registry, listing what is.
 

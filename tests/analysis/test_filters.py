@@ -72,7 +72,7 @@ def test_a_layer_that_is_not_a_convolution_is_named_with_the_convolutions() -> N
     with pytest.raises(DeepfieldError, match=r"'dense' .* is a Dense, not a convolution; its convolutions: "
                                              r"conv2d, conv2d_1, conv2d_2, conv2d_3"):
         conv_filters(model, "dense")
-    with pytest.raises(DeepfieldError, match="'conv9' .* is not one of its layers"):
+    with pytest.raises(DeepfieldError, match="has no layer 'conv9'"):
         conv_filters(model, "conv9")
     with pytest.raises(DeepfieldError, match="has no convolution layer"):
         conv_filters(zoo.get("mlp", input_shape=(4,)))
@@ -93,3 +93,22 @@ def test_feature_maps_are_a_hand_forward_pass_through_the_first_layers() -> None
 def test_feature_maps_refuse_a_layer_without_spatial_axes() -> None:
     with pytest.raises(DeepfieldError, match="'dense' .* gives \\(2,\\) vectors, not feature maps"):
         feature_maps(small_net(), stamps(), "dense", device="cpu")
+
+
+def test_the_convolutions_inside_residual_blocks_are_found_by_their_dotted_names() -> None:
+    model = zoo.get("resnet", input_shape=(3, 32, 32), filters=(4, 8), blocks=1)
+    assert conv_layer_names(model) == ["conv2d", "stage1_block1.conv1", "stage1_block1.conv2", "stage2_block1.conv1",
+                                       "stage2_block1.conv2", "stage2_block1.projection.conv2d"]
+    np.testing.assert_array_equal(conv_filters(model, "stage2_block1.conv2"),
+                                  model.stage2_block1.conv2.weight.detach().numpy())
+    assert conv_filters(model).shape == (4, 3, 3, 3)  # the first convolution: the one that sees the bands
+
+
+def test_a_block_gives_feature_maps_and_names_its_convolutions_when_filters_are_asked() -> None:
+    model = zoo.get("resnet", input_shape=(3, 32, 32), filters=(4, 8), blocks=1)
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    assert feature_maps(model, x, "stage2_block1", device="cpu").shape == (2, 8, 16, 16)
+    with pytest.raises(DeepfieldError, match=r"'stage2_block1' of model 'resnet' is a ResidualBlock; its convolutions: "
+                                             r"stage2_block1.conv1, stage2_block1.conv2, "
+                                             r"stage2_block1.projection.conv2d$"):
+        conv_filters(model, "stage2_block1")

@@ -102,7 +102,8 @@ def test_the_hook_is_removed_and_the_mode_restored_even_on_error():
 
 
 def test_an_unknown_layer_names_the_layers_in_order():
-    with pytest.raises(DeepfieldError, match="no layer 'dense_9'; its layers: conv2d, flatten, dense, dense_1$"):
+    with pytest.raises(DeepfieldError, match=r"no layer 'dense_9' \(did you mean 'dense_1' or 'dense'\?\); "
+                                             r"its layers: conv2d, flatten, dense, dense_1$"):
         layer_features(small_net(), stamps(), layer="dense_9", device="cpu")
 
 
@@ -148,3 +149,42 @@ def test_features_run_refuses_an_unknown_format_and_a_too_wide_fits_table(run, t
     with pytest.raises(DeepfieldError, match="write .csv or choose a narrower layer"):
         features_run(folder, sky, tmp_path / "features.fits", layer="conv2d")
     assert not (tmp_path / "features.fits").exists()
+
+
+def small_resnet() -> Sequential:
+    """The resnet preset on (3, 32, 32) with two stages of one block: 4 then 8 filters."""
+    torch.manual_seed(0)
+    return resnet((3, 32, 32), filters=(4, 8), blocks=1).build()
+
+
+def test_the_parts_of_a_block_are_layers_by_their_dotted_name():
+    model = small_resnet().eval()
+    names = layer_names(model)
+    assert names[:4] == ["conv2d", "batch_normalization", "activation", "stage1_block1"]
+    assert {"stage2_block1.conv1", "stage2_block1.bn1", "stage2_block1.conv2", "stage2_block1.projection.conv2d"} \
+        <= set(names)
+    assert "conv2d.activation" not in names  # a layer's own activation function is part of that layer
+    x = np.random.default_rng(2).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    block = model.stage2_block1
+    with torch.no_grad():
+        h = model.stage1_block1(model.activation(model.batch_normalization(model.conv2d(torch.from_numpy(x)))))
+        expected = block.conv2(torch.relu(block.bn1(block.conv1(h))))
+    inner = layer_features(model, x, layer="stage2_block1.conv2", device="cpu")
+    assert inner.shape == (3, 8 * 16 * 16)
+    np.testing.assert_allclose(inner, expected.flatten(1).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_name_in_a_model_with_blocks_names_a_few_layers_and_how_to_list_them_all():
+    with pytest.raises(DeepfieldError) as error:
+        layer_features(small_resnet(), stamps(), layer="stage2_block1.conv3", device="cpu")
+    message = str(error.value)
+    assert "no layer 'stage2_block1.conv3' (did you mean 'stage2_block1.conv2'" in message
+    assert "its layers: conv2d, batch_normalization, activation, stage1_block1, stage2_block1, " \
+           "global_average_pooling2d, dense and 11 inside them by dotted name (stage1_block1.conv1, ...)" in message
+    assert "`deepfield summary RUN --layers` lists them all" in message and "\n" not in message
+
+
+def test_the_layer_a_time_distributed_wraps_is_not_offered_apart():
+    from deepfield.models import zoo
+    names = layer_names(zoo.get("dieleman", input_shape=(3, 48, 48), n_views=8, view_size=40, dense_units=4))
+    assert "conv1" in names and "conv1.layer" not in names  # it sees the views folded into the batch

@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from deepfield.analysis.explain.filters import feature_maps
-from deepfield.analysis.explain.patches import ReceptiveField, receptive_field, strongest_patches
+from deepfield.analysis.explain.patches import ReceptiveField, default_map_layer, receptive_field, strongest_patches
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
+from deepfield.models.blocks import Inception
 from deepfield.models.conv import Conv2D
-from deepfield.models.core import Activation
+from deepfield.models.core import Activation, Flatten
 from deepfield.models.pooling import AveragePooling2D, MaxPooling2D
 from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.sequential import Sequential
@@ -122,11 +123,10 @@ def test_layers_that_see_the_whole_input_or_break_the_chain_are_named() -> None:
         receptive_field(cnn, "dense")
     with pytest.raises(DeepfieldError, match="has no layer 'conv9'"):
         receptive_field(cnn, "conv9")
-    resnet = zoo.get("resnet", input_shape=(1, 16, 16), filters=(4,), blocks=1)
-    assert receptive_field(resnet, "activation") == ReceptiveField((3, 3), (1, 1), (-1, -1))
-    with pytest.raises(DeepfieldError, match="'stage1_block1' .* is a ResidualBlock, not a convolution, pooling or "
-                                             "element-wise layer"):
-        receptive_field(resnet, "stage1_block1")
+    dieleman = zoo.get("dieleman", input_shape=(3, 48, 48), n_views=8, view_size=40, dense_units=4)
+    with pytest.raises(DeepfieldError, match="'conv1' .* comes after 'view_points', a ViewPoints, not a convolution, "
+                                             "pooling or element-wise layer"):
+        receptive_field(dieleman, "conv1")
     with pytest.raises(DeepfieldError, match="model 'pasquet' is a Pasquet with its own forward"):
         receptive_field(Pasquet((1, 16, 16), n_bins=4, dense_units=8), "conv1")
 
@@ -222,3 +222,126 @@ def test_bad_arguments_are_named() -> None:
         strongest_patches(detector(), crosses(), "cross", k=0)
     with pytest.raises(DeepfieldError, match=r"expected x of shape \(N, C, H, W\), got \(12, 12\)"):
         strongest_patches(detector(), crosses()[0, 0], "cross")
+
+
+# --- through residual blocks, and the default layer ---------------------------------------------
+
+def small_resnet(size: int = 32) -> Sequential:
+    """The resnet preset on (1, size, size): stem, two stages of two blocks (4 then 8 filters)."""
+    torch.manual_seed(0)
+    return zoo.get("resnet", input_shape=(1, size, size), filters=(4, 8), blocks=2)
+
+
+# resnet on 32×32, every convolution 3×3 'same' but the 1×1 projection:
+#   conv2d                         size 3,            start −1,           jump 1
+#   stage1_block1.conv1, .conv2    5, 7               −2, −3
+#   stage1_block2.conv1, .conv2    9, 11              −4, −5
+#   stage2_block1.conv1 s2 on 32: out 16, total max(15·2 + 3 − 32, 0) = 1 → p = 0 (the extra pixel after):
+#                                  11 + 2·1 = 13,     −5,                 jump 2
+#   stage2_block1.conv2 p = 1:     13 + 2·2 = 17,     −5 − 1·2 = −7
+#   stage2_block1.projection.conv2d 1×1 s2, total max(15·2 + 1 − 32, 0) = 0: 11 + 0 = 11, −5, jump 2
+#   stage2_block1 = main ∪ skip: [−7, 10) ∪ [−5, 6) = [−7, 10): 17, −7 (the skip does not grow it)
+#   stage2_block2.conv1, .conv2    21, 25             −9, −11
+RESNET = [
+    ("conv2d", ReceptiveField((3, 3), (1, 1), (-1, -1))),
+    ("stage1_block1.conv1", ReceptiveField((5, 5), (1, 1), (-2, -2))),
+    ("stage1_block1.bn1", ReceptiveField((5, 5), (1, 1), (-2, -2))),
+    ("stage1_block1", ReceptiveField((7, 7), (1, 1), (-3, -3))),
+    ("stage1_block2", ReceptiveField((11, 11), (1, 1), (-5, -5))),
+    ("stage2_block1.conv1", ReceptiveField((13, 13), (2, 2), (-5, -5))),
+    ("stage2_block1.conv2", ReceptiveField((17, 17), (2, 2), (-7, -7))),
+    ("stage2_block1.projection.conv2d", ReceptiveField((11, 11), (2, 2), (-5, -5))),
+    ("stage2_block1", ReceptiveField((17, 17), (2, 2), (-7, -7))),
+    ("stage2_block2.conv1", ReceptiveField((21, 21), (2, 2), (-9, -9))),
+    ("stage2_block2", ReceptiveField((25, 25), (2, 2), (-11, -11))),
+]
+
+
+@pytest.mark.parametrize(("layer", "expected"), RESNET)
+def test_receptive_fields_through_residual_blocks_by_hand(layer: str, expected: ReceptiveField) -> None:
+    assert receptive_field(small_resnet(), layer) == expected
+
+
+def _gradient_supports(model: nn.Module, x: torch.Tensor, asked: dict[str, list[tuple[int, int]]]) -> dict:
+    """``{(layer, position): ((first row, last + 1), (first column, last + 1))}``: the input pixels with a nonzero
+    gradient of ``layer``'s output (filter 0) at ``position``, for each layer and position ``asked``; one forward."""
+    outputs = {}
+
+    def keep(layer: str):
+        def hook(_module, _inputs, output) -> None:
+            outputs[layer] = output
+        return hook
+
+    hooks = [model.get_submodule(layer).register_forward_hook(keep(layer)) for layer in asked]
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    supports = {}
+    for layer, positions in asked.items():
+        for position in positions:
+            (gradient,) = torch.autograd.grad(outputs[layer][0, 0][position], x, retain_graph=True)
+            rows, cols = np.nonzero(gradient[0].abs().sum(0).numpy())
+            supports[layer, position] = ((rows.min(), rows.max() + 1), (cols.min(), cols.max() + 1))
+    return supports
+
+
+@pytest.mark.parametrize("size", [32, 15])
+def test_the_gradient_of_one_output_reaches_exactly_its_field_when_every_weight_is_positive(size: int) -> None:
+    # positive kernels, batch norm at its start (identity) and a positive input: every ReLU passes,
+    # so each input pixel with a path to the output has a positive gradient, all others zero
+    model = small_resnet(size).double().eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("weight") and parameter.dim() == 4:
+                parameter.copy_(parameter.abs() + 0.01)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 1.5, (1, 1, size, size))).requires_grad_(True)
+    fields = {layer: receptive_field(model, layer, (1, size, size)) for layer, _ in RESNET}
+    asked = {}
+    for layer, field in fields.items():
+        last = (size - 1) // field.jump[0]
+        asked[layer] = [(0, 0), (last, last), (last // 2, 0), (1, last)]
+    supports = _gradient_supports(model, x, asked)
+    for (layer, position), seen in supports.items():
+        window = fields[layer].window(position)
+        assert seen == tuple((max(lo, 0), min(hi, size)) for lo, hi in window), (layer, position)
+
+
+def test_an_inception_block_sees_as_far_as_its_widest_branch() -> None:
+    torch.manual_seed(0)
+    model = Sequential([Inception(2, 2, kernel_sizes=(3, 5), name="inc")], input_shape=(1, 12, 12)).build()
+    # branches 1×1: [0, 1); 1×1 → 3×3: [−1, 2); 1×1 → 5×5: [−2, 3);
+    # 1×1 → 2×2 average 'same' (0 before): [0, 2)
+    assert receptive_field(model, "inc") == ReceptiveField((5, 5), (1, 1), (-2, -2))
+    assert receptive_field(model, "inc.branches.conv3x3.conv2d_1") == ReceptiveField((3, 3), (1, 1), (-1, -1))
+
+
+@pytest.mark.parametrize(("preset", "options", "expected"), [
+    # ResNet-20's depth (widths do not change the fields): stem 3; stage1 5 … 15; stage2 (jump 2) 17, 21, 25, 29, 33, 37
+    ("resnet", {"input_shape": (3, 32, 32), "filters": (4, 8, 8)}, "stage2_block2"),  # 29 ≤ 32; the next sees 33
+    # stage3 (jump 4) from 37: 41, 49, 57, 65, 73, 81
+    ("resnet", {"input_shape": (3, 64, 64), "filters": (4, 8, 8)}, "stage3_block2.conv1"),  # 57 ≤ 64; the next 65
+    ("lecture-cnn", {"input_shape": (1, 64, 64)}, "conv2d_3"),  # field 23 ≥ 64 / 4
+    ("dieleman", {"input_shape": (3, 48, 48), "n_views": 8, "view_size": 40, "dense_units": 4}, "conv4"),
+])
+def test_the_default_layer_is_the_deepest_whose_field_is_a_sizeable_part_of_the_stamp(preset, options,
+                                                                                        expected) -> None:
+    model = zoo.get(preset, **options)
+    assert default_map_layer(model, options["input_shape"]) == expected
+
+
+def test_the_default_layer_of_a_net_of_small_fields_is_its_deepest_and_of_large_ones_its_first() -> None:
+    small = dilated_chain(64)  # fields 3, 4, 12, 16 < 64 / 4
+    assert default_map_layer(small, (1, 64, 64)) == "c3"
+    wide = Sequential([Conv2D(2, 9, padding="same", name="k9"), Conv2D(2, 9, padding="same", name="k9b"), Flatten()],
+                      input_shape=(1, 8, 8))
+    assert default_map_layer(wide.build(), (1, 8, 8)) == "k9"  # fields 9 and 17, both wider than the stamp
+
+
+def test_the_resnet_presets_default_patches_are_a_sizeable_part_of_the_stamp() -> None:
+    model = zoo.get("resnet", input_shape=(3, 32, 32), filters=(4, 8, 8))
+    x = np.random.default_rng(4).normal(size=(12, 3, 32, 32)).astype(np.float32)
+    top = strongest_patches(model, x, default_map_layer(model, x.shape[1:]), k=9, device="cpu")
+    assert top.layer == "stage2_block2" and top.patches.shape == (8, 9, 3, 29, 29)
+    assert min(top.patches.shape[-2:]) >= 32 / 4

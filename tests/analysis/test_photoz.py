@@ -140,6 +140,18 @@ def test_point_estimates_of_a_gaussian_and_a_box() -> None:
     assert skew.mode[0] == 2.5 and skew.mean[0] == pytest.approx(0.2 * 0.5 + 0.2 * 1.5 + 0.6 * 2.5)
 
 
+def test_peak_picks_the_window_of_most_probability_not_the_fullest_bin() -> None:
+    edges = np.round(np.arange(0.0, 3.0001, 0.05), 10)
+    pdf = np.zeros((1, len(edges) - 1))
+    pdf[0, 6:14] = 0.7 / 8  # a broad bump, 0.7 spread evenly over [0.3, 0.7]
+    pdf[0, 40] = 0.3  # a spike in [2.0, 2.05], the fullest bin
+    est = pdf_point_estimates(pdf, edges=edges)
+    assert est.mode[0] == pytest.approx(2.025)
+    assert est.peak[0] == pytest.approx(0.5)  # the bump's median: its window holds 0.7
+    mu = np.array([0.8, 1.37])
+    np.testing.assert_allclose(pdf_point_estimates(_gaussian_pdfs(mu, 0.05), edges=GRID).peak, mu, atol=1e-3)
+
+
 def test_bin_edges_from_centres() -> None:
     np.testing.assert_allclose(pdf_bin_edges(3, centres=[0.1, 0.2, 0.4]), [0.05, 0.15, 0.3, 0.5])
     np.testing.assert_allclose(pdf_bin_edges(2, edges=[0, 1, 3]), [0, 1, 3])

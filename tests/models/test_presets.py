@@ -293,3 +293,16 @@ def test_resnet_dropout_sits_before_its_dense_head_and_adds_no_parameters():
     assert kinds[-3:] == ["GlobalAveragePooling2D", "Dropout", "Dense"] and dropped[-2].rate == 0.3
     assert "Dropout" not in [type(layer).__name__ for layer in plain.children()]
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in dropped.parameters())
+
+
+def test_spectra1d_global_pooling_forgets_where_a_line_is_and_flatten_keeps_it():
+    torch.manual_seed(0)
+    line, shifted = torch.zeros(1, 1, 64), torch.zeros(1, 1, 64)
+    line[0, 0, 20], shifted[0, 0, 36] = 1.0, 1.0  # the same line 16 pixels (a multiple of the pooling) further
+    options = {"input_shape": (1, 64), "filters": (4, 8), "hidden": (), "batch_norm": False}
+    pooled = zoo.get("spectra1d", **options).eval()
+    flat = zoo.get("spectra1d", global_pool=False, **options).eval()
+    with torch.no_grad():
+        assert torch.allclose(pooled(line), pooled(shifted), atol=1e-6)  # a class does not depend on the shift
+        assert not torch.allclose(flat(line), flat(shifted), atol=1e-4)  # a redshift does
+    assert sum(p.numel() for p in flat.parameters()) == 4 * 7 + 4 + 8 * 4 * 7 + 8 + 8 * 16 + 1

@@ -7,7 +7,8 @@ Used by the report tests, and by hand to look at a report:
 The page is checked through an instrumented copy (the original is never touched): a small
 probe script, inserted first in ``<head>``, records errors (script errors, resources that
 failed to load, Content-Security-Policy violations, ``console.error``) and, on ``load``, each
-image's ``naturalWidth``; Chromium's ``--dump-dom`` hands the result back. The copy's
+image's ``naturalWidth``, rendered width and figure caption, and each table's rendered and scroll
+widths; Chromium's ``--dump-dom`` hands the result back. The copy's
 Content-Security-Policy, if any, is widened just enough to run the probe, so a page that
 fetches anything it forbids still fails. Console lines Chromium logs to stderr are scanned too.
 """
@@ -40,11 +41,21 @@ PROBE = """<script>
   const consoleError = console.error;
   console.error = (...args) => { errors.push(args.join(" ")); consoleError(...args); };
   addEventListener("load", () => {
+    const caption = img => {
+      const figure = img.closest("figure");
+      const text = figure && figure.querySelector("figcaption");
+      return text ? text.textContent.trim() : null;
+    };
     const images = [...document.images].map(
-      img => ({alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth}));
+      img => ({alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth,
+               width: img.getBoundingClientRect().width, caption: caption(img),
+               section: (img.closest("section") || {}).id || null}));
+    const tables = [...document.querySelectorAll("table")].map(table => ({
+      caption: (table.caption || {}).textContent || "", section: (table.closest("section") || {}).id || null,
+      width: table.parentElement.clientWidth, scrollWidth: table.parentElement.scrollWidth}));
     const out = document.createElement("pre");
     out.id = "df-probe";
-    out.textContent = JSON.stringify({images, errors});
+    out.textContent = JSON.stringify({images, tables, errors});
     document.body.appendChild(out);
   });
 })();
@@ -53,9 +64,13 @@ PROBE = """<script>
 
 @dataclass
 class PageCheck:
-    """What the probe saw: one entry per ``<img>`` and every error, from the page and the console."""
+    """What the probe saw: one entry per ``<img>`` (``alt``, ``complete``, ``naturalWidth``,
+    rendered ``width`` in CSS pixels, its ``<figure>``'s ``caption`` or ``None``, its ``section``),
+    one per ``<table>`` (``caption``, ``section``, the ``width`` of its box and the ``scrollWidth``
+    of its content: wider means a horizontal scroll bar) and every error, from the page and the console."""
 
     images: list[dict] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -88,16 +103,18 @@ def _console_errors(stderr: str) -> list[str]:
             if ":CONSOLE" in line and re.search(r"Uncaught|Error|Refused|Failed", line)]
 
 
-def check_page(page: Path, chromium: str, workdir: Path) -> PageCheck:
-    """Load an instrumented copy of ``page`` and report its images and errors."""
+def check_page(page: Path, chromium: str, workdir: Path, size: tuple[int, int] = (1280, 2400)) -> PageCheck:
+    """Load an instrumented copy of ``page`` in a window of ``size`` pixels; report its images, tables, errors."""
     copy = workdir / f"probe-{page.name}"
     copy.write_text(instrument(page.read_text(encoding="utf-8")), encoding="utf-8")
-    done = _chromium(chromium, ["--virtual-time-budget=5000", "--dump-dom", copy.as_uri()], workdir)
+    done = _chromium(chromium, [f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=5000", "--dump-dom",
+                                copy.as_uri()], workdir)
     match = re.search(r'<pre id="df-probe">(.*?)</pre>', done.stdout, re.S)
     if match is None:
         raise RuntimeError(f"the probe did not report (exit {done.returncode}): {done.stderr[-2000:]}")
     result = json.loads(html.unescape(match[1]))
-    return PageCheck(images=result["images"], errors=result["errors"] + _console_errors(done.stderr))
+    return PageCheck(images=result["images"], tables=result["tables"],
+                     errors=result["errors"] + _console_errors(done.stderr))
 
 
 def screenshot(page: Path, out: Path, chromium: str, workdir: Path, size: tuple[int, int] = (1280, 2400)) -> Path:

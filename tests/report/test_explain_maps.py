@@ -1,13 +1,14 @@
 """Attribution and class-model figures: a PNG of the expected pixel size for 1- and 3-band stamps,
 maps reduced over bands as documented, and bad inputs named."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from deepfield.analysis.explain import ClassModel
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_attributions, plot_class_models
-from deepfield.report.figures.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane
+from deepfield.report.figures.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane, map_scale
 from pngcheck import assert_png
 
 
@@ -73,3 +74,30 @@ def test_bad_class_models_are_named(tmp_path):
         plot_class_models({"star": (np.zeros((8, 8)), np.zeros(5))}, tmp_path / "bad.png")
     with pytest.raises(DeepfieldError, match="results is empty"):
         plot_class_models({}, tmp_path / "bad.png")
+
+
+def test_each_map_has_its_own_scale_so_a_weak_one_is_not_blank(tmp_path):
+    """Two stamps whose occlusion effects differ 1000-fold: both maps are drawn, equally strong."""
+    yy, xx = np.mgrid[:16, :16]
+    blob = np.exp(-((xx - 8.0) ** 2 + (yy - 8.0) ** 2) / 8.0)
+    maps = {"occlusion": np.stack([1e-3 * blob, blob])}  # signed below: a faint dip around the blob
+    maps["occlusion"][:, 0, 0] = -1e-9
+    path = plot_attributions(np.zeros((2, 1, 16, 16), np.float32), maps, tmp_path / "maps.png", panel_size=2.0)
+    image = plt.imread(path)[..., :3]
+    rows = image[: int(image.shape[0] * 2 / (2 + COLORBAR_ROOM)), image.shape[1] // 2:]  # the map column
+    red = rows[..., 0] - rows[..., 2]  # RdBu_r: positive values red over the black stamp
+    top, bottom = red[: len(red) // 2], red[len(red) // 2:]
+    assert top.max() > 0.2 and bottom.max() > 0.2
+    assert top.max() == pytest.approx(bottom.max(), abs=0.1)
+    assert map_scale(np.stack([1e-3 * blob])[0]) == pytest.approx(np.percentile(1e-3 * blob, 99.0))
+
+
+def test_the_colour_bars_are_not_cut_off_at_the_bottom(tmp_path):
+    """Ten rows (the demo's explain figure): the bars' tick labels stay inside the image."""
+    x = stamps(10, 3)
+    maps = {"integrated gradients": RNG.normal(size=x.shape), "occlusion": RNG.normal(size=(10, 16, 16))}
+    titles = [f"true a\npred b ({k / 10:.2f})" for k in range(10)]
+    path = plot_attributions(x, maps, tmp_path / "maps.png", titles=titles)
+    image = plt.imread(path)[..., :3]
+    assert image[-3:].min() > 0.9  # a white margin below the lowest text
+    assert image[-int(0.6 * 1.8 * 120):].min() < 0.2  # and the bars (dark ends, labels) are drawn above it

@@ -205,3 +205,13 @@ def test_gallery_pngs(tmp_path: Path) -> None:
     with pytest.raises(DeepfieldError, match="choose with k="):
         plot_gallery(np.zeros((MAX_PANELS + 1, 1, 4, 4)), np.zeros(MAX_PANELS + 1, int),
                      np.full(MAX_PANELS + 1, 0.1), tmp_path / "big.png")
+
+
+def test_gallery_of_spectra_draws_curves_on_wide_panels(tmp_path: Path) -> None:
+    y, p = _classes(n=40)
+    spectra = 1.0 + RNG.normal(0, 0.1, (40, 2, 120))  # (N, C, L): two channels, e.g. flux and ivar
+    path = plot_gallery(spectra, y, p, tmp_path / "spectra.png", ["E", "S", "M"], k=4, panel_size=1.5)
+    assert_png(path, (4 * 2 * 1.5, 2 * TITLE_ROOM * 1.5))
+    with pytest.raises(DeepfieldError, match=r"expected images \(N=40, C, H, W\) or spectra \(N, C, L\), "
+                                              r"got shape \(40, 120\)"):
+        plot_gallery(spectra[:, 0], y, p, tmp_path / "flat.png")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deepfield.errors import DeepfieldError
-from deepfield.report.html import SECTIONS, render_report, write_report
+from deepfield.report.html import SECTIONS, headline, render_report, write_report
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("report_browser", HERE / "browser.py")
@@ -112,9 +112,9 @@ def test_uncertainty_has_its_own_section(full_run: Path) -> None:
     page = render_report(full_run)
     section = re.search(r'<section id="uncertainty">(.*?)</section>', page, re.S).group(1)
     assert "0.0417" in section and "1.31" in section and "0.95" in section
-    assert "Uncertainty reliability" in section  # the figure, with its caption from the file name
+    assert "Reliability diagram" in section  # the figure, with its caption from FIGURE_TITLES
     elsewhere = page.replace(section, "")
-    assert "0.0417" not in elsewhere and "Uncertainty reliability" not in elsewhere
+    assert "0.0417" not in elsewhere and "Reliability diagram" not in elsewhere
 
 
 def test_empty_folder_has_only_the_header(tmp_path: Path) -> None:
@@ -162,9 +162,9 @@ def test_figures_are_embedded_once_each_and_decode_to_the_files(full_run: Path) 
 def test_figures_go_to_their_sections_with_captions(full_run: Path) -> None:
     page = render_report(full_run)
     sections = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', page, re.S))
-    assert "Learning curves</figcaption>" in sections["training"]
-    assert "ROC curve on the test set</figcaption>" in sections["figures"]
-    assert "Photoz scatter</figcaption>" in sections["figures"]
+    assert "Learning curves: loss (and metric) per epoch, training and validation</figcaption>" in sections["training"]
+    assert "ROC curve on the test set</figcaption>" in sections["figures"]  # captions.json first
+    assert "Photometric vs spectroscopic redshift on the test part</figcaption>" in sections["figures"]
     assert sections["gallery"].count("<figure>") == 2 and "Gallery disks" in sections["gallery"]
     assert "gallery" not in sections["figures"].lower()
 
@@ -172,10 +172,10 @@ def test_figures_go_to_their_sections_with_captions(full_run: Path) -> None:
 def test_metrics_tables(full_run: Path) -> None:
     metrics = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(full_run), re.S))["metrics"]
     assert '<td class="num">0.9123</td>' in metrics and '<td class="num">0.2346</td>' in metrics
-    assert "<caption>per_class</caption>" in metrics
+    assert "<caption>Per class, test part (mean of 50 Monte Carlo draws)</caption>" in metrics
     spheroid = '<tr><td>spheroid</td><td class="num">0.93</td><td class="num">0.9</td><td class="num">100</td></tr>'
     assert spheroid in metrics
-    assert "<caption>confusion_matrix</caption>" in metrics
+    assert "<caption>Confusion matrix, test part (mean of 50 Monte Carlo draws): counts</caption>" in metrics
     assert "cuda:0" not in metrics and "random forest" not in metrics  # in the header, in baselines
 
 
@@ -184,15 +184,67 @@ def test_nested_metrics_and_value_lists(tmp_path: Path) -> None:
         {"n_test": 200, "photoz": {"nmad": 0.031, "bins": [0.1, 0.5, 1.0], "by_band": {"g": {"bias": -0.002}, "r": {"bias": 0.001}}},
          "split": {"test": {"loss": 0.3}}})})
     page = render_report(tmp_path)
-    assert "<caption>Summary</caption>" in page and '<td class="num">200</td>' in page
+    assert "<caption>Test part, the run\u2019s prediction (one deterministic pass)</caption>" in page
+    assert '<td class="num">200</td>' in page
     assert "<caption>photoz</caption>" in page and "<td>0.1, 0.5, 1</td>" in page
     assert "<caption>photoz \u203a by_band</caption>" in page and "<td>r</td>" in page
     assert "<caption>split \u203a test</caption>" in page  # a single object of scalars stays a key-value table
 
 
+def test_the_confusion_table_names_the_classes_on_both_axes(full_run: Path, tmp_path: Path) -> None:
+    metrics = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(full_run), re.S))["metrics"]
+    confusion = metrics[metrics.index("Confusion matrix"):]
+    header = r"<th>true \u2572 predicted</th>" + "".join(rf'<th[^>]*>{name}</th>' for name in ("spheroid", "disk"))
+    assert re.search(header, confusion)  # the names from per_class's keys
+    assert '<tr><td>disk</td><td class="num">7</td><td class="num">93</td></tr>' in confusion
+    _write(tmp_path, {"metrics.json": json.dumps({"confusion": [[5, 1, 0], [0, 4, 2], [1, 0, 6]]}),
+                      "prepared.json": json.dumps({"classes": ["E", "S", "Irr"]})})
+    page = render_report(tmp_path)
+    names = "".join(rf"<th[^>]*>{c}</th>" for c in ("E", "S", "Irr"))
+    assert re.search(r"<th>true \u2572 predicted</th>" + names, page)
+    assert '<tr><td>Irr</td><td class="num">1</td>' in page
+
+
+def test_one_labelled_headline_and_the_two_accuracies_explained(full_run: Path, tmp_path: Path) -> None:
+    page = render_report(full_run)
+    header = page[page.index("<header"):page.index("</header>")]
+    assert 'class="headline"' not in header  # METRICS has no top-level science number
+    metrics = {**METRICS, "accuracy": 0.86581, "members": [{"accuracy": 0.86}, {"accuracy": 0.87}]}
+    _write(tmp_path, {"metrics.json": json.dumps(metrics)})
+    assert headline(metrics) == "test accuracy 0.8658 (mean of 50 Monte Carlo draws over 2 networks)"
+    page = render_report(tmp_path)
+    assert '<p class="headline">Test accuracy 0.8658 (mean of 50 Monte Carlo draws over 2 networks)</p>' in page
+    assert ("<caption>Test part, the run\u2019s prediction (mean of 50 Monte Carlo draws over 2 networks)"
+            "</caption>") in page
+    assert "<caption>Test part, each network once with dropout off" in page
+    assert "so their numbers differ a little" in page
+    deterministic = {"accuracy": 0.9, "test": {"accuracy": 0.9, "loss": 0.3}}
+    assert headline(deterministic) == "test accuracy 0.9 (one deterministic pass)"
+    assert headline({"sigma_nmad": 0.03123, "uncertainty": {"draws": 30}}) == (
+        "test sigma nmad 0.03123 (mean of 30 Monte Carlo draws)")
+    assert headline({"loss": 0.3}) is None
+
+
 def test_baselines_bold_the_best_of_each_metric(full_run: Path) -> None:
     baselines = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(full_run), re.S))["baselines"]
     assert re.findall(r"<strong>(.*?)</strong>", baselines) == ["0.912", "0.234"]
+
+
+def test_baselines_fit_with_short_headers_and_say_what_could_not_be_measured(tmp_path: Path) -> None:
+    from deepfield.tasks.baselines.runner import write_failures
+
+    rows = [{"model": "network (resnet)", "features": "learned", "accuracy": 0.87, "macro_auc": 0.97},
+            {"model": "morphology + svm_rbf", "features": "morphology", "n_features": 6, "accuracy": 0.61,
+             "macro_auc": 0.85, "fit_time_s": 1.2, "predict_time_s": 0.01, "extract_time_s": 40.0, "n_failed": 3}]
+    _write(tmp_path, {"metrics.json": json.dumps({"baselines": rows})})
+    write_failures(tmp_path / "baselines" / "morphology_failures.csv",
+                   {"train": [(4, "flat stamp"), (9, "no source above 3 sigma")], "test": [(2, "flat stamp")]})
+    section = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(tmp_path), re.S))["baselines"]
+    assert '<table class="compact">' in section and "<th>learned</th>" not in section
+    assert ">n features</th>" in section and ">macro AUC</th>" in section and ">fit (s)</th>" in section
+    assert "<td>morphology</td>" not in section  # the features column is left out: the model names them
+    assert ("<strong>morphology</strong> could not (fully) measure 3 stamps (2 train, 1 test)" in section
+            and "<code>baselines/morphology_failures.csv</code>" in section)
 
 
 def test_baselines_file_wins_and_bias_ranks_by_magnitude(tmp_path: Path) -> None:
@@ -262,6 +314,39 @@ def test_in_chromium_every_image_loads_and_the_console_is_quiet(full_run: Path, 
 
     shot = plt.imread(browser.screenshot(page, tmp_path / "report.png", chromium, tmp_path))
     assert shot.shape[1] == 1280 and shot[..., :3].std() > 0.05  # something drawn, not a blank page
+
+
+def test_in_chromium_the_gallery_is_wide_every_figure_captioned_and_tables_fit(tmp_path: Path) -> None:
+    """A small report with a real gallery and a baselines table, seen in a 1400 px window."""
+    from deepfield.report.figures import plot_gallery
+
+    chromium = browser.find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); the browser check needs it")
+    rng = np.random.default_rng(0)
+    names = ["spheroid", "disk", "irregular", "point source", "merger"]
+    y = rng.integers(0, 5, 40)
+    proba = rng.dirichlet(np.ones(5), 40)
+    plot_gallery(rng.normal(size=(40, 3, 16, 16)), y, proba, tmp_path / "figures" / "gallery.png", names, k=8)
+    _png(tmp_path / "figures" / "roc.png", "curves")
+    _png(tmp_path / "figures" / "explain_patches.png", "image")
+    rows = [{"model": f"{f} + {m}", "features": f, "n_features": 1764, "accuracy": 0.61234, "macro_auc": 0.8512,
+             "fit_time_s": 12.345, "predict_time_s": 0.123, "extract_time_s": 40.5, "n_failed": 12}
+            for f in ("colour_histogram", "morphology") for m in ("svm_rbf", "gradient_boosting")]
+    _write(tmp_path, {"metrics.json": json.dumps({**METRICS, "accuracy": 0.87, "baselines": rows}),
+                      "config.yaml": CONFIG})
+    page = write_report(tmp_path)
+    check = browser.check_page(page, chromium, tmp_path, size=(1400, 3000))
+    assert check.broken_images == [] and check.errors == []
+    (gallery,) = [img for img in check.images if img["section"] == "gallery"]
+    assert gallery["width"] >= 700 and gallery["width"] == gallery["naturalWidth"]  # at its natural size
+    assert len(check.images) == 3 and all(img["caption"] for img in check.images), check.images
+    assert {img["caption"] for img in check.images} >= {
+        "ROC curves (one vs rest) on the test part", "Strongest-activating patches of the explained layer's channels"}
+    (baselines,) = [t for t in check.tables if t["section"] == "baselines"]
+    assert baselines["scrollWidth"] <= baselines["width"], baselines  # no horizontal scrolling
+    shot = plt.imread(browser.screenshot(page, tmp_path / "report.png", chromium, tmp_path, size=(1400, 3000)))
+    assert shot.shape[1] == 1400 and shot[..., :3].std() > 0.05
 
 
 def test_the_browser_check_catches_a_broken_image(tmp_path: Path) -> None:

@@ -59,6 +59,29 @@ def test_the_animation_has_one_frame_per_snapshot(play, tmp_path):
     assert image.size == (6 * DPI, 3 * DPI)
 
 
+def test_loss_and_accuracy_curves_have_colours_of_their_own(play, tmp_path):
+    """In the animation's curve panel the loss and the accuracy are told apart at a glance (CIEDE2000
+    distance > 45), and neither takes a class colour of the map beside them (distance > 35)."""
+    from matplotlib.colors import to_rgb
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from deepfield.report.figures.learning_dynamics import ACCURACY_COLOUR, LOSS_COLOUR, _class_colours
+
+    lab = {name: rgb2lab(np.array([[to_rgb(c)]]))[0, 0]
+           for name, c in [("loss", LOSS_COLOUR), ("accuracy", ACCURACY_COLOUR),
+                           *((f"class {k}", c) for k, c in enumerate(_class_colours(2)))]}
+    assert float(deltaE_ciede2000(lab["loss"], lab["accuracy"])) > 45
+    for curve in ("loss", "accuracy"):
+        for k in (0, 1):
+            assert float(deltaE_ciede2000(lab[curve], lab[f"class {k}"])) > 35, (curve, k)
+    path = animate_decision_boundary(play, tmp_path / "boundary.gif", figsize=(8.0, 3.5))
+    frame = Image.open(path)
+    frame.seek(frame.n_frames - 1)
+    right = np.asarray(frame.convert("RGB"), dtype=float)[:, frame.size[0] // 2:] / 255
+    for colour in (LOSS_COLOUR, ACCURACY_COLOUR):  # both curves are drawn, each in its colour
+        assert (np.abs(right - to_rgb(colour)).max(axis=-1) < 0.08).sum() > 40, colour
+
+
 def test_three_classes_draw_too(tmp_path):
     x, y = make_toy("moons", n=90, seed=2)
     x, y = np.concatenate([x, x[:30] + [3.0, 0.0]]), np.concatenate([y, np.full(30, 2)])

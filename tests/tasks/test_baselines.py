@@ -1,6 +1,7 @@
 """Classical baselines: learners beat chance, rules place points as the papers draw them, rows read back."""
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import types
@@ -237,6 +238,22 @@ def test_image_baselines_on_the_networks_split(fake_features):
     assert all(r["accuracy"] > 0.8 and r["extract_time_s"] >= 0 for r in rows)
 
 
+def test_image_baselines_list_the_stamps_they_could_not_measure(fake_features, tmp_path):
+    rng = np.random.default_rng(1)
+    (xa, ya), (xc, yc) = stamps(40, rng), stamps(20, rng)
+    prepared = Prepared(x={"train": xa, "test": xc}, y={"train": ya, "test": yc}, info={"classes": ["a", "b"]},
+                        ids={"test": np.array([f"obj{i}" for i in range(20)])})
+    stale = tmp_path / "baselines" / "centred_failures.csv"
+    stale.parent.mkdir()
+    stale.write_text("part,index,id,reason\ntest,3,,old\n")
+    image_baselines(prepared, ("mean_flux", "centred"), ("knn",), failures=tmp_path / "baselines")
+    with open(tmp_path / "baselines" / "mean_flux_failures.csv", newline="") as fh:
+        listed = list(csv.DictReader(fh))
+    assert listed == [{"part": "train", "index": "0", "id": "", "reason": "no source"},
+                      {"part": "test", "index": "0", "id": "obj0", "reason": "no source"}]
+    assert not stale.exists()  # centred measured every stamp this time
+
+
 def test_image_baselines_score_redshifts_when_the_task_keeps_them(fake_features):
     @dataclass
     class WithZ(Prepared):
@@ -269,3 +286,26 @@ def test_classical_features_beat_chance_on_the_simulated_sky(tmp_path):
     rows = image_baselines(prepared, ("hog", "colour_histogram"), ("svm_rbf",), seed=0)
     accuracy = {row["features"]: row["accuracy"] for row in rows}
     assert accuracy["colour_histogram"] > 0.4 and accuracy["hog"] > 0.25  # 5 balanced classes: chance is 0.2
+
+
+def test_morphology_baseline_writes_why_statmorph_could_not_measure(tmp_path):
+    """Real statmorph: blank and pure-noise stamps are listed in baselines/morphology_failures.csv."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:32, :32] - 15.5
+
+    def blob(width: float) -> np.ndarray:
+        return 40.0 * np.exp(-(xx ** 2 + yy ** 2) / (2 * width ** 2)) + rng.normal(0, 1, (32, 32))
+
+    train = [blob(w) for w in (1.5, 1.6, 1.7, 4.0, 4.2, 4.4)] + [np.zeros((32, 32)), rng.normal(0, 1, (32, 32))]
+    test = [blob(1.6), blob(4.1), np.zeros((32, 32))]
+    prepared = Prepared(x={"train": np.stack(train)[:, None].astype(np.float32),
+                           "test": np.stack(test)[:, None].astype(np.float32)},
+                        y={"train": np.array([0, 0, 0, 1, 1, 1, 0, 1]), "test": np.array([0, 1, 0])},
+                        info={"classes": ["compact", "extended"]})
+    (row,) = image_baselines(prepared, ("morphology",), ("knn",), failures=tmp_path / "baselines")
+    with open(tmp_path / "baselines" / "morphology_failures.csv", newline="") as fh:
+        listed = [(r["part"], int(r["index"]), r["reason"]) for r in csv.DictReader(fh)]
+    assert row["n_failed"] == len(listed) >= 3
+    reasons = {(part, index): reason for part, index, reason in listed}
+    assert reasons[("train", 6)].startswith("flat stamp") and reasons[("test", 2)].startswith("flat stamp")
+    assert "no source above 3 sigma" in reasons[("train", 7)]

@@ -3,6 +3,7 @@ import io
 
 from rich.console import Console
 
+from deepfield.report.html import headline
 from deepfield.tasks.demo import run_demo
 
 
@@ -11,7 +12,9 @@ def test_demo_runs_end_to_end_and_prints_accuracy_and_report(tmp_path):
     metrics = run_demo(tmp_path, epochs=1, stamps=100, console=Console(file=buffer, width=200), class_model_steps=5)
     text = buffer.getvalue()
     assert "L_total = L_o1 + L_o2 = 0.274811 + 0.023560 = 0.298371" in text  # the glass box
-    assert f"test accuracy {metrics['accuracy']:.3f}" in text
+    line = headline(metrics)  # e.g. "test accuracy 0.62 (mean of 30 Monte Carlo draws)": the report's headline
+    assert line.startswith(f"test accuracy {metrics['accuracy']:.4g} (mean of 30 Monte Carlo draws)") and line in text
+    assert line[1:] in (tmp_path / "run" / "report.html").read_text()
     assert (tmp_path / "run" / "report.html").is_file() and str(tmp_path / "run" / "report.html") in text
     assert (tmp_path / "data" / "sky.h5").is_file()
     assert metrics["uncertainty"]["draws"] == 30 and "temperature" in metrics["uncertainty"]

@@ -9,7 +9,7 @@ import pytest
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
-from deepfield.tasks.explain import choose_stamps, methods_from
+from deepfield.tasks.explain import choose_stamps, methods_from, row_titles
 from deepfield.tasks.run import explain_run, train
 
 
@@ -78,3 +78,59 @@ def test_the_command_line_explains_and_names_bad_methods(run, tmp_path):
     bad = subprocess.run(command[:-6] + ["--method", "gradcam"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown explain method 'gradcam'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explain_resnet")
+    sky = simulate_morphology(40, folder / "sky.h5", size=16, seed=6, workers=1, progress=False)
+    config = load_config(None, document={
+        "task": "morphology", "out": str(folder / "run"), "seed": 3, "data": {"path": str(sky)},
+        "model": {"preset": "resnet", "options": {"filters": [4, 6], "blocks": 1}},
+        "training": {"epochs": 1, "batch_size": 32}})
+    return train(config, verbose=0), sky
+
+
+def test_the_command_line_explains_a_convolution_inside_a_residual_block(resnet_run, tmp_path):
+    out, sky = resnet_run
+    command = [sys.executable, "-m", "deepfield.cli.app", "explain", str(out), str(sky), "--method",
+               "filters,feature-maps,patches"]
+    done = subprocess.run([*command, "--out", str(tmp_path / "inner"), "--layer", "stage2_block1.conv2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "inner" / "explain.json").read_text())
+    assert summary["layer"] == "stage2_block1.conv2" and summary["filters_layer"] == "stage2_block1.conv2"
+    # field on 16×16: stem 3, stage1_block1 5 and 7, stage2_block1.conv1 (stride 2) 9, .conv2 9 + 2·2 = 13
+    assert summary["receptive_field"] == {"size": [13, 13], "jump": [2, 2], "start": [-5, -5]}
+    with np.load(tmp_path / "inner" / "explain.npz", allow_pickle=False) as arrays:
+        assert arrays["filters"].shape == (6, 6, 3, 3)
+        assert arrays["feature_maps"].shape == (1, 6, 8, 8)
+        assert arrays["patches"].shape == (6, 9, 3, 13, 13)
+    with pytest.raises(DeepfieldError, match="no layer 'stage2_block1.conv3' \\(did you mean 'stage2_block1.conv2'"):
+        explain_run(out, sky, tmp_path / "bad", ["patches"], layer="stage2_block1.conv3")
+    assert not (tmp_path / "bad").exists()  # checked before any work
+
+
+def test_a_block_gives_its_maps_and_patches_and_the_first_convolution_its_filters(resnet_run, tmp_path):
+    out, sky = resnet_run
+    folder = explain_run(out, sky, tmp_path / "block", ["filters", "feature-maps"], layer="stage2_block1")
+    summary = json.loads((folder / "explain.json").read_text())
+    assert summary["layer"] == "stage2_block1" and summary["filters_layer"] == "conv2d"
+    with np.load(folder / "explain.npz", allow_pickle=False) as arrays:
+        assert arrays["filters"].shape == (4, 3, 3, 3) and arrays["feature_maps"].shape == (1, 6, 8, 8)
+
+
+def test_explain_picks_a_block_whose_field_is_a_sizeable_part_of_the_stamp(resnet_run, tmp_path):
+    out, sky = resnet_run
+    summary = json.loads((explain_run(out, sky, tmp_path / "look", ["patches"]) / "explain.json").read_text())
+    # fields on 16×16: stage2_block1 13 (≥ 16 / 4, ≤ 16) is the deepest
+    assert summary["layer"] == "stage2_block1" and summary["receptive_field"]["size"] == [13, 13]
+
+
+def test_attribution_rows_name_the_true_and_the_predicted_class_with_its_probability():
+    softmax = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
+    assert row_titles(softmax, np.array([1, 0]), ["E", "S", "M"], ["M", "E"]) == [
+        "true M\npred S (0.70)", "true E\npred E (0.60)"]
+    sigmoid = np.array([[0.2], [0.9]])  # one output: p(class 1); class 0 has 1 - p
+    assert row_titles(sigmoid, np.array([0, 1]), ["clean", "spoiled"], None) == [
+        "pred clean (0.80)", "pred spoiled (0.90)"]

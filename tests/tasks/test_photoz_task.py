@@ -148,7 +148,7 @@ def test_new_file_is_prepared_like_the_training_data(catalogue):
     pdf = np.full((3, 20), 1.0 / 20)
     columns = task.describe(pdf, prepared.info)
     edges = prepared.info["bin_edges"]
-    assert set(columns) == {"z_phot", "z_mean", "z_mode", "z_std"}
+    assert set(columns) == {"z_phot", "z_median", "z_mean", "z_mode", "z_peak", "z_std"}
     assert columns["z_phot"] == pytest.approx(np.full(3, (edges[0] + edges[-1]) / 2))
 
 
@@ -217,3 +217,14 @@ def test_evaluate_a_pdf_run_on_another_catalogue(tmp_path):
     metrics = evaluate_run(run, other)
     assert metrics["n"] == 200 and "crps" in metrics and 0.0 <= metrics["sigma_nmad"]
     assert (run / "evaluations" / "other" / "figures" / "pit.png").is_file()
+
+
+def test_augmentation_on_a_catalogue_run_is_a_clear_error(catalogue, tmp_path):
+    run_config = load_config(None, document={
+        "task": "photoz", "out": str(tmp_path / "run"), "data": {"path": str(catalogue), **LSST},
+        "model": {"preset": "mlp"}, "training": {"epochs": 1, "augment": [{"name": "gaussian_noise", "sigma": 0.1}]},
+    })
+    with pytest.raises(DeepfieldError, match=r"^training\.augment: the samples have shape \(\d+,\), rows of features: "
+                                             r"augmentation applies to images \(C, H, W\) and spectra \(C, L\)$"):
+        train(run_config, verbose=0)
+    assert not (tmp_path / "run" / "weights.safetensors").exists()

@@ -85,4 +85,4 @@ def test_gradient_norms_are_recorded_and_shown_in_the_training_section(sky, tmp_
     assert (out / "figures" / "gradient_norms.png").is_file()
     html = (out / "report.html").read_text()
     training = html.split('<section id="training">')[1].split("</section>")[0]
-    assert "Gradient norms" in training
+    assert "Gradient norm of each layer" in training

@@ -1,7 +1,7 @@
 """What each process runs in test_distributed.py (spawned by ``launch``, so it must be importable).
 
-``fit_small(folder, ...)`` trains a small Dense + BatchNormalization network with a
-validation set and a CSVLogger into ``folder`` and returns the history, the final weights
+``fit_small(folder, ...)`` trains a small Dense + BatchNormalization + Dropout network on
+samples read as one-channel spectra (N, 1, F), augmented (shift, noise), with a validation set and a CSVLogger into ``folder`` and returns the history, the final weights
 (as numpy) and the predictions and evaluation on the validation set. Without a process
 group it is the single-process reference run.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from deepfield.models import Activation, BatchNormalization, Dense
+from deepfield.models import Activation, BatchNormalization, Dense, Dropout, Flatten
 from deepfield.training import BackupAndRestore, Callback, CSVLogger, Sequential, distributed
 
+AUGMENT = [{"name": "shift", "max_shift": 1}, {"name": "gaussian_noise", "sigma": 0.1}]
 SAMPLES, FEATURES, BATCH, EPOCHS = 45, 6, 8, 4  # 5 global batches of 8 (4 + 4) and one of 5 (3 + 2)
 
 
@@ -22,6 +22,7 @@ def data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(123)
     x = torch.randn(SAMPLES + 13, FEATURES, generator=gen) * 2.0 + 1.0
     y = x[:, :2].sum(dim=1, keepdim=True) - x[:, 2:3] ** 2
+    x = x.unsqueeze(1)  # (N, 1, F): spectra, so that the augmentation applies
     return x[:SAMPLES], y[:SAMPLES], x[SAMPLES:], y[SAMPLES:]
 
 
@@ -38,12 +39,13 @@ class StopAt(Callback):
 
 
 def fit_small(folder: str, stop_after: int | None = None, backup: bool = False) -> dict:
-    """Train (no dropout: each rank draws its own masks, so dropout cannot match bitwise; no bias
+    """Train (with dropout and augmentation: each sample's mask and draws are the ones a single
+    process gives it; no bias
     before the batch norm: its gradient is 0 up to rounding, which Adam would blow up to lr-sized steps)."""
     torch.manual_seed(0)
     x, y, x_val, y_val = data()
-    model = Sequential([Dense(16, use_bias=False), BatchNormalization(momentum=0.9), Activation("relu"), Dense(1)],
-                       input_shape=(FEATURES,))
+    model = Sequential([Flatten(), Dense(16, use_bias=False), BatchNormalization(momentum=0.9), Activation("relu"),
+                        Dropout(0.3), Dense(1)], input_shape=(1, FEATURES))
     model.compile(optimizer="adam", loss="mse", metrics=["mae"], device="cpu")
     callbacks: list = [CSVLogger(Path(folder) / "history.csv")]
     if backup:
@@ -51,7 +53,7 @@ def fit_small(folder: str, stop_after: int | None = None, backup: bool = False) 
     if stop_after is not None:
         callbacks.append(StopAt(stop_after))
     try:
-        history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, seed=7, verbose=0,
+        history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, seed=7, verbose=0, augment=AUGMENT,
                             validation_data=(x_val, y_val), callbacks=callbacks)
     except KeyboardInterrupt:
         return {"stopped": True}
@@ -62,5 +64,5 @@ def fit_small(folder: str, stop_after: int | None = None, backup: bool = False) 
         "weights": {k: v.detach().numpy().copy() for k, v in model.state_dict().items()},
         "predict": model.predict(x_val, batch_size=4, verbose=0),
         "evaluate": model.evaluate(x_val, y_val, batch_size=4, verbose=0),
-        "bn_class": type(model[1]).__qualname__,  # back to the plain layer after fit
+        "bn_class": type(model[2]).__qualname__,  # back to the plain layer after fit
     }

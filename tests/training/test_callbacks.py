@@ -15,6 +15,7 @@ from deepfield.models.initializers import RandomNormal
 from deepfield.models.serialization import load_model
 from deepfield.report.figures import plot_gradient_norms
 from deepfield.training import (
+    BackupAndRestore,
     Callback,
     CSVLogger,
     EarlyStopping,
@@ -177,6 +178,35 @@ def test_learning_rate_scheduler_sets_the_rate_each_epoch():
     assert history.history["lr"] == pytest.approx([0.3, 1.3])
     with pytest.raises(DeepfieldError, match="expected a float"):
         net.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda epoch, lr: "fast")])
+
+
+def test_the_logged_rate_is_the_decayed_rate_of_the_epoch_s_last_step(tmp_path):
+    """Keras 2 time decay: step ``t`` (0-based) runs at ``lr / (1 + decay * t)``; the logged ``lr`` is the
+    rate of the epoch's last step (4 steps per epoch here), in the history and the CSV alike."""
+    x, y = data()  # 64 samples, batches of 16
+    torch.manual_seed(0)
+    net = Sequential([Dense(8, activation="tanh"), Dense(1)], input_shape=(3,))
+    net.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.1, "decay": 0.25}}, loss="mse")
+    history = net.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[CSVLogger(tmp_path / "h.csv")])
+    expected = [0.1 / (1 + 0.25 * last_step) for last_step in (3, 7, 11)]
+    assert history.history["lr"] == pytest.approx(expected, rel=1e-12)
+    with open(tmp_path / "h.csv", newline="") as fh:
+        assert [float(row["lr"]) for row in csv.DictReader(fh)] == pytest.approx(expected)
+    assert net.optimizer.learning_rate == 0.1  # the base rate, which schedulers set, is not decayed in place
+
+
+@pytest.mark.parametrize("make, owner, key", [
+    (lambda v: EarlyStopping(restore_best_weights=v), "EarlyStopping", "restore_best_weights"),
+    (lambda v: ModelCheckpoint("best", save_best_only=v), "ModelCheckpoint", "save_best_only"),
+    (lambda v: ModelCheckpoint("best", save_weights_only=v), "ModelCheckpoint", "save_weights_only"),
+    (lambda v: BackupAndRestore("backup", delete_checkpoint=v), "BackupAndRestore", "delete_checkpoint"),
+    (lambda v: CSVLogger("h.csv", append=v), "CSVLogger", "append"),
+])
+def test_callback_switches_take_booleans_only(make, owner, key):
+    for value in ("maybe", "false", 1):
+        with pytest.raises(DeepfieldError, match=rf"^{owner}: {key} must be true or false, got {value!r}$"):
+            make(value)
+    make(True)
 
 
 # -- CSVLogger, TerminateOnNaN -------------------------------------------------------------------

@@ -247,6 +247,36 @@ def test_bad_hyperparameters_are_one_line_errors(make, message: str) -> None:
         make()
 
 
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("adam", "amsgrad"), ("adamw", "amsgrad"), ("sgd", "nesterov"), ("rmsprop", "centered"),
+     ("newton", "line_search")],
+)
+@pytest.mark.parametrize("value", ["maybe", "false", 1, 0.0, None])
+def test_boolean_switches_take_booleans_only(name: str, key: str, value) -> None:
+    """A string such as "maybe" (a YAML typo) or "false" is not silently truthy; the error names the key."""
+    spec = {"class_name": name, "config": {key: value}}
+    with pytest.raises(DeepfieldError, match=rf"^{name}: {key} must be true or false, got {value!r}$"):
+        optimizers.get(spec)
+    assert optimizers.get({"class_name": name, "config": {key: True}}).get_config()[key] is True
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: SGD(learning_rate=True), "sgd: learning_rate must be a number >= 0, got True"),
+        (lambda: SGD(momentum=True), r"sgd: momentum must be in \[0, 1\], got True"),
+        (lambda: Adam(epsilon=False), "adam: epsilon must be a number >= 0, got False"),
+        (lambda: Adam(decay=True), "adam: decay must be a number >= 0, got True"),
+        (lambda: SGD(clipnorm=True), "sgd: clipnorm must be > 0, got True"),
+        (lambda: Newton(max_params=True), "newton: max_params must be a positive integer, got True"),
+    ],
+)
+def test_booleans_are_not_numbers(make, message: str) -> None:
+    with pytest.raises(DeepfieldError, match=message):
+        make()
+
+
 # -- learning rate, decay, schedulers, state -------------------------------------------
 def test_learning_rate_property_and_decay() -> None:
     params = fresh_params()
@@ -405,3 +435,33 @@ def test_newton_needs_a_closure() -> None:
     opt = Newton([torch.zeros(2, requires_grad=True)])
     with pytest.raises(DeepfieldError, match="needs a closure"):
         opt.step()
+
+
+def test_newton_takes_a_torch_style_closure_that_calls_backward() -> None:
+    """torch's ``step(closure)`` convention: the closure zeroes the gradients, calls ``backward`` and
+    returns the loss. Newton takes it as it is and steps exactly as with a closure that only returns
+    the loss; afterwards ``p.grad`` holds the gradient at the start point, as torch's optimisers leave it."""
+    x, y, _ = logistic_problem()
+    model = torch.nn.Linear(3, 1, dtype=torch.float64)
+    reference = copy.deepcopy(model)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    torch_style = Newton(model.parameters())
+    plain = Newton(reference.parameters())
+
+    def closure() -> torch.Tensor:
+        torch_style.zero_grad()
+        loss = loss_fn(model(x).squeeze(1), y)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        start = [p.detach().clone() for p in reference.parameters()]
+        probe = copy.deepcopy(reference)
+        expected_grad = torch.autograd.grad(loss_fn(probe(x).squeeze(1), y), list(probe.parameters()))
+        torch_style.step(closure)
+        plain.step(lambda: loss_fn(reference(x).squeeze(1), y))
+        for p, q in zip(model.parameters(), reference.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+        for p, g in zip(model.parameters(), expected_grad):
+            torch.testing.assert_close(p.grad, g)
+        assert not all(torch.equal(a, b) for a, b in zip(start, reference.parameters()))  # it moved

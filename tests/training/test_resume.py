@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from deepfield.errors import DeepfieldError
-from deepfield.models import Dense, Dropout
+from deepfield.models import Dense, Dropout, Flatten
 from deepfield.training import (
     BackupAndRestore,
     Callback,
@@ -163,6 +163,52 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, save_freq, 
     assert resumed_callbacks[0].best_epoch == ref_callbacks[0].best_epoch
     assert resumed.optimizer.iterations == reference.optimizer.iterations
     assert not (tmp_path / "backup.safetensors").exists()  # deleted when training ends
+
+
+@pytest.mark.parametrize("save_freq, crash_at, message, first", [
+    (3, 14, "at epoch 2/5, after its batch 4", "Epoch 2/5"),
+    ("epoch", 17, "at epoch 3/5", "Epoch 3/5"),
+])
+def test_a_resumed_fit_says_where_it_resumes(tmp_path, capsys, save_freq, crash_at, message, first):
+    """Once, before the first progress line, with verbose on; silent with verbose=0."""
+    x, y = data()
+    with pytest.raises(KeyboardInterrupt):
+        dropout_model().fit(x, y, batch_size=8, epochs=5, seed=11, verbose=0,
+                            callbacks=[BackupAndRestore(tmp_path, save_freq=save_freq, delete_checkpoint=False),
+                                       Crash(crash_at)])
+    assert capsys.readouterr().out == ""
+    dropout_model().fit(x, y, batch_size=8, epochs=5, seed=11, verbose=2,
+                        callbacks=[BackupAndRestore(tmp_path, save_freq=save_freq, delete_checkpoint=False)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"resuming from the backup {tmp_path / 'backup.safetensors'} {message}"
+    assert sum("resuming" in line for line in lines) == 1 and lines[1].startswith(first)
+    dropout_model().fit(x, y, batch_size=8, epochs=5, seed=11, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
+    assert capsys.readouterr().out == ""
+
+
+def test_resume_with_augmented_batches_equals_the_uninterrupted_run(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 1, 4, 4, generator=gen)  # 8 batches of 8 per epoch, each turned, shifted and noised
+    y = x.flatten(1)[:, :1] - 2 * x.flatten(1)[:, 5:6]
+    augment = ["dihedral", {"name": "shift", "max_shift": 1}, {"name": "gaussian_noise", "sigma": 0.1}]
+
+    def model() -> Sequential:
+        net = Sequential([Flatten(), Dense(16, activation="relu"), Dropout(0.4), Dense(1)], input_shape=(1, 4, 4))
+        return net.compile(optimizer="adam", loss="mse", device="cpu")
+
+    reference = model()
+    reference.fit(x, y, batch_size=8, epochs=3, seed=11, verbose=0, augment=augment)
+    with pytest.raises(KeyboardInterrupt):
+        model().fit(x, y, batch_size=8, epochs=3, seed=11, verbose=0, augment=augment,
+                    callbacks=[BackupAndRestore(tmp_path, save_freq=3), Crash(14)])
+    resumed, backup = model(), BackupAndRestore(tmp_path, save_freq=3)
+    resumed.fit(x, y, batch_size=8, epochs=3, seed=11, verbose=0, augment=augment, callbacks=[backup])
+    assert backup.restored_from == (1, 4)  # mid-epoch
+    for (name, got), want in zip(resumed.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(got, want), name
+    plain = model()
+    plain.fit(x, y, batch_size=8, epochs=3, seed=11, verbose=0)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), reference.state_dict().values()))
 
 
 def test_a_backup_of_another_model_is_refused(tmp_path):

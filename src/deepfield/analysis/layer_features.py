@@ -11,14 +11,19 @@ object that any classical learner (random forest, k-NN, a linear model) can take
 >>> f = layer_features(model, x, layer="flatten")
 >>> maps = layer_output(model, x, "conv2d")  # (N, 32, 64, 64): the layer's output as it is
 
-Which names a model offers (:func:`layer_names`):
+Which names a model offers (:func:`layer_names`; ``deepfield summary RUN --layers`` prints them):
 
 * a deepfield :class:`~deepfield.models.sequential.Sequential` or
   :class:`~deepfield.models.presets.base.PresetModel`: its layers, in order, by the
-  names ``model.summary()`` shows (``conv2d``, ``dense_1``, ``stage2_block1``...);
+  names ``model.summary()`` shows (``conv2d``, ``dense_1``, ``stage2_block1``...), each
+  followed by the deepfield layers inside it by dotted name (``stage2_block1.conv1``,
+  ``stage2_block1.bn1``, ``stage2_block1.conv2``, ``stage2_block1.projection.conv2d``);
+  a layer's own activation function is part of that layer, not a layer;
 * any other ``nn.Module``: every submodule by its dotted path (``layer4``,
-  ``layer4.1.conv2``, ``fc``), in registration order, except ``ModuleList`` and
-  ``ModuleDict``, which hold layers but are never called themselves.
+  ``layer4.1.conv2``, ``fc``), in registration order;
+* in both, never a ``ModuleList`` or ``ModuleDict`` (they hold layers but are never called
+  themselves) nor what a :class:`~deepfield.models.blocks.TimeDistributed` wraps (it sees
+  the views or time steps folded into the batch; take the TimeDistributed itself).
 
 The forward pass stops as soon as the chosen layer has given its output, so the head
 is not computed and a layer called twice gives its first output. A two-input preset
@@ -27,6 +32,8 @@ is not computed and a layer called twice gives its first output. A two-input pre
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,25 +41,51 @@ import torch
 from torch import nn
 
 from deepfield.errors import DeepfieldError
+from deepfield.models.base import Layer
+from deepfield.models.blocks import TimeDistributed
 from deepfield.models.core import Dense
 from deepfield.models.presets.base import PresetModel
 from deepfield.models.sequential import Sequential
 from deepfield.training.engine import Engine
 
-__all__ = ["default_layer", "layer_features", "layer_names", "layer_output"]
+__all__ = ["default_layer", "layer_features", "layer_names", "layer_output", "unknown_layer"]
+
+
+SHOWN_INSIDE = 12
+"""An unknown-layer error lists every name of a model up to this many; beyond, its top-level ones."""
 
 
 def _named_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The pickable layers of ``model`` by name, in order (see the module doc)."""
-    if isinstance(model, (Sequential, PresetModel)):
-        return dict(model.named_children())
+    deepfield = isinstance(model, (Sequential, PresetModel))
+    wrapped = tuple(f"{name}." for name, module in model.named_modules() if isinstance(module, TimeDistributed))
     return {name: module for name, module in model.named_modules()
-            if name and not isinstance(module, (nn.ModuleList, nn.ModuleDict))}
+            if name and not isinstance(module, (nn.ModuleList, nn.ModuleDict)) and not name.startswith(wrapped)
+            and (not deepfield or "." not in name or isinstance(module, (Layer, nn.Sequential)))}
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The names of the layers whose output :func:`layer_features` can return, in order."""
+    """The names of the layers whose output :func:`layer_features` can return, in order
+    (a block before the layers inside it)."""
     return list(_named_layers(model))
+
+
+def unknown_layer(model: nn.Module, name: str, names: Sequence[str]) -> DeepfieldError:
+    """The one-line error for a layer name ``model`` lacks: the nearest names, and its names.
+
+    A model of at most :data:`SHOWN_INSIDE` names lists them all; a larger one its top-level
+    layers, the count of those inside them, and the command that lists every one.
+    """
+    close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.75)
+    guess = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    top = [n for n in names if "." not in n]
+    if len(names) <= SHOWN_INSIDE or len(top) == len(names):
+        listed = ", ".join(names)
+    else:
+        inside = [n for n in names if "." in n]
+        listed = (f"{', '.join(top)} and {len(inside)} inside them by dotted name ({inside[0]}, ...); "
+                  "`deepfield summary RUN --layers` lists them all")
+    return DeepfieldError(f"model {_label(model)} has no layer {name!r}{guess}; its layers: {listed}")
 
 
 def default_layer(model: nn.Module) -> str:
@@ -113,7 +146,7 @@ def layer_output(model: nn.Module, x: Any, layer: str, batch_size: int = 256,
     """
     layers = _named_layers(model)
     if layer not in layers:
-        raise DeepfieldError(f"model {_label(model)} has no layer {layer!r}; its layers: {', '.join(layers)}")
+        raise unknown_layer(model, layer, list(layers))
     modes = {module: module.training for module in model.modules()}
     handle = layers[layer].register_forward_hook(_stop_with_output)
     try:

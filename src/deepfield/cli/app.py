@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from deepfield.cli.common import TRUST, console, parse_range, parse_shape, split_list
 from deepfield.cli.playground import playground_app
+from deepfield.cli.reading import KEEP, reading_options
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
 
@@ -52,9 +53,13 @@ SNR = Annotated[str, typer.Option(help="signal-to-noise range, low,high")]
 def summary(
     model: Annotated[str, typer.Argument(help="a preset name (e.g. lecture-cnn) or a saved model / run folder")],
     input_shape: Annotated[Optional[str], typer.Option(help="one sample's shape, channels first: 1x64x64")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="also list every layer name that `explain --layer` and "
+                                                           "`features --layer` take, blocks' parts by dotted name")]
+    = False,
     trust: TRUST = False,
 ) -> None:
     """Print a model's Keras-style summary: output shapes, parameters, multiply-adds, memory."""
+    from deepfield.analysis.layer_features import layer_names
     from deepfield.models import serialization, zoo
     from deepfield.models.summary import summarize
 
@@ -64,6 +69,11 @@ def summary(
     else:
         net = zoo.get(model, **({"input_shape": shape} if shape else {}))
     summarize(net, shape).print()
+    if layers:
+        console.print("Layers (--layer NAME):")
+        for name in layer_names(net):
+            console.print(f"  {'  ' * name.count('.')}{name} ({type(net.get_submodule(name)).__name__})",
+                          markup=False, highlight=False)
 
 
 @app.command()
@@ -166,65 +176,78 @@ def baseline(
 
 
 @app.command()
+@reading_options
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Optional[Path], typer.Option(help="another labelled file, read like the training data")] = None,
     trust: TRUST = False,
+    reading: Optional[dict] = None,
 ) -> None:
     """Metrics of a trained run on its test part, or on another labelled file."""
     from deepfield.tasks.run import evaluate_run
 
-    metrics = evaluate_run(run, data, trust=trust)
+    metrics = evaluate_run(run, data, reading=reading, trust=trust)
     for key, value in metrics.items():
         if isinstance(value, (int, float)):
             console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
 
 
 @app.command()
+@reading_options
 def predict(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Path, typer.Argument(help="file or folder to predict on")],
     out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
+    keep: KEEP = None,
     trust: TRUST = False,
+    reading: Optional[dict] = None,
 ) -> None:
-    """Predict every object of DATA with a trained run; write a table with their ids."""
+    """Predict every object of DATA with a trained run; write a table with their ids (and ra, dec, --keep)."""
     from deepfield.tasks.run import predict_run
 
-    console.print(f"wrote {predict_run(run, data, out, trust=trust)}")
+    console.print(f"wrote {predict_run(run, data, out, reading=reading, keep=split_list(keep) or (), trust=trust)}")
 
 
 @app.command()
+@reading_options
 def features(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Path, typer.Argument(help="file or folder to compute features for")],
     out: Annotated[Path, typer.Option(help="features table: .csv, .fits or .h5 (with the input's ids)")],
-    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN`); "
+    layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN --layers`); "
                                                        "default: the one before the head")] = None,
+    keep: KEEP = None,
     trust: TRUST = False,
+    reading: Optional[dict] = None,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
     from deepfield.tasks.run import features_run
 
-    console.print(f"wrote {features_run(run, data, out, layer, trust=trust)}")
+    written = features_run(run, data, out, layer, reading=reading, keep=split_list(keep) or (), trust=trust)
+    console.print(f"wrote {written}")
 
 
 @app.command()
+@reading_options
 def explain(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Optional[Path], typer.Argument(help="stamps to explain (default: the run's test part)")] = None,
     out: Annotated[Path, typer.Option(help="folder for the figures, explain.npz and explain.json")] = Path("explain"),
     method: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(EXPLAIN_METHODS)}, or all")] = "all",
-    layer: Annotated[Optional[str], typer.Option(help="layer for filters, feature maps and patches")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="layer for feature maps and patches, and for filters when a "
+                                                     "convolution; inside a block by dotted name, e.g. "
+                                                     "stage2_block1.conv2 (`deepfield summary RUN --layers`)")] = None,
     per_class: Annotated[Optional[int], typer.Option(min=1, max=8, help="stamps shown per class")] = None,
     size: Annotated[int, typer.Option(min=1, help="occluding square's side (pixels)")] = 8,
     stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,
     fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
     trust: TRUST = False,
+    reading: Optional[dict] = None,
 ) -> None:
     """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
     from deepfield.tasks.run import explain_run
 
-    folder = explain_run(run, data, out, split_list(method), layer=layer, per_class=per_class,
+    folder = explain_run(run, data, out, split_list(method), reading=reading, layer=layer, per_class=per_class,
                          occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), trust=trust)
     console.print(f"wrote {folder / 'explain.json'} and its figures")
 
@@ -250,32 +273,43 @@ def demo(
 
 
 @inspect_app.command("images")
+@reading_options
 def inspect_images(
     path: Annotated[Path, typer.Argument(help="folder of FITS cutouts, FITS cube, HDF5, .npy or .npz")],
-    bands: Annotated[Optional[str], typer.Option(help="band names in channel order: g,r,i")] = None,
-    labels: Annotated[Optional[str], typer.Option(help="label dataset (HDF5) or key (npz), e.g. ans")] = None,
-    channels: Annotated[Optional[str], typer.Option(help="axis order of arrays: first (N,C,H,W) or last (N,H,W,C)")] = None,
-    pattern: Annotated[str, typer.Option(help="file names in a folder: {id}.fits or {id}_{band}.fits")] = "{id}.fits",
     skip_bad: Annotated[bool, typer.Option(help="skip bad objects; list them in NAME.skipped.csv here")] = False,
+    reading: Optional[dict] = None,
 ) -> None:
-    """Open an image set: count, stamp shape, bands, classes, bad objects."""
+    """Open an image set: count, stamp shape, bands, classes, positions, columns, bad objects."""
     import numpy as np
     from rich.progress import track
 
     from deepfield.data.images import write_skip_report
-    from deepfield.data.sources import open_images
+    from deepfield.tasks.config import DataConfig, LabelTable
+    from deepfield.tasks.reading import open_data, with_reading
 
-    reader = open_images(path, split_list(bands), labels=labels, channels=channels, pattern=pattern,
-                         on_error="skip" if skip_bad else "raise")
+    data = with_reading(DataConfig(path=path, labels=None), {**(reading or {}),
+                                                             "on_error": "skip" if skip_bad else "raise"}, True)
+    labelled = data.labels is not None and not (isinstance(data.labels, LabelTable) and data.labels.column is None)
+    reader = open_data(data, path, labelled=labelled)
     for index in track(range(len(reader)), description="reading every object", console=console, transient=True):
         reader.read(index)  # raises on the first bad object (skip mode found them all already)
     console.print(f"{path}: {len(reader)} objects, stamps {' x '.join(map(str, reader.shape))} (C, H, W), "
-                  f"bands {', '.join(reader.bands)}")
+                  f"bands {', '.join(reader.bands)}", highlight=False)
     if reader.labels is not None:
         values, counts = np.unique(np.asarray(reader.labels), return_counts=True)
         names = list(reader.classes) if reader.classes else None
         shown = [f"{names[int(v)] if names and values.dtype.kind in 'iu' else v}: {c}" for v, c in zip(values, counts)]
-        console.print("labels: " + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""))
+        console.print("labels: " + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""), highlight=False)
+    columns = reader.metadata()
+    if "ra" in columns and "dec" in columns:
+        with np.errstate(invalid="ignore"):
+            known = np.isfinite(columns["ra"])
+        console.print(f"positions (ra, dec): {int(known.sum())} of {len(known)} objects"
+                      + (f", ra {np.nanmin(columns['ra']):.5f} .. {np.nanmax(columns['ra']):.5f}, dec "
+                         f"{np.nanmin(columns['dec']):.5f} .. {np.nanmax(columns['dec']):.5f} deg" if known.any()
+                         else ""), highlight=False)
+    if columns:
+        console.print(f"columns (predict --keep): {', '.join(columns)}", highlight=False)
     if reader.skipped:
         report = write_skip_report(reader.skipped, Path.cwd() / Path(path).name)
         console.print(f"[yellow]{len(reader.skipped)} objects skipped[/], listed in {escape(str(report))}")
@@ -340,6 +374,17 @@ def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,
     path = simulate_photoz(n, out, seed=seed, bands="".join(split_list(bands) or ()), mag_limit=mag_limit,
                            stamps=stamps, size=size, workers=workers)
     console.print(f"wrote {path}: {n} galaxies in {bands}")
+
+
+@simulate_app.command("spectra")
+def simulate_spectra_cmd(n: N, out: OUT, seed: SEED = 0, snr: SNR = "3,30",
+                         length: Annotated[int, typer.Option(help="pixels per spectrum (380-920 nm, log-spaced)")] = 400,
+                         ) -> None:
+    """Optical spectra of emission-line galaxies, absorption-line galaxies and quasars, with redshifts."""
+    from deepfield.data.simulate.spectra import simulate_spectra
+
+    path = simulate_spectra(n, out, length=length, seed=seed, snr=parse_range(snr, "--snr"))
+    console.print(f"wrote {path}: {n} spectra of {length} pixels")
 
 
 def main() -> None:

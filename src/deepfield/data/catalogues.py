@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from astropy.table import Column, MaskedColumn, Table
 from astropy.table.meta import get_header_from_yaml
 
+from deepfield.data.images_core import table_column
 from deepfield.errors import DeepfieldError, unknown_name
 
 SOURCE_KEY = "SRCFILE"
@@ -106,6 +107,12 @@ def read_catalogue(
         require_columns(table, columns)
         table = table[list(columns)]
     return table
+
+
+def row_columns(table: Table) -> dict[str, np.ndarray]:
+    """Every 1-D column of ``table`` as a plain array ``(N,)`` (masked floats NaN, masked text
+    blank): what a prediction file can carry along (``predict --keep``)."""
+    return {name: table_column(table[name]) for name in table.colnames if table[name].ndim == 1}
 
 
 def source_of(table: Table) -> str:

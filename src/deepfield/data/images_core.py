@@ -65,12 +65,19 @@ class CatalogueLabels:
     ``table``: an astropy ``Table`` or a mapping of column name → array (one row per
     object); ``id_column``: the column holding the object ids (compared as text, so the
     integer 42 matches the file ``42.fits``); ``label_column``: one column name, giving
-    labels ``(N,)``, or several, giving ``(N, k)``. Masked or NaN labels count as missing.
+    labels ``(N,)``, or several, giving ``(N, k)``; ``None`` joins the table for its
+    columns only (:meth:`ImageReader.metadata`), with no labels. Masked or NaN labels
+    count as missing. A column of class names (text) becomes class indices into
+    ``classes`` (default: the sorted distinct names), recorded as the reader's ``classes``;
+    a name outside ``classes`` is a bad object. ``source`` names the table in messages.
+    Every 1-D column of the table is joined into the reader's :meth:`~ImageReader.metadata`.
     """
 
     table: Any
     id_column: str
-    label_column: str | Sequence[str]
+    label_column: str | Sequence[str] | None
+    classes: Sequence[str] | None = None
+    source: str = "catalogue"
 
 
 Labels = Union[CatalogueLabels, np.ndarray, Sequence[Any], None]
@@ -138,6 +145,10 @@ class ProcessLocal(Generic[T]):
         return {"opener": self.opener, "_value": None, "_pid": None}
 
 
+SPECTRUM_CHANNEL = "flux"
+"""The name of the one channel of a 1-D array that does not name it (``(N, L)`` spectra)."""
+
+
 class ArrayLayout:
     """How a row of an image array (one object) becomes a ``(C, H, W)`` stamp of named bands.
 
@@ -145,29 +156,43 @@ class ArrayLayout:
     ``(N, H, W, C)`` as ``channels`` says ("first" or "last"; required for 4-D arrays).
     ``file_bands``: the band names the file itself records, if any; then ``bands`` picks
     and orders some of them (``None``: all). Otherwise ``bands`` must name every channel.
+    ``ndim``: the axes of one channel: 2 for images, 1 for spectra and light curves
+    (``(N, L)`` or ``(N, C, L)`` / ``(N, L, C)`` arrays, rows ``(C, L)``; one unnamed
+    channel is called ``SPECTRUM_CHANNEL``).
     """
 
     def __init__(self, shape: tuple[int, ...], where: str, bands: Sequence[str] | None,
-                 channels: str | None, file_bands: Sequence[str] | None = None):
-        if len(shape) == 3:
+                 channels: str | None, file_bands: Sequence[str] | None = None, ndim: int = 2):
+        self.ndim = ndim
+        if len(shape) == ndim + 1:
             self.last, count = False, 1
-        elif len(shape) == 4:
+        elif len(shape) == ndim + 2:
             if channels not in ("first", "last"):
-                raise DeepfieldError(f"{where} has shape {shape}: say channels='first' (N, C, H, W) "
-                                     f"or channels='last' (N, H, W, C), got {channels!r}")
+                raise DeepfieldError(f"{where} has shape {shape}: say channels='first' {sample_axes(ndim, 'N, C')} "
+                                     f"or channels='last' {sample_axes(ndim, 'N', 'C')}, got {channels!r}")
             self.last = channels == "last"
-            count = shape[3] if self.last else shape[1]
+            count = shape[-1] if self.last else shape[1]
         else:
-            raise DeepfieldError(f"{where} has shape {shape}; expected (N, H, W) or (N, C, H, W) images")
+            kind = "images" if ndim == 2 else "spectra"
+            raise DeepfieldError(f"{where} has shape {shape}; expected {sample_axes(ndim, 'N')} or "
+                                 f"{sample_axes(ndim, 'N, C')} {kind}")
+        if ndim == 1 and count == 1 and bands is None and file_bands is None:
+            bands = (SPECTRUM_CHANNEL,)
         self.bands, self.select = _pick_bands(where, count, bands, file_bands)
 
     def stamp(self, row: np.ndarray) -> np.ndarray:
-        """``row``: ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)`` → ``(C_selected, H, W)``."""
-        if row.ndim == 2:
+        """``row``: ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)`` → ``(C_selected, H, W)`` (likewise ``(L,)``...)."""
+        if row.ndim == self.ndim:
             return row[None]
         if self.last:
             row = np.moveaxis(row, -1, 0)
         return row if self.select is None else row[list(self.select)]
+
+
+def sample_axes(ndim: int, before: str = "", after: str = "") -> str:
+    """``(N, C, H, W)``-style text for error messages: ``ndim`` 2 gives ``H, W``, 1 gives ``L``."""
+    axes = ["H, W" if ndim == 2 else "L"]
+    return "(" + ", ".join([*([before] if before else []), *axes, *([after] if after else [])]) + ")"
 
 
 def _pick_bands(where: str, count: int, bands: Sequence[str] | None,
@@ -218,10 +243,15 @@ class ImageReader:
     bands: tuple[str, ...]
     source: str
     classes: tuple[str, ...] | None = None
+    sample_ndim = 2
+    """The axes of one channel: 2 for images ``(C, H, W)``, 1 for spectra ``(C, L)``."""
+    wavelength: np.ndarray | None = None
+    """Spectra: the ``(L,)`` grid stored beside them, if any (:func:`deepfield.data.spectra.open_spectra`)."""
 
     def __init__(self, on_error: str):
         self.on_error = check_on_error(on_error)
         self.skipped: list[Skipped] = []
+        self._meta: dict[str, np.ndarray] = {}  # per object of ``_ids``: columns joined from a table
 
     # -- for subclasses ---------------------------------------------------------------------
 
@@ -281,6 +311,11 @@ class ImageReader:
                                 f"{self.shape}; all stamps must share one shape")
         return stamp
 
+    def metadata(self) -> dict[str, np.ndarray]:
+        """Per-object columns ``(N,)`` in the order of ``ids``: those of a joined label table
+        (:class:`CatalogueLabels`) and what the files say (FITS cutouts: ``ra``, ``dec``)."""
+        return {name: values[self._items] for name, values in self._meta.items()}
+
     def label(self, index: int) -> np.ndarray | None:
         """The label of object ``index``: a 0-d or ``(k,)`` int64/float32 array, or ``None``."""
         return None if self._labels is None else self._labels[self._items[index]]
@@ -296,10 +331,10 @@ class ImageReader:
 
     def _checked(self, item: int) -> np.ndarray:
         stamp = np.array(self._load(item), dtype=np.float32)  # a copy: never a view into a memory map
-        if stamp.ndim != 3 or len(stamp) != len(self.bands):
+        if stamp.ndim != 1 + self.sample_ndim or len(stamp) != len(self.bands):
             raise BadObject(self._where(item), f"stamp has shape {stamp.shape}; expected "
-                            f"({len(self.bands)}, H, W) for bands {', '.join(self.bands)}")
-        empty = ~np.isfinite(stamp).any(axis=(1, 2))
+                            f"{sample_axes(self.sample_ndim, str(len(self.bands)))} for bands {', '.join(self.bands)}")
+        empty = ~np.isfinite(stamp).reshape(len(stamp), -1).any(axis=1)
         if empty.any():
             band = self.bands[int(np.argmax(empty))]
             raise BadObject(self._where(item), f"band {band!r} has no finite pixel (all NaN or inf)")
@@ -335,44 +370,94 @@ class ImageReader:
             raise DeepfieldError(f"labels have {len(values)} rows but {self.source} has {n} objects")
         return values, missing
 
-    def _join(self, catalogue: CatalogueLabels, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        table, id_column = catalogue.table, catalogue.id_column
+    def _join(self, catalogue: CatalogueLabels, keep: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        table, id_column, source = catalogue.table, catalogue.id_column, catalogue.source
         names = list(getattr(table, "colnames", None) or table.keys())
-        columns = [catalogue.label_column] if isinstance(catalogue.label_column, str) else list(catalogue.label_column)
+        label = catalogue.label_column
+        columns = [] if label is None else [label] if isinstance(label, str) else list(label)
         for column in [id_column, *columns]:
             if column not in names:
-                raise DeepfieldError(f"catalogue has no column {column!r}; its columns are {', '.join(names)}")
-        cat_ids = as_ids(table[id_column], f"catalogue column {id_column!r}")
+                raise DeepfieldError(f"{source} has no column {column!r}; its columns are {', '.join(names)}")
+        cat_ids = as_ids(table[id_column], f"{source} column {id_column!r}")
         rows = {cid: row for row, cid in enumerate(cat_ids)}
         if len(rows) != len(cat_ids):
             repeated = [i for i, c in Counter(cat_ids).items() if c > 1]
-            raise DeepfieldError(f"catalogue column {id_column!r} repeats ids: {few(repeated)}")
-        parts = [label_array(table[c], f"catalogue column {c!r}") for c in columns]
-        values = parts[0][0] if len(parts) == 1 else np.stack([p[0] for p in parts], axis=1)
-        if len(parts) > 1 and any(p[0].dtype.kind == "f" for p in parts):
-            values = values.astype(np.float32)
-        missing_rows = np.any([p[1] for p in parts], axis=0)
+            raise DeepfieldError(f"{source} column {id_column!r} repeats ids: {few(repeated)}")
+        values, missing_rows, unknown = self._label_values(catalogue, columns, len(cat_ids))
 
         unmatched = [item for item, oid in enumerate(self._ids) if oid not in rows]
         image_ids = set(self._ids)
-        orphans = [row for row, cid in enumerate(cat_ids) if cid not in image_ids]
+        orphans = [] if label is None else [row for row, cid in enumerate(cat_ids) if cid not in image_ids]
         if self.on_error == "raise" and (unmatched or orphans):
             problems = []
             if unmatched:
-                problems.append(f"{len(unmatched)} object(s) have no catalogue row with that {id_column!r}: "
+                problems.append(f"{len(unmatched)} object(s) have no row in {source} with that {id_column!r}: "
                                 + few([f"{self._where(i)} (id {self._ids[i]!r})" for i in unmatched]))
             if orphans:
-                problems.append(f"{len(orphans)} catalogue row(s) have no image: "
+                problems.append(f"{len(orphans)} row(s) of {source} have no image: "
                                 + few([f"row {r} (id {cat_ids[r]!r})" for r in orphans]))
             raise DeepfieldError("; ".join(problems) + " (on_error='skip' leaves them out)")
         for item in unmatched:
-            self.skipped.append(Skipped(self._where(item), f"id {self._ids[item]!r} is not in catalogue column "
+            self.skipped.append(Skipped(self._where(item), f"id {self._ids[item]!r} is not in {source} column "
                                                            f"{id_column!r}"))
             keep[item] = False
         for row in orphans:
-            self.skipped.append(Skipped(f"catalogue row {row}", f"id {cat_ids[row]!r} has no image"))
+            self.skipped.append(Skipped(f"{source} row {row}", f"id {cat_ids[row]!r} has no image"))
         index = np.array([rows.get(oid, 0) for oid in self._ids], np.int64)
+        self._meta.update({name: table_column(table[name])[index] for name in names
+                           if np.ndim(table[name]) == 1})
+        for item in np.flatnonzero(keep & unknown[index]):
+            self._reject(self._where(item), f"label {str(self._meta[columns[0]][item])!r} in {source} column "
+                                            f"{columns[0]!r} is not one of the classes {few(list(self.classes))}")
+            keep[item] = False
+        if values is None:
+            return None, np.zeros(len(self._ids), bool)
         return values[index], missing_rows[index]
+
+    def _label_values(self, catalogue: CatalogueLabels, columns: list[str], n_rows: int,
+                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """Labels per table row, the ``(rows,)`` missing mask and the mask of unknown class names."""
+        table, source = catalogue.table, catalogue.source
+        unknown = np.zeros(n_rows, bool)
+        if not columns:
+            return None, np.zeros(n_rows, bool), unknown
+        texts = [c for c in columns if np.asarray(table[c]).dtype.kind in "USO"]
+        if texts:
+            if len(columns) > 1:
+                raise DeepfieldError(f"{source} column {texts[0]!r} holds class names; class names come "
+                                     "from one label column, not several")
+            values, missing, self.classes = class_indices(table[texts[0]], catalogue.classes)
+            return values, missing, ~missing & (values < 0)
+        parts = [label_array(table[c], f"{source} column {c!r}") for c in columns]
+        values = parts[0][0] if len(parts) == 1 else np.stack([p[0] for p in parts], axis=1)
+        if len(parts) > 1 and any(p[0].dtype.kind == "f" for p in parts):
+            values = values.astype(np.float32)
+        return values, np.any([p[1] for p in parts], axis=0), unknown
+
+
+def class_indices(column: Any, classes: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Class names ``(N,)`` as int64 indices into ``classes`` (default: the sorted distinct names).
+
+    Returns the indices (-1 for a name not in ``classes``), the mask of missing names
+    (masked or blank) and the classes.
+    """
+    names = as_ids(np.ma.getdata(column), "class names")
+    missing = np.ma.getmaskarray(column) | (names == "")
+    classes = tuple(classes) if classes else tuple(sorted(set(names[~missing])))
+    lookup_index = {name: k for k, name in enumerate(classes)}
+    values = np.array([lookup_index.get(name, -1) for name in names], np.int64)
+    return values, missing, classes
+
+
+def table_column(column: Any) -> np.ndarray:
+    """A table column ``(N,)`` as a plain array: masked floats become NaN, masked text blank."""
+    data = np.asarray(np.ma.getdata(column))
+    mask = np.ma.getmaskarray(column)
+    if mask.any() and data.dtype.kind == "f":
+        data = np.where(mask, np.nan, data)
+    elif mask.any() and data.dtype.kind in "USO":
+        data = np.where(mask, "", data)
+    return data
 
 
 def write_skip_report(skipped: Sequence[Skipped], output_path: str | os.PathLike[str]) -> Path:

@@ -20,7 +20,8 @@ from typing import Any, Union
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
+from astropy.wcs import WCS
 
 from deepfield.data.images_core import (
     ArrayLayout,
@@ -113,7 +114,9 @@ class FitsFolder(ImageReader):
       in HDU ``hdus`` (``None``: the first HDU holding an image).
 
     ``labels``: :class:`CatalogueLabels` (joined on ``{id}``) or ``None``.
-    Objects are ordered by id (as text).
+    Objects are ordered by id (as text). :meth:`metadata` adds ``ra``, ``dec`` (degrees):
+    the sky position of each cutout's centre pixel from the WCS of its first band's HDU
+    (NaN for a file without a celestial WCS; no columns when no file has one).
     """
 
     def __init__(self, folder: str | os.PathLike[str], bands: Sequence[str], *, pattern: str = "{id}.fits",
@@ -125,8 +128,9 @@ class FitsFolder(ImageReader):
         if not Path(folder).is_dir():
             raise DeepfieldError(f"{self.source}: no such folder")
         if labels is not None and not isinstance(labels, CatalogueLabels):
-            raise DeepfieldError(f"{self.source}: labels for a folder of files come from a catalogue: "
-                                 "CatalogueLabels(table, id_column, label_column)")
+            raise DeepfieldError(f"{self.source}: labels for a folder of files come from a table joined by "
+                                 f"id (got {labels!r}): in a config labels: {{table: labels.csv, id: ID_COLUMN, "
+                                 "column: LABEL_COLUMN}, in Python CatalogueLabels(table, id_column, label_column)")
         self._pattern = pattern
         self._cube_key: HduKey | None = None
         regex = _pattern_regex(pattern, self.bands)
@@ -151,6 +155,32 @@ class FitsFolder(ImageReader):
                     raise DeepfieldError(f"{self.source}: hdus lists {len(self._keys)} HDUs for "
                                          f"{len(self.bands)} bands ({', '.join(self.bands)})")
         self._finish(ids, labels)
+
+    def metadata(self) -> dict[str, np.ndarray]:
+        columns = super().metadata()
+        centres = np.array([self._centre(int(item)) for item in self._items], np.float64).reshape(-1, 2)
+        if np.isfinite(centres).any():
+            columns.setdefault("ra", centres[:, 0])
+            columns.setdefault("dec", centres[:, 1])
+        return columns
+
+    def _centre(self, item: int) -> tuple[float, float]:
+        """(ra, dec) in degrees of the centre of object ``item``'s first band image; NaN without a WCS."""
+        path = self._paths[item][0]
+        with fatal(), open_fits(path) as hdul:
+            header = find_hdu(hdul, self._cube_key if self._cube_key is not None else self._keys[0], path,
+                              self.bands[0]).header
+        with warnings.catch_warnings():  # a header's non-standard WCS keywords are the norm in cutouts
+            warnings.simplefilter("ignore", AstropyWarning)
+            try:
+                wcs = WCS(header).celestial
+                if not wcs.has_celestial:
+                    return np.nan, np.nan
+                x, y = (header["NAXIS1"] - 1) / 2, (header["NAXIS2"] - 1) / 2
+                ra, dec = wcs.pixel_to_world_values(x, y)
+            except (ValueError, KeyError, MemoryError):  # an unreadable WCS is no WCS, not a bad object
+                return np.nan, np.nan
+        return float(ra), float(dec)
 
     def _group_band_files(self, matches: list[tuple[re.Match[str], str]]) -> tuple[list[str], list[tuple[str, ...]]]:
         """Ids with a file for every band, and those files; objects missing a band are rejected."""
@@ -213,7 +243,7 @@ class FitsCube(ImageReader):
         self._key = hdu
         with fatal(), open_fits(self.source) as hdul:
             shape = find_hdu(hdul, hdu, self.source).shape
-        self._layout = ArrayLayout(shape, f"{self.source} HDU {hdu!r}", bands, "first")
+        self._layout = ArrayLayout(shape, f"{self.source} HDU {hdu!r}", bands, "first", ndim=self.sample_ndim)
         self.bands = self._layout.bands
         self._hdul = ProcessLocal(partial(fits.open, self.source, memmap=True, lazy_load_hdus=True))
         self._finish(np.arange(shape[0]) if ids is None else ids, labels)

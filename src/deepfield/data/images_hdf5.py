@@ -43,6 +43,18 @@ def _texts(values: Any) -> tuple[str, ...] | None:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values))
 
 
+def object_columns(handle: h5py.File, n: int) -> dict[str, np.ndarray]:
+    """The top-level datasets of ``handle`` holding one number or text per object: ``(n,)`` each."""
+    columns = {}
+    for name, node in handle.items():
+        if isinstance(node, h5py.Dataset) and node.shape == (n,) and node.dtype.kind in "biufSO":
+            values = node[()]
+            if values.dtype.kind in "SO":
+                values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
+            columns[name] = values
+    return columns
+
+
 class Hdf5Images(ImageReader):
     """Images from the dataset ``images`` of an HDF5 file: ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)``.
 
@@ -54,6 +66,8 @@ class Hdf5Images(ImageReader):
     ``(N, 2)``), an array, :class:`CatalogueLabels` joined on ``ids``, or ``None``.
     ``ids``: a dataset name or an array, one per image (default ``0 .. N-1``).
     ``classes``: the ``classes`` attribute of the images or of the one labels dataset, if any.
+    :meth:`metadata`: every top-level 1-D dataset with one value per image (Galaxy10's
+    ``ra``, ``dec``, ``redshift``...), then the columns of a joined label table.
     """
 
     def __init__(self, path: str | os.PathLike[str], bands: Sequence[str] | None = None, *,
@@ -75,8 +89,10 @@ class Hdf5Images(ImageReader):
             named = handle.get(labels) if isinstance(labels, str) else None
             self.classes = _texts(data.attrs.get("classes", None if named is None else named.attrs.get("classes")))
             self._layout = ArrayLayout(data.shape, f"{self.source}:{images}", bands,
-                                       channels or ("first" if file_bands else None), file_bands)
+                                       channels or ("first" if file_bands else None), file_bands,
+                                       ndim=self.sample_ndim)
             n = data.shape[0]
+            self._meta = object_columns(handle, n)
             labels = named_columns(handle, labels, self.source)
             ids = named_columns(handle, ids, self.source)
         self.bands = self._layout.bands

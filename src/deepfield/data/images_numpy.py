@@ -65,7 +65,7 @@ class NumpyImages(ImageReader):
             if isinstance(spec, str):
                 raise DeepfieldError(f"{self.source}: names such as {spec!r} refer to arrays in an .npz; "
                                      "for an .npy pass the array itself")
-        self._layout = ArrayLayout(shape, self.source, bands, channels)
+        self._layout = ArrayLayout(shape, self.source, bands, channels, ndim=self.sample_ndim)
         self.bands = self._layout.bands
         self._finish(np.arange(shape[0]) if ids is None else ids, labels)
 

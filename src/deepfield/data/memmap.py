@@ -259,7 +259,7 @@ class Fetch:
             yield slice(lo, lo + self.batch_size), seed
 
 
-class _Rows(Sequence):
+class BatchRows(Sequence):
     """A batch assembled by ``__getitems__``: ``parts`` is ``(x, y)`` or ``(x,)``.
 
     :func:`collate` returns the parts as they are. As a sequence it is the batch's
@@ -285,7 +285,7 @@ class _Rows(Sequence):
 
 def collate(data: Any) -> Any:
     """A batch from ``__getitems__`` as it is (``(x, y)`` or ``x``); a list of samples stacked."""
-    if isinstance(data, _Rows):
+    if isinstance(data, BatchRows):
         return data.parts if len(data.parts) > 1 else data.parts[0]
     return default_collate(data)
 
@@ -312,7 +312,7 @@ def _transformed(transform: Transform | None, x: torch.Tensor, indices: Any) -> 
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-class _BatchDataset(Dataset):
+class BatchDataset(Dataset):
     """Common part: ``len``, one sample, a batch (or several: a :class:`Fetch`)."""
 
     _n: int
@@ -329,7 +329,7 @@ class _BatchDataset(Dataset):
         """The samples ``indices`` (any order, repeats allowed) as one batch: ``(x, y)``, or ``x``."""
         return collate(self.__getitems__(indices))
 
-    def __getitems__(self, indices: Sequence[int] | Fetch) -> _Rows:
+    def __getitems__(self, indices: Sequence[int] | Fetch) -> BatchRows:
         index = indices.indices if isinstance(indices, Fetch) else np.asarray(indices, dtype=np.int64)
         if len(index) and (index.min() < -self._n or index.max() >= self._n):
             raise IndexError(f"an index of the batch is out of range for {self._n} samples")
@@ -341,11 +341,11 @@ class _BatchDataset(Dataset):
         """Bytes of one sample as batches give it (x float32 and y), to size reads."""
         raise NotImplementedError
 
-    def _read(self, index: np.ndarray, indices: Any) -> _Rows:
+    def _read(self, index: np.ndarray, indices: Any) -> BatchRows:
         raise NotImplementedError
 
 
-class MemmapImages(_BatchDataset):
+class MemmapImages(BatchDataset):
     """Images read batch by batch from a ``.npy`` file (memory-mapped) or an HDF5 dataset.
 
     ``path``: a ``.npy`` holding ``(N, C, H, W)``, ``(N, H, W)`` (one band) or, with
@@ -410,7 +410,7 @@ class MemmapImages(_BatchDataset):
         return 4 * math.prod(self.sample_shape) + (0 if self._labels is None else
                                                    8 * math.prod(self._labels.shape[1:]))
 
-    def _read(self, index: np.ndarray, indices: Any) -> _Rows:
+    def _read(self, index: np.ndarray, indices: Any) -> BatchRows:
         pixels = self._images.take(index)
         if self.check:
             _check_finite(pixels, index, self._images.where)
@@ -421,11 +421,11 @@ class MemmapImages(_BatchDataset):
             x = x.permute(0, 3, 1, 2).contiguous()
         x = _transformed(self.transform, x, indices)
         if self._labels is None:
-            return _Rows((x,))
-        return _Rows((x, _label_tensor(self._labels.take(index))))
+            return BatchRows((x,))
+        return BatchRows((x, _label_tensor(self._labels.take(index))))
 
 
-class MemmapTable(_BatchDataset):
+class MemmapTable(BatchDataset):
     """Catalogue columns read batch by batch: features ``(B, F)`` float32 and the target.
 
     ``path``: a folder holding one ``<column>.npy`` per column (1-D, memory-mapped);
@@ -502,7 +502,7 @@ class MemmapTable(_BatchDataset):
     def sample_bytes(self) -> int:
         return 4 * len(self._x) + 8 * len(self._y)
 
-    def _read(self, index: np.ndarray, indices: Any) -> _Rows:
+    def _read(self, index: np.ndarray, indices: Any) -> BatchRows:
         x = np.empty((len(index), len(self._x)), np.float32)
         for j, column in enumerate(self._x):
             x[:, j] = column.take(index)
@@ -510,12 +510,12 @@ class MemmapTable(_BatchDataset):
             _check_finite(x, index, f"{self.path} (features)")
         xt = _transformed(self.transform, torch.from_numpy(x), indices)
         if not self._y:
-            return _Rows((xt,))
+            return BatchRows((xt,))
         values = [column.take(index) for column in self._y]
         y = values[0] if len(values) == 1 else np.stack(values, axis=1)
         if self.check:
             _check_finite(y, index, f"{self.path} (target)")
-        return _Rows((xt, _label_tensor(y)))
+        return BatchRows((xt, _label_tensor(y)))
 
 
 def _fits_columns(path: str, names: list[str], hdu: int | str | None) -> list[_Array]:

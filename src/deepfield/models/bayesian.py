@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepfield.errors import DeepfieldError
-from deepfield.models import initializers
+from deepfield.models import batch_noise, initializers
 from deepfield.models.base import Layer
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D, _Conv
 from deepfield.models.core import Dense
@@ -133,7 +133,16 @@ class _Variational(Layer):
         bias_variance = None if self.bias_rho is None else F.softplus(self.bias_rho) ** 2
         variance = self._affine(x * x, F.softplus(self.weight_rho) ** 2, bias_variance)
         std = variance.clamp_min(torch.finfo(variance.dtype).tiny).sqrt()  # no infinite gradient at 0
-        return self.activation(mean + std * torch.randn_like(mean))
+        return self.activation(mean + std * batch_noise.draw(mean.shape, self._normal(mean), mean.device))
+
+    @staticmethod
+    def _normal(mean: torch.Tensor) -> batch_noise.Sampler:
+        """Standard normal noise like ``mean``: on the CPU in logical order, from ``generator``
+        (the same values whatever ``mean``'s memory format, as data-parallel fits need); elsewhere
+        ``randn_like`` (keeps a channels-last layout)."""
+        if mean.device.type != "cpu":
+            return lambda shape, generator: torch.randn_like(mean)
+        return lambda shape, generator: torch.randn(shape, generator=generator, dtype=mean.dtype)
 
     def kl_divergence(self) -> torch.Tensor:
         """KL(q || p) in nats, over every weight and bias: ``Σ [log(σ_p/σ) + (σ² + μ²)/(2σ_p²) − 1/2]``."""

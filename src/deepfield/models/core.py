@@ -9,7 +9,7 @@ from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, initializers
+from deepfield.models import activations, batch_noise, initializers
 from deepfield.models.base import Layer
 
 
@@ -89,13 +89,14 @@ class Dropout(Layer):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.rate, True)
-        scale = keep_mask(x.shape, self.rate).to(x.dtype).mul_(1.0 / (1.0 - self.rate))
-        return x * scale
+        mask = batch_noise.draw(x.shape, lambda shape, gen: keep_mask(shape, self.rate, gen), x.device)
+        return x * mask.to(x.dtype).mul_(1.0 / (1.0 - self.rate))
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], rate: float) -> torch.Tensor:
+def keep_mask(shape: torch.Size | tuple[int, ...], rate: float, generator: torch.Generator | None = None,
+              ) -> torch.Tensor:
     """A bool tensor of ``shape``, each element True with probability ``1 - rate`` (to 1/65536),
-    drawn from torch's global CPU generator (so ``torch.manual_seed`` fixes it).
+    drawn from ``generator``, by default torch's global CPU generator (so ``torch.manual_seed`` fixes it).
 
     Written by hand because on the CPU torch's dropout draws one random number per element
     (``bernoulli_``), which took 44 % of a training step of the course CNN (profile, 2 cores);
@@ -103,7 +104,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], rate: float) -> torch.Tensor:
     a tenth, a dropout forward and backward half.
     """
     n = math.prod(shape)
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, generator=generator)
     lanes = words.view(torch.int16)[:n].view(shape)
     return lanes >= round(rate * 65536) - 32768
 
@@ -123,7 +124,9 @@ class SpatialDropout(Layer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
             return x
-        keep = x.new_empty(x.shape[:2] + (1,) * (x.dim() - 2)).bernoulli_(1.0 - self.rate)
+        keep = batch_noise.draw(x.shape[:2] + (1,) * (x.dim() - 2),
+                                lambda shape, gen: x.new_empty(shape).bernoulli_(1.0 - self.rate, generator=gen),
+                                x.device)
         return x * keep / (1.0 - self.rate)
 
 

@@ -1,8 +1,9 @@
 """The run report: one self-contained HTML file built from what a run folder holds.
 
 ``write_report(run_dir)`` reads ``config.yaml``, ``summary.txt``, ``history.csv``,
-``metrics.json``, ``baselines.json``, ``model.json`` (for the version) and
-``figures/*.png`` (captions from ``figures/captions.json``), and writes
+``metrics.json``, ``baselines.json``, ``baselines/*_failures.csv`` (stamps a baseline's features
+could not measure), ``model.json`` (for the version), ``prepared.json`` (for the class names) and
+``figures/*.png`` (captions from ``figures/captions.json``, else :data:`FIGURE_TITLES`), and writes
 ``run_dir/report.html`` atomically. Figures are embedded as base64 data URIs, the
 style is a small inline sheet, and the page has no script and fetches nothing: its
 Content-Security-Policy forbids both. Each section appears only when its inputs
@@ -45,8 +46,45 @@ UNCERTAINTY_GLOB = "uncertainty_*.png"
 EXPLAIN_GLOB = "explain_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
+HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse")
+"""The first of these top-level ``metrics.json`` numbers is the report's headline (and the demo's last line)."""
+FAILURES_GLOB = "baselines/*_failures.csv"
 
-_HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", *TIME_KEYS})
+FIGURE_TITLES = {
+    "learning_curves": "Learning curves: loss (and metric) per epoch, training and validation",
+    "gradient_norms": "Gradient norm of each layer during training",
+    "confusion_matrix": "Confusion matrix on the test part (fraction of each true class, with counts)",
+    "roc": "ROC curves (one vs rest) on the test part",
+    "precision_recall": "Precision\u2013recall on the test part, with the operating point at the required recall",
+    "gallery": "Test stamps, the most confident right (green) then wrong (red) predictions: "
+               "true class, predicted class (probability)",
+    "photoz_scatter": "Photometric vs spectroscopic redshift on the test part",
+    "pit": "PIT histogram (flat when the redshift PDFs are calibrated)",
+    "sigma_nmad_vs_magnitude": "\u03c3_NMAD and outlier fraction against magnitude",
+    "regression": "Predicted vs true values on the test part",
+    "uncertainty_reliability": "Reliability diagram: confidence against accuracy (before and after calibration)",
+    "uncertainty_flags": "Does the uncertainty flag the mistakes? The fraction of mistakes flagged against the "
+                         "fraction of right predictions flagged, and the uncertainty of right and wrong predictions",
+    "uncertainty_most_uncertain": "The most uncertain test objects (highest predictive entropy first): "
+                                  "true class, predicted class (probability)",
+    "uncertainty_error_vs_sigma": "Error against predicted uncertainty",
+    "uncertainty_coverage": "Coverage: fraction of true values inside each predicted interval",
+    "explain_filters": "First-layer convolution filters",
+    "explain_feature_maps": "Feature maps of one stamp",
+    "explain_patches": "Strongest-activating patches of the explained layer's channels",
+    "explain_attributions": "Attribution maps of test stamps (rows: true class, predicted class with its "
+                            "probability); each map on its own symmetric colour scale, bars in units of "
+                            "that row's scale (\u00b1 value printed in the panel)",
+    "explain_class_models": "Class models: the image each class's score prefers, and the score while optimising",
+    "paths": "Optimiser paths on the loss surface",
+    "losses": "Loss along each optimiser's path",
+    "boundary": "Decision boundary of the trained network",
+    "sweep": "Hyper-parameter sweep",
+    "depth_gradient_norms": "Gradient norms against depth",
+}
+"""Captions of the figures deepfield writes, by file stem (``figures/captions.json`` overrides them)."""
+
+_HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs_run", *TIME_KEYS})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LOWER_IS_BETTER = frozenset({
     "loss", "error", "err", "mse", "mae", "rmse", "mad", "nmad", "scatter", "sigma", "std", "outlier",
@@ -82,6 +120,9 @@ caption { caption-side: top; text-align: left; padding-bottom: 0.4rem; font-weig
   white-space: nowrap; counter-increment: table; }
 caption::before { content: "Table " counter(table) ". "; color: var(--muted); font-weight: 400; }
 th, td { padding: 0.25rem 0.9rem; text-align: left; vertical-align: top; white-space: nowrap; }
+table.compact th { white-space: normal; vertical-align: bottom; }
+table.compact th, table.compact td { padding: 0.25rem 0.55rem; }
+.headline { font-size: 1.15rem; margin: 0 0 1rem; }
 thead th { border-bottom: 1px solid var(--ink); font-weight: 600; }
 tbody tr:nth-child(even) { background: #f8f9fb; }
 .num { text-align: right; }
@@ -90,8 +131,6 @@ figure { margin: 0 0 2.2rem; counter-increment: figure; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { margin-top: 0.5rem; font-size: 0.9rem; color: var(--muted); }
 figcaption::before { content: "Figure " counter(figure) ". "; color: var(--ink); font-weight: 600; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(18rem, 1fr)); gap: 1.5rem; }
-.gallery figure { margin: 0; }
 footer { margin-top: 3rem; padding-top: 0.6rem; border-top: 1px solid var(--rule); color: var(--muted);
   font-size: 0.85rem; }
 @media print {
@@ -116,6 +155,8 @@ class _Run:
     version: str
     figures: list[Path]
     captions: Mapping[str, str]
+    classes: list[str] | None
+    failures: list[Path]
 
 
 def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None,
@@ -168,6 +209,7 @@ def _read_run(folder: Path) -> _Run:
     config_text, config = _read_config(folder / "config.yaml")
     metrics = _read_json(folder / "metrics.json", dict, "an object of metrics") or {}
     model = _read_json(folder / "model.json", dict, "an object") or {}
+    prepared = _read_json(folder / "prepared.json", dict, "an object") or {}
     figures = sorted((folder / "figures").glob("*.png"))
     return _Run(
         folder=folder,
@@ -180,7 +222,18 @@ def _read_run(folder: Path) -> _Run:
         version=str(model.get("deepfield_version", metrics.get("deepfield_version", __version__))),
         figures=figures,
         captions=_read_captions(folder / "figures" / "captions.json"),
+        classes=_class_names(prepared, metrics),
+        failures=sorted(folder.glob(FAILURES_GLOB)),
     )
+
+
+def _class_names(prepared: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[str] | None:
+    """The classes in label order: ``prepared.json``'s, else the keys of ``metrics.json["per_class"]``."""
+    classes = prepared.get("classes")
+    if isinstance(classes, list) and classes:
+        return [str(c) for c in classes]
+    per_class = metrics.get("per_class")
+    return [str(c) for c in per_class] if isinstance(per_class, dict) and per_class else None
 
 
 def _read_text(path: Path) -> str | None:
@@ -314,8 +367,9 @@ def _e(value: Any) -> str:
 # ---------------------------------------------------------------- HTML building blocks
 
 def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]], caption: str = "",
-           bold: frozenset[tuple[int, int]] = frozenset()) -> str:
-    """A table; numeric columns right-aligned, cells ``(row, column)`` in ``bold`` in bold."""
+           bold: frozenset[tuple[int, int]] = frozenset(), compact: bool = False) -> str:
+    """A table; numeric columns right-aligned, cells ``(row, column)`` in ``bold`` in bold;
+    ``compact``: narrower cells and headers that wrap (a wide table that must fit the page)."""
     numeric = [all(_is_number(r[j]) or r[j] is None for r in rows) and any(_is_number(r[j]) for r in rows)
                for j in range(len(header))]
 
@@ -328,21 +382,29 @@ def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]], caption: str = 
                          for j, v in enumerate(row)) + "</tr>"
         for i, row in enumerate(rows))
     cap = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return (f"<div class=\"scroll\"><table>{cap}<thead><tr>{head}</tr></thead>\n"
+    table = "<table class=\"compact\">" if compact else "<table>"
+    return (f"<div class=\"scroll\">{table}{cap}<thead><tr>{head}</tr></thead>\n"
             f"<tbody>\n{body}\n</tbody></table></div>")
 
 
 def _records_table(records: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, Any]], caption: str,
-                   *, best: bool = False) -> str:
-    """Rows from objects: a mapping gives one labelled row per key (per-class tables), a list one row each."""
+                   *, best: bool = False, labels: Mapping[str, str] | None = None,
+                   hidden: Iterable[str] = ()) -> str:
+    """Rows from objects: a mapping gives one labelled row per key (per-class tables), a list one row each.
+
+    ``labels``: column name -> header shown (the names still rank the ``best`` cells), and the
+    table compact; ``hidden``: columns left out."""
     if isinstance(records, Mapping):
-        columns = _columns(records.values())
+        columns = [c for c in _columns(records.values()) if c not in hidden]
         header: list[str] = ["", *columns]
         rows = [[name, *(rec.get(c) for c in columns)] for name, rec in records.items()]
     else:
-        header = _columns(records)
+        header = [c for c in _columns(records) if c not in hidden]
         rows = [[rec.get(c) for c in header] for rec in records]
-    return _table(header, rows, caption, _best_cells(header, rows) if best else frozenset())
+    bold = _best_cells(header, rows) if best else frozenset()
+    if labels is None:
+        return _table(header, rows, caption, bold)
+    return _table([labels.get(h, h) for h in header], rows, caption, bold, compact=True)
 
 
 def _columns(records: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -388,8 +450,8 @@ def _figure(path: Path, caption: str) -> str:
 
 
 def _caption(run: _Run, path: Path) -> str:
-    """From figures/captions.json (keyed by file name or stem), else from the file name."""
-    text = run.captions.get(path.name, run.captions.get(path.stem))
+    """From figures/captions.json (keyed by file name or stem), else :data:`FIGURE_TITLES`, else the file name."""
+    text = run.captions.get(path.name, run.captions.get(path.stem, FIGURE_TITLES.get(path.stem)))
     if text is not None:
         return text
     words = re.sub(r"[_\-]+", " ", path.stem).strip()
@@ -450,6 +512,8 @@ def _header_items(run: _Run) -> list[tuple[str, str]]:
     seconds = next((run.metrics[k] for k in TIME_KEYS if _is_number(run.metrics.get(k))), None)
     if seconds is not None:
         items.append(("Training time", _duration(seconds)))
+    if run.metrics.get("epochs_run") is not None:
+        items.append(("Epochs run", _fmt(run.metrics["epochs_run"])))
     items.append(("Folder", str(run.folder.resolve())))
     return items
 
@@ -462,8 +526,32 @@ def _page_header(run: _Run, title: str, with_meta: bool, bodies: Mapping[str, st
         meta = f"<dl class=\"meta\">{rows}</dl>"
     links = "".join(f"<a href=\"#{name}\">{_TITLES[name]}</a>" for name in bodies)
     nav = f"<nav>{links}</nav>" if links else ""
+    line = headline(run.metrics)
+    top = f"<p class=\"headline\">{_e(line[:1].upper() + line[1:])}</p>" if line and with_meta else ""
     return (f"<header id=\"header\"><h1>{_e(title)}</h1><p class=\"subtitle\">deepfield run report</p>"
-            f"{meta}{nav}</header>")
+            f"{top}{meta}{nav}</header>")
+
+
+def prediction_label(metrics: Mapping[str, Any]) -> str:
+    """What the run's scored prediction is: the mean of its Monte Carlo draws (MC dropout,
+    variational layers) and/or ensemble members, or one deterministic pass."""
+    uncertainty = metrics.get("uncertainty")
+    draws = uncertainty.get("draws") if isinstance(uncertainty, Mapping) else None
+    members = len(metrics["members"]) if isinstance(metrics.get("members"), list) else 1
+    if _is_number(draws) and draws > members:
+        return f"mean of {draws} Monte Carlo draws" + (f" over {members} networks" if members > 1 else "")
+    if members > 1:
+        return f"mean of the {members} ensemble members"
+    return "one deterministic pass"
+
+
+def headline(metrics: Mapping[str, Any]) -> str | None:
+    """The run's main number, labelled: e.g. ``test accuracy 0.8658 (mean of 30 Monte Carlo draws)``;
+    the first of :data:`HEADLINE_KEYS` in ``metrics`` (``metrics.json``), ``None`` if none is."""
+    key = next((k for k in HEADLINE_KEYS if _is_number(metrics.get(k))), None)
+    if key is None:
+        return None
+    return f"test {key.replace('_', ' ')} {_fmt(metrics[key])} ({prediction_label(metrics)})"
 
 
 def _config_section(run: _Run) -> str:
@@ -509,35 +597,69 @@ def _best_epoch_note(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _metrics_section(run: _Run) -> str:
+    """The test metrics, each table saying which prediction it scores (see :func:`prediction_label`)."""
     body = {k: v for k, v in run.metrics.items() if k not in _HEADER_KEYS and k not in ("baselines", "uncertainty")}
-    return "\n".join(_metric_blocks("", body))
+    prediction = prediction_label(run.metrics)
+    captions = {"": f"Test part, the run\u2019s prediction ({prediction})",
+                "test": "Test part, each network once with dropout off: loss and training metrics",
+                "per_class": f"Per class, test part ({prediction})",
+                "confusion": f"Confusion matrix, test part ({prediction}): counts",
+                "confusion_matrix": f"Confusion matrix, test part ({prediction}): counts",
+                "members": "Each ensemble member, test part, once with dropout off",
+                "training": "How the networks were trained"}
+    blocks = _metric_blocks("", body, captions, run.classes)
+    both = [part for part in (run.metrics, run.metrics.get("test")) if isinstance(part, Mapping)]
+    shared = {"accuracy", "loss"} & both[0].keys() & both[1].keys() if len(both) == 2 else set()
+    if prediction != "one deterministic pass" and shared:  # the note goes under the second of the two tables
+        after = next(i for i, block in enumerate(blocks) if f"<caption>{_e(captions['test'])}<" in block)
+        blocks.insert(after + 1, f"<p class=\"note\">The first table scores the run\u2019s prediction, the "
+                      f"{_e(prediction)}; this one evaluates each network once with dropout off, as the "
+                      "training\u2019s validation did, so their numbers differ a little. The headline is the first.</p>")
+    return "\n".join(blocks)
 
 
-def _metric_blocks(title: str, value: Mapping[str, Any] | list[Any]) -> list[str]:
+def _metric_blocks(title: str, value: Mapping[str, Any] | list[Any], captions: Mapping[str, str] | None = None,
+                   classes: Sequence[str] | None = None) -> list[str]:
     """Tables for one level of metrics.json: its scalars in one table, then one per nested entry;
     an object of several objects of scalars (per-class metrics) is one table with a row per key,
-    a list of objects one row per object, a list of lists (a confusion matrix) a matrix."""
+    a list of objects one row per object, a list of lists (a confusion matrix) a matrix whose rows
+    and columns are named by ``classes`` when their number matches.
+
+    ``captions``: top-level key (``""`` for the scalars) -> table caption; nested tables are
+    captioned by their key path."""
+    captions = captions or {}
     if isinstance(value, list):
         if all(isinstance(v, Mapping) for v in value):
             return [_records_table(value, title or "Summary")]
-        width = max(len(v) for v in value)
-        return [_table(["", *range(width)], [[i, *(list(v) + [None] * width)[:width]] for i, v in enumerate(value)],
-                       title)]
+        return [_matrix_table(value, title, classes)]
     if len(value) > 1 and all(isinstance(v, Mapping) and all(map(_is_cell, v.values())) for v in value.values()):
         return [_records_table(value, title or "Summary")]
     scalars = [[k, v] for k, v in value.items() if _is_cell(v)]
-    blocks = [_table(["", "value"], scalars, title or "Summary")] if scalars else []
+    blocks = [_table(["", "value"], scalars, title or captions.get("", "Summary"))] if scalars else []
     for key, nested in value.items():
         if not _is_cell(nested):
-            blocks += _metric_blocks(f"{title} \u203a {key}" if title else str(key), nested)
+            blocks += _metric_blocks(f"{title} \u203a {key}" if title else captions.get(key, str(key)), nested,
+                                     classes=classes)
     return blocks
+
+
+def _matrix_table(value: list[Any], caption: str, classes: Sequence[str] | None) -> str:
+    """A list of lists as a matrix; rows (true class) and columns (predicted) named by ``classes``
+    when there are as many, else numbered."""
+    width = max(len(v) for v in value)
+    named = classes is not None and len(classes) == width == len(value)
+    names = list(classes) if named else list(range(max(width, len(value))))
+    corner = "true \u2572 predicted" if named else ""
+    return _table([corner, *names[:width]],
+                  [[names[i], *(list(v) + [None] * width)[:width]] for i, v in enumerate(value)], caption)
 
 
 def _uncertainty_section(run: _Run) -> str:
     """metrics.json's ``uncertainty`` (calibration, coverage, how well uncertainty flags mistakes)
     and the ``uncertainty_*.png`` figures: reliability diagram, error vs uncertainty, the most uncertain objects."""
     values = run.metrics.get("uncertainty")
-    tables = _metric_blocks("", values) if isinstance(values, Mapping) else []
+    caption = f"Test part, the run\u2019s prediction ({prediction_label(run.metrics)})"
+    tables = _metric_blocks("", values, {"": caption}, run.classes) if isinstance(values, Mapping) else []
     figures = [_figure(p, _caption(run, p)) for p in _uncertainty_figures(run)]
     return "\n".join(tables + figures)
 
@@ -562,10 +684,40 @@ def _figures_section(run: _Run) -> str:
     return "\n".join(_figure(p, _caption(run, p)) for p in run.figures if p.name not in placed)
 
 
+_BASELINE_LABELS = {"model": "model", "n_features": "n features", "accuracy": "accuracy", "macro_auc": "macro AUC",
+                    "sigma_nmad": "\u03c3_NMAD", "outlier_fraction_0.15": "outliers (>0.15)", "bias": "bias",
+                    "bias_median": "bias", "fit_time_s": "fit (s)", "predict_time_s": "predict (s)",
+                    "extract_time_s": "extract (s)", "n_failed": "not measured"}
+"""Short headers of the baselines table, so that it fits the page."""
+
+
 def _baselines_section(run: _Run) -> str:
-    if run.baselines is None:
-        return ""
-    return _records_table(run.baselines, "Baselines; the best of each metric in bold", best=True)
+    """The comparison table (the ``features`` column left out: the model's name says it), then
+    how many stamps each feature family could not measure and where they are listed."""
+    parts = []
+    if run.baselines is not None:
+        records = run.baselines.values() if isinstance(run.baselines, Mapping) else run.baselines
+        hidden = ("features",) if all("model" in r for r in records) else ()
+        parts.append(_records_table(run.baselines, "Baselines on the test part; the best of each metric in bold",
+                                    best=True, labels=_BASELINE_LABELS, hidden=hidden))
+    parts += [_failures_note(run.folder, path) for path in run.failures]
+    return "\n".join(parts)
+
+
+def _failures_note(folder: Path, path: Path) -> str:
+    """One line: how many stamps (train, test) a feature family could not measure, and its CSV."""
+    text = _read_text(path) or ""
+    rows = list(csv.DictReader(text.splitlines()))
+    if rows and "part" not in rows[0]:
+        raise DeepfieldError(f"{path}: expected the columns part, index, id, reason")
+    counts = {part: sum(r["part"] == part for r in rows) for part in dict.fromkeys(r["part"] for r in rows)}
+    by_part = ", ".join(f"{n} {part}" for part, n in counts.items())
+    name = path.name.removesuffix("_failures.csv")
+    where = path.relative_to(folder).as_posix()
+    return (f"<p class=\"failures\"><strong>{_e(name)}</strong> could not (fully) measure {len(rows)} "
+            f"stamp{'s' if len(rows) != 1 else ''}{f' ({_e(by_part)})' if by_part else ''}; the learners impute "
+            f"their features with the training medians. Each is listed with the reason in "
+            f"<code>{_e(where)}</code>.</p>")
 
 
 def _gallery(run: _Run) -> list[Path]:

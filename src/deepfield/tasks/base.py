@@ -16,7 +16,7 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.models.bayesian import bayesianize
-from deepfield.tasks.config import RunConfig
+from deepfield.tasks.config import RunConfig, optimizer_spec
 from deepfield.training import optimizers
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -43,10 +43,7 @@ class Prepared:
 
 def make_optimizer(config: RunConfig) -> Any:
     """The configured optimiser, with ``training.learning_rate`` applied when given."""
-    spec = config.training.optimizer  # "adam", or {"name": "adam", "amsgrad": true, ...}
-    if isinstance(spec, dict):
-        spec = {"class_name": spec.get("name", ""), "config": {k: v for k, v in spec.items() if k != "name"}}
-    optimizer = optimizers.get(spec)
+    optimizer = optimizers.get(optimizer_spec(config.training.optimizer))
     if config.training.learning_rate is not None:
         optimizer.learning_rate = config.training.learning_rate
     return optimizer
@@ -54,11 +51,14 @@ def make_optimizer(config: RunConfig) -> Any:
 
 @dataclass
 class NewData:
-    """A file to evaluate or predict on: ``x`` (N, ...) float32, ``y`` or None, ``ids`` (N,)."""
+    """A file to evaluate or predict on: ``x`` (N, ...) float32, ``y`` or None, ``ids`` (N,), and
+    ``columns``: what else is known of each object (N,), for the prediction files (``ra``, ``dec``
+    in degrees when known; a catalogue's or label table's columns, kept with ``predict --keep``)."""
 
     x: np.ndarray
     y: np.ndarray | None
     ids: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Task:
@@ -69,6 +69,11 @@ class Task:
     def prepare(self, config: RunConfig) -> Prepared:
         """Read and split the data, fit the normalisation on the training part."""
         raise NotImplementedError
+
+    def training_data(self, prepared: Prepared) -> tuple[Any, np.ndarray | None]:
+        """What ``fit`` trains on: ``(x, y)`` arrays of the training part (default), or
+        ``(dataset, None)`` for batches the task makes itself (augmented ones)."""
+        return prepared.x["train"], prepared.y["train"]
 
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
         """(number of outputs, output activation)."""
@@ -138,6 +143,10 @@ class Task:
         if "output_activation" in accepted:
             kwargs["output_activation"] = activation
         kwargs.update(config.model.options)
+        default = inspect.signature(builder).parameters.get("input_shape") if builder else None
+        if default is not None and len(default.default) == 2 and len(prepared.input_shape) == 3:
+            raise DeepfieldError(f"model.preset {config.model.preset!r} takes (C, L) spectra but the data was read "
+                                 f"as images {prepared.input_shape}: set data.kind: spectra for 1-D data")
         model = zoo.get(config.model.preset, **kwargs)
         bayesian = config.model.bayesian
         if bayesian is None:

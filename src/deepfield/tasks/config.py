@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from deepfield.errors import DeepfieldError
 
@@ -32,22 +33,45 @@ class SplitConfig(Strict):
     stratify: bool = True
 
 
+class LabelTable(Strict):
+    """Labels from a table (FITS, CSV, Parquet, HDF5; a relative path as ``data.path``), joined
+    to the images by id: ``{table: labels.csv, id: objid, column: class}``. A column of class
+    names (text) gives the classes, sorted. Without ``column`` the table only lends its columns
+    to the prediction files (``predict --keep``). Its 1-D columns can all be kept."""
+
+    table: Path
+    id: str = Field(description="the column holding each image's id ({id} of a folder's pattern, "
+                                "data.ids, or the stamp number 0..N-1)")
+    column: str | list[str] | None = Field(None, description="the label column(s)")
+    group: str | None = Field(None, description="HDF5: the group holding the table")
+
+
 class DataConfig(Strict):
     """Where the data is and how to read it (any reader of ``deepfield.data``).
 
     Images: ``path`` is a folder of FITS cutouts, a FITS cube, HDF5 or .npy/.npz;
-    ``labels`` a dataset/key. Catalogues: ``path`` is a FITS/CSV/Parquet/HDF5 table,
-    ``target`` the column to learn, ``bands`` + ``mag``/``err`` patterns the photometry.
+    ``labels`` a dataset/key or a :class:`LabelTable`. Spectra (``kind: spectra``): .npy/.npz,
+    HDF5 or FITS holding ``(N, L)`` or ``(N, C, L)`` (:mod:`deepfield.data.spectra`); ``images``
+    names the array if it is not ``spectra``, ``flux`` or ``images``. Catalogues: ``path`` is a
+    FITS/CSV/Parquet/HDF5 table, ``target`` the column to learn, ``bands`` + ``mag``/``err``
+    patterns the photometry.
     """
 
     path: Path
+    kind: Literal["images", "spectra"] = Field(
+        "images", description="spectra: 1-D arrays (N, C, L) (spectra, light curves); images: stamps (N, C, H, W)")
     validation: Path | None = None
     test: Path | None = None
     bands: list[str] | None = None
     channels: Literal["first", "last"] | None = None
     images: str = "images"
-    labels: str | None = "labels"
+    labels: str | LabelTable | None = "labels"
     pattern: str = "{id}.fits"
+    hdus: int | str | list[int | str] | None = Field(
+        None, description="FITS: the HDU(s) holding the bands (0: a cube in the primary HDU; [1, 2, 3] or "
+                          "[G, R, I]: one per band; default: EXTNAME = band); a FITS cube's HDU (default 0)")
+    ids: str | None = Field(None, description="where object ids come from: an HDF5 dataset / npz key "
+                                              "(default 0..N-1), a catalogue's id column (default id)")
     on_error: Literal["raise", "skip"] = "raise"
     split: SplitConfig = SplitConfig()
     normalize: Literal["robust", "none"] = "robust"
@@ -130,6 +154,42 @@ class TrainingConfig(Strict):
     channels_last: bool | Literal["auto"] = Field("auto", description="auto: on for 2-d convolutional networks")
     jit_compile: bool | Literal["auto"] = Field("auto", description="torch.compile the network; auto: off")
     gradient_norms: bool = Field(False, description="record per-layer gradient norms (figures/gradient_norms.png)")
+    augment: list[str | dict[str, Any]] = Field(
+        [], description="random transforms of the training batches: dihedral, {name: shift, max_shift: 2}, "
+                        "{name: gaussian_noise, sigma: 0.05}")
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augmentations(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        """Every entry builds (name, options); the error names the entry (torch is imported only when set)."""
+        if value:
+            from deepfield.training.augment import augmentations
+
+            try:
+                augmentations(value)
+            except DeepfieldError as exc:
+                raise PydanticCustomError("augment", "{message}", {"message": str(exc)}) from None
+        return value
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer_builds(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        """The optimiser is built once here, so a bad name or argument names this key before training."""
+        from deepfield.training import optimizers  # torch: imported only when a config is validated
+
+        try:
+            optimizers.get(optimizer_spec(value))
+        except DeepfieldError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+def optimizer_spec(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    """``training.optimizer`` as :func:`deepfield.training.optimizers.get` takes it: a name, or
+    ``{"name": "adam", "amsgrad": true}`` as ``{"class_name": "adam", "config": {"amsgrad": true}}``."""
+    if isinstance(value, dict):
+        return {"class_name": value.get("name", ""), "config": {k: v for k, v in value.items() if k != "name"}}
+    return value
 
 
 class BaselinesConfig(Strict):
@@ -164,12 +224,31 @@ class ExplainConfig(Strict):
     run: bool = False
     methods: list[str] = ["all"]
     per_class: int = Field(2, ge=1, le=8, description="stamps shown per class")
-    layer: str | None = Field(None, description="the layer for filters, feature maps and patches "
-                                                "(default: the last convolution; filters: the first)")
+    layer: str | None = Field(None, description="the layer for feature maps and patches, a block's parts by dotted "
+                                                "name (stage2_block1.conv2), and for filters when a convolution "
+                                                "(default: the deepest convolution or block whose receptive field "
+                                                "is 1/4 to all of the stamp; filters: the first convolution)")
     baseline: float | Literal["blur"] = Field(0.0, description="integrated gradients' baseline")
     steps: int = Field(64, ge=1, description="integrated gradients' quadrature points")
     class_model_steps: int = Field(200, ge=1, description="gradient-ascent steps of each class model")
     occlusion: OcclusionConfig = OcclusionConfig()
+
+
+class PhotozConfig(Strict):
+    """Options of the photoz task on catalogues (ignored by the other tasks).
+
+    ``resample_errors``: every epoch each training galaxy's magnitudes are drawn afresh from
+    ``N(m, σ_m²)`` with its catalogue errors (colours follow), seeded by the run's seed, epoch
+    and batch; validation and test keep the measured values, non-detections keep their fill.
+    ``point_estimate``: ``z_phot`` of a PDF (``training.loss: sparse_categorical_crossentropy``):
+    its median (default), mean, mode (the fullest bin's centre) or peak (the median within the
+    ±0.15 (1 + z) window of most probability: fewest catastrophic outliers; see
+    :class:`deepfield.analysis.photoz.PdfPointEstimates`).
+    """
+
+    resample_errors: bool = False
+    point_estimate: Literal["median", "mean", "mode", "peak"] | None = Field(
+        None, description="a PDF's z_phot: median (default), mean, mode or peak")
 
 
 class RunConfig(Strict):
@@ -183,8 +262,9 @@ class RunConfig(Strict):
     baselines: BaselinesConfig = BaselinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     explain: ExplainConfig = ExplainConfig()
+    photoz: PhotozConfig = PhotozConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
-    data_from_run: dict[Literal["path", "validation", "test"], str] = Field(
+    data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "
                         "to find the data after the run moved (deepfield.tasks.run_paths); leave it out")
 
@@ -231,12 +311,25 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), 
     try:
         return RunConfig.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
-        value = first.get("input")
-        shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
-        more = f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
-        raise DeepfieldError(f"{source}: {key}: {message}{shown}{more}") from None
+        raise invalid(exc, source) from None
+
+
+def invalid(exc: ValidationError, source: str) -> DeepfieldError:
+    """The first problem of a validation as one line naming ``source`` and the key.
+
+    Of a union (``labels``: a name or a table), a mapping's problem is the table's, and the
+    member's name (``LabelTable``) is left out of the key.
+    """
+    errors = exc.errors()
+    errors = [e for e in errors if not (e["type"].endswith("_type") and isinstance(e.get("input"), dict))] or errors
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"] if not str(p)[:1].isupper()) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    if first["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+        message = message.removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
+    more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+    return DeepfieldError(f"{source}: {key}: {message}{shown}{more}")

@@ -24,9 +24,10 @@ from torch import nn
 
 from deepfield import atomic
 from deepfield.analysis.classification import jsonable
-from deepfield.analysis.explain import (class_model, conv_filters, conv_layer_names, deconvnet, feature_maps,
-                                        guided_backprop, integrated_gradients, occlusion, saliency,
-                                        strongest_patches)
+from deepfield.analysis.explain import (class_model, conv_filters, conv_layer_names, deconvnet,
+                                        default_map_layer, feature_maps, guided_backprop, integrated_gradients,
+                                        occlusion, saliency, strongest_patches)
+from deepfield.analysis.layer_features import layer_names, unknown_layer
 from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.report.figures.explain_maps import MAX_ROWS
 from deepfield.report.figures import (plot_attributions, plot_class_models, plot_feature_maps, plot_filter_mosaic,
@@ -78,11 +79,21 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     ``labels`` (N,) choose the stamps per class when given (else the network's predictions);
     the attribution target of each stamp is the class the network predicts. Returns the
     summary written to ``explain.json``.
+
+    ``options.layer`` (any name of :func:`~deepfield.analysis.layer_features.layer_names`: a
+    convolution, a block, a layer inside one by dotted name) is the layer of the feature
+    maps and patches; by default
+    :func:`~deepfield.analysis.explain.patches.default_map_layer` (the deepest convolution
+    or block whose receptive field is a sizeable part of the stamp). The filters are that
+    layer's when it is a convolution, else the first convolution's (they act on the
+    bands); ``filters_layer`` and ``receptive_field`` in the summary say which and how large.
     """
     if images.ndim != 4:
         raise DeepfieldError(f"explain needs image stamps (N, C, H, W); this run's inputs have shape "
                              f"{images.shape[1:]}")
     methods = methods_from(methods or options.methods)
+    if options.layer is not None and options.layer not in layer_names(model):
+        raise unknown_layer(model, options.layer, layer_names(model))
     figures = figures or out
     for folder in (out, figures):
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +104,9 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     targets = None if single else predicted
     names = list(class_names) if class_names else [str(k) for k in range(max(2, scores.shape[-1]))]
     stamps = images[chosen]
-    layer = options.layer or _default_conv(model)
+    layer = options.layer
+    if layer is None and {"feature-maps", "patches"} & set(methods):
+        layer = default_map_layer(model, images.shape[1:])
     arrays: dict[str, np.ndarray] = {"stamps": stamps, "indices": chosen}
     summary: dict[str, Any] = {"methods": methods, "layer": layer, "stamps": chosen.tolist(),
                                "predicted": [names[k] for k in predicted],
@@ -103,14 +116,20 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     maps: dict[str, np.ndarray] = {}
     for method in methods:
         if method == "filters":
-            arrays["filters"] = conv_filters(model, options.layer)
-            plot_filter_mosaic(arrays["filters"], figures / "explain_filters.png", band_names=band_names)
+            convs = conv_layer_names(model)
+            arrays["filters"] = conv_filters(model, options.layer if options.layer in convs else None)
+            summary["filters_layer"] = options.layer if options.layer in convs else convs[0]
+            _plot_filters(arrays["filters"], summary["filters_layer"], summary["filters_layer"] == convs[0],
+                          band_names, figures / "explain_filters.png")
         elif method == "feature-maps":
             arrays["feature_maps"] = feature_maps(model, stamps[:1], layer)
-            plot_feature_maps(arrays["feature_maps"][0], figures / "explain_feature_maps.png", image=stamps[0])
+            plot_feature_maps(arrays["feature_maps"][0], figures / "explain_feature_maps.png", image=stamps[0],
+                              title=f"feature maps of {layer!r}")
         elif method == "patches":
             found = strongest_patches(model, images, layer, k=9)
             arrays |= {"patches": found.patches, "patch_values": found.values, "patch_images": found.images}
+            summary["receptive_field"] = {"size": found.field.size, "jump": found.field.jump,
+                                          "start": found.field.start}
             plot_strongest_patches(found, figures / "explain_patches.png")
         elif method == "class-model":
             summary["class_models"] = _class_models(model, images.shape[1:], names, single, options.class_model_steps,
@@ -119,8 +138,8 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
             maps[method] = _attribution(method, model, stamps, targets, options, summary)
             arrays[method.replace("-", "_")] = maps[method]
     if maps:
-        titles = [f"{names[k]} ({_score(scores[i], k, single):.2f})" for i, k in zip(chosen, predicted)]
-        plot_attributions(stamps, maps, figures / "explain_attributions.png", titles=titles)
+        plot_attributions(stamps, maps, figures / "explain_attributions.png",
+                          titles=row_titles(scores[chosen], predicted, names, summary["labels"]))
     atomic.write_with(out / "explain.npz", lambda tmp: _write_npz(tmp, arrays))
     atomic.write_text(out / "explain.json", json.dumps(jsonable(summary), indent=2) + "\n")
     return summary
@@ -135,17 +154,37 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def _default_conv(model: nn.Module) -> str:
-    """The last convolution: the deepest maps that still have a position (and a receptive field)."""
-    names = conv_layer_names(model)
-    if not names:
-        raise DeepfieldError("explain: the model has no convolution; choose a layer with --layer")
-    return names[-1]
+SHOWN_INPUT_MAPS = 4
+"""A deeper convolution's filters are drawn on its first this many input maps (explain.npz has them all)."""
+
+
+def _plot_filters(kernels: np.ndarray, layer: str, first: bool, band_names: Sequence[str] | None,
+                  path: Path) -> None:
+    """The filters of ``layer``: on the bands for the ``first`` convolution, else on its first input maps
+    (a named convolution's; a block named for the maps and patches has no filters of its own)."""
+    inputs = kernels.shape[1]
+    if first:
+        plot_filter_mosaic(kernels, path, band_names=band_names, title=f"filters of {layer!r}")
+        return
+    shown = min(inputs, SHOWN_INPUT_MAPS)
+    plot_filter_mosaic(kernels[:, :shown], path, band_names=[f"input map {i}" for i in range(shown)],
+                       title=f"filters of {layer!r} on its first {shown} of {inputs} input maps")
+
+
+def row_titles(scores: np.ndarray, predicted: np.ndarray, names: Sequence[str],
+               truth: Sequence[str] | None) -> list[str]:
+    """The attribution rows' labels: ``true <class>`` (when known), then ``pred <class> (probability)``.
+
+    ``scores``: the rows' outputs ``(n, K)`` or ``(n,)``/``(n, 1)`` for one sigmoid; ``predicted`` ``(n,)``."""
+    single = scores.reshape(len(scores), -1).shape[1] == 1
+    return [("" if truth is None else f"true {truth[i]}\n") + f"pred {names[k]} ({_score(row, k, single):.2f})"
+            for i, (row, k) in enumerate(zip(scores, predicted))]
 
 
 def _score(row: np.ndarray, k: int, single: bool) -> float:
+    """The output for class ``k``: its probability (one sigmoid output: ``p`` for class 1, ``1 - p`` for 0)."""
     row = row.reshape(-1)
-    return float(row[0] if single else row[k])
+    return float((row[0] if k == 1 else 1.0 - row[0]) if single else row[k])
 
 
 def _attribution(method: str, model: nn.Module, stamps: np.ndarray, targets: np.ndarray | None,

@@ -2,10 +2,13 @@
 
 Stamps are read with any reader of :mod:`deepfield.data`, normalised per band with
 statistics fitted on the training part only (median/MAD, in units of the sky noise),
-then asinh-stretched so bright cores do not swamp faint structure.
+then asinh-stretched so bright cores do not swamp faint structure. With
+``data.kind: spectra`` the same tasks classify spectra ``(N, C, L)`` instead
+(:mod:`deepfield.tasks.spectra`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,47 +17,66 @@ import torch
 
 from deepfield.analysis.classification import classification_metrics, precision_at_recall
 from deepfield.data.images import ImageReader
-from deepfield.data.sources import open_images
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import AsinhStretch, RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.reading import open_data
+from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
 from deepfield.tasks.uncertainty import classification_uncertainty, uncertainty_columns
 from deepfield.training.mc_dropout import MCPrediction
 
 ASINH_SOFTENING = 3.0  # in units of the sky noise: linear below ~3σ, logarithmic above
 
 
-def read_stamps(data: DataConfig, path: Path, labelled: bool = True,
-                bands: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
-    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``."""
-    reader = open_images(path, bands or data.bands, labels=data.labels if labelled else None,
-                         channels=data.channels, pattern=data.pattern, images=data.images, on_error=data.on_error)
+def read_stamps(data: DataConfig, path: Path, labelled: bool = True, bands: list[str] | None = None,
+                classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, ImageReader]:
+    """All stamps (and labels) of one file or folder, ``(N, C, H, W)`` float32 and ``(N,)``;
+    with ``data.kind: spectra``, spectra ``(N, C, L)``.
+
+    ``bands``: the bands the network needs, in its order; the file's own (``data.bands``,
+    in the file's channel order, or the names it records) are picked and reordered to them.
+    ``classes``: the run's class names, for a label table of names.
+    """
+    reader = open_data(data, path, labelled=labelled, bands=bands, classes=classes)
     images, labels = reader.load()
     if labelled and labels is None:
         raise DeepfieldError(f"{path}: no labels to learn from; name them with data.labels")
+    if bands is not None and list(reader.bands) != list(bands):
+        missing = [b for b in bands if b not in reader.bands]
+        if missing:
+            raise DeepfieldError(f"{path}: the run needs bands {', '.join(bands)}; this file's are "
+                                 f"{', '.join(reader.bands)} (name them in channel order with --bands)")
+        images = images[:, [reader.bands.index(b) for b in bands]]
     if data.limit:
         images = images[: data.limit]
         labels = None if labels is None else labels[: data.limit]
     return images, None if labels is None else np.asarray(labels), reader
 
 
-def split_stamps(config: RunConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ImageReader]:
-    """Train/validation/test arrays: from separate files when given, else a seeded (stratified) split."""
-    data = config.data
+def split_stamps(config: RunConfig, data: DataConfig | None = None,
+                 strata: Callable[[np.ndarray], np.ndarray] | None = None,
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ImageReader]:
+    """Train/validation/test arrays: from separate files when given, else a seeded (stratified) split.
+
+    ``data``: read as this instead of ``config.data``; ``strata``: labels (N,) → the groups
+    stratified on (default: the labels themselves, i.e. classes).
+    """
+    data = data or config.data
     images, labels, reader = read_stamps(data, data.path)
     x, y = {}, {}
     held = {part: getattr(data, part) for part in ("validation", "test")}
     fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
-    split = make_split(len(images), (1.0 - sum(fractions), *fractions), seed=config.seed,
-                       stratify=labels if data.split.stratify and labels.ndim == 1 else None)
+    stratify = (strata or np.asarray)(labels) if data.split.stratify and labels.ndim == 1 else None
+    split = make_split(len(images), (1.0 - sum(fractions), *fractions), seed=config.seed, stratify=stratify)
     for part, index in zip(PARTS, split.parts()):
         x[part], y[part] = images[index], labels[index]
     for part, path in held.items():
         if path is not None:
-            x[part], y[part], _ = read_stamps(data, path)
+            x[part], y[part], _ = read_stamps(data, path, bands=list(reader.bands),
+                                              classes=list(reader.classes) if reader.classes else None)
     if len(x["validation"]) == 0 or len(x["test"]) == 0:
         raise DeepfieldError("data.split: the validation and test parts must not be empty")
     return x, y, reader
@@ -71,17 +93,21 @@ class ImageClassification(Task):
         classes = list(reader.classes) if reader.classes else [str(k) for k in range(n_classes)]
         info: dict[str, Any] = {"bands": list(reader.bands), "classes": classes,
                                 "skipped": [[s.where, s.reason] for s in reader.skipped]}
-        if config.data.normalize == "robust":
+        if config.data.kind == "spectra":
+            info |= spectra_info(config.data, reader)
+        elif config.data.normalize == "robust":
             norm = RobustNormalize().fit(torch.from_numpy(x["train"]))
             info["normalize"] = norm.get_config()
         prepared = Prepared(x=x, y={k: self.targets(v, len(classes)) for k, v in y.items()}, info=info)
-        prepared.info["stretch"] = config.data.stretch
+        prepared.info.setdefault("stretch", config.data.stretch)
         prepared.x = {k: self.transform(v, prepared.info) for k, v in x.items()}
         return prepared
 
     @staticmethod
     def transform(images: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """The normalisation recorded in ``info`` applied to raw stamps ``(N, C, H, W)``."""
+        """The normalisation recorded in ``info`` applied to raw stamps ``(N, C, H, W)`` (or spectra)."""
+        if is_spectra(info):
+            return transform_spectra(images, info)
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         if "normalize" in info:
             config = info["normalize"]
@@ -98,9 +124,13 @@ class ImageClassification(Task):
         return labels.astype(np.int64)
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
-        images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"])
+        images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"],
+                                             classes=info["classes"])
+        check_grid(images, reader.wavelength, info, path)
         y = None if labels is None else self.targets(labels, len(info["classes"]))
-        return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids))
+        n = len(images)  # after data.limit
+        return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids)[:n],
+                       columns={name: values[:n] for name, values in reader.metadata().items()})
 
     def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
         """Raw stamps held in memory (:meth:`raw_stamps`), normalised as :meth:`read_new` does a file's."""

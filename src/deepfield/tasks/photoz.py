@@ -9,9 +9,10 @@ Two modes, chosen by ``training.loss`` (nothing else to set):
 * **PDF** (``sparse_categorical_crossentropy``, or the loss left unset with a preset whose
   output is a PDF, such as ``pasquet``): a softmax over ``n_bins`` equal redshift bins; the
   label is the bin holding the true z (Pasquet et al. 2019); the point estimate is the
-  PDF's median. ``n_bins`` is ``model.options.n_outputs`` (``n_bins`` for ``pasquet``),
-  default ``DEFAULT_BINS``; the bins span the training part's redshifts, or pasquet's
-  ``z_min``/``z_max`` options when given. Redshifts outside fall in the end bins.
+  PDF's median, or its mean, mode or peak (``photoz.point_estimate``). ``n_bins`` is
+  ``model.options.n_outputs`` (``n_bins`` for ``pasquet``), default ``DEFAULT_BINS``; the
+  bins span the training part's redshifts, or pasquet's ``z_min``/``z_max`` options when
+  given. Redshifts outside fall in the end bins.
 
 Inputs, from ``data.path`` (any catalogue ``read_catalogue`` reads; ``data.group`` for HDF5):
 
@@ -29,6 +30,17 @@ Inputs, from ``data.path`` (any catalogue ``read_catalogue`` reads; ``data.group
   fitted on the training part; ``data.stretch``). Stamps and catalogue features together are not offered: the engine
   feeds a network one tensor. The catalogue still gives the redshifts and the magnitudes
   the metrics are binned in.
+
+With ``photoz.resample_errors`` (catalogue inputs) the training batches carry magnitudes
+redrawn from ``N(m, σ_m²)`` every epoch (:class:`~deepfield.data.resampling.ResampledFeatures`;
+colours follow, non-detections keep their fill); validation and test keep the measured values.
+
+* **spectra** (``data.kind: spectra``, a preset taking ``(C, L)``, e.g. ``spectra1d``): the
+  redshift from a spectrum. The spectra file is read as the classification tasks read it
+  (:mod:`deepfield.tasks.spectra`) with ``data.target`` (default ``redshift``; e.g.
+  ``truth/redshift`` in the simulator's HDF5, a column of a FITS table, a member of an
+  .npz) as the label; a NaN redshift is missing (``data.on_error`` raises or skips it).
+  No photometry: nothing is binned in magnitude.
 
 Rows without a usable redshift (blank, NaN, a sentinel, ≤ −1) are left out. Fills and
 normalisation statistics are recorded in ``prepared.info``; ``read_new`` prepares another
@@ -48,8 +60,9 @@ from astropy.table import Table
 
 from deepfield.analysis.photoz import (binned_photoz_metrics, crps, pdf_point_estimates, photoz_metrics, pit,
                                        pit_uniformity)
-from deepfield.data.catalogues import SUFFIXES, numeric_column, read_catalogue
+from deepfield.data.catalogues import SUFFIXES, numeric_column, read_catalogue, require_columns, row_columns
 from deepfield.data.photometry import Cleaning, Photometry, load_photometry
+from deepfield.data.resampling import ResampledFeatures
 from deepfield.data.sources import open_images
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
@@ -60,7 +73,9 @@ from deepfield.training.mc_dropout import MCPrediction
 from deepfield.report.figures import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
-from deepfield.tasks.imaging import ImageClassification
+from deepfield.tasks.imaging import ImageClassification, split_stamps
+from deepfield.tasks.imaging import read_stamps as read_samples
+from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
 
 DEFAULT_TARGET = "redshift"
 DEFAULT_FEATURES = ("magnitudes", "colours")
@@ -80,30 +95,38 @@ class PhotozPrepared(Prepared):
     reference band's magnitude ``magnitude[part]`` (N,) in AB mag, NaN where not measured.
 
     ``y[part]`` is ``z`` as float32 (N, 1) in regression mode, the int64 bin index (N,) in PDF mode.
+    With ``photoz.resample_errors``: ``magnitude_errors[part]`` (N, B) mag (0: not measured) and
+    ``mixing`` (B, F), the change of each input feature per magnitude of each band.
     """
 
     z: dict[str, np.ndarray] = field(default_factory=dict)
     magnitude: dict[str, np.ndarray] = field(default_factory=dict)
+    magnitude_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    mixing: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Rows:
     """Catalogue rows of ``path``: ``table`` (N rows), ``z`` (N,) (NaN when unlabelled),
-    ``index`` (N,) each row's position in the file, which has ``n_read`` rows (after ``data.limit``)."""
+    ``index`` (N,) each row's position in the file, which has ``n_read`` rows (after ``data.limit``);
+    ``id_column``: the column of object ids (``data.ids``, default ``id``)."""
 
     path: Path
     table: Table
     z: np.ndarray
     index: np.ndarray
     n_read: int
+    id_column: str = "id"
 
     def take(self, which: np.ndarray) -> Rows:
-        return Rows(self.path, self.table[which], self.z[which], self.index[which], self.n_read)
+        return Rows(self.path, self.table[which], self.z[which], self.index[which], self.n_read, self.id_column)
 
     @property
     def ids(self) -> np.ndarray:
-        """(N,) the ``id`` column, else the row indices."""
-        return np.asarray(self.table["id"]) if "id" in self.table.colnames else self.index
+        """(N,) the id column, else the row indices."""
+        if self.id_column in self.table.colnames:
+            return np.asarray(self.table[self.id_column])
+        return self.index
 
 
 # ------------------------------------------------------------------ mode and model
@@ -140,6 +163,17 @@ def photoz_mode(config: RunConfig) -> str:
     return "regression"
 
 
+def check_photoz_options(config: RunConfig, mode: str) -> None:
+    """The ``photoz`` section's options fit the mode and the inputs."""
+    choice = config.photoz.point_estimate
+    if choice is not None and mode != "pdf":
+        raise DeepfieldError(f"photoz.point_estimate {choice!r} applies to a redshift PDF (training.loss: {PDF_LOSS}); "
+                             "a regression's z_phot is its output")
+    if config.photoz.resample_errors and takes_stamps(config.model.preset):
+        raise DeepfieldError(f"photoz.resample_errors needs catalogue features (a preset such as mlp); "
+                             f"{config.model.preset!r} learns from stamps")
+
+
 def redshift_bins(config: RunConfig, z_train: np.ndarray) -> np.ndarray:
     """(n_bins + 1,) equal bin edges over the training redshifts (or pasquet's z_min/z_max)."""
     options = config.model.options
@@ -170,18 +204,21 @@ def targets(z: np.ndarray, info: dict[str, Any]) -> np.ndarray:
 def read_rows(data: DataConfig, path: Path, labelled: bool = True) -> Rows:
     """The catalogue ``path`` (first ``data.limit`` rows); labelled: only rows with a usable redshift."""
     table = read_catalogue(path, group=data.group)
+    if data.ids:
+        require_columns(table, [data.ids], source=f"{path} (data.ids)")
     if data.limit:
         table = table[: data.limit]
     every = np.arange(len(table))
+    id_column = data.ids or "id"
     if not labelled:
-        return Rows(path, table, np.full(len(table), np.nan), every, len(table))
+        return Rows(path, table, np.full(len(table), np.nan), every, len(table), id_column)
     target = data.target or DEFAULT_TARGET
     z = numeric_column(table, target)
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(z) & (z > -1.0) & ~np.isin(z.astype(np.float32), np.float32(data.sentinels))
     if not usable.any():
         raise DeepfieldError(f"{path}: no row has a usable {target!r} value")
-    return Rows(path, table, z, every, len(table)).take(np.flatnonzero(usable))
+    return Rows(path, table, z, every, len(table), id_column).take(np.flatnonzero(usable))
 
 
 def redshift_strata(z: np.ndarray) -> np.ndarray:
@@ -229,18 +266,43 @@ def training_fills(train: Photometry) -> dict[str, float]:
     return fills
 
 
+def photometry_blocks(phot: Photometry) -> dict[str, tuple[np.ndarray, list[str], np.ndarray]]:
+    """The named feature blocks of ``data.features``: values (N, k), their k names and their
+    change per magnitude of each band (B, k) (the magnitudes 1, a colour a-b +1 and -1, errors 0)."""
+    n_bands = len(phot.bands)
+    colour_mixing = np.zeros((n_bands, len(phot.colour_pairs)))
+    for c, (a, b) in enumerate(phot.colour_pairs):
+        colour_mixing[phot.bands.index(a), c], colour_mixing[phot.bands.index(b), c] = 1.0, -1.0
+    return {"magnitudes": (phot.magnitudes, list(phot.bands), np.eye(n_bands)),
+            "colours": (phot.colours, list(phot.colour_names), colour_mixing),
+            "errors": (phot.errors, [f"{b}_err" for b in phot.bands], np.zeros((n_bands, n_bands)))}
+
+
 def catalogue_features(rows: Rows, phot: Photometry, names: list[str], sentinels: list[float],
                        ) -> tuple[np.ndarray, list[str]]:
     """(N, F) float32 features named by ``names`` (see ``data.features``) and the F column names."""
-    blocks = {"magnitudes": (phot.magnitudes, list(phot.bands)),
-              "colours": (phot.colours, list(phot.colour_names)),
-              "errors": (phot.errors, [f"{b}_err" for b in phot.bands])}
+    blocks = photometry_blocks(phot)
     columns, labels = [], []
     for name in names:
-        values, block_labels = blocks.get(name) or (measured_column(rows, name, sentinels)[:, None], [name])
+        values, block_labels, _ = blocks.get(name) or (measured_column(rows, name, sentinels)[:, None], [name], None)
         columns.append(values)
         labels += block_labels
     return np.concatenate(columns, axis=1).astype(np.float32), labels
+
+
+def magnitude_mixing(phot: Photometry, names: list[str], info: dict[str, Any]) -> np.ndarray:
+    """(B, F) change of each normalised feature of ``names`` per magnitude of each band (other columns: 0)."""
+    blocks = photometry_blocks(phot)
+    mixing = np.concatenate([blocks[name][2] if name in blocks else np.zeros((len(phot.bands), 1))
+                             for name in names], axis=1)
+    if "standardize" in info:
+        mixing = mixing / np.asarray(info["standardize"]["std"])
+    return mixing.astype(np.float32)
+
+
+def resampling_errors(phot: Photometry) -> np.ndarray:
+    """(N, B) float32 magnitude errors to resample within; 0 for unmeasured values (their fill stays)."""
+    return np.where(phot.mask, phot.errors, 0.0).astype(np.float32)
 
 
 def measured_column(rows: Rows, name: str, sentinels: list[float]) -> np.ndarray:
@@ -290,6 +352,14 @@ def read_stamps(rows: Rows, data: DataConfig, bands: list[str]) -> np.ndarray:
     return np.stack([reader.read(int(i)) for i in rows.index])
 
 
+# ------------------------------------------------------------------ spectrum inputs
+
+
+def spectra_target(data: DataConfig) -> DataConfig:
+    """``data`` with the redshift (``data.target``) as the label the spectra reader attaches."""
+    return data.model_copy(update={"labels": data.target or DEFAULT_TARGET})
+
+
 # ------------------------------------------------------------------ metrics
 
 
@@ -331,6 +401,9 @@ class PhotoZ(Task):
     def prepare(self, config: RunConfig) -> PhotozPrepared:
         data = config.data
         mode = photoz_mode(config)  # a config mistake fails before the data is read
+        check_photoz_options(config, mode)
+        if data.kind == "spectra":
+            return self.prepare_spectra(config, mode)
         rows = split_rows(config)
         fills = training_fills(photometry(rows["train"], data))
         phot = {part: photometry(r, data, fills=fills) for part, r in rows.items()}
@@ -341,20 +414,55 @@ class PhotoZ(Task):
             "inputs": "stamps" if takes_stamps(config.model.preset) else "catalogue",
             "features": list(data.features or DEFAULT_FEATURES),
             "unmeasured_values": {part: p.report.values_unmeasured for part, p in phot.items()},
+            "resample_errors": config.photoz.resample_errors,
         }
         raw = {part: self.raw_inputs(rows[part], phot[part], data, info) for part in rows}
         info |= self.fit_normalisation(raw["train"], data, info)
         if info["mode"] == "pdf":
             info["bin_edges"] = redshift_bins(config, rows["train"].z).tolist()
+            info["point_estimate"] = config.photoz.point_estimate or "median"
+        resampling = config.photoz.resample_errors
         return PhotozPrepared(
             x={part: self.normalise(v, info) for part, v in raw.items()},
             y={part: targets(r.z, info) for part, r in rows.items()},
             ids={part: r.ids for part, r in rows.items()}, info=info,
             z={part: r.z for part, r in rows.items()},
-            magnitude={part: reference_magnitude(p, info["reference_band"]) for part, p in phot.items()})
+            magnitude={part: reference_magnitude(p, info["reference_band"]) for part, p in phot.items()},
+            magnitude_errors={part: resampling_errors(p) for part, p in phot.items()} if resampling else {},
+            mixing=magnitude_mixing(phot["train"], info["features"], info) if resampling else None)
+
+    def training_data(self, prepared: Prepared) -> tuple[Any, np.ndarray | None]:
+        """With ``photoz.resample_errors``: the training part as a :class:`ResampledFeatures`
+        dataset (magnitudes redrawn within their errors in every batch); else the arrays."""
+        if not (prepared.info.get("resample_errors") and isinstance(prepared, PhotozPrepared)):
+            return super().training_data(prepared)
+        return ResampledFeatures(prepared.x["train"], prepared.y["train"], prepared.magnitude_errors["train"],
+                                 prepared.mixing), None
+
+    def prepare_spectra(self, config: RunConfig, mode: str) -> PhotozPrepared:
+        """Spectra and their redshifts (``data.target``), split stratified on redshift quantiles."""
+        data = spectra_target(config.data)
+        x, z, reader = split_stamps(config, data, strata=redshift_strata)
+        info: dict[str, Any] = {"mode": mode, "target": data.labels, "bands": list(reader.bands),
+                                "reference_band": None, "inputs": "spectra", **spectra_info(data, reader),
+                                "skipped": [[s.where, s.reason] for s in reader.skipped]}
+        if mode == "pdf":
+            info["bin_edges"] = redshift_bins(config, z["train"]).tolist()
+        return PhotozPrepared(
+            x={part: transform_spectra(v, info) for part, v in x.items()},
+            y={part: targets(v, info) for part, v in z.items()}, info=info,
+            z={part: v.astype(np.float64) for part, v in z.items()},
+            magnitude={part: np.full(len(v), np.nan) for part, v in z.items()})
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> PhotozNewData:
         """Another catalogue prepared with the run's fills and normalisation (``info``)."""
+        if is_spectra(info):
+            spectra, z, reader = read_samples(spectra_target(config.data), path, labelled, bands=info["bands"])
+            check_grid(spectra, reader.wavelength, info, path)
+            z = np.full(len(spectra), np.nan) if z is None else z.astype(np.float64)
+            return PhotozNewData(x=transform_spectra(spectra, info), y=targets(z, info) if labelled else None,
+                                 ids=np.asarray(reader.ids)[:len(z)], z=z, magnitude=np.full(len(z), np.nan),
+                                 columns={name: values[:len(z)] for name, values in reader.metadata().items()})
         return self.new_rows(read_rows(config.data, path, labelled), config, info, labelled)
 
     def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> PhotozNewData:
@@ -375,6 +483,7 @@ class PhotoZ(Task):
         phot = photometry(rows, config.data, info["bands"], info["fills"])
         x = self.normalise(self.raw_inputs(rows, phot, config.data, info), info)
         return PhotozNewData(x=x, y=targets(rows.z, info) if labelled else None, ids=rows.ids, z=rows.z,
+                             columns=row_columns(rows.table),
                              magnitude=reference_magnitude(phot, info["reference_band"]))
 
     def new_prepared(self, new: PhotozNewData, info: dict[str, Any]) -> PhotozPrepared:  # type: ignore[override]
@@ -462,13 +571,15 @@ class PhotoZ(Task):
         return super().build_model(config, prepared)
 
     def point_estimates(self, outputs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        """(N,) redshifts from the network's outputs: the regression output or the PDF's median."""
+        """(N,) redshifts from the network's outputs: the regression output, or the PDF's
+        ``info["point_estimate"]`` (median, mean, mode or peak; median for runs from before the option)."""
         if info["mode"] == "pdf":
-            return pdf_point_estimates(outputs, edges=np.asarray(info["bin_edges"])).median
+            points = pdf_point_estimates(outputs, edges=np.asarray(info["bin_edges"]))
+            return getattr(points, info.get("point_estimate", "median"))
         return outputs.reshape(-1).astype(np.float64)
 
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
-        """``z_phot`` (N,); in PDF mode also the PDF's ``z_mean``, ``z_mode`` and ``z_std``."""
+        """``z_phot`` (N,); for a PDF also its ``z_median``, ``z_mean``, ``z_mode``, ``z_peak`` and ``z_std``."""
         if info["mode"] != "pdf":
             return {"z_phot": self.point_estimates(outputs, info)}
         edges = np.asarray(info["bin_edges"])
@@ -476,7 +587,8 @@ class PhotoZ(Task):
         centres = 0.5 * (edges[1:] + edges[:-1])
         p = outputs / outputs.sum(axis=1, keepdims=True)
         spread = np.sqrt(np.maximum(p @ centres**2 - points.mean**2, 0.0))
-        return {"z_phot": points.median, "z_mean": points.mean, "z_mode": points.mode, "z_std": spread}
+        return {"z_phot": self.point_estimates(outputs, info), "z_median": points.median, "z_mean": points.mean,
+                "z_mode": points.mode, "z_peak": points.peak, "z_std": spread}
 
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
         """Bias, σ_NMAD and outlier fractions of the point estimates (plus CRPS and PIT for PDFs);
@@ -488,11 +600,13 @@ class PhotoZ(Task):
         metrics: dict[str, Any] = {
             "mode": info["mode"], "n": scores.n, "bias_median": scores.bias_median, "bias_mean": scores.bias_mean,
             "sigma_nmad": scores.sigma_nmad,
-            **{f"outlier_fraction_{t:g}": f for t, f in scores.outlier_fractions.items()}}
+            **{f"outlier_fraction_{t:g}": f for t, f in scores.outlier_fractions.items()},
+            "resample_errors": bool(info.get("resample_errors"))}
         if info["mode"] == "pdf":
             edges = np.asarray(info["bin_edges"])
             values = pit(outputs, z, edges=edges)
-            metrics |= {"point_estimate": "PDF median", "crps": float(crps(outputs, z, edges=edges).mean()),
+            metrics |= {"point_estimate": f"PDF {info.get('point_estimate', 'median')}",
+                        "crps": float(crps(outputs, z, edges=edges).mean()),
                         "pit_ks": pit_uniformity(values).ks_statistic}
             plot_pit(values, figures / "pit.png")
         plot_photoz_scatter(z, z_phot, figures / "photoz_scatter.png")

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,12 @@ from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
+from deepfield.tasks.reading import with_reading
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
                                 KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
+from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
@@ -201,9 +204,11 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     norms = gradient_norm_logger(config, len(prepared.x["train"]))
     if norms is not None:
         callbacks.append(norms)
-    history = engine.fit(prepared.x["train"], prepared.y["train"], batch_size=config.training.batch_size,
+    x_train, y_train = task.training_data(prepared)
+    history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
                          epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
-                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed)
+                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
+                         augment=BatchAugment(config.training.augment, name="training.augment"))
     epochs = len(history.history.get("loss", []))
     if not main:  # the other processes only train
         return model, epochs, engine.settings()
@@ -266,7 +271,8 @@ def add_baselines(config: RunConfig, prepared: Prepared, console: Console) -> li
     console.print(f"baselines: {', '.join(options.learners)} on "
                   f"{', '.join(options.features) if prepared.x['train'].ndim == 4 else 'catalogue features'}")
     if prepared.x["train"].ndim == 4:
-        rows = image_baselines(prepared, options.features, options.learners, seed=config.seed)
+        rows = image_baselines(prepared, options.features, options.learners, seed=config.seed,
+                               failures=Path(config.out) / "baselines")
     else:
         (y_train, kind), (y_test, _) = prepared_targets(prepared, "train"), prepared_targets(prepared, "test")
         rows = run_baselines(prepared.x["train"], y_train, prepared.x["test"], y_test, task=kind,
@@ -353,31 +359,40 @@ class Run:
         """Predictions pooled per object: networks × MC draws per network (at least 1)."""
         return len(self.models) * max(draws_per_network(self.config), 1)
 
-    def inputs(self, data: str | os.PathLike[str] | Any, labelled: bool = False) -> NewData:
-        """Network-ready inputs: ``data`` a file (read with the run's reader options) or raw values
-        held in memory (stamps ``(N, C, H, W)`` as an array, catalogue rows as a table:
+    def inputs(self, data: str | os.PathLike[str] | Any, labelled: bool = False,
+               reading: Mapping[str, Any] | None = None) -> NewData:
+        """Network-ready inputs: ``data`` a file (read with the run's reader options, ``reading``
+        laid over them: :func:`~deepfield.tasks.reading.with_reading`) or raw values held in
+        memory (stamps ``(N, C, H, W)`` as an array, catalogue rows as a table:
         :meth:`Task.read_values`), prepared as the training data was."""
         if isinstance(data, (str, os.PathLike)):
-            return self.task.read_new(self.config, self.info, Path(data), labelled)
+            config = self.config.model_copy(update={"data": with_reading(self.config.data, reading, labelled)})
+            return self.task.read_new(config, self.info, Path(data), labelled)
         return self.task.read_values(self.config, self.info, data)
 
     def predictive(self, x: np.ndarray) -> MCPrediction:
         """Every network's draws on network-ready inputs ``x`` (from :meth:`inputs`), pooled."""
         return run_predictive(self.config, self.task, self.models, x, self.info)
 
-    def predict(self, data: str | os.PathLike[str] | Any) -> Table:
+    def predict(self, data: str | os.PathLike[str] | Any, reading: Mapping[str, Any] | None = None,
+                keep: Sequence[str] = ()) -> Table:
         """The table ``deepfield predict`` writes, for a file or raw values (:meth:`inputs`).
 
-        Columns: ``id`` (text; row indices for values in memory), the task's (``predicted``
-        and ``p_<class>`` probabilities, or the predicted values) and its uncertainty columns
+        Columns: ``id`` (text; row indices for values in memory), ``ra``/``dec`` when known and
+        the ``keep`` columns (:func:`carried_columns`), then the task's (``predicted`` and
+        ``p_<class>`` probabilities, or the predicted values) and its uncertainty columns
         (:meth:`Task.describe_uncertainty`: predictive entropy, mutual information, σ...).
         Meta: ``run``, ``draws`` and the ``temperature`` applied to the calibrated columns.
         """
-        new = self.inputs(data)
+        new = self.inputs(data, reading=reading)
+        carried = carried_columns(new, source_name(data), keep)
         prediction = self.predictive(new.x)
         columns = {**self.task.describe(prediction.mean, self.info),
                    **self.task.describe_uncertainty(prediction, self.info, self.temperature)}
-        table = Table({"id": np.asarray(new.ids).astype(str), **columns})
+        clash = sorted(set(carried) & set(columns))
+        if clash:
+            raise DeepfieldError(f"--keep: {', '.join(clash)} would replace the prediction column of that name")
+        table = Table({**carried, **columns})
         table.meta.update(run=str(self.folder), draws=self.draws)
         if self.temperature is not None:
             table.meta["temperature"] = self.temperature
@@ -389,7 +404,8 @@ class Run:
             raise DeepfieldError(run_paths.missing_message(self.folder, self.missing, what))
         return prepare(self.task, self.config)
 
-    def evaluate(self, data: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    def evaluate(self, data: str | os.PathLike[str] | None = None,
+                 reading: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Metrics on the run's own test part, or on the labelled file ``data``, as ``deepfield evaluate``.
 
         The figures go to ``RUN/figures`` (own test part) or ``RUN/evaluations/<file stem>/``,
@@ -399,7 +415,7 @@ class Run:
             prepared, target = self.training_data(), self.folder / "evaluation.json"
             figures = self.folder / "figures"
         else:
-            prepared = self.task.new_prepared(self.inputs(data, labelled=True), self.info)
+            prepared = self.task.new_prepared(self.inputs(data, labelled=True, reading=reading), self.info)
             target = self.folder / "evaluations" / Path(data).stem / "metrics.json"
             figures = target.parent / "figures"
         metrics = analyse(self.task, self.models, prepared, figures, self.config, self.temperature)
@@ -407,7 +423,8 @@ class Run:
         return metrics
 
     def explain(self, data: str | os.PathLike[str] | Any = None, out: str | os.PathLike[str] = "explain",
-                methods: list[str] | None = None, **settings: Any) -> Path:
+                methods: list[str] | None = None, reading: Mapping[str, Any] | None = None,
+                **settings: Any) -> Path:
         """Look inside the network (:mod:`deepfield.tasks.explain`) on ``data`` (a file or raw stamps;
         ``None``: the run's test part) into the folder ``out``, as ``deepfield explain``.
 
@@ -419,24 +436,26 @@ class Run:
             prepared = self.training_data("explain another file (deepfield explain RUN FILE)")
             images, labels = prepared.x["test"], class_labels(self.task, prepared)
         else:
-            images, labels = self.inputs(data).x, None
+            images, labels = self.inputs(data, reading=reading).x, None
         explain(self.models[0], images, Path(out), options, labels=labels, class_names=self.classes,
                 band_names=self.bands, methods=methods, seed=self.config.seed)
         return Path(out)
 
-    def features(self, data: str | os.PathLike[str] | Any, layer: str | None = None) -> Table:
+    def features(self, data: str | os.PathLike[str] | Any, layer: str | None = None,
+                 reading: Mapping[str, Any] | None = None, keep: Sequence[str] = ()) -> Table:
         """The output of one layer of the network for every object of ``data``, as ``deepfield features``.
 
         ``layer``: a name from :func:`~deepfield.analysis.layer_features.layer_names`; ``None``
-        takes the layer before the head; an ensemble gives its first member's. Columns ``id``
-        and ``f0 .. f{F-1}`` (the layer's output flattened, float32); meta ``run`` and ``layer``.
+        takes the layer before the head; an ensemble gives its first member's. Columns as
+        :meth:`predict` starts (``id``, ``ra``/``dec``, ``keep``), then ``f0 .. f{F-1}`` (the
+        layer's output flattened, float32); meta ``run`` and ``layer``.
         """
         model = self.models[0]
-        new = self.inputs(data)
+        new = self.inputs(data, reading=reading)
+        carried = carried_columns(new, source_name(data), keep)
         name = default_layer(model) if layer is None else layer
         features = layer_features(model, new.x, name, batch_size=256, device=self.config.training.device)
-        table = Table({"id": np.asarray(new.ids).astype(str),
-                       **{f"f{i}": column for i, column in enumerate(features.T)}})
+        table = Table({**carried, **{f"f{i}": column for i, column in enumerate(features.T)}})
         table.meta.update(run=str(self.folder), layer=name)
         return table
 
@@ -462,10 +481,10 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
 
 
-def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None, *,
-                 trust: bool = False) -> dict[str, Any]:
+def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None,
+                 reading: Mapping[str, Any] | None = None, *, trust: bool = False) -> dict[str, Any]:
     """``deepfield evaluate``: :meth:`Run.evaluate` of the run folder ``run``."""
-    return load_run(run, trust=trust).evaluate(data)
+    return load_run(run, trust=trust).evaluate(data, reading)
 
 
 PREDICTION_FORMATS = {".csv": "ascii.csv", ".fits": "fits", ".fit": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
@@ -480,18 +499,77 @@ def table_format(out: Path, what: str) -> str:
 
 
 def write_table(table: Table, out: Path, what: str) -> Path:
-    """Write ``table`` to ``out`` atomically as CSV, FITS or HDF5 (by suffix; HDF5 path ``what``, with meta)."""
+    """Write ``table`` to ``out`` atomically as CSV, FITS or HDF5 (by suffix; HDF5 path ``what``, with meta).
+
+    Text columns are plain ``str``; FITS gets ASCII text and ``HIERARCH`` keys for meta
+    longer than 8 characters, so astropy writes it without a warning.
+    """
     fmt = table_format(out, what)
     options = {"path": what, "serialize_meta": True} if fmt == "hdf5" else {}
+    table = fits_ready(table) if fmt == "fits" else plain_text(table)
     atomic.write_with(out, lambda tmp: table.write(tmp, format=fmt, overwrite=True, **options))
     return out
 
 
-def predict_run(run: str | Path, data: str | Path, out: str | Path, *, trust: bool = False) -> Path:
+def plain_text(table: Table) -> Table:
+    """``table`` with object (and bytes) columns as ``str``, which every format writes."""
+    table = table.copy(copy_data=False)
+    for name in table.colnames:
+        if table[name].dtype.kind in "OS":
+            table[name] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in table[name]], dtype=str)
+    return table
+
+
+def fits_ready(table: Table) -> Table:
+    """``table`` as FITS takes it without warnings: ASCII text (others escaped, ``\\u00e9``), meta
+    keys longer than 8 characters as ``HIERARCH`` cards, meta values that are not numbers as text."""
+    table = plain_text(table)
+    for name in table.colnames:
+        if table[name].dtype.kind == "U":
+            table[name] = np.array([ascii_text(v) for v in table[name]], dtype=str)
+    meta = {}
+    for key, value in table.meta.items():
+        key = ascii_text(str(key))
+        if len(key) > 8 or not key.replace("_", "A").replace("-", "A").isalnum():
+            key = f"HIERARCH {key}"
+        meta[key] = value if isinstance(value, (bool, int, float)) else ascii_text(str(value))
+    table.meta = meta
+    return table
+
+
+def ascii_text(text: str) -> str:
+    """``text`` with every non-ASCII character escaped (``é`` → ``\\xe9``)."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def source_name(data: Any) -> str:
+    """How errors name ``data``: a file's path, else "the values given"."""
+    return str(data) if isinstance(data, (str, os.PathLike)) else "the values given"
+
+
+def carried_columns(new: NewData, data: str, keep: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The columns every prediction file starts with: ``id``, ``ra`` and ``dec`` (degrees) when
+    the file says (WCS of FITS cutouts, or such columns of a catalogue, any case), then ``keep``."""
+    columns = {"id": np.asarray(new.ids).astype(str)}
+    by_lower = {name.lower(): name for name in new.columns}
+    for name in ("ra", "dec"):
+        if name in by_lower:
+            columns[name] = np.asarray(new.columns[by_lower[name]])
+    unknown = [name for name in keep if name not in new.columns and name != "id"]
+    if unknown:
+        available = ", ".join(new.columns) or "none (give a table with --labels TABLE --id-column COLUMN)"
+        raise DeepfieldError(f"--keep: {data} has no column {', '.join(map(repr, unknown))}; its columns are "
+                             f"{available}")
+    columns.update({name: np.asarray(new.columns[name]) for name in keep if name != "id"})
+    return columns
+
+
+def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Mapping[str, Any] | None = None,
+                keep: Sequence[str] = (), *, trust: bool = False) -> Path:
     """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5)."""
     out = Path(out)
     table_format(out, "predictions")
-    return write_table(load_run(run, trust=trust).predict(data), out, "predictions")
+    return write_table(load_run(run, trust=trust).predict(data, reading, keep), out, "predictions")
 
 
 def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
@@ -503,13 +581,14 @@ def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarr
 
 
 def explain_run(run: str | Path, data: str | Path | None, out: str | Path, methods: list[str] | None = None,
-                trust: bool = False, **settings: Any) -> Path:
+                reading: Mapping[str, Any] | None = None, trust: bool = False, **settings: Any) -> Path:
     """``deepfield explain``: :meth:`Run.explain` of the run folder ``run``."""
-    return load_run(run, trust=trust).explain(data, out, methods, **settings)
+    return load_run(run, trust=trust).explain(data, out, methods, reading, **settings)
 
 
-def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None, *,
-                 trust: bool = False) -> Path:
+def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None,
+                 reading: Mapping[str, Any] | None = None, keep: Sequence[str] = (), *, trust: bool = False,
+                 ) -> Path:
     """``deepfield features``: :meth:`Run.features` for every object of ``data``, written to ``out``.
 
     FITS and HDF5 tables take at most 999 columns: a wider layer goes to CSV (FITS and HDF5
@@ -517,7 +596,7 @@ def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str 
     """
     out = Path(out)
     fmt = table_format(out, "features")
-    table = load_run(run, trust=trust).features(data, layer)
+    table = load_run(run, trust=trust).features(data, layer, reading, keep)
     if fmt != "ascii.csv" and len(table.colnames) > 999:
         raise DeepfieldError(f"{out}: layer {table.meta['layer']!r} gives {len(table.colnames) - 1} features, more "
                              f"columns than a {out.suffix} table holds (999); write .csv or choose a narrower layer")

@@ -1,7 +1,7 @@
 """Where a run's data lives: the paths ``config.yaml`` records, and finding them again after a move.
 
 The rule. ``deepfield train`` saves each data path of the config (``data.path``,
-``data.validation``, ``data.test``) in ``RUN/config.yaml`` twice:
+``data.validation``, ``data.test``, ``data.labels.table``) in ``RUN/config.yaml`` twice:
 
 * resolved (absolute), in the ``data`` section itself;
 * relative to the run folder, in ``data_from_run``, only when the file lies inside the folder
@@ -19,11 +19,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from deepfield.tasks.config import RunConfig
+from deepfield.tasks.config import DataConfig, RunConfig
 
-DATA_KEYS = ("path", "validation", "test")
-"""The ``data`` keys that name files."""
+DATA_KEYS = ("path", "validation", "test", "labels.table")
+"""The ``data`` keys that name files (``labels.table``: a label table's)."""
+
+
+def data_path(data: DataConfig, key: str) -> Path | None:
+    """The path at ``data.<key>`` (dotted), or ``None`` where the config has none."""
+    node: Any = data
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return Path(node) if isinstance(node, (str, os.PathLike)) else None
+
+
+def with_paths(data: DataConfig, paths: dict[str, Path]) -> DataConfig:
+    """``data`` with the path of each dotted key of ``paths`` replaced."""
+    plain = {key: value for key, value in paths.items() if "." not in key}
+    if "labels.table" in paths:
+        plain["labels"] = data.labels.model_copy(update={"table": paths["labels.table"]})
+    return data.model_copy(update=plain)
 
 
 def relative_to_run(path: Path, run: Path) -> str | None:
@@ -35,14 +52,14 @@ def relative_to_run(path: Path, run: Path) -> str | None:
 def saved_config(config: RunConfig) -> RunConfig:
     """``config`` as ``RUN/config.yaml`` keeps it: data paths absolute, plus ``data_from_run`` (module docstring)."""
     run = Path(config.out).resolve()
-    absolute = {key: Path(value).resolve() for key in DATA_KEYS if (value := getattr(config.data, key)) is not None}
+    absolute = {key: value.resolve() for key in DATA_KEYS if (value := data_path(config.data, key)) is not None}
     relative = {key: rel for key, path in absolute.items() if (rel := relative_to_run(path, run)) is not None}
-    return config.model_copy(update={"data": config.data.model_copy(update=absolute), "data_from_run": relative})
+    return config.model_copy(update={"data": with_paths(config.data, absolute), "data_from_run": relative})
 
 
 def candidates(config: RunConfig, run: Path, key: str) -> list[Path]:
     """Where to look for ``data.<key>`` of the run found at ``run``, in order (module docstring)."""
-    written = Path(getattr(config.data, key))
+    written = data_path(config.data, key)
     places = []
     if key in config.data_from_run:
         places.append(Path(os.path.normpath(run.resolve() / config.data_from_run[key])))
@@ -55,13 +72,13 @@ def find_data(config: RunConfig, run: Path) -> tuple[RunConfig, dict[str, list[P
     found nowhere: ``{key: [places tried]}`` (those keep their absolute path)."""
     found, missing = {}, {}
     for key in DATA_KEYS:
-        if getattr(config.data, key) is None:
+        if data_path(config.data, key) is None:
             continue
         places = candidates(config, run, key)
         found[key] = next((p for p in places if p.exists()), places[-1])
         if not found[key].exists():
             missing[key] = places
-    return config.model_copy(update={"data": config.data.model_copy(update=found)}), missing
+    return config.model_copy(update={"data": with_paths(config.data, found)}), missing
 
 
 def missing_message(run: Path, missing: dict[str, list[Path]], what: str) -> str:

@@ -32,7 +32,7 @@ import torch
 from astropy.table import Table
 
 from deepfield.analysis.classification import classification_metrics
-from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns
+from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns, row_columns
 from deepfield.data.splits import make_split
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures import plot_confusion_matrix, plot_roc
@@ -263,6 +263,9 @@ class Tabular(Task):
     def prepare(self, config: RunConfig) -> Prepared:
         self.config = config
         data = config.data
+        if data.kind != "images":
+            raise DeepfieldError(f"data.kind: {data.kind!r} is for the classification tasks and photoz; "
+                                 "tabular reads a table (leave data.kind out)")
         table = load_table(data, data.path)
         target = target_name(data, table)
         info: dict[str, Any] = {"target": target, "features": feature_names(data, table, target),
@@ -282,20 +285,26 @@ class Tabular(Task):
                         y={part: encode_targets(v, info) for part, v in y.items()}, ids=ids, info=info)
 
     def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
-        """Rows of ``path`` with every feature (and, if ``labelled``, the target); ``ids`` are their row indices."""
-        return self.new_rows(load_table(config.data, path), info, str(path), labelled)
+        """Rows of ``path`` with every feature (and, if ``labelled``, the target); ``ids`` are the
+        ``data.ids`` column, else their row indices; ``columns`` every 1-D column of those rows."""
+        return self.new_rows(load_table(config.data, path), config, info, str(path), labelled)
 
     def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
         """Rows of a table held in memory (an astropy ``Table``, or anything it takes: a dict of
         columns, a structured array), read as :meth:`read_new` reads a file's."""
-        return self.new_rows(values if isinstance(values, Table) else Table(values), info, "<table>", False)
+        return self.new_rows(values if isinstance(values, Table) else Table(values), config, info, "<table>", False)
 
     @staticmethod
-    def new_rows(table: Table, info: dict[str, Any], source: str, labelled: bool) -> NewData:
-        """The complete rows of ``table``, standardised as in the run; ``ids`` are their row indices."""
+    def new_rows(table: Table, config: RunConfig, info: dict[str, Any], source: str, labelled: bool) -> NewData:
+        """The complete rows of ``table``, standardised as in the run; ``ids`` are the ``data.ids``
+        column, else their row indices."""
         x, y, rows = complete_rows(table, info, source, labelled)
+        ids = rows
+        if config.data.ids:
+            require_columns(table, [config.data.ids], source=f"{source} (data.ids)")
+            ids = np.asarray(table[config.data.ids])[rows]
         return NewData(x=standardize(x, info["standardize"]), y=None if y is None else encode_targets(y, info),
-                       ids=rows)
+                       ids=ids, columns={name: values[rows] for name, values in row_columns(table).items()})
 
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
         if info["problem"] == "regression":

@@ -8,11 +8,13 @@
 are the Keras face over it.
 """
 from deepfield.training import losses, metrics, optimizers
+from deepfield.training.augment import BatchAugment
 from deepfield.training.callbacks import (
     BackupAndRestore,
     Callback,
     CSVLogger,
     EarlyStopping,
+    GradientNormLogger,
     History,
     KLAnnealing,
     LearningRateScheduler,
@@ -23,11 +25,10 @@ from deepfield.training.callbacks import (
 from deepfield.training.checkpoint import load_state, save_state
 from deepfield.training.device import resolve_device
 from deepfield.training.engine import Engine
-from deepfield.training.gradient_norms import GradientNormLogger
 from deepfield.training.keras import KerasModelMixin, Model, Sequential
 
 __all__ = [
-    "losses", "metrics", "optimizers", "Engine", "KerasModelMixin", "Model", "Sequential",
+    "losses", "metrics", "optimizers", "BatchAugment", "Engine", "KerasModelMixin", "Model", "Sequential",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "CSVLogger",
     "TerminateOnNaN", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
     "load_state", "save_state", "resolve_device",

@@ -324,6 +324,11 @@ class ShardedBatches:
         total = min(self.batch_size, self.samples - step * self.batch_size)
         return total // self.world + (self.rank < total % self.world), total
 
+    def offset(self, step: int) -> int:
+        """Where this rank's samples start in the global batch at ``step`` (``counts`` of the ranks before it)."""
+        total = self.counts(step)[1]
+        return self.rank * (total // self.world) + min(self.rank, total % self.world)
+
     def _parts(self, epoch: int, seed: int, start: int) -> Iterator[torch.Tensor]:
         inner = self.inner
         for index in global_batches(self.samples, self.batch_size, inner.shuffle, seed, epoch, start):

@@ -39,9 +39,15 @@ DESIGN
 * Files: callbacks with ``writes_files = True`` (CSVLogger, ModelCheckpoint) exist on
   rank 0 only; BackupAndRestore runs everywhere (the state gathers every rank's RNG) and
   writes on rank 0. ``tasks.run.train`` writes the run folder from rank 0 only.
-* Dropout: each rank draws its own masks (rank 0 with the run's seed, the others with
-  seeds derived from it), so a run with dropout is statistically, not bitwise, the
-  single-process run: the single process draws the masks of the whole batch from one stream.
+* Dropout and other per-sample noise (SpatialDropout, the Bayesian layers), on the CPU:
+  every rank draws the noise of the whole global batch from one shared stream (rank 0's
+  global generator after the model is built, the one a single process draws from) and
+  keeps its rows (:mod:`deepfield.models.batch_noise`), so with arrays as data a run with
+  dropout equals the single-process run too. On GPUs each rank draws its own masks from its
+  CUDA generator (the global RNG is seeded with the run's seed on rank 0, with seeds derived
+  from it elsewhere): statistically, not bitwise, the single-process run. So does noise that
+  a layer of yours draws from the global RNG itself, and a Dataset input (whose DataLoader
+  takes a seed from the global stream every epoch).
 """
 from __future__ import annotations
 

@@ -14,8 +14,12 @@ second) and at the end of the epoch.
 
 Randomness: ``fit(seed=s)`` seeds the global torch RNG once (weights still to be built,
 dropout) and orders epoch ``e`` with a private generator seeded from ``(s, e)``; without a
-seed, ``s`` is drawn from the global RNG. A run is reproducible, and resumable
-mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`).
+seed, ``s`` is drawn from the global RNG. ``fit(augment=...)`` draws the augmentation of
+batch ``b`` of epoch ``e`` from a private generator seeded from ``(s, e, b)``, for the
+global batch whatever the number of processes (:mod:`deepfield.training.augment`). A run is reproducible, and resumable
+mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`). In a data-parallel
+fit the per-sample noise of the CPU (dropout) comes from a stream shared by the ranks, so
+that each sample gets the mask one process would draw for it (:mod:`deepfield.models.batch_noise`).
 
 Under an initialised process group (torchrun, :func:`~deepfield.training.distributed.launch`)
 fit/evaluate/predict are data-parallel (see :mod:`deepfield.training.distributed`): each
@@ -37,9 +41,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
+from deepfield.models import batch_noise
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers
 from deepfield.training import metrics as metric_registry
+from deepfield.training.augment import BatchAugment, as_augment
 from deepfield.training.batches import (BatchSize, Batches, check_batch_size, make_batches, shard_evaluation,
                                         shard_training, split_validation)
 from deepfield.training.callbacks import Callback, CallbackList, History
@@ -227,6 +233,8 @@ class Engine:
         self._auxiliary: list[nn.Module] = []
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._world = 1  # processes of the fit under way
+        self._batch_noise: torch.Generator | None = None  # a data-parallel fit's shared per-sample noise stream
+        self._augment: BatchAugment | None = None  # what the fit under way does to its training batches
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
     @property
@@ -241,7 +249,7 @@ class Engine:
     def fit(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, epochs: int = 1,
             verbose: int = 1, callbacks: Iterable[Callback] | None = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            seed: int | None = None) -> History:
+            seed: int | None = None, augment: Any = None) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1``; returns the :class:`History`.
 
         Args:
@@ -258,6 +266,11 @@ class Engine:
             callbacks: :class:`~deepfield.training.callbacks.Callback` instances.
             initial_epoch: the epoch to start at (to continue an earlier fit).
             seed: seeds the global torch RNG once and the epoch orders (see the module doc).
+            augment: random transforms applied to each training batch on the device (never
+                to validation): names, config mappings or transforms of
+                :mod:`deepfield.data.transforms`, e.g. ``["dihedral", {"name": "shift",
+                "max_shift": 2}]``, or a :class:`~deepfield.training.augment.BatchAugment`.
+                Drawn per batch from ``seed``: reproducible and resumable.
         """
         self._require_loss("fit")
         if x is None:
@@ -278,6 +291,9 @@ class Engine:
         train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, device=self.device, with_y=True)
         val = self._validation_batches(validation_data, batch_size)
         self._ready([("x", train), *([("validation x", val)] if val is not None else [])])
+        self._augment = as_augment(augment)
+        if self._augment is not None:
+            self._augment.check(train.example())
         if world > 1:
             return self._fit_distributed(train, val, epochs, verbose, callbacks, initial_epoch)
         self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
@@ -287,7 +303,8 @@ class Engine:
     def _fit(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
              callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
         self.history = History()
-        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self)
+        cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self,
+                                             params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
         self.model.stop_training = False
@@ -303,7 +320,7 @@ class Engine:
                 if val is not None:
                     val_logs = self._evaluate(val, cbs, reduce=self._world > 1)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                logs["lr"] = self.learning_rate
+                logs["lr"] = self.optimizer.last_learning_rate()  # decayed, as the epoch's last step ran
                 if progress is not None:
                     progress.finish(logs)
                 cbs.call("on_epoch_end", epoch, logs)
@@ -335,9 +352,13 @@ class Engine:
             self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
             self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
             self._world = world
+            # Per-sample noise (dropout on the CPU) continues rank 0's global stream, the one a single
+            # process would draw from, on every rank alike (deepfield.models.batch_noise)
+            self._batch_noise = torch.Generator()
+            self._batch_noise.set_state(distributed.broadcast_object(torch.get_rng_state()))
             return self._fit(train, val, epochs, verbose if rank == 0 else 0, callbacks, initial_epoch)
         finally:
-            self._net, self._world = self._inference_net(), 1
+            self._net, self._world, self._batch_noise = self._inference_net(), 1, None
             distributed.restore_batchnorm(converted)
 
     def _train_epoch(self, epoch: int, epochs: int, start: int, batches: Batches, train_step: Step,
@@ -352,17 +373,22 @@ class Engine:
         if progress is not None:
             progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start, lambda: self._logs(tracker))
         step, samples = start, 0
-        counts = getattr(batches, "counts", None) if self._world > 1 else None  # sharded: sizes for the weights
+        sharded = batches if self._world > 1 and hasattr(batches, "counts") else None  # sizes for the weights
+        augment = self._augment
         for x, y in batches.epoch(epoch, self._seed, start):
+            if augment is not None:
+                part = None if sharded is None else (sharded.offset(step), sharded.counts(step)[1])
+                x = augment(x, self._seed, epoch, step, part)
             if batch_begin:
                 for cb in batch_begin:
                     cb.on_train_batch_begin(step, None)
-            if counts is None:
+            if sharded is None:
                 pred, loss = train_step(x, y)
                 n = x.shape[0]
             else:
-                n, total = counts(step)
-                pred, loss = train_step(x, y, n * self._world / total)
+                n, total = sharded.counts(step)
+                with batch_noise.global_batch(sharded.offset(step), x.shape[0], total, self._batch_noise):
+                    pred, loss = train_step(x, y, n * self._world / total)
             loss = loss.detach()
             tracker.add(loss, n)
             if metrics and n:
@@ -628,6 +654,8 @@ class Engine:
             "optimizer": self.optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),
+            # the per-sample noise stream: the global CPU generator alone, the shared one in a data-parallel fit
+            "batch_noise": torch.get_rng_state() if self._batch_noise is None else self._batch_noise.get_state(),
             "epoch_loss": self._tracker.state_dict() if step else None,
             "callbacks": self._callbacks.state_dict(),
         }
@@ -654,6 +682,11 @@ class Engine:
             set_rng_state(state["rng"])
             if self._world > 1 and distributed.rank():  # a backup of another world size: fresh streams
                 torch.manual_seed(distributed.rank_seed(int(state["seed"]) + int(state["epoch"])))
+        noise = state.get("batch_noise", state["rng"]["cpu"])  # continued in one process or many alike
+        if self._batch_noise is None:
+            torch.set_rng_state(noise)
+        else:
+            self._batch_noise.set_state(noise)
         self._seed = int(state["seed"])
         if state["epoch_loss"] is not None:
             if self._world > 1 and distributed.rank():  # the epoch's loss so far is counted once, on rank 0

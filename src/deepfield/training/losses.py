@@ -304,7 +304,7 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 
 __all__ = [
-    "NAMES", "BinaryCrossentropy", "CategoricalCrossentropy", "HalfSumSquaredError", "Huber",
+    "NAMES", "BinaryCrossentropy", "CategoricalCrossentropy", "GaussianNLL", "HalfSumSquaredError", "Huber",
     "Loss", "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy",
     "align_labels", "get",
 ]

@@ -4,7 +4,8 @@
   deconvnet): :mod:`.attribution`;
 - occlusion sensitivity by incremental inference: :mod:`.occlusion`;
 - learned filters and feature maps: :mod:`.filters`;
-- receptive fields and the strongest-activating input patches of each filter: :mod:`.patches`;
+- receptive fields (through residual and inception blocks), the strongest-activating input
+  patches of each filter and the default layer to show them for: :mod:`.patches`;
 - class-model visualisation (an input optimised to maximise a class score): :mod:`.class_model`.
 """
 from deepfield.analysis.explain.attribution import (
@@ -17,7 +18,13 @@ from deepfield.analysis.explain.attribution import (
 from deepfield.analysis.explain.class_model import ClassModel, class_model
 from deepfield.analysis.explain.filters import conv_filters, conv_layer_names, feature_maps
 from deepfield.analysis.explain.occlusion import Occlusion, occlusion
-from deepfield.analysis.explain.patches import ReceptiveField, StrongestPatches, receptive_field, strongest_patches
+from deepfield.analysis.explain.patches import (
+    ReceptiveField,
+    StrongestPatches,
+    default_map_layer,
+    receptive_field,
+    strongest_patches,
+)
 
 __all__ = [
     "Attribution",
@@ -29,6 +36,7 @@ __all__ = [
     "conv_filters",
     "conv_layer_names",
     "deconvnet",
+    "default_map_layer",
     "feature_maps",
     "guided_backprop",
     "integrated_gradients",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfield.analysis.layer_features import _label, layer_names, layer_output
+from deepfield.analysis.layer_features import _label, layer_names, layer_output, unknown_layer
 from deepfield.errors import DeepfieldError
 from deepfield.models.blocks import TimeDistributed
 from deepfield.models.conv import _Conv
@@ -46,7 +46,8 @@ def conv_filters(model: nn.Module, layer: str | None = None) -> np.ndarray:
         model: a network with convolutions: deepfield ``Conv1D/2D/3D``, their Bayesian
             variants (the posterior mean ``weight_mu``), torch ``nn.Conv1d/2d/3d``
             (``in_channels`` per group), each possibly inside a ``TimeDistributed``.
-        layer: a name from :func:`conv_layer_names`; ``None``: the first convolution.
+        layer: a name from :func:`conv_layer_names` (``stage2_block1.conv2`` inside a
+            block); ``None``: the first convolution, whose filters act on the bands.
 
     The weights are in the input's units per output unit; a copy, on the CPU.
     """
@@ -56,9 +57,12 @@ def conv_filters(model: nn.Module, layer: str | None = None) -> np.ndarray:
     name = convs[0] if layer is None else layer
     if name not in convs:
         names = layer_names(model)
-        what = (f"is a {type(model.get_submodule(name)).__name__}, not a convolution" if name in names
-                else "is not one of its layers")
-        raise DeepfieldError(f"layer {name!r} of model {_label(model)} {what}; its convolutions: {', '.join(convs)}")
+        if name not in names:
+            raise unknown_layer(model, name, names)
+        inside = [conv for conv in convs if conv.startswith(f"{name}.")]
+        kind = type(model.get_submodule(name)).__name__
+        what = f"is a {kind}; its convolutions" if inside else f"is a {kind}, not a convolution; its convolutions"
+        raise DeepfieldError(f"layer {name!r} of model {_label(model)} {what}: {', '.join(inside or convs)}")
     conv = _convolution(model.get_submodule(name))
     weight = getattr(conv, "weight_mu", None)
     weight = conv.weight if weight is None else weight
@@ -75,8 +79,8 @@ def feature_maps(model: nn.Module, x: Any, layer: str, batch_size: int = 256,
         x: ``(N, C, H, W)`` stamps (or ``(N, C, L)`` spectra), as
             :func:`~deepfield.analysis.layer_features.layer_output` takes them.
         layer: any layer with spatial output (a convolution, an activation or pooling
-            after it); a layer inside a ``TimeDistributed`` gives ``(N, V, C, H, W)``, a
-            map per view.
+            after it, a residual block or a layer inside one by dotted name); a
+            ``TimeDistributed`` layer gives ``(N, V, C, H, W)``, a map per view.
         batch_size, device: as for :func:`~deepfield.analysis.layer_features.layer_output`.
 
     Values are the layer's outputs in eval mode (after its activation when it has one).

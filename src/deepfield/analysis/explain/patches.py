@@ -19,10 +19,22 @@ starting from ``size = jump = 1``, ``start = 0``. Output index ``i`` sees the in
 the input. Element-wise layers (activations, batch norm, dropout) change nothing. The
 padding is the layer's own ('same' as TensorFlow splits it, which for strides > 1
 depends on the input size, so the input shape is needed).
+
+A block of parallel branches sees what its branches see together: each branch runs
+the recurrences from the block's input, and the block's output field spans from the
+first to the last pixel any of them sees (the branches must step alike). A
+:class:`~deepfield.models.blocks.ResidualBlock`'s main path is ``conv1 → bn1 → conv2 → bn2``
+and its skip the identity or the 1×1 ``projection``, whose field lies inside the main
+path's, so the skip does not grow it (the addition and the last ReLU are element-wise);
+an :class:`~deepfield.models.blocks.Inception` block's branches are its four chains.
+
+Which layer :mod:`deepfield.tasks.explain` shows maps and patches of by default
+(:func:`default_map_layer`): the deepest convolution or block whose field is a sizeable
+part of the stamp, at least :data:`SIZEABLE` of its side and at most all of it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,10 +42,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfield.analysis.layer_features import _label, layer_names, layer_output
+from deepfield.analysis.explain.filters import _convolution
+from deepfield.analysis.layer_features import _label, layer_names, layer_output, unknown_layer
 from deepfield.errors import DeepfieldError
-from deepfield.models.base import as_tuple
-from deepfield.models.blocks import PReLU
+from deepfield.models.base import as_tuple, ensure_built
+from deepfield.models.blocks import Inception, PReLU, ResidualBlock, TimeDistributed
 from deepfield.models.conv import Window
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.normalization import BatchNormalization
@@ -45,7 +58,8 @@ from deepfield.models.pooling import (
 )
 from deepfield.models.presets.base import _window_output
 
-__all__ = ["ReceptiveField", "StrongestPatches", "receptive_field", "strongest_patches"]
+__all__ = ["SIZEABLE", "ReceptiveField", "StrongestPatches", "default_map_layer", "receptive_field",
+           "strongest_patches"]
 
 _ELEMENTWISE = (
     Activation, Dropout, SpatialDropout, BatchNormalization, PReLU,
@@ -88,56 +102,194 @@ def receptive_field(model: nn.Module, layer: str,
 
     Args:
         model: a chain of layers (a deepfield ``Sequential`` or an ``nn.Sequential``, nested
-            ones flattened): convolutions, window poolings, element-wise layers.
-        layer: a name from :func:`~deepfield.analysis.layer_features.layer_names`.
+            ones flattened): convolutions, window poolings, element-wise layers, and blocks
+            of parallel chains (residual, inception).
+        layer: a name from :func:`~deepfield.analysis.layer_features.layer_names`, a block
+            or a layer inside one (``stage2_block1``, ``stage2_block1.conv2``).
         input_shape: one sample's ``(C, H, W)`` (or ``(C, L)``, ``(C, D, H, W)``);
             default the model's ``input_shape``.
 
     Raises DeepfieldError when the model is not a chain, when a layer up to ``layer`` has
-    a geometry other than a sliding window (a residual block, viewpoints), or when it sees
-    the whole input (flatten, dense, global pooling).
+    a geometry other than a sliding window (viewpoints, a module with its own forward),
+    or when it sees the whole input (flatten, dense, global pooling).
     """
     if not isinstance(model, nn.Sequential):
         raise DeepfieldError(f"receptive_field needs a chain of layers (a Sequential); model {_label(model)} "
                              f"is a {type(model).__name__} with its own forward")
     names = layer_names(model)
     if layer not in names:
-        raise DeepfieldError(f"model {_label(model)} has no layer {layer!r}; its layers: {', '.join(names)}")
+        raise unknown_layer(model, layer, names)
     shape = getattr(model, "input_shape", None) if input_shape is None else input_shape
     if shape is None:
         raise DeepfieldError(f"model {_label(model)} does not know its input shape; pass input_shape=(C, H, W)")
-    spatial = [int(n) for n in shape[1:]]
-    rank = len(spatial)
-    size, jump, start = [1] * rank, [1] * rank, [0] * rank
-    for name, module in _chain(model):
-        window = _window(model, layer, name, module, rank)
-        if window is not None:
-            before = _pads_before(window, spatial)
-            for axis in range(rank):
-                span = (window.kernel[axis] - 1) * window.dilation[axis] + 1
-                size[axis] += (span - 1) * jump[axis]
-                start[axis] -= before[axis] * jump[axis]
-                jump[axis] *= window.strides[axis]
-                spatial[axis] = _window_output(window, axis, spatial[axis])
-            if min(spatial) < 1:
-                raise DeepfieldError(f"layer {name!r} of model {_label(model)}: its window does not fit an input of "
-                                     f"shape {tuple(shape)}")
-        if name == layer:
-            break
-    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+    rank = len(shape) - 1
+    start = _Field((1,) * rank, (1,) * rank, (0,) * rank, tuple(int(n) for n in shape[1:]))
+    try:
+        _Walk(model, layer, tuple(shape)).through("", model, start)
+    except _Reached as reached:
+        field = reached.field
+        return ReceptiveField(field.size, field.jump, field.start)
+    raise DeepfieldError(f"layer {layer!r} of model {_label(model)} is not on its path from input to output")
 
 
-def _chain(model: nn.Sequential, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """``(name, layer)`` in the order they run; a nested Sequential comes after its own layers."""
-    for name, child in model.named_children():
-        if isinstance(child, nn.Sequential):
-            yield from _chain(child, f"{prefix}{name}.")
-        yield f"{prefix}{name}", child
+SIZEABLE = 0.25
+"""The least fraction of the stamp's side the default layer's receptive field spans (:func:`default_map_layer`)."""
+
+
+def default_map_layer(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """The layer whose feature maps and strongest patches explain shows when none is named.
+
+    The candidates are the convolutions and the blocks that hold some (a residual or
+    inception block, a TimeDistributed convolution) whose output still has the input's
+    axes (before the flatten or global pooling), in the order the forward pass finishes
+    them (a block after the layers inside it). The choice, ``side`` being the stamp's
+    size along each axis of ``input_shape`` ``(C, H, W)``:
+
+    1. the last whose receptive field is a sizeable part of the stamp:
+       ``SIZEABLE · side ≤ size ≤ side`` on every axis (its patches show a quarter of the
+       stamp or more, not 3×3 tiles, and are not mostly padding); ResNet-20 on 32×32
+       stamps: ``stage2_block2`` (29 pixels; the next convolution sees 33), on 64×64
+       ``stage3_block2.conv1`` (57; the next sees 65); the course CNN: ``conv2d_3`` (23);
+    2. failing that, the last whose field fits in the stamp (all fields are small);
+    3. failing that, the first (every field is wider than the stamp).
+
+    Only candidates whose field can be computed (:func:`receptive_field`) count; when none
+    can (viewpoints, a model with its own forward), the last candidate: Dieleman's ``conv4``.
+    """
+    shape = tuple(int(n) for n in input_shape)
+    candidates = _maps_in_order(model, shape)
+    if not candidates:
+        raise DeepfieldError(f"model {_label(model)} has no convolution with feature maps; name a layer")
+    fields = {}
+    for name in candidates:
+        try:
+            fields[name] = receptive_field(model, name, shape)
+        except DeepfieldError:
+            continue
+    if not fields:
+        return candidates[-1]
+    side = shape[1:]
+    fits = [name for name, field in fields.items() if all(n <= s for n, s in zip(field.size, side))]
+    sizeable = [name for name in fits if all(n >= SIZEABLE * s for n, s in zip(fields[name].size, side))]
+    return sizeable[-1] if sizeable else fits[-1] if fits else next(iter(fields))
+
+
+def _maps_in_order(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
+    """The convolutions and blocks holding convolutions whose output keeps the input's axes, in the order the
+    forward pass of one zero sample of ``shape`` finishes them."""
+    candidates = [name for name in layer_names(model) if _holds_maps(model.get_submodule(name))]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    example = torch.zeros((1, *shape), device=device)
+    modes = {module: module.training for module in model.modules()}
+    ensure_built(model, example)
+    finished: dict[str, int] = {}  # name: the number of axes of its (first) output
+
+    def note(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            finished.setdefault(name, output.dim() if isinstance(output, torch.Tensor) else 0)
+        return hook
+
+    hooks = [model.get_submodule(name).register_forward_hook(note(name)) for name in candidates]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*(model.example_inputs(example) if hasattr(model, "example_inputs") else (example,)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+    return [name for name, dims in finished.items() if dims >= len(shape) + 1]
+
+
+def _holds_maps(module: nn.Module) -> bool:
+    """A convolution, or a block (not a plain chain) with a convolution inside."""
+    if _convolution(module) is not None:
+        return True
+    return not isinstance(module, (nn.Sequential, TimeDistributed)) and any(
+        _convolution(inner) is not None for inner in module.modules())
+
+
+@dataclass(frozen=True)
+class _Field(ReceptiveField):
+    """A receptive field while walking the chain, with the ``spatial`` size of the maps there."""
+
+    spatial: tuple[int, ...] = ()
+
+
+class _Reached(Exception):
+    """Carries the field of the layer asked for out of the walk, which it ends."""
+
+    def __init__(self, field: _Field):
+        super().__init__()
+        self.field = field
+
+
+def _branches(module: nn.Module) -> list[list[tuple[str, nn.Module]]] | None:
+    """The parallel chains ``[(name, layer), ...]`` a block runs on its input; None: a window or element-wise."""
+    if isinstance(module, nn.Sequential):
+        return [list(module.named_children())]
+    if isinstance(module, ResidualBlock):
+        main = [(name, getattr(module, name)) for name in ("conv1", "bn1", "conv2", "bn2")]
+        return [main, [] if module.projection is None else [("projection", module.projection)]]
+    if isinstance(module, Inception):
+        return [[(f"branches.{key}", branch)] for key, branch in module.branches.items()]
+    return None
+
+
+class _Walk:
+    """The recurrences layer by layer, through blocks, until the layer ``layer`` of ``model`` gives its output."""
+
+    def __init__(self, model: nn.Module, layer: str, shape: tuple[int, ...]):
+        self.model, self.layer, self.shape = model, layer, shape
+
+    def through(self, name: str, module: nn.Module, field: _Field) -> _Field:
+        """The field after ``module`` (named ``name``) given the one before; raises :class:`_Reached` at the layer."""
+        branches = _branches(module)
+        if branches is None:
+            field = self.step(name, module, field)
+        else:
+            ends = []
+            for branch in branches:
+                end = field
+                for child, part in branch:
+                    end = self.through(f"{name}.{child}" if name else child, part, end)
+                ends.append(end)
+            field = self.union(name, ends)
+        if name == self.layer:
+            raise _Reached(field)
+        return field
+
+    def step(self, name: str, module: nn.Module, field: _Field) -> _Field:
+        """One layer's recurrences (unchanged for an element-wise layer)."""
+        rank = len(field.size)
+        window = _window(self.model, self.layer, name, module, rank)
+        if window is None:
+            return field
+        before = _pads_before(window, field.spatial)
+        spans = [(window.kernel[axis] - 1) * window.dilation[axis] + 1 for axis in range(rank)]
+        spatial = tuple(_window_output(window, axis, field.spatial[axis]) for axis in range(rank))
+        if min(spatial) < 1:
+            raise DeepfieldError(f"layer {name!r} of model {_label(self.model)}: its window does not fit an input of "
+                                 f"shape {self.shape}")
+        return _Field(tuple(n + (e - 1) * j for n, e, j in zip(field.size, spans, field.jump)),
+                      tuple(j * s for j, s in zip(field.jump, window.strides)),
+                      tuple(s - p * j for s, p, j in zip(field.start, before, field.jump)), spatial)
+
+    def union(self, name: str, ends: list[_Field]) -> _Field:
+        """What a block's branches see together: from the first pixel any sees to the last."""
+        first = ends[0]
+        if any(end.jump != first.jump or end.spatial != first.spatial for end in ends):
+            raise DeepfieldError(f"block {name!r} of model {_label(self.model)}: its branches step differently "
+                                 f"({', '.join(str(end.jump) for end in ends)}), so it has no one receptive field")
+        start = tuple(min(axis) for axis in zip(*(end.start for end in ends)))
+        stop = tuple(max(axis) for axis in zip(*(tuple(s + n for s, n in zip(end.start, end.size)) for end in ends)))
+        return _Field(tuple(b - a for a, b in zip(start, stop)), first.jump, start, first.spatial)
 
 
 def _window(model: nn.Module, layer: str, name: str, module: nn.Module, rank: int) -> Window | None:
     """The sliding window of the chain's layer ``module`` (None: element-wise), or the error saying why not."""
-    if isinstance(module, (nn.Sequential, *_ELEMENTWISE)):
+    if isinstance(module, _ELEMENTWISE):
         return None
     window = getattr(module, "_window", None)  # deepfield convolutions and poolings
     if window is not None:

@@ -6,7 +6,7 @@
 
 Each variant is a stack of ``depth`` hidden :class:`~deepfield.models.core.Dense` layers of
 ``width`` units and a classification head, trained briefly with deepfield's ``fit`` and a
-:class:`~deepfield.training.gradient_norms.GradientNormLogger` (each layer's gradient L2
+:class:`~deepfield.training.callbacks.GradientNormLogger` (each layer's gradient L2
 norm after every backward pass). A variant is named ``activation[+initialiser][+bn]``:
 
 ``sigmoid``       sigmoid units, Glorot-uniform weights (Keras's default): each layer
@@ -41,7 +41,7 @@ from deepfield.models import activations
 from deepfield.models import initializers as initializer_registry
 from deepfield.models.core import Dense
 from deepfield.training.batches import BatchSize
-from deepfield.training.gradient_norms import GradientNormLogger
+from deepfield.training.callbacks import GradientNormLogger
 
 DEFAULT_VARIANTS = ("sigmoid", "relu", "relu+he", "relu+he+bn", "sigmoid+bn")
 SHORT_INITIALIZERS = {"he": "he_normal", "glorot": "glorot_uniform", "lecun": "lecun_normal"}

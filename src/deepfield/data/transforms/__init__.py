@@ -32,7 +32,8 @@ True
 ``dihedral(x, k)``, ``inverse_dihedral(k)`` and ``all_dihedral(x)`` give the
 eight symmetries deterministically, e.g. for test-time augmentation.
 """
-from deepfield.data.transforms.base import Compose, RandomTransform, Transform, from_config, get, names
+from deepfield.data.transforms.base import (Compose, RandomTransform, Transform, from_config, get, names,
+                                            random_names)
 from deepfield.data.transforms.geometry import (
     CenterCrop,
     RandomDihedral,
@@ -48,5 +49,5 @@ from deepfield.data.transforms.noise import GaussianNoise
 __all__ = [
     "AsinhStretch", "CenterCrop", "Clip", "Compose", "GaussianNoise", "LogStretch", "RandomDihedral",
     "RandomShift", "RandomTransform", "Resize", "RobustNormalize", "Transform", "all_dihedral", "dihedral",
-    "from_config", "get", "inverse_dihedral", "names", "robust_stats",
+    "from_config", "get", "inverse_dihedral", "names", "random_names", "robust_stats",
 ]

@@ -24,6 +24,8 @@ class Transform:
     """Base class: ``t(x)`` for ``x`` of shape (C, H, W) or (N, C, H, W)."""
 
     name: ClassVar[str]
+    planar: ClassVar[bool] = False
+    """True when the transform needs both pixel axes: spectra (C, L) seen as one-row images are refused."""
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -124,7 +126,8 @@ def get(name: str, **kwargs: Any) -> Transform:
     parameters = inspect.signature(cls).parameters
     unexpected = sorted(set(kwargs) - set(parameters))
     if unexpected:
-        raise cls._error(f"unexpected argument {unexpected[0]!r}; expected: {', '.join(parameters) or 'none'}")
+        options = [p for p in parameters if p != "generator"]  # the generator is given in Python, not in a config
+        raise cls._error(f"unexpected argument {unexpected[0]!r}; expected: {', '.join(options) or 'none'}")
     missing = [p for p, spec in parameters.items() if spec.default is inspect.Parameter.empty and p not in kwargs]
     if missing:
         raise cls._error(f"missing argument {missing[0]!r}")
@@ -142,3 +145,8 @@ def from_config(config: Mapping[str, Any]) -> Transform:
 def names() -> tuple[str, ...]:
     """The registered transform names, sorted."""
     return tuple(sorted(_REGISTRY))
+
+
+def random_names() -> tuple[str, ...]:
+    """The names of the random transforms (the augmentations), sorted."""
+    return tuple(sorted(name for name, cls in _REGISTRY.items() if issubclass(cls, RandomTransform)))

@@ -117,6 +117,8 @@ class RandomDihedral(RandomTransform, name="dihedral"):
     images must be square (H == W) so that a batch keeps one shape.
     """
 
+    planar = True
+
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         if h != w:
@@ -132,6 +134,7 @@ class RandomShift(RandomTransform, name="shift"):
     ``mode="roll"`` wraps around the edges (a permutation: the flux is kept exactly);
     ``mode="pad"`` fills the uncovered edge with 0 (the sky level after sky
     subtraction or :class:`RobustNormalize`); flux that leaves the frame is lost.
+    A one-row image (a spectrum (C, L) seen as (C, 1, L)) moves along its row only.
     """
 
     MODES = ("roll", "pad")
@@ -146,7 +149,8 @@ class RandomShift(RandomTransform, name="shift"):
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        rows = torch.arange(h, device=x.device) - self._randint(-self.max_shift, self.max_shift + 1, n, x)[:, None]
+        vertical = self.max_shift if h > 1 else 0
+        rows = torch.arange(h, device=x.device) - self._randint(-vertical, vertical + 1, n, x)[:, None]
         cols = torch.arange(w, device=x.device) - self._randint(-self.max_shift, self.max_shift + 1, n, x)[:, None]
         if self.mode == "roll":
             return _take(x, ((rows % h)[:, :, None] * w + (cols % w)[:, None, :]).flatten(1))

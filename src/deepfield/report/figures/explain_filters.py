@@ -186,11 +186,14 @@ def plot_strongest_patches(patches: StrongestPatches | ArrayLike, path: str | os
         panel_size: the figure is ``k × panel_size`` wide and
             ``len(filters) × LABEL_ROOM × panel_size`` high.
 
-    Each panel is titled with its activation; each row is labelled with its filter.
+    Each panel is titled with its activation; each row is labelled with its filter; the
+    title names the layer and its receptive field in input pixels.
     """
     if isinstance(patches, StrongestPatches):
         stack, values = patches.patches, patches.values
-        title = title or f"strongest patches of {patches.layer!r}"
+        field = "×".join(str(n) for n in patches.field.size)
+        step = "×".join(str(n) for n in patches.field.jump)
+        title = title or f"strongest patches of {patches.layer!r}\nreceptive field {field} px, one every {step} px"
     else:
         stack = np.asarray(patches, dtype=np.float32)
     if stack.ndim != 5 or min(stack.shape) < 1:

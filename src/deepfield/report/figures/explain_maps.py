@@ -26,7 +26,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.report.figures.gallery import Channels, asinh_composite
 from deepfield.report.figures.style import PALETTE, figure
 
-__all__ = ["COLORBAR_ROOM", "CURVE_ROOM", "MAX_ROWS", "plot_attributions", "plot_class_models"]
+__all__ = ["COLORBAR_ROOM", "CURVE_ROOM", "MAX_ROWS", "map_scale", "plot_attributions", "plot_class_models"]
 
 MAX_ROWS = 32
 """:func:`plot_attributions` shows at most this many stamps (one row each)."""
@@ -34,11 +34,15 @@ MAX_ROWS = 32
 COLORBAR_ROOM = 0.6
 """Extra height of :func:`plot_attributions`, in panels, for the column titles and colour bars."""
 
+BAR_HEIGHT = 0.08
+"""Height of the colour-bar row of :func:`plot_attributions`, relative to a stamp's row (its
+ticks and label take the rest of :data:`COLORBAR_ROOM`)."""
+
 CURVE_ROOM = 1.4
 """Height of the score-curve row of :func:`plot_class_models`, in panels (images and titles take one)."""
 
 SCALE_PERCENTILE = 99.0
-"""Each map column is scaled to this percentile of its absolute values (one hot pixel does not
+"""Each map is scaled to this percentile of its own absolute values (one hot pixel does not
 wash the rest out); brighter pixels saturate."""
 
 
@@ -50,16 +54,18 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
     A map is reduced over bands to one plane per stamp: a signed map (any negative value,
     e.g. integrated gradients) is *summed* over bands, keeping its additive meaning; a
     non-negative one (saliency) takes the band *maximum*, as Simonyan et al. (2014).
-    Each method is a column with one colour scale shared by its rows and a colour bar:
-    signed maps symmetric about 0 (blue negative, red positive), non-negative ones from 0.
-    The map is opaque where it is strong and transparent where it is weak (opacity
-    ``alpha × |value| / scale``), so the stamp shows through.
+    Each method is a column; each map in it has its own scale (:data:`SCALE_PERCENTILE` of
+    its absolute values, printed in the panel's corner), so a stamp whose effects are small
+    (an occlusion map of a faint irregular) is not washed out by a bright one. The column's
+    colour bar is in units of that scale: signed maps symmetric about 0 (blue negative, red
+    positive), non-negative ones from 0. The map is opaque where it is strong and transparent
+    where it is weak (opacity ``alpha × |value| / scale``), so the stamp shows through.
 
     Args:
         images: ``(N, C, H, W)`` stamps, 1 ≤ N ≤ :data:`MAX_ROWS`.
         maps: method name → ``(N, C', H, W)`` or ``(N, H, W)`` maps of those stamps (e.g.
             occlusion maps, one plane per stamp).
-        titles: one label per stamp (e.g. its class and score), shown left of its row.
+        titles: one label per stamp (e.g. its true and predicted class and score), left of its row.
         channels: the stamp's bands to show, see :func:`asinh_composite`.
         cmap: a matplotlib colour map for every map; default ``"RdBu_r"`` for signed maps
             and ``"inferno"`` for non-negative ones.
@@ -78,28 +84,43 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
     backgrounds = [asinh_composite(stamp, channels) for stamp in stamps]
     path = Path(path)
     with figure(path, ((1 + len(planes)) * panel_size, (len(stamps) + COLORBAR_ROOM) * panel_size)) as fig:
-        axes = fig.subplots(len(stamps), 1 + len(planes), squeeze=False)
+        # the colour bars get their own grid row, so the layout makes room for their ticks and labels
+        grid = fig.add_gridspec(len(stamps) + 1, 1 + len(planes), height_ratios=[1.0] * len(stamps) + [BAR_HEIGHT])
+        axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(1 + len(planes))] for r in range(len(stamps))])
         for ax, background, title in zip(axes[:, 0], backgrounds, titles or [None] * len(stamps)):
             ax.imshow(background, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_ylabel(title or "", fontsize=8)
         axes[0, 0].set_title("stamp", fontsize=9)
-        for column, (name, plane) in zip(axes.T[1:], planes.items()):
+        for c, (column, (name, plane)) in enumerate(zip(axes.T[1:], planes.items()), start=1):
             signed = bool((plane < 0).any())
-            scale = float(np.percentile(np.abs(plane), SCALE_PERCENTILE)) or float(np.abs(plane).max()) or 1.0
-            norm = Normalize(-scale if signed else 0.0, scale)
+            norm = Normalize(-1.0 if signed else 0.0, 1.0)
             colours = colormaps[cmap or ("RdBu_r" if signed else "inferno")]
             for ax, background, values in zip(column, backgrounds, plane):
+                scale = map_scale(values)
                 grey = background if background.ndim == 2 else background.mean(axis=-1)
-                overlay = colours(norm(values))
+                overlay = colours(norm(values / scale))
                 overlay[..., 3] = alpha * np.clip(np.abs(values) / scale, 0.0, 1.0)
                 ax.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
                 ax.imshow(overlay, interpolation="nearest")
+                ax.text(0.03, 0.97, f"{'±' if signed else ''}{scale:.2g}", transform=ax.transAxes, fontsize=6,
+                        va="top", ha="left", color="black", bbox={"facecolor": "white", "alpha": 0.7, "pad": 1,
+                                                                  "linewidth": 0})
             column[0].set_title(name, fontsize=9)
-            bar = fig.colorbar(ScalarMappable(norm, colours), ax=list(column), location="bottom", aspect=12)
+            bar = fig.colorbar(ScalarMappable(norm, colours), cax=fig.add_subplot(grid[-1, c]),
+                               orientation="horizontal",
+                               ticks=[-1.0, 0.0, 1.0] if signed else [0.0, 0.5, 1.0])
+            bar.set_label("× the map's scale", fontsize=7)
             bar.ax.tick_params(labelsize=7)
         for ax in axes.ravel():
             _bare(ax)
     return path
+
+
+def map_scale(values: np.ndarray) -> float:
+    """The scale of one map ``(H, W)``: the :data:`SCALE_PERCENTILE` of its absolute values
+    (else their maximum, else 1 for an all-zero map)."""
+    magnitude = np.abs(values)
+    return float(np.percentile(magnitude, SCALE_PERCENTILE)) or float(magnitude.max()) or 1.0
 
 
 def _plane(name: str, values: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:

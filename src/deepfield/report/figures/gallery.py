@@ -7,7 +7,8 @@ Stamps are shown with an asinh stretch: one band in grey, or three bands as a co
 composite that keeps each pixel's colour (the ratios between bands) while compressing
 its brightness, as Lupton et al. (2004, PASP 116, 133); here the brightness stretched is
 the brightest band of the pixel, so colours saturate only above the chosen percentile.
-Each band's median (the sky) is subtracted first.
+Each band's median (the sky) is subtracted first. Spectra ``(N, C, L)`` are drawn as
+curves instead (one line per channel, on panels twice as wide).
 """
 from __future__ import annotations
 
@@ -23,10 +24,14 @@ from deepfield.analysis.classification import as_labels, as_scores, class_names_
 from deepfield.errors import DeepfieldError
 from deepfield.report.figures.style import RIGHT_COLOUR, WRONG_COLOUR, figure
 
-__all__ = ["MAX_PANELS", "asinh_composite", "plot_gallery", "select_examples"]
+__all__ = ["MAX_COLUMNS", "MAX_PANELS", "asinh_composite", "plot_gallery", "select_examples"]
 
 MAX_PANELS = 256
 """More stamps than this in one gallery is an error: pick them with ``k``."""
+
+MAX_COLUMNS = 4
+"""Panels per row by default: 4 × 1.8 in × 120 dpi = 864 px, shown at its natural size (titles
+readable) in the report's column."""
 
 TITLE_ROOM = 1.35
 """A panel is ``panel_size`` wide and ``TITLE_ROOM × panel_size`` high, to fit its two-line title."""
@@ -102,36 +107,43 @@ def plot_gallery(images: ArrayLike, y_true: ArrayLike, scores: ArrayLike, path: 
     """Write a grid of stamps, each titled ``true`` / ``pred (p)``, framed green if right, red if wrong.
 
     Args:
-        images: ``(N, C, H, W)`` stamps (any flux unit; each is stretched on its own).
+        images: ``(N, C, H, W)`` stamps (any flux unit; each is stretched on its own), or
+            spectra ``(N, C, L)``, drawn as curves against the sample index.
         y_true: ``(N,)`` integer labels.
         scores: ``(N,)`` probability of class 1 or ``(N, K)`` class probabilities.
         k: show only the ``k`` most confident right then the ``k`` most confident wrong
             (:func:`select_examples`); ``None`` shows all, in order.
         channels: see :func:`asinh_composite`.
-        ncols: panels per row; default ``k`` (≤ 8), else up to 8.
+        ncols: panels per row; default up to :data:`MAX_COLUMNS` (``k`` when it is smaller).
         panel_size: inches per panel; the figure is ``ncols × panel_size`` wide and
             ``rows × TITLE_ROOM × panel_size`` high.
     """
     stamps = np.asarray(images, dtype=np.float32)
     y = as_labels(y_true)
     s = as_scores(scores, len(y))
-    if stamps.ndim != 4 or len(stamps) != len(y):
-        raise DeepfieldError(f"gallery: expected images (N={len(y)}, C, H, W), got shape {stamps.shape}")
+    if stamps.ndim not in (3, 4) or len(stamps) != len(y):
+        raise DeepfieldError(f"gallery: expected images (N={len(y)}, C, H, W) or spectra (N, C, L), "
+                             f"got shape {stamps.shape}")
+    width = panel_size * (2 if stamps.ndim == 3 else 1)
     names = class_names_for(2 if s.ndim == 1 else s.shape[1], class_names)
     predicted, confidence = predict_labels(s, threshold)
     shown = np.concatenate(select_examples(y, s, k, threshold)) if k is not None else np.arange(len(y))
     if not 0 < len(shown) <= MAX_PANELS:
         raise DeepfieldError(f"gallery: {len(shown)} stamps to show; expected 1 to {MAX_PANELS} (choose with k=)")
-    ncols = ncols or (k if k is not None and k <= 8 else min(8, len(shown)))
+    ncols = ncols or min(MAX_COLUMNS, k or len(shown), len(shown))
     nrows = math.ceil(len(shown) / ncols)
     path = Path(path)
-    with figure(path, (ncols * panel_size, nrows * TITLE_ROOM * panel_size)) as fig:
+    with figure(path, (ncols * width, nrows * TITLE_ROOM * panel_size)) as fig:
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax in axes[len(shown):]:
             ax.set_visible(False)
         for ax, i in zip(axes, shown):
-            image = asinh_composite(stamps[i], channels)
-            ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if stamps.ndim == 3:
+                for channel in stamps[i]:
+                    ax.plot(channel, linewidth=0.6)
+            else:
+                ax.imshow(asinh_composite(stamps[i], channels), cmap="gray", vmin=0.0, vmax=1.0,
+                          interpolation="nearest")
             colour = RIGHT_COLOUR if predicted[i] == y[i] else WRONG_COLOUR
             ax.set_title(f"true {names[y[i]]}\npred {names[predicted[i]]} ({confidence[i]:.2f})",
                          fontsize=8, color=colour)

@@ -35,6 +35,10 @@ __all__ = [
     "plot_sweep",
 ]
 
+LOSS_COLOUR, ACCURACY_COLOUR = PALETTE[7], PALETTE[4]
+"""The animation's curves: loss in black, accuracy in reddish purple (dashed), apart from each
+other and from the class colours (blue, orange) of the map beside them."""
+
 _BINARY_MAP = LinearSegmentedColormap.from_list("deepfield_two_classes", [PALETTE[0], "#ffffff", PALETTE[1]])
 
 
@@ -124,10 +128,10 @@ def animate_decision_boundary(playground: Playground, path: str | os.PathLike[st
         ax_map, ax_loss = fig.subplots(1, 2, width_ratios=[1.1, 1.0])
         image = _map_panel(ax_map, play, 0)
         contour = [_boundary(ax_map, play, 0)]
-        (loss_line,) = ax_loss.plot([], [], color=PALETTE[0], label="training loss (per epoch)")
-        (frame_dots,) = ax_loss.plot([], [], "o", color=PALETTE[0], markersize=4, label="loss at snapshot")
+        (loss_line,) = ax_loss.plot([], [], color=LOSS_COLOUR, label="training loss (per epoch)")
+        (frame_dots,) = ax_loss.plot([], [], "o", color=LOSS_COLOUR, markersize=4, label="loss at snapshot")
         ax_acc = ax_loss.twinx()
-        (acc_line,) = ax_acc.plot([], [], color=PALETTE[2], label="accuracy")
+        (acc_line,) = ax_acc.plot([], [], color=ACCURACY_COLOUR, linestyle="--", linewidth=1.8, label="accuracy")
         ax_loss.set_xlim(0, max(1, int(play.frame_epochs[-1])))
         if len(positive):
             ax_loss.set_yscale("log")
@@ -136,7 +140,8 @@ def animate_decision_boundary(playground: Playground, path: str | os.PathLike[st
         ax_acc.grid(False)
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("loss")
-        ax_acc.set_ylabel("accuracy", color=PALETTE[2])
+        ax_acc.set_ylabel("accuracy", color=ACCURACY_COLOUR)
+        ax_acc.tick_params(axis="y", colors=ACCURACY_COLOUR)
         ax_loss.legend(handles=[loss_line, frame_dots, acc_line], loc="upper right")
 
         def draw(k: int) -> None:

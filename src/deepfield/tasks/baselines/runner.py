@@ -12,10 +12,13 @@ HTML report shows as a comparison table (best value of each column in bold):
 - ``regression``: ``mae`` (target units) and ``r2``.
 
 :func:`image_baselines` adds ``extract_time_s`` (train + test) and ``n_failed`` (stamps whose
-features could not be measured; the learners impute them).
+features could not be measured; the learners impute them); given a folder, it lists those
+stamps with their reasons in ``<folder>/<features>_failures.csv`` (:func:`write_failures`).
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -34,6 +37,9 @@ from deepfield.tasks.baselines.learners import NAMES, class_scores, make_learner
 
 TASKS = ("classification", "regression", "redshift")
 OUTLIER_THRESHOLD = 0.15
+FAILURES_SUFFIX = "_failures.csv"
+"""``RUN/baselines/<features>_failures.csv``: the stamps a feature extractor could not (fully) measure."""
+FAILURE_COLUMNS = ("part", "index", "id", "reason")
 
 
 def _matrices(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,13 +122,45 @@ def prepared_targets(prepared: Prepared, part: str) -> tuple[np.ndarray, str]:
     return prepared.y[part], "regression"
 
 
+def write_failures(path: str | Path, failed: dict[str, Sequence[tuple[int, str]]],
+                   ids: dict[str, np.ndarray] | None = None) -> Path:
+    """Write the stamps a feature extractor could not (fully) measure as a CSV, atomically.
+
+    Args:
+        path: the CSV to write; columns ``part, index, id, reason`` (``index``: the stamp's
+            position in its part, ``id``: the object's identifier where ``ids`` has that part).
+        failed: part name (``"train"``, ``"test"``) -> ``(index, reason)`` pairs, as
+            :attr:`~deepfield.tasks.features.base.FeatureSet.failed` lists them.
+        ids: part name -> ``(N,)`` object identifiers.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FAILURE_COLUMNS)
+    for part, pairs in failed.items():
+        part_ids = (ids or {}).get(part)
+        for index, reason in pairs:
+            writer.writerow([part, index, "" if part_ids is None else _text(part_ids[index]), reason])
+    path = Path(path)
+    atomic.write_text(path, buffer.getvalue())
+    return path
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def image_baselines(prepared: Prepared, extractors: Sequence[str] = ("hog", "morphology"),
-                    learners: Sequence[str] = ("svm_rbf",), seed: int = 0) -> list[dict[str, Any]]:
+                    learners: Sequence[str] = ("svm_rbf",), seed: int = 0,
+                    failures: str | Path | None = None) -> list[dict[str, Any]]:
     """Hand-made image features + classical learners on the network's own split.
 
     For each extractor of :mod:`deepfield.tasks.features` (fitted on the training stamps
     when it needs fitting), features of ``prepared.x["train"]`` and ``["test"]``
     ``(N, C, H, W)`` are computed once and every learner of ``learners`` is scored on them.
+
+    ``failures``: a folder (``RUN/baselines``) where each extractor that could not measure
+    some stamps lists them, with the reasons, in ``<name>_failures.csv`` (:func:`write_failures`);
+    an older list of an extractor that now measured every stamp is removed.
     """
     from deepfield.tasks import features  # imported here so tests can swap in a stand-in module
 
@@ -139,6 +177,12 @@ def image_baselines(prepared: Prepared, extractors: Sequence[str] = ("hog", "mor
             extractor.fit(images["train"])
         train, test = extractor.extract(images["train"]), extractor.extract(images["test"])
         extract_time = round(time.perf_counter() - started, 3)
+        if failures is not None:
+            listed = Path(failures) / f"{extractor.name}{FAILURES_SUFFIX}"
+            if train.failed or test.failed:
+                write_failures(listed, {"train": train.failed, "test": test.failed}, prepared.ids)
+            else:
+                listed.unlink(missing_ok=True)
         for row in run_baselines(train.values, y_train, test.values, y_test, task=task, learners=learners,
                                  seed=seed, feature_name=extractor.name):
             rows.append({**row, "extract_time_s": extract_time, "n_failed": len(train.failed) + len(test.failed)})

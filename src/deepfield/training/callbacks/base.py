@@ -13,6 +13,7 @@ Order of calls in ``fit``::
           -> optimiser step -> on_train_batch_end(batch, {"loss": <0-d tensor>, "size": n})
       [validation: on_test_begin, on_test_end]
       on_epoch_end(epoch, logs)      logs: {"loss", metrics..., "val_loss", "val_"metrics..., "lr"}
+                                     ("lr": the rate of the epoch's last step, decay included)
     on_train_end
 
 Per-batch hooks are called only on callbacks that override them, so a callback
@@ -59,10 +60,15 @@ class Callback:
     def __init__(self) -> None:
         self.model: nn.Module | None = None
         self.engine: Engine | None = None
+        self.params: dict[str, Any] = {}
 
     def set_engine(self, engine: Engine) -> None:
         self.engine = engine
         self.model = engine.model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Keras's ``self.params`` of the run: ``{"verbose", "epochs", "steps"}`` in ``fit``."""
+        self.params = params
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -97,11 +103,12 @@ def _overrides(callback: Callback, hook: str) -> bool:
 class CallbackList:
     """The callbacks of one fit/evaluate, sorted by ``order``, with per-batch hook lists precomputed."""
 
-    def __init__(self, callbacks: list[Callback], engine: Engine):
+    def __init__(self, callbacks: list[Callback], engine: Engine, params: dict[str, Any] | None = None):
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise DeepfieldError(f"callbacks must be deepfield Callback instances, got {type(cb).__name__}")
             cb.set_engine(engine)
+            cb.set_params(dict(params or {}))
         if not distributed.is_main():
             callbacks = [cb for cb in callbacks if not cb.writes_files]
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)

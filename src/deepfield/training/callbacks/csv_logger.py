@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from deepfield.errors import flag
 from deepfield.training.callbacks.base import Callback, Logs
 
 
@@ -25,7 +26,8 @@ class CSVLogger(Callback):
 
     def __init__(self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False):
         super().__init__()
-        self.filename, self.separator, self.append = Path(filename), separator, append
+        self.filename, self.separator = Path(filename), separator
+        self.append = flag("CSVLogger", "append", append)
         self.keys: list[str] | None = None
         self.rows = 0
         self._resumed = False

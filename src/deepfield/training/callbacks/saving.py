@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from deepfield.errors import DeepfieldError
+from deepfield.errors import DeepfieldError, flag
 from deepfield.training import distributed
 from deepfield.models.serialization import WEIGHTS_FILE, has_architecture, save_model, save_weights
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
@@ -39,7 +39,8 @@ class ModelCheckpoint(Callback):
         if save_freq != "epoch":
             raise DeepfieldError(f"ModelCheckpoint: only save_freq='epoch' is supported, got {save_freq!r}")
         self.filepath, self.verbose = str(filepath), verbose
-        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.save_best_only = flag("ModelCheckpoint", "save_best_only", save_best_only)
+        self.save_weights_only = flag("ModelCheckpoint", "save_weights_only", save_weights_only)
         self.monitor = Monitor(monitor, mode, 0.0, "ModelCheckpoint")
         self.initial_value_threshold = initial_value_threshold
         self.best = self.monitor.worst if initial_value_threshold is None else float(initial_value_threshold)
@@ -111,7 +112,8 @@ class BackupAndRestore(Callback):
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
             raise DeepfieldError(f"BackupAndRestore: save_freq must be 'epoch' or a positive int, got {save_freq!r}")
         self.path = Path(backup_dir) / self.FILENAME
-        self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
+        self.save_freq = save_freq
+        self.delete_checkpoint = flag("BackupAndRestore", "delete_checkpoint", delete_checkpoint)
         self.restored_from: tuple[int, int] | None = None  # (epoch, batch) of the backup resumed from
         self._epoch = self._batches = 0
 
@@ -122,6 +124,16 @@ class BackupAndRestore(Callback):
         if state is not None:
             self.engine.load_training_state(state)
             self.restored_from = (state["epoch"], state["step"])
+            if self.params.get("verbose") and distributed.is_main():
+                print(f"resuming from the backup {self.path} {self._position()}", flush=True)
+
+    def _position(self) -> str:
+        """Where the restored run continues, as the progress display counts: ``at epoch 3/10[, after its batch 5]``."""
+        epoch, step = self.restored_from or (0, 0)
+        epochs = self.params["epochs"]
+        if epoch >= epochs:
+            return f"with all {epochs} epochs done"
+        return f"at epoch {epoch + 1}/{epochs}" + (f", after its batch {step}" if step else "")
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch

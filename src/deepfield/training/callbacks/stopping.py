@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from deepfield.errors import flag
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
 
 
@@ -28,7 +29,8 @@ class EarlyStopping(Callback):
         super().__init__()
         self.monitor = Monitor(monitor, mode, min_delta, "EarlyStopping")
         self.patience, self.verbose, self.baseline = int(patience), verbose, baseline
-        self.restore_best_weights, self.start_from_epoch = restore_best_weights, int(start_from_epoch)
+        self.restore_best_weights = flag("EarlyStopping", "restore_best_weights", restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
         self._reset()
 
     def _reset(self) -> None:

@@ -9,6 +9,7 @@ from torch.optim.optimizer import ParamsT
 
 from deepfield.training.optimizers.base import (
     GradientOptimizer,
+    check_flag,
     check_non_negative,
     check_unit_interval,
 )
@@ -63,7 +64,7 @@ class Adam(GradientOptimizer):
             params,
             dict(
                 learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                amsgrad=bool(amsgrad), clipnorm=clipnorm, clipvalue=clipvalue,
+                amsgrad=check_flag(self, "amsgrad", amsgrad), clipnorm=clipnorm, clipvalue=clipvalue,
                 global_clipnorm=global_clipnorm, weight_decay=weight_decay, decay=decay,
             ),
             **keras2,

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch.optim.optimizer import ParamsT
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.errors import DeepfieldError, flag, unknown_name
 
 # The learning rate is stored as torch's "lr" so that lr schedulers can drive it.
 _TORCH_KEYS = {"learning_rate": "lr"}
@@ -120,6 +120,13 @@ class Optimizer(torch.optim.Optimizer):
         group = group if group is not None else (self.param_groups or [self.defaults])[0]
         decay = group["decay"]
         return group["lr"] / (1.0 + decay * self.iterations) if decay else group["lr"]
+
+    def last_learning_rate(self) -> float:
+        """The rate the last step used, ``lr / (1 + decay * (iterations - 1))`` (the base rate
+        before any step): what ``fit`` logs as ``lr`` at the end of an epoch."""
+        group = (self.param_groups or [self.defaults])[0]
+        decay, done = group["decay"], max(self.iterations - 1, 0)
+        return group["lr"] / (1.0 + decay * done) if decay else group["lr"]
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments, JSON-ready; ``get`` rebuilds from them."""
@@ -219,9 +226,7 @@ class GradientOptimizer(Optimizer):
         )
         for key in given:
             value = clips[key]
-            self._check(
-                isinstance(value, (int, float)) and value > 0, f"{key} must be > 0, got {value!r}"
-            )
+            self._check(is_number(value) and value > 0, f"{key} must be > 0, got {value!r}")
         if hyper["weight_decay"] is not None:
             check_non_negative(self, "weight_decay", hyper["weight_decay"])
         super().__init__(params, hyper, **keras2)
@@ -300,13 +305,23 @@ def _tensors(params: list[Any]) -> list[int]:
     return out
 
 
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (``True`` is an int to Python, never a rate to a user)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_flag(opt: Optimizer, name: str, value: Any) -> bool:
+    """``value`` must be ``True`` or ``False`` (see :func:`deepfield.errors.flag`)."""
+    return flag(opt.name, name, value)
+
+
 def check_unit_interval(opt: Optimizer, name: str, value: float, *, closed: bool) -> None:
     """``value`` must lie in [0, 1] (``closed``) or [0, 1) — momenta and decay rates."""
-    ok = isinstance(value, (int, float)) and 0 <= value and (value <= 1 if closed else value < 1)
+    ok = is_number(value) and 0 <= value and (value <= 1 if closed else value < 1)
     opt._check(ok, f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
 
 
 def check_non_negative(opt: Optimizer, name: str, value: float) -> None:
     """``value`` must be a finite number >= 0 (epsilons, accumulators)."""
-    ok = isinstance(value, (int, float)) and 0 <= value and math.isfinite(value)
+    ok = is_number(value) and 0 <= value and math.isfinite(value)
     opt._check(ok, f"{name} must be a number >= 0, got {value!r}")

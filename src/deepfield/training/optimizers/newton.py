@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 from torch.optim.optimizer import ParamsT
+from torch.overrides import TorchFunctionMode
 
 from deepfield.errors import DeepfieldError
-from deepfield.training.optimizers.base import Optimizer, check_non_negative
+from deepfield.training.optimizers.base import Optimizer, check_flag, check_non_negative, is_number
 
 # Rows of the Hessian computed per batched backward pass: bounds the memory of
 # the vmapped backward (which holds this many copies of the activations' grads).
@@ -34,9 +35,11 @@ _MAX_DAMPING_RAISES = 60
 class Newton(Optimizer):
     """Damped Newton with line search; the loop calls ``opt.step(closure)``.
 
-    ``closure()`` must return the loss tensor, computed with gradients enabled
-    and WITHOUT calling ``backward``: the optimiser differentiates it itself,
-    twice, and calls it again (under ``no_grad``) to try steps.
+    ``closure()`` returns the loss tensor. The optimiser differentiates it itself,
+    twice, and calls it again (under ``no_grad``) to try steps; a torch-style
+    closure that calls ``zero_grad()`` and ``loss.backward()`` works as it is (its
+    ``backward`` calls are skipped: they would free the graph the Hessian needs).
+    After ``step``, ``p.grad`` holds the gradient at the point the step started from.
 
     Args:
         params: the tensors to optimise (torch face) or ``None`` (bind later);
@@ -65,14 +68,14 @@ class Newton(Optimizer):
     ) -> None:
         check_non_negative(self, "damping", damping)
         self._check(
-            isinstance(max_params, int) and max_params > 0,
+            is_number(max_params) and isinstance(max_params, int) and max_params > 0,
             f"max_params must be a positive integer, got {max_params!r}",
         )
         self._damping_now = float(damping)
         super().__init__(
             params,
             dict(
-                learning_rate=learning_rate, damping=damping, line_search=bool(line_search),
+                learning_rate=learning_rate, damping=damping, line_search=check_flag(self, "line_search", line_search),
                 max_params=max_params, decay=decay,
             ),
             **keras2,
@@ -102,7 +105,8 @@ class Newton(Optimizer):
         group = self.param_groups[0]
         params = self._trainable()
         with torch.enable_grad():
-            loss = closure()
+            with _SkipBackward():
+                loss = closure()
             grad, hessian = _gradient_and_hessian(loss, params)
         start = float(loss.detach())
         finite = bool(grad.isfinite().all()) and bool(hessian.isfinite().all())
@@ -123,7 +127,7 @@ class Newton(Optimizer):
         tries = _HALVINGS if group["line_search"] else 1
         for attempt in range(tries):
             _move(params, origin, direction, t)
-            with torch.no_grad():
+            with torch.no_grad(), _SkipBackward():
                 trial = float(closure())
             if trial <= start + _ARMIJO * t * slope:  # False for NaN, too
                 if attempt == 0:
@@ -135,6 +139,7 @@ class Newton(Optimizer):
             mu = _raised(mu, scale)
         self._damping_now = mu
         self.iterations += 1
+        _set_gradients(params, grad)
         return loss.detach()
 
     def _trainable(self) -> list[torch.Tensor]:
@@ -195,6 +200,28 @@ def _gradient_and_hessian(
     hessian = torch.cat(blocks)
     # Exact up to rounding; symmetrising makes the Cholesky test meaningful.
     return flat.detach(), (hessian + hessian.T).detach() / 2
+
+
+class _SkipBackward(TorchFunctionMode):
+    """Within (this thread only): ``loss.backward()`` and ``torch.autograd.backward`` do nothing.
+
+    A torch-style closure calls them; run, they would free the graph that the Hessian is
+    computed from, and under ``no_grad`` (the line search) fail on a loss without a graph.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if func is torch.Tensor.backward or func is torch.autograd.backward:
+            return None
+        return func(*args, **(kwargs or {}))
+
+
+def _set_gradients(params: list[torch.Tensor], grad: torch.Tensor) -> None:
+    """``p.grad`` of each parameter from the flat gradient ``grad`` (float64), in its dtype."""
+    offset = 0
+    for p in params:
+        p.grad = grad[offset : offset + p.numel()].view_as(p).to(p.dtype).clone()
+        offset += p.numel()
 
 
 def _flat(

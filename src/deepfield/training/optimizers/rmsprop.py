@@ -8,6 +8,7 @@ from torch.optim.optimizer import ParamsT
 
 from deepfield.training.optimizers.base import (
     GradientOptimizer,
+    check_flag,
     check_non_negative,
     check_unit_interval,
 )
@@ -61,7 +62,7 @@ class RMSprop(GradientOptimizer):
             params,
             dict(
                 learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon,
-                centered=bool(centered), clipnorm=clipnorm, clipvalue=clipvalue,
+                centered=check_flag(self, "centered", centered), clipnorm=clipnorm, clipvalue=clipvalue,
                 global_clipnorm=global_clipnorm, weight_decay=weight_decay, decay=decay,
             ),
             **keras2,

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch.optim.optimizer import ParamsT
 
-from deepfield.training.optimizers.base import GradientOptimizer, check_unit_interval
+from deepfield.training.optimizers.base import GradientOptimizer, check_flag, check_unit_interval
 
 
 class SGD(GradientOptimizer):
@@ -49,7 +49,7 @@ class SGD(GradientOptimizer):
         super().__init__(
             params,
             dict(
-                learning_rate=learning_rate, momentum=momentum, nesterov=bool(nesterov),
+                learning_rate=learning_rate, momentum=momentum, nesterov=check_flag(self, "nesterov", nesterov),
                 clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm,
                 weight_decay=weight_decay, decay=decay,
             ),
