@@ -49,11 +49,11 @@ def test_tampered_weights_are_refused(saved):
 def test_corrupt_weights_file_is_one_clear_error(saved, tmp_path):
     _, folder = saved
     doc = json.loads((folder / "model.json").read_text())
-    doc["weights"].pop("sha256")  # no checksum: the reader itself must notice
+    doc["weights"].pop("sha256"), doc.pop("sha256")  # no checksums (trusted): the reader itself must notice
     (folder / "model.json").write_text(json.dumps(doc))
     (folder / "weights.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(DeepfieldError, match="not a readable safetensors weights file"):
-        load_model(folder)
+        load_model(folder, trust=True)
 
 
 def test_weights_of_another_model_are_refused(saved, tmp_path):
@@ -61,11 +61,11 @@ def test_weights_of_another_model_are_refused(saved, tmp_path):
     other = Sequential([Conv2D(5, 3, input_shape=(1, 6, 6)), Flatten(), Dense(2)]).build()
     save_model(other, tmp_path / "other")
     doc = json.loads((folder / "model.json").read_text())
-    doc["weights"].pop("sha256")
+    doc["weights"].pop("sha256"), doc.pop("sha256")
     (folder / "model.json").write_text(json.dumps(doc))
     (folder / "weights.safetensors").write_bytes((tmp_path / "other" / "weights.safetensors").read_bytes())
     with pytest.raises(DeepfieldError, match="weight 'conv2d.weight' has shape"):
-        load_model(folder)
+        load_model(folder, trust=True)
 
 
 def test_bad_architecture_files(saved):
@@ -76,11 +76,11 @@ def test_bad_architecture_files(saved):
     (folder / "model.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(DeepfieldError, match="not a deepfield model file"):
         load_model(folder)
-    doc = {"format": "deepfield.model", "format_version": 1,
+    doc = {"format": "deepfield.model", "format_version": 1, "class_name": "Sequential",
            "config": {"name": "m", "input_shape": [3], "layers": [{"class_name": "Danse", "config": {}}]}}
     (folder / "model.json").write_text(json.dumps(doc))
     with pytest.raises(DeepfieldError, match="unknown layer 'Danse'"):
-        load_model(folder)
+        load_model(folder, trust=True)
 
 
 def test_missing_folder(tmp_path):
@@ -134,12 +134,13 @@ def test_preset_architecture_errors_name_the_file(saved_preset):
     _, folder = saved_preset
     doc = json.loads((folder / "model.json").read_text())
     doc["config"]["preset"] = "pasquette"
+    doc.pop("sha256")  # edited by hand: loaded only when trusted
     (folder / "model.json").write_text(json.dumps(doc))
     with pytest.raises(DeepfieldError, match=r"model.json: unknown model preset 'pasquette'"):
-        load_model(folder)
+        load_model(folder, trust=True)
     doc["config"] = {"preset": "pasquet", "kwargs": {"input_shape": [2, 8, 8], "n_bins": 7, "dense_units": 6,
                                                       "use_ebv": True}}
     doc["weights"].pop("sha256")
     (folder / "model.json").write_text(json.dumps(doc))
     with pytest.raises(DeepfieldError, match=r"weight 'output.weight' has shape \(5, 6\), the model expects \(7, 6\)"):
-        load_model(folder)
+        load_model(folder, trust=True)

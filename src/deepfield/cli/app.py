@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield.cli.common import console, parse_range, parse_shape, split_list
+from deepfield.cli.common import TRUST, console, parse_range, parse_shape, split_list
 from deepfield.cli.playground import playground_app
 from deepfield.cli.reading import KEEP, reading_options
 from deepfield.errors import DeepfieldError
@@ -56,6 +56,7 @@ def summary(
     layers: Annotated[bool, typer.Option("--layers", help="also list every layer name that `explain --layer` and "
                                                            "`features --layer` take, blocks' parts by dotted name")]
     = False,
+    trust: TRUST = False,
 ) -> None:
     """Print a model's Keras-style summary: output shapes, parameters, multiply-adds, memory."""
     from deepfield.analysis.layer_features import layer_names
@@ -64,7 +65,7 @@ def summary(
 
     shape = parse_shape(input_shape) if input_shape else None
     if Path(model).is_dir():
-        net = serialization.load_network(model)  # the architecture, not predictions: no warning
+        net = serialization.load_network(model, trust=trust)  # the architecture, not predictions: no warning
     else:
         net = zoo.get(model, **({"input_shape": shape} if shape else {}))
     summarize(net, shape).print()
@@ -181,12 +182,13 @@ def baseline(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Optional[Path], typer.Option(help="another labelled file, read like the training data")] = None,
+    trust: TRUST = False,
     reading: Optional[dict] = None,
 ) -> None:
     """Metrics of a trained run on its test part, or on another labelled file."""
     from deepfield.tasks.run import evaluate_run
 
-    metrics = evaluate_run(run, data, reading=reading)
+    metrics = evaluate_run(run, data, reading=reading, trust=trust)
     for key, value in metrics.items():
         if isinstance(value, (int, float)):
             console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
@@ -199,12 +201,13 @@ def predict(
     data: Annotated[Path, typer.Argument(help="file or folder to predict on")],
     out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
     keep: KEEP = None,
+    trust: TRUST = False,
     reading: Optional[dict] = None,
 ) -> None:
     """Predict every object of DATA with a trained run; write a table with their ids (and ra, dec, --keep)."""
     from deepfield.tasks.run import predict_run
 
-    console.print(f"wrote {predict_run(run, data, out, reading=reading, keep=split_list(keep) or ())}")
+    console.print(f"wrote {predict_run(run, data, out, reading=reading, keep=split_list(keep) or (), trust=trust)}")
 
 
 @app.command()
@@ -216,12 +219,14 @@ def features(
     layer: Annotated[Optional[str], typer.Option(help="layer name (see `deepfield summary RUN --layers`); "
                                                        "default: the one before the head")] = None,
     keep: KEEP = None,
+    trust: TRUST = False,
     reading: Optional[dict] = None,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
     from deepfield.tasks.run import features_run
 
-    console.print(f"wrote {features_run(run, data, out, layer, reading=reading, keep=split_list(keep) or ())}")
+    written = features_run(run, data, out, layer, reading=reading, keep=split_list(keep) or (), trust=trust)
+    console.print(f"wrote {written}")
 
 
 @app.command()
@@ -238,13 +243,14 @@ def explain(
     size: Annotated[int, typer.Option(min=1, help="occluding square's side (pixels)")] = 8,
     stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,
     fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
+    trust: TRUST = False,
     reading: Optional[dict] = None,
 ) -> None:
     """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
     from deepfield.tasks.run import explain_run
 
     folder = explain_run(run, data, out, split_list(method), reading=reading, layer=layer, per_class=per_class,
-                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill))
+                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), trust=trust)
     console.print(f"wrote {folder / 'explain.json'} and its figures")
 
 

@@ -1,11 +1,19 @@
 """What the command groups share: the console and the parsers of option values (one-line errors)."""
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
 from rich.console import Console
 
 from deepfield.errors import DeepfieldError
 
 console = Console(soft_wrap=True)  # long paths stay on one line, also when piped
+
+TRUST = Annotated[bool, typer.Option("--trust-unchecked", help="load a model.json that has no checksums (written by "
+                                     "hand or by another program); a checksum that does not match is refused "
+                                     "all the same")]
+"""The option of every command that loads a saved model or run (its ``trust``)."""
 
 
 def split_list(text: str | None) -> list[str] | None:

@@ -14,6 +14,7 @@ one boolean test more than the bare ``nn.Module`` call.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import re
@@ -22,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError, unknown_name
 
 
@@ -129,13 +131,11 @@ def layer_from_config(spec: dict[str, Any]) -> Layer:
 
 
 def as_tuple(value: int | tuple[int, ...] | list[int], rank: int, what: str) -> tuple[int, ...]:
-    """``3 -> (3, 3)`` for rank 2; a sequence must have ``rank`` entries."""
-    if isinstance(value, int):
-        return (value,) * rank
-    value = tuple(int(v) for v in value)
-    if len(value) != rank:
+    """``3 -> (3, 3)`` for rank 2; a sequence must have ``rank`` entries, each an integer."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * rank
+    if len(values) != rank:
         raise DeepfieldError(f"{what} must be an int or {rank} ints, got {value}")
-    return value
+    return tuple(arguments.integer(what, v, minimum=-arguments.MAX_ELEMENTS) for v in values)  # signs: the caller
 
 
 def ensure_built(module: nn.Module, example: torch.Tensor) -> None:
@@ -147,6 +147,7 @@ def ensure_built(module: nn.Module, example: torch.Tensor) -> None:
     """
     if all(m.built for m in module.modules() if isinstance(m, Layer)):
         return
+    check_size(module, example)
     was_training = module.training
     module.eval()
     try:
@@ -154,3 +155,48 @@ def ensure_built(module: nn.Module, example: torch.Tensor) -> None:
             module(example[:1])
     finally:
         module.train(was_training)
+
+
+def check_size(module: nn.Module, example: torch.Tensor) -> None:
+    """Refuse, before anything is allocated, a network that would hold more than
+    :data:`~deepfield.arguments.MAX_ELEMENTS` parameters or compute more numbers in one layer's
+    output for one sample (``filters: 1e9`` in a model.json, a Dense of a billion units).
+
+    The dry pass runs on a copy on PyTorch's ``meta`` device: shapes only, no memory. A module
+    that cannot run there (an operation without a meta kernel) is left to the real pass.
+    """
+    outputs: dict[str, int] = {}
+
+    def record(name: str) -> Any:
+        def hook(_: nn.Module, __: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                outputs[name] = max(outputs.get(name, 0), output.numel())
+        return hook
+
+    try:
+        with torch.device("meta"):
+            ghost = copy.deepcopy(module).to("meta")
+            for name, sub in ghost.named_modules():
+                sub._forward_pre_hooks.clear()  # the copy must not call the user's hooks
+                sub._forward_hooks.clear()
+                sub.register_forward_hook(record(name or "the model"))
+            ghost.eval()
+            with torch.no_grad():
+                ghost(torch.empty(example[:1].shape, dtype=example.dtype))
+    except DeepfieldError:
+        raise
+    except Exception:  # no meta kernel, or a real mistake that the real pass reports in its own words
+        return
+    limit = arguments.MAX_ELEMENTS
+    sizes = {name or "the model": sum(p.numel() for p in sub.parameters(recurse=False))
+             for name, sub in ghost.named_modules()}
+    total = sum(sizes.values())
+    if total > limit:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise DeepfieldError(f"the network would hold {total:,} parameters ({largest!r} alone {sizes[largest]:,}); "
+                             f"deepfield builds at most {limit:,} (8 GiB in float32): is a layer's size wrong?")
+    # the outermost layer named (not the activation inside it, nor the whole model)
+    largest = max(outputs, key=lambda n: (outputs[n], -n.count("."), n != "the model"), default=None)
+    if largest is not None and outputs[largest] > limit:
+        raise DeepfieldError(f"layer {largest!r} would compute {outputs[largest]:,} numbers for one sample; "
+                             f"deepfield allows at most {limit:,} (8 GiB in float32): is a layer's size wrong?")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import initializers
 from deepfield.models.base import Layer, layer_from_config
@@ -69,9 +70,7 @@ class Maxout(Layer):
                  kernel_initializer: str | initializers.Initializer | dict = "glorot_uniform",
                  name: str | None = None, input_shape: tuple[int, ...] | None = None):
         super().__init__(name=name, input_shape=input_shape)
-        if int(pieces) < 1:
-            raise DeepfieldError(f"Maxout pieces must be a positive integer, got {pieces}")
-        self.units, self.pieces = int(units), int(pieces)
+        self.units, self.pieces = arguments.integer("Maxout units", units), arguments.integer("Maxout pieces", pieces)
         self.dense = Dense(self.units * self.pieces, kernel_initializer=kernel_initializer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +98,8 @@ class Inception(Layer):
     def __init__(self, filters: int, bottleneck: int, kernel_sizes: tuple[int, ...] = (3, 5),
                  name: str | None = None, input_shape: tuple[int, ...] | None = None):
         super().__init__(name=name, input_shape=input_shape)
-        self.filters, self.bottleneck = int(filters), int(bottleneck)
+        self.filters = arguments.integer("Inception filters", filters)
+        self.bottleneck = arguments.integer("Inception bottleneck", bottleneck)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         branches = {"conv1x1": _conv_prelu(self.filters, 1)}
         for k in self.kernel_sizes:
@@ -169,9 +169,7 @@ class ViewPoints(Layer):
     def __init__(self, size: int, diagonal: bool = False,
                  name: str | None = None, input_shape: tuple[int, ...] | None = None):
         super().__init__(name=name, input_shape=input_shape)
-        if int(size) < 1:
-            raise DeepfieldError(f"ViewPoints size must be a positive integer, got {size}")
-        self.size, self.diagonal = int(size), bool(diagonal)
+        self.size, self.diagonal = arguments.integer("ViewPoints size", size), bool(diagonal)
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         check_rank(self, input_shape, 2)

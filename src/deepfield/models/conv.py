@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import activations, initializers
 from deepfield.models.base import Layer, as_tuple
@@ -135,9 +136,7 @@ class _Conv(Layer):
     ):
         super().__init__(name=name, input_shape=input_shape)
         cls = type(self).__name__
-        if int(filters) < 1:
-            raise DeepfieldError(f"{cls} filters must be a positive integer, got {filters}")
-        self.filters = int(filters)
+        self.filters = arguments.integer(f"{cls} filters", filters)
         self.kernel_size = as_tuple(kernel_size, self.rank, f"{cls} kernel_size")
         self.strides = as_tuple(strides, self.rank, f"{cls} strides")
         self.dilation_rate = as_tuple(dilation_rate, self.rank, f"{cls} dilation_rate")

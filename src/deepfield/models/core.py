@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import activations, batch_noise, initializers
 from deepfield.models.base import Layer
@@ -30,9 +31,7 @@ class Dense(Layer):
         input_shape: tuple[int, ...] | None = None,
     ):
         super().__init__(name=name, input_shape=input_shape)
-        if int(units) < 1:
-            raise DeepfieldError(f"Dense units must be a positive integer, got {units}")
-        self.units = int(units)
+        self.units = arguments.integer("Dense units", units)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import Layer, ensure_built, layer_from_config, snake_case
 from deepfield.models.summary import summarize
@@ -65,7 +66,7 @@ class Sequential(nn.Sequential):
                 f"model {self.name!r} does not know its input shape: pass input_shape= to "
                 "Sequential or to its first layer, or call build((C, H, W))"
             )
-        self.input_shape = shape
+        self.input_shape = shape = arguments.shape(f"model {self.name!r} input_shape", shape)
         device = next((p.device for p in self.parameters()), torch.device("cpu"))
         ensure_built(self, torch.zeros((1, *shape), device=device))
         return self

@@ -1,9 +1,21 @@
 """Save and load models as the run folder keeps them: ``model.json`` + ``weights.safetensors``.
 
 Loading never executes code from the files: the architecture is JSON naming
-registered layer classes, the weights are safetensors. ``model.json`` records the
-SHA-256 of the weights file, so a swapped or edited weights file is refused with
-a clear message instead of silently loading.
+registered layer classes (and container classes, :data:`CONTAINERS`), the weights are
+safetensors, every size is checked before anything is allocated (:mod:`deepfield.arguments`).
+
+Checksums (format 2): ``weights.sha256`` is the SHA-256 of the weights file, and the top-level
+``sha256`` that of ``model.json``'s own content (:func:`content_digest`: canonical JSON of
+everything but that field, the weights' checksum included), so an edited architecture or a
+swapped or edited weights file is refused with a line naming the file. A ``model.json``
+without them is refused unless the caller trusts it (``trust=True``; the command line's
+``--trust-unchecked``); a checksum that does not match is refused whatever the trust. Files of
+format 1 (deepfield 0.1) carry the weights' checksum only, which is still checked.
+The checksums catch damaged, mixed-up and hand-edited files; they are no signature (whoever
+edits a file can recompute them), which is why loading must never run code whatever the file says.
+
+``weights.file`` names a file inside the model's folder (no absolute path, no ``..``, no
+symbolic link leading out).
 
 A Sequential is saved layer by layer (``"class_name": "Sequential"``). A zoo preset
 that is not a Sequential (:class:`~deepfield.models.presets.base.PresetModel`) is saved
@@ -38,11 +50,16 @@ from deepfield.models.presets.base import PresetModel
 from deepfield.models.sequential import Sequential
 
 FORMAT = "deepfield.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: the checksum covers the weights file only; 2: model.json's own checksum covers its whole content."""
+CHECKSUM_KEY = "sha256"
+TRUST_HINT = "if you trust this file, load it with trust=True (on the command line: --trust-unchecked)"
 ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 PRESET_CLASS = "Preset"
 BAYESIAN_KEY = "bayesian"
+CONTAINERS = ("Sequential", PRESET_CLASS)
+"""The ``class_name`` values a model.json may hold (a subclass's name when loaded as that subclass)."""
 
 M = TypeVar("M", bound=Sequential)
 
@@ -63,8 +80,15 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> str:
     return _sha256(path)
 
 
+def content_digest(document: dict) -> str:
+    """SHA-256 of a model.json's content: canonical JSON (sorted keys, no spaces) without the checksum field."""
+    body = {k: v for k, v in document.items() if k != CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike[str], sha256: str | None = None) -> None:
-    """Load a safetensors file into ``model`` (strict: every name and shape must match)."""
+    """Load a safetensors file into ``model`` (strict: every name and shape must match);
+    with ``sha256``, the file must have that checksum."""
     path = Path(path)
     if not path.is_file():
         raise DeepfieldError(f"{path}: weights file not found")
@@ -109,20 +133,21 @@ def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) 
     if bayesian is not None:
         config[BAYESIAN_KEY] = bayesian
     digest = save_weights(model, folder / WEIGHTS_FILE)
-    document = {
+    document = json.loads(json.dumps({  # as a reader will see it (tuples as lists), to checksum
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "deepfield_version": __version__,
         "class_name": PRESET_CLASS if isinstance(model, PresetModel) else type(model).__name__,
         "config": config,
         "weights": {"file": WEIGHTS_FILE, "sha256": digest},
-    }
+    }))
+    document[CHECKSUM_KEY] = content_digest(document)
     atomic.write_text(folder / ARCHITECTURE_FILE, json.dumps(document, indent=2) + "\n")
     return folder
 
 
 def read_architecture(folder: str | os.PathLike[str]) -> dict:
-    """The parsed, checked ``model.json`` of a saved model."""
+    """The parsed ``model.json`` of a saved model, its structure checked (not yet its checksums)."""
     path = Path(folder) / ARCHITECTURE_FILE
     if not path.is_file():
         raise DeepfieldError(f"{path}: architecture file not found (is {folder} a saved model or run folder?)")
@@ -132,11 +157,50 @@ def read_architecture(folder: str | os.PathLike[str]) -> dict:
         raise DeepfieldError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise DeepfieldError(f"{path}: not a deepfield model file (expected \"format\": \"{FORMAT}\")")
-    if document.get("format_version", 0) > FORMAT_VERSION:
-        raise DeepfieldError(
-            f"{path}: written by a newer deepfield (format {document['format_version']}); upgrade deepfield"
-        )
+    version = document.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DeepfieldError(f"{path}: \"format_version\" must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise DeepfieldError(f"{path}: written by a newer deepfield (format {version}); upgrade deepfield")
+    if not isinstance(document.get("class_name"), str):
+        raise DeepfieldError(f"{path}: \"class_name\" must be one of {', '.join(CONTAINERS)}, "
+                             f"got {document.get('class_name')!r}")
+    if not isinstance(document.get("config"), dict):
+        raise DeepfieldError(f"{path}: \"config\" must be an object (the architecture), got {document.get('config')!r}")
+    weights = document.get("weights", {})
+    if (not isinstance(weights, dict) or not isinstance(weights.get("file", WEIGHTS_FILE), str)
+            or not isinstance(weights.get("sha256", ""), str)):
+        raise DeepfieldError(f"{path}: \"weights\" must be {{\"file\": NAME, \"sha256\": HEX}}, got {weights!r}")
+    if not isinstance(document.get(CHECKSUM_KEY, ""), str):
+        raise DeepfieldError(f"{path}: \"{CHECKSUM_KEY}\" must be a hexadecimal string, got {document[CHECKSUM_KEY]!r}")
     return document
+
+
+def verify_checksums(document: dict, path: Path, trust: bool = False) -> str | None:
+    """Check model.json's own checksum (format 2); return the weights' checksum to check the weights file by.
+
+    A checksum missing is refused unless ``trust``; one that does not match always is.
+    """
+    weights_digest = document.get("weights", {}).get("sha256") or None
+    own = document.get(CHECKSUM_KEY) or None
+    if (weights_digest is None or (own is None and document["format_version"] >= 2)) and not trust:
+        raise DeepfieldError(f"{path}: has no checksum, so a damaged or edited file would load unnoticed; "
+                             f"{TRUST_HINT}")
+    if own is not None and own != content_digest(document):
+        raise DeepfieldError(f"{path}: does not match its checksum (the architecture or the weights entry was "
+                             "changed after it was saved); restore the file, or save the model again")
+    return weights_digest
+
+
+def weights_path(folder: Path, document: dict, path: Path) -> Path:
+    """The weights file that ``weights.file`` names, which must lie inside ``folder``."""
+    name = document.get("weights", {}).get("file", WEIGHTS_FILE)
+    target = folder / name
+    inside = folder.resolve()
+    if not name or Path(name).is_absolute() or inside not in target.resolve().parents:
+        raise DeepfieldError(f"{path}: \"weights\": {{\"file\": {name!r}}} must name a file inside {folder} "
+                             "(no absolute path, no '..', no link leading out)")
+    return target
 
 
 def _reapply_bayesian(model: nn.Module, settings: object) -> None:
@@ -167,33 +231,43 @@ def warn_if_run(folder: str | os.PathLike[str]) -> None:
 
 
 @overload
-def load_model(folder: str | os.PathLike[str]) -> Sequential | PresetModel: ...
+def load_model(folder: str | os.PathLike[str], *, trust: bool = False) -> Sequential | PresetModel: ...
 
 
 @overload
-def load_model(folder: str | os.PathLike[str], cls: type[M]) -> M: ...
+def load_model(folder: str | os.PathLike[str], cls: type[M], *, trust: bool = False) -> M: ...
 
 
-def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None) -> Sequential | PresetModel:
+def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
+               trust: bool = False) -> Sequential | PresetModel:
     """Rebuild the model saved in ``folder`` and load its weights (:func:`load_network`).
 
     On a run folder it warns (:class:`BareNetworkWarning`) that this is the bare network:
     ``deepfield.load_run`` predicts as the CLI does, from raw data.
     """
     warn_if_run(folder)
-    return load_network(folder, cls)
+    return load_network(folder, cls, trust=trust)
 
 
-def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None) -> Sequential | PresetModel:
+def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
+                 trust: bool = False) -> Sequential | PresetModel:
     """Rebuild the network saved in ``folder`` and load its weights, silently (a run's own loader).
 
     A Sequential comes back as class ``cls`` (default :class:`Sequential`); a preset saved
-    as ``"Preset"`` comes back from the zoo, and then ``cls`` must not be given.
+    as ``"Preset"`` comes back from the zoo, and then ``cls`` must not be given. ``trust``:
+    load a model.json that has no checksum (see the module doc).
     """
     folder = Path(folder)
+    path = folder / ARCHITECTURE_FILE
     document = read_architecture(folder)
+    known = [*CONTAINERS, *([c.__name__ for c in cls.__mro__ if issubclass(c, Sequential)] if cls else [])]
+    if document["class_name"] not in known:
+        raise DeepfieldError(f"{path}: \"class_name\" must be one of {', '.join(dict.fromkeys(known))}, "
+                             f"got {document['class_name']!r}")
+    weights = weights_path(folder, document, path)
+    digest = verify_checksums(document, path, trust)
     try:
-        if document.get("class_name") == PRESET_CLASS:
+        if document["class_name"] == PRESET_CLASS:
             model = zoo.from_config(document["config"])
             if cls is not None:
                 raise DeepfieldError(f"it holds the preset {document['config']['preset']!r}, not a "
@@ -203,7 +277,9 @@ def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None) -> 
         model.build()
         _reapply_bayesian(model, document["config"].get(BAYESIAN_KEY))
     except DeepfieldError as exc:
-        raise DeepfieldError(f"{folder / ARCHITECTURE_FILE}: {exc}") from None
-    weights = document.get("weights", {})
-    load_weights(model, folder / weights.get("file", WEIGHTS_FILE), weights.get("sha256"))
+        raise DeepfieldError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # a value of the wrong kind
+        raise DeepfieldError(f"{path}: \"config\" does not describe a network deepfield can build "
+                             f"({type(exc).__name__}: {exc})") from None
+    load_weights(model, weights, digest)
     return model

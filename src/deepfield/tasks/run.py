@@ -461,8 +461,10 @@ class Run:
         return table
 
 
-def load_run(run: str | os.PathLike[str]) -> Run:
+def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     """Read a run folder, wherever it now is; nothing in it executes code (JSON, YAML and safetensors).
+
+    ``trust``: load networks whose model.json has no checksum (see :mod:`deepfield.models.serialization`).
 
     Its data paths are looked for as :mod:`~deepfield.tasks.run_paths` says (beside the run,
     then where they were); ``config.out`` becomes the folder as found.
@@ -476,14 +478,14 @@ def load_run(run: str | os.PathLike[str]) -> Run:
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
     config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
-    models = [serialization.load_network(folder) for folder, _ in member_folders(config)]
+    models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
     return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None,
-                 reading: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 reading: Mapping[str, Any] | None = None, *, trust: bool = False) -> dict[str, Any]:
     """``deepfield evaluate``: :meth:`Run.evaluate` of the run folder ``run``."""
-    return load_run(run).evaluate(data, reading)
+    return load_run(run, trust=trust).evaluate(data, reading)
 
 
 PREDICTION_FORMATS = {".csv": "ascii.csv", ".fits": "fits", ".fit": "fits", ".h5": "hdf5", ".hdf5": "hdf5"}
@@ -564,11 +566,11 @@ def carried_columns(new: NewData, data: str, keep: Sequence[str] = ()) -> dict[s
 
 
 def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Mapping[str, Any] | None = None,
-                keep: Sequence[str] = ()) -> Path:
+                keep: Sequence[str] = (), *, trust: bool = False) -> Path:
     """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5)."""
     out = Path(out)
     table_format(out, "predictions")
-    return write_table(load_run(run).predict(data, reading, keep), out, "predictions")
+    return write_table(load_run(run, trust=trust).predict(data, reading, keep), out, "predictions")
 
 
 def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
@@ -580,13 +582,14 @@ def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarr
 
 
 def explain_run(run: str | Path, data: str | Path | None, out: str | Path, methods: list[str] | None = None,
-                reading: Mapping[str, Any] | None = None, **settings: Any) -> Path:
+                reading: Mapping[str, Any] | None = None, trust: bool = False, **settings: Any) -> Path:
     """``deepfield explain``: :meth:`Run.explain` of the run folder ``run``."""
-    return load_run(run).explain(data, out, methods, reading, **settings)
+    return load_run(run, trust=trust).explain(data, out, methods, reading, **settings)
 
 
 def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None,
-                 reading: Mapping[str, Any] | None = None, keep: Sequence[str] = ()) -> Path:
+                 reading: Mapping[str, Any] | None = None, keep: Sequence[str] = (), *, trust: bool = False,
+                 ) -> Path:
     """``deepfield features``: :meth:`Run.features` for every object of ``data``, written to ``out``.
 
     FITS and HDF5 tables take at most 999 columns: a wider layer goes to CSV (FITS and HDF5
@@ -594,7 +597,7 @@ def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str 
     """
     out = Path(out)
     fmt = table_format(out, "features")
-    table = load_run(run).features(data, layer, reading, keep)
+    table = load_run(run, trust=trust).features(data, layer, reading, keep)
     if fmt != "ascii.csv" and len(table.colnames) > 999:
         raise DeepfieldError(f"{out}: layer {table.meta['layer']!r} gives {len(table.colnames) - 1} features, more "
                              f"columns than a {out.suffix} table holds (999); write .csv or choose a narrower layer")

@@ -88,6 +88,8 @@ def as_tensor(data: Any, name: str, *, labels: bool = False) -> torch.Tensor:
         raise DeepfieldError(f"{name} has dtype {tensor.dtype}; expected real numbers")
     if tensor.dim() == 0:
         raise DeepfieldError(f"{name} is a scalar; expected an array with one row per sample")
+    if len(tensor) == 0:
+        raise DeepfieldError(f"{name} is empty (0 samples); expected an array with one row per sample")
     if tensor.is_floating_point() or tensor.dtype == torch.bool:
         return tensor.float()
     return tensor.long() if labels else tensor.float()

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import batch_noise
 from deepfield.models.base import ensure_built
@@ -274,6 +275,8 @@ class Engine:
         self._require_loss("fit")
         if x is None:
             raise DeepfieldError("fit needs training data: fit(x, y) or fit(dataset)")
+        epochs = arguments.integer("epochs", epochs, minimum=0)  # 0 trains nothing, as in Keras
+        initial_epoch = arguments.integer("initial_epoch", initial_epoch, minimum=0)
         batch_size = check_batch_size(batch_size)
         world = distributed.world_size()
         if seed is not None:

@@ -103,11 +103,12 @@ class Sequential(KerasModelMixin, models_sequential.Sequential):
         return save_model(self, folder)
 
     @classmethod
-    def load(cls: type[S], folder: str | os.PathLike[str]) -> S:
+    def load(cls: type[S], folder: str | os.PathLike[str], *, trust: bool = False) -> S:
         """The network saved in ``folder``; on a run folder it warns that this is the bare network
-        (``deepfield.load_run(folder).predict`` applies the run's normalisation, as the CLI does)."""
+        (``deepfield.load_run(folder).predict`` applies the run's normalisation, as the CLI does).
+        ``trust``: load a model.json without checksums (written by hand or by another program)."""
         warn_if_run(folder)
-        return load_network(folder, cls)
+        return load_network(folder, cls, trust=trust)
 
 
 class Model(KerasModelMixin, nn.Module):
