@@ -14,13 +14,14 @@ feature standardised as the photoz task does) and is scored on the whole test ca
   ``deepfield baseline`` learner without its depth search) on train + validation;
 * the photoz task's runs (``deepfield.tasks.run.train``; best epoch by the validation part,
   early stopping): the previous example (64-64 MAE regression), PDFs over 100 bins with the
-  median, mean, mode and peak as point estimates (``photoz.point_estimate``), a wider network
-  with dropout, training on magnitudes resampled within their errors
-  (``photoz.resample_errors``) and an ensemble of 3. A PDF run is trained once; its four
-  point estimates are read from the same predictions.
+  median, mean, mode, peak and peak mean as point estimates (``photoz.point_estimate``), a wider
+  network with dropout, training on magnitudes resampled within their errors
+  (``photoz.resample_errors``), the errors as features, bins smoothed by a Gaussian of
+  σ = 0.02 (1 + z) (``photoz.label_smoothing``) and ensembles of 3. A PDF run is trained once;
+  its five point estimates are read from the same predictions.
   Fit times include data preparation, per-epoch validation and checkpoints.
 
-    python benchmarks/bench_photoz.py            # 20,000 + 10,000 galaxies, ~30 min on 1 thread of a busy CPU
+    python benchmarks/bench_photoz.py            # 20,000 + 10,000 galaxies, ~20 min on 1 thread of a quiet CPU, more on a busy one
     python benchmarks/bench_photoz.py --only mlp # the rows whose label starts so (all but the ensemble)
     python benchmarks/bench_photoz.py --quick    # a smoke run (2,000 + 1,000 galaxies, 3 epochs)
     python benchmarks/bench_photoz.py --write    # also update benchmarks/RESULTS.md
