@@ -132,6 +132,7 @@ def test_label_smoothing_trains_the_pdf_on_smoothed_bins(catalogue, tmp_path):
     assert task.loss(plain, task.prepare(plain)) == PDF
     out = train(smoothed, verbose=0)
     assert json.loads((out / "prepared.json").read_text())["label_smoothing"] == 0.05
+    assert json.loads((out / "metrics.json").read_text())["label_smoothing"] == 0.05
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 3 and all(np.isfinite(float(v)) for v in history[-1].split(",")[1:])
 

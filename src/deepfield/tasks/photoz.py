@@ -34,6 +34,9 @@ Inputs, from ``data.path`` (any catalogue ``read_catalogue`` reads; ``data.group
 With ``photoz.resample_errors`` (catalogue inputs) the training batches carry magnitudes
 redrawn from ``N(m, σ_m²)`` every epoch (:class:`~deepfield.data.resampling.ResampledFeatures`;
 colours follow, non-detections keep their fill); validation and test keep the measured values.
+With ``photoz.label_smoothing`` a PDF learns each galaxy's bin spread by a Gaussian of
+σ = label_smoothing · (1 + z) over its neighbours (:func:`smoothing_kernel`,
+:class:`~deepfield.training.losses.SmoothedSparseCrossentropy`, through :meth:`PhotoZ.loss`).
 
 Rows without a usable redshift (blank, NaN, a sentinel, ≤ −1) are left out. Fills and
 normalisation statistics are recorded in ``prepared.info``; ``read_new`` prepares another
@@ -582,6 +585,7 @@ class PhotoZ(Task):
             edges = np.asarray(info["bin_edges"])
             values = pit(outputs, z, edges=edges)
             metrics |= {"point_estimate": f"PDF {info.get('point_estimate', 'median')}",
+                        "label_smoothing": float(info.get("label_smoothing", 0.0)),
                         "crps": float(crps(outputs, z, edges=edges).mean()),
                         "pit_ks": pit_uniformity(values).ks_statistic}
             plot_pit(values, figures / "pit.png")
