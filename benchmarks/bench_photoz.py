@@ -14,13 +14,14 @@ feature standardised as the photoz task does) and is scored on the whole test ca
   ``deepfield baseline`` learner without its depth search) on train + validation;
 * the photoz task's runs (``deepfield.tasks.run.train``; best epoch by the validation part,
   early stopping): the previous example (64-64 MAE regression), PDFs over 100 bins with the
-  median, mean, mode and peak as point estimates (``photoz.point_estimate``), a wider network
-  with dropout, training on magnitudes resampled within their errors
-  (``photoz.resample_errors``) and an ensemble of 3. A PDF run is trained once; its four
-  point estimates are read from the same predictions.
+  median, mean, mode, peak and peak mean as point estimates (``photoz.point_estimate``), a wider
+  network with dropout, training on magnitudes resampled within their errors
+  (``photoz.resample_errors``), the errors as features, bins smoothed by a Gaussian of
+  σ = 0.02 (1 + z) (``photoz.label_smoothing``) and ensembles of 3. A PDF run is trained once;
+  its five point estimates are read from the same predictions.
   Fit times include data preparation, per-epoch validation and checkpoints.
 
-    python benchmarks/bench_photoz.py            # 20,000 + 10,000 galaxies, ~30 min on 1 thread of a busy CPU
+    python benchmarks/bench_photoz.py            # 20,000 + 10,000 galaxies, ~20 min on 1 thread of a quiet CPU, more on a busy one
     python benchmarks/bench_photoz.py --only mlp # the rows whose label starts so (all but the ensemble)
     python benchmarks/bench_photoz.py --quick    # a smoke run (2,000 + 1,000 galaxies, 3 epochs)
     python benchmarks/bench_photoz.py --write    # also update benchmarks/RESULTS.md
@@ -59,13 +60,19 @@ SEEDS = {"train": 0, "test": 1}
 PDF = {"training": {"loss": "sparse_categorical_crossentropy"}, "model": {"options": {"n_outputs": 100}}}
 WIDE = {"model": {"options": {"n_outputs": 100, "hidden": [128, 128, 128], "dropout": 0.1}}}
 RESAMPLED = {"photoz": {"resample_errors": True}}
+SMOOTHED = {"photoz": {"label_smoothing": 0.02}}
+ERRORS = {"data": {"features": ["magnitudes", "colours", "errors"]}}
+ESTIMATES = ("median", "mean", "mode", "peak", "peak_mean")
 RUNS: dict[str, dict[str, Any]] = {  # label -> what the run changes in the base document
     "mlp 64-64, MAE regression (previous example)": {"training": {"learning_rate": 1e-3, "reduce_lr": None,
                                                                   "early_stopping": 20}},
     "mlp 64-64, PDF": PDF,
     "mlp 128x3 + dropout 0.1, PDF": PDF | WIDE,
     "mlp 128x3 + dropout 0.1, PDF, resampled errors": PDF | WIDE | RESAMPLED,
+    "mlp 128x3 + dropout 0.1, PDF, errors as features": PDF | WIDE | ERRORS,
+    "mlp 128x3 + dropout 0.1, PDF, label smoothing 0.02": PDF | WIDE | SMOOTHED,
     "ensemble of 3: mlp 128x3 + dropout 0.1, PDF": PDF | WIDE | {"ensemble": 3},
+    "ensemble of 3: mlp 128x3 + dropout 0.1, PDF, label smoothing 0.02": PDF | WIDE | SMOOTHED | {"ensemble": 3},
 }
 K_GRID = {"n_neighbors": [5, 10, 20, 40, 80], "weights": ["uniform", "distance"]}
 
@@ -137,7 +144,7 @@ def network_rows(method: str, doc: dict[str, Any], test_file: Path) -> list[Row]
         return [scored(method, new.z, columns["z_phot"], metrics["time_s"], note)]
     note += f", CRPS {metrics['crps']:.4f}"
     return [scored(f"{method}, {estimate}", new.z, columns[f"z_{estimate}"], metrics["time_s"], note)
-            for estimate in ("median", "mean", "mode", "peak")]
+            for estimate in ESTIMATES]
 
 
 def table(rows: list[Row]) -> str:
@@ -194,7 +201,7 @@ def main() -> None:
             if args.only and not any(method.startswith(prefix) for prefix in args.only):
                 continue
             rows += network_rows(method, document(train_file, test_file, folder / f"run{k}", epochs, run), test_file)
-            print("\n".join(table(rows).splitlines()[-(4 if "PDF" in method else 1):]), flush=True)
+            print("\n".join(table(rows).splitlines()[-(len(ESTIMATES) if "PDF" in method else 1):]), flush=True)
     print(table(rows))
     if args.write:
         write_results(n, n // 2, epochs, notes, rows)

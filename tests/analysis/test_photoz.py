@@ -148,8 +148,12 @@ def test_peak_picks_the_window_of_most_probability_not_the_fullest_bin() -> None
     est = pdf_point_estimates(pdf, edges=edges)
     assert est.mode[0] == pytest.approx(2.025)
     assert est.peak[0] == pytest.approx(0.5)  # the bump's median: its window holds 0.7
+    assert est.peak_mean[0] == pytest.approx(0.5)  # the bump's mean; the spike is left out
+    assert est.mean[0] == pytest.approx(0.7 * 0.5 + 0.3 * 2.025)  # where the whole PDF's mean falls
     mu = np.array([0.8, 1.37])
-    np.testing.assert_allclose(pdf_point_estimates(_gaussian_pdfs(mu, 0.05), edges=GRID).peak, mu, atol=1e-3)
+    gaussians = pdf_point_estimates(_gaussian_pdfs(mu, 0.05), edges=GRID)
+    np.testing.assert_allclose(gaussians.peak, mu, atol=1e-3)
+    np.testing.assert_allclose(gaussians.peak_mean, mu, atol=1e-3)
 
 
 def test_bin_edges_from_centres() -> None:

@@ -83,7 +83,9 @@ def test_point_estimate_of_a_known_pdf():
     # peak: in both rows the window 2.5 ± 0.525, [1.975, 3.025], holds the most (0.605, 0.4025 against
     # 0.225 in 0.5 ± 0.225): the median between its CDF values (0.395 or 0.5975, and 1)
     expected = {"mode": [2.5, 0.5], "mean": [1.9, 1.4], "median": [2.0 + 0.1 / 0.6, 1.0],
-                "peak": [2.0 + (0.6975 - 0.4) / 0.6, 2.0 + (0.79875 - 0.6) / 0.4]}
+                "peak": [2.0 + (0.6975 - 0.4) / 0.6, 2.0 + (0.79875 - 0.6) / 0.4],
+                # peak_mean: the window holds 0.025 of the middle bin ([1.975, 2], centre 1.9875) and the last
+                "peak_mean": [(0.2 * 0.025 * 1.9875 + 0.6 * 2.5) / 0.605, (0.1 * 0.025 * 1.9875 + 0.4 * 2.5) / 0.4025]}
     for choice, z in expected.items():
         assert task.point_estimates(pdf, info | {"point_estimate": choice}) == pytest.approx(z)
         columns = task.describe(pdf, info | {"point_estimate": choice})
@@ -102,11 +104,46 @@ def test_run_records_its_point_estimate_and_resampling(catalogue, tmp_path):
     assert info["point_estimate"] == "mode"
 
 
+def test_smoothing_kernel_spreads_each_bin_by_a_gaussian_growing_with_1_plus_z():
+    from deepfield.tasks.photoz import smoothing_kernel
+
+    edges = np.linspace(0.0, 3.0, 301)  # bins of 0.01
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    kernel = smoothing_kernel(edges, 0.02)
+    assert kernel.shape == (300, 300) and kernel.sum(axis=1) == pytest.approx(np.ones(300), abs=1e-5)
+    for j in (100, 200):  # z = 1.005 and 2.005, far from the ends
+        mean = kernel[j] @ mid
+        assert mean == pytest.approx(mid[j], abs=1e-4)
+        assert np.sqrt(kernel[j] @ (mid - mean) ** 2) == pytest.approx(0.02 * (1 + mid[j]), rel=0.02)
+    assert np.array_equal(smoothing_kernel(edges, 0.0), np.eye(300, dtype=np.float32))
+
+
+def test_label_smoothing_trains_the_pdf_on_smoothed_bins(catalogue, tmp_path):
+    from deepfield.tasks.photoz import smoothing_kernel
+    from deepfield.training.losses import SmoothedSparseCrossentropy
+
+    task = PhotoZ()
+    smoothed = config(catalogue, tmp_path / "run", PDF, {"n_outputs": 20}, photoz={"label_smoothing": 0.05})
+    prepared = task.prepare(smoothed)
+    loss = task.loss(smoothed, prepared)
+    assert isinstance(loss, SmoothedSparseCrossentropy)
+    assert loss.kernel.numpy() == pytest.approx(smoothing_kernel(np.asarray(prepared.info["bin_edges"]), 0.05))
+    plain = config(catalogue, loss=PDF, options={"n_outputs": 20})
+    assert task.loss(plain, task.prepare(plain)) == PDF
+    out = train(smoothed, verbose=0)
+    assert json.loads((out / "prepared.json").read_text())["label_smoothing"] == 0.05
+    assert json.loads((out / "metrics.json").read_text())["label_smoothing"] == 0.05
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and all(np.isfinite(float(v)) for v in history[-1].split(",")[1:])
+
+
 @pytest.mark.parametrize("photoz, loss, preset, message", [
-    ({"point_estimate": "top"}, PDF, "mlp", r"photoz\.point_estimate: .*'median', 'mean', 'mode' or 'peak'"),
+    ({"point_estimate": "top"}, PDF, "mlp", r"photoz\.point_estimate: .*'median', 'mean', 'mode', 'peak' or 'peak_mean'"),
     ({"resample": True}, PDF, "mlp", r"photoz\.resample: unknown key"),
     ({"point_estimate": "mode"}, "mae", "mlp", r"photoz\.point_estimate 'mode' applies to a redshift PDF"),
     ({"resample_errors": True}, None, "resnet", r"photoz\.resample_errors needs catalogue features"),
+    ({"label_smoothing": 0.02}, "mae", "mlp", r"photoz\.label_smoothing 0\.02 applies to a redshift PDF"),
+    ({"label_smoothing": -0.1}, PDF, "mlp", r"photoz\.label_smoothing: .*greater than or equal to 0"),
 ])
 def test_photoz_options_are_checked(catalogue, photoz, loss, preset, message):
     with pytest.raises(DeepfieldError, match=message):

@@ -148,7 +148,7 @@ def test_new_file_is_prepared_like_the_training_data(catalogue):
     pdf = np.full((3, 20), 1.0 / 20)
     columns = task.describe(pdf, prepared.info)
     edges = prepared.info["bin_edges"]
-    assert set(columns) == {"z_phot", "z_median", "z_mean", "z_mode", "z_peak", "z_std"}
+    assert set(columns) == {"z_phot", "z_median", "z_mean", "z_mode", "z_peak", "z_peak_mean", "z_std"}
     assert columns["z_phot"] == pytest.approx(np.full(3, (edges[0] + edges[-1]) / 2))
 
 

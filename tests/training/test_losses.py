@@ -11,6 +11,7 @@ from deepfield.training.losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
     Huber,
+    SmoothedSparseCrossentropy,
     SparseCategoricalCrossentropy,
 )
 
@@ -170,3 +171,17 @@ def test_out_of_range_label_in_a_later_batch_still_gives_the_message_on_cpu(from
         loss(torch.rand(4, 3), torch.tensor([0, 7, 2, 1]))
     with pytest.raises(DeepfieldError, match=r"got values from -100 to 2"):  # not torch's ignore_index
         loss(torch.rand(4, 3), torch.tensor([0, -100, 2, 1]))
+
+
+def test_smoothed_sparse_crossentropy_is_the_soft_label_crossentropy_of_its_kernel_rows() -> None:
+    probabilities = torch.softmax(torch.tensor(RNG.normal(size=(N, C))), dim=1)
+    labels = torch.tensor(RNG.integers(0, C, N))
+    kernel = torch.tensor(RNG.random((C, C)))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    smoothed = SmoothedSparseCrossentropy(kernel)(probabilities, labels)
+    soft = CategoricalCrossentropy()(probabilities, kernel[labels])
+    assert float(smoothed) == pytest.approx(float(soft), rel=1e-6)
+    identity = SmoothedSparseCrossentropy(torch.eye(C))(probabilities, labels)
+    assert float(identity) == pytest.approx(float(SparseCategoricalCrossentropy()(probabilities, labels)), rel=1e-6)
+    with pytest.raises(DeepfieldError, match=r"kernel must be square \(C, C\), got \(5, 4\)"):
+        SmoothedSparseCrossentropy(torch.ones(C, C - 1))

@@ -108,12 +108,15 @@ class PdfPointEstimates(JsonReady):
     (``c`` a bin centre) that holds the most probability. The peak picks the redshift the PDF
     puts the most probability within the catastrophic-outlier distance of, so it minimises
     the expected outlier fraction |Δz| > 0.15 of a calibrated PDF; within its window it is a
-    median, not quantised to the bins as the mode is."""
+    median, not quantised to the bins as the mode is. ``peak_mean``: the mean of the PDF within
+    the same window, the PDF's mean with the probability outside its dominant peak left out (a
+    secondary peak neither pulls it away nor wins over a wider main peak)."""
 
     mean: np.ndarray
     median: np.ndarray
     mode: np.ndarray
     peak: np.ndarray
+    peak_mean: np.ndarray
 
 
 def _vector(values: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
@@ -291,7 +294,7 @@ def crps(pdf: ArrayLike, z_true: ArrayLike, edges: ArrayLike | None = None,
 
 def pdf_point_estimates(pdf: ArrayLike, edges: ArrayLike | None = None,
                         centres: ArrayLike | None = None) -> PdfPointEstimates:
-    """Mean, median, mode and peak ``(N,)`` of each row of ``pdf (N, n_bins)`` (density constant in
+    """Mean, median, mode, peak and peak mean ``(N,)`` of each row of ``pdf (N, n_bins)`` (density constant in
     bins; see :class:`PdfPointEstimates`)."""
     p, e = _pdf(pdf, None, edges, centres)
     mid = 0.5 * (e[1:] + e[:-1])
@@ -303,8 +306,13 @@ def pdf_point_estimates(pdf: ArrayLike, edges: ArrayLike | None = None,
     best = np.argmax(high - low, axis=1)
     rows = np.arange(len(p))
     peak = _inverse_cdf(p, e, 0.5 * (low[rows, best] + high[rows, best]))
+    # the part [a, b] of each bin inside the best window, its probability and its centre
+    a = np.clip((mid - reach)[best][:, None], e[:-1], e[1:])
+    b = np.clip((mid + reach)[best][:, None], e[:-1], e[1:])
+    held = p * (b - a) / np.diff(e)
+    peak_mean = np.sum(held * 0.5 * (a + b), axis=1) / np.sum(held, axis=1)
     return PdfPointEstimates(mean=p @ mid, median=_inverse_cdf(p, e, np.full(len(p), 0.5)),
-                             mode=mid[np.argmax(p, axis=1)], peak=peak)
+                             mode=mid[np.argmax(p, axis=1)], peak=peak, peak_mean=peak_mean)
 
 
 def _inverse_cdf(p: np.ndarray, edges: np.ndarray, level: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from deepfield.models import zoo
 from deepfield.models.bayesian import bayesianize
 from deepfield.tasks.config import RunConfig, optimizer_spec
 from deepfield.training import optimizers
+from deepfield.training.losses import LossFn
 from deepfield.training.mc_dropout import MCPrediction
 
 PARTS = ("train", "validation", "test")
@@ -81,6 +82,10 @@ class Task:
 
     def default_loss(self, prepared: Prepared) -> str:
         raise NotImplementedError
+
+    def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
+        """What the networks train and are evaluated with: ``training.loss`` or the task's default."""
+        return config.training.loss or self.default_loss(prepared)
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return []

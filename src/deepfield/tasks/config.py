@@ -242,13 +242,16 @@ class PhotozConfig(Strict):
     and batch; validation and test keep the measured values, non-detections keep their fill.
     ``point_estimate``: ``z_phot`` of a PDF (``training.loss: sparse_categorical_crossentropy``):
     its median (default), mean, mode (the fullest bin's centre) or peak (the median within the
-    ±0.15 (1 + z) window of most probability: fewest catastrophic outliers; see
-    :class:`deepfield.analysis.photoz.PdfPointEstimates`).
+    ±0.15 (1 + z) window of most probability) or peak_mean (the mean within that window: fewest
+    catastrophic outliers measured; see :class:`deepfield.analysis.photoz.PdfPointEstimates`).
+    ``label_smoothing``: a PDF learns each galaxy's redshift spread over the bins by a Gaussian of
+    σ = label_smoothing · (1 + z) around its bin (0: the bin alone, the sparse cross-entropy).
     """
 
     resample_errors: bool = False
-    point_estimate: Literal["median", "mean", "mode", "peak"] | None = Field(
-        None, description="a PDF's z_phot: median (default), mean, mode or peak")
+    label_smoothing: float = Field(0.0, ge=0.0, description="a PDF's targets: Gaussian of σ = this · (1 + z); 0: none")
+    point_estimate: Literal["median", "mean", "mode", "peak", "peak_mean"] | None = Field(
+        None, description="a PDF's z_phot: median (default), mean, mode, peak or peak_mean")
 
 
 class RunConfig(Strict):

@@ -9,7 +9,7 @@ Two modes, chosen by ``training.loss`` (nothing else to set):
 * **PDF** (``sparse_categorical_crossentropy``, or the loss left unset with a preset whose
   output is a PDF, such as ``pasquet``): a softmax over ``n_bins`` equal redshift bins; the
   label is the bin holding the true z (Pasquet et al. 2019); the point estimate is the
-  PDF's median, or its mean, mode or peak (``photoz.point_estimate``). ``n_bins`` is
+  PDF's median, or its mean, mode, peak or peak mean (``photoz.point_estimate``). ``n_bins`` is
   ``model.options.n_outputs`` (``n_bins`` for ``pasquet``), default ``DEFAULT_BINS``; the
   bins span the training part's redshifts, or pasquet's ``z_min``/``z_max`` options when
   given. Redshifts outside fall in the end bins.
@@ -34,6 +34,9 @@ Inputs, from ``data.path`` (any catalogue ``read_catalogue`` reads; ``data.group
 With ``photoz.resample_errors`` (catalogue inputs) the training batches carry magnitudes
 redrawn from ``N(m, σ_m²)`` every epoch (:class:`~deepfield.data.resampling.ResampledFeatures`;
 colours follow, non-detections keep their fill); validation and test keep the measured values.
+With ``photoz.label_smoothing`` a PDF learns each galaxy's bin spread by a Gaussian of
+σ = label_smoothing · (1 + z) over its neighbours (:func:`smoothing_kernel`,
+:class:`~deepfield.training.losses.SmoothedSparseCrossentropy`, through :meth:`PhotoZ.loss`).
 
 * **spectra** (``data.kind: spectra``, a preset taking ``(C, L)``, e.g. ``spectra1d``): the
   redshift from a spectrum. The spectra file is read as the classification tasks read it
@@ -69,6 +72,7 @@ from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.tasks.uncertainty import pdf_uncertainty, regression_uncertainty
+from deepfield.training.losses import LossFn, SmoothedSparseCrossentropy
 from deepfield.training.mc_dropout import MCPrediction
 from deepfield.report.figures import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
@@ -169,6 +173,9 @@ def check_photoz_options(config: RunConfig, mode: str) -> None:
     if choice is not None and mode != "pdf":
         raise DeepfieldError(f"photoz.point_estimate {choice!r} applies to a redshift PDF (training.loss: {PDF_LOSS}); "
                              "a regression's z_phot is its output")
+    if config.photoz.label_smoothing and mode != "pdf":
+        raise DeepfieldError(f"photoz.label_smoothing {config.photoz.label_smoothing!r} applies to a redshift PDF "
+                             f"(training.loss: {PDF_LOSS}); a regression learns z itself")
     if config.photoz.resample_errors and takes_stamps(config.model.preset):
         raise DeepfieldError(f"photoz.resample_errors needs catalogue features (a preset such as mlp); "
                              f"{config.model.preset!r} learns from stamps")
@@ -184,6 +191,17 @@ def redshift_bins(config: RunConfig, z_train: np.ndarray) -> np.ndarray:
     if not high > low:
         raise DeepfieldError(f"photoz: the redshift bins need z_max > z_min, got {low:g} and {high:g}")
     return np.linspace(low, high, n_bins + 1)
+
+
+def smoothing_kernel(edges: np.ndarray, width: float) -> np.ndarray:
+    """(n_bins, n_bins) float32: row j spreads a redshift of bin j over the bins by a Gaussian of
+    σ = ``width`` · (1 + z_j) around its centre z_j (bin mass at the centres, rows summing to one);
+    ``width`` 0 gives the identity."""
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    if width <= 0:
+        return np.eye(len(mid), dtype=np.float32)
+    kernel = np.exp(-0.5 * ((mid[None, :] - mid[:, None]) / (width * (1.0 + mid[:, None]))) ** 2)
+    return (kernel / kernel.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def bin_index(z: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -421,6 +439,7 @@ class PhotoZ(Task):
         if info["mode"] == "pdf":
             info["bin_edges"] = redshift_bins(config, rows["train"].z).tolist()
             info["point_estimate"] = config.photoz.point_estimate or "median"
+            info["label_smoothing"] = config.photoz.label_smoothing
         resampling = config.photoz.resample_errors
         return PhotozPrepared(
             x={part: self.normalise(v, info) for part, v in raw.items()},
@@ -530,6 +549,14 @@ class PhotoZ(Task):
             return "gaussian_nll"
         return PDF_LOSS if prepared.info["mode"] == "pdf" else REGRESSION_LOSS
 
+    def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
+        """A PDF with ``photoz.label_smoothing``: the cross-entropy against Gaussian-smoothed bins."""
+        width = prepared.info.get("label_smoothing", 0.0)
+        if not width:
+            return super().loss(config, prepared)
+        return SmoothedSparseCrossentropy(torch.from_numpy(smoothing_kernel(np.asarray(prepared.info["bin_edges"]),
+                                                                            width)))
+
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return [] if prepared.info["mode"] == "pdf" or prepared.info.get("heteroscedastic") else ["mae"]
 
@@ -572,14 +599,15 @@ class PhotoZ(Task):
 
     def point_estimates(self, outputs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         """(N,) redshifts from the network's outputs: the regression output, or the PDF's
-        ``info["point_estimate"]`` (median, mean, mode or peak; median for runs from before the option)."""
+        ``info["point_estimate"]`` (median, mean, mode, peak or peak_mean; median for runs from before the option)."""
         if info["mode"] == "pdf":
             points = pdf_point_estimates(outputs, edges=np.asarray(info["bin_edges"]))
             return getattr(points, info.get("point_estimate", "median"))
         return outputs.reshape(-1).astype(np.float64)
 
     def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
-        """``z_phot`` (N,); for a PDF also its ``z_median``, ``z_mean``, ``z_mode``, ``z_peak`` and ``z_std``."""
+        """``z_phot`` (N,); for a PDF also its ``z_median``, ``z_mean``, ``z_mode``, ``z_peak``, ``z_peak_mean``
+        and ``z_std``."""
         if info["mode"] != "pdf":
             return {"z_phot": self.point_estimates(outputs, info)}
         edges = np.asarray(info["bin_edges"])
@@ -588,7 +616,7 @@ class PhotoZ(Task):
         p = outputs / outputs.sum(axis=1, keepdims=True)
         spread = np.sqrt(np.maximum(p @ centres**2 - points.mean**2, 0.0))
         return {"z_phot": self.point_estimates(outputs, info), "z_median": points.median, "z_mean": points.mean,
-                "z_mode": points.mode, "z_peak": points.peak, "z_std": spread}
+                "z_mode": points.mode, "z_peak": points.peak, "z_peak_mean": points.peak_mean, "z_std": spread}
 
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
         """Bias, σ_NMAD and outlier fractions of the point estimates (plus CRPS and PIT for PDFs);
@@ -606,6 +634,7 @@ class PhotoZ(Task):
             edges = np.asarray(info["bin_edges"])
             values = pit(outputs, z, edges=edges)
             metrics |= {"point_estimate": f"PDF {info.get('point_estimate', 'median')}",
+                        "label_smoothing": float(info.get("label_smoothing", 0.0)),
                         "crps": float(crps(outputs, z, edges=edges).mean()),
                         "pit_ks": pit_uniformity(values).ks_statistic}
             plot_pit(values, figures / "pit.png")

@@ -185,7 +185,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
         atomic.write_text(folder / "summary.txt", str(summary))
     if console is not None and main:
         summary.print()
-    engine = Engine(model, loss=config.training.loss or task.default_loss(prepared),
+    engine = Engine(model, loss=task.loss(config, prepared),
                     optimizer=make_optimizer(config),
                     metrics=config.training.metrics if config.training.metrics is not None
                     else task.default_metrics(prepared),
@@ -305,7 +305,7 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
     member's in ``members``); the science metrics score the mean of every draw (MC dropout,
     variational layers, ensemble members), and ``uncertainty`` says how far to trust it.
     """
-    loss = config.training.loss or task.default_loss(prepared)
+    loss = task.loss(config, prepared)
     metrics = config.training.metrics if config.training.metrics is not None else task.default_metrics(prepared)
     members = [Engine(m, loss=loss, metrics=metrics, device=config.training.device)
                .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=0) for m in models]

@@ -272,6 +272,25 @@ class SparseCategoricalCrossentropy(_FromLogits):
             )
 
 
+class SmoothedSparseCrossentropy(SparseCategoricalCrossentropy):
+    """``-sum_c K[label, c] log p_c`` per sample: integer labels ``(N,)`` spread over the classes by
+    the rows of ``kernel (C, C)`` (each summing to one; the identity gives the sparse cross-entropy).
+
+    Label smoothing for ordered classes such as redshift bins: a neighbouring bin is a smaller
+    mistake than a far one. Not in the registry by name (it needs its kernel); built by a task.
+    """
+
+    def __init__(self, kernel: torch.Tensor, from_logits: bool = False) -> None:
+        super().__init__(from_logits)
+        if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+            raise DeepfieldError(f"{self.name}: the smoothing kernel must be square (C, C), got {tuple(kernel.shape)}")
+        self.kernel = kernel
+
+    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        weights = self.kernel.to(device=y_pred.device, dtype=y_pred.dtype)[y_true]  # (N, C)
+        return -torch.sum(weights * _log_probabilities(y_pred, self.from_logits), dim=1).mean()
+
+
 def _log_probabilities(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
     """Log class probabilities along axis 1, from logits or (Keras-clipped) probabilities."""
     if from_logits:
@@ -305,6 +324,7 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 __all__ = [
     "NAMES", "BinaryCrossentropy", "CategoricalCrossentropy", "GaussianNLL", "HalfSumSquaredError", "Huber",
-    "Loss", "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy",
+    "Loss", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
+    "SparseCategoricalCrossentropy",
     "align_labels", "get",
 ]
