@@ -437,7 +437,7 @@ class Tabular(Task):
         reduced = Prepared(x={p: v[:, keep] for p, v in prepared.x.items()}, y=prepared.y, info=prepared.info)
         torch.manual_seed(config.seed)
         model = self.build_model(config, reduced)
-        engine = Engine(model, loss=config.training.loss or self.default_loss(reduced),
+        engine = Engine(model, loss=self.loss(config, reduced),
                         optimizer=make_optimizer(config), device=config.training.device,
                         precision=config.training.precision)
         best = EarlyStopping(patience=config.training.early_stopping or config.training.epochs,
