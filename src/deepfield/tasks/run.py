@@ -11,6 +11,7 @@ and the others only write their tables).
 """
 from __future__ import annotations
 
+import csv
 import datetime
 import json
 import math
@@ -47,7 +48,8 @@ from deepfield.tasks.reading import with_reading
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
-                                KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
+                                KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN, TrainingDiverged,
+                                distributed, resolve_device)
 from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -176,7 +178,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     ``console``: where to print the model summary (``None``: quiet).
     """
     main = distributed.is_main()
-    if config.ensemble > 1 and distributed.broadcast_object(serialization.has_architecture(folder)):
+    if config.ensemble > 1 and distributed.broadcast_object(serialization.is_saved(folder)):
         return (serialization.load_network(folder) if main else None), 0, {}  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
@@ -194,7 +196,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     checkpoints = folder / "checkpoints"
     callbacks: list[Any] = [CSVLogger(folder / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
-                 BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
+                 BackupAndRestore(checkpoints / "backup", save_freq="epoch"), TerminateOnNaN(raise_error=True)]
     if config.training.reduce_lr:
         callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
     if config.model.bayesian is not None and config.model.bayesian.kl_anneal_epochs:
@@ -205,10 +207,13 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     if norms is not None:
         callbacks.append(norms)
     x_train, y_train = task.training_data(prepared)
-    history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
-                         epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
-                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
-                         augment=BatchAugment(config.training.augment, name="training.augment"))
+    try:
+        history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
+                             epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
+                             validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
+                             augment=BatchAugment(config.training.augment, name="training.augment"))
+    except TrainingDiverged as exc:
+        raise DeepfieldError(diverged_message(exc, folder, config)) from None
     epochs = len(history.history.get("loss", []))
     if not main:  # the other processes only train
         return model, epochs, engine.settings()
@@ -220,6 +225,24 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
     return model, epochs, engine.settings()
+
+
+def diverged_message(exc: TrainingDiverged, folder: Path, config: RunConfig) -> str:
+    """The line for a run whose loss went NaN or infinite: where, the best finite epoch kept, what to try."""
+    best = best_finite_epoch(folder / "history.csv")
+    kept = (f"the best finite epoch was {best} (kept in {folder / 'checkpoints'})" if best is not None
+            else "no epoch finished with a finite loss")
+    return f"{config.out}: {exc}; {kept}; no model was saved; try a smaller learning rate (training.learning_rate)"
+
+
+def best_finite_epoch(history: Path) -> int | None:
+    """The 1-based epoch of ``history.csv`` with the lowest finite ``val_loss`` (``None``: none)."""
+    if not history.is_file():
+        return None
+    with history.open(encoding="utf-8", newline="") as stream:
+        rows = [(float(row["val_loss"]), int(row["epoch"])) for row in csv.DictReader(stream) if row.get("val_loss")]
+    finite = [(loss, epoch) for loss, epoch in rows if math.isfinite(loss)]
+    return min(finite)[1] + 1 if finite else None
 
 
 def gradient_norm_logger(config: RunConfig, samples: int) -> GradientNormLogger | None:
