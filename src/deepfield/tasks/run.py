@@ -47,7 +47,7 @@ from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.reading import with_reading
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
-from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
+from deepfield.training import (BackupAndRestore, Callback, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
                                 KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN, TrainingDiverged,
                                 distributed, resolve_device)
 from deepfield.training.augment import BatchAugment
@@ -90,7 +90,7 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_text(out / "config.yaml", run_paths.saved_config(config).to_yaml())
     task = task_for(config)
-    started = time.perf_counter()
+    clock = RunClock(out / ELAPSED_FILE)
 
     prepared = prepare(task, config)
     skipped = prepared.info.get("skipped") or []
@@ -109,13 +109,13 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
         if config.ensemble > 1:
             console.print(f"ensemble member {k + 1} of {config.ensemble} (seed {seed})")
         model, epochs, settings = fit_network(config, task, prepared, folder, seed, console if k == 0 else None,
-                                              verbose)
+                                              verbose, extra_callbacks=[clock])
         models.append(model)
         epochs_run.append(epochs)
         setup.update(settings)
-    train_seconds = time.perf_counter() - started
     if not main:
         return out
+    train_seconds = clock.save()
     with distributed.local_only():  # rank 0 (or the only process): analysis, figures, report
         return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, setup)
 
@@ -160,6 +160,35 @@ BAYESIAN_DRAWS = 30
 """Draws of a variational network when ``uncertainty.mc_samples`` is 0."""
 
 
+ELAPSED_FILE = Path("checkpoints") / "elapsed.json"
+"""The seconds a run has spent preparing and training, over all its sessions (``time_s`` of metrics.json)."""
+
+
+class RunClock(Callback):
+    """Adds this session's seconds to those recorded in ``path`` by earlier sessions of the run (a resumed
+    run's ``time_s`` covers all of them); records the sum at each epoch's end and on :meth:`save`."""
+
+    writes_files = True  # rank 0 only
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.started = path, time.perf_counter()
+        try:
+            self.before = float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.before = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.save()
+
+    def save(self) -> float:
+        """Record and return the run's seconds so far."""
+        seconds = self.before + time.perf_counter() - self.started
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.path, json.dumps({"seconds": round(seconds, 3)}) + "\n")
+        return seconds
+
+
 def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
     """Where each network of the run lives, with its seed: the run folder itself, or
     ``members/<k>`` seeded ``seed + k`` for an ensemble (the data split keeps ``seed``)."""
@@ -170,16 +199,19 @@ def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
 
 
 def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path, seed: int,
-                console: Console | None, verbose: int) -> tuple[torch.nn.Module, int, dict[str, Any]]:
+                console: Console | None, verbose: int, extra_callbacks: Sequence[Callback] = (),
+                ) -> tuple[torch.nn.Module, int, dict[str, Any]]:
     """Build, train and save one network into ``folder`` (its weights follow ``seed``); returns it, its
     epochs and the engine's :meth:`~deepfield.training.Engine.settings` (empty for a loaded member).
 
     An ensemble member already saved there (a finished member of an interrupted ensemble) is loaded, not retrained.
-    ``console``: where to print the model summary (``None``: quiet).
+    ``console``: where to print the model summary (``None``: quiet); ``extra_callbacks``: added to the run's.
+    The backup is removed only once the network is saved, so that a kill in between resumes, not restarts.
     """
     main = distributed.is_main()
     if config.ensemble > 1 and distributed.broadcast_object(serialization.is_saved(folder)):
-        return (serialization.load_network(folder) if main else None), 0, {}  # type: ignore[return-value]
+        epochs = len((folder / "history.csv").read_text(encoding="utf-8").splitlines()) - 1 if main else 0
+        return (serialization.load_network(folder) if main else None), epochs, {}  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
     summary = summarize(model, prepared.input_shape)
@@ -194,9 +226,10 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                     device=config.training.device, precision=config.training.precision,
                     channels_last=config.training.channels_last, jit_compile=config.training.jit_compile)
     checkpoints = folder / "checkpoints"
+    backup = BackupAndRestore(checkpoints / "backup", save_freq="epoch", delete_checkpoint=False)
     callbacks: list[Any] = [CSVLogger(folder / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
-                 BackupAndRestore(checkpoints / "backup", save_freq="epoch"), TerminateOnNaN(raise_error=True)]
+                 backup, TerminateOnNaN(raise_error=True), *extra_callbacks]
     if config.training.reduce_lr:
         callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
     if config.model.bayesian is not None and config.model.bayesian.kl_anneal_epochs:
@@ -224,6 +257,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
+    backup.path.unlink(missing_ok=True)
     return model, epochs, engine.settings()
 
 
@@ -501,8 +535,20 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
     config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
+    check_finished(run, config)
     models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
     return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
+
+
+def check_finished(run: Path, config: RunConfig) -> None:
+    """Refuse a run whose training was interrupted before every network was saved, saying how to resume it."""
+    folders = member_folders(config)
+    for k, (folder, _) in enumerate(folders):
+        if not serialization.is_saved(folder):
+            network = (f"member {k + 1} of {len(folders)} ({folder.relative_to(run)}) was not trained"
+                       if len(folders) > 1 else "its network was not saved")
+            raise DeepfieldError(f"run {run} is not finished: {network}; start `deepfield train` with its "
+                                 f"config again to resume ({run / 'config.yaml'})")
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None,
