@@ -11,6 +11,7 @@ and the others only write their tables).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import json
@@ -26,8 +27,10 @@ import numpy as np
 import torch
 from astropy.table import Table
 from rich.console import Console
+from rich.markup import escape
 
 from deepfield import __version__, atomic
+from deepfield.analysis.chance import chance_level, chance_warning, has_batch_norm
 from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
 from deepfield.analysis.uncertainty import predictive
@@ -139,8 +142,12 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
                    epochs_run=epochs_run[0] if len(epochs_run) == 1 else epochs_run)
     if setup:
         metrics["training"] = setup
-    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     history = member_folders(config)[0][0] / "history.csv"  # an ensemble shows its first member's
+    warning = near_chance(config, task, prepared, models[0], history)
+    if warning is not None:
+        metrics["warnings"] = [warning]
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     columns = history.read_text(encoding="utf-8").splitlines()[0].split(",")
     plot_learning_curves(history, out / "figures" / "learning_curves.png",
                          metric=next((m for m in ("accuracy", "mae") if m in columns), None))
@@ -152,6 +159,22 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
         add_baselines(config, prepared, console)
     write_report(out)
     return out
+
+
+def near_chance(config: RunConfig, task: Task, prepared: Prepared, model: torch.nn.Module, history: Path) -> str | None:
+    """A classification run's warning (:func:`~deepfield.analysis.chance.chance_warning`) when its validation
+    accuracy stayed near chance while its training accuracy was high; ``None`` otherwise."""
+    if task.output_kind(prepared.info) != "probabilities" or not prepared.info.get("classes"):
+        return None
+    columns: dict[str, list[float]] = {}
+    with history.open(encoding="utf-8", newline="") as stream:
+        for row in csv.DictReader(stream):
+            for key in ("accuracy", "val_accuracy"):
+                with contextlib.suppress(TypeError, ValueError):
+                    columns.setdefault(key, []).append(float(row.get(key)))  # type: ignore[arg-type]
+    chance = chance_level(class_labels(task, prepared, "validation"), len(prepared.info["classes"]))
+    return chance_warning(columns, chance, batch_norm=has_batch_norm(model),
+                          steps_per_epoch=steps_per_epoch(config, len(prepared.x["train"])))
 
 
 CALIBRATION_FILE = "calibration.json"
@@ -283,8 +306,13 @@ def gradient_norm_logger(config: RunConfig, samples: int) -> GradientNormLogger 
     """With ``training.gradient_norms``, a logger recording about 8 steps per epoch."""
     if not config.training.gradient_norms:
         return None
+    return GradientNormLogger(every=max(1, steps_per_epoch(config, samples) // 8))
+
+
+def steps_per_epoch(config: RunConfig, samples: int) -> int:
+    """Training steps of one epoch over ``samples`` (one process)."""
     batch = samples if config.training.batch_size == "full" else config.training.batch_size
-    return GradientNormLogger(every=max(1, math.ceil(samples / batch) // 8))
+    return math.ceil(samples / batch)
 
 
 def draws_per_network(config: RunConfig) -> int:
