@@ -134,7 +134,8 @@ def test_warnings_of_the_run_show_under_the_headline_not_as_metrics(tmp_path: Pa
     _write(tmp_path, {"metrics.json": json.dumps({"accuracy": 0.31, "warnings": [warning]})})
     page = render_report(tmp_path)
     header = page[page.index("<header"):page.index("</header>")]
-    assert "<p class=\"warning\">Warning: validation accuracy stayed near chance (best 0.37, chance 0.20) &lt;b&gt;</p>" in header
+    assert ("<p class=\"warning\">Warning: validation accuracy stayed near chance (best 0.37, chance 0.20) "
+            "&lt;b&gt;</p>") in header
     assert page.count("near chance") == 1  # not repeated in the metrics tables
 
 

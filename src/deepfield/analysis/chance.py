@@ -15,7 +15,8 @@ import numpy as np
 from torch import nn
 
 NEAR_CHANCE = 0.25
-"""Median validation accuracy (later half of the epochs) below ``chance + NEAR_CHANCE * (1 - chance)`` counts as near chance."""
+"""Median validation accuracy (later half of the epochs) below ``chance + NEAR_CHANCE * (1 - chance)``
+counts as near chance."""
 HIGH_TRAINING = 0.9
 """Training accuracy at least this makes the gap a warning (a network that learnt nothing at all is not)."""
 FEW_STEPS = 50
@@ -23,7 +24,8 @@ FEW_STEPS = 50
 
 
 def chance_level(labels: np.ndarray, n_classes: int) -> float:
-    """The accuracy of guessing: the larger of ``1 / n_classes`` and the majority class's fraction of ``labels`` ``(N,)``."""
+    """The accuracy of guessing: the larger of ``1 / n_classes`` and the majority class's fraction of
+    ``labels`` ``(N,)``."""
     labels = np.asarray(labels, dtype=np.int64)
     majority = np.bincount(labels, minlength=n_classes).max() / len(labels) if len(labels) else 0.0
     return float(max(1.0 / n_classes, majority))
@@ -35,7 +37,8 @@ def has_batch_norm(model: nn.Module) -> bool:
 
 def chance_warning(history: Mapping[str, Sequence[float]], chance: float, *, batch_norm: bool = False,
                    steps_per_epoch: int | None = None) -> str | None:
-    """A one-line warning when validation accuracy stayed near ``chance`` while training accuracy was high, else ``None``."""
+    """A one-line warning when validation accuracy stayed near ``chance`` while training accuracy was high,
+    else ``None``."""
     train = [float(v) for v in history.get("accuracy", []) if np.isfinite(float(v))]
     val = [float(v) for v in history.get("val_accuracy", []) if np.isfinite(float(v))]
     if not train or not val:
