@@ -1,7 +1,7 @@
 """Train, evaluate and predict with a run folder (the contract of DESIGN.md).
 
 ``train(config)`` writes ``config.yaml``, ``model.json`` + ``weights.safetensors``,
-``checkpoints/`` (best, and a backup that makes an interrupted run resume),
+``checkpoints/`` (best, a backup that makes an interrupted run resume, and ``elapsed.json``: the seconds of every session),
 ``history.csv``, ``summary.txt``, ``metrics.json``, ``figures/*.png`` and ``report.html``
 (its data paths saved as :mod:`~deepfield.tasks.run_paths` says, so that a moved run finds them).
 
