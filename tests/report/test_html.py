@@ -129,6 +129,16 @@ def test_sections_appear_only_with_their_inputs(tmp_path: Path) -> None:
     assert _section_ids(render_report(tmp_path)) == ["model", "metrics"]
 
 
+def test_warnings_of_the_run_show_under_the_headline_not_as_metrics(tmp_path: Path) -> None:
+    warning = "validation accuracy stayed near chance (best 0.37, chance 0.20) <b>"
+    _write(tmp_path, {"metrics.json": json.dumps({"accuracy": 0.31, "warnings": [warning]})})
+    page = render_report(tmp_path)
+    header = page[page.index("<header"):page.index("</header>")]
+    assert ("<p class=\"warning\">Warning: validation accuracy stayed near chance (best 0.37, chance 0.20) "
+            "&lt;b&gt;</p>") in header
+    assert page.count("near chance") == 1  # not repeated in the metrics tables
+
+
 def test_sections_argument_picks_and_checks_names(full_run: Path) -> None:
     page = render_report(full_run, title="Chosen", sections=["metrics", "config"])
     assert _section_ids(page) == ["config", "metrics"]

@@ -118,6 +118,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], sha256: str | N
     model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
 
 
+def is_saved(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a saved model (``model.json`` and its weights, as :func:`save_model` leaves them)."""
+    folder = Path(folder)
+    return (folder / ARCHITECTURE_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
 def has_architecture(model: nn.Module) -> bool:
     """Whether ``save_model`` can write ``model``'s architecture as JSON (else: weights only)."""
     return isinstance(model, (Sequential, PresetModel))

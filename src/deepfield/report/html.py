@@ -84,7 +84,7 @@ FIGURE_TITLES = {
 }
 """Captions of the figures deepfield writes, by file stem (``figures/captions.json`` overrides them)."""
 
-_HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs_run", *TIME_KEYS})
+_HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs_run", "warnings", *TIME_KEYS})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LOWER_IS_BETTER = frozenset({
     "loss", "error", "err", "mse", "mae", "rmse", "mad", "nmad", "scatter", "sigma", "std", "outlier",
@@ -123,6 +123,7 @@ th, td { padding: 0.25rem 0.9rem; text-align: left; vertical-align: top; white-s
 table.compact th { white-space: normal; vertical-align: bottom; }
 table.compact th, table.compact td { padding: 0.25rem 0.55rem; }
 .headline { font-size: 1.15rem; margin: 0 0 1rem; }
+.warning { color: #8a4b00; background: #fff6e5; border-left: 3px solid #d98e04; padding: 0.4rem 0.8rem; }
 thead th { border-bottom: 1px solid var(--ink); font-weight: 600; }
 tbody tr:nth-child(even) { background: #f8f9fb; }
 .num { text-align: right; }
@@ -528,6 +529,9 @@ def _page_header(run: _Run, title: str, with_meta: bool, bodies: Mapping[str, st
     nav = f"<nav>{links}</nav>" if links else ""
     line = headline(run.metrics)
     top = f"<p class=\"headline\">{_e(line[:1].upper() + line[1:])}</p>" if line and with_meta else ""
+    warnings = run.metrics.get("warnings") if with_meta else None
+    if isinstance(warnings, list):  # what the run warned of after training (metrics.json "warnings")
+        top += "".join(f"<p class=\"warning\">Warning: {_e(w)}</p>" for w in warnings if isinstance(w, str))
     return (f"<header id=\"header\"><h1>{_e(title)}</h1><p class=\"subtitle\">deepfield run report</p>"
             f"{top}{meta}{nav}</header>")
 

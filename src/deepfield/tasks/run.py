@@ -1,7 +1,7 @@
 """Train, evaluate and predict with a run folder (the contract of DESIGN.md).
 
 ``train(config)`` writes ``config.yaml``, ``model.json`` + ``weights.safetensors``,
-``checkpoints/`` (best, and a backup that makes an interrupted run resume),
+``checkpoints/`` (best, a backup that makes an interrupted run resume, and ``elapsed.json``: the seconds of every session),
 ``history.csv``, ``summary.txt``, ``metrics.json``, ``figures/*.png`` and ``report.html``
 (its data paths saved as :mod:`~deepfield.tasks.run_paths` says, so that a moved run finds them).
 
@@ -11,6 +11,8 @@ and the others only write their tables).
 """
 from __future__ import annotations
 
+import contextlib
+import csv
 import datetime
 import json
 import math
@@ -25,8 +27,10 @@ import numpy as np
 import torch
 from astropy.table import Table
 from rich.console import Console
+from rich.markup import escape
 
 from deepfield import __version__, atomic
+from deepfield.analysis.chance import chance_level, chance_warning, has_batch_norm
 from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
 from deepfield.analysis.uncertainty import predictive
@@ -46,8 +50,9 @@ from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.reading import with_reading
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
-from deepfield.training import (BackupAndRestore, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
-                                KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, distributed, resolve_device)
+from deepfield.training import (BackupAndRestore, Callback, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
+                                KLAnnealing, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN, TrainingDiverged,
+                                distributed, resolve_device)
 from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -88,7 +93,7 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_text(out / "config.yaml", run_paths.saved_config(config).to_yaml())
     task = task_for(config)
-    started = time.perf_counter()
+    clock = RunClock(out / ELAPSED_FILE)
 
     prepared = prepare(task, config)
     skipped = prepared.info.get("skipped") or []
@@ -107,13 +112,13 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
         if config.ensemble > 1:
             console.print(f"ensemble member {k + 1} of {config.ensemble} (seed {seed})")
         model, epochs, settings = fit_network(config, task, prepared, folder, seed, console if k == 0 else None,
-                                              verbose)
+                                              verbose, extra_callbacks=[clock])
         models.append(model)
         epochs_run.append(epochs)
         setup.update(settings)
-    train_seconds = time.perf_counter() - started
     if not main:
         return out
+    train_seconds = clock.save()
     with distributed.local_only():  # rank 0 (or the only process): analysis, figures, report
         return finish_run(config, task, prepared, models, epochs_run, train_seconds, console, setup)
 
@@ -137,8 +142,12 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
                    epochs_run=epochs_run[0] if len(epochs_run) == 1 else epochs_run)
     if setup:
         metrics["training"] = setup
-    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     history = member_folders(config)[0][0] / "history.csv"  # an ensemble shows its first member's
+    warning = near_chance(config, task, prepared, models[0], history)
+    if warning is not None:
+        metrics["warnings"] = [warning]
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     columns = history.read_text(encoding="utf-8").splitlines()[0].split(",")
     plot_learning_curves(history, out / "figures" / "learning_curves.png",
                          metric=next((m for m in ("accuracy", "mae") if m in columns), None))
@@ -152,10 +161,55 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     return out
 
 
+def near_chance(config: RunConfig, task: Task, prepared: Prepared, model: torch.nn.Module, history: Path) -> str | None:
+    """A classification run's warning (:func:`~deepfield.analysis.chance.chance_warning`) when its validation
+    accuracy stayed near chance while its training accuracy was high; ``None`` otherwise."""
+    if task.output_kind(prepared.info) != "probabilities" or not prepared.info.get("classes"):
+        return None
+    columns: dict[str, list[float]] = {}
+    with history.open(encoding="utf-8", newline="") as stream:
+        for row in csv.DictReader(stream):
+            for key in ("accuracy", "val_accuracy"):
+                with contextlib.suppress(TypeError, ValueError):
+                    columns.setdefault(key, []).append(float(row.get(key)))  # type: ignore[arg-type]
+    chance = chance_level(class_labels(task, prepared, "validation"), len(prepared.info["classes"]))
+    return chance_warning(columns, chance, batch_norm=has_batch_norm(model),
+                          steps_per_epoch=steps_per_epoch(config, len(prepared.x["train"])))
+
+
 CALIBRATION_FILE = "calibration.json"
 """The temperature fitted on the validation part (classification), applied by ``predict``."""
 BAYESIAN_DRAWS = 30
 """Draws of a variational network when ``uncertainty.mc_samples`` is 0."""
+
+
+ELAPSED_FILE = Path("checkpoints") / "elapsed.json"
+"""The seconds a run has spent preparing and training, over all its sessions (``time_s`` of metrics.json)."""
+
+
+class RunClock(Callback):
+    """Adds this session's seconds to those recorded in ``path`` by earlier sessions of the run (a resumed
+    run's ``time_s`` covers all of them); records the sum at each epoch's end and on :meth:`save`."""
+
+    writes_files = True  # rank 0 only
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.started = path, time.perf_counter()
+        try:
+            self.before = float(json.loads(path.read_text(encoding="utf-8"))["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.before = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.save()
+
+    def save(self) -> float:
+        """Record and return the run's seconds so far."""
+        seconds = self.before + time.perf_counter() - self.started
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.path, json.dumps({"seconds": round(seconds, 3)}) + "\n")
+        return seconds
 
 
 def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
@@ -168,16 +222,19 @@ def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
 
 
 def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path, seed: int,
-                console: Console | None, verbose: int) -> tuple[torch.nn.Module, int, dict[str, Any]]:
+                console: Console | None, verbose: int, extra_callbacks: Sequence[Callback] = (),
+                ) -> tuple[torch.nn.Module, int, dict[str, Any]]:
     """Build, train and save one network into ``folder`` (its weights follow ``seed``); returns it, its
     epochs and the engine's :meth:`~deepfield.training.Engine.settings` (empty for a loaded member).
 
     An ensemble member already saved there (a finished member of an interrupted ensemble) is loaded, not retrained.
-    ``console``: where to print the model summary (``None``: quiet).
+    ``console``: where to print the model summary (``None``: quiet); ``extra_callbacks``: added to the run's.
+    The backup is removed only once the network is saved, so that a kill in between resumes, not restarts.
     """
     main = distributed.is_main()
-    if config.ensemble > 1 and distributed.broadcast_object(serialization.has_architecture(folder)):
-        return (serialization.load_network(folder) if main else None), 0, {}  # type: ignore[return-value]
+    if config.ensemble > 1 and distributed.broadcast_object(serialization.is_saved(folder)):
+        epochs = len((folder / "history.csv").read_text(encoding="utf-8").splitlines()) - 1 if main else 0
+        return (serialization.load_network(folder) if main else None), epochs, {}  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
     summary = summarize(model, prepared.input_shape)
@@ -192,9 +249,10 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                     device=config.training.device, precision=config.training.precision,
                     channels_last=config.training.channels_last, jit_compile=config.training.jit_compile)
     checkpoints = folder / "checkpoints"
+    backup = BackupAndRestore(checkpoints / "backup", save_freq="epoch", delete_checkpoint=False)
     callbacks: list[Any] = [CSVLogger(folder / "history.csv", append=True),
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
-                 BackupAndRestore(checkpoints / "backup", save_freq="epoch")]
+                 backup, TerminateOnNaN(raise_error=True), *extra_callbacks]
     if config.training.reduce_lr:
         callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
     if config.model.bayesian is not None and config.model.bayesian.kl_anneal_epochs:
@@ -205,10 +263,13 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     if norms is not None:
         callbacks.append(norms)
     x_train, y_train = task.training_data(prepared)
-    history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
-                         epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
-                         validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
-                         augment=BatchAugment(config.training.augment, name="training.augment"))
+    try:
+        history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
+                             epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
+                             validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
+                             augment=BatchAugment(config.training.augment, name="training.augment"))
+    except TrainingDiverged as exc:
+        raise DeepfieldError(diverged_message(exc, folder, config)) from None
     epochs = len(history.history.get("loss", []))
     if not main:  # the other processes only train
         return model, epochs, engine.settings()
@@ -219,15 +280,39 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
+    backup.path.unlink(missing_ok=True)
     return model, epochs, engine.settings()
+
+
+def diverged_message(exc: TrainingDiverged, folder: Path, config: RunConfig) -> str:
+    """The line for a run whose loss went NaN or infinite: where, the best finite epoch kept, what to try."""
+    best = best_finite_epoch(folder / "history.csv")
+    kept = (f"the best finite epoch was {best} (kept in {folder / 'checkpoints'})" if best is not None
+            else "no epoch finished with a finite loss")
+    return f"{config.out}: {exc}; {kept}; no model was saved; try a smaller learning rate (training.learning_rate)"
+
+
+def best_finite_epoch(history: Path) -> int | None:
+    """The 1-based epoch of ``history.csv`` with the lowest finite ``val_loss`` (``None``: none)."""
+    if not history.is_file():
+        return None
+    with history.open(encoding="utf-8", newline="") as stream:
+        rows = [(float(row["val_loss"]), int(row["epoch"])) for row in csv.DictReader(stream) if row.get("val_loss")]
+    finite = [(loss, epoch) for loss, epoch in rows if math.isfinite(loss)]
+    return min(finite)[1] + 1 if finite else None
 
 
 def gradient_norm_logger(config: RunConfig, samples: int) -> GradientNormLogger | None:
     """With ``training.gradient_norms``, a logger recording about 8 steps per epoch."""
     if not config.training.gradient_norms:
         return None
+    return GradientNormLogger(every=max(1, steps_per_epoch(config, samples) // 8))
+
+
+def steps_per_epoch(config: RunConfig, samples: int) -> int:
+    """Training steps of one epoch over ``samples`` (one process)."""
     batch = samples if config.training.batch_size == "full" else config.training.batch_size
-    return GradientNormLogger(every=max(1, math.ceil(samples / batch) // 8))
+    return math.ceil(samples / batch)
 
 
 def draws_per_network(config: RunConfig) -> int:
@@ -478,8 +563,20 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
     config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
+    check_finished(run, config)
     models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
     return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
+
+
+def check_finished(run: Path, config: RunConfig) -> None:
+    """Refuse a run whose training was interrupted before every network was saved, saying how to resume it."""
+    folders = member_folders(config)
+    for k, (folder, _) in enumerate(folders):
+        if not serialization.is_saved(folder):
+            network = (f"member {k + 1} of {len(folders)} ({folder.relative_to(run)}) was not trained"
+                       if len(folders) > 1 else "its network was not saved")
+            raise DeepfieldError(f"run {run} is not finished: {network}; start `deepfield train` with its "
+                                 f"config again to resume ({run / 'config.yaml'})")
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None,

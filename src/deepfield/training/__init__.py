@@ -21,6 +21,7 @@ from deepfield.training.callbacks import (
     ModelCheckpoint,
     ReduceLROnPlateau,
     TerminateOnNaN,
+    TrainingDiverged,
 )
 from deepfield.training.checkpoint import load_state, save_state
 from deepfield.training.device import resolve_device
@@ -30,6 +31,6 @@ from deepfield.training.keras import KerasModelMixin, Model, Sequential
 __all__ = [
     "losses", "metrics", "optimizers", "BatchAugment", "Engine", "KerasModelMixin", "Model", "Sequential",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "CSVLogger",
-    "TerminateOnNaN", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
+    "TerminateOnNaN", "TrainingDiverged", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
     "load_state", "save_state", "resolve_device",
 ]

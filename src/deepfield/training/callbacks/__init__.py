@@ -4,9 +4,10 @@ from deepfield.training.callbacks.csv_logger import CSVLogger
 from deepfield.training.callbacks.gradient_norms import GradientNormLogger
 from deepfield.training.callbacks.saving import BackupAndRestore, ModelCheckpoint
 from deepfield.training.callbacks.schedules import KLAnnealing, LearningRateScheduler, ReduceLROnPlateau
-from deepfield.training.callbacks.stopping import EarlyStopping, TerminateOnNaN
+from deepfield.training.callbacks.stopping import EarlyStopping, TerminateOnNaN, TrainingDiverged
 
 __all__ = [
     "Callback", "CallbackList", "History", "Monitor", "CSVLogger", "BackupAndRestore", "GradientNormLogger",
     "ModelCheckpoint", "KLAnnealing", "LearningRateScheduler", "ReduceLROnPlateau", "EarlyStopping", "TerminateOnNaN",
+    "TrainingDiverged",
 ]

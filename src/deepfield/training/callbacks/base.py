@@ -186,7 +186,10 @@ class Monitor:
         return math.inf if self.mode == "min" else -math.inf
 
     def improved(self, current: float, reference: float | None) -> bool:
-        """``current`` beats ``reference`` by more than ``min_delta`` (``None``: anything does)."""
+        """``current`` beats ``reference`` by more than ``min_delta`` (``None``: anything finite does;
+        a NaN or infinite value never improves)."""
+        if not math.isfinite(current):
+            return False
         if reference is None:
             return True
         if self.mode == "min":

@@ -1,11 +1,13 @@
 """Stopping rules: EarlyStopping (patience on a monitored quantity) and TerminateOnNaN."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from deepfield.errors import flag
+from deepfield.training import distributed
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
 
 
@@ -85,11 +87,51 @@ class EarlyStopping(Callback):
         self.best_weights = None if weights is None else {k: v.to(device) for k, v in weights.items()}
 
 
+class TrainingDiverged(RuntimeError):
+    """Raised by ``TerminateOnNaN(raise_error=True)``: the loss of ``epoch`` (0-based), ``batch`` was ``loss``."""
+
+    def __init__(self, epoch: int, batch: int | None, loss: float):
+        where = f"epoch {epoch + 1}" + ("" if batch is None else f", batch {batch + 1}")
+        super().__init__(f"training diverged at {where} (loss {loss})")
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+
+
 class TerminateOnNaN(Callback):
-    """Stop as soon as a batch loss is NaN or infinite (one host sync per batch while attached)."""
+    """Stop as soon as a batch loss is NaN or infinite (one host sync per batch while attached).
+
+    ``raise_error``: raise :class:`TrainingDiverged` at once instead (as Keras 3's ``raise_error``), before
+    the epoch ends, so that no checkpoint, backup or history row of the diverged epoch is written; an
+    epoch whose ``loss`` or ``val_loss`` is not finite (weights spoiled by its last step) raises too.
+    Under a process group every rank raises at the same batch.
+    """
+
+    order = -50  # before the callbacks that save (checkpoints, backup, CSV) at the end of an epoch
+
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = raise_error
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is not None and not bool(torch.isfinite(torch.as_tensor(loss))):
+        bad = loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)))
+        if self.raise_error:
+            if distributed.is_distributed():  # the same batch on every rank
+                device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+                bad = distributed.any_rank(bad, device)
+            if bad:
+                raise TrainingDiverged(self.epoch, batch, float(loss) if loss is not None else math.nan)
+        elif bad:
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if not self.raise_error:
+            return
+        for key in ("loss", "val_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                raise TrainingDiverged(epoch, None, float(value))
