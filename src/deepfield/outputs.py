@@ -16,7 +16,7 @@ StrPath = str | os.PathLike[str]
 
 
 def check_output(out: StrPath, *, inputs: Iterable[StrPath | None] = (), runs: Iterable[StrPath] = (),
-                 overwrite: bool = False, folder: bool = False) -> Path:
+                 overwrite: bool = False, folder: str | None = None) -> Path:
     """Refuse an output path that would spoil an input, a run folder, or (without ``overwrite``) a file.
 
     Args:
@@ -24,8 +24,10 @@ def check_output(out: StrPath, *, inputs: Iterable[StrPath | None] = (), runs: I
         inputs: the files and folders the command reads (``None`` entries are skipped): ``out`` may
             not be one of them.
         runs: run folders the command reads: ``out`` may not be one of them nor lie inside one.
-        overwrite: replace an existing output file (or write into a non-empty folder).
-        folder: ``out`` is a folder of outputs rather than one file.
+        overwrite: replace an existing output file (or write into any non-empty folder).
+        folder: ``out`` is a folder of outputs rather than one file, and this is the name of the file the
+            command leaves in it (e.g. ``explain.json``): a folder holding it is the command's earlier
+            output and is rewritten; any other non-empty folder needs ``overwrite``.
 
     Returns:
         ``out`` as a ``Path``.
@@ -46,9 +48,9 @@ def check_output(out: StrPath, *, inputs: Iterable[StrPath | None] = (), runs: I
     if overwrite or not out.exists():
         return out
     if folder and out.is_dir():
-        if any(out.iterdir()):
-            raise DeepfieldError(f"{out}: this folder exists and is not empty; pass --overwrite to write into "
-                                 "it, or choose a new --out")
+        if any(out.iterdir()) and not (out / folder).is_file():
+            raise DeepfieldError(f"{out}: this folder exists, is not empty and holds no {folder}; pass --overwrite "
+                                 "to write into it, or choose a new --out")
         return out
     if out.is_dir():
         raise DeepfieldError(f"{out}: is a folder; --out must name a file")

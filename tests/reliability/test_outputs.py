@@ -63,6 +63,10 @@ def test_predict_refuses_its_input_as_output_and_leaves_it_unchanged(trained, cl
     os.symlink(sky, sky.parent / "link.h5")
     refused(cli("predict", run, "link.h5", "--out", sky), sky)
     assert sky.read_bytes() == before
+    labels = sky.parent / "labels.csv"  # a --labels table is an input too
+    labels.write_text("id,label\n0,disk\n")
+    refused(cli("predict", run, sky, "--labels", labels, "--id-column", "id", "--out", labels, "--overwrite"), labels)
+    assert labels.read_text() == "id,label\n0,disk\n"
 
 
 def test_features_and_explain_refuse_outputs_inside_the_run(trained, cli, tmp_path):
@@ -86,14 +90,16 @@ def test_an_existing_output_is_replaced_only_with_overwrite(trained, cli, tmp_pa
     assert table.read_text().splitlines()[0].startswith("id,") and len(table.read_text().splitlines()) == 25
 
 
-def test_explain_writes_into_a_non_empty_folder_only_with_overwrite(tmp_path):
+def test_explain_writes_into_a_non_empty_folder_only_with_overwrite_or_over_an_earlier_explain(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(DeepfieldError, match="exists and is not empty; pass --overwrite"):
-        check_output(tmp_path, folder=True)
-    assert check_output(tmp_path, folder=True, overwrite=True) == tmp_path
-    assert check_output(tmp_path / "new", folder=True) == tmp_path / "new"
+    with pytest.raises(DeepfieldError, match="is not empty and holds no explain.json; pass --overwrite"):
+        check_output(tmp_path, folder="explain.json")
+    assert check_output(tmp_path, folder="explain.json", overwrite=True) == tmp_path
+    assert check_output(tmp_path / "new", folder="explain.json") == tmp_path / "new"
+    (tmp_path / "explain.json").write_text("{}")  # an earlier explain's folder is rewritten
+    assert check_output(tmp_path, folder="explain.json") == tmp_path
     with pytest.raises(DeepfieldError, match="is a file; --out must name a folder"):
-        check_output(tmp_path / "notes.txt", folder=True)
+        check_output(tmp_path / "notes.txt", folder="explain.json")
 
 
 def test_simulate_over_an_existing_file_needs_overwrite(cli, tmp_path):

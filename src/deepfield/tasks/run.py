@@ -572,9 +572,16 @@ def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Map
 
     ``out`` may not be an input nor lie in the run folder; an existing ``out`` is replaced only with ``overwrite``.
     """
-    out = check_output(out, inputs=(data, (reading or {}).get("labels")), runs=(run,), overwrite=overwrite)
+    out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     table_format(out, "predictions")
     return write_table(load_run(run, trust=trust).predict(data, reading, keep), out, "predictions")
+
+
+def read_files(data: str | Path | None, reading: Mapping[str, Any] | None) -> tuple[str | Path, ...]:
+    """The files a command reads besides the run: ``data`` and a ``--labels`` table (for :func:`check_output`)."""
+    labels = (reading or {}).get("labels")
+    table = labels.get("table") if isinstance(labels, Mapping) else labels
+    return tuple(path for path in (data, table) if isinstance(path, (str, os.PathLike)))
 
 
 def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
@@ -591,9 +598,11 @@ def explain_run(run: str | Path, data: str | Path | None, out: str | Path, metho
     """``deepfield explain``: :meth:`Run.explain` of the run folder ``run``.
 
     The folder ``out`` may not be an input nor lie in the run folder (its own ``explain/`` is written
-    by ``train``); a non-empty existing ``out`` is written into only with ``overwrite``.
+    by ``train``); an existing ``out`` is rewritten when an earlier explain wrote it, any other
+    non-empty folder only with ``overwrite``.
     """
-    check_output(out, inputs=(data, (reading or {}).get("labels")), runs=(run,), overwrite=overwrite, folder=True)
+    check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite,
+                 folder="explain.json")
     return load_run(run, trust=trust).explain(data, out, methods, reading, **settings)
 
 
@@ -605,7 +614,7 @@ def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str 
     FITS and HDF5 tables take at most 999 columns: a wider layer goes to CSV (FITS and HDF5
     keep the meta, CSV the columns only). ``out`` is checked as in :func:`predict_run`.
     """
-    out = check_output(out, inputs=(data, (reading or {}).get("labels")), runs=(run,), overwrite=overwrite)
+    out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     fmt = table_format(out, "features")
     table = load_run(run, trust=trust).features(data, layer, reading, keep)
     if fmt != "ascii.csv" and len(table.colnames) > 999:
