@@ -23,7 +23,8 @@ def check_output(out: StrPath, *, inputs: Iterable[StrPath | None] = (), runs: I
         out: the file (or, with ``folder``, the folder) the command is about to write.
         inputs: the files and folders the command reads (``None`` entries are skipped): ``out`` may
             not be one of them.
-        runs: run folders the command reads: ``out`` may not be one of them nor lie inside one.
+        runs: run folders the command reads: ``out`` may not be one of them nor lie inside one (nor
+            inside any folder :func:`run_around` recognises as a run).
         overwrite: replace an existing output file (or write into any non-empty folder).
         folder: ``out`` is a folder of outputs rather than one file, and this is the name of the file the
             command leaves in it (e.g. ``explain.json``): a folder holding it is the command's earlier
@@ -40,9 +41,9 @@ def check_output(out: StrPath, *, inputs: Iterable[StrPath | None] = (), runs: I
         if given is not None and _same(out, Path(given)):
             raise DeepfieldError(f"{out}: this is an input of the command ({given}); write the output to "
                                  "another path, the input is left as it is")
-    for run in runs:
-        inside = next((part for part in (out, *out.absolute().parents) if _same(part, Path(run))), None)
-        if inside is not None:
+    for run in (*runs, run_around(out)):
+        inside = run is not None and any(_same(part, Path(run)) for part in (out, *out.absolute().parents))
+        if inside:
             raise DeepfieldError(f"{out}: inside the run folder {run}; write outputs outside it (a run folder "
                                  "holds only what `deepfield train` writes)")
     if overwrite or not out.exists():
@@ -57,6 +58,16 @@ def check_output(out: StrPath, *, inputs: Iterable[StrPath | None] = (), runs: I
     if folder:
         raise DeepfieldError(f"{out}: is a file; --out must name a folder")
     raise DeepfieldError(f"{out}: this file exists; pass --overwrite to replace it, or choose a new --out")
+
+
+def run_around(path: StrPath) -> Path | None:
+    """The run folder ``path`` is or lies in, if any: the nearest existing folder holding ``config.yaml``
+    beside ``metrics.json`` or ``model.json`` (what ``deepfield train`` writes)."""
+    for folder in (Path(path), *Path(path).absolute().parents):
+        if (folder / "config.yaml").is_file() and ((folder / "metrics.json").is_file()
+                                                   or (folder / "model.json").is_file()):
+            return folder
+    return None
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -79,6 +79,20 @@ def test_features_and_explain_refuse_outputs_inside_the_run(trained, cli, tmp_pa
     assert snapshot(run) == files
 
 
+def test_no_command_writes_into_any_run_folder(trained, cli, tmp_path):
+    run, sky = trained
+    other = tmp_path / "other"  # another run: config.yaml beside metrics.json
+    other.mkdir()
+    (other / "config.yaml").write_text("task: morphology\n")
+    (other / "metrics.json").write_text("{}")
+    files = snapshot(run)
+    refused(cli("predict", run, sky, "--out", other / "p.csv"), other / "p.csv")
+    refused(cli("simulate", "spectra", "--n", 3, "--out", run / "sky.h5"), run / "sky.h5")
+    refused(cli("playground", "depth", "--depth", 2, "--out", run), run)
+    refused(cli("playground", "optimizers", "--steps", 2, "--out", other / "play"), other / "play")
+    assert snapshot(run) == files and sorted(p.name for p in other.iterdir()) == ["config.yaml", "metrics.json"]
+
+
 def test_an_existing_output_is_replaced_only_with_overwrite(trained, cli, tmp_path):
     run, sky = trained
     table = tmp_path / "p.csv"

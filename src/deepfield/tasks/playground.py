@@ -24,6 +24,7 @@ from deepfield.analysis.learning.surfaces import load_surface
 from deepfield.analysis.learning.sweeps import DEFAULT_BATCH_SIZES, DEFAULT_INITIALIZERS, sweep
 from deepfield.data.toy2d import make_toy, read_toy_csv
 from deepfield.errors import DeepfieldError
+from deepfield.outputs import check_output
 from deepfield.report.figures import (animate_decision_boundary, animate_optimizer_paths, plot_decision_boundary,
                                       plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
                                       plot_sweep)
@@ -34,6 +35,8 @@ TOY_SETS = ("moons", "circles", "spirals", "xor")
 
 
 def figures_folder(out: Path) -> Path:
+    """``out/figures``, made; ``out`` may be a new or earlier playground folder, never a run folder or inside one."""
+    check_output(out, folder="metrics.json", overwrite=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     return out / "figures"
 
