@@ -295,13 +295,14 @@ def test_write_is_atomic_and_replaces(full_run: Path) -> None:
     ("baselines.json", '[{"model": "knn"}, 3]', r"baselines\.json: baselines must be a list of rows"),
 ])
 def test_malformed_files_are_named(tmp_path: Path, name: str, text: str, message: str) -> None:
-    _write(tmp_path, {name: text})
+    _write(tmp_path, {"metrics.json": "{}", name: text})  # a run folder (write_report refuses others)
     with pytest.raises(DeepfieldError, match=message):
         write_report(tmp_path)
     assert not list(tmp_path.glob("*.html*")) and not list(tmp_path.glob(".report*"))
 
 
 def test_a_broken_png_is_named(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text("{}")
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "roc.png").write_bytes(b"not a png")
     with pytest.raises(DeepfieldError, match=r"roc\.png: not a PNG image"):

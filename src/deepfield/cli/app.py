@@ -19,10 +19,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield.cli.common import TRUST, console, parse_range, parse_shape, split_list
+from deepfield.cli.common import OVERWRITE, TRUST, console, parse_range, parse_shape, split_list
 from deepfield.cli.playground import playground_app
 from deepfield.cli.reading import KEEP, reading_options
 from deepfield.errors import DeepfieldError
+from deepfield.outputs import check_output
 from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
 
 app = typer.Typer(
@@ -202,12 +203,15 @@ def predict(
     out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
     keep: KEEP = None,
     trust: TRUST = False,
+    overwrite: OVERWRITE = False,
     reading: Optional[dict] = None,
 ) -> None:
     """Predict every object of DATA with a trained run; write a table with their ids (and ra, dec, --keep)."""
     from deepfield.tasks.run import predict_run
 
-    console.print(f"wrote {predict_run(run, data, out, reading=reading, keep=split_list(keep) or (), trust=trust)}")
+    written = predict_run(run, data, out, reading=reading, keep=split_list(keep) or (), trust=trust,
+                          overwrite=overwrite)
+    console.print(f"wrote {written}")
 
 
 @app.command()
@@ -220,12 +224,14 @@ def features(
                                                        "default: the one before the head")] = None,
     keep: KEEP = None,
     trust: TRUST = False,
+    overwrite: OVERWRITE = False,
     reading: Optional[dict] = None,
 ) -> None:
     """A trained network's layer as features for other learners (transfer learning)."""
     from deepfield.tasks.run import features_run
 
-    written = features_run(run, data, out, layer, reading=reading, keep=split_list(keep) or (), trust=trust)
+    written = features_run(run, data, out, layer, reading=reading, keep=split_list(keep) or (), trust=trust,
+                           overwrite=overwrite)
     console.print(f"wrote {written}")
 
 
@@ -244,13 +250,15 @@ def explain(
     stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,
     fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
     trust: TRUST = False,
+    overwrite: OVERWRITE = False,
     reading: Optional[dict] = None,
 ) -> None:
     """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
     from deepfield.tasks.run import explain_run
 
     folder = explain_run(run, data, out, split_list(method), reading=reading, layer=layer, per_class=per_class,
-                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), trust=trust)
+                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), trust=trust,
+                         overwrite=overwrite)
     console.print(f"wrote {folder / 'explain.json'} and its figures")
 
 
@@ -340,8 +348,9 @@ def inspect_catalogue(
 
 @simulate_app.command("morphology")
 def simulate_morphology_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
-                            snr: SNR = "20,200", workers: WORKERS = None) -> None:
+                            snr: SNR = "20,200", workers: WORKERS = None, overwrite: OVERWRITE = False) -> None:
     """Multi-band stamps of spheroids, disks, irregulars, point sources and mergers, with truth."""
+    check_output(out, overwrite=overwrite)
     from deepfield.data.simulate import simulate_morphology
 
     path = simulate_morphology(n, out, size=size, bands=split_list(bands), seed=seed,
@@ -351,11 +360,12 @@ def simulate_morphology_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r
 
 @simulate_app.command("quality")
 def simulate_quality_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
-                         snr: SNR = "20,200", workers: WORKERS = None,
+                         snr: SNR = "20,200", workers: WORKERS = None, overwrite: OVERWRITE = False,
                          spoiled_fraction: Annotated[float, typer.Option(help="fraction of spoiled stamps")] = 0.5,
                          artefacts: Annotated[str, typer.Option(help="artefact kinds, comma-separated, or all")] = "all"
                          ) -> None:
     """The same galaxies, clean or spoiled by cosmic rays, trails, bad columns, saturation, ghosts."""
+    check_output(out, overwrite=overwrite)
     from deepfield.data.simulate import ARTEFACTS, simulate_quality
 
     path = simulate_quality(n, out, size=size, bands=split_list(bands), seed=seed, snr=parse_range(snr, "--snr"),
@@ -369,8 +379,9 @@ def simulate_quality_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i"
 def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,z,y", workers: WORKERS = None,
                         mag_limit: Annotated[float, typer.Option(help="i-band magnitude limit (AB)")] = 25.3,
                         stamps: Annotated[bool, typer.Option(help="also draw matching stamps")] = False,
-                        size: SIZE = 32) -> None:
+                        size: SIZE = 32, overwrite: OVERWRITE = False) -> None:
     """A catalogue of redshifts and LSST magnitudes from CWW templates (optionally with stamps)."""
+    check_output(out, overwrite=overwrite)
     from deepfield.data.simulate import simulate_photoz
 
     path = simulate_photoz(n, out, seed=seed, bands="".join(split_list(bands) or ()), mag_limit=mag_limit,
@@ -381,8 +392,10 @@ def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,
 @simulate_app.command("spectra")
 def simulate_spectra_cmd(n: N, out: OUT, seed: SEED = 0, snr: SNR = "3,30",
                          length: Annotated[int, typer.Option(help="pixels per spectrum (380-920 nm, log-spaced)")] = 400,
+                         overwrite: OVERWRITE = False,
                          ) -> None:
     """Optical spectra of emission-line galaxies, absorption-line galaxies and quasars, with redshifts."""
+    check_output(out, overwrite=overwrite)
     from deepfield.data.simulate.spectra import simulate_spectra
 
     path = simulate_spectra(n, out, length=length, seed=seed, snr=parse_range(snr, "--snr"))

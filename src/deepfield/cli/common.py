@@ -15,6 +15,10 @@ TRUST = Annotated[bool, typer.Option("--trust-unchecked", help="load a model.jso
                                      "all the same")]
 """The option of every command that loads a saved model or run (its ``trust``)."""
 
+OVERWRITE = Annotated[bool, typer.Option("--overwrite", help="replace an existing --out (never an input of the "
+                                         "command nor a file in a run folder)")]
+"""The option of every command that writes a file or folder the user names with ``--out``."""
+
 
 def split_list(text: str | None) -> list[str] | None:
     """``"g,r,i" -> ["g", "r", "i"]``; ``None`` stays ``None``."""

@@ -21,8 +21,11 @@ PLAY_OUT = Annotated[Path, typer.Option(help="folder for figures/, metrics.json 
 
 @playground_app.command("optimizers")
 def playground_optimizers(
-    surface: Annotated[str, typer.Option(help="beale, rosenbrock, saddle, himmelblau, quadratic, or FILE.py "
-                                              "defining f(x, y) with torch ops (it runs as Python)")] = "beale",
+    surface: Annotated[str, typer.Option(help="beale, rosenbrock, saddle, himmelblau, quadratic; a formula in x "
+                                              "and y, parsed and never run, e.g. \"(1-x)**2 + 100*(y-x**2)**2\" "
+                                              "(+ - * / **, sin cos tan exp log sqrt abs tanh sinh cosh, pi, e); or "
+                                              "FILE.py defining f(x, y) with torch ops: a FILE.py RUNS AS PYTHON, "
+                                              "with your rights: only a file you wrote or trust")] = "beale",
     optimizers: Annotated[str, typer.Option(help="comma-separated: sgd, momentum, nesterov, adagrad, rmsprop, adam, "
                                                  "amsgrad, newton")] = "sgd,momentum,adagrad,rmsprop,adam,newton",
     lr: Annotated[Optional[float], typer.Option(help="one learning rate for all (default: one per optimiser)")] = None,

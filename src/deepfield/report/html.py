@@ -171,9 +171,14 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None,
             inputs are absent from the folder is left out either way.
 
     Raises:
-        DeepfieldError: the folder is missing, a section name is unknown, or a file in the folder
-            (metrics.json, config.yaml, a figure, ...) is malformed; the message names the file.
+        DeepfieldError: the folder is missing or not a run folder (no metrics.json: the report is
+            written only where ``deepfield train``, ``baseline`` or ``playground`` wrote one), a section
+            name is unknown, or a file in the folder (metrics.json, config.yaml, a figure, ...) is
+            malformed; the message names the file.
     """
+    if Path(run_dir).is_dir() and not (Path(run_dir) / "metrics.json").is_file():
+        raise DeepfieldError(f"{run_dir}: not a run folder (no metrics.json); report.html is written only into a "
+                             "folder written by `deepfield train` or `deepfield playground`")
     path = Path(run_dir) / REPORT_FILE
     atomic.write_text(path, render_report(run_dir, title=title, sections=sections))
     return path

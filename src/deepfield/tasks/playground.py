@@ -24,6 +24,7 @@ from deepfield.analysis.learning.surfaces import load_surface
 from deepfield.analysis.learning.sweeps import DEFAULT_BATCH_SIZES, DEFAULT_INITIALIZERS, sweep
 from deepfield.data.toy2d import make_toy, read_toy_csv
 from deepfield.errors import DeepfieldError
+from deepfield.outputs import check_output
 from deepfield.report.figures import (animate_decision_boundary, animate_optimizer_paths, plot_decision_boundary,
                                       plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
                                       plot_sweep)
@@ -34,6 +35,8 @@ TOY_SETS = ("moons", "circles", "spirals", "xor")
 
 
 def figures_folder(out: Path) -> Path:
+    """``out/figures``, made; ``out`` may be a new or earlier playground folder, never a run folder or inside one."""
+    check_output(out, folder="metrics.json", overwrite=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     return out / "figures"
 
@@ -48,16 +51,18 @@ def write_summary(out: Path, summary: dict[str, Any], title: str) -> dict[str, A
 def optimizers_playground(surface: str | Path, out: Path, optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
                           learning_rate: float | None = None, steps: int = 200, start: Sequence[float] | None = None,
                           tolerance: float = 1e-6, animation: str | None = None) -> dict[str, Any]:
-    """Each optimiser's path from the same start on ``surface`` (a name or a ``FILE.py``), into ``out``.
+    """Each optimiser's path from the same start on ``surface``, into ``out``.
+
+    ``surface``: a name, a formula in x and y (parsed, never run) or a ``FILE.py`` (run as Python).
 
     Figures ``paths.png`` (the paths on the contours), ``paths.gif``/``.mp4`` (growing frame by
     frame; ``animation`` picks the suffix) and ``losses.png``; numbers per optimiser: its
     learning rate, steps to ``tolerance``, final value, end point and whether it diverged.
     """
-    figures = figures_folder(out)
-    surf = load_surface(surface)
+    surf = load_surface(surface)  # a bad surface is refused before the folder is made
     paths = optimizer_paths(surf, optimizers=tuple(optimizers), start=start, learning_rates=learning_rate,
                             steps=steps, tolerance=tolerance)
+    figures = figures_folder(out)
     grid = loss_grid(surf)
     plot_optimizer_paths(surf, grid, paths, figures / "paths.png")
     animate_optimizer_paths(surf, grid, paths, figures / f"paths{animation or default_suffix()}")

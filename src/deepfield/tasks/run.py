@@ -38,6 +38,7 @@ from deepfield.data.images import Skipped, write_skip_report
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.models.summary import summarize
+from deepfield.outputs import check_output
 from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
 from deepfield.tasks import run_paths
@@ -663,11 +664,21 @@ def carried_columns(new: NewData, data: str, keep: Sequence[str] = ()) -> dict[s
 
 
 def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Mapping[str, Any] | None = None,
-                keep: Sequence[str] = (), *, trust: bool = False) -> Path:
-    """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5)."""
-    out = Path(out)
+                keep: Sequence[str] = (), *, trust: bool = False, overwrite: bool = False) -> Path:
+    """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5).
+
+    ``out`` may not be an input nor lie in the run folder; an existing ``out`` is replaced only with ``overwrite``.
+    """
+    out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     table_format(out, "predictions")
     return write_table(load_run(run, trust=trust).predict(data, reading, keep), out, "predictions")
+
+
+def read_files(data: str | Path | None, reading: Mapping[str, Any] | None) -> tuple[str | Path, ...]:
+    """The files a command reads besides the run: ``data`` and a ``--labels`` table (for :func:`check_output`)."""
+    labels = (reading or {}).get("labels")
+    table = labels.get("table") if isinstance(labels, Mapping) else labels
+    return tuple(path for path in (data, table) if isinstance(path, (str, os.PathLike)))
 
 
 def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
@@ -679,20 +690,28 @@ def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarr
 
 
 def explain_run(run: str | Path, data: str | Path | None, out: str | Path, methods: list[str] | None = None,
-                reading: Mapping[str, Any] | None = None, trust: bool = False, **settings: Any) -> Path:
-    """``deepfield explain``: :meth:`Run.explain` of the run folder ``run``."""
+                reading: Mapping[str, Any] | None = None, trust: bool = False, overwrite: bool = False,
+                **settings: Any) -> Path:
+    """``deepfield explain``: :meth:`Run.explain` of the run folder ``run``.
+
+    The folder ``out`` may not be an input nor lie in the run folder (its own ``explain/`` is written
+    by ``train``); an existing ``out`` is rewritten when an earlier explain wrote it, any other
+    non-empty folder only with ``overwrite``.
+    """
+    check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite,
+                 folder="explain.json")
     return load_run(run, trust=trust).explain(data, out, methods, reading, **settings)
 
 
 def features_run(run: str | Path, data: str | Path, out: str | Path, layer: str | None = None,
                  reading: Mapping[str, Any] | None = None, keep: Sequence[str] = (), *, trust: bool = False,
-                 ) -> Path:
+                 overwrite: bool = False) -> Path:
     """``deepfield features``: :meth:`Run.features` for every object of ``data``, written to ``out``.
 
     FITS and HDF5 tables take at most 999 columns: a wider layer goes to CSV (FITS and HDF5
-    keep the meta, CSV the columns only).
+    keep the meta, CSV the columns only). ``out`` is checked as in :func:`predict_run`.
     """
-    out = Path(out)
+    out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     fmt = table_format(out, "features")
     table = load_run(run, trust=trust).features(data, layer, reading, keep)
     if fmt != "ascii.csv" and len(table.colnames) > 999:

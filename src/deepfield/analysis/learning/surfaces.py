@@ -24,7 +24,12 @@ name           f(x, y)                                 minima (value)           
 The quadratic is convex with condition number 10 (Hessian ``diag(1, 10)``): every sensible
 optimiser reaches its minimum, and one exact Newton step lands on it.
 
-A user's own surface is a Python file defining ``def f(x, y)`` with torch operations on two
+A user's own surface is best given as a formula in x and y, parsed and never run as Python
+(see :mod:`deepfield.analysis.learning.formula`)::
+
+    load_surface("(1 - x)**2 + 100*(y - x**2)**2")     # window [-3, 3]², its start (-1.8, 1.8)
+
+or as a Python file defining ``def f(x, y)`` with torch operations on two
 scalar tensors, returning a scalar tensor, and optionally ``WINDOW = (xmin, xmax, ymin, ymax)``,
 ``START = (x, y)``, ``MINIMA = [(x, y), ...]`` and ``LOG_SCALE = True/False``::
 
@@ -57,6 +62,7 @@ from typing import Any
 
 import torch
 
+from deepfield.analysis.learning.formula import parse_formula
 from deepfield.errors import DeepfieldError, unknown_name
 
 __all__ = ["SURFACES", "Surface", "beale", "himmelblau", "load_surface", "quadratic", "rosenbrock", "saddle"]
@@ -175,11 +181,12 @@ SURFACES: dict[str, Surface] = {
 
 
 def load_surface(spec: str | os.PathLike[str] | Surface) -> Surface:
-    """A :class:`Surface` from a name in :data:`SURFACES` (any case), a user's ``FILE.py``, or a Surface.
+    """A :class:`Surface` from a name in :data:`SURFACES` (any case), a formula in ``x`` and ``y``
+    (parsed, never executed), a user's ``FILE.py``, or a Surface.
 
-    The file is executed as Python (see the module docstring); its ``f(x, y)`` is checked on
-    the start point: it must take two arguments and return a scalar tensor that depends on
-    them differentiably. Every problem is one :class:`DeepfieldError` naming the file.
+    The file is executed as Python (see the module docstring). The formula's or the file's
+    ``f(x, y)`` is checked on the start point: it must return a scalar tensor that depends on
+    ``x`` and ``y`` differentiably. Every problem is one :class:`DeepfieldError` naming the formula or file.
     """
     if isinstance(spec, Surface):
         return spec
@@ -187,9 +194,26 @@ def load_surface(spec: str | os.PathLike[str] | Surface) -> Surface:
         return _from_file(Path(spec))
     if isinstance(spec, str) and spec.lower() in SURFACES:
         return SURFACES[spec.lower()]
+    if isinstance(spec, str) and spec.strip().isidentifier() and spec.strip() not in ("x", "y"):
+        raise DeepfieldError(str(unknown_name("surface", spec, SURFACES)) + ", a formula in x and y, "
+                             "or a FILE.py defining f(x, y)")
     if isinstance(spec, str):
-        raise DeepfieldError(str(unknown_name("surface", spec, SURFACES)) + ", or a FILE.py defining f(x, y)")
-    raise DeepfieldError(f"surface: expected a name or a FILE.py, got {type(spec).__name__}")
+        return _from_formula(spec)
+    raise DeepfieldError(f"surface: expected a name, a formula or a FILE.py, got {type(spec).__name__}")
+
+
+def _from_formula(text: str) -> Surface:
+    """The formula's surface on :data:`DEFAULT_WINDOW`, started as a file's without ``START``."""
+    f = parse_formula(text)
+    start = _default_start(DEFAULT_WINDOW)
+    _check_function(f"surface formula {text[:80]!r}", f, start)
+    return Surface("formula", _pointwise(f), DEFAULT_WINDOW, (), start, None, text.strip())
+
+
+def _default_start(window: Window) -> Point:
+    """A start away from the window's centre, where a minimum often is: 20 % in from the top-left corner."""
+    xmin, xmax, ymin, ymax = window
+    return xmin + 0.2 * (xmax - xmin), ymax - 0.2 * (ymax - ymin)
 
 
 # --- a user's file ------------------------------------------------------------------------------
@@ -214,9 +238,7 @@ def _from_file(path: Path) -> Surface:
     except ValueError:  # a builtin without a signature: let the trial call decide
         pass
     window = _window(path, namespace.get("WINDOW", DEFAULT_WINDOW))
-    xmin, xmax, ymin, ymax = window
-    default_start = (xmin + 0.2 * (xmax - xmin), ymax - 0.2 * (ymax - ymin))
-    start = _point(path, "START", namespace.get("START", default_start))
+    start = _point(path, "START", namespace.get("START", _default_start(window)))
     minima_spec = namespace.get("MINIMA", ())
     if isinstance(minima_spec, (str, bytes)) or not isinstance(minima_spec, Sequence):
         raise DeepfieldError(f"{path}: MINIMA must be a list of (x, y) points, got {minima_spec!r}")
@@ -251,8 +273,8 @@ def _point(path: Path, what: str, value: Any) -> Point:
     return numbers  # type: ignore[return-value]
 
 
-def _check_function(path: Path, f: Callable[..., Any], start: Point) -> None:
-    """Call ``f`` once at ``start``: a scalar tensor with a finite gradient, or one clear error."""
+def _check_function(path: Path | str, f: Callable[..., Any], start: Point) -> None:
+    """Call ``f`` once at ``start``: a scalar tensor with a finite gradient, or one clear error naming ``path``."""
     x = torch.tensor(start[0], dtype=torch.float64, requires_grad=True)
     y = torch.tensor(start[1], dtype=torch.float64, requires_grad=True)
     try:
