@@ -1,0 +1,98 @@
+"""Bad inputs that crashed (issue 15, crashes): each is one clear line naming the file and the key,
+from Python (DeepfieldError) and from the command line (exit 2, no traceback), and is refused before
+any work is done."""
+import subprocess
+import sys
+
+import pytest
+
+from deepfield.cli.app import main
+from deepfield.errors import DeepfieldError
+from deepfield.tasks.config import load_config
+
+GOOD = "task: morphology\ndata: {path: sky.h5}\n"
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The command line's entry point in this process."""
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["deepfield", *map(str, args)])
+        with pytest.raises(SystemExit) as done:
+            main()
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
+    return call
+
+
+def refused(run, *messages):
+    """The command line's answer to a bad input: exit 2, one line naming it, no traceback."""
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    for message in messages:
+        assert message in run.stderr, run.stderr
+
+
+# -- config files -----------------------------------------------------------------------------
+
+def test_a_binary_config_file_is_not_a_text_file(tmp_path, cli):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" + bytes(range(256)))
+    with pytest.raises(DeepfieldError, match=r"run.yaml: not a text file \(UTF-8\)"):
+        load_config(path)
+    refused(cli("train", path), "run.yaml: not a text file (UTF-8)")
+
+
+def test_a_latin1_config_file_is_not_a_text_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(GOOD.encode() + "# galaxies of Göttingen\n".encode("latin-1"))
+    with pytest.raises(DeepfieldError, match=r"run.yaml: not a text file \(UTF-8\)"):
+        load_config(path)
+
+
+def bomb(levels=9, width=10):
+    """Billion laughs: ``levels`` lists of ``width`` aliases of the one before, 10**9 strings expanded."""
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return lines, f"*a{levels}"
+
+
+def test_a_yaml_bomb_is_refused_without_expanding_it(tmp_path, cli):
+    lines, last = bomb()
+    path = tmp_path / "run.yaml"
+    path.write_text("x-anchors:\n" + "\n".join("  " + line for line in lines)
+                    + f"\ntask: morphology\ndata: {{path: sky.h5}}\ntraining: {{batch_size: {last}}}\n")
+    with pytest.raises(DeepfieldError, match=r"run.yaml: .*aliases.* expand"):
+        load_config(path)
+    refused(cli("train", path), "run.yaml", "aliases")
+
+
+def test_a_yaml_bomb_in_an_override_is_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(GOOD)
+    lines, last = bomb()
+    text = "{" + ", ".join(line.replace(": ", ": ", 1) for line in lines) + f", z: {last}}}"
+    with pytest.raises(DeepfieldError, match="aliases"):
+        load_config(path, [f"training.batch_size={text}"])
+
+
+def test_a_long_bad_value_is_shown_shortened(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(GOOD + f"training: {{batch_size: [{', '.join(['123456789'] * 10_000)}]}}\n")
+    with pytest.raises(DeepfieldError, match="training.batch_size") as error:
+        load_config(path)
+    assert len(str(error.value)) < 400, str(error.value)
+
+
+def test_a_folder_given_as_the_config_file(tmp_path, cli):
+    with pytest.raises(DeepfieldError, match="is a folder, not a config file"):
+        load_config(tmp_path)
+    refused(cli("train", tmp_path), str(tmp_path), "is a folder")
+
+
+def test_a_config_file_of_control_characters_is_not_a_text_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"task: morphology\n\x00\x01\x02\x03")
+    with pytest.raises(DeepfieldError, match=r"run.yaml: not a text file \(UTF-8\)"):
+        load_config(path)
