@@ -96,3 +96,16 @@ def test_a_config_file_of_control_characters_is_not_a_text_file(tmp_path):
     path.write_bytes(b"task: morphology\n\x00\x01\x02\x03")
     with pytest.raises(DeepfieldError, match=r"run.yaml: not a text file \(UTF-8\)"):
         load_config(path)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("epochs", [-1, 0])
+def test_demo_refuses_bad_epochs_before_simulating_the_sky(tmp_path, cli, monkeypatch, epochs):
+    import deepfield.tasks.demo as demo
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated the sky before checking the config")
+    monkeypatch.setattr(demo, "simulate_morphology", never)
+    refused(cli("demo", "--epochs", epochs, "--out", tmp_path / "d"), "training.epochs", f"got {epochs}")
+    assert not (tmp_path / "d").exists()

@@ -296,9 +296,9 @@ def apply_override(document: dict[str, Any], override: str) -> None:
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), document: dict | None = None,
-                ) -> RunConfig:
-    """Read, override and validate a run config; errors name the file and the key."""
-    source = str(path) if path is not None else "config"
+                source: str | None = None) -> RunConfig:
+    """Read, override and validate a run config; errors name the file (or ``source``) and the key."""
+    source = source or (str(path) if path is not None else "config")
     if document is None:
         try:
             document = parse(Path(path).read_text(encoding="utf-8"), source) or {}
