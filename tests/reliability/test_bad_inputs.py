@@ -4,6 +4,7 @@ any work is done."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from deepfield.cli.app import main
@@ -109,3 +110,30 @@ def test_demo_refuses_bad_epochs_before_simulating_the_sky(tmp_path, cli, monkey
     monkeypatch.setattr(demo, "simulate_morphology", never)
     refused(cli("demo", "--epochs", epochs, "--out", tmp_path / "d"), "training.epochs", f"got {epochs}")
     assert not (tmp_path / "d").exists()
+
+
+# -- catalogues ---------------------------------------------------------------------------------
+
+def photoz_csv(path, n=40, bad_row=16):
+    """A CSV catalogue of ``n`` objects, ``'n/a'`` as mag_r of the data row ``bad_row`` (0-based),
+    which is line ``bad_row + 2`` of the file (after the header)."""
+    rng = np.random.default_rng(0)
+    lines = ["id,redshift,mag_g,mag_err_g,mag_r,mag_err_r,mag_i,mag_err_i"]
+    for i in range(n):
+        mags = 22 + rng.normal(size=3)
+        cells = [str(i), f"{0.1 + 0.02 * i:.3f}"] + [f"{m:.3f},0.05" for m in mags]
+        if i == bad_row:
+            cells[3] = "n/a,0.05"
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_csv_reader_names_the_row_of_the_file(tmp_path):
+    from deepfield.tasks.photoz import PhotoZ
+    path = photoz_csv(tmp_path / "cat.csv")
+    config = load_config(None, document={"task": "photoz", "data": {"path": str(path), "bands": "g,r,i",
+                                                                     "target": "redshift"},
+                                          "model": {"preset": "mlp"}})
+    with pytest.raises(DeepfieldError, match=r"cat.csv: column 'mag_r' .*line 18 \(data row 17\).* 'n/a'"):
+        PhotoZ().prepare(config)
