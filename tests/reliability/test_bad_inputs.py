@@ -137,3 +137,30 @@ def test_the_csv_reader_names_the_row_of_the_file(tmp_path):
                                           "model": {"preset": "mlp"}})
     with pytest.raises(DeepfieldError, match=r"cat.csv: column 'mag_r' .*line 18 \(data row 17\).* 'n/a'"):
         PhotoZ().prepare(config)
+
+
+@pytest.fixture(scope="module")
+def tabular_run(tmp_path_factory):
+    """A small tabular run (one epoch), trained through the command line's code."""
+    from deepfield.tasks.run import train
+    folder = tmp_path_factory.mktemp("tabular")
+    rng = np.random.default_rng(0)
+    rows = [f"{i},{a:.3f},{b:.3f},{a - b:.3f}" for i, (a, b) in enumerate(rng.normal(size=(60, 2)))]
+    (folder / "tab.csv").write_text("id,a,b,z\n" + "\n".join(rows) + "\n")
+    return train(load_config(None, document={"task": "tabular", "out": str(folder / "run"), "seed": 0,
+                                             "data": {"path": str(folder / "tab.csv"), "target": "z"},
+                                             "model": {"preset": "mlp"}, "training": {"epochs": 1}}), verbose=0)
+
+
+def test_predicting_a_catalogue_of_no_rows(tabular_run, tmp_path, cli):
+    (tmp_path / "empty.csv").write_text("id,a,b,z\n")
+    refused(cli("predict", tabular_run, tmp_path / "empty.csv", "--out", tmp_path / "p.csv"),
+            "empty.csv: no objects to read (0 rows")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_folder_where_train_expects_a_catalogue_file(tmp_path, cli):
+    (tmp_path / "cat.csv").mkdir()
+    (tmp_path / "run.yaml").write_text(f"task: tabular\ndata: {{path: {tmp_path / 'cat.csv'}, target: z}}\n"
+                                       "model: {preset: mlp}\n")
+    refused(cli("train", tmp_path / "run.yaml", f"out={tmp_path / 'run'}"), "cat.csv: is a folder, not a catalogue file")
