@@ -164,3 +164,13 @@ def test_a_folder_where_train_expects_a_catalogue_file(tmp_path, cli):
     (tmp_path / "run.yaml").write_text(f"task: tabular\ndata: {{path: {tmp_path / 'cat.csv'}, target: z}}\n"
                                        "model: {preset: mlp}\n")
     refused(cli("train", tmp_path / "run.yaml", f"out={tmp_path / 'run'}"), "cat.csv: is a folder, not a catalogue file")
+
+
+# -- errors name the file and the key -------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, -3, "half"])
+def test_a_bad_batch_size_names_the_file_and_the_key(tmp_path, cli, value):
+    path = tmp_path / "run.yaml"
+    path.write_text(GOOD)
+    with pytest.raises(DeepfieldError, match=r"run.yaml: training.batch_size: .*(greater than|'full')"):
+        load_config(path, [f"training.batch_size={value}"])

@@ -142,7 +142,7 @@ class ModelConfig(Strict):
 
 class TrainingConfig(Strict):
     epochs: int = Field(10, ge=1)
-    batch_size: int | Literal["full"] = 64
+    batch_size: int | Literal["full"] = Field(64, description="samples per step, or full (the whole set)")
     optimizer: str | dict[str, Any] = "adam"
     learning_rate: float | None = Field(None, gt=0)
     loss: str | None = None
@@ -170,6 +170,14 @@ class TrainingConfig(Strict):
                 augmentations(value)
             except DeepfieldError as exc:
                 raise PydanticCustomError("augment", "{message}", {"message": str(exc)}) from None
+        return value
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _positive_batch_size(cls, value: Any) -> Any:
+        """As ``deepfield.training.batches.check_batch_size`` will want it, said here with the key."""
+        if value != "full" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError("must be a positive integer or 'full'")
         return value
 
     @field_validator("optimizer")
