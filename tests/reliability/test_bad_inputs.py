@@ -174,3 +174,25 @@ def test_a_bad_batch_size_names_the_file_and_the_key(tmp_path, cli, value):
     path.write_text(GOOD)
     with pytest.raises(DeepfieldError, match=r"run.yaml: training.batch_size: .*(greater than|'full')"):
         load_config(path, [f"training.batch_size={value}"])
+
+
+@pytest.fixture(scope="module")
+def sky(tmp_path_factory):
+    from deepfield.data.simulate import simulate_morphology
+    return simulate_morphology(40, tmp_path_factory.mktemp("sky") / "sky.h5", size=16, seed=1, workers=1,
+                               progress=False)
+
+
+def test_labels_out_of_range_name_the_file_and_the_key(sky, tmp_path):
+    import shutil
+
+    import h5py
+
+    from deepfield.tasks.run import TASKS
+    bad = tmp_path / "validation.h5"
+    shutil.copy(sky, bad)
+    with h5py.File(bad, "r+") as f:
+        f["labels"][3] = 7
+    config = load_config(None, document={"task": "morphology", "data": {"path": str(sky), "validation": str(bad)}})
+    with pytest.raises(DeepfieldError, match=r"validation.h5: data.labels: .*7.* 5 classes"):
+        TASKS["morphology"]().prepare(config)
