@@ -196,3 +196,11 @@ def test_labels_out_of_range_name_the_file_and_the_key(sky, tmp_path):
     config = load_config(None, document={"task": "morphology", "data": {"path": str(sky), "validation": str(bad)}})
     with pytest.raises(DeepfieldError, match=r"validation.h5: data.labels: .*7.* 5 classes"):
         TASKS["morphology"]().prepare(config)
+
+
+@pytest.mark.parametrize("preset, message", [("euclid-quality", "at least 22×22 pixels"),
+                                             ("dieleman", "at least 45×45 pixels")])
+def test_a_stamp_size_the_preset_cannot_take_names_the_file_and_the_key(sky, tmp_path, cli, preset, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"task: morphology\ndata: {{path: {sky}}}\nmodel: {{preset: {preset}}}\ntraining: {{epochs: 1}}\n")
+    refused(cli("train", path, f"out={tmp_path / 'run'}"), "sky.h5", "16×16", "model.preset", message)
