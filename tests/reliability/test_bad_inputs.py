@@ -204,3 +204,68 @@ def test_a_stamp_size_the_preset_cannot_take_names_the_file_and_the_key(sky, tmp
     path = tmp_path / "run.yaml"
     path.write_text(f"task: morphology\ndata: {{path: {sky}}}\nmodel: {{preset: {preset}}}\ntraining: {{epochs: 1}}\n")
     refused(cli("train", path, f"out={tmp_path / 'run'}"), "sky.h5", "16×16", "model.preset", message)
+
+
+# -- full disks, file-size limits, read-only folders ------------------------------------------------
+
+def limited(size):
+    """``preexec_fn`` of a process whose files may not grow past ``size`` bytes (``ulimit -f``)."""
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_a_file_size_limit_stops_train_with_one_line_naming_the_file(tabular_run, tmp_path):
+    config = tabular_run / "config.yaml"
+    run = subprocess.run([sys.executable, "-m", "deepfield.cli.app", "train", config, f"out={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=300, preexec_fn=limited(2000))
+    refused(run, str(tmp_path / "run"), ".safetensors: the file-size limit (2000 bytes) stopped the write")
+    assert not list((tmp_path / "run").rglob(".*.tmp"))
+
+
+def test_a_file_size_limit_leaves_the_old_file_whole(tmp_path):
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"old")
+    code = ("import sys; from deepfield.atomic import write_bytes; from deepfield.errors import DeepfieldError\n"
+            "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            f"try: write_bytes({str(target)!r}, bytes(10_000))\n"
+            "except DeepfieldError as e: print(e); sys.exit(2)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=limited(1000))
+    assert run.returncode == 2, run.stderr
+    assert f"{target}: the file-size limit (1000 bytes) stopped the write after 1000 bytes" in run.stdout
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_names_the_file_and_the_free_space(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from deepfield import atomic
+
+    def full(self, data):
+        self.open("wb").write(data[:300])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda folder: shutil_usage(total=10**9, used=10**9, free=0))
+    with pytest.raises(DeepfieldError, match=r"history.json: the disk is full \(0 bytes free there; it needs at "
+                                             r"least 300 bytes more\)"):
+        atomic.write_bytes(tmp_path / "history.json", bytes(1000))
+    assert list(tmp_path.iterdir()) == []
+
+
+def shutil_usage(**sizes):
+    import shutil
+    return shutil._ntuple_diskusage(**sizes)
+
+
+def test_a_read_only_run_folder_names_the_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from deepfield import atomic
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # as root, a chmod'ed folder would not refuse
+    with pytest.raises(DeepfieldError, match=r"run/config.yaml: cannot write here \(read-only file system\)"):
+        atomic.write_text(tmp_path / "run" / "config.yaml", "task: tabular\n")
