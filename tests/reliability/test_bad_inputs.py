@@ -269,3 +269,15 @@ def test_a_read_only_run_folder_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", read_only)  # as root, a chmod'ed folder would not refuse
     with pytest.raises(DeepfieldError, match=r"run/config.yaml: cannot write here \(read-only file system\)"):
         atomic.write_text(tmp_path / "run" / "config.yaml", "task: tabular\n")
+
+
+def test_a_yaml_bomb_in_a_run_config_is_refused_by_the_report(tabular_run, tmp_path):
+    import shutil
+
+    from deepfield.report.html import write_report
+    run = tmp_path / "run"
+    shutil.copytree(tabular_run, run)
+    lines, last = bomb()
+    (run / "config.yaml").write_text("\n".join(lines) + f"\nname: {last}\n")
+    with pytest.raises(DeepfieldError, match=r"config.yaml: its aliases"):
+        write_report(run)
