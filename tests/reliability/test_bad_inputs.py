@@ -163,7 +163,8 @@ def test_a_folder_where_train_expects_a_catalogue_file(tmp_path, cli):
     (tmp_path / "cat.csv").mkdir()
     (tmp_path / "run.yaml").write_text(f"task: tabular\ndata: {{path: {tmp_path / 'cat.csv'}, target: z}}\n"
                                        "model: {preset: mlp}\n")
-    refused(cli("train", tmp_path / "run.yaml", f"out={tmp_path / 'run'}"), "cat.csv: is a folder, not a catalogue file")
+    refused(cli("train", tmp_path / "run.yaml", f"out={tmp_path / 'run'}"),
+            "cat.csv: is a folder, not a catalogue file")
 
 
 # -- errors name the file and the key -------------------------------------------------------------

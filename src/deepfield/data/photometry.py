@@ -460,7 +460,8 @@ def _extinction_column(table: Table, name: str, sentinels: tuple[float, ...], so
     if bad.any():
         row = int(np.argmax(bad))
         raise DeepfieldError(
-            f"{source}: column {name!r} {row_name(table, row)} is {values[row]:g}; extinction must be a finite value, not missing"
+            f"{source}: column {name!r} {row_name(table, row)} is {values[row]:g}; "
+            "extinction must be a finite value, not missing"
         )
     return values
 
