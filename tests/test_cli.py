@@ -124,7 +124,7 @@ def test_inspect_reports_bad_files_in_one_line(tmp_path):
     (tmp_path / "bad.csv").write_text("id,mag_g,mag_err_g\n1,22.1,0.1\n2,22.x,0.1\n")
     run = deepfield("inspect", "catalogue", str(tmp_path / "bad.csv"), "--bands", "g")
     assert run.returncode == 2
-    assert "bad.csv: column 'mag_g' row 1 is '22.x', not a number" in run.stderr
+    assert "bad.csv: column 'mag_g' line 3 (data row 2) is '22.x', not a number" in run.stderr
 
 
 def test_inspect_catalogue_reports_the_cleaning(tmp_path):

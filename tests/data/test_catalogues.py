@@ -207,9 +207,10 @@ def test_non_numeric_value_names_file_column_row_and_value(tmp_path):
     path = tmp_path / "typo.csv"
     path.write_text("mag_g,flag\n22.1,True\n23.4,False\n2x.5,True\n,False\n")
     table = read_catalogue(path)
-    with pytest.raises(DeepfieldError, match=r"typo\.csv: column 'mag_g' row 2 is '2x\.5', not a number"):
+    with pytest.raises(DeepfieldError,
+                       match=r"typo\.csv: column 'mag_g' line 4 \(data row 3\) is '2x\.5', not a number"):
         numeric_column(table, "mag_g")
-    with pytest.raises(DeepfieldError, match=r"typo\.csv: column 'flag' row 0 is 'True', not a number"):
+    with pytest.raises(DeepfieldError, match=r"typo\.csv: column 'flag' line 2 \(data row 1\) is 'True', not a number"):
         numeric_column(table, "flag")
     flags = Table({"flag": [True, False]})
     with pytest.raises(DeepfieldError, match=r"<table>: column 'flag' holds bool values \(row 0: True\), not numbers"):

@@ -240,4 +240,4 @@ def test_non_numeric_magnitude_names_file_column_and_row(tmp_path):
     path.write_text("mag_g,mag_err_g\n22.1,0.1\n23.4,0.2\n22.x,0.1\n")
     with pytest.raises(DeepfieldError) as error:
         load_photometry(path, ["g"])
-    assert str(error.value) == f"{path}: column 'mag_g' row 2 is '22.x', not a number"
+    assert str(error.value) == f"{path}: column 'mag_g' line 4 (data row 3) is '22.x', not a number"

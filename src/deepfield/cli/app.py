@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -405,6 +406,8 @@ def simulate_spectra_cmd(n: N, out: OUT, seed: SEED = 0, snr: SNR = "3,30",
 def main() -> None:
     """Console-script entry point: one clear line and a non-zero exit on any error."""
     err = Console(stderr=True, soft_wrap=True)  # one line, however long
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit (ulimit -f): an error naming the file, not a core dump
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         app()
     except DeepfieldError as exc:

@@ -115,6 +115,32 @@ def row_columns(table: Table) -> dict[str, np.ndarray]:
     return {name: table_column(table[name]) for name in table.colnames if table[name].ndim == 1}
 
 
+ROWS_KEY = "deepfield_file_rows"
+"""``table.meta`` key holding, for a table of some rows of a file, each row's position in the file."""
+
+
+def some_rows(table: Table, rows: np.ndarray) -> Table:
+    """``table[rows]`` remembering where each row is in the file, for errors (:func:`row_name`).
+
+    ``rows``: (N,) int positions in ``table``."""
+    part = table[rows]
+    before = table.meta.get(ROWS_KEY)
+    positions = np.asarray(rows) if before is None or len(before) != len(table) else np.asarray(before)[rows]
+    part.meta[ROWS_KEY] = positions
+    return part
+
+
+def row_name(table: Table, row: int) -> str:
+    """Row ``row`` of ``table`` as a person finds it in the file: ``line 18 (data row 17)`` of a CSV
+    file (one header line), else ``row 16`` (0-based, as ``table[16]``)."""
+    positions = table.meta.get(ROWS_KEY)
+    if positions is not None and len(positions) == len(table):
+        row = int(positions[row])
+    if source_of(table).lower().endswith(".csv"):
+        return f"line {row + 2} (data row {row + 1})"
+    return f"row {row}"
+
+
 def source_of(table: Table) -> str:
     """The file ``table`` was read from, or ``"<table>"`` for a table made in memory."""
     return str(table.meta.get(SOURCE_KEY, "<table>"))
@@ -142,7 +168,7 @@ def numeric_column(table: Table, name: str, *, source: str | None = None) -> np.
 
     Text columns are parsed (``"21.3"``, ``"nan"``, ``"99"`` are numbers). A cell that is
     not a number raises ``DeepfieldError`` naming the file, the column, the first
-    offending row (0-based, as ``table[row]``) and its value.
+    offending row (:func:`row_name`: the line of a CSV file) and its value.
     """
     source = source or source_of(table)
     require_columns(table, [name], source=source)
@@ -156,12 +182,12 @@ def numeric_column(table: Table, name: str, *, source: str | None = None) -> np.
     if data.dtype.kind in "fiu":
         values = data.astype(np.float64)
     elif data.dtype.kind in "USO":
-        values = _parse_numbers(data, blank, source, name)
+        values = _parse_numbers(table, data, blank, source, name)
     else:
         row = int(np.argmin(blank)) if len(data) else 0
         shown = data[row].item() if len(data) else "(no rows)"
         raise DeepfieldError(
-            f"{source}: column {name!r} holds {data.dtype} values (row {row}: {shown!r}), not numbers"
+            f"{source}: column {name!r} holds {data.dtype} values ({row_name(table, row)}: {shown!r}), not numbers"
         )
     values[blank] = np.nan
     return values
@@ -173,7 +199,7 @@ def preview(names: Sequence[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _parse_numbers(data: np.ndarray, blank: np.ndarray, source: str, name: str) -> np.ndarray:
+def _parse_numbers(table: Table, data: np.ndarray, blank: np.ndarray, source: str, name: str) -> np.ndarray:
     """Text cells ``(N,)`` as float64; blank cells become NaN; the first non-number raises."""
     values = np.full(len(data), np.nan)
     for row in np.flatnonzero(~blank):
@@ -182,7 +208,7 @@ def _parse_numbers(data: np.ndarray, blank: np.ndarray, source: str, name: str) 
             values[row] = float(cell.decode() if isinstance(cell, bytes) else cell)
         except (TypeError, ValueError, UnicodeDecodeError):
             raise DeepfieldError(
-                f"{source}: column {name!r} row {row} is {cell!r}, not a number"
+                f"{source}: column {name!r} {row_name(table, row)} is {cell!r}, not a number"
             ) from None
     return values
 

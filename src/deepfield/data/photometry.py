@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns, source_of
+from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns, row_name, source_of
 from deepfield.errors import DeepfieldError
 
 SENTINELS = (99.0, -99.0, -9999.0)
@@ -460,7 +460,8 @@ def _extinction_column(table: Table, name: str, sentinels: tuple[float, ...], so
     if bad.any():
         row = int(np.argmax(bad))
         raise DeepfieldError(
-            f"{source}: column {name!r} row {row} is {values[row]:g}; extinction must be a finite value, not missing"
+            f"{source}: column {name!r} {row_name(table, row)} is {values[row]:g}; "
+            "extinction must be a finite value, not missing"
         )
     return values
 

@@ -29,6 +29,7 @@ import yaml
 
 from deepfield import __version__, atomic
 from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.yaml_files import parse
 
 REPORT_FILE = "report.html"
 SECTIONS = ("header", "config", "model", "training", "metrics", "uncertainty", "explain", "figures", "baselines",
@@ -271,7 +272,7 @@ def _read_config(path: Path) -> tuple[str | None, Mapping[str, Any]]:
     if text is None:
         return None, {}
     try:
-        config = yaml.safe_load(text)
+        config = parse(text, str(path))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

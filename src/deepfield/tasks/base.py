@@ -152,7 +152,11 @@ class Task:
         if default is not None and len(default.default) == 2 and len(prepared.input_shape) == 3:
             raise DeepfieldError(f"model.preset {config.model.preset!r} takes (C, L) spectra but the data was read "
                                  f"as images {prepared.input_shape}: set data.kind: spectra for 1-D data")
-        model = zoo.get(config.model.preset, **kwargs)
+        try:
+            model = zoo.get(config.model.preset, **kwargs)
+        except DeepfieldError as exc:  # e.g. stamps too small for the preset: say which data and which key
+            raise DeepfieldError(f"{config.data.path} (inputs of shape {tuple(prepared.input_shape)}): "
+                                 f"model.preset: {exc}") from None
         bayesian = config.model.bayesian
         if bayesian is None:
             return model

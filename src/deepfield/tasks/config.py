@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from deepfield.errors import DeepfieldError
+from deepfield.yaml_files import parse, shown
 
 TASKS = ("morphology", "quality", "photoz", "tabular")
 
@@ -141,7 +142,7 @@ class ModelConfig(Strict):
 
 class TrainingConfig(Strict):
     epochs: int = Field(10, ge=1)
-    batch_size: int | Literal["full"] = 64
+    batch_size: int | Literal["full"] = Field(64, description="samples per step, or full (the whole set)")
     optimizer: str | dict[str, Any] = "adam"
     learning_rate: float | None = Field(None, gt=0)
     loss: str | None = None
@@ -169,6 +170,14 @@ class TrainingConfig(Strict):
                 augmentations(value)
             except DeepfieldError as exc:
                 raise PydanticCustomError("augment", "{message}", {"message": str(exc)}) from None
+        return value
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _positive_batch_size(cls, value: Any) -> Any:
+        """As ``deepfield.training.batches.check_batch_size`` will want it, said here with the key."""
+        if value != "full" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError("must be a positive integer or 'full'")
         return value
 
     @field_validator("optimizer")
@@ -289,20 +298,27 @@ def apply_override(document: dict[str, Any], override: str) -> None:
             raise DeepfieldError(f"override {override!r}: {part!r} is not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = parse(text, f"override {key.strip()}")
     except yaml.YAMLError:
         node[parts[-1]] = text
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), document: dict | None = None,
-                ) -> RunConfig:
-    """Read, override and validate a run config; errors name the file and the key."""
-    source = str(path) if path is not None else "config"
+                source: str | None = None) -> RunConfig:
+    """Read, override and validate a run config; errors name the file (or ``source``) and the key."""
+    source = source or (str(path) if path is not None else "config")
     if document is None:
         try:
-            document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            document = parse(Path(path).read_text(encoding="utf-8"), source) or {}
         except FileNotFoundError:
             raise DeepfieldError(f"{source}: no such config file") from None
+        except IsADirectoryError:
+            raise DeepfieldError(f"{source}: is a folder, not a config file (a .yaml file)") from None
+        except UnicodeDecodeError as exc:
+            raise DeepfieldError(f"{source}: not a text file (UTF-8): byte {exc.start} is "
+                                 f"{exc.object[exc.start:exc.start + 1]!r}") from None
+        except yaml.reader.ReaderError:  # control characters: a binary file that happens to be UTF-8
+            raise DeepfieldError(f"{source}: not a text file (UTF-8)") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -333,6 +349,6 @@ def invalid(exc: ValidationError, source: str) -> DeepfieldError:
     if first["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
         message = message.removeprefix("Value error, ")
     value = first.get("input")
-    shown = f" (got {value!r})" if first["type"] != "missing" and not isinstance(value, dict) else ""
+    got = f" (got {shown(value)})" if first["type"] != "missing" and not isinstance(value, dict) else ""
     more = f"; {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
-    return DeepfieldError(f"{source}: {key}: {message}{shown}{more}")
+    return DeepfieldError(f"{source}: {key}: {message[:200]}{got}{more}")

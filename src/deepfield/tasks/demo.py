@@ -44,17 +44,19 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
              stamps: int = DEMO_STAMPS, class_model_steps: int = 200) -> dict[str, Any]:
     """Run the three parts into the folder ``out``; returns the run's metrics."""
     console = console or Console()
+    data = Path(out) / "data" / "sky.h5"
+    config = load_config(None, document=demo_config(Path(out) / "run", data, epochs, seed, class_model_steps),
+                         source="demo")  # bad options are refused before minutes of simulation
     started = time.perf_counter()
     console.rule("[bold]1. Backpropagation, neuron by neuron (the course's worked example)")
     render_trace(run_trace(course_example()), console)
 
     console.rule(f"[bold]2. A simulated sky: {stamps} galaxies in g, r, i")
-    data = simulate_morphology(stamps, Path(out) / "data" / "sky.h5", size=DEMO_SIZE, seed=seed)
+    simulate_morphology(stamps, data, size=DEMO_SIZE, seed=seed)
     console.print(f"wrote {data}")
 
     console.rule("[bold]3. A residual network learns galaxy morphology")
-    config = demo_config(Path(out) / "run", data, epochs, seed, class_model_steps)
-    run = train(load_config(None, document=config), console=console)
+    run = train(config, console=console)
     metrics = json.loads((run / "metrics.json").read_text())
     console.rule("[bold]Result")
     console.print(f"{headline(metrics)}: 5 classes, chance 0.2; macro AUC {metrics['macro_auc']:.4g}; "

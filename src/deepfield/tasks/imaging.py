@@ -53,7 +53,19 @@ def read_stamps(data: DataConfig, path: Path, labelled: bool = True, bands: list
     if data.limit:
         images = images[: data.limit]
         labels = None if labels is None else labels[: data.limit]
-    return images, None if labels is None else np.asarray(labels), reader
+    labels = None if labels is None else np.asarray(labels)
+    if classes is not None and labels is not None:
+        check_classes(labels, classes, path)
+    return images, labels, reader
+
+
+def check_classes(labels: np.ndarray, classes: list[str], path: Path) -> None:
+    """Class indices ``(N,)`` of the file ``path`` within the run's ``classes``, or the error naming both."""
+    outside = (labels < 0) | (labels >= len(classes))
+    if labels.ndim == 1 and outside.any():
+        row = int(np.argmax(outside))
+        raise DeepfieldError(f"{path}: data.labels: label {labels[row]:g} (row {row}) is not one of the run's "
+                             f"{len(classes)} classes (0..{len(classes) - 1}: {', '.join(classes[:10])})")
 
 
 def split_stamps(config: RunConfig, data: DataConfig | None = None,

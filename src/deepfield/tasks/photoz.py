@@ -63,7 +63,8 @@ from astropy.table import Table
 
 from deepfield.analysis.photoz import (binned_photoz_metrics, crps, pdf_point_estimates, photoz_metrics, pit,
                                        pit_uniformity)
-from deepfield.data.catalogues import SUFFIXES, numeric_column, read_catalogue, require_columns, row_columns
+from deepfield.data.catalogues import (SUFFIXES, numeric_column, read_catalogue, require_columns, row_columns, row_name,
+                                      some_rows)
 from deepfield.data.photometry import Cleaning, Photometry, load_photometry
 from deepfield.data.resampling import ResampledFeatures
 from deepfield.data.sources import open_images
@@ -123,7 +124,8 @@ class Rows:
     id_column: str = "id"
 
     def take(self, which: np.ndarray) -> Rows:
-        return Rows(self.path, self.table[which], self.z[which], self.index[which], self.n_read, self.id_column)
+        return Rows(self.path, some_rows(self.table, which), self.z[which], self.index[which], self.n_read,
+                    self.id_column)
 
     @property
     def ids(self) -> np.ndarray:
@@ -330,7 +332,7 @@ def measured_column(rows: Rows, name: str, sentinels: list[float]) -> np.ndarray
         bad = ~np.isfinite(values) | np.isin(values.astype(np.float32), np.float32(sentinels))
     if bad.any():
         first = int(np.argmax(bad))
-        raise DeepfieldError(f"{rows.path}: column {name!r} row {int(rows.index[first])} is {values[first]:g}; "
+        raise DeepfieldError(f"{rows.path}: column {name!r} {row_name(rows.table, first)} is {values[first]:g}; "
                              "a feature column other than the photometry must be measured for every object")
     return values
 

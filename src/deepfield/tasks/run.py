@@ -454,8 +454,12 @@ class Run:
         :meth:`Task.read_values`), prepared as the training data was."""
         if isinstance(data, (str, os.PathLike)):
             config = self.config.model_copy(update={"data": with_reading(self.config.data, reading, labelled)})
-            return self.task.read_new(config, self.info, Path(data), labelled)
-        return self.task.read_values(self.config, self.info, data)
+            new = self.task.read_new(config, self.info, Path(data), labelled)
+        else:
+            new = self.task.read_values(self.config, self.info, data)
+        if len(new.x) == 0:
+            raise DeepfieldError(f"{source_name(data)}: no objects to read (0 rows or stamps)")
+        return new
 
     def predictive(self, x: np.ndarray) -> MCPrediction:
         """Every network's draws on network-ready inputs ``x`` (from :meth:`inputs`), pooled."""
