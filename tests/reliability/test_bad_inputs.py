@@ -7,32 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from deepfield.cli.app import main
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
+from probes import refused
 
 GOOD = "task: morphology\ndata: {path: sky.h5}\n"
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The command line's entry point in this process."""
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["deepfield", *map(str, args)])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
-    return call
-
-
-def refused(run, *messages):
-    """The command line's answer to a bad input: exit 2, one line naming it, no traceback."""
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    for message in messages:
-        assert message in run.stderr, run.stderr
 
 
 # -- config files -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from deepfield.cli.app import main
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.models import Conv2D, Dense, Flatten
@@ -19,32 +18,13 @@ from deepfield.models.sequential import Sequential
 from deepfield.models.serialization import content_digest, load_model, save_model
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import load_run, train
+from probes import refused
 
 
 def deepfield(*args, cwd=None):
     """The command line in its own process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "deepfield.cli.app", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The command line's entry point in this process (the same ``main``, without a second start of torch)."""
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["deepfield", *map(str, args)])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
-    return call
-
-
-def refused(run, message):
-    """The command line's answer to a bad file: exit 2, one line naming it, no traceback."""
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert message in run.stderr, run.stderr
 
 
 def edit(folder, change, resign=False):

@@ -3,37 +3,15 @@ inputs nor a file inside a run folder, an existing output is replaced only with 
 `deepfield report` writes only into a folder it recognises as a run. Each refusal: exit 2, one line
 on stderr naming the path, and the files as they were (compared byte for byte)."""
 import os
-import subprocess
-import sys
 
 import pytest
 
-from deepfield.cli.app import main
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.outputs import check_output
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The command line's entry point in this process: exit code, stdout, stderr."""
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["deepfield", *map(str, args)])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
-    return call
-
-
-def refused(run, path):
-    """Exit 2, one line on stderr naming ``path``, no traceback."""
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert str(path) in run.stderr, run.stderr
+from probes import refused
 
 
 @pytest.fixture(scope="module")
