@@ -1,10 +1,13 @@
-"""What the reliability probes share: the command line run in this process."""
+"""What the reliability probes share: the command line run in this process, a tiny trained run."""
 import subprocess
 import sys
 
 import pytest
 
 from deepfield.cli.app import main
+from deepfield.data.simulate import simulate_morphology
+from deepfield.tasks.config import load_config
+from deepfield.tasks.run import train
 
 
 @pytest.fixture
@@ -18,3 +21,17 @@ def cli(capsys, monkeypatch):
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
     return call
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny morphology run (ResNet, 1 epoch on 40 simulated 16x16 stamps), one per test module:
+    ``(run folder, its sky.h5)``."""
+    root = tmp_path_factory.mktemp("trained")
+    sky = simulate_morphology(40, root / "sky.h5", size=16, seed=2, workers=1, progress=False)
+    config = load_config(None, document={
+        "task": "morphology", "out": str(root / "run"), "seed": 1, "data": {"path": str(sky)},
+        "model": {"preset": "resnet", "options": {"filters": [4], "blocks": 1}},
+        "training": {"epochs": 1, "batch_size": 16}})
+    train(config, verbose=0)
+    return root / "run", sky

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.models import Conv2D, Dense, Flatten
 from deepfield.models.sequential import Sequential
 from deepfield.models.serialization import content_digest, load_model, save_model
-from deepfield.tasks.config import load_config
-from deepfield.tasks.run import load_run, train
+from deepfield.tasks.run import load_run
 from probes import refused
 
 
@@ -219,17 +217,6 @@ def test_summary_of_spoiled_model_files_is_one_line_and_exit_2(saved, cli):
     run = cli("summary", folder, "--trust-unchecked")
     assert run.returncode == 0 and "Total params: 239" in run.stdout, run.stderr
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliability")
-    sky = simulate_morphology(40, root / "sky.h5", size=16, seed=2, workers=1, progress=False)
-    config = load_config(None, document={
-        "task": "morphology", "out": str(root / "run"), "seed": 1, "data": {"path": str(sky)},
-        "model": {"preset": "resnet", "options": {"filters": [4], "blocks": 1}},
-        "training": {"epochs": 1, "batch_size": 16}})
-    train(config, verbose=0)
-    return root / "run", sky
 
 
 def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path, cli):
