@@ -112,6 +112,23 @@ def _umask() -> int:
     return mask
 
 
+LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+"""The name of a temporary file :func:`atomic_path` makes (``.NAME.XXXXXXXX.tmp``), left behind when
+the process was killed between writing it and renaming it."""
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files killed writers left anywhere under ``folder``; returns them.
+
+    Call it only while no other process writes there (a run folder: under its lock,
+    :mod:`deepfield.folder_lock`), or it removes a file another writer is about to rename.
+    """
+    found = [path for path in Path(folder).rglob(".*.tmp") if LEFTOVER.match(path.name) and path.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     """Atomically write ``data`` to ``target``."""
     with atomic_path(target) as tmp:
