@@ -1,8 +1,11 @@
-"""What the reliability probes share: the command line run in this process, a tiny trained run."""
+"""What the reliability probes share: the command line run in this process, a tiny trained run, a small table to
+train on."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from astropy.table import Table
 
 from deepfield.cli.app import main
 from deepfield.data.simulate import simulate_morphology
@@ -35,3 +38,14 @@ def trained(tmp_path_factory):
         "training": {"epochs": 1, "batch_size": 16}})
     train(config, verbose=0)
     return root / "run", sky
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """A catalogue of 200 rows, ``y = 3a - b``, as CSV."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 200))
+    path = tmp_path_factory.mktemp("table") / "table.csv"
+    Table({"a": a, "b": b, "y": 3.0 * a - b}).write(path)
+    return path
+

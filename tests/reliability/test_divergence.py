@@ -1,30 +1,19 @@
 """A run whose loss goes NaN stops at once, keeps its finite checkpoints, saves no model and says what to try."""
 import sys
 
-import numpy as np
 import pytest
 import yaml
-from astropy.table import Table
 
 from deepfield.cli.app import main
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import best_finite_epoch, train
 
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(2, 200))
-    path = tmp_path_factory.mktemp("table") / "table.csv"
-    Table({"a": a, "b": b, "y": 3.0 * a - b}).write(path)
-    return path
+from probes import regression
 
 
 def document(table, out, learning_rate):
-    return {"task": "tabular", "out": str(out), "seed": 0, "data": {"path": str(table), "target": "y"},
-            "model": {"preset": "mlp", "options": {"hidden": [8]}},
-            "training": {"epochs": 6, "batch_size": 16, "optimizer": "sgd", "learning_rate": learning_rate}}
+    return regression(table, out, epochs=6, batch_size=16, optimizer="sgd", learning_rate=learning_rate)
 
 
 def test_a_diverging_run_stops_at_the_first_nan_batch_and_saves_no_model(table, tmp_path):

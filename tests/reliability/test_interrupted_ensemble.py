@@ -52,7 +52,7 @@ def test_a_resumed_ensemble_trains_only_its_unsaved_member(tmp_path, monkeypatch
     train(config, verbose=0)
     assert [rows(members / str(k) / "history.csv") for k in range(3)] == [4, 4, 4]  # no member trained twice
     assert all((members / str(k) / "weights.safetensors").read_bytes() == first[k] for k in (0, 1))
-    assert not (members / "2" / "checkpoints" / "backup" / "backup.safetensors").exists()
+    assert (members / "2" / "checkpoints" / "trained.json").is_file()  # its backup stays: more epochs continue it
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["time_s"] >= round(before, 1) and metrics["epochs_run"] == [4, 4, 4]
     assert len(load_run(run).models) == 3

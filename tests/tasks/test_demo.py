@@ -4,7 +4,8 @@ import io
 from rich.console import Console
 
 from deepfield.report.html import headline
-from deepfield.tasks.demo import run_demo
+from deepfield.tasks.config import load_config
+from deepfield.tasks.demo import demo_config, run_demo, same_demo
 
 
 def test_demo_runs_end_to_end_and_prints_accuracy_and_report(tmp_path):
@@ -20,3 +21,8 @@ def test_demo_runs_end_to_end_and_prints_accuracy_and_report(tmp_path):
     assert metrics["uncertainty"]["draws"] == 30 and "temperature" in metrics["uncertainty"]
     html = (tmp_path / "run" / "report.html").read_text()
     assert '<section id="uncertainty">' in html and '<section id="explain">' in html
+
+    # run again: the same options find the run finished; other options replace the demo's own run
+    same = demo_config(tmp_path / "run", tmp_path / "data" / "sky.h5", epochs=1, seed=0, class_model_steps=5)
+    assert same_demo(load_config(None, document=same))
+    assert not same_demo(load_config(None, document={**same, "seed": 1}))

@@ -9,6 +9,8 @@ commands do not load scikit-learn, matplotlib, GalSim and captum (about 2 s of i
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import signal
@@ -98,12 +100,12 @@ TORCHRUN = ("torchrun --nnodes {nodes} --nproc-per-node {devices} --node-rank K 
             "--master-port 29500 -m deepfield.cli.app train CONFIG key=value...")
 
 
-def _train_process(config: str, overrides: list[str]) -> str | None:
+def _train_process(config: str, overrides: list[str], restart: bool = False) -> str | None:
     """One process of `deepfield train --devices N`: train; a user error comes back as its message."""
     from deepfield.tasks.run import train as train_run
 
     try:
-        train_run(load_config(Path(config), overrides), console=console)
+        train_run(load_config(Path(config), overrides), console=console, restart=restart)
     except DeepfieldError as exc:
         return str(exc)
     return None
@@ -119,8 +121,14 @@ def train(
     nodes: Annotated[int, typer.Option(min=1, help="machines; more than 1 needs torchrun on each machine: "
                                                    + TORCHRUN.format(nodes="M", devices="N")
                                                    + " (K = 0 .. M-1, HOST0 the address of machine 0)")] = 1,
+    restart: Annotated[bool, typer.Option("--restart", help="the folder (out=) holds a run of another config: "
+                                                            "discard it and train again from scratch")] = False,
 ) -> None:
-    """Train as CONFIG says and write a run folder (started again, an interrupted run resumes).
+    """Train as CONFIG says and write a run folder.
+
+    Started again with the same config, an interrupted run resumes and a finished one is left as it is;
+    with more training.epochs the run continues from its last epoch; another config is refused unless
+    --restart (or a new out=).
 
     With --devices N the training runs data-parallel in N processes with the same results
     as one (same seed, same global batch); only the first process writes the run folder.
@@ -134,7 +142,7 @@ def train(
         distributed.setup()
         try:
             main_process = distributed.is_main()
-            out = train_run(run_config, console=console)
+            out = train_run(run_config, console=console, restart=restart)
         finally:
             distributed.teardown()
         if not main_process:
@@ -148,12 +156,12 @@ def train(
         if torch.cuda.is_available() and devices > torch.cuda.device_count():
             raise DeepfieldError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
         console.print(f"training in {devices} processes")
-        errors = [e for e in distributed.launch(devices, _train_process, str(config), overrides) if e]
+        errors = [e for e in distributed.launch(devices, _train_process, str(config), overrides, restart) if e]
         if errors:
             raise DeepfieldError(errors[0])
         out = Path(run_config.out)
     else:
-        out = train_run(run_config, console=console)
+        out = train_run(run_config, console=console, restart=restart)
     from deepfield.report.html import headline
 
     line = headline(json.loads((out / "metrics.json").read_text()))  # the report's headline, labelled alike
@@ -266,9 +274,12 @@ def explain(
 @app.command()
 def report(run: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     """(Re)write RUN/report.html: one self-contained HTML file with every figure embedded."""
+    from deepfield.folder_lock import hold
     from deepfield.report.html import write_report
 
-    console.print(f"wrote {write_report(run)}")
+    # a run folder is locked while the report is written; anything else is refused by write_report itself
+    with hold(run, "deepfield report") if (run / "metrics.json").is_file() else contextlib.nullcontext():
+        console.print(f"wrote {write_report(run)}")
 
 
 @app.command()

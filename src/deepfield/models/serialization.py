@@ -130,7 +130,11 @@ def has_architecture(model: nn.Module) -> bool:
 
 
 def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) -> Path:
-    """Write ``folder/model.json`` and ``folder/weights.safetensors`` (each atomically)."""
+    """Write ``folder/model.json`` and ``folder/weights.safetensors`` (each atomically).
+
+    An older ``model.json`` there is removed first and written again last, so that a kill in between
+    leaves no model (``is_saved`` is False) rather than new weights beside the old checksum.
+    """
     folder = Path(folder)
     if not model.built:
         model.build()
@@ -138,6 +142,7 @@ def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) 
     bayesian = bayesian_settings(model)
     if bayesian is not None:
         config[BAYESIAN_KEY] = bayesian
+    (folder / ARCHITECTURE_FILE).unlink(missing_ok=True)
     digest = save_weights(model, folder / WEIGHTS_FILE)
     document = json.loads(json.dumps({  # as a reader will see it (tuples as lists), to checksum
         "format": FORMAT,

@@ -18,8 +18,10 @@ from rich.console import Console
 
 from deepfield.analysis.trace import course_example, render_trace, run_trace
 from deepfield.data.simulate import simulate_morphology
+from deepfield.errors import DeepfieldError
 from deepfield.report.html import headline
-from deepfield.tasks.config import load_config
+from deepfield.tasks import rerun
+from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.run import train
 
 DEMO_STAMPS = 15000
@@ -40,6 +42,16 @@ def demo_config(out: Path, data: Path, epochs: int, seed: int, class_model_steps
     }
 
 
+def same_demo(config: RunConfig) -> bool:
+    """Whether the demo's run folder is new or holds a demo of these options (resumed, or left when finished);
+    a demo of other options (``--epochs``, ``--seed``) is the demo's own to replace, so it is trained again."""
+    try:
+        rerun.plan(config)
+    except DeepfieldError:
+        return False
+    return True
+
+
 def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None = None,
              stamps: int = DEMO_STAMPS, class_model_steps: int = 200) -> dict[str, Any]:
     """Run the three parts into the folder ``out``; returns the run's metrics."""
@@ -56,7 +68,7 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
     console.print(f"wrote {data}")
 
     console.rule("[bold]3. A residual network learns galaxy morphology")
-    run = train(config, console=console)
+    run = train(config, console=console, restart=not same_demo(config))
     metrics = json.loads((run / "metrics.json").read_text())
     console.rule("[bold]Result")
     console.print(f"{headline(metrics)}: 5 classes, chance 0.2; macro AUC {metrics['macro_auc']:.4g}; "

@@ -1,9 +1,11 @@
 """Train, evaluate and predict with a run folder (the contract of DESIGN.md).
 
-``train(config)`` writes ``config.yaml``, ``model.json`` + ``weights.safetensors``,
-``checkpoints/`` (best, a backup that makes an interrupted run resume, and ``elapsed.json``: the seconds of every session),
-``history.csv``, ``summary.txt``, ``metrics.json``, ``figures/*.png`` and ``report.html``
-(its data paths saved as :mod:`~deepfield.tasks.run_paths` says, so that a moved run finds them).
+``train(config)`` writes ``config.yaml``, ``model.json`` + ``weights.safetensors``, ``checkpoints/``
+(best, the last epoch's backup from which a rerun resumes or continues, ``elapsed.json``: the seconds of
+every session, ``trained.json``), ``history.csv``, ``summary.txt``, ``figures/*.png``, ``metrics.json``
+(last: the run is finished) and ``report.html`` (its data paths saved as :mod:`~deepfield.tasks.run_paths`
+says, so that a moved run finds them). Its files and states: :mod:`~deepfield.tasks.run_folder`; what a
+rerun into the same folder does: :mod:`~deepfield.tasks.rerun`.
 
 ``load_run(folder)`` gives the trained :class:`Run`; its ``predict``, ``evaluate``, ``explain`` and
 ``features`` are what ``deepfield predict / evaluate / explain / features`` call (``predict_run``
@@ -18,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from astropy.table import Table
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield import __version__, atomic
+from deepfield import __version__, atomic, folder_lock
 from deepfield.analysis.chance import chance_level, chance_warning, has_batch_norm
 from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
@@ -41,14 +43,17 @@ from deepfield.models.summary import summarize
 from deepfield.outputs import check_output
 from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
-from deepfield.tasks import run_paths
+from deepfield.tasks import rerun, run_paths
 from deepfield.tasks.base import NewData, Prepared, Task, make_optimizer
-from deepfield.tasks.baselines.runner import append_rows, image_baselines, prepared_targets, run_baselines
+from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge_rows, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.reading import with_reading
+from deepfield.tasks.rerun import Plan
+from deepfield.tasks.run_folder import (CALIBRATION_FILE, CONFIG_FILE, ELAPSED_FILE, METRICS_FILE, REPORT_FILE,
+                                        TRAINED_FILE, history_rows, is_done, member_folders)
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, Callback, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
@@ -78,11 +83,17 @@ def task_for(config: RunConfig) -> Task:
 
 
 
-def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -> Path:
-    """Run ``config`` end to end; returns the run folder. Starting it again resumes.
+def train(config: RunConfig, console: Console | None = None, verbose: int = 1, restart: bool = False) -> Path:
+    """Run ``config`` end to end; returns the run folder.
+
+    Into a folder that already holds a run, :mod:`~deepfield.tasks.rerun` decides: the same config
+    resumes an interrupted run (or leaves a finished one), more epochs continue it, anything else is
+    refused unless ``restart`` (train it again from scratch). The config, the data and the network are
+    checked before anything in the folder changes, and the folder is locked
+    (:mod:`~deepfield.folder_lock`) while this runs: a second writer is refused.
 
     Under a process group (``deepfield train --devices N``, torchrun) every process prepares
-    the data and trains its shards; rank 0 alone writes the run folder and, once the
+    the data and trains its shards; rank 0 alone locks and writes the run folder and, once the
     networks are trained, analyses them alone while the others return.
     """
     main = distributed.is_main()
@@ -90,19 +101,65 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1) -
     if not main:
         console, verbose = Console(quiet=True), 0
     out = Path(config.out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(out / "config.yaml", run_paths.saved_config(config).to_yaml())
     task = task_for(config)
-    clock = RunClock(out / ELAPSED_FILE)
+    with contextlib.ExitStack() as stack:
+        decision = agreed(lambda: claim(stack, config, restart))
+        if decision.kind == "finished":
+            console.print(escape(decision.line or ""), highlight=False)
+            if main and not (out / REPORT_FILE).is_file():
+                write_report(out)
+            return out
+        prepared = prepare(task, config)
+        check_network(task, config, prepared)
+        if main:  # everything checked: only now does the folder change
+            decision.apply()
+            if decision.line:
+                console.print(escape(decision.line), highlight=False)
+            atomic.write_text(out / CONFIG_FILE, run_paths.saved_config(config).to_yaml())
+            skipped = prepared.info.get("skipped") or []
+            if skipped:
+                report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
+                console.print(f"[yellow]{len(skipped)} bad objects skipped[/], listed in {report}")
+            atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
+        return train_prepared(config, task, prepared, console, verbose)
 
-    prepared = prepare(task, config)
-    skipped = prepared.info.get("skipped") or []
-    if skipped and main:
-        report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
-        console.print(f"[yellow]{len(skipped)} bad objects skipped[/], listed in {report}")
-    if main:
-        atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
+
+def claim(stack: contextlib.ExitStack, config: RunConfig, restart: bool) -> Plan:
+    """Lock ``config.out`` for the rest of ``stack`` (rank 0 only), clean what killed writers left there,
+    and decide what the train does (:func:`~deepfield.tasks.rerun.plan`)."""
+    out = Path(config.out)
+    stack.enter_context(folder_lock.hold(out, "deepfield train"))
+    atomic.remove_leftovers(out)
+    return rerun.plan(config, restart)
+
+
+def agreed(decide: Callable[[], Plan]) -> Plan:
+    """``decide()`` on rank 0, the same answer (or error) on every process."""
+    plan, error = None, None
+    if distributed.is_main():
+        try:
+            plan = decide()
+        except DeepfieldError as exc:
+            error = str(exc)
+    plan, error = distributed.broadcast_object((plan, error))
+    if error is not None:
+        raise DeepfieldError(error)
+    return plan
+
+
+def check_network(task: Task, config: RunConfig, prepared: Prepared) -> None:
+    """Build the run's network once and pass one sample through it, before anything is written: a
+    network its options cannot build, or that does not fit the data's shape, fails here. The global
+    random state is left as it was (the networks trained after follow the seed)."""
+    with torch.random.fork_rng(devices=[]):
+        summarize(task.build_model(config, prepared), prepared.input_shape)
+
+
+def train_prepared(config: RunConfig, task: Task, prepared: Prepared, console: Console, verbose: int) -> Path:
+    """Train (or load, when done) every network of the run on ``prepared``, then :func:`finish_run`."""
+    main = distributed.is_main()
+    out = Path(config.out)
+    clock = RunClock(out / ELAPSED_FILE)
     console.print(f"task {config.task}: " + ", ".join(f"{part} {len(x)}" for part, x in prepared.x.items())
                   + f" samples of shape {prepared.input_shape}"
                   + (f", on {distributed.world_size()} processes" if distributed.is_distributed() else ""))
@@ -148,7 +205,6 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     if warning is not None:
         metrics["warnings"] = [warning]
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
-    atomic.write_text(out / "metrics.json", json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     columns = history.read_text(encoding="utf-8").splitlines()[0].split(",")
     plot_learning_curves(history, out / "figures" / "learning_curves.png",
                          metric=next((m for m in ("accuracy", "mae") if m in columns), None))
@@ -157,7 +213,9 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
                 class_names=prepared.info.get("classes"), band_names=prepared.info.get("bands"),
                 figures=out / "figures", seed=config.seed)
     if config.baselines.run:
-        add_baselines(config, prepared, console)
+        merge_rows(metrics, baseline_rows(config, prepared, console, metrics))
+    # last: metrics.json marks the run finished (deepfield.tasks.run_folder)
+    atomic.write_text(out / METRICS_FILE, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     write_report(out)
     return out
 
@@ -178,14 +236,8 @@ def near_chance(config: RunConfig, task: Task, prepared: Prepared, model: torch.
                           steps_per_epoch=steps_per_epoch(config, len(prepared.x["train"])))
 
 
-CALIBRATION_FILE = "calibration.json"
-"""The temperature fitted on the validation part (classification), applied by ``predict``."""
 BAYESIAN_DRAWS = 30
 """Draws of a variational network when ``uncertainty.mc_samples`` is 0."""
-
-
-ELAPSED_FILE = Path("checkpoints") / "elapsed.json"
-"""The seconds a run has spent preparing and training, over all its sessions (``time_s`` of metrics.json)."""
 
 
 class RunClock(Callback):
@@ -213,28 +265,20 @@ class RunClock(Callback):
         return seconds
 
 
-def member_folders(config: RunConfig) -> list[tuple[Path, int]]:
-    """Where each network of the run lives, with its seed: the run folder itself, or
-    ``members/<k>`` seeded ``seed + k`` for an ensemble (the data split keeps ``seed``)."""
-    out = Path(config.out)
-    if config.ensemble == 1:
-        return [(out, config.seed)]
-    return [(out / "members" / str(k), config.seed + k) for k in range(config.ensemble)]
-
-
 def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path, seed: int,
                 console: Console | None, verbose: int, extra_callbacks: Sequence[Callback] = (),
                 ) -> tuple[torch.nn.Module, int, dict[str, Any]]:
     """Build, train and save one network into ``folder`` (its weights follow ``seed``); returns it, its
     epochs and the engine's :meth:`~deepfield.training.Engine.settings` (empty for a loaded member).
 
-    An ensemble member already saved there (a finished member of an interrupted ensemble) is loaded, not retrained.
+    A network already done there (:func:`~deepfield.tasks.run_folder.is_done`: a finished member of an
+    interrupted ensemble, a network whose analysis was interrupted) is loaded, not retrained; one saved for
+    fewer epochs continues from its backup, which stays after training for that.
     ``console``: where to print the model summary (``None``: quiet); ``extra_callbacks``: added to the run's.
-    The backup is removed only once the network is saved, so that a kill in between resumes, not restarts.
     """
     main = distributed.is_main()
-    if config.ensemble > 1 and distributed.broadcast_object(serialization.is_saved(folder)):
-        epochs = len((folder / "history.csv").read_text(encoding="utf-8").splitlines()) - 1 if main else 0
+    if distributed.broadcast_object(is_done(folder, config.training.epochs) if main else None):
+        epochs = history_rows(folder) if main else 0
         return (serialization.load_network(folder) if main else None), epochs, {}  # type: ignore[return-value]
     torch.manual_seed(seed)  # the weights of the new network follow the seed
     model = task.build_model(config, prepared)
@@ -251,7 +295,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                     channels_last=config.training.channels_last, jit_compile=config.training.jit_compile)
     checkpoints = folder / "checkpoints"
     backup = BackupAndRestore(checkpoints / "backup", save_freq="epoch", delete_checkpoint=False)
-    callbacks: list[Any] = [CSVLogger(folder / "history.csv", append=True),
+    callbacks: list[Any] = [CSVLogger(folder / "history.csv"),  # a resume cuts it back to the backup's epochs
                  ModelCheckpoint(checkpoints / "best", monitor="val_loss", save_best_only=True),
                  backup, TerminateOnNaN(raise_error=True), *extra_callbacks]
     if config.training.reduce_lr:
@@ -281,7 +325,7 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
     if best.is_file():  # evaluate and keep the best epoch, not the last
         serialization.load_weights(model, best)
     serialization.save_model(model, folder)
-    backup.path.unlink(missing_ok=True)
+    atomic.write_text(folder / TRAINED_FILE, json.dumps({"epochs": config.training.epochs}) + "\n")
     return model, epochs, engine.settings()
 
 
@@ -290,7 +334,8 @@ def diverged_message(exc: TrainingDiverged, folder: Path, config: RunConfig) -> 
     best = best_finite_epoch(folder / "history.csv")
     kept = (f"the best finite epoch was {best} (kept in {folder / 'checkpoints'})" if best is not None
             else "no epoch finished with a finite loss")
-    return f"{config.out}: {exc}; {kept}; no model was saved; try a smaller learning rate (training.learning_rate)"
+    return (f"{config.out}: {exc}; {kept}; no model was saved; try a smaller learning rate "
+            "(training.learning_rate=..., with --restart to train the folder again)")
 
 
 def best_finite_epoch(history: Path) -> int | None:
@@ -349,8 +394,10 @@ def read_temperature(run: Path) -> float | None:
 BASELINE_KEYS = ("accuracy", "macro_auc", "sigma_nmad", "outlier_fraction_0.15", "bias_median")
 
 
-def add_baselines(config: RunConfig, prepared: Prepared, console: Console) -> list[dict[str, Any]]:
-    """Classical baselines on ``prepared`` (the network's split), beside the network, in RUN/metrics.json."""
+def baseline_rows(config: RunConfig, prepared: Prepared, console: Console,
+                  metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Classical baselines on ``prepared`` (the network's split): the network's row (from its
+    ``metrics``) then one per features and learner, for ``metrics.json["baselines"]``."""
     if config.task == "tabular":
         raise DeepfieldError("baselines: tabular runs compare feature groups instead (data.feature_groups)")
     options = config.baselines
@@ -363,21 +410,22 @@ def add_baselines(config: RunConfig, prepared: Prepared, console: Console) -> li
         (y_train, kind), (y_test, _) = prepared_targets(prepared, "train"), prepared_targets(prepared, "test")
         rows = run_baselines(prepared.x["train"], y_train, prepared.x["test"], y_test, task=kind,
                              learners=options.learners, seed=config.seed, feature_name="catalogue")
-    metrics = json.loads((Path(config.out) / "metrics.json").read_text(encoding="utf-8"))
     network = {"model": f"network ({config.model.preset})", "features": "learned",
                **{key: metrics[key] for key in BASELINE_KEYS if key in metrics}}
-    append_rows(config.out, [network, *rows])
-    return rows
+    return [network, *rows]
 
 
 def baselines_run(config: RunConfig, console: Console | None = None) -> Path:
-    """Run the baselines of a trained run's config on its exact split; update its metrics and report."""
+    """Run the baselines of a trained run's config on its exact split; update its metrics and report
+    (holding the run's lock, as a train does)."""
     out = Path(config.out)
-    if not (out / "metrics.json").is_file():
+    if not (out / METRICS_FILE).is_file():
         raise DeepfieldError(f"{out}: no trained run here yet; `deepfield train` this config first "
                              "(or set baselines.run: true to do both)")
-    add_baselines(config, prepare(task_for(config), config), console or Console())
-    write_report(out)
+    with folder_lock.hold(out, "deepfield baseline"):
+        metrics = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
+        append_rows(out, baseline_rows(config, prepare(task_for(config), config), console or Console(), metrics))
+        write_report(out)
     return out
 
 
@@ -563,12 +611,12 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     if not (run / "config.yaml").is_file():
         raise DeepfieldError(f"{run}: not a run folder (no config.yaml); train one with `deepfield train CONFIG`")
     config = load_config(run / "config.yaml")
+    config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
+    check_finished(run, config)
     try:
         info = json.loads((run / "prepared.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
-    config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
-    check_finished(run, config)
     models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
     return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
 

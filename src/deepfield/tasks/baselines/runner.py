@@ -190,20 +190,23 @@ def image_baselines(prepared: Prepared, extractors: Sequence[str] = ("hog", "mor
 
 
 def append_rows(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Add ``rows`` to ``RUN/metrics.json["baselines"]`` (atomically) and return that file's path.
-
-    A row whose ``model`` is already in the table replaces the old one, so running the
-    baselines again does not duplicate them. Render the report again to show them.
-    """
+    """Add ``rows`` to ``RUN/metrics.json["baselines"]`` (atomically, :func:`merge_rows`) and return
+    that file's path. Render the report again to show them."""
     path = Path(run_dir) / "metrics.json"
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepfieldError(f"{path}: cannot add baselines, the run's metrics are unreadable ({exc})") from None
-    table = metrics.get("baselines") or []
-    if not isinstance(table, list):
-        raise DeepfieldError(f"{path}: baselines is not a list of rows")
-    new = {row["model"] for row in rows}
-    metrics["baselines"] = [row for row in table if row.get("model") not in new] + list(rows)
+    merge_rows(metrics, rows, path)
     atomic.write_text(path, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
     return path
+
+
+def merge_rows(metrics: dict[str, Any], rows: Sequence[dict[str, Any]], source: str | Path = "metrics") -> None:
+    """Put ``rows`` in ``metrics["baselines"]``: a row whose ``model`` is already in the table replaces
+    the old one, so running the baselines again does not duplicate them."""
+    table = metrics.get("baselines") or []
+    if not isinstance(table, list):
+        raise DeepfieldError(f"{source}: baselines is not a list of rows")
+    new = {row["model"] for row in rows}
+    metrics["baselines"] = [row for row in table if row.get("model") not in new] + list(rows)
