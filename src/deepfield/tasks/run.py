@@ -29,7 +29,8 @@ from astropy.table import Table
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield import __version__, atomic
+from deepfield import atomic
+from deepfield.version import __version__
 from deepfield.analysis.chance import chance_level, chance_warning, has_batch_norm
 from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
