@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepfield import atomic
-from deepfield.analysis.classification import jsonable
 import numpy as np
 
+from deepfield import atomic
+from deepfield.analysis.classification import jsonable
 from deepfield.analysis.learning.depth import DEFAULT_VARIANTS, depth_study
 from deepfield.analysis.learning.paths import DEFAULT_OPTIMIZERS, loss_grid, optimizer_paths
 from deepfield.analysis.learning.playground import learn_2d
@@ -32,6 +32,8 @@ from deepfield.report.figures.animation import default_suffix
 from deepfield.report.html import write_report
 
 TOY_SETS = ("moons", "circles", "spirals", "xor")
+DEPTH_POINTS = 256
+"""Points of the depth playground's default data: a problem a shallow network solves."""
 
 
 def figures_folder(out: Path) -> Path:
@@ -119,7 +121,10 @@ def depth_playground(out: Path, x: np.ndarray | None = None, y: np.ndarray | Non
                      variants: Sequence[str] = DEFAULT_VARIANTS, **settings: Any) -> dict[str, Any]:
     """Deep stacks (sigmoid vs ReLU, with He initialisation, with batch norm) trained briefly:
     figure ``depth_gradient_norms.png`` (per-layer gradient norms side by side) and per variant
-    the first-to-last hidden layer gradient ratio and the mean norm of each layer."""
+    the first-to-last hidden layer gradient ratio and the mean norm of each layer.
+    ``x, y`` default to ``DEPTH_POINTS`` points of the ``moons`` set, seeded by ``settings["seed"]``."""
+    if x is None and y is None:
+        x, y = make_toy("moons", n=DEPTH_POINTS, seed=settings.get("seed", 0))
     figures = figures_folder(out)
     study = depth_study(x, y, variants=tuple(variants), **settings)
     plot_gradient_norms_by_depth(study, figures / "depth_gradient_norms.png")
