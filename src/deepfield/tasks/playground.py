@@ -4,7 +4,7 @@
 ``DIR/figures/`` (PNG figures and the animation: GIF, or MP4 where ffmpeg is), ``DIR/metrics.json``
 (the numbers behind them) and ``DIR/report.html`` (the figures and those numbers on one page),
 and returns the numbers. The arrays come from :mod:`deepfield.analysis.learning`, the figures
-from :mod:`deepfield.report.figures`.
+from :mod:`deepfield.plots`.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from deepfield.analysis.learning.sweeps import DEFAULT_BATCH_SIZES, DEFAULT_INIT
 from deepfield.data.toy2d import make_toy, read_toy_csv
 from deepfield.errors import DeepfieldError
 from deepfield.outputs import check_output
-from deepfield.report.figures import (animate_decision_boundary, animate_optimizer_paths, plot_decision_boundary,
-                                      plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
-                                      plot_sweep)
-from deepfield.report.figures.animation import default_suffix
+from deepfield.plots import (animate_decision_boundary, animate_optimizer_paths, plot_decision_boundary,
+                             plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
+                             plot_sweep)
+from deepfield.plots.animation import default_suffix
 from deepfield.report.html import write_report
 
 TOY_SETS = ("moons", "circles", "spirals", "xor")

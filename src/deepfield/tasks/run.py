@@ -40,7 +40,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.outputs import check_output
-from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
+from deepfield.plots import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
 from deepfield.tasks import run_paths
 from deepfield.tasks.base import NewData, Prepared, Task, make_optimizer
