@@ -1,4 +1,4 @@
-"""The demo (what `make demo` runs), shrunk: every part runs, the report is written and the command prints its result."""
+"""The demo (what `make demo` runs), shrunk: every part runs, the report is written, the command prints the result."""
 import functools
 import json
 import sys

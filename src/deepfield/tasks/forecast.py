@@ -43,7 +43,7 @@ from deepfield.training.mc_dropout import forward_draws, mc_mode
 
 __all__ = ["DISTRICTS", "DISTRICT_FEATURES", "Elections", "MAJORITY", "PAST_ELECTIONS", "SWING", "TARGET",
            "forecast_seats", "plot_seat_distribution", "sample_outputs", "seat_distribution", "simulate_elections"]
-"""``plot_seat_distribution`` (drawn in :mod:`deepfield.plots.seats`) is kept here too, beside the forecast it draws."""
+"""``plot_seat_distribution`` (drawn in :mod:`deepfield.plots.seats`) is named here too, beside the forecast."""
 
 DISTRICTS = 435
 MAJORITY = 218
