@@ -13,13 +13,9 @@ part of the package (``deepfield.data.splits``) does not load the training engin
 task modules (readers, figures, the report) load only when a run is opened. Nothing inside the
 package imports this module; the version lives in :mod:`deepfield.version`.
 """
-from __future__ import annotations
-
-import importlib
-
 from deepfield.version import __version__
 
-FACE: dict[str, tuple[str, str | None]] = {
+_FACE: dict[str, tuple[str, str | None]] = {
     "DeepfieldError": ("deepfield.errors", "DeepfieldError"),
     "Engine": ("deepfield.training", "Engine"),
     "Model": ("deepfield.training", "Model"),
@@ -36,14 +32,16 @@ FACE: dict[str, tuple[str, str | None]] = {
 }
 """Public name -> (module, attribute of it; ``None``: the module itself)."""
 
-__all__ = [*FACE, "__version__"]
+__all__ = [*_FACE, "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    if name not in FACE:
+    if name not in _FACE:
         raise AttributeError(f"module 'deepfield' has no attribute {name!r}")
-    module, attribute = FACE[name]
-    value = importlib.import_module(module)
+    from importlib import import_module
+
+    module, attribute = _FACE[name]
+    value = import_module(module)
     if attribute is not None:
         value = getattr(value, attribute)
     globals()[name] = value  # found once, then an ordinary attribute
@@ -51,4 +49,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *FACE})
+    return sorted({*globals(), *_FACE})
