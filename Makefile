@@ -19,7 +19,9 @@ venv: $(STAMP)
 demo: venv
 	$(VENV)/bin/deepfield demo
 
+# The layers first (import-linter: the contracts in pyproject.toml), then the tests.
 test: venv
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 # One run of every speed figure, each against its plain PyTorch (and Keras 3) counterpart in the

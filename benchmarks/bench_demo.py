@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import json
 import os
 import tempfile
 import time
@@ -26,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        metrics = run_demo(Path(folder), console=Console(file=io.StringIO()))
+        run = run_demo(Path(folder), console=Console(file=io.StringIO()))
+        metrics = json.loads((run / "metrics.json").read_text())
         seconds = time.perf_counter() - start
     print(f"demo: {seconds:.0f} s, test accuracy {metrics['accuracy']:.3f}, macro AUC {metrics['macro_auc']:.3f}, "
           f"{metrics['epochs_run']} epochs")

@@ -7,27 +7,46 @@
 
 A run folder written by ``deepfield train``, as the CLI sees it (its normalisation, draws, temperature):
 ``run = df.load_run("runs/morph"); run.predict(raw_stamps)`` (:class:`deepfield.tasks.run.Run`).
+
+This module is only the public face: each name below is imported on first use, so importing a
+part of the package (``deepfield.data.splits``) does not load the training engine, and a run's
+task modules (readers, figures, the report) load only when a run is opened. Nothing inside the
+package imports this module; the version lives in :mod:`deepfield.version`.
 """
-__version__ = "0.1.0"  # first: submodules (model.json writer) read it during import
+from deepfield.version import __version__
 
-from deepfield import layers
-from deepfield.errors import DeepfieldError
-from deepfield.models import zoo
-from deepfield.models.summary import summarize
-from deepfield.training import Engine, Model, Sequential, callbacks, losses, metrics, optimizers
+_FACE: dict[str, tuple[str, str | None]] = {
+    "DeepfieldError": ("deepfield.errors", "DeepfieldError"),
+    "Engine": ("deepfield.training", "Engine"),
+    "Model": ("deepfield.training", "Model"),
+    "Run": ("deepfield.tasks.run", "Run"),
+    "Sequential": ("deepfield.training", "Sequential"),
+    "callbacks": ("deepfield.training.callbacks", None),
+    "layers": ("deepfield.layers", None),
+    "load_run": ("deepfield.tasks.run", "load_run"),
+    "losses": ("deepfield.training.losses", None),
+    "metrics": ("deepfield.training.metrics", None),
+    "optimizers": ("deepfield.training.optimizers", None),
+    "summarize": ("deepfield.models.summary", "summarize"),
+    "zoo": ("deepfield.models.zoo", None),
+}
+"""Public name -> (module, attribute of it; ``None``: the module itself)."""
 
-__all__ = [
-    "DeepfieldError", "Engine", "Model", "Run", "Sequential", "callbacks", "layers", "load_run", "losses", "metrics",
-    "optimizers", "summarize", "zoo", "__version__",
-]
-
-RUN_NAMES = ("Run", "load_run")
-"""Imported on first use: the task modules (readers, figures, the report) load only when a run is opened."""
+__all__ = [*_FACE, "__version__"]
 
 
 def __getattr__(name: str) -> object:
-    if name in RUN_NAMES:
-        from deepfield.tasks import run
+    if name not in _FACE:
+        raise AttributeError(f"module 'deepfield' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(run, name)
-    raise AttributeError(f"module 'deepfield' has no attribute {name!r}")
+    module, attribute = _FACE[name]
+    value = import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # found once, then an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FACE})

@@ -53,4 +53,4 @@ def test_variant_names():
     with pytest.raises(DeepfieldError, match="'hee' is neither 'bn' nor an initializer"):
         parse_variant("relu+hee")
     with pytest.raises(DeepfieldError, match="variants must be distinct"):
-        depth_study(variants=("relu", "relu"))
+        depth_study(*make_toy("moons", n=N, seed=0), variants=("relu", "relu"))

@@ -148,6 +148,18 @@ def test_numpy_npy_is_memory_mapped_and_npz_names_its_arrays(tmp_path):
         NumpyImages(tmp_path / "junk.npy", ["g"])
 
 
+def test_label_counts_name_integer_labels_by_class_and_write_other_values_as_they_are(tmp_path):
+    images = stamps(4, bands=1)
+    np.save(tmp_path / "set.npy", images)
+    plain = NumpyImages(tmp_path / "set.npy", ["g"], channels="first", labels=[1, 0, 1, 1])
+    assert plain.label_counts() == [("0", 1), ("1", 3)]
+    plain.classes = ("elliptical", "spiral")
+    assert plain.label_counts() == [("elliptical", 1), ("spiral", 3)]
+    assert NumpyImages(tmp_path / "set.npy", ["g"], channels="first", labels=[0.5, 2.5, 0.5, 0.5]).label_counts() \
+        == [("0.5", 3), ("2.5", 1)]
+    assert NumpyImages(tmp_path / "set.npy", ["g"], channels="first").label_counts() == []
+
+
 # -- labels from a catalogue ------------------------------------------------------------------------
 
 def test_catalogue_labels_are_joined_by_id_whatever_the_row_order(tmp_path):

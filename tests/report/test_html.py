@@ -329,7 +329,7 @@ def test_in_chromium_every_image_loads_and_the_console_is_quiet(full_run: Path, 
 
 def test_in_chromium_the_gallery_is_wide_every_figure_captioned_and_tables_fit(tmp_path: Path) -> None:
     """A small report with a real gallery and a baselines table, seen in a 1400 px window."""
-    from deepfield.report.figures import plot_gallery
+    from deepfield.plots import plot_gallery
 
     chromium = browser.find_chromium()
     if chromium is None:

@@ -86,8 +86,11 @@ def test_the_readme_depth_claims_hold_at_the_default_seed():
     """README, playground depth: sigmoid's first-to-last gradient ratio is a few millionths; He
     initialisation or batch normalisation keeps it within a factor of 3."""
     from deepfield.analysis.learning.depth import depth_study
+    from deepfield.data.toy2d import make_toy
+    from deepfield.tasks.playground import DEPTH_POINTS
 
-    ratios = {name: run.first_to_last for name, run in depth_study(depth=10, seed=0).runs.items()}
+    x, y = make_toy("moons", n=DEPTH_POINTS, seed=0)  # the playground's default data
+    ratios = {name: run.first_to_last for name, run in depth_study(x, y, depth=10, seed=0).runs.items()}
     assert 1e-6 < ratios["sigmoid"] < 1e-5
     for cured in ("relu+he", "relu+he+bn", "sigmoid+bn"):
         assert 1 / 3 < ratios[cured] < 3, cured

@@ -13,7 +13,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import Dense
 from deepfield.models.initializers import RandomNormal
 from deepfield.models.serialization import load_model
-from deepfield.report.figures import plot_gradient_norms
+from deepfield.plots import plot_gradient_norms
 from deepfield.training import (
     BackupAndRestore,
     Callback,

@@ -28,6 +28,7 @@ from deepfield.cli.reading import KEEP, reading_options
 from deepfield.errors import DeepfieldError
 from deepfield.outputs import check_output
 from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
+from deepfield.tasks.processes import TORCHRUN
 
 app = typer.Typer(
     add_completion=False,
@@ -96,21 +97,6 @@ def trace(
         glass_box.render_trace(result, console)
 
 
-TORCHRUN = ("torchrun --nnodes {nodes} --nproc-per-node {devices} --node-rank K --master-addr HOST0 "
-            "--master-port 29500 -m deepfield.cli.app train CONFIG key=value...")
-
-
-def _train_process(config: str, overrides: list[str], restart: bool = False) -> str | None:
-    """One process of `deepfield train --devices N`: train; a user error comes back as its message."""
-    from deepfield.tasks.run import train as train_run
-
-    try:
-        train_run(load_config(Path(config), overrides), console=console, restart=restart)
-    except DeepfieldError as exc:
-        return str(exc)
-    return None
-
-
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="run config (YAML); see examples/")],
@@ -133,35 +119,11 @@ def train(
     With --devices N the training runs data-parallel in N processes with the same results
     as one (same seed, same global batch); only the first process writes the run folder.
     """
-    from deepfield.tasks.run import train as train_run
-    from deepfield.training import distributed
+    from deepfield.tasks.processes import train_processes
 
-    overrides = overrides or []
-    run_config = load_config(config, overrides)
-    if distributed.under_launcher():  # started by torchrun: this is one of the processes
-        distributed.setup()
-        try:
-            main_process = distributed.is_main()
-            out = train_run(run_config, console=console, restart=restart)
-        finally:
-            distributed.teardown()
-        if not main_process:
-            return
-    elif nodes > 1:
-        raise DeepfieldError(f"--nodes {nodes}: start the training on each machine with torchrun: "
-                             + TORCHRUN.format(nodes=nodes, devices=devices))
-    elif devices > 1:
-        import torch
-
-        if torch.cuda.is_available() and devices > torch.cuda.device_count():
-            raise DeepfieldError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
-        console.print(f"training in {devices} processes")
-        errors = [e for e in distributed.launch(devices, _train_process, str(config), overrides, restart) if e]
-        if errors:
-            raise DeepfieldError(errors[0])
-        out = Path(run_config.out)
-    else:
-        out = train_run(run_config, console=console, restart=restart)
+    out = train_processes(config, overrides or [], devices=devices, nodes=nodes, console=console, restart=restart)
+    if out is None:  # a torchrun process other than the first: it writes nothing
+        return
     from deepfield.report.html import headline
 
     line = headline(json.loads((out / "metrics.json").read_text()))  # the report's headline, labelled alike
@@ -289,9 +251,18 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """The main job: the backprop example, a simulated sky, a network trained on it, its report."""
+    import time
+
+    from deepfield.report.html import headline
     from deepfield.tasks.demo import run_demo
 
-    run_demo(out=out, epochs=epochs, seed=seed, console=console)
+    started = time.perf_counter()
+    run = run_demo(out=out, epochs=epochs, seed=seed, console=console)
+    metrics = json.loads((run / "metrics.json").read_text())
+    console.rule("[bold]Result")
+    console.print(f"{headline(metrics)}: 5 classes, chance 0.2; macro AUC {metrics['macro_auc']:.4g}; "
+                  f"demo took {time.perf_counter() - started:.0f} s")
+    console.print(f"report: {run / 'report.html'}")
 
 
 @inspect_app.command("images")
@@ -318,9 +289,7 @@ def inspect_images(
     console.print(f"{path}: {len(reader)} objects, stamps {' x '.join(map(str, reader.shape))} (C, H, W), "
                   f"bands {', '.join(reader.bands)}", highlight=False)
     if reader.labels is not None:
-        values, counts = np.unique(np.asarray(reader.labels), return_counts=True)
-        names = list(reader.classes) if reader.classes else None
-        shown = [f"{names[int(v)] if names and values.dtype.kind in 'iu' else v}: {c}" for v, c in zip(values, counts)]
+        shown = [f"{name}: {count}" for name, count in reader.label_counts()]
         console.print("labels: " + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""), highlight=False)
     columns = reader.metadata()
     if "ra" in columns and "dec" in columns:

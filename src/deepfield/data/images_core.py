@@ -320,6 +320,18 @@ class ImageReader:
         """The label of object ``index``: a 0-d or ``(k,)`` int64/float32 array, or ``None``."""
         return None if self._labels is None else self._labels[self._items[index]]
 
+    def label_counts(self) -> list[tuple[str, int]]:
+        """How many objects carry each label value, in sorted order: ``[("spiral", 3), ...]``.
+
+        Integer labels are named by ``classes`` where the reader has them, other values are
+        written as they are (the elements of ``(k,)`` labels counted one by one); ``[]`` unlabelled.
+        """
+        if self.labels is None:
+            return []
+        values, counts = np.unique(np.asarray(self.labels), return_counts=True)
+        named = bool(self.classes) and values.dtype.kind in "iu"
+        return [(str(self.classes[int(v)]) if named else str(v), int(c)) for v, c in zip(values, counts)]
+
     def load(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Everything in memory: images ``(N, C, H, W)`` float32 and labels (or ``None``)."""
         images = np.empty((len(self), *self.shape), np.float32)

@@ -23,7 +23,7 @@ Batch-level reads: each dataset has ``__getitems__``, so a ``DataLoader`` with a
 sampler asks for a whole batch in one call (no per-sample ``__getitem__`` and collate,
 the per-item Python overhead that makes loaders slow). :func:`loader` builds that
 ``DataLoader``: batches in deepfield's seeded epoch order
-(:func:`deepfield.training.batches.epoch_order`, the order ``fit`` uses for arrays),
+(:func:`deepfield.data.splits.epoch_order`, the order ``fit`` uses for arrays),
 persistent workers, prefetching, memory pinned only when CUDA is there. Random
 transforms draw from a generator seeded per batch from ``(seed, epoch, batch)``, so
 augmentation is the same with 0 or any number of workers.

@@ -42,7 +42,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from deepfield import __version__, atomic
+from deepfield import atomic
+from deepfield.version import __version__
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.models.bayesian import SETTINGS, bayesian_settings, bayesianize

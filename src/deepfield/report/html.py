@@ -27,8 +27,9 @@ from typing import Any
 
 import yaml
 
-from deepfield import __version__, atomic
+from deepfield import atomic
 from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.version import __version__
 from deepfield.yaml_files import parse
 
 REPORT_FILE = "report.html"

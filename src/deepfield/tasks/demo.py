@@ -9,8 +9,6 @@
 """
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ from rich.console import Console
 from deepfield.analysis.trace import course_example, render_trace, run_trace
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
-from deepfield.report.html import headline
 from deepfield.tasks import rerun
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.run import train
@@ -53,13 +50,13 @@ def same_demo(config: RunConfig) -> bool:
 
 
 def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None = None,
-             stamps: int = DEMO_STAMPS, class_model_steps: int = 200) -> dict[str, Any]:
-    """Run the three parts into the folder ``out``; returns the run's metrics."""
+             stamps: int = DEMO_STAMPS, class_model_steps: int = 200) -> Path:
+    """Run the three parts into the folder ``out``; returns the run folder (``out/run``: its
+    ``metrics.json`` and ``report.html``). The command line prints the result after it returns."""
     console = console or Console()
     data = Path(out) / "data" / "sky.h5"
     config = load_config(None, document=demo_config(Path(out) / "run", data, epochs, seed, class_model_steps),
                          source="demo")  # bad options are refused before minutes of simulation
-    started = time.perf_counter()
     console.rule("[bold]1. Backpropagation, neuron by neuron (the course's worked example)")
     render_trace(run_trace(course_example()), console)
 
@@ -68,10 +65,4 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
     console.print(f"wrote {data}")
 
     console.rule("[bold]3. A residual network learns galaxy morphology")
-    run = train(config, console=console, restart=not same_demo(config))
-    metrics = json.loads((run / "metrics.json").read_text())
-    console.rule("[bold]Result")
-    console.print(f"{headline(metrics)}: 5 classes, chance 0.2; macro AUC {metrics['macro_auc']:.4g}; "
-                  f"demo took {time.perf_counter() - started:.0f} s")
-    console.print(f"report: {run / 'report.html'}")
-    return metrics
+    return train(config, console=console, restart=not same_demo(config))

@@ -29,9 +29,9 @@ from deepfield.analysis.explain import (class_model, conv_filters, conv_layer_na
                                         occlusion, saliency, strongest_patches)
 from deepfield.analysis.layer_features import layer_names, unknown_layer
 from deepfield.errors import DeepfieldError, unknown_name
-from deepfield.report.figures.explain_maps import MAX_ROWS
-from deepfield.report.figures import (plot_attributions, plot_class_models, plot_feature_maps, plot_filter_mosaic,
-                                      plot_strongest_patches)
+from deepfield.plots import (plot_attributions, plot_class_models, plot_feature_maps, plot_filter_mosaic,
+                             plot_strongest_patches)
+from deepfield.plots.explain_maps import MAX_ROWS
 from deepfield.tasks.config import EXPLAIN_METHODS as METHODS
 from deepfield.tasks.config import ExplainConfig
 from deepfield.training import Engine

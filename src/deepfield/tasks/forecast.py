@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,10 +36,14 @@ from astropy.table import Table, vstack
 from torch import nn
 
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import PALETTE, figure
+from deepfield.plots.seats import plot_seat_distribution
 from deepfield.tasks.tabular import Tabular, unscale
 from deepfield.training.engine import eval_mode
 from deepfield.training.mc_dropout import forward_draws, mc_mode
+
+__all__ = ["DISTRICTS", "DISTRICT_FEATURES", "Elections", "MAJORITY", "PAST_ELECTIONS", "SWING", "TARGET",
+           "forecast_seats", "plot_seat_distribution", "sample_outputs", "seat_distribution", "simulate_elections"]
+"""``plot_seat_distribution`` (drawn in :mod:`deepfield.plots.seats`) is named here too, beside the forecast."""
 
 DISTRICTS = 435
 MAJORITY = 218
@@ -208,25 +211,3 @@ def forecast_seats(model: nn.Module, info: Mapping[str, Any], table: Table, *, s
     outputs = sample_outputs(model, x, scaled, column, mc_dropout=mc_dropout, seed=seed)
     shares = unscale(outputs, info["target_scale"]) + noise_sigma * rng.standard_normal(outputs.shape)
     return {**seat_distribution(shares, threshold, majority, interval), "swings": swings}
-
-
-def plot_seat_distribution(forecasts: Mapping[str, Mapping[str, Any]], path: str | Path,
-                           party: str = "Democratic") -> Path:
-    """Histograms of the seats won per sample, one per forecast (name -> :func:`forecast_seats` result),
-    with the majority line and each forecast's P(majority) in the legend."""
-    path = Path(path)
-    with figure(path, (7.0, 4.2)) as fig:
-        ax = fig.add_subplot()
-        every = np.concatenate([f["seats"] for f in forecasts.values()])
-        width = max(1, int(np.ceil((every.max() - every.min() + 1) / 60)))  # at most ~60 bins of whole seats
-        bins = np.arange(every.min() - 0.5, every.max() + width + 0.5, width)
-        majority = next(iter(forecasts.values()))["majority"]
-        for colour, (name, forecast) in zip(PALETTE, forecasts.items()):
-            ax.hist(forecast["seats"], bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=colour,
-                    edgecolor=colour, label=f"{name}: P(≥ {majority}) = {100 * forecast['p_majority']:.1f} %")
-        ax.axvline(majority - 0.5, color="black", linewidth=1, linestyle="--", label=f"majority ({majority})")
-        ax.set_xlabel(f"{party} seats")
-        ax.set_ylabel("probability per seat")
-        ax.legend(loc="upper left")
-        ax.set_title("Forecast seat distribution")
-    return path

@@ -20,7 +20,7 @@ from deepfield.data.images import ImageReader
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import AsinhStretch, RobustNormalize
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
+from deepfield.plots import plot_confusion_matrix, plot_gallery, plot_precision_recall, plot_roc
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.reading import open_data

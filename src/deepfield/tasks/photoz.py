@@ -72,15 +72,15 @@ from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
-from deepfield.tasks.uncertainty import pdf_uncertainty, regression_uncertainty
-from deepfield.training.losses import LossFn, SmoothedSparseCrossentropy
-from deepfield.training.mc_dropout import MCPrediction
-from deepfield.report.figures import plot_metrics_vs, plot_photoz_scatter, plot_pit
+from deepfield.plots import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification, split_stamps
 from deepfield.tasks.imaging import read_stamps as read_samples
 from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
+from deepfield.tasks.uncertainty import pdf_uncertainty, regression_uncertainty
+from deepfield.training.losses import LossFn, SmoothedSparseCrossentropy
+from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGET = "redshift"
 DEFAULT_FEATURES = ("magnitudes", "colours")

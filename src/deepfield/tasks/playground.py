@@ -4,7 +4,7 @@
 ``DIR/figures/`` (PNG figures and the animation: GIF, or MP4 where ffmpeg is), ``DIR/metrics.json``
 (the numbers behind them) and ``DIR/report.html`` (the figures and those numbers on one page),
 and returns the numbers. The arrays come from :mod:`deepfield.analysis.learning`, the figures
-from :mod:`deepfield.report.figures`.
+from :mod:`deepfield.plots`.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepfield import atomic
-from deepfield.analysis.classification import jsonable
 import numpy as np
 
+from deepfield import atomic
+from deepfield.analysis.classification import jsonable
 from deepfield.analysis.learning.depth import DEFAULT_VARIANTS, depth_study
 from deepfield.analysis.learning.paths import DEFAULT_OPTIMIZERS, loss_grid, optimizer_paths
 from deepfield.analysis.learning.playground import learn_2d
@@ -25,13 +25,15 @@ from deepfield.analysis.learning.sweeps import DEFAULT_BATCH_SIZES, DEFAULT_INIT
 from deepfield.data.toy2d import make_toy, read_toy_csv
 from deepfield.errors import DeepfieldError
 from deepfield.outputs import check_output
-from deepfield.report.figures import (animate_decision_boundary, animate_optimizer_paths, plot_decision_boundary,
-                                      plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
-                                      plot_sweep)
-from deepfield.report.figures.animation import default_suffix
+from deepfield.plots import (animate_decision_boundary, animate_optimizer_paths, plot_decision_boundary,
+                             plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
+                             plot_sweep)
+from deepfield.plots.animation import default_suffix
 from deepfield.report.html import write_report
 
 TOY_SETS = ("moons", "circles", "spirals", "xor")
+DEPTH_POINTS = 256
+"""Points of the depth playground's default data: a problem a shallow network solves."""
 
 
 def figures_folder(out: Path) -> Path:
@@ -119,7 +121,10 @@ def depth_playground(out: Path, x: np.ndarray | None = None, y: np.ndarray | Non
                      variants: Sequence[str] = DEFAULT_VARIANTS, **settings: Any) -> dict[str, Any]:
     """Deep stacks (sigmoid vs ReLU, with He initialisation, with batch norm) trained briefly:
     figure ``depth_gradient_norms.png`` (per-layer gradient norms side by side) and per variant
-    the first-to-last hidden layer gradient ratio and the mean norm of each layer."""
+    the first-to-last hidden layer gradient ratio and the mean norm of each layer.
+    ``x, y`` default to ``DEPTH_POINTS`` points of the ``moons`` set, seeded by ``settings["seed"]``."""
+    if x is None and y is None:
+        x, y = make_toy("moons", n=DEPTH_POINTS, seed=settings.get("seed", 0))
     figures = figures_folder(out)
     study = depth_study(x, y, variants=tuple(variants), **settings)
     plot_gradient_norms_by_depth(study, figures / "depth_gradient_norms.png")

@@ -31,7 +31,7 @@ from astropy.table import Table
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield import __version__, atomic, folder_lock
+from deepfield import atomic, folder_lock
 from deepfield.analysis.chance import chance_level, chance_warning, has_batch_norm
 from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
@@ -41,7 +41,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.outputs import check_output
-from deepfield.report.figures import plot_gradient_norms, plot_learning_curves
+from deepfield.plots import plot_gradient_norms, plot_learning_curves
 from deepfield.report.html import write_report
 from deepfield.tasks import rerun, run_paths
 from deepfield.tasks.base import NewData, Prepared, Task, make_optimizer
@@ -61,6 +61,7 @@ from deepfield.training import (BackupAndRestore, Callback, CSVLogger, EarlyStop
                                 distributed, resolve_device)
 from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
+from deepfield.version import __version__
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
 

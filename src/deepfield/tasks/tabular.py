@@ -32,11 +32,12 @@ import torch
 from astropy.table import Table
 
 from deepfield.analysis.classification import classification_metrics
+from deepfield.analysis.regression import regression_scores
 from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns, row_columns
 from deepfield.data.splits import make_split
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import plot_confusion_matrix, plot_roc
-from deepfield.report.figures.style import PALETTE, figure
+from deepfield.plots import plot_confusion_matrix, plot_roc
+from deepfield.plots.regression import plot_regression
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task, make_optimizer
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification
@@ -215,39 +216,6 @@ def standardize(values: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
 def unscale(values: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
     """Standardised values back in their own units, float64."""
     return np.asarray(values, dtype=np.float64) * np.asarray(stats["std"]) + np.asarray(stats["mean"])
-
-
-# -- scores and figures ---------------------------------------------------------------------------
-
-def regression_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """mae, rmse, bias (mean of predicted − true; target units) and the coefficient of determination r2."""
-    residual = predicted - truth
-    total = float(np.sum((truth - truth.mean()) ** 2))
-    return {"n": int(len(truth)), "mae": float(np.mean(np.abs(residual))),
-            "rmse": float(np.sqrt(np.mean(residual ** 2))), "bias": float(np.mean(residual)),
-            "r2": 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else float("nan")}
-
-
-def plot_regression(truth: np.ndarray, predicted: np.ndarray, path: Path, name: str) -> Path:
-    """Predicted against true ``(N,)`` with the 1:1 line, and the residuals against the truth."""
-    scores = regression_scores(truth, predicted)
-    with figure(path, (10.0, 4.6)) as fig:
-        left, right = fig.subplots(1, 2)
-        low, high = min(truth.min(), predicted.min()), max(truth.max(), predicted.max())
-        left.scatter(truth, predicted, s=8, alpha=0.5, color=PALETTE[0], linewidths=0)
-        left.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = true")
-        left.set_xlabel(f"true {name}")
-        left.set_ylabel(f"predicted {name}")
-        left.legend(loc="lower right")
-        left.text(0.03, 0.97, f"N = {scores['n']}\nMAE = {scores['mae']:.4g}\nRMSE = {scores['rmse']:.4g}\n"
-                  f"R² = {scores['r2']:.3f}", transform=left.transAxes, ha="left", va="top",
-                  bbox=dict(boxstyle="round", facecolor="white", alpha=0.85))
-        right.scatter(truth, predicted - truth, s=8, alpha=0.5, color=PALETTE[0], linewidths=0)
-        right.axhline(0.0, color="black", linewidth=1)
-        right.set_xlabel(f"true {name}")
-        right.set_ylabel("residual (predicted − true)")
-        fig.suptitle(f"Test set: {name}")
-    return path
 
 
 # -- the task -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The uncertainty part of a run's analysis: calibration, coverage and their figures, per kind of output.
 
 Numbers come from :mod:`deepfield.analysis.calibration`, figures from
-:mod:`deepfield.report.figures.uncertainty`; the tasks call these on their test part.
+:mod:`deepfield.plots.uncertainty`; the tasks call these on their test part.
 Every figure is named ``uncertainty_*.png`` (the report's Uncertainty section).
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from deepfield.analysis.calibration import (apply_temperature, error_vs_uncertai
                                             misclassification_auroc, negative_log_likelihood, pdf_coverage_curve,
                                             pdf_interval_coverage)
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import plot_gallery
-from deepfield.report.figures.uncertainty import (plot_coverage, plot_error_vs_uncertainty, plot_reliability_diagram,
-                                                  plot_uncertainty_flags)
+from deepfield.plots import plot_gallery
+from deepfield.plots.uncertainty import (plot_coverage, plot_error_vs_uncertainty, plot_reliability_diagram,
+                                         plot_uncertainty_flags)
 from deepfield.training.mc_dropout import MCPrediction
 
 MOST_UNCERTAIN = 16

@@ -1,6 +1,6 @@
 """The depth study: do gradients reach the first layers of a deep stack?
 
->>> study = depth_study(depth=10)
+>>> study = depth_study(*make_toy("moons", n=256), depth=10)
 >>> study.runs["sigmoid"].first_to_last      # ~1e-5: the first layers hardly learn
 >>> study.runs["relu+he"].first_to_last      # order one
 
@@ -22,9 +22,9 @@ norm after every backward pass). A variant is named ``activation[+initialiser][+
 above (he → he_normal, glorot → glorot_uniform, lecun → lecun_normal); any other Keras
 initialiser name may be written in full (``tanh+he_uniform``).
 
-The data: by default 256 points of the ``moons`` set (:func:`deepfield.data.toy2d.make_toy`),
-a two-input problem a shallow network solves, so what differs between variants is the
-depth's effect alone; plain SGD (no per-weight rescaling, which in Adam would hide the
+The data: the caller's points, e.g. 256 of the ``moons`` set (:func:`deepfield.data.toy2d.make_toy`,
+the playground's default), a two-input problem a shallow network solves, so what differs between
+variants is the depth's effect alone; plain SGD (no per-weight rescaling, which in Adam would hide the
 vanishing from the updates, though not from the gradients).
 """
 from __future__ import annotations
@@ -125,24 +125,20 @@ class DepthStudy:
         return tuple(self.runs)
 
 
-def depth_study(x: Any = None, y: Any = None, depth: int = 10, width: int = 32,
+def depth_study(x: Any, y: Any, depth: int = 10, width: int = 32,
                 variants: Sequence[str] = DEFAULT_VARIANTS, epochs: int = 5, batch_size: BatchSize = 32,
                 optimizer: str = "sgd", learning_rate: float = 0.1, seed: int = 0,
                 device: Any = "cpu") -> DepthStudy:
     """Train a ``depth``-deep, ``width``-wide stack per variant, logging every layer's gradient norm.
 
     Args:
-        x, y: points ``(N, 2)`` and labels; ``None`` for 256 ``moons`` points (seeded by ``seed``).
+        x, y: points ``(N, 2)`` and their class labels ``(N,)``.
         depth: hidden Dense layers (each followed by its activation, and preceded by batch norm
             in ``+bn`` variants).
         variants: ``activation[+initialiser][+bn]`` names (see the module doc).
         epochs, batch_size, optimizer, learning_rate: the brief training (5 epochs of 8 batches:
             40 steps by default); every variant is seeded alike.
     """
-    if x is None and y is None:
-        from deepfield.data.toy2d import make_toy
-
-        x, y = make_toy("moons", n=256, seed=seed)
     x, y, classes = check_points(x, y, "depth_study")
     for name, value in (("depth", depth), ("width", width), ("epochs", epochs)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -8,7 +8,7 @@ every ``sync_every`` steps and at each epoch end.
 
 >>> logger = GradientNormLogger()
 >>> model.fit(x, y, epochs=5, callbacks=[logger])
->>> plot_gradient_norms(logger.steps, logger.history(), "figures/gradient_norms.png")  # deepfield.report.figures
+>>> plot_gradient_norms(logger.steps, logger.history(), "figures/gradient_norms.png")  # deepfield.plots
 """
 from __future__ import annotations
 

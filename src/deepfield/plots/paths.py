@@ -28,8 +28,8 @@ from matplotlib.colors import LogNorm
 from deepfield.analysis.learning.paths import Path2D
 from deepfield.analysis.learning.surfaces import Surface
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.animation import animated
-from deepfield.report.figures.style import PALETTE, figure
+from deepfield.plots.animation import animated
+from deepfield.plots.style import PALETTE, figure
 
 __all__ = ["animate_optimizer_paths", "frame_steps", "plot_loss_curves", "plot_optimizer_paths"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from matplotlib import image as mpimg
 
-from deepfield.report.figures.style import DPI
+from deepfield.plots.style import DPI
 
 
 def assert_png(path: Path, figsize: tuple[float, float]) -> None:

@@ -27,7 +27,7 @@ from deepfield.analysis.calibration import (
     reliability,
 )
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import PALETTE, RIGHT_COLOUR, WRONG_COLOUR, figure
+from deepfield.plots.style import PALETTE, RIGHT_COLOUR, WRONG_COLOUR, figure
 
 __all__ = ["plot_coverage", "plot_error_vs_uncertainty", "plot_reliability_diagram", "plot_uncertainty_flags"]
 

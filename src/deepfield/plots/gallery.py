@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 
 from deepfield.analysis.classification import as_labels, as_scores, class_names_for, predict_labels
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import RIGHT_COLOUR, WRONG_COLOUR, figure
+from deepfield.plots.style import RIGHT_COLOUR, WRONG_COLOUR, figure
 
 __all__ = ["MAX_COLUMNS", "MAX_PANELS", "asinh_composite", "plot_gallery", "select_examples"]
 

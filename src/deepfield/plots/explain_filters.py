@@ -21,8 +21,8 @@ from numpy.typing import ArrayLike
 
 from deepfield.analysis.explain.patches import StrongestPatches
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.gallery import Channels, asinh_composite
-from deepfield.report.figures.style import figure
+from deepfield.plots.gallery import Channels, asinh_composite
+from deepfield.plots.style import figure
 
 __all__ = ["plot_feature_maps", "plot_filter_mosaic", "plot_strongest_patches"]
 
@@ -137,7 +137,7 @@ def plot_feature_maps(maps: ArrayLike, path: str | os.PathLike[str], image: Arra
         maps: ``(C, H, W)`` maps of one input (one row of
             :func:`~deepfield.analysis.explain.filters.feature_maps`).
         image: the ``(C_in, H_in, W_in)`` input, shown first with an asinh stretch
-            (:func:`~deepfield.report.figures.gallery.asinh_composite`, ``channels`` as there).
+            (:func:`~deepfield.plots.gallery.asinh_composite`, ``channels`` as there).
         max_maps: show the first ``max_maps`` maps only.
         ncols: panels per row; the figure is ``min(n, ncols) × panel_size`` wide and
             ``rows × LABEL_ROOM × panel_size`` high for ``n`` panels.
@@ -181,7 +181,7 @@ def plot_strongest_patches(patches: StrongestPatches | ArrayLike, path: str | os
         patches: a :class:`~deepfield.analysis.explain.patches.StrongestPatches`, or its
             ``(F, k, C, h, w)`` patches array, with ``values`` ``(F, k)`` to annotate them.
         filters: which filters, a row each, in this order; default the first 16.
-        channels: bands shown, as for :func:`~deepfield.report.figures.gallery.asinh_composite`
+        channels: bands shown, as for :func:`~deepfield.plots.gallery.asinh_composite`
             (each patch is stretched on its own).
         panel_size: the figure is ``k × panel_size`` wide and
             ``len(filters) × LABEL_ROOM × panel_size`` high.

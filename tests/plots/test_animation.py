@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.animation import animated, default_suffix
-from deepfield.report.figures.style import DPI
+from deepfield.plots.animation import animated, default_suffix
+from deepfield.plots.style import DPI
 
 
 def test_a_gif_has_one_frame_per_draw_and_the_figure_size(tmp_path):

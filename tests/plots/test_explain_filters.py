@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 
 from deepfield.analysis.explain.patches import ReceptiveField, StrongestPatches
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import explain_filters
-from deepfield.report.figures.explain_filters import (
+from deepfield.plots import explain_filters
+from deepfield.plots.explain_filters import (
     BAND_ROOM,
     COLORBAR_ROOM,
     LABEL_ROOM,

@@ -25,8 +25,8 @@ from deepfield.analysis.learning.depth import DepthStudy
 from deepfield.analysis.learning.playground import Playground
 from deepfield.analysis.learning.sweeps import Sweep
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.animation import animated
-from deepfield.report.figures.style import PALETTE, WRONG_COLOUR, figure
+from deepfield.plots.animation import animated
+from deepfield.plots.style import PALETTE, WRONG_COLOUR, figure
 
 __all__ = [
     "animate_decision_boundary",

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from deepfield.analysis.photoz import photoz_metrics, pit_uniformity
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import PALETTE, figure
+from deepfield.plots.style import PALETTE, figure
 
 __all__ = ["plot_metrics_vs", "plot_photoz_scatter", "plot_pit"]
 

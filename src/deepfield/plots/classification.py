@@ -20,7 +20,7 @@ from deepfield.analysis.classification import (
     roc_curves,
 )
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import PALETTE, figure
+from deepfield.plots.style import PALETTE, figure
 
 __all__ = ["plot_confusion_matrix", "plot_precision_recall", "plot_roc"]
 

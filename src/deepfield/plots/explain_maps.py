@@ -6,7 +6,7 @@
 ...                   "figures/class_models.png")
 
 The maps come from :mod:`deepfield.analysis.explain`. As in the gallery, stamps are drawn
-with an asinh stretch (:func:`~deepfield.report.figures.gallery.asinh_composite`) and
+with an asinh stretch (:func:`~deepfield.plots.gallery.asinh_composite`) and
 row 0 at the bottom (the astronomical convention).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from matplotlib.colors import Normalize
 from numpy.typing import ArrayLike
 
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.gallery import Channels, asinh_composite
-from deepfield.report.figures.style import PALETTE, figure
+from deepfield.plots.gallery import Channels, asinh_composite
+from deepfield.plots.style import PALETTE, figure
 
 __all__ = ["COLORBAR_ROOM", "CURVE_ROOM", "MAX_ROWS", "map_scale", "plot_attributions", "plot_class_models"]
 

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from deepfield import atomic
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import DPI, STYLE
+from deepfield.plots.style import DPI, STYLE
 
 FORMATS = (".gif", ".mp4")
 

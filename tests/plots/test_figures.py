@@ -10,7 +10,7 @@ import pytest
 from deepfield.analysis.classification import classification_metrics
 from deepfield.analysis.photoz import binned_photoz_metrics, pit
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import (
+from deepfield.plots import (
     asinh_composite,
     load_history,
     overfitting_epoch,
@@ -24,7 +24,7 @@ from deepfield.report.figures import (
     plot_roc,
     select_examples,
 )
-from deepfield.report.figures.gallery import MAX_PANELS, TITLE_ROOM
+from deepfield.plots.gallery import MAX_PANELS, TITLE_ROOM
 from pngcheck import assert_png
 
 

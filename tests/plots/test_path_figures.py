@@ -11,8 +11,8 @@ from PIL import Image
 from deepfield.analysis.learning.paths import loss_grid, optimizer_paths
 from deepfield.analysis.learning.surfaces import load_surface
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import DPI, animate_optimizer_paths, plot_loss_curves, plot_optimizer_paths
-from deepfield.report.figures.paths import frame_steps
+from deepfield.plots import DPI, animate_optimizer_paths, plot_loss_curves, plot_optimizer_paths
+from deepfield.plots.paths import frame_steps
 
 
 def _assert_png(path: Path, figsize: tuple[float, float]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures.style import TRAIN_COLOUR, VALIDATION_COLOUR, figure
+from deepfield.plots.style import TRAIN_COLOUR, VALIDATION_COLOUR, figure
 
 __all__ = ["HistoryLike", "load_history", "overfitting_epoch", "plot_gradient_norms", "plot_learning_curves"]
 

@@ -15,7 +15,7 @@ from deepfield.analysis.calibration import (
     predictive_entropy,
 )
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import (
+from deepfield.plots import (
     plot_coverage,
     plot_error_vs_uncertainty,
     plot_reliability_diagram,

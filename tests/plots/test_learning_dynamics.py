@@ -14,14 +14,14 @@ from deepfield.analysis.learning.playground import learn_2d
 from deepfield.analysis.learning.sweeps import sweep
 from deepfield.data.toy2d import make_toy
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import (
+from deepfield.plots import (
     DPI,
     animate_decision_boundary,
     plot_decision_boundary,
     plot_gradient_norms_by_depth,
     plot_sweep,
 )
-from deepfield.report.figures.style import WRONG_COLOUR
+from deepfield.plots.style import WRONG_COLOUR
 
 
 def _pixels(path: Path, figsize: tuple[float, float]) -> np.ndarray:
@@ -65,7 +65,7 @@ def test_loss_and_accuracy_curves_have_colours_of_their_own(play, tmp_path):
     from matplotlib.colors import to_rgb
     from skimage.color import deltaE_ciede2000, rgb2lab
 
-    from deepfield.report.figures.learning_dynamics import ACCURACY_COLOUR, LOSS_COLOUR, _class_colours
+    from deepfield.plots.learning_dynamics import ACCURACY_COLOUR, LOSS_COLOUR, _class_colours
 
     lab = {name: rgb2lab(np.array([[to_rgb(c)]]))[0, 0]
            for name, c in [("loss", LOSS_COLOUR), ("accuracy", ACCURACY_COLOUR),

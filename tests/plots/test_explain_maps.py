@@ -7,8 +7,8 @@ import pytest
 
 from deepfield.analysis.explain import ClassModel
 from deepfield.errors import DeepfieldError
-from deepfield.report.figures import plot_attributions, plot_class_models
-from deepfield.report.figures.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane, map_scale
+from deepfield.plots import plot_attributions, plot_class_models
+from deepfield.plots.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane, map_scale
 from pngcheck import assert_png
 
 

@@ -1,0 +1,33 @@
+"""The package's layers (DESIGN.md), as import-linter checks them: `make test` runs `lint-imports` too,
+this test makes plain `pytest` catch a broken contract. The contracts are in pyproject.toml."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import deepfield
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(deepfield.__file__).parents[1]),
+                                                    os.environ.get("PYTHONPATH", "")])}
+"""The environment of a child Python that imports this deepfield (installed or not)."""
+
+
+def test_imports_keep_the_layer_contracts():
+    pytest.importorskip("importlinter", reason="import-linter is a dev dependency: pip install -e '.[dev]'")
+    run = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                          "lint_imports_command()", "--no-cache"],  # reads ROOT/pyproject.toml
+                         capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_a_low_layer_loads_without_the_training_engine():
+    """Importing ``deepfield.data.splits`` runs the package face (``deepfield/__init__.py``) first: it must
+    import its names on first use, not the engine on import."""
+    code = ("import sys, deepfield.data.splits; "
+            "print(sorted(m for m in sys.modules if m.startswith(('deepfield.training', 'deepfield.tasks'))))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
