@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.forecast import (DISTRICTS, MAJORITY, PAST_ELECTIONS, TARGET, forecast_seats,
                                       plot_seat_distribution, simulate_elections)
@@ -38,7 +39,7 @@ def train_models(history: Path, out: Path, epochs: int, console: Console) -> dic
     runs = {}
     for name, config in (("Model A (without past elections)", model_a), ("Model B (with past elections)", model_b)):
         console.rule(name)
-        runs[name] = train(config, console=console, verbose=0)
+        runs[name] = train(config, console=console, verbose=0, report=write_report)
     return runs
 
 

@@ -15,6 +15,7 @@ from probes import regression
 
 from deepfield import atomic
 from deepfield.errors import DeepfieldError
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import load_run, train
 
@@ -59,7 +60,7 @@ def killed_then_rerun(monkeypatch, config, run, k):
     """Train ``config`` with its ``k``-th write killed, then again; False when the run has fewer writes."""
     kill_at(monkeypatch, run, k)
     try:
-        train(config, verbose=0)
+        train(config, verbose=0, report=write_report)
     except KeyboardInterrupt:
         pass
     else:
@@ -67,7 +68,7 @@ def killed_then_rerun(monkeypatch, config, run, k):
     finally:
         monkeypatch.setattr(atomic.os, "replace", os.replace)
     loads_or_says_unfinished(run)
-    train(config, verbose=0)
+    train(config, verbose=0, report=write_report)
     return True
 
 

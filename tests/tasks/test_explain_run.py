@@ -8,6 +8,7 @@ import pytest
 
 from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.explain import choose_stamps, methods_from, row_titles
 from deepfield.tasks.run import explain_run, train
@@ -24,7 +25,7 @@ def run(tmp_path_factory):
                     "methods": ["filters", "feature-maps", "patches", "saliency", "integrated-gradients",
                                 "occlusion", "class-model"],
                     "occlusion": {"size": 6, "stride": 6}}})
-    return train(config, verbose=0), sky
+    return train(config, verbose=0, report=write_report), sky
 
 
 def test_train_explains_its_test_stamps_into_the_report(run):

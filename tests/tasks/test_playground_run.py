@@ -5,6 +5,7 @@ import sys
 
 from PIL import Image
 
+from deepfield.report.html import write_report
 from deepfield.tasks.playground import optimizers_playground
 
 
@@ -12,8 +13,11 @@ def test_optimizers_playground_writes_paths_animation_and_summary(tmp_path):
     summary = optimizers_playground("quadratic", tmp_path, ["sgd", "adam", "newton"], steps=30, start=(-1.0, 2.0),
                                     animation=".gif")
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {"paths.png", "paths.gif", "losses.png"}
-    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(summary))
-    assert "Optimiser paths on the loss surface" in (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"title": "Optimisers on quadratic",
+                                                                  **json.loads(json.dumps(summary))}
+    write_report(tmp_path)  # the report sits above the tasks: the command line asks for it (title from metrics.json)
+    html = (tmp_path / "report.html").read_text()
+    assert "Optimiser paths on the loss surface" in html and "<h1>Optimisers on quadratic</h1>" in html
     assert summary["start"] == [-1.0, 2.0] and set(summary["optimizers"]) == {"sgd", "adam", "newton"}
     assert summary["optimizers"]["newton"]["steps_to_tolerance"] == 1  # a quadratic: one Newton step
     assert summary["optimizers"]["newton"]["end"] == [1.0, 0.5]
@@ -45,7 +49,7 @@ def test_learn_sweep_and_depth_folders(tmp_path):
     deep = depth_playground(tmp_path / "depth", variants=["sigmoid", "relu+he"], depth=6, epochs=2)
     ratios = {name: row["first_to_last"] for name, row in deep["variants"].items()}
     assert ratios["sigmoid"] < 0.1 * ratios["relu+he"]  # the vanishing gradient, and its cure
-    assert "Vanishing gradients" in (tmp_path / "depth" / "report.html").read_text()
+    assert "Vanishing gradients" in write_report(tmp_path / "depth").read_text()
 
 
 def test_toy_data_names_what_it_takes(tmp_path):

@@ -6,6 +6,7 @@ import yaml
 
 from deepfield.data.simulate import simulate_morphology, simulate_quality
 from deepfield.models.serialization import load_network
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 from deepfield.training.device import cpu_has_amx
@@ -24,7 +25,7 @@ def test_morphology_run_writes_the_run_folder(sky, tmp_path):
         "model": {"preset": "resnet", "options": {"filters": [8, 16], "blocks": 1}},
         "training": {"epochs": 2, "batch_size": 32},
     })
-    out = train(config, verbose=0)
+    out = train(config, verbose=0, report=write_report)
     names = {p.name for p in out.iterdir()}
     assert {"config.yaml", "model.json", "weights.safetensors", "checkpoints", "history.csv", "metrics.json",
             "summary.txt", "figures", "report.html"} <= names
@@ -65,13 +66,13 @@ def test_baselines_run_beside_the_network_on_its_split(sky, tmp_path):
         "model": {"preset": "resnet", "options": {"filters": [8], "blocks": 1}}, "training": {"epochs": 1},
         "baselines": {"run": True, "features": ["hog", "texture"], "learners": ["knn"]},
     }
-    out = train(load_config(None, document=document), verbose=0)
+    out = train(load_config(None, document=document), verbose=0, report=write_report)
     rows = json.loads((out / "metrics.json").read_text())["baselines"]
     assert [row["model"] for row in rows] == ["network (resnet)", "hog + knn", "texture + knn"]
     assert rows[1]["n_features"] == 144 and 0.0 <= rows[1]["accuracy"] <= 1.0  # hog of 24x24: 2x2 blocks of 2x2 cells
     assert "texture + knn" in (out / "report.html").read_text()
     document["baselines"] = {"learners": ["svm_linear"], "features": ["texture"]}
-    baselines_run(load_config(None, document=document))  # again, later: rows are added, not duplicated
+    baselines_run(load_config(None, document=document), report=write_report)  # again: rows added, not duplicated
     rows = json.loads((out / "metrics.json").read_text())["baselines"]
     assert [row["model"] for row in rows].count("network (resnet)") == 1 and rows[-1]["model"] == "texture + svm_linear"
 
@@ -81,7 +82,7 @@ def test_gradient_norms_are_recorded_and_shown_in_the_training_section(sky, tmp_
         "task": "morphology", "out": str(tmp_path / "run"), "data": {"path": str(sky)},
         "model": {"preset": "resnet", "options": {"filters": [4], "blocks": 1}},
         "training": {"epochs": 1, "batch_size": 16, "gradient_norms": True}})
-    out = train(config, verbose=0)
+    out = train(config, verbose=0, report=write_report)
     assert (out / "figures" / "gradient_norms.png").is_file()
     html = (out / "report.html").read_text()
     training = html.split('<section id="training">')[1].split("</section>")[0]

@@ -5,6 +5,7 @@ import numpy as np
 from astropy.table import Table
 from rich.console import Console
 
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 
@@ -20,7 +21,7 @@ def test_a_run_at_chance_on_validation_warns_in_the_console_metrics_and_report(t
         "model": {"preset": "mlp", "options": {"hidden": [64, 64]}},
         "training": {"epochs": 60, "batch_size": 16, "optimizer": "adam", "learning_rate": 0.02}})
     console = Console(record=True, width=400)
-    out = train(config, console=console, verbose=0)
+    out = train(config, console=console, verbose=0, report=write_report)
     warnings = json.loads((out / "metrics.json").read_text())["warnings"]
     assert len(warnings) == 1 and warnings[0].startswith("validation accuracy stayed near chance")
     assert "while training accuracy reached 0.9" in warnings[0]  # memorised

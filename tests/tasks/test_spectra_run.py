@@ -10,6 +10,7 @@ from astropy.table import Table
 
 from deepfield.data.simulate.spectra import CLASSES, simulate_spectra
 from deepfield.errors import DeepfieldError
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import evaluate_run, load_run, predict_run, prepare, task_for, train
 
@@ -32,7 +33,7 @@ def trained(simulated, tmp_path_factory):
     """One tiny run trained from the example config on the .npz."""
     config = load_config(EXAMPLE, [f"data.path={simulated[1]}", f"out={tmp_path_factory.mktemp('run') / 'run'}",
                                    *TINY])
-    return config, train(config, verbose=0)
+    return config, train(config, verbose=0, report=write_report)
 
 
 def test_an_npz_of_n_1_l_is_prepared_as_n_1_l_normalised_per_spectrum(trained):

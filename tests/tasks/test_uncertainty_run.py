@@ -8,6 +8,7 @@ from astropy.table import Table
 from deepfield.data.simulate import simulate_morphology, simulate_photoz
 from deepfield.errors import DeepfieldError
 from deepfield.models.bayesian import is_stochastic_layer
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
 
@@ -40,7 +41,7 @@ def photoz(catalogue, out, **extra):
 
 
 def test_mc_dropout_classification_run_reports_calibration_and_writes_uncertainty_columns(sky, tmp_path):
-    out = train(morphology(sky, tmp_path / "run", uncertainty={"mc_samples": 6}), verbose=0)
+    out = train(morphology(sky, tmp_path / "run", uncertainty={"mc_samples": 6}), verbose=0, report=write_report)
     metrics = json.loads((out / "metrics.json").read_text())
     u = metrics["uncertainty"]
     assert u["draws"] == 6

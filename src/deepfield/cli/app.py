@@ -121,7 +121,10 @@ def train(
     """
     from deepfield.tasks.processes import train_processes
 
-    out = train_processes(config, overrides or [], devices=devices, nodes=nodes, console=console, restart=restart)
+    from deepfield.report.html import write_report
+
+    out = train_processes(config, overrides or [], devices=devices, nodes=nodes, console=console, restart=restart,
+                          report=write_report)
     if out is None:  # a torchrun process other than the first: it writes nothing
         return
     from deepfield.report.html import headline
@@ -140,7 +143,9 @@ def baseline(
     """Classical baselines (HOG, CAS, colours + SVM, forests, kNN) on the network's exact split."""
     from deepfield.tasks.run import baselines_run
 
-    out = baselines_run(load_config(config, overrides or []), console=console)
+    from deepfield.report.html import write_report
+
+    out = baselines_run(load_config(config, overrides or []), console=console, report=write_report)
     rows = json.loads((out / "metrics.json").read_text())["baselines"]
     for row in rows:
         shown = {k: v for k, v in row.items() if k in ("accuracy", "macro_auc", "sigma_nmad", "fit_time_s")}
@@ -253,11 +258,11 @@ def demo(
     """The main job: the backprop example, a simulated sky, a network trained on it, its report."""
     import time
 
-    from deepfield.report.html import headline
+    from deepfield.report.html import headline, write_report
     from deepfield.tasks.demo import run_demo
 
     started = time.perf_counter()
-    run = run_demo(out=out, epochs=epochs, seed=seed, console=console)
+    run = run_demo(out=out, epochs=epochs, seed=seed, console=console, report=write_report)
     metrics = json.loads((run / "metrics.json").read_text())
     console.rule("[bold]Result")
     console.print(f"{headline(metrics)}: 5 classes, chance 0.2; macro AUC {metrics['macro_auc']:.4g}; "

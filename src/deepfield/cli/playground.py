@@ -36,6 +36,7 @@ def playground_optimizers(
 ) -> None:
     """The paths of several optimisers from the same start, on the contours of a 2-D surface."""
     point = parse_range(start, "--start", "x,y (e.g. 1,1.5)") if start else None
+    from deepfield.report.html import write_report
     from deepfield.tasks import playground
 
     summary = playground.optimizers_playground(surface, out, split_list(optimizers), lr, steps, point)
@@ -45,6 +46,7 @@ def playground_optimizers(
         table.add_row(name, f"{row['learning_rate']:g}", reached, f"{row['final_value']:.4g}",
                       "yes" if row["diverged"] else "")
     console.print(table)
+    write_report(out)  # the report sits above the tasks: asked for once the task returns
     console.print(f"wrote {out}")
 
 
@@ -65,6 +67,7 @@ def playground_learn(
     out: PLAY_OUT = Path("playground-learn"),
 ) -> None:
     """A small network learning a 2-D classification: its decision boundary and loss, frame by frame."""
+    from deepfield.report.html import write_report
     from deepfield.tasks import playground
 
     x, y = playground.toy_data(data, seed=seed)
@@ -72,6 +75,7 @@ def playground_learn(
         x, y, out, hidden=tuple(parse_numbers(hidden, "--hidden")), activation=activation,
         optimizer=optimizer, learning_rate=lr, epochs=epochs, batch_size=parse_batch_size(batch_size),
         kernel_initializer=init, batch_norm=batch_norm, frames=frames, seed=seed)
+    write_report(out)  # the report sits above the tasks: asked for once the task returns
     console.print(f"training accuracy {summary['final_accuracy']:.3f}; wrote {out}")
 
 
@@ -89,6 +93,7 @@ def playground_sweep(
     out: PLAY_OUT = Path("playground-sweep"),
 ) -> None:
     """The same network over learning rates x initialisations x batch sizes: final loss and accuracy."""
+    from deepfield.report.html import write_report
     from deepfield.tasks import playground
 
     x, y = playground.toy_data(data, seed=seed)
@@ -97,6 +102,7 @@ def playground_sweep(
         batch_sizes=[parse_batch_size(b) for b in split_list(batch_sizes) or []],
         hidden=tuple(parse_numbers(hidden, "--hidden")), steps=steps, seed=seed)
     diverged = sum(run["diverged"] for run in summary["runs"])
+    write_report(out)  # the report sits above the tasks: asked for once the task returns
     console.print(f"{len(summary['runs'])} runs, {diverged} diverged; wrote {out}")
 
 
@@ -109,6 +115,7 @@ def playground_depth(
     out: PLAY_OUT = Path("playground-depth"),
 ) -> None:
     """Deep stacks with sigmoid or ReLU, He initialisation, batch norm: per-layer gradient norms side by side."""
+    from deepfield.report.html import write_report
     from deepfield.tasks import playground
 
     summary = playground.depth_playground(out, variants=split_list(variants) or [], depth=depth, seed=seed)
@@ -116,4 +123,5 @@ def playground_depth(
     for name, row in summary["variants"].items():
         table.add_row(name, f"{row['first_to_last']:.2e}", f"{row['train_loss']:.3f}")
     console.print(table)
+    write_report(out)  # the report sits above the tasks: asked for once the task returns
     console.print(f"wrote {out}")

@@ -86,7 +86,7 @@ FIGURE_TITLES = {
 }
 """Captions of the figures deepfield writes, by file stem (``figures/captions.json`` overrides them)."""
 
-_HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs_run", "warnings", *TIME_KEYS})
+_HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs_run", "warnings", "title", *TIME_KEYS})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LOWER_IS_BETTER = frozenset({
     "loss", "error", "err", "mse", "mae", "rmse", "mad", "nmad", "scatter", "sigma", "std", "outlier",
@@ -168,7 +168,8 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None,
 
     Args:
         run_dir: a run folder (see the run-folder contract in DESIGN.md).
-        title: the page title; default: the run's name (``name`` in config.yaml, else the folder name).
+        title: the page title; default: the run's name (``name`` in config.yaml, else ``title`` in
+            metrics.json, else the folder name).
         sections: the sections to include, among ``SECTIONS``; default: all. A section whose
             inputs are absent from the folder is left out either way.
 
@@ -495,8 +496,11 @@ def _page(title: str, body: str) -> str:
 # ---------------------------------------------------------------- the sections
 
 def _run_name(run: _Run) -> str:
-    name = run.config.get("name")
-    return str(name) if isinstance(name, (str, int, float)) else run.folder.resolve().name
+    """``name`` in config.yaml, else ``title`` in metrics.json (a playground's), else the folder's name."""
+    for name in (run.config.get("name"), run.metrics.get("title")):
+        if isinstance(name, (str, int, float)):
+            return str(name)
+    return run.folder.resolve().name
 
 
 def _run_date(run: _Run) -> str:

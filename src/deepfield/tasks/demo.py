@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,11 @@ def same_demo(config: RunConfig) -> bool:
 
 
 def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None = None,
-             stamps: int = DEMO_STAMPS, class_model_steps: int = 200) -> Path:
+             stamps: int = DEMO_STAMPS, class_model_steps: int = 200,
+             report: Callable[[Path], object] | None = None) -> Path:
     """Run the three parts into the folder ``out``; returns the run folder (``out/run``: its
-    ``metrics.json`` and ``report.html``). The command line prints the result after it returns."""
+    ``metrics.json``; ``report`` is called with it, as :func:`~deepfield.tasks.run.train` says).
+    The command line prints the result after it returns."""
     console = console or Console()
     data = Path(out) / "data" / "sky.h5"
     config = load_config(None, document=demo_config(Path(out) / "run", data, epochs, seed, class_model_steps),
@@ -65,4 +68,4 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
     console.print(f"wrote {data}")
 
     console.rule("[bold]3. A residual network learns galaxy morphology")
-    return train(config, console=console, restart=not same_demo(config))
+    return train(config, console=console, restart=not same_demo(config), report=report)

@@ -29,7 +29,6 @@ from deepfield.plots import (animate_decision_boundary, animate_optimizer_paths,
                              plot_gradient_norms_by_depth, plot_loss_curves, plot_optimizer_paths,
                              plot_sweep)
 from deepfield.plots.animation import default_suffix
-from deepfield.report.html import write_report
 
 TOY_SETS = ("moons", "circles", "spirals", "xor")
 DEPTH_POINTS = 256
@@ -44,9 +43,9 @@ def figures_folder(out: Path) -> Path:
 
 
 def write_summary(out: Path, summary: dict[str, Any], title: str) -> dict[str, Any]:
-    """``metrics.json`` and ``report.html`` of a playground folder; returns ``summary``."""
-    atomic.write_text(out / "metrics.json", json.dumps(jsonable(summary), indent=2, allow_nan=False) + "\n")
-    write_report(out, title=title)
+    """``metrics.json`` of a playground folder, with its ``title`` (the report's); returns ``summary``."""
+    atomic.write_text(out / "metrics.json",
+                      json.dumps(jsonable({"title": title, **summary}), indent=2, allow_nan=False) + "\n")
     return summary
 
 

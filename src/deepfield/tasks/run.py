@@ -42,7 +42,6 @@ from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.outputs import check_output
 from deepfield.plots import plot_gradient_norms, plot_learning_curves
-from deepfield.report.html import write_report
 from deepfield.tasks import rerun, run_paths
 from deepfield.tasks.base import NewData, Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge_rows, prepared_targets, run_baselines
@@ -84,7 +83,8 @@ def task_for(config: RunConfig) -> Task:
 
 
 
-def train(config: RunConfig, console: Console | None = None, verbose: int = 1, restart: bool = False) -> Path:
+def train(config: RunConfig, console: Console | None = None, verbose: int = 1, restart: bool = False,
+          report: Callable[[Path], object] | None = None) -> Path:
     """Run ``config`` end to end; returns the run folder.
 
     Into a folder that already holds a run, :mod:`~deepfield.tasks.rerun` decides: the same config
@@ -92,6 +92,9 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1, r
     refused unless ``restart`` (train it again from scratch). The config, the data and the network are
     checked before anything in the folder changes, and the folder is locked
     (:mod:`~deepfield.folder_lock`) while this runs: a second writer is refused.
+
+    ``report``: called with the run folder once the run is finished, still holding its lock (the command
+    line passes :func:`deepfield.report.html.write_report`; tasks sit below the report and do not import it).
 
     Under a process group (``deepfield train --devices N``, torchrun) every process prepares
     the data and trains its shards; rank 0 alone locks and writes the run folder and, once the
@@ -107,8 +110,8 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1, r
         decision = agreed(lambda: claim(stack, config, restart))
         if decision.kind == "finished":
             console.print(escape(decision.line or ""), highlight=False)
-            if main and not (out / REPORT_FILE).is_file():
-                write_report(out)
+            if main and report is not None and not (out / REPORT_FILE).is_file():
+                report(out)
             return out
         prepared = prepare(task, config)
         check_network(task, config, prepared)
@@ -122,7 +125,10 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1, r
                 report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
                 console.print(f"[yellow]{len(skipped)} bad objects skipped[/], listed in {report}")
             atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
-        return train_prepared(config, task, prepared, console, verbose)
+        train_prepared(config, task, prepared, console, verbose)
+        if main and report is not None:
+            report(out)
+        return out
 
 
 def claim(stack: contextlib.ExitStack, config: RunConfig, restart: bool) -> Plan:
@@ -185,7 +191,7 @@ def train_prepared(config: RunConfig, task: Task, prepared: Prepared, console: C
 def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[torch.nn.Module],
                epochs_run: list[int], train_seconds: float, console: Console,
                setup: dict[str, Any] | None = None) -> Path:
-    """After training: calibration, test metrics, figures, explanations, baselines and the report.
+    """After training: calibration, test metrics, figures, explanations, baselines; ``metrics.json`` last.
 
     ``setup``: how the networks were trained (processes, device, precision, channels_last,
     jit_compile), recorded in ``metrics.json["training"]``.
@@ -217,7 +223,6 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
         merge_rows(metrics, baseline_rows(config, prepared, console, metrics))
     # last: metrics.json marks the run finished (deepfield.tasks.run_folder)
     atomic.write_text(out / METRICS_FILE, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
-    write_report(out)
     return out
 
 
@@ -416,9 +421,10 @@ def baseline_rows(config: RunConfig, prepared: Prepared, console: Console,
     return [network, *rows]
 
 
-def baselines_run(config: RunConfig, console: Console | None = None) -> Path:
-    """Run the baselines of a trained run's config on its exact split; update its metrics and report
-    (holding the run's lock, as a train does)."""
+def baselines_run(config: RunConfig, console: Console | None = None,
+                  report: Callable[[Path], object] | None = None) -> Path:
+    """Run the baselines of a trained run's config on its exact split; update its metrics (holding the run's
+    lock, as a train does) and then, still holding it, call ``report`` with the run folder (see :func:`train`)."""
     out = Path(config.out)
     if not (out / METRICS_FILE).is_file():
         raise DeepfieldError(f"{out}: no trained run here yet; `deepfield train` this config first "
@@ -426,7 +432,8 @@ def baselines_run(config: RunConfig, console: Console | None = None) -> Path:
     with folder_lock.hold(out, "deepfield baseline"):
         metrics = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
         append_rows(out, baseline_rows(config, prepare(task_for(config), config), console or Console(), metrics))
-        write_report(out)
+        if report is not None:
+            report(out)
     return out
 
 
