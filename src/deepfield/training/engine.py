@@ -237,6 +237,7 @@ class Engine:
 
     @property
     def _compiled(self) -> nn.Module | None:
+        """``torch.compile(model)`` once placed with ``jit_compile`` (the placement's; tests look at it)."""
         return self.placement.compiled
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
