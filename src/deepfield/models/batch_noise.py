@@ -3,8 +3,8 @@
 Layers that draw random numbers per sample while training (``Dropout``,
 ``SpatialDropout``, the Bayesian layers) draw through :func:`draw`. Alone, that is an
 ordinary draw from torch's global generator. In a data-parallel fit each process runs
-its rows of every global batch (:mod:`deepfield.training.distributed`); the engine then
-runs every step inside :func:`global_batch`, and :func:`draw` draws the noise of the
+its rows of every global batch (:mod:`deepfield.training.distributed`); its strategy
+(``DataParallel.step``) then runs every step inside :func:`global_batch`, and :func:`draw` draws the noise of the
 whole global batch from a generator that every process holds in the same state, then
 keeps this process's rows. Each sample gets the noise one process would have given it,
 so a fit on arrays with dropout gives the same losses and weights on 1 or N processes.

@@ -306,8 +306,9 @@ class ShardedBatches:
 
     Every rank cuts the same seeded order into the same global batches and takes its
     contiguous part (``tensor_split``: the first ``B % W`` ranks get one sample more).
-    :meth:`counts` gives this rank's and the global batch's sizes, from which the engine
-    weights the rank's loss so that DDP's gradient average is the global batch's gradient.
+    :meth:`counts` gives this rank's and the global batch's sizes, from which the strategy
+    (:meth:`~deepfield.training.distributed.DataParallel.step`) weights the rank's loss so
+    that DDP's gradient average is the global batch's gradient.
     A global batch smaller than the number of ranks leaves some ranks without samples:
     they run one repeated sample with weight 0 (DDP needs every rank in every step).
     """

@@ -25,11 +25,15 @@ seconds compiling, again for every new batch shape (the last batch of an epoch, 
 which the runs of a course-sized network do not win back. Compiled, random ops (dropout)
 draw from inductor's own generator, so results are not bitwise those of eager mode
 (``torch._inductor.config.fallback_random = True`` makes them draw from torch's).
+
+The engine holds one :class:`Placement`: the device, the settled switches and the compiled
+model; :class:`Precision` runs the forward pass and the backward and optimiser step of a
+training step in its precision.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ContextManager
+from typing import Any, ContextManager
 
 import torch
 from torch import nn
@@ -155,7 +159,112 @@ class Precision:
             if dtype is torch.float16 and device_type == "cuda":
                 self.scaler = torch.amp.GradScaler("cuda")
 
+    def forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``net(x)`` in a training step: under autocast in mixed precision, the output then cast to float32."""
+        autocast = self.autocast
+        if autocast is None:
+            return net(x)
+        with autocast():
+            out = net(x)
+        return out.float()
+
+    def step(self, loss: torch.Tensor, optimizer: Any, after_backward: Callable[[], None] | None = None) -> None:
+        """``loss.backward()``, ``after_backward()`` (gradients unscaled) and ``optimizer.step()``.
+
+        With a ``scaler`` (fp16 on CUDA) the loss is scaled before ``backward``, the gradients
+        are unscaled before ``after_backward`` looks at them, and the step is skipped where they
+        overflowed. The gradients are left for the caller to zero.
+        """
+        scaler = self.scaler
+        if scaler is None:
+            loss.backward()
+            if after_backward is not None:
+                after_backward()
+            optimizer.step()
+            return
+        scaler.scale(loss).backward()
+        if after_backward is not None:
+            scaler.unscale_(optimizer)
+            after_backward()
+        scaler.step(optimizer)
+        scaler.update()
+
 
 def to_channels_last(model: nn.Module) -> nn.Module:
     """Store 4-d parameters as NHWC (``torch.channels_last``): faster convolutions on most hardware."""
     return model.to(memory_format=torch.channels_last)
+
+
+class Placement:
+    """Where and how fast one model trains: its device, precision, memory format and compilation.
+
+    Args:
+        device: the device (resolved: :func:`resolve_device`, and for a data-parallel rank its own).
+        precision, channels_last, jit_compile: as :class:`~deepfield.training.engine.Engine` takes
+            them, checked now. ``"auto"`` is settled by the model's built layers at the first
+            :meth:`place` (``channels_last`` is ``None`` until then).
+    """
+
+    def __init__(self, device: torch.device, precision: str | None = AUTO, channels_last: bool | str = AUTO,
+                 jit_compile: bool | str = AUTO):
+        self.device = device
+        self.precision = Precision(precision, device)  # checked now; "auto" is settled with the model
+        self._precision_choice = precision
+        self._channels_last_choice = switch("channels_last", channels_last)
+        self.channels_last: bool | None = None
+        self.jit_compile = wants_compile(jit_compile)
+        self.compiled: nn.Module | None = None  # torch.compile(model), made at the first placement
+
+    @property
+    def placed(self) -> bool:
+        """Whether a model was placed (and the "auto" choices settled)."""
+        return self.channels_last is not None
+
+    def place(self, model: nn.Module) -> None:
+        """Put ``model`` (on the device, its lazy layers built) in the chosen memory format and compile it.
+
+        The first call settles the "auto" choices for ``model``; on CUDA cuDNN is told to time
+        its kernels once (the batches have fixed sizes).
+        """
+        if not self.placed:
+            if isinstance(self._precision_choice, str) and self._precision_choice.lower() == AUTO:
+                self.precision = Precision(AUTO, self.device, model)
+            self.channels_last = wants_channels_last(self._channels_last_choice, model, self.device)
+        if self.channels_last:
+            to_channels_last(model)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if self.jit_compile and self.compiled is None:
+            self.compiled = torch.compile(model)
+
+    def net(self, model: nn.Module) -> nn.Module:
+        """What runs ``model`` (placed): its ``torch.compile`` when ``jit_compile``, else ``model`` itself."""
+        return self.compiled if self.compiled is not None else model
+
+    def compile(self, module: nn.Module) -> nn.Module:
+        """``torch.compile(module)`` when ``jit_compile``, else ``module`` (e.g. a model's DDP wrapper)."""
+        return torch.compile(module) if self.jit_compile else module
+
+    def settings(self) -> dict[str, Any]:
+        """The device and speed choices in force (``"auto"`` resolved once a model was placed)."""
+        return {"device": str(self.device), "precision": self.precision.name if self.placed else None,
+                "channels_last": self.channels_last, "jit_compile": self.jit_compile}
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG states (CPU, and CUDA/MPS when in use): what dropout draws from."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (the devices this machine has)."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])

@@ -12,6 +12,13 @@ On one machine::
 
 or from Python: ``launch(4, fn, *args)`` runs ``fn(*args)`` in 4 processes with the group set up.
 
+The engine asks :func:`current_strategy` how the processes share its work: a
+:class:`SingleProcess` (no process group, or one suspended by :func:`local_only`) or a
+:class:`DataParallel` over the group. Both answer the same few questions (:class:`Strategy`):
+which batches this process runs, what the training model is wrapped in, how one step of
+this process's rows is weighted, how logs are reduced, whether a stop anywhere stops every
+process, and which process shows progress.
+
 On several machines, start the same command on every machine with ``torchrun``
 (it sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT)::
 
@@ -56,7 +63,7 @@ import os
 import socket
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 
 import numpy as np
 import torch
@@ -64,7 +71,16 @@ import torch.distributed as dist
 from torch import nn
 
 from deepfield.errors import DeepfieldError
+from deepfield.models import batch_noise
 from deepfield.models.normalization import BatchNormalization
+from deepfield.training.batches import Batches, ShardedBatches, shard_evaluation, shard_training
+from deepfield.training.device import Placement, set_rng_state
+
+if TYPE_CHECKING:
+    from deepfield.training.engine import RunningMean
+
+Logs = dict[str, float]
+Step = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (x, y[, weight]) -> (pred, loss)
 
 _local_only = False
 
@@ -396,8 +412,241 @@ def rank_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, r]).generate_state(1, np.uint64)[0] >> 1)
 
 
+# -- strategies: how the processes share the engine's work ------------------------------------
+
+def local_logs(tracker: RunningMean, metrics: list[Any]) -> Logs:
+    """The loss and metric values of this process's samples (host syncs)."""
+    return {"loss": tracker.result(), **{m.name: float(m.compute()) for m in metrics}}
+
+
+class Strategy(Protocol):
+    """What the engine asks of the processes that share its work (one, or a data-parallel group).
+
+    ``rank`` and ``world``: this process and the number of them; ``is_main``: this process
+    shows progress (and, in :class:`~deepfield.training.callbacks.CallbackList`, runs the
+    callbacks that write files).
+    """
+
+    rank: int
+    world: int
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def local_device(self, device: torch.device) -> torch.device:
+        """The device this process trains on, given the one asked for."""
+
+    def seed_rng(self, seed: int) -> None:
+        """Seed the global torch RNG of this process for a fit seeded ``seed``."""
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every process."""
+
+    def any_rank(self, flag: Any, device: torch.device) -> Any:
+        """``flag`` when alone; true on every process when true on one (collective)."""
+
+    def fit_batches(self, train: Batches, val: Batches | None) -> tuple[Batches, Batches | None]:
+        """This process's training and validation batches."""
+
+    def evaluation_batches(self, batches: Batches) -> tuple[Batches, Strategy]:
+        """This process's batches to evaluate or predict, and the strategy whose processes
+        their logs are reduced over (and their outputs gathered from)."""
+
+    def training(self, model: nn.Module, optimizer: Any, placement: Placement) -> ContextManager[nn.Module]:
+        """Within: ``model`` ready to train; yields what the training steps call."""
+
+    def part(self, batches: Batches, step: int) -> tuple[int, int] | None:
+        """(offset, total) of this process's rows in the global batch ``step``; ``None``: it has the whole batch."""
+
+    def step(self, train_step: Step, batches: Batches, step: int, x: torch.Tensor,
+             y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``train_step`` on this process's rows ``(x, y)`` of batch ``step``: ``(pred, loss, samples)``,
+        ``samples`` being the rows that count (the weight of ``loss`` in the epoch's mean)."""
+
+    def logs(self, tracker: RunningMean, metrics: list[Any], device: torch.device) -> Logs:
+        """The loss and metric values over every process's samples (collective: call at the same point)."""
+
+    def gather_rows(self, local: np.ndarray | None) -> np.ndarray | None:
+        """Every process's output rows, in order."""
+
+    def noise_state(self) -> torch.Tensor:
+        """The state of the stream the per-sample noise is drawn from (:mod:`deepfield.models.batch_noise`)."""
+
+    def gather_state(self, state: dict[str, Any], tracker: RunningMean, device: torch.device) -> dict[str, Any]:
+        """``state`` of :meth:`Engine.training_state` completed with every process's part (collective)."""
+
+    def restore_rng(self, state: dict[str, Any]) -> None:
+        """Restore this process's global RNG and noise stream from a training state."""
+
+
+class SingleProcess:
+    """One process does all the work: its batches are the global batches, its logs the logs."""
+
+    rank, world, is_main = 0, 1, True
+
+    def local_device(self, device: torch.device) -> torch.device:
+        return device
+
+    def seed_rng(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def broadcast(self, value: Any) -> Any:
+        return value
+
+    def any_rank(self, flag: Any, device: torch.device) -> Any:
+        return flag
+
+    def fit_batches(self, train: Batches, val: Batches | None) -> tuple[Batches, Batches | None]:
+        return train, val
+
+    def evaluation_batches(self, batches: Batches) -> tuple[Batches, Strategy]:
+        return batches, self
+
+    @contextlib.contextmanager
+    def training(self, model: nn.Module, optimizer: Any, placement: Placement) -> Iterator[nn.Module]:
+        yield placement.net(model)
+
+    def part(self, batches: Batches, step: int) -> tuple[int, int] | None:
+        return None
+
+    def step(self, train_step: Step, batches: Batches, step: int, x: torch.Tensor,
+             y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        pred, loss = train_step(x, y)
+        return pred, loss, x.shape[0]
+
+    def logs(self, tracker: RunningMean, metrics: list[Any], device: torch.device) -> Logs:
+        return local_logs(tracker, metrics)
+
+    def gather_rows(self, local: np.ndarray | None) -> np.ndarray | None:
+        return local
+
+    def noise_state(self) -> torch.Tensor:
+        return torch.get_rng_state()  # per-sample noise is drawn from the global CPU generator
+
+    def gather_state(self, state: dict[str, Any], tracker: RunningMean, device: torch.device) -> dict[str, Any]:
+        return state
+
+    def restore_rng(self, state: dict[str, Any]) -> None:
+        set_rng_state(state["rng"])
+        torch.set_rng_state(state.get("batch_noise", state["rng"]["cpu"]))
+
+
+class DataParallel:
+    """Rank ``rank`` of ``world`` processes training one model in DistributedDataParallel (module doc).
+
+    Each process runs its part of every global batch (:func:`~deepfield.training.batches.shard_training`),
+    its loss weighted so that DDP's gradient average is the global batch's gradient, its per-sample
+    noise drawn from a stream every rank holds alike (:attr:`noise`, during :meth:`training`).
+    """
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+        self.noise: torch.Generator | None = None  # the shared per-sample noise stream of the fit under way
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def local_device(self, device: torch.device) -> torch.device:
+        return local_device(device)
+
+    def seed_rng(self, seed: int) -> None:
+        torch.manual_seed(rank_seed(seed))
+
+    def broadcast(self, value: Any) -> Any:
+        return broadcast_object(value)
+
+    def any_rank(self, flag: Any, device: torch.device) -> bool:
+        return any_rank(bool(flag), device)
+
+    def fit_batches(self, train: Batches, val: Batches | None) -> tuple[Batches, Batches | None]:
+        train = shard_training(train, self.rank, self.world)
+        if val is not None:
+            val, sharded = shard_evaluation(val, self.rank, self.world)
+            if not sharded:  # every rank runs the whole loader: nothing to sum over ranks
+                raise DeepfieldError("distributed fit: pass validation data as arrays or a Dataset, not a DataLoader")
+        return train, val
+
+    def evaluation_batches(self, batches: Batches) -> tuple[Batches, Strategy]:
+        batches, sharded = shard_evaluation(batches, self.rank, self.world)
+        return batches, (self if sharded else SingleProcess())  # a DataLoader runs whole on every rank
+
+    @contextlib.contextmanager
+    def training(self, model: nn.Module, optimizer: Any, placement: Placement) -> Iterator[nn.Module]:
+        """Synchronised batch norm, the model in DDP (compiled when ``jit_compile``), the shared noise stream."""
+        if getattr(optimizer, "requires_closure", False):
+            raise DeepfieldError(f"{type(optimizer).__name__} evaluates the loss itself (a closure) and "
+                                 "cannot train data-parallel; use one process (--devices 1)")
+        converted = convert_sync_batchnorm(model)
+        try:
+            net = placement.compile(wrap(model, placement.device))
+            # Per-sample noise (dropout on the CPU) continues rank 0's global stream, the one a single
+            # process would draw from, on every rank alike (deepfield.models.batch_noise)
+            self.noise = torch.Generator()
+            self.noise.set_state(broadcast_object(torch.get_rng_state()))
+            yield net
+        finally:
+            self.noise = None
+            restore_batchnorm(converted)
+
+    def part(self, batches: Batches, step: int) -> tuple[int, int] | None:
+        if not isinstance(batches, ShardedBatches):  # a DataLoader's batches: each rank has whole batches
+            return None
+        return batches.offset(step), batches.counts(step)[1]
+
+    def step(self, train_step: Step, batches: Batches, step: int, x: torch.Tensor,
+             y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if not isinstance(batches, ShardedBatches):
+            pred, loss = train_step(x, y)
+            return pred, loss, x.shape[0]
+        n, total = batches.counts(step)
+        with batch_noise.global_batch(batches.offset(step), x.shape[0], total, self.noise):
+            pred, loss = train_step(x, y, n * self.world / total)
+        return pred, loss, n
+
+    def logs(self, tracker: RunningMean, metrics: list[Any], device: torch.device) -> Logs:
+        total, count = sum_values(list(tracker.totals()), device)
+        return {"loss": total / count if count else float("nan"),
+                **{m.name: reduced_metric(m, device) for m in metrics}}
+
+    def gather_rows(self, local: np.ndarray | None) -> np.ndarray | None:
+        return gather_rows(local)
+
+    def noise_state(self) -> torch.Tensor:
+        return torch.get_rng_state() if self.noise is None else self.noise.get_state()
+
+    def gather_state(self, state: dict[str, Any], tracker: RunningMean, device: torch.device) -> dict[str, Any]:
+        """Every rank's RNG (``rng_ranks``) and, mid-epoch, the loss so far over every rank; rank 0 writes it."""
+        state["rng_ranks"] = all_gather_objects(state["rng"])
+        if state["epoch_loss"] is not None:
+            total, count = sum_values(list(tracker.totals()), device)
+            state["epoch_loss"] = {"total": torch.tensor(total, dtype=torch.float64), "count": int(count)}
+        return state
+
+    def restore_rng(self, state: dict[str, Any]) -> None:
+        """This rank's RNG from ``rng_ranks``; from a backup of another world size, rank 0's and fresh
+        streams elsewhere. The noise stream continues alike on every rank."""
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == self.world:
+            set_rng_state(ranks[self.rank])
+        else:
+            set_rng_state(state["rng"])
+            if self.rank:
+                torch.manual_seed(rank_seed(int(state["seed"]) + int(state["epoch"])))
+        noise = state.get("batch_noise", state["rng"]["cpu"])
+        if self.noise is None:
+            torch.set_rng_state(noise)
+        else:
+            self.noise.set_state(noise)
+
+
+def current_strategy() -> Strategy:
+    """How this process shares work now: :class:`DataParallel` under a process group, else :class:`SingleProcess`."""
+    return DataParallel(rank(), world_size()) if is_distributed() else SingleProcess()
+
+
 __all__ = [
-    "SyncBatchNormalization", "all_gather_objects", "any_rank", "broadcast_object", "convert_sync_batchnorm",
-    "gather_rows", "is_distributed", "is_main", "launch", "local_only", "local_rank", "rank", "setup", "teardown",
-    "world_size", "wrap",
+    "DataParallel", "SingleProcess", "Strategy", "SyncBatchNormalization", "all_gather_objects", "any_rank",
+    "broadcast_object", "convert_sync_batchnorm", "current_strategy", "gather_rows", "is_distributed", "is_main",
+    "launch", "local_only", "local_rank", "rank", "setup", "teardown", "world_size", "wrap",
 ]

@@ -21,16 +21,20 @@ mid-epoch (see :class:`~deepfield.training.callbacks.BackupAndRestore`). In a da
 fit the per-sample noise of the CPU (dropout) comes from a stream shared by the ranks, so
 that each sample gets the mask one process would draw for it (:mod:`deepfield.models.batch_noise`).
 
-Under an initialised process group (torchrun, :func:`~deepfield.training.distributed.launch`)
-fit/evaluate/predict are data-parallel (see :mod:`deepfield.training.distributed`): each
-rank trains on its part of every global batch (``batch_size`` is the global batch) in
-DistributedDataParallel, the epoch logs are all-reduced so every rank has the same ones,
-only rank 0 shows progress and runs the callbacks that write files, and ``predict``
-returns the full array on every rank. Without a process group nothing of this runs.
+The engine is the loop alone. How the processes share the work is a strategy
+(:func:`deepfield.training.distributed.current_strategy`): under an initialised process
+group (torchrun, :func:`~deepfield.training.distributed.launch`) a
+:class:`~deepfield.training.distributed.DataParallel` one, with which each rank trains on its
+part of every global batch (``batch_size`` is the global batch) in DistributedDataParallel,
+the epoch logs are all-reduced so every rank has the same ones, only rank 0 shows progress
+and runs the callbacks that write files, and ``predict`` returns the full array on every
+rank; without one, :class:`~deepfield.training.distributed.SingleProcess`. Where and how
+fast the model runs (device, precision, channels_last, torch.compile) is the engine's
+:class:`~deepfield.training.device.Placement`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -41,20 +45,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import batch_noise
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers
 from deepfield.training import metrics as metric_registry
 from deepfield.training.augment import BatchAugment, as_augment
-from deepfield.training.batches import (BatchSize, Batches, check_batch_size, make_batches, shard_evaluation,
-                                        shard_training, split_validation)
+from deepfield.training.batches import BatchSize, Batches, check_batch_size, make_batches, split_validation
 from deepfield.training.callbacks import Callback, CallbackList, History
-from deepfield.training.device import (AUTO, Precision, resolve_device, switch, to_channels_last,
-                                       wants_channels_last, wants_compile)
+from deepfield.training.device import AUTO, Placement, Precision, resolve_device, rng_state, set_rng_state
+from deepfield.training.distributed import SingleProcess, Step, Strategy
 from deepfield.training.mc_dropout import MCPrediction, sample_outputs
 from deepfield.training.progress import EpochProgress
 
-Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (x, y) -> (pred, loss)
+__all__ = ["Engine", "RunningMean", "declared_input_shape", "eval_mode", "expected_input_shape", "rng_state",
+           "set_rng_state"]
 
 
 class RunningMean:
@@ -93,11 +96,10 @@ class RunningMean:
         self._fold()
         return float(self._total) / self._count if self._count else float("nan")
 
-    def reduced(self, device: torch.device) -> tuple[float, int]:
-        """(total, count) summed over the ranks of the process group."""
+    def totals(self) -> tuple[torch.Tensor | float, int]:
+        """(sum of the weighted values, sum of the weights) so far: what is summed over processes."""
         self._fold()
-        total, count = distributed.sum_values([0.0 if self._total is None else self._total, self._count], device)
-        return total, int(count)
+        return 0.0 if self._total is None else self._total, self._count
 
     def state_dict(self) -> dict[str, Any]:
         self._fold()
@@ -108,24 +110,6 @@ class RunningMean:
         self._values, self._counts = [], []
         self._total = None if total is None else total.to(device)
         self._count = int(state["count"])
-
-
-def rng_state() -> dict[str, Any]:
-    """The global torch RNG states (CPU, and CUDA/MPS when in use): what dropout draws from."""
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if torch.backends.mps.is_available():
-        state["mps"] = torch.mps.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "mps" in state and torch.backends.mps.is_available():
-        torch.mps.set_rng_state(state["mps"])
 
 
 def declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
@@ -200,6 +184,9 @@ class Engine:
             ``"auto"`` (default) is off, see :mod:`.device`. Monte-Carlo sampling and the
             explanation methods run the model itself (they hook its layers).
 
+    ``device``, ``precision`` (a :class:`~deepfield.training.device.Precision`),
+    ``channels_last`` and ``jit_compile`` read what is in force from :attr:`placement`.
+
     Auxiliary losses: submodules with an ``auxiliary_loss()`` method (the variational layers
     of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) add it to the
     training loss, and the reported ``loss`` includes it, as Keras reports added losses.
@@ -214,13 +201,8 @@ class Engine:
         if not isinstance(model, nn.Module):
             raise DeepfieldError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.device = distributed.local_device(resolve_device(device))
-        self.precision = Precision(precision, self.device)  # checked now; "auto" is decided with the model
-        self._precision_choice = precision
-        self._channels_last_choice = switch("channels_last", channels_last)
-        self.channels_last: bool | None = None  # decided by the model's layers when it is first placed
-        self.jit_compile = wants_compile(jit_compile)
-        self._compiled: nn.Module | None = None  # torch.compile(model), made at the first placement
+        local = distributed.current_strategy().local_device(resolve_device(device))
+        self.placement = Placement(local, precision, channels_last, jit_compile)
         self.loss_fn = None if loss is None else losses.get(loss)
         self.metrics = [metric_registry.get(m) for m in _as_list(metrics)]
         self.optimizer = optimizers.get(optimizer)
@@ -232,9 +214,31 @@ class Engine:
         self._after_backward: list[Callback] = []
         self._auxiliary: list[nn.Module] = []
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
-        self._world = 1  # processes of the fit under way
-        self._batch_noise: torch.Generator | None = None  # a data-parallel fit's shared per-sample noise stream
+        self._strategy: Strategy = SingleProcess()  # how the processes of the fit under way share it
         self._augment: BatchAugment | None = None  # what the fit under way does to its training batches
+
+    # -- placement (what settings() reports) -------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+    @property
+    def precision(self) -> Precision:
+        return self.placement.precision
+
+    @property
+    def channels_last(self) -> bool | None:
+        """Whether 4-d weights are stored NHWC; ``None`` until the model is first placed."""
+        return self.placement.channels_last
+
+    @property
+    def jit_compile(self) -> bool:
+        return self.placement.jit_compile
+
+    @property
+    def _compiled(self) -> nn.Module | None:
+        """``torch.compile(model)`` once placed with ``jit_compile`` (the placement's; tests look at it)."""
+        return self.placement.compiled
 
     # -- learning rate (what LR callbacks read and set) ------------------------------------
     @property
@@ -278,14 +282,12 @@ class Engine:
         epochs = arguments.integer("epochs", epochs, minimum=0)  # 0 trains nothing, as in Keras
         initial_epoch = arguments.integer("initial_epoch", initial_epoch, minimum=0)
         batch_size = check_batch_size(batch_size)
-        world = distributed.world_size()
+        strategy = distributed.current_strategy()
         if seed is not None:
             self._seed = _check_seed(seed)
-            torch.manual_seed(self._seed if world == 1 else distributed.rank_seed(self._seed))
+            strategy.seed_rng(self._seed)
         else:
-            self._seed = int(torch.randint(0, 2**62, (1,)).item())
-            if world > 1:
-                self._seed = distributed.broadcast_object(self._seed)
+            self._seed = strategy.broadcast(int(torch.randint(0, 2**62, (1,)).item()))
         if validation_data is None and validation_split:
             (x, y), validation_data = split_validation(x, y, validation_split)
         train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, device=self.device, with_y=True)
@@ -294,14 +296,20 @@ class Engine:
         self._augment = as_augment(augment)
         if self._augment is not None:
             self._augment.check(train.example())
-        if world > 1:
-            return self._fit_distributed(train, val, epochs, verbose, callbacks, initial_epoch)
-        self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
-        self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
-        return self._fit(train, val, epochs, verbose, callbacks, initial_epoch)
+        train, val = strategy.fit_batches(train, val)
+        with strategy.training(self.model, self.optimizer, self.placement) as net:
+            self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
+            self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
+            self._strategy, self._net = strategy, net
+            try:
+                return self._fit(train, val, epochs, verbose if strategy.is_main else 0, callbacks, initial_epoch)
+            finally:
+                self._strategy, self._net = SingleProcess(), self.model
 
     def _fit(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
              callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
+        """The epochs of ``fit`` on this process's batches, as :attr:`_strategy` shares them."""
+        strategy = self._strategy
         self.history = History()
         cbs = self._callbacks = CallbackList([self.history, *_as_list(callbacks)], self,
                                              params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
@@ -318,77 +326,41 @@ class Engine:
                 logs = self._train_epoch(epoch, epochs, start, train, train_step, cbs, progress)
                 start = 0
                 if val is not None:
-                    val_logs = self._evaluate(val, cbs, reduce=self._world > 1)
+                    val_logs = self._evaluate(val, cbs, None, strategy)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 logs["lr"] = self.optimizer.last_learning_rate()  # decayed, as the epoch's last step ran
                 if progress is not None:
                     progress.finish(logs)
                 cbs.call("on_epoch_end", epoch, logs)
                 self._tracker = RunningMean()
-                if self._world > 1:
-                    self.model.stop_training = distributed.any_rank(bool(self.model.stop_training), self.device)
+                if strategy.any_rank(self.model.stop_training, self.device):  # a stop anywhere stops every process
+                    self.model.stop_training = True
                 if self.model.stop_training:
                     break
         cbs.call("on_train_end", logs)
         return self.history
 
-    def _fit_distributed(self, train: Batches, val: Batches | None, epochs: int, verbose: int,
-                         callbacks: Iterable[Callback] | None, initial_epoch: int) -> History:
-        """``fit`` on this rank's shards, in DDP with synchronised batch norm (module doc of :mod:`.distributed`)."""
-        if getattr(self.optimizer, "requires_closure", False):
-            raise DeepfieldError(f"{type(self.optimizer).__name__} evaluates the loss itself (a closure) and "
-                                 "cannot train data-parallel; use one process (--devices 1)")
-        rank, world = distributed.rank(), distributed.world_size()
-        train = shard_training(train, rank, world)
-        if val is not None:
-            val, sharded = shard_evaluation(val, rank, world)
-            if not sharded:  # every rank runs the whole loader: nothing to sum over ranks
-                raise DeepfieldError("distributed fit: pass validation data as arrays or a Dataset, not a DataLoader")
-        converted = distributed.convert_sync_batchnorm(self.model)
-        try:
-            self._net = distributed.wrap(self.model, self.device)
-            if self.jit_compile:
-                self._net = torch.compile(self._net)
-            self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
-            self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
-            self._world = world
-            # Per-sample noise (dropout on the CPU) continues rank 0's global stream, the one a single
-            # process would draw from, on every rank alike (deepfield.models.batch_noise)
-            self._batch_noise = torch.Generator()
-            self._batch_noise.set_state(distributed.broadcast_object(torch.get_rng_state()))
-            return self._fit(train, val, epochs, verbose if rank == 0 else 0, callbacks, initial_epoch)
-        finally:
-            self._net, self._world, self._batch_noise = self._inference_net(), 1, None
-            distributed.restore_batchnorm(converted)
-
     def _train_epoch(self, epoch: int, epochs: int, start: int, batches: Batches, train_step: Step,
                      cbs: CallbackList, progress: EpochProgress | None) -> dict[str, float]:
         """One epoch from batch ``start``; returns ``{"loss": ..., metric: ...}``."""
-        model, metrics, tracker = self.model, self.metrics, self._tracker
+        model, metrics, tracker, strategy = self.model, self.metrics, self._tracker, self._strategy
         batch_begin, batch_end = cbs.batch_begin, cbs.batch_end
         for metric in metrics:
             metric.reset()
         model.train()
         cbs.call("on_epoch_begin", epoch, None)
         if progress is not None:
-            progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start, lambda: self._logs(tracker))
+            progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start,
+                           lambda: distributed.local_logs(tracker, metrics))
         step, samples = start, 0
-        sharded = batches if self._world > 1 and hasattr(batches, "counts") else None  # sizes for the weights
         augment = self._augment
         for x, y in batches.epoch(epoch, self._seed, start):
             if augment is not None:
-                part = None if sharded is None else (sharded.offset(step), sharded.counts(step)[1])
-                x = augment(x, self._seed, epoch, step, part)
+                x = augment(x, self._seed, epoch, step, strategy.part(batches, step))
             if batch_begin:
                 for cb in batch_begin:
                     cb.on_train_batch_begin(step, None)
-            if sharded is None:
-                pred, loss = train_step(x, y)
-                n = x.shape[0]
-            else:
-                n, total = sharded.counts(step)
-                with batch_noise.global_batch(sharded.offset(step), x.shape[0], total, self._batch_noise):
-                    pred, loss = train_step(x, y, n * self._world / total)
+            pred, loss, n = strategy.step(train_step, batches, step, x, y)
             loss = loss.detach()
             tracker.add(loss, n)
             if metrics and n:
@@ -399,49 +371,28 @@ class Engine:
                 batch_logs = {"loss": loss, "size": n}
                 for cb in batch_end:
                     cb.on_train_batch_end(step, batch_logs)
-                if self._world > 1:  # a callback's stop must reach every rank at the same step
-                    model.stop_training = distributed.any_rank(bool(model.stop_training), self.device)
+                if strategy.any_rank(model.stop_training, self.device):  # every process stops at the same step
+                    model.stop_training = True
             step += 1
             samples += n
             if progress is not None:
                 progress.advance(step, samples)
             if model.stop_training:
                 break
-        return self._logs(tracker, reduce=self._world > 1)
+        return strategy.logs(tracker, metrics, self.device)
 
     def _forward(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         """The float32 output of ``net`` (default: the model), what evaluate and predict report."""
         return (self.model if net is None else net)(x)
 
-    def _training_forward(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        """The output of ``net`` in a training step: under autocast when mixed precision is on (then cast to float32)."""
-        net = self.model if net is None else net
-        autocast = self.precision.autocast
-        if autocast is None:
-            return net(x)
-        with autocast():
-            out = net(x)
-        return out.float()
-
     def _gradient_step(self, x: torch.Tensor, y: torch.Tensor,
                        weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step; ``weight`` (distributed) multiplies the loss that is differentiated."""
-        pred = self._training_forward(x, self._net)
+        """One optimiser step; ``weight`` (a process's share of a global batch) multiplies the loss differentiated."""
+        precision, optimizer = self.precision, self.optimizer
+        pred = precision.forward(self._net, x)
         loss = self._training_loss(pred, y)
-        scaled = loss if weight is None else loss * weight
-        scaler, optimizer = self.precision.scaler, self.optimizer
-        if scaler is None:
-            scaled.backward()
-            if self._after_backward:
-                self._notify_after_backward()
-            optimizer.step()
-        else:
-            scaler.scale(scaled).backward()
-            if self._after_backward:
-                scaler.unscale_(optimizer)
-                self._notify_after_backward()
-            scaler.step(optimizer)
-            scaler.update()
+        precision.step(loss if weight is None else loss * weight, optimizer,
+                       self._notify_after_backward if self._after_backward else None)
         optimizer.zero_grad(set_to_none=True)
         return pred, loss
 
@@ -450,7 +401,7 @@ class Engine:
         first: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
-            pred = self._training_forward(x)
+            pred = self.precision.forward(self.model, x)
             if not first:
                 first.append(pred)
             return self._training_loss(pred, y)
@@ -470,17 +421,6 @@ class Engine:
         for cb in self._after_backward:
             cb.on_after_backward(self.model)
 
-    def _logs(self, tracker: RunningMean, reduce: bool = False) -> dict[str, float]:
-        """Loss and metric values now (host syncs: call at display refresh and epoch end only).
-
-        ``reduce``: over every rank's samples (collectives: every rank must call it at the same point).
-        """
-        if not reduce:
-            return {"loss": tracker.result(), **{m.name: float(m.compute()) for m in self.metrics}}
-        total, count = tracker.reduced(self.device)
-        return {"loss": total / count if count else float("nan"),
-                **{m.name: distributed.reduced_metric(m, self.device) for m in self.metrics}}
-
     # -- evaluate and predict -------------------------------------------------------------
     def evaluate(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, verbose: int = 1,
                  callbacks: Iterable[Callback] | None = None) -> dict[str, float]:
@@ -493,25 +433,24 @@ class Engine:
         batches = make_batches(x, y, batch_size=check_batch_size(batch_size), shuffle=False,
                                device=self.device, with_y=True)
         self._ready([("x", batches)])
-        reduce = False
-        if distributed.is_distributed():
-            batches, reduce = shard_evaluation(batches, distributed.rank(), distributed.world_size())
-            verbose = verbose if distributed.is_main() else 0
+        strategy = distributed.current_strategy()
+        batches, over = strategy.evaluation_batches(batches)
+        verbose = verbose if strategy.is_main else 0
         return self._evaluate(batches, CallbackList(_as_list(callbacks), self),
-                              EpochProgress(verbose) if verbose else None, reduce)
+                              EpochProgress(verbose) if verbose else None, over)
 
-    def _evaluate(self, batches: Batches, cbs: CallbackList, progress: EpochProgress | None = None,
-                  reduce: bool = False) -> dict[str, float]:
-        """Loss and metrics over ``batches``; ``reduce``: over every rank's (``batches`` being this rank's block)."""
+    def _evaluate(self, batches: Batches, cbs: CallbackList, progress: EpochProgress | None,
+                  strategy: Strategy) -> dict[str, float]:
+        """Loss and metrics over ``batches``, this process's, reduced over the processes of ``strategy``."""
         metrics, tracker = self.metrics, RunningMean()
         for metric in metrics:
             metric.reset()
         cbs.call("on_test_begin", None)
         with eval_mode(self.model), progress or nullcontext():
             if progress is not None:
-                progress.start("Evaluate", batches.steps, 0, lambda: self._logs(tracker))
+                progress.start("Evaluate", batches.steps, 0, lambda: distributed.local_logs(tracker, metrics))
             step = samples = 0
-            net = self._inference_net()
+            net = self.placement.net(self.model)
             for x, y in batches.epoch(0, 0):
                 pred = self._forward(x, net)
                 n = x.shape[0]
@@ -521,7 +460,7 @@ class Engine:
                 step, samples = step + 1, samples + n
                 if progress is not None:
                     progress.advance(step, samples)
-            logs = self._logs(tracker, reduce)
+            logs = strategy.logs(tracker, metrics, self.device)
             if progress is not None:
                 progress.finish(logs)
         cbs.call("on_test_end", logs)
@@ -553,22 +492,20 @@ class Engine:
         batches = make_batches(x, None, batch_size=check_batch_size(batch_size), shuffle=False,
                                device=self.device, with_y=False)
         self._ready([("x", batches)])
-        gather = False
-        if distributed.is_distributed():
-            verbose = verbose if distributed.is_main() else 0
-            if not mc_samples:
-                batches, gather = shard_evaluation(batches, distributed.rank(), distributed.world_size())
+        strategy = distributed.current_strategy()
+        verbose = verbose if strategy.is_main else 0
         if mc_samples:
             draws = sample_outputs(self.model, (xb for xb, _ in batches.epoch(0, 0)), mc_samples, seed=seed,
                                    memory_mb=memory_mb)
             return MCPrediction.from_samples(draws, kind, keep_samples=return_samples)
+        batches, over = strategy.evaluation_batches(batches)
         outputs = []
         progress = EpochProgress(verbose) if verbose else None
         with eval_mode(self.model), progress or nullcontext():
             if progress is not None:
                 progress.start("Predict", batches.steps, 0, dict)
             samples = 0
-            net = self._inference_net()
+            net = self.placement.net(self.model)
             for step, (xb, _) in enumerate(batches.epoch(0, 0), 1):
                 outputs.append(self._forward(xb, net))
                 samples += xb.shape[0]
@@ -576,9 +513,7 @@ class Engine:
                     progress.advance(step, samples)
             if progress is not None:
                 progress.finish({})
-        if gather:
-            return distributed.gather_rows(torch.cat(outputs).cpu().numpy() if outputs else None)
-        return torch.cat(outputs).cpu().numpy()
+        return over.gather_rows(torch.cat(outputs).cpu().numpy() if outputs else None)
 
     # -- setup ------------------------------------------------------------------------------
     def _require_loss(self, what: str) -> None:
@@ -596,33 +531,17 @@ class Engine:
         raise DeepfieldError("validation_data must be (x_val, y_val), a Dataset or a DataLoader")
 
     def _ready(self, inputs: list[tuple[str, Batches]]) -> None:
-        """Move the model to the device, build lazy layers and check every input fits it."""
+        """Move the model to the device, build lazy layers, check every input fits it, and place it."""
         self.model.to(self.device)
         for name, batches in inputs:
             if batches.samples == 0:
                 raise DeepfieldError(f"{name} has no samples")
             self._probe(name, batches.example())
-        if self.channels_last is None:  # the first placement: "auto" choices see the built model
-            if isinstance(self._precision_choice, str) and self._precision_choice.lower() == AUTO:
-                self.precision = Precision(AUTO, self.device, self.model)
-            self.channels_last = wants_channels_last(self._channels_last_choice, self.model, self.device)
-        if self.channels_last:
-            to_channels_last(self.model)
-        if self.device.type == "cuda":  # fixed-size batches: let cuDNN time its kernels once
-            torch.backends.cudnn.benchmark = True
-        if self.jit_compile and self._compiled is None:
-            self._compiled = torch.compile(self.model)
-            self._net = self._compiled
-
-    def _inference_net(self) -> nn.Module:
-        """What evaluate and predict call: the compiled model when ``jit_compile``, else the model."""
-        return self._compiled if self._compiled is not None else self.model
+        self.placement.place(self.model)  # the first placement: "auto" choices see the built model
 
     def settings(self) -> dict[str, Any]:
         """The device and speed choices in force (``"auto"`` resolved once the model was placed)."""
-        placed = self.channels_last is not None
-        return {"device": str(self.device), "precision": self.precision.name if placed else None,
-                "channels_last": self.channels_last, "jit_compile": self.jit_compile}
+        return self.placement.settings()
 
     def _probe(self, name: str, example: torch.Tensor) -> None:
         """One forward pass on one sample; a shape error names what the model expects and what it got."""
@@ -645,7 +564,7 @@ class Engine:
     # -- resumable state (BackupAndRestore) --------------------------------------------------
     def training_state(self, epoch: int, step: int) -> dict[str, Any]:
         """Everything needed to continue at batch ``step`` of ``epoch`` exactly as if never stopped."""
-        scaler = self.precision.scaler
+        scaler, strategy = self.precision.scaler, self._strategy
         state = {
             "epoch": epoch,
             "step": step,
@@ -655,16 +574,12 @@ class Engine:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),
             # the per-sample noise stream: the global CPU generator alone, the shared one in a data-parallel fit
-            "batch_noise": torch.get_rng_state() if self._batch_noise is None else self._batch_noise.get_state(),
+            "batch_noise": strategy.noise_state(),
             "epoch_loss": self._tracker.state_dict() if step else None,
             "callbacks": self._callbacks.state_dict(),
         }
-        if self._world > 1:  # collectives: every rank calls this at the same point; rank 0 writes the result
-            state["rng_ranks"] = distributed.all_gather_objects(state["rng"])
-            if step:
-                total, count = self._tracker.reduced(self.device)
-                state["epoch_loss"] = {"total": torch.tensor(total, dtype=torch.float64), "count": count}
-        return state
+        # collectives in a data-parallel fit: every rank calls this at the same point; rank 0 writes the result
+        return strategy.gather_state(state, self._tracker, self.device)
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`training_state`; ``fit`` then continues from its position."""
@@ -675,23 +590,12 @@ class Engine:
             raise DeepfieldError(f"the backup does not fit this model or optimiser ({exc})") from None
         if state["scaler"] is not None and self.precision.scaler is not None:
             self.precision.scaler.load_state_dict(state["scaler"])
-        ranks = state.get("rng_ranks")
-        if self._world > 1 and ranks is not None and len(ranks) == self._world:
-            set_rng_state(ranks[distributed.rank()])
-        else:
-            set_rng_state(state["rng"])
-            if self._world > 1 and distributed.rank():  # a backup of another world size: fresh streams
-                torch.manual_seed(distributed.rank_seed(int(state["seed"]) + int(state["epoch"])))
-        noise = state.get("batch_noise", state["rng"]["cpu"])  # continued in one process or many alike
-        if self._batch_noise is None:
-            torch.set_rng_state(noise)
-        else:
-            self._batch_noise.set_state(noise)
+        self._strategy.restore_rng(state)  # continued in one process or many alike
         self._seed = int(state["seed"])
         if state["epoch_loss"] is not None:
-            if self._world > 1 and distributed.rank():  # the epoch's loss so far is counted once, on rank 0
-                self._tracker = RunningMean()
-            else:
+            if self._strategy.is_main:  # the epoch's loss so far is counted once, on rank 0
                 self._tracker.load_state_dict(state["epoch_loss"], self.device)
+            else:
+                self._tracker = RunningMean()
         self._callbacks.load_state_dict(state["callbacks"])
         self._resume = (int(state["epoch"]), int(state["step"]))
