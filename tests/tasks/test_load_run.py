@@ -21,6 +21,7 @@ from deepfield.tasks import run_paths
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 from deepfield.tasks.tabular import Tabular
+from helpers import LSST
 
 
 def deepfield(*args, cwd):
@@ -172,11 +173,10 @@ def test_data_found_nowhere_names_the_places_tried_and_what_to_do(tree, tmp_path
 
 
 def test_a_catalogue_run_predicts_from_a_table_as_the_cli_does(tmp_path):
-    lsst = {"mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"}
     catalogue = simulate_photoz(200, tmp_path / "cat.h5", seed=4, workers=1, progress=False)
     new = simulate_photoz(30, tmp_path / "new.h5", seed=8, workers=1, progress=False)
     config = load_config(None, document={
-        "task": "photoz", "out": str(tmp_path / "run"), "seed": 3, "data": {"path": str(catalogue), **lsst},
+        "task": "photoz", "out": str(tmp_path / "run"), "seed": 3, "data": {"path": str(catalogue), **LSST},
         "model": {"preset": "mlp", "options": {"dropout": 0.1}}, "training": {"epochs": 2, "batch_size": 32},
         "uncertainty": {"mc_samples": 3}})
     train(config, verbose=0)
