@@ -16,6 +16,7 @@ from deepfield.models.core import Activation, Dense, Flatten
 from deepfield.models.pooling import MaxPooling2D
 from deepfield.models.presets.course import lecture_cnn
 from deepfield.models.sequential import Sequential
+from helpers import stamps
 
 
 def small_net() -> Sequential:
@@ -23,10 +24,6 @@ def small_net() -> Sequential:
     torch.manual_seed(0)
     return Sequential([Conv2D(3, 3, padding="same"), Activation("relu"), MaxPooling2D(2), Conv2D(2, 3),
                        Flatten(), Dense(2)], input_shape=(2, 8, 8)).build()
-
-
-def stamps(n: int = 5) -> np.ndarray:
-    return np.random.default_rng(1).normal(size=(n, 2, 8, 8)).astype(np.float32)
 
 
 @pytest.mark.parametrize("bands", [1, 3])
@@ -81,7 +78,7 @@ def test_a_layer_that_is_not_a_convolution_is_named_with_the_convolutions() -> N
 
 
 def test_feature_maps_are_a_hand_forward_pass_through_the_first_layers() -> None:
-    model, x = small_net(), stamps()
+    model, x = small_net(), stamps(5, bands=2)
     conv = model.conv2d
     with torch.no_grad():
         expected = F.max_pool2d(F.relu(F.conv2d(torch.from_numpy(x), conv.weight, conv.bias, padding=1)), 2).numpy()
@@ -92,7 +89,7 @@ def test_feature_maps_are_a_hand_forward_pass_through_the_first_layers() -> None
 
 def test_feature_maps_refuse_a_layer_without_spatial_axes() -> None:
     with pytest.raises(DeepfieldError, match="'dense' .* gives \\(2,\\) vectors, not feature maps"):
-        feature_maps(small_net(), stamps(), "dense", device="cpu")
+        feature_maps(small_net(), stamps(5, bands=2), "dense", device="cpu")
 
 
 def test_the_convolutions_inside_residual_blocks_are_found_by_their_dotted_names() -> None:

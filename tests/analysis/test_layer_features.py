@@ -6,7 +6,6 @@ from astropy.table import Table
 from torch import nn
 
 from deepfield.analysis.layer_features import default_layer, layer_features, layer_names
-from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.models.conv import Conv2D
 from deepfield.models.core import Dense, Dropout, Flatten
@@ -14,8 +13,8 @@ from deepfield.models.presets.course import lecture_cnn
 from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.presets.resnet import resnet
 from deepfield.models.sequential import Sequential
-from deepfield.tasks.config import load_config
-from deepfield.tasks.run import features_run, train
+from deepfield.tasks.run import features_run
+from helpers import small_resnet, stamps
 
 
 def small_net(dropout: float = 0.0) -> Sequential:
@@ -26,10 +25,6 @@ def small_net(dropout: float = 0.0) -> Sequential:
     return Sequential([*layers, Dense(3)], input_shape=(1, 8, 8)).build()
 
 
-def stamps(n: int = 10) -> np.ndarray:
-    return np.random.default_rng(1).normal(size=(n, 1, 8, 8)).astype(np.float32)
-
-
 def no_hooks(model: nn.Module) -> bool:
     return all(not m._forward_hooks for m in model.modules())
 
@@ -38,12 +33,12 @@ def test_the_default_layer_is_the_one_before_the_head_and_gives_its_width():
     model = small_net()
     assert layer_names(model) == ["conv2d", "flatten", "dense", "dense_1"]
     assert default_layer(model) == "dense"
-    assert layer_features(model, stamps(), batch_size=4, device="cpu").shape == (10, 16)
-    assert layer_features(model, stamps(), layer="conv2d", device="cpu").shape == (10, 4 * 6 * 6)
+    assert layer_features(model, stamps(10), batch_size=4, device="cpu").shape == (10, 16)
+    assert layer_features(model, stamps(10), layer="conv2d", device="cpu").shape == (10, 4 * 6 * 6)
 
 
 def test_features_are_the_layer_output_flattened():
-    model, x = small_net(), stamps()
+    model, x = small_net(), stamps(10)
     expected = torch.from_numpy(x)
     with torch.no_grad():
         for layer in list(model)[:3]:
@@ -84,17 +79,17 @@ def test_a_plain_torch_module_offers_dotted_names_and_its_outermost_block_before
 
 def test_features_are_deterministic_and_follow_the_weights():
     model = small_net(dropout=0.5).train()
-    first = layer_features(model, stamps(), layer="dropout", device="cpu")
-    np.testing.assert_array_equal(first, layer_features(model, stamps(), layer="dropout", device="cpu"))
+    first = layer_features(model, stamps(10), layer="dropout", device="cpu")
+    np.testing.assert_array_equal(first, layer_features(model, stamps(10), layer="dropout", device="cpu"))
     assert model.training and model.dropout.training  # its mode is back
     with torch.no_grad():
         model.dense.weight.add_(0.5)
-    assert not np.allclose(first, layer_features(model, stamps(), layer="dropout", device="cpu"))
+    assert not np.allclose(first, layer_features(model, stamps(10), layer="dropout", device="cpu"))
 
 
 def test_the_hook_is_removed_and_the_mode_restored_even_on_error():
     model = small_net().train()
-    layer_features(model, stamps(), device="cpu")
+    layer_features(model, stamps(10), device="cpu")
     assert no_hooks(model)
     with pytest.raises(DeepfieldError, match="does not fit"):
         layer_features(model, np.zeros((3, 2, 5, 5), np.float32), device="cpu")
@@ -104,7 +99,7 @@ def test_the_hook_is_removed_and_the_mode_restored_even_on_error():
 def test_an_unknown_layer_names_the_layers_in_order():
     with pytest.raises(DeepfieldError, match=r"no layer 'dense_9' \(did you mean 'dense_1' or 'dense'\?\); "
                                              r"its layers: conv2d, flatten, dense, dense_1$"):
-        layer_features(small_net(), stamps(), layer="dense_9", device="cpu")
+        layer_features(small_net(), stamps(10), layer="dense_9", device="cpu")
 
 
 def test_models_without_a_layer_before_a_head_ask_for_a_name():
@@ -122,39 +117,21 @@ def test_a_two_input_preset_gives_the_layers_before_its_second_input_joins():
     assert no_hooks(model)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("features")
-    sky = simulate_morphology(60, folder / "sky.h5", size=16, seed=4, workers=1, progress=False)
-    config = load_config(None, document={
-        "task": "morphology", "out": str(folder / "run"), "seed": 1, "data": {"path": str(sky)},
-        "model": {"preset": "resnet", "options": {"filters": [4, 6], "blocks": 1}},
-        "training": {"epochs": 1, "batch_size": 32, "device": "cpu"},
-    })
-    return train(config, verbose=0), sky
-
-
-def test_features_run_writes_one_row_per_object_and_one_column_per_feature(run, tmp_path):
-    folder, sky = run
+def test_features_run_writes_one_row_per_object_and_one_column_per_feature(tiny_run, tmp_path):
+    folder, sky = tiny_run
     table = Table.read(features_run(folder, sky, tmp_path / "features.csv"), format="ascii.csv")
-    assert len(table) == 60 and table.colnames == ["id", *(f"f{i}" for i in range(6))]
+    assert len(table) == 40 and table.colnames == ["id", *(f"f{i}" for i in range(6))]  # 40 objects, 6 filters
     fits = Table.read(features_run(folder, sky, tmp_path / "features.fits", layer="stage2_block1"))
     assert len(fits.colnames) == 1 + 6 * 8 * 8 and fits.meta["LAYER"] == "stage2_block1"
 
 
-def test_features_run_refuses_an_unknown_format_and_a_too_wide_fits_table(run, tmp_path):
-    folder, sky = run
+def test_features_run_refuses_an_unknown_format_and_a_too_wide_fits_table(tiny_run, tmp_path):
+    folder, sky = tiny_run
     with pytest.raises(DeepfieldError, match=r"features\.txt: write features as \.csv"):
         features_run(folder, sky, tmp_path / "features.txt")
     with pytest.raises(DeepfieldError, match="write .csv or choose a narrower layer"):
         features_run(folder, sky, tmp_path / "features.fits", layer="conv2d")
     assert not (tmp_path / "features.fits").exists()
-
-
-def small_resnet() -> Sequential:
-    """The resnet preset on (3, 32, 32) with two stages of one block: 4 then 8 filters."""
-    torch.manual_seed(0)
-    return resnet((3, 32, 32), filters=(4, 8), blocks=1).build()
 
 
 def test_the_parts_of_a_block_are_layers_by_their_dotted_name():
@@ -176,7 +153,7 @@ def test_the_parts_of_a_block_are_layers_by_their_dotted_name():
 
 def test_an_unknown_name_in_a_model_with_blocks_names_a_few_layers_and_how_to_list_them_all():
     with pytest.raises(DeepfieldError) as error:
-        layer_features(small_resnet(), stamps(), layer="stage2_block1.conv3", device="cpu")
+        layer_features(small_resnet(), stamps(10), layer="stage2_block1.conv3", device="cpu")
     message = str(error.value)
     assert "no layer 'stage2_block1.conv3' (did you mean 'stage2_block1.conv2'" in message
     assert "its layers: conv2d, batch_normalization, activation, stage1_block1, stage2_block1, " \

@@ -16,6 +16,7 @@ from deepfield.models.core import Activation, Flatten
 from deepfield.models.pooling import AveragePooling2D, MaxPooling2D
 from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.sequential import Sequential
+from helpers import small_resnet
 
 
 def dilated_chain(size: int) -> Sequential:
@@ -226,12 +227,6 @@ def test_bad_arguments_are_named() -> None:
 
 # --- through residual blocks, and the default layer ---------------------------------------------
 
-def small_resnet(size: int = 32) -> Sequential:
-    """The resnet preset on (1, size, size): stem, two stages of two blocks (4 then 8 filters)."""
-    torch.manual_seed(0)
-    return zoo.get("resnet", input_shape=(1, size, size), filters=(4, 8), blocks=2)
-
-
 # resnet on 32×32, every convolution 3×3 'same' but the 1×1 projection:
 #   conv2d                         size 3,            start −1,           jump 1
 #   stage1_block1.conv1, .conv2    5, 7               −2, −3
@@ -259,7 +254,7 @@ RESNET = [
 
 @pytest.mark.parametrize(("layer", "expected"), RESNET)
 def test_receptive_fields_through_residual_blocks_by_hand(layer: str, expected: ReceptiveField) -> None:
-    assert receptive_field(small_resnet(), layer) == expected
+    assert receptive_field(small_resnet(bands=1, blocks=2), layer) == expected
 
 
 def _gradient_supports(model: nn.Module, x: torch.Tensor, asked: dict[str, list[tuple[int, int]]]) -> dict:
@@ -291,7 +286,7 @@ def _gradient_supports(model: nn.Module, x: torch.Tensor, asked: dict[str, list[
 def test_the_gradient_of_one_output_reaches_exactly_its_field_when_every_weight_is_positive(size: int) -> None:
     # positive kernels, batch norm at its start (identity) and a positive input: every ReLU passes,
     # so each input pixel with a path to the output has a positive gradient, all others zero
-    model = small_resnet(size).double().eval()
+    model = small_resnet(bands=1, size=size, blocks=2).double().eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith("weight") and parameter.dim() == 4:

@@ -19,13 +19,9 @@ from deepfield.data.images import (
     write_skip_report,
 )
 from deepfield.errors import DeepfieldError
+from helpers import stamps
 
 RNG = np.random.default_rng(0)
-
-
-def stamps(n: int, bands: int = 3, size: int = 8) -> np.ndarray:
-    """``(n, bands, size, size)`` float32 random stamps."""
-    return RNG.normal(size=(n, bands, size, size)).astype(np.float32)
 
 
 def write_extname_file(path, stamp: np.ndarray, names=("G", "R", "I")) -> None:
@@ -36,7 +32,7 @@ def write_extname_file(path, stamp: np.ndarray, names=("G", "R", "I")) -> None:
 
 def extname_folder(tmp_path, n: int = 3):
     """A folder of ``n`` files ``<id>.fits`` (ids 100, 101, ...) with HDUs G, R, I; and the stamps."""
-    data = stamps(n)
+    data = stamps(n, bands=3, rng=RNG)
     for k, stamp in enumerate(data):
         write_extname_file(tmp_path / f"{100 + k}.fits", stamp)
     return tmp_path, data
@@ -62,7 +58,7 @@ def test_fits_folder_reads_hdus_listed_by_index(tmp_path):
 
 
 def test_fits_folder_reads_a_cube_in_one_hdu_and_a_single_band_image(tmp_path):
-    data = stamps(2)
+    data = stamps(2, bands=3, rng=RNG)
     for k, stamp in enumerate(data):
         fits.PrimaryHDU(stamp).writeto(tmp_path / f"obj{k}.fits")
         fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(stamp[0], name="SCI")]).writeto(tmp_path / f"one{k}.fits")
@@ -73,7 +69,7 @@ def test_fits_folder_reads_a_cube_in_one_hdu_and_a_single_band_image(tmp_path):
 
 
 def test_fits_folder_reads_one_file_per_band_matched_by_pattern(tmp_path):
-    data = stamps(2, bands=2)
+    data = stamps(2, bands=2, rng=RNG)
     for oid, stamp in zip(["a_1", "b_2"], data):
         for band, plane in zip("gr", stamp):
             fits.PrimaryHDU(plane).writeto(tmp_path / f"{oid}_{band}.fits")
@@ -84,7 +80,7 @@ def test_fits_folder_reads_one_file_per_band_matched_by_pattern(tmp_path):
 
 
 def test_fits_cube_file_of_one_band_and_of_several(tmp_path):
-    data = stamps(4)
+    data = stamps(4, bands=3, rng=RNG)
     fits.PrimaryHDU(data).writeto(tmp_path / "cube4.fits")
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data[:, 0], name="R")]).writeto(tmp_path / "cube3.fits")
     several = FitsCube(tmp_path / "cube4.fits", ["g", "r", "i"], labels=np.arange(4) % 2)
@@ -110,7 +106,7 @@ def test_galaxy10_uint8_channels_last_becomes_float32_channels_first(tmp_path):
 
 
 def test_deepfield_simulator_layout_names_its_bands_classes_and_truth(tmp_path):
-    images = stamps(4)
+    images = stamps(4, bands=3, rng=RNG)
     with h5py.File(tmp_path / "sky.h5", "w") as f:
         f["images"] = images
         f["images"].attrs["bands"] = ["g", "r", "i"]
@@ -131,7 +127,7 @@ def test_deepfield_simulator_layout_names_its_bands_classes_and_truth(tmp_path):
 
 
 def test_numpy_npy_is_memory_mapped_and_npz_names_its_arrays(tmp_path):
-    images = stamps(3, bands=2)
+    images = stamps(3, bands=2, rng=RNG)
     np.save(tmp_path / "first.npy", images)
     np.save(tmp_path / "last.npy", images.transpose(0, 2, 3, 1))
     np.savez(tmp_path / "set.npz", x=images, y=np.array([0.5, 1.5, 2.5]))
@@ -225,7 +221,7 @@ def test_a_missing_hdu_or_band_file_is_named_with_the_band(tmp_path):
 
 def test_stamps_of_different_shapes_and_all_nan_stamps_are_named(tmp_path):
     folder, data = extname_folder(tmp_path, n=2)
-    write_extname_file(folder / "300.fits", stamps(1, size=6)[0])
+    write_extname_file(folder / "300.fits", stamps(1, bands=3, size=6, rng=RNG)[0])
     nan = data[0].copy()
     nan[1] = np.nan
     write_extname_file(folder / "400.fits", nan)
@@ -262,7 +258,7 @@ def test_skip_mode_leaves_out_bad_objects_and_reports_them(tmp_path):
     folder, data = extname_folder(tmp_path, n=3)
     (folder / "200.fits").write_bytes((folder / "100.fits").read_bytes()[:5000])
     (folder / "300.fits").write_text("hello")
-    write_extname_file(folder / "400.fits", stamps(1, size=6)[0])
+    write_extname_file(folder / "400.fits", stamps(1, bands=3, size=6, rng=RNG)[0])
     write_extname_file(folder / "500.fits", np.full((3, 8, 8), np.nan, np.float32))
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data[0][0], name="G")]).writeto(folder / "600.fits")
 

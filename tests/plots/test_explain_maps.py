@@ -9,6 +9,7 @@ from deepfield.analysis.explain import ClassModel
 from deepfield.errors import DeepfieldError
 from deepfield.plots import plot_attributions, plot_class_models
 from deepfield.plots.explain_maps import COLORBAR_ROOM, CURVE_ROOM, MAX_ROWS, _plane, map_scale
+from helpers import stamps
 from pngcheck import assert_png
 
 
@@ -16,15 +17,16 @@ RNG = np.random.default_rng(0)
 
 
 
-def stamps(n: int, bands: int) -> np.ndarray:
-    x = RNG.normal(size=(n, bands, 16, 16))
+def bright_stamps(n: int, bands: int) -> np.ndarray:
+    """``(n, bands, 16, 16)`` noise stamps with a bright 3×3 square near a corner."""
+    x = stamps(n, bands, size=16, rng=RNG)
     x[:, :, 4:7, 4:7] += 10.0
-    return x.astype(np.float32)
+    return x
 
 
 @pytest.mark.parametrize("bands", [1, 3])
 def test_attributions_write_one_row_per_stamp_and_one_column_per_method(tmp_path, bands):
-    x = stamps(3, bands)
+    x = bright_stamps(3, bands)
     maps = {"saliency": np.abs(RNG.normal(size=x.shape)),        # non-negative, per band
             "integrated gradients": RNG.normal(size=x.shape),    # signed, per band
             "occlusion": RNG.normal(size=(3, 16, 16))}           # one plane per stamp
@@ -41,12 +43,12 @@ def test_signed_maps_are_summed_over_bands_and_non_negative_ones_take_the_band_m
 
 
 @pytest.mark.parametrize(("images", "maps", "titles", "message"), [
-    (stamps(2, 1), {"ig": np.zeros((2, 1, 8, 8))}, None,
+    (bright_stamps(2, 1), {"ig": np.zeros((2, 1, 8, 8))}, None,
      "map 'ig' has shape \\(2, 1, 8, 8\\); expected \\(2, C, 16, 16\\) or \\(2, 16, 16\\)"),
-    (stamps(2, 1), {"ig": np.full((2, 16, 16), np.nan)}, None, "map 'ig' has non-finite values"),
-    (stamps(2, 1), {}, None, "maps is empty"),
-    (stamps(2, 1), {"ig": np.zeros((2, 16, 16))}, ["only one"], "1 titles for 2 stamps"),
-    (stamps(MAX_ROWS + 1, 1)[:, 0], {"ig": np.zeros((MAX_ROWS + 1, 16, 16))}, None,
+    (bright_stamps(2, 1), {"ig": np.full((2, 16, 16), np.nan)}, None, "map 'ig' has non-finite values"),
+    (bright_stamps(2, 1), {}, None, "maps is empty"),
+    (bright_stamps(2, 1), {"ig": np.zeros((2, 16, 16))}, ["only one"], "1 titles for 2 stamps"),
+    (bright_stamps(MAX_ROWS + 1, 1)[:, 0], {"ig": np.zeros((MAX_ROWS + 1, 16, 16))}, None,
      "images must be \\(N, C, H, W\\) with 1 ≤ N ≤ 32"),
 ])
 def test_bad_attribution_inputs_are_named(tmp_path, images, maps, titles, message):
@@ -57,9 +59,9 @@ def test_bad_attribution_inputs_are_named(tmp_path, images, maps, titles, messag
 
 @pytest.mark.parametrize("bands", [1, 3])
 def test_class_models_show_each_image_and_the_score_curves(tmp_path, bands):
-    results = {"star": ClassModel(stamps(1, bands)[0], np.linspace(0.1, 0.9, 50), 0.1, 0.9, 0),
-               "galaxy": (stamps(1, bands)[0], np.linspace(0.3, 0.99, 50)),
-               "artefact": ClassModel(stamps(1, bands)[0], np.linspace(0.0, 0.5, 50), 0.0, 0.5, 2)}
+    results = {"star": ClassModel(bright_stamps(1, bands)[0], np.linspace(0.1, 0.9, 50), 0.1, 0.9, 0),
+               "galaxy": (bright_stamps(1, bands)[0], np.linspace(0.3, 0.99, 50)),
+               "artefact": ClassModel(bright_stamps(1, bands)[0], np.linspace(0.0, 0.5, 50), 0.0, 0.5, 2)}
     path = plot_class_models(results, tmp_path / "class_models.png", panel_size=1.5)
     assert_png(path, (3 * 1.5, (1 + CURVE_ROOM) * 1.5))
     one = plot_class_models({"galaxy": results["galaxy"]}, tmp_path / "one.png")
@@ -94,7 +96,7 @@ def test_each_map_has_its_own_scale_so_a_weak_one_is_not_blank(tmp_path):
 
 def test_the_colour_bars_are_not_cut_off_at_the_bottom(tmp_path):
     """Ten rows (the demo's explain figure): the bars' tick labels stay inside the image."""
-    x = stamps(10, 3)
+    x = bright_stamps(10, 3)
     maps = {"integrated gradients": RNG.normal(size=x.shape), "occlusion": RNG.normal(size=(10, 16, 16))}
     titles = [f"true a\npred b ({k / 10:.2f})" for k in range(10)]
     path = plot_attributions(x, maps, tmp_path / "maps.png", titles=titles)

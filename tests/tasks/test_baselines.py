@@ -17,6 +17,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.tasks.base import Prepared
 from deepfield.tasks.baselines import (NAMES, append_rows, class_scores, image_baselines, make_learner, run_baselines,
                                        uvj_course, uvj_course_score, uvj_williams09, williams09_intercept)
+from helpers import stamps
 
 
 def classification_data(n_classes: int = 2, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -216,15 +217,15 @@ def fake_features(monkeypatch):
     return made
 
 
-def stamps(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def labelled_stamps(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 2, 8, 8)`` noise stamps, those of class 1 brighter by 0.8, and their ``(n,)`` labels 0 or 1."""
     labels = rng.integers(0, 2, n)
-    images = rng.normal(size=(n, 2, 8, 8)).astype(np.float32) + labels[:, None, None, None] * 0.8
-    return images, labels
+    return stamps(n, bands=2, rng=rng) + labels[:, None, None, None] * 0.8, labels
 
 
 def test_image_baselines_on_the_networks_split(fake_features):
     rng = np.random.default_rng(1)
-    (xa, ya), (xb, yb), (xc, yc) = stamps(120, rng), stamps(30, rng), stamps(60, rng)
+    (xa, ya), (xb, yb), (xc, yc) = labelled_stamps(120, rng), labelled_stamps(30, rng), labelled_stamps(60, rng)
     prepared = Prepared(x={"train": xa, "validation": xb, "test": xc},
                         y={"train": ya.astype(np.float32).reshape(-1, 1), "validation": yb.reshape(-1, 1),
                            "test": yc.astype(np.float32).reshape(-1, 1)},
@@ -240,7 +241,7 @@ def test_image_baselines_on_the_networks_split(fake_features):
 
 def test_image_baselines_list_the_stamps_they_could_not_measure(fake_features, tmp_path):
     rng = np.random.default_rng(1)
-    (xa, ya), (xc, yc) = stamps(40, rng), stamps(20, rng)
+    (xa, ya), (xc, yc) = labelled_stamps(40, rng), labelled_stamps(20, rng)
     prepared = Prepared(x={"train": xa, "test": xc}, y={"train": ya, "test": yc}, info={"classes": ["a", "b"]},
                         ids={"test": np.array([f"obj{i}" for i in range(20)])})
     stale = tmp_path / "baselines" / "centred_failures.csv"

@@ -1,7 +1,5 @@
 """Looking inside a run's network: `explain.run` in train, `deepfield explain`, the report's section."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -69,35 +67,21 @@ def test_methods_and_stamps_are_chosen_as_documented():
     assert choose_stamps(scores, np.array([1, 1, 1, 0, 0]), 1).tolist() == [3, 0]  # by the labels
 
 
-def test_the_command_line_explains_and_names_bad_methods(run, tmp_path):
+def test_the_command_line_explains_and_names_bad_methods(run, tmp_path, cli):
     out, sky = run
-    command = [sys.executable, "-m", "deepfield.cli.app", "explain", str(out), str(sky), "--out", str(tmp_path / "o"),
-               "--method", "occlusion", "--size", "8", "--stride", "8"]
-    done = subprocess.run(command, capture_output=True, text=True)
+    command = ["explain", out, sky, "--out", tmp_path / "o", "--method", "occlusion", "--size", "8", "--stride", "8"]
+    done = cli(*command)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "o" / "explain.json").read_text())["occlusion"]["size"] == 8
-    bad = subprocess.run(command[:-6] + ["--method", "gradcam"], capture_output=True, text=True)
+    bad = cli(*command[:-6], "--method", "gradcam")
     assert bad.returncode == 2 and "unknown explain method 'gradcam'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def resnet_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("explain_resnet")
-    sky = simulate_morphology(40, folder / "sky.h5", size=16, seed=6, workers=1, progress=False)
-    config = load_config(None, document={
-        "task": "morphology", "out": str(folder / "run"), "seed": 3, "data": {"path": str(sky)},
-        "model": {"preset": "resnet", "options": {"filters": [4, 6], "blocks": 1}},
-        "training": {"epochs": 1, "batch_size": 32}})
-    return train(config, verbose=0), sky
-
-
-def test_the_command_line_explains_a_convolution_inside_a_residual_block(resnet_run, tmp_path):
-    out, sky = resnet_run
-    command = [sys.executable, "-m", "deepfield.cli.app", "explain", str(out), str(sky), "--method",
-               "filters,feature-maps,patches"]
-    done = subprocess.run([*command, "--out", str(tmp_path / "inner"), "--layer", "stage2_block1.conv2"],
-                          capture_output=True, text=True)
+def test_the_command_line_explains_a_convolution_inside_a_residual_block(tiny_run, tmp_path, cli):
+    out, sky = tiny_run
+    done = cli("explain", out, sky, "--method", "filters,feature-maps,patches", "--out", tmp_path / "inner",
+               "--layer", "stage2_block1.conv2")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "inner" / "explain.json").read_text())
     assert summary["layer"] == "stage2_block1.conv2" and summary["filters_layer"] == "stage2_block1.conv2"
@@ -112,8 +96,8 @@ def test_the_command_line_explains_a_convolution_inside_a_residual_block(resnet_
     assert not (tmp_path / "bad").exists()  # checked before any work
 
 
-def test_a_block_gives_its_maps_and_patches_and_the_first_convolution_its_filters(resnet_run, tmp_path):
-    out, sky = resnet_run
+def test_a_block_gives_its_maps_and_patches_and_the_first_convolution_its_filters(tiny_run, tmp_path):
+    out, sky = tiny_run
     folder = explain_run(out, sky, tmp_path / "block", ["filters", "feature-maps"], layer="stage2_block1")
     summary = json.loads((folder / "explain.json").read_text())
     assert summary["layer"] == "stage2_block1" and summary["filters_layer"] == "conv2d"
@@ -121,8 +105,8 @@ def test_a_block_gives_its_maps_and_patches_and_the_first_convolution_its_filter
         assert arrays["filters"].shape == (4, 3, 3, 3) and arrays["feature_maps"].shape == (1, 6, 8, 8)
 
 
-def test_explain_picks_a_block_whose_field_is_a_sizeable_part_of_the_stamp(resnet_run, tmp_path):
-    out, sky = resnet_run
+def test_explain_picks_a_block_whose_field_is_a_sizeable_part_of_the_stamp(tiny_run, tmp_path):
+    out, sky = tiny_run
     summary = json.loads((explain_run(out, sky, tmp_path / "look", ["patches"]) / "explain.json").read_text())
     # fields on 16×16: stage2_block1 13 (≥ 16 / 4, ≤ 16) is the deepest
     assert summary["layer"] == "stage2_block1" and summary["receptive_field"]["size"] == [13, 13]

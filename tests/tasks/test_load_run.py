@@ -1,8 +1,6 @@
 """A run as the CLI sees it, from Python (`df.load_run`), and run folders that moved (issue 14, points 3 and 4)."""
 import json
 import shutil
-import subprocess
-import sys
 from contextlib import contextmanager
 
 import h5py
@@ -21,11 +19,7 @@ from deepfield.tasks import run_paths
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 from deepfield.tasks.tabular import Tabular
-
-
-def deepfield(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "deepfield.cli.app", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+from helpers import LSST
 
 
 @contextmanager
@@ -83,20 +77,21 @@ def test_a_run_saved_before_finds_its_relative_data_from_the_current_folder(tmp_
     assert found.data.path == tmp_path / "d" / "t.csv" and missing == {}
 
 
-def test_a_run_moved_with_its_data_evaluates_predicts_and_explains_from_anywhere(tree, tmp_path):
+def test_a_run_moved_with_its_data_evaluates_predicts_and_explains_from_anywhere(tree, tmp_path, cli, monkeypatch):
     root, new = tree
     moved = tmp_path / "b"
     shutil.copytree(root / "a", moved)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     with hidden(root / "a"):  # the tree moved: nothing left where it was trained
-        evaluated = deepfield("evaluate", moved / "run", cwd=elsewhere)
+        evaluated = cli("evaluate", moved / "run")
         assert evaluated.returncode == 0, evaluated.stderr
         assert "accuracy" in evaluated.stdout
         assert json.loads((moved / "run" / "evaluation.json").read_text())["accuracy"] >= 0.0
-        predicted = deepfield("predict", moved / "run", new, "--out", "p.csv", cwd=elsewhere)
+        predicted = cli("predict", moved / "run", new, "--out", "p.csv")
         assert predicted.returncode == 0, predicted.stderr
-        explained = deepfield("explain", moved / "run", new, "--method", "saliency", "--out", "look", cwd=elsewhere)
+        explained = cli("explain", moved / "run", new, "--method", "saliency", "--out", "look")
         assert explained.returncode == 0, explained.stderr
         assert (elsewhere / "look" / "explain.json").is_file()
 
@@ -105,12 +100,12 @@ def test_a_run_moved_with_its_data_evaluates_predicts_and_explains_from_anywhere
         folder = run.explain(out=tmp_path / "own", methods=["saliency"], per_class=1)  # its own test part
         assert json.loads((folder / "explain.json").read_text())["labels"] is not None
         table = run.predict(raw_stamps(new))  # the raw stamps as the user holds them
-    cli = Table.read(elsewhere / "p.csv", format="ascii.csv")
-    columns = [name for name in cli.colnames if name not in ("id", "predicted")]
+    from_cli = Table.read(elsewhere / "p.csv", format="ascii.csv")
+    columns = [name for name in from_cli.colnames if name not in ("id", "predicted")]
     assert {"p_spheroid", "p_merger", "entropy"} <= set(columns) and columns == table.colnames[2:]
     for name in columns:
-        np.testing.assert_allclose(table[name], cli[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert list(table["predicted"]) == list(cli["predicted"])
+        np.testing.assert_allclose(table[name], from_cli[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert list(table["predicted"]) == list(from_cli["predicted"])
     assert table.meta["draws"] == 4 and "temperature" in table.meta
 
 
@@ -154,7 +149,7 @@ def test_only_the_run_moved_finds_the_data_where_it_was(tree, tmp_path, monkeypa
     assert (tmp_path / "far" / "run" / "evaluation.json").is_file()
 
 
-def test_data_found_nowhere_names_the_places_tried_and_what_to_do(tree, tmp_path):
+def test_data_found_nowhere_names_the_places_tried_and_what_to_do(tree, tmp_path, cli, monkeypatch):
     root, new = tree
     shutil.copytree(root / "a" / "run", tmp_path / "far" / "run")
     with hidden(root / "a" / "sky.h5"):
@@ -166,28 +161,29 @@ def test_data_found_nowhere_names_the_places_tried_and_what_to_do(tree, tmp_path
             run.evaluate()
         assert len(run.predict(new)) == 12  # new files need no training data
         assert run.evaluate(new)["accuracy"] >= 0.0
-        failed = deepfield("evaluate", tmp_path / "far" / "run", cwd=tmp_path)
+        monkeypatch.chdir(tmp_path)
+        failed = cli("evaluate", tmp_path / "far" / "run")
     assert failed.returncode == 2 and "--data FILE" in failed.stderr + failed.stdout
     assert "Traceback" not in failed.stderr
 
 
-def test_a_catalogue_run_predicts_from_a_table_as_the_cli_does(tmp_path):
-    lsst = {"mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"}
+def test_a_catalogue_run_predicts_from_a_table_as_the_cli_does(tmp_path, cli, monkeypatch):
     catalogue = simulate_photoz(200, tmp_path / "cat.h5", seed=4, workers=1, progress=False)
     new = simulate_photoz(30, tmp_path / "new.h5", seed=8, workers=1, progress=False)
     config = load_config(None, document={
-        "task": "photoz", "out": str(tmp_path / "run"), "seed": 3, "data": {"path": str(catalogue), **lsst},
+        "task": "photoz", "out": str(tmp_path / "run"), "seed": 3, "data": {"path": str(catalogue), **LSST},
         "model": {"preset": "mlp", "options": {"dropout": 0.1}}, "training": {"epochs": 2, "batch_size": 32},
         "uncertainty": {"mc_samples": 3}})
     train(config, verbose=0)
-    done = deepfield("predict", "run", new, "--out", "z.csv", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    done = cli("predict", "run", new, "--out", "z.csv")
     assert done.returncode == 0, done.stderr
-    cli = Table.read(tmp_path / "z.csv", format="ascii.csv")
+    from_cli = Table.read(tmp_path / "z.csv", format="ascii.csv")
     table = df.load_run(tmp_path / "run").predict(read_catalogue(new))
-    assert table.colnames == cli.colnames and len(table) == 30
-    for name in cli.colnames[1:]:
-        np.testing.assert_allclose(table[name], cli[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert [str(i) for i in cli["id"]] == list(table["id"])
+    assert table.colnames == from_cli.colnames and len(table) == 30
+    for name in from_cli.colnames[1:]:
+        np.testing.assert_allclose(table[name], from_cli[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert [str(i) for i in from_cli["id"]] == list(table["id"])
 
 
 def test_the_readme_example_runs_as_written(tree, tmp_path, monkeypatch, readme_python):

@@ -6,19 +6,13 @@ import pytest
 import torch
 
 from deepfield.data.memmap import loader
-from deepfield.data.simulate import simulate_photoz
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.run import train
+from helpers import LSST
 
-LSST = {"mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"}
 PDF = "sparse_categorical_crossentropy"
-
-
-@pytest.fixture(scope="module")
-def catalogue(tmp_path_factory):
-    return simulate_photoz(600, tmp_path_factory.mktemp("photoz") / "photoz.h5", seed=4, workers=1, progress=False)
 
 
 def config(path, out="unused", loss=None, options=None, photoz=None, epochs=2, preset="mlp"):
@@ -38,10 +32,10 @@ def epoch_batches(dataset, epoch, seed=7):
     return torch.cat(xs).numpy(), torch.cat(ys).numpy()
 
 
-def test_training_batches_see_magnitudes_redrawn_within_their_errors(catalogue):
+def test_training_batches_see_magnitudes_redrawn_within_their_errors(photoz_catalogue):
     task = PhotoZ()
-    plain = task.prepare(config(catalogue))
-    prepared = task.prepare(config(catalogue, photoz={"resample_errors": True}))
+    plain = task.prepare(config(photoz_catalogue))
+    prepared = task.prepare(config(photoz_catalogue, photoz={"resample_errors": True}))
     for part in ("train", "validation", "test"):  # what is stored, validation and test included, is untouched
         assert np.array_equal(prepared.x[part], plain.x[part])
     assert prepared.info["resample_errors"] is True
@@ -70,8 +64,8 @@ def test_training_batches_see_magnitudes_redrawn_within_their_errors(catalogue):
         assert dc == pytest.approx(dm[:, bands.index(a)] - dm[:, bands.index(b)], abs=1e-4)
 
 
-def test_without_resampling_training_data_are_the_arrays(catalogue):
-    prepared = PhotoZ().prepare(config(catalogue))
+def test_without_resampling_training_data_are_the_arrays(photoz_catalogue):
+    prepared = PhotoZ().prepare(config(photoz_catalogue))
     x, y = PhotoZ().training_data(prepared)
     assert x is prepared.x["train"] and y is prepared.y["train"]
 
@@ -94,8 +88,8 @@ def test_point_estimate_of_a_known_pdf():
     assert task.point_estimates(pdf, info) == pytest.approx(expected["median"])  # runs from before the option
 
 
-def test_run_records_its_point_estimate_and_resampling(catalogue, tmp_path):
-    run_config = config(catalogue, tmp_path / "run", PDF, {"n_outputs": 20},
+def test_run_records_its_point_estimate_and_resampling(photoz_catalogue, tmp_path):
+    run_config = config(photoz_catalogue, tmp_path / "run", PDF, {"n_outputs": 20},
                         photoz={"point_estimate": "mode", "resample_errors": True})
     out = train(run_config, verbose=0)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -118,17 +112,17 @@ def test_smoothing_kernel_spreads_each_bin_by_a_gaussian_growing_with_1_plus_z()
     assert np.array_equal(smoothing_kernel(edges, 0.0), np.eye(300, dtype=np.float32))
 
 
-def test_label_smoothing_trains_the_pdf_on_smoothed_bins(catalogue, tmp_path):
+def test_label_smoothing_trains_the_pdf_on_smoothed_bins(photoz_catalogue, tmp_path):
     from deepfield.tasks.photoz import smoothing_kernel
     from deepfield.training.losses import SmoothedSparseCrossentropy
 
     task = PhotoZ()
-    smoothed = config(catalogue, tmp_path / "run", PDF, {"n_outputs": 20}, photoz={"label_smoothing": 0.05})
+    smoothed = config(photoz_catalogue, tmp_path / "run", PDF, {"n_outputs": 20}, photoz={"label_smoothing": 0.05})
     prepared = task.prepare(smoothed)
     loss = task.loss(smoothed, prepared)
     assert isinstance(loss, SmoothedSparseCrossentropy)
     assert loss.kernel.numpy() == pytest.approx(smoothing_kernel(np.asarray(prepared.info["bin_edges"]), 0.05))
-    plain = config(catalogue, loss=PDF, options={"n_outputs": 20})
+    plain = config(photoz_catalogue, loss=PDF, options={"n_outputs": 20})
     assert task.loss(plain, task.prepare(plain)) == PDF
     out = train(smoothed, verbose=0)
     assert json.loads((out / "prepared.json").read_text())["label_smoothing"] == 0.05
@@ -145,9 +139,9 @@ def test_label_smoothing_trains_the_pdf_on_smoothed_bins(catalogue, tmp_path):
     ({"label_smoothing": 0.02}, "mae", "mlp", r"photoz\.label_smoothing 0\.02 applies to a redshift PDF"),
     ({"label_smoothing": -0.1}, PDF, "mlp", r"photoz\.label_smoothing: .*greater than or equal to 0"),
 ])
-def test_photoz_options_are_checked(catalogue, photoz, loss, preset, message):
+def test_photoz_options_are_checked(photoz_catalogue, photoz, loss, preset, message):
     with pytest.raises(DeepfieldError, match=message):
-        PhotoZ().prepare(config(catalogue, loss=loss, preset=preset, photoz=photoz))
+        PhotoZ().prepare(config(photoz_catalogue, loss=loss, preset=preset, photoz=photoz))
 
 
 def test_the_example_config_is_valid():

@@ -14,14 +14,9 @@ from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.run import train
+from helpers import LSST
 
-LSST = {"mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"}
 KEYS = {"n", "bias_median", "bias_mean", "sigma_nmad", "outlier_fraction_0.15", "outlier_fraction_0.05"}
-
-
-@pytest.fixture(scope="module")
-def catalogue(tmp_path_factory):
-    return simulate_photoz(600, tmp_path_factory.mktemp("photoz") / "photoz.h5", seed=4, workers=1, progress=False)
 
 
 def config(path, out=None, loss=None, options=None, epochs=25, **data):
@@ -45,8 +40,8 @@ def constant_sigma_nmad(run_config):
     ("sparse_categorical_crossentropy", {"n_outputs": 40}, {"photoz_scatter.png", "sigma_nmad_vs_magnitude.png",
                                                             "pit.png"}),
 ])
-def test_run_writes_metrics_and_beats_a_constant_redshift(catalogue, tmp_path, loss, options, figures):
-    run_config = config(catalogue, tmp_path / "run", loss, options)
+def test_run_writes_metrics_and_beats_a_constant_redshift(photoz_catalogue, tmp_path, loss, options, figures):
+    run_config = config(photoz_catalogue, tmp_path / "run", loss, options)
     metrics = json.loads((train(run_config, verbose=0) / "metrics.json").read_text())
     expected = KEYS | ({"crps"} if loss else set())
     assert expected <= set(metrics)
@@ -58,8 +53,9 @@ def test_run_writes_metrics_and_beats_a_constant_redshift(catalogue, tmp_path, l
     assert 0.0 <= metrics["outlier_fraction_0.15"] <= metrics["outlier_fraction_0.05"] <= 1.0
 
 
-def test_pdf_labels_are_bins_over_the_training_redshifts(catalogue):
-    prepared = PhotoZ().prepare(config(catalogue, loss="sparse_categorical_crossentropy", options={"n_outputs": 30}))
+def test_pdf_labels_are_bins_over_the_training_redshifts(photoz_catalogue):
+    prepared = PhotoZ().prepare(config(photoz_catalogue, loss="sparse_categorical_crossentropy",
+                                       options={"n_outputs": 30}))
     edges = np.asarray(prepared.info["bin_edges"])
     assert len(edges) == 31 and edges[0] == prepared.z["train"].min() and edges[-1] == prepared.z["train"].max()
     for part, labels in prepared.y.items():
@@ -74,8 +70,8 @@ def unnormalised(prepared, part):
     return prepared.x[part] * np.asarray(stats["std"]) + np.asarray(stats["mean"])
 
 
-def test_sentinels_and_missing_values_are_masked_and_filled(catalogue, tmp_path):
-    table = read_catalogue(catalogue)
+def test_sentinels_and_missing_values_are_masked_and_filled(photoz_catalogue, tmp_path):
+    table = read_catalogue(photoz_catalogue)
     assert np.sum(table["mag_u_lsst"] == 99.0) > 0  # the simulation's non-detections
     table["mag_g_lsst"][:5] = -99.0
     table["mag_err_r_lsst"][5:10] = np.nan
@@ -95,18 +91,18 @@ def test_sentinels_and_missing_values_are_masked_and_filled(catalogue, tmp_path)
     assert sum(prepared.info["unmeasured_values"].values()) >= 15 + np.sum(table["mag_u_lsst"] == 99.0)
 
 
-def test_normalisation_and_fills_come_from_the_training_part_only(catalogue, tmp_path):
-    shifted = read_catalogue(catalogue)
+def test_normalisation_and_fills_come_from_the_training_part_only(photoz_catalogue, tmp_path):
+    shifted = read_catalogue(photoz_catalogue)
     for band in "ugrizy":
         detected = shifted[f"mag_{band}_lsst"] != 99.0
         shifted[f"mag_{band}_lsst"][detected] += 2.0  # a test file two magnitudes fainter
     test_file = tmp_path / "fainter.fits"
     shifted.write(test_file)
-    prepared = PhotoZ().prepare(config(catalogue, test=str(test_file)))
+    prepared = PhotoZ().prepare(config(photoz_catalogue, test=str(test_file)))
     names, x = prepared.info["feature_names"], prepared.x
     assert np.allclose(x["train"].mean(axis=0), 0.0, atol=1e-4) and np.allclose(x["train"].std(axis=0), 1.0, atol=1e-3)
 
-    table = read_catalogue(catalogue)
+    table = read_catalogue(photoz_catalogue)
     train_rows = table[prepared.ids["train"]]  # the simulation's ids are its row indices
     fills = {}
     for band in "ugrizy":
@@ -123,11 +119,12 @@ def test_normalisation_and_fills_come_from_the_training_part_only(catalogue, tmp
     assert len(prepared.z["test"]) == 600  # every row of the held-out file
 
 
-def test_extra_features_and_errors(catalogue, tmp_path):
-    prepared = PhotoZ().prepare(config(catalogue, features=["colours", "errors", "mag_i_true"], bands=["g", "r", "i"]))
+def test_extra_features_and_errors(photoz_catalogue, tmp_path):
+    prepared = PhotoZ().prepare(config(photoz_catalogue, features=["colours", "errors", "mag_i_true"],
+                                       bands=["g", "r", "i"]))
     assert prepared.info["feature_names"] == ["g-r", "r-i", "g_err", "r_err", "i_err", "mag_i_true"]
     assert prepared.input_shape == (6,)
-    table = read_catalogue(catalogue)
+    table = read_catalogue(photoz_catalogue)
     table["mag_i_true"][7] = 99.0
     path = tmp_path / "bad.parquet"
     table.write(path)
@@ -135,15 +132,15 @@ def test_extra_features_and_errors(catalogue, tmp_path):
         PhotoZ().prepare(config(path, features=["magnitudes", "mag_i_true"]))
 
 
-def test_new_file_is_prepared_like_the_training_data(catalogue):
-    run_config = config(catalogue, loss="sparse_categorical_crossentropy", options={"n_outputs": 20})
+def test_new_file_is_prepared_like_the_training_data(photoz_catalogue):
+    run_config = config(photoz_catalogue, loss="sparse_categorical_crossentropy", options={"n_outputs": 20})
     task = PhotoZ()
     prepared = task.prepare(run_config)
-    new = task.read_new(run_config, prepared.info, catalogue, labelled=True)
+    new = task.read_new(run_config, prepared.info, photoz_catalogue, labelled=True)
     test_rows = prepared.ids["test"]
     assert np.allclose(new.x[test_rows], prepared.x["test"], atol=1e-5)
     assert np.array_equal(new.y[test_rows], prepared.y["test"])
-    unlabelled = task.read_new(run_config, prepared.info, catalogue, labelled=False)
+    unlabelled = task.read_new(run_config, prepared.info, photoz_catalogue, labelled=False)
     assert unlabelled.y is None and len(unlabelled.x) == 600
     pdf = np.full((3, 20), 1.0 / 20)
     columns = task.describe(pdf, prepared.info)
@@ -168,8 +165,8 @@ def test_stamps_feed_an_image_network(tmp_path):
     assert KEYS <= set(metrics) and metrics["mode"] == "regression"
 
 
-def test_stamp_network_without_stamps_is_a_clear_error(catalogue):
-    run_config = load_config(None, document={"task": "photoz", "data": {"path": str(catalogue), **LSST},
+def test_stamp_network_without_stamps_is_a_clear_error(photoz_catalogue):
+    run_config = load_config(None, document={"task": "photoz", "data": {"path": str(photoz_catalogue), **LSST},
                                               "model": {"preset": "resnet"}})
     with pytest.raises(DeepfieldError, match="no 'images' image dataset"):
         PhotoZ().prepare(run_config)
@@ -180,16 +177,16 @@ def test_stamp_network_without_stamps_is_a_clear_error(catalogue):
     ("mse", "pasquet", {}, "outputs a redshift PDF"),
     (None, "mlp", {"n_outputs": 5}, "a regression has one output"),
 ])
-def test_mode_errors_name_the_key(catalogue, loss, preset, options, message):
-    run_config = load_config(None, document={"task": "photoz", "data": {"path": str(catalogue), **LSST},
+def test_mode_errors_name_the_key(photoz_catalogue, loss, preset, options, message):
+    run_config = load_config(None, document={"task": "photoz", "data": {"path": str(photoz_catalogue), **LSST},
                                               "model": {"preset": preset, "options": options},
                                               "training": {"loss": loss}})
     with pytest.raises(DeepfieldError, match=message):
         PhotoZ().prepare(run_config)
 
 
-def test_rows_without_a_redshift_are_left_out(tmp_path, catalogue):
-    table = Table(read_catalogue(catalogue), masked=True)
+def test_rows_without_a_redshift_are_left_out(tmp_path, photoz_catalogue):
+    table = Table(read_catalogue(photoz_catalogue), masked=True)
     table["redshift"][:3] = np.nan
     table["redshift"][3] = -99.0
     table["redshift"].mask[4] = True
@@ -209,7 +206,7 @@ def test_evaluate_a_pdf_run_on_another_catalogue(tmp_path):
     other = simulate_photoz(200, tmp_path / "other.h5", seed=6, workers=1, progress=False)
     config = load_config(None, document={
         "task": "photoz", "out": str(tmp_path / "run"),
-        "data": {"path": str(data), "mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"},
+        "data": {"path": str(data), **LSST},
         "model": {"preset": "mlp", "options": {"n_outputs": 20}},
         "training": {"epochs": 2, "loss": "sparse_categorical_crossentropy"},
     })
@@ -219,9 +216,9 @@ def test_evaluate_a_pdf_run_on_another_catalogue(tmp_path):
     assert (run / "evaluations" / "other" / "figures" / "pit.png").is_file()
 
 
-def test_augmentation_on_a_catalogue_run_is_a_clear_error(catalogue, tmp_path):
+def test_augmentation_on_a_catalogue_run_is_a_clear_error(photoz_catalogue, tmp_path):
     run_config = load_config(None, document={
-        "task": "photoz", "out": str(tmp_path / "run"), "data": {"path": str(catalogue), **LSST},
+        "task": "photoz", "out": str(tmp_path / "run"), "data": {"path": str(photoz_catalogue), **LSST},
         "model": {"preset": "mlp"}, "training": {"epochs": 1, "augment": [{"name": "gaussian_noise", "sigma": 0.1}]},
     })
     with pytest.raises(DeepfieldError, match=r"^training\.augment: the samples have shape \(\d+,\), rows of features: "

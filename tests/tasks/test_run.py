@@ -4,18 +4,12 @@ import json
 import pytest
 import yaml
 
-from deepfield.data.simulate import simulate_morphology, simulate_quality
+from deepfield.data.simulate import simulate_quality
 from deepfield.models.serialization import load_network
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 from deepfield.training.device import cpu_has_amx
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sky")
-    return simulate_morphology(150, folder / "sky.h5", size=24, seed=2, workers=1, progress=False)
 
 
 def test_morphology_run_writes_the_run_folder(sky, tmp_path):

@@ -5,20 +5,13 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from deepfield.data.simulate import simulate_morphology, simulate_photoz
+from deepfield.data.simulate import simulate_photoz
 from deepfield.errors import DeepfieldError
 from deepfield.models.bayesian import is_stochastic_layer
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
-
-LSST = {"mag": "mag_{band}_lsst", "err": "mag_err_{band}_lsst"}
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory):
-    return simulate_morphology(150, tmp_path_factory.mktemp("sky") / "sky.h5", size=24, seed=2, workers=1,
-                               progress=False)
+from helpers import LSST
 
 
 @pytest.fixture(scope="module")
