@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from itertools import islice
 
 import h5py
 import numpy as np

@@ -6,6 +6,7 @@ import json
 import pytest
 from probes import refused, regression, write_config
 
+from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 
@@ -26,7 +27,7 @@ def finished(table, tmp_path_factory):
     """A finished 3-epoch regression run and its config file."""
     root = tmp_path_factory.mktemp("finished")
     config = write_config(regression(table, root / "run"), root / "m.yaml")
-    train(load_config(config), verbose=0)
+    train(load_config(config), verbose=0, report=write_report)  # as `deepfield train` does
     return root / "run", config
 
 
