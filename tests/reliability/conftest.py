@@ -1,29 +1,12 @@
-"""What the reliability probes share: the command line run in this process, a tiny trained run, a small table to
-train on."""
-import subprocess
-import sys
-
+"""What the reliability probes share: a tiny trained run and a small table to train on (the in-process
+command line, ``cli``, is the suite's: tests/conftest.py)."""
 import numpy as np
 import pytest
 from astropy.table import Table
 
-from deepfield.cli.app import main
 from deepfield.data.simulate import simulate_morphology
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The command line's entry point in this process (the same ``main``, without a second start of
-    torch): ``cli("predict", run, file, "--out", out)`` gives the exit code, stdout and stderr."""
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["deepfield", *map(str, args)])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, done.value.code or 0, out, err)
-    return call
 
 
 @pytest.fixture(scope="module")
