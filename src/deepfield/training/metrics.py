@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
 from deepfield.training.losses import align_labels
@@ -185,9 +186,8 @@ class AUC(Metric):
     name = "auc"
 
     def __init__(self, num_thresholds: int = 200, name: str | None = None) -> None:
-        if not (isinstance(num_thresholds, int) and num_thresholds > 1):
-            raise DeepfieldError(f"auc: num_thresholds must be an integer > 1, got {num_thresholds!r}")
-        self.num_thresholds = num_thresholds
+        self.num_thresholds = num_thresholds = arguments.integer("auc: num_thresholds", num_thresholds, 2,
+                                                                 expected="an integer > 1")
         inner = [i / (num_thresholds - 1) for i in range(1, num_thresholds - 1)]
         self._cpu_thresholds = torch.tensor([-1e-7, *inner, 1 + 1e-7])
         super().__init__(name)
