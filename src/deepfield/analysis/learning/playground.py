@@ -221,7 +221,7 @@ def learn_2d(x: Any, y: Any, hidden: Sequence[int] = (8, 8), activation: str = "
     x, y, classes = check_points(x, y, "learn_2d")
     hidden = check_hidden(hidden, "learn_2d")
     epochs = arguments.integer("learn_2d: epochs", epochs, expected="a positive integer")
-    if int(frames) < 2 or int(grid) < 2:
+    if not (arguments.is_integer(frames, 2) and arguments.is_integer(grid, 2)):
         raise DeepfieldError(f"learn_2d: frames and grid must be at least 2, got {frames}, {grid}")
     xx, yy, points = mesh(x, int(grid))
     schedule = frame_schedule(int(epochs), int(frames))

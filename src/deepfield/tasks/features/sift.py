@@ -40,8 +40,7 @@ class SiftBagOfWords(Extractor):
         words = arguments.integer("features sift_bovw: words", words, 2, expected="an integer >= 2")
         if upsampling not in (1, 2):
             raise DeepfieldError(f"features sift_bovw: upsampling must be 1 or 2, got {upsampling!r}")
-        if int(min_size) < 1:
-            raise DeepfieldError(f"features sift_bovw: min_size must be a positive number of pixels, got {min_size!r}")
+        min_size = arguments.integer("features sift_bovw: min_size", min_size, expected="a positive number of pixels")
         self.words = int(words)
         self.min_size = int(min_size)
         self.upsampling = int(upsampling)

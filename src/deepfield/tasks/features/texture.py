@@ -29,7 +29,7 @@ class Texture(Extractor):
                  angles: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0),
                  value_range: tuple[float, float] | None = None):
         levels = arguments.integer("features texture: levels", levels, 2, 256, expected="an integer in 2..256")
-        if not distances or any(int(d) < 1 for d in distances):
+        if not distances or not all(arguments.is_integer(d) for d in distances):
             raise DeepfieldError(f"features texture: distances must be positive integers, got {distances!r}")
         if not angles:
             raise DeepfieldError("features texture: angles (degrees) must not be empty")
