@@ -1,8 +1,8 @@
 """Things looked up by name: the one registry of every named family.
 
 Layers, losses, metrics, optimisers, transforms, initialisers, activations, model presets and
-feature extractors are each one :class:`Registry`, made here and filled where the family lives.
-A registry is a read-only mapping from registered names to entries (classes or factories) and
+feature extractors are each one :class:`Registry`, made where the family lives and found here
+by kind (:func:`family`). A registry is a read-only mapping from registered names to entries (classes or factories) and
 also knows
 
 * aliases, the other spellings users write (Keras's ``"mean_squared_error"`` for ``"mse"``),
@@ -52,7 +52,7 @@ class Registry(Mapping[str, T]):
 
     # -- filling ------------------------------------------------------------------
     def add(self, name: str, entry: T) -> T:
-        """Register ``entry`` as ``name`` (and its class name, quietly, with ``class_names``); a taken name is refused.
+        """Register ``entry`` as ``name`` (and, with ``class_names``, quietly its class name); a taken name is refused.
 
         The same class defined again (same module and qualified name: a notebook cell run twice)
         replaces its first definition.
