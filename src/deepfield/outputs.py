@@ -76,3 +76,11 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # either does not exist (or cannot be reached): nothing there to spoil
         return False
+
+
+def output_file(out: StrPath) -> Path:
+    """A simulator's output file: it may exist (it is replaced) but must not be a folder."""
+    path = Path(out)
+    if path.is_dir():
+        raise DeepfieldError(f"{path}: is a folder; out must name an HDF5 file to write")
+    return path

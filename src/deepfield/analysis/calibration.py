@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special, stats
 
+from deepfield import arguments
 from deepfield.analysis.classification import JsonReady, RocCurve, as_labels, roc_curves
 from deepfield.analysis.photoz import pit
 from deepfield.errors import DeepfieldError
@@ -179,7 +180,7 @@ def _vector(values: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
 
 
 def _n_bins(n_bins: int) -> int:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+    if not arguments.is_integer(n_bins):
         raise DeepfieldError(f"n_bins: expected a positive integer, got {n_bins!r}")
     return int(n_bins)
 

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from deepfield import arguments
 from deepfield.data.images_core import ProcessLocal
 from deepfield.errors import DeepfieldError
 from deepfield.data.splits import epoch_order
@@ -620,11 +621,9 @@ class EpochBatchSampler(Sampler[Fetch]):
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
                  epoch: int = 0, chunk: int = 1):
-        for name, value in (("batch_size", batch_size), ("chunk", chunk)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise DeepfieldError(f"{name} must be a positive integer, got {value!r}")
-        self.n, self.batch_size, self.shuffle, self.drop_last = int(n), int(batch_size), shuffle, drop_last
-        self.seed, self.chunk = int(seed), int(chunk)
+        self.batch_size = arguments.integer("batch_size", batch_size, expected="a positive integer")
+        self.chunk = arguments.integer("chunk", chunk, expected="a positive integer")
+        self.n, self.shuffle, self.drop_last, self.seed = int(n), shuffle, drop_last, int(seed)
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -689,8 +688,7 @@ def loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = True, seed: i
     ``options``: passed to ``DataLoader`` (``worker_init_fn``, ``multiprocessing_context``,
     ``timeout``, ...).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise DeepfieldError(f"workers must be a non-negative integer, got {workers!r}")
+    workers = arguments.integer("workers", workers, 0, expected="a non-negative integer")
     if pin_memory == "auto":
         pin_memory = torch.cuda.is_available()
     elif not isinstance(pin_memory, bool):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
+from deepfield import arguments
 from deepfield.data.catalogues import numeric_column, preview, read_catalogue, require_columns, row_name, source_of
 from deepfield.errors import DeepfieldError
 
@@ -68,8 +69,8 @@ class Cleaning:
             raise DeepfieldError(f"Cleaning.percentile must be in [0, 100], got {self.percentile}")
         if not (np.isfinite(self.fill_error) and self.fill_error > 0):
             raise DeepfieldError(f"Cleaning.fill_error must be a positive magnitude, got {self.fill_error}")
-        if isinstance(self.min_bands, bool) or not isinstance(self.min_bands, (int, np.integer)) or self.min_bands < 0:
-            raise DeepfieldError(f"Cleaning.min_bands must be an integer >= 0, got {self.min_bands!r}")
+        object.__setattr__(self, "min_bands",
+                           arguments.integer("Cleaning.min_bands", self.min_bands, 0, expected="an integer >= 0"))
 
 
 @dataclass(frozen=True)

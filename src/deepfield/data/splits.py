@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from deepfield import arguments
 from deepfield.atomic import write_text
 from deepfield.data.images_core import as_ids, few
 from deepfield.errors import DeepfieldError
@@ -64,8 +65,7 @@ def make_split(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), *, seed: in
     split can be matched to the data by id.
     """
     fractions = _check_fractions(fractions)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise DeepfieldError(f"n must be a positive number of objects, got {n!r}")
+    n = arguments.integer("n", n, expected="a positive number of objects")
     groups = [np.arange(n)] if stratify is None else _classes(stratify, n)
     counts = _allocate(np.array([len(g) for g in groups]), fractions)
     rng = np.random.default_rng(seed)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError, unknown_name
 
 DEFAULT_NOISE = {"moons": 0.15, "circles": 0.08, "spirals": 0.05, "xor": 0.35}
@@ -48,8 +49,7 @@ def make_toy(name: str, n: int = 400, noise: float | None = None, seed: int = 0)
     key = name.lower() if isinstance(name, str) else name
     if key not in DEFAULT_NOISE:
         raise unknown_name("toy data set", name, NAMES)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 4:
-        raise DeepfieldError(f"make_toy: n must be an integer >= 4, got {n!r}")
+    n = arguments.integer("make_toy: n", n, 4, expected="an integer >= 4")
     noise = DEFAULT_NOISE[key] if noise is None else float(noise)
     if not math.isfinite(noise) or noise < 0:
         raise DeepfieldError(f"make_toy: noise must be a non-negative number, got {noise!r}")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from deepfield.errors import unknown_name
+from deepfield.registry import Registry
 
-_FACTORIES: dict[str, Callable[[], nn.Module]] = {
+REGISTRY: Registry[Callable[[], nn.Module]] = Registry("activation", {
     "linear": nn.Identity,
     "relu": nn.ReLU,
     "sigmoid": nn.Sigmoid,
@@ -26,15 +26,13 @@ _FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "softplus": nn.Softplus,
     "swish": nn.SiLU,
     "silu": nn.SiLU,
-}
-NAMES = tuple(sorted(_FACTORIES))
+}, any_case=True)
+"""Keras names -> factories of fresh modules."""
+NAMES = REGISTRY.names()
 
 
 def get(name: str | None) -> nn.Module:
     """A fresh activation module; ``None`` means linear."""
     if name is None:
         return nn.Identity()
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _FACTORIES:
-        raise unknown_name("activation", name, _FACTORIES)
-    return _FACTORIES[key]()
+    return REGISTRY.lookup(name)()

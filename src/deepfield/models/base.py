@@ -24,18 +24,19 @@ import torch
 from torch import nn
 
 from deepfield import arguments
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.errors import DeepfieldError
+from deepfield.registry import Registry
 
 
 class Layer(nn.Module):
     """Base of every deepfield layer. Subclasses are registered by class name."""
 
-    registry: ClassVar[dict[str, type[Layer]]] = {}
+    registry: ClassVar[Registry[type[Layer]]] = Registry("layer")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):  # private bases (_Conv, _Pooling) are not layers users name
-            Layer.registry[cls.__name__] = cls
+            Layer.registry.add(cls.__name__, cls)
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -121,9 +122,7 @@ def _jsonable(value: Any) -> Any:
 def layer_from_config(spec: dict[str, Any]) -> Layer:
     """A layer from ``{"class_name": ..., "config": {...}}`` (the model.json form)."""
     name = spec.get("class_name")
-    cls = Layer.registry.get(name)  # type: ignore[arg-type]
-    if cls is None:
-        raise unknown_name("layer", name, Layer.registry)
+    cls = Layer.registry.lookup(name)
     try:
         return cls.from_config(dict(spec.get("config", {})))
     except TypeError as exc:

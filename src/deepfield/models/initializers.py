@@ -24,11 +24,13 @@ plus ``random_normal`` (stddev 0.05), ``random_uniform`` (±0.05, the old Keras
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.errors import DeepfieldError
+from deepfield.registry import Registry
 
 # std of a unit normal truncated to [-2, 2]; dividing by it makes the truncated
 # draw have exactly the target variance (the constant Keras uses).
@@ -113,7 +115,7 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
-_NAMED = {
+REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
     "he_normal": lambda: VarianceScaling(2.0, "fan_in", "truncated_normal"),
     "he_uniform": lambda: VarianceScaling(2.0, "fan_in", "uniform"),
     "lecun_normal": lambda: VarianceScaling(1.0, "fan_in", "truncated_normal"),
@@ -122,12 +124,16 @@ _NAMED = {
     "glorot_uniform": lambda: VarianceScaling(1.0, "fan_avg", "uniform"),
     "random_normal": RandomNormal,
     "random_uniform": RandomUniform,
-    "uniform": RandomUniform,
     "zeros": lambda: Constant(0.0),
     "ones": lambda: Constant(1.0),
     "constant": Constant,
-}
-_CLASSES = {c.__name__: c for c in (VarianceScaling, RandomUniform, RandomNormal, Constant)}
+}, any_case=True)
+"""Keras names -> factories of fresh initialisers."""
+REGISTRY.alias("uniform", "random_uniform")  # the old Keras init='uniform'
+
+CLASSES: Registry[type[Initializer]] = Registry(
+    "initializer class", {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, Constant)})
+"""Class names, as a ``model.json`` writes them (:func:`serialize`)."""
 
 
 def get(spec: str | Initializer | dict[str, Any]) -> Initializer:
@@ -135,13 +141,8 @@ def get(spec: str | Initializer | dict[str, Any]) -> Initializer:
     if isinstance(spec, Initializer):
         return spec
     if isinstance(spec, dict):
-        cls = _CLASSES.get(spec.get("class_name", ""))
-        if cls is None:
-            raise unknown_name("initializer class", spec.get("class_name"), _CLASSES)
-        return cls(**spec.get("config", {}))
-    if isinstance(spec, str) and spec.lower() in _NAMED:
-        return _NAMED[spec.lower()]()
-    raise unknown_name("initializer", spec, _NAMED)
+        return CLASSES.from_config(spec)
+    return REGISTRY.lookup(spec)()
 
 
 def serialize(init: Initializer) -> dict[str, Any]:

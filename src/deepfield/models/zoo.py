@@ -13,15 +13,16 @@ from typing import Any
 
 from torch import nn
 
-from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.errors import DeepfieldError
 from deepfield.models.presets.course import dominguez_sanchez, euclid_quality, lecture_cnn
 from deepfield.models.presets.dieleman import dieleman
 from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.presets.resnet import resnet
 from deepfield.models.presets.spectra import spectra1d
 from deepfield.models.presets.tabular import mlp
+from deepfield.registry import Registry
 
-PRESETS: dict[str, Callable[..., nn.Module]] = {
+PRESETS: Registry[Callable[..., nn.Module]] = Registry("model preset", {
     "lecture-cnn": lecture_cnn,
     "euclid-quality": euclid_quality,
     "dominguez-sanchez": dominguez_sanchez,
@@ -30,20 +31,24 @@ PRESETS: dict[str, Callable[..., nn.Module]] = {
     "spectra1d": spectra1d,
     "mlp": mlp,
     "resnet": resnet,
-}
-ALIASES = {"quality-cnn": "euclid-quality"}  # the name before the rename
+})
+PRESETS.alias("quality-cnn", "euclid-quality", listed=False)  # the name before the rename, no longer offered
+
+
+def parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The parameters of preset ``name``'s builder, by name; ``{}`` for an unknown name (:func:`get` says why)."""
+    builder = PRESETS.find(name)
+    return {} if builder is None else dict(inspect.signature(builder).parameters)
 
 
 def get(name: str, **kwargs: Any) -> nn.Module:
     """A fresh, built preset by name, e.g. ``get("lecture-cnn", input_shape=(3, 64, 64))``."""
-    builder = PRESETS.get(ALIASES.get(name, name))
-    if builder is None:
-        raise unknown_name("model preset", name, PRESETS)
-    parameters = list(inspect.signature(builder).parameters)
-    unexpected = sorted(set(kwargs) - set(parameters))
+    builder = PRESETS.lookup(name)
+    accepted = parameters(name)
+    unexpected = sorted(set(kwargs) - set(accepted))
     if unexpected:
         raise DeepfieldError(f"preset {name!r} has no parameter {', '.join(map(repr, unexpected))}; "
-                             f"it takes: {', '.join(parameters)}")
+                             f"it takes: {', '.join(accepted)}")
     return builder(**kwargs).build()
 
 

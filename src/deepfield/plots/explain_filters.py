@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from deepfield import arguments
 from deepfield.analysis.explain.patches import StrongestPatches
 from deepfield.errors import DeepfieldError
 from deepfield.plots.gallery import Channels, asinh_composite
@@ -148,8 +149,7 @@ def plot_feature_maps(maps: ArrayLike, path: str | os.PathLike[str], image: Arra
     stack = np.asarray(maps, dtype=np.float64)
     if stack.ndim != 3 or min(stack.shape) < 1:
         raise DeepfieldError(f"plot_feature_maps: expected maps (C, H, W) of one input, got shape {stack.shape}")
-    if max_maps < 1:
-        raise DeepfieldError(f"plot_feature_maps: max_maps must be >= 1, got {max_maps}")
+    max_maps = arguments.integer("plot_feature_maps: max_maps", max_maps, expected=">= 1")
     shown = stack[:max_maps]
     panels = len(shown) + (image is not None)
     cols = min(ncols, panels)

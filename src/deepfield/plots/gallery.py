@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
+from deepfield import arguments
 from deepfield.analysis.classification import as_labels, as_scores, class_names_for, predict_labels
 from deepfield.errors import DeepfieldError
 from deepfield.plots.style import RIGHT_COLOUR, WRONG_COLOUR, figure
@@ -51,8 +52,7 @@ def select_examples(y_true: ArrayLike, scores: ArrayLike, k: int,
         y_true: ``(N,)`` integer labels.
         scores: ``(N,)`` probability of class 1 or ``(N, K)`` class probabilities.
     """
-    if k < 1:
-        raise DeepfieldError(f"select_examples: k must be >= 1, got {k}")
+    k = arguments.integer("select_examples: k", k, expected=">= 1")
     y = as_labels(y_true)
     predicted, confidence = predict_labels(as_scores(scores, len(y)), threshold)
     order = np.argsort(-confidence, kind="stable")

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.colors import LogNorm
 
+from deepfield import arguments
 from deepfield.analysis.learning.paths import Path2D
 from deepfield.analysis.learning.surfaces import Surface
 from deepfield.errors import DeepfieldError
@@ -83,8 +84,7 @@ def frame_steps(paths: Mapping[str, Path2D], frames: int) -> np.ndarray:
     ``s_k = floor(k · S / (n − 1) + 1/2)``: evenly spaced, strictly increasing, from 0 (the
     start alone) to ``S`` (every step); one step per frame when there are fewer steps than frames.
     """
-    if not (isinstance(frames, int) and frames >= 1):
-        raise DeepfieldError(f"frames must be an integer >= 1, got {frames!r}")
+    frames = arguments.integer("frames", frames, expected="an integer >= 1")
     total = max(p.steps for p in _paths(paths).values())
     n = min(frames, total + 1)
     if n == 1:

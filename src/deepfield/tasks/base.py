@@ -5,7 +5,6 @@ normalisation, what the labels mean, which loss and metrics, which figures.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -140,15 +139,14 @@ class Task:
         KL / N, the negative ELBO per sample when the data loss is a negative log-likelihood.
         """
         n_outputs, activation = self.head(prepared)
-        builder = zoo.PRESETS.get(zoo.ALIASES.get(config.model.preset, config.model.preset))
-        accepted = set(inspect.signature(builder).parameters) if builder else set()
+        accepted = zoo.parameters(config.model.preset)
         kwargs = {"input_shape": prepared.input_shape}
         if "n_outputs" in accepted:
             kwargs["n_outputs"] = n_outputs
         if "output_activation" in accepted:
             kwargs["output_activation"] = activation
         kwargs.update(config.model.options)
-        default = inspect.signature(builder).parameters.get("input_shape") if builder else None
+        default = accepted.get("input_shape")
         if default is not None and len(default.default) == 2 and len(prepared.input_shape) == 3:
             raise DeepfieldError(f"model.preset {config.model.preset!r} takes (C, L) spectra but the data was read "
                                  f"as images {prepared.input_shape}: set data.kind: spectra for 1-D data")

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.yaml_files import parse, shown
 
@@ -176,7 +177,7 @@ class TrainingConfig(Strict):
     @classmethod
     def _positive_batch_size(cls, value: Any) -> Any:
         """As ``deepfield.training.batches.check_batch_size`` will want it, said here with the key."""
-        if value != "full" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value != "full" and not arguments.is_integer(value):
             raise ValueError("must be a positive integer or 'full'")
         return value
 

@@ -51,7 +51,6 @@ file with them. Object ids are the catalogue's ``id`` column, else the row index
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,22 +137,16 @@ class Rows:
 # ------------------------------------------------------------------ mode and model
 
 
-def preset_parameters(preset: str) -> dict[str, inspect.Parameter]:
-    """The keyword parameters of a zoo preset's builder (empty for an unknown name)."""
-    builder = zoo.PRESETS.get(zoo.ALIASES.get(preset, preset))
-    return dict(inspect.signature(builder).parameters) if builder else {}
-
-
 def takes_stamps(preset: str) -> bool:
     """Whether the preset's default ``input_shape`` is a ``(C, H, W)`` stamp."""
-    default = preset_parameters(preset).get("input_shape")
+    default = zoo.parameters(preset).get("input_shape")
     return default is not None and len(default.default) == 3
 
 
 def photoz_mode(config: RunConfig) -> str:
     """``"pdf"`` or ``"regression"`` from ``training.loss`` and the preset (module docstring)."""
     loss = (config.training.loss or "").lower()
-    outputs_pdf = "n_bins" in preset_parameters(config.model.preset)
+    outputs_pdf = "n_bins" in zoo.parameters(config.model.preset)
     if loss == PDF_LOSS or (not loss and outputs_pdf):
         return "pdf"
     if loss and loss not in REGRESSION_LOSSES:
@@ -592,7 +585,7 @@ class PhotoZ(Task):
 
     def build_model(self, config: RunConfig, prepared: Prepared) -> torch.nn.Module:
         """The preset; one that outputs a PDF itself (``pasquet``) gets this task's redshift bins."""
-        if prepared.info["mode"] == "pdf" and "n_bins" in preset_parameters(config.model.preset):
+        if prepared.info["mode"] == "pdf" and "n_bins" in zoo.parameters(config.model.preset):
             edges = prepared.info["bin_edges"]
             grid = {"n_bins": len(edges) - 1, "z_min": edges[0], "z_max": edges[-1]}
             model = config.model.model_copy(update={"options": {**config.model.options, **grid}})

@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
+from deepfield import arguments
 from deepfield.data.memmap import EpochBatchSampler, loader
 from deepfield.data.splits import epoch_order
 from deepfield.errors import DeepfieldError
@@ -64,9 +65,7 @@ def check_batch_size(batch_size: BatchSize | None) -> BatchSize:
         return 32
     if batch_size == "full":
         return batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise DeepfieldError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
-    return int(batch_size)
+    return arguments.integer("batch_size", batch_size, expected="a positive integer or 'full'")
 
 
 # -- in-memory arrays ----------------------------------------------------------------------

@@ -70,6 +70,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import batch_noise
 from deepfield.models.normalization import BatchNormalization
@@ -205,7 +206,7 @@ def launch(nprocs: int, fn: Callable[..., Any], *args: Any, threads: int | None 
     """
     import torch.multiprocessing as mp
 
-    if nprocs < 1:
+    if not arguments.is_integer(nprocs):
         raise DeepfieldError(f"launch needs at least one process, got {nprocs}")
     if threads is None:
         threads = 0 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // nprocs)

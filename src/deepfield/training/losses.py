@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from deepfield import registry
 from deepfield.errors import DeepfieldError
+from deepfield.registry import Registry
 
 # Keras clips probabilities to [EPSILON, 1 - EPSILON] before taking logs.
 EPSILON = 1e-7
@@ -57,12 +57,12 @@ class Loss:
     """A named loss; ``loss(y_pred, y_true)`` checks shapes then computes the batch mean."""
 
     name: ClassVar[str] = ""
-    registry: ClassVar[dict[str, type[Loss]]] = {}
+    registry: ClassVar[Registry[type[Loss]]] = Registry("loss", any_case=True, class_names=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):
-            Loss.registry[cls.name] = cls
+            Loss.registry.add(cls.name, cls)
 
     def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         y_true = align_labels(self.name, y_pred, y_true)
@@ -299,8 +299,9 @@ def _log_probabilities(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
     return torch.log(p.clamp(EPSILON, 1.0 - EPSILON))
 
 
-_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae"}
-NAMES = tuple(sorted(Loss.registry))
+Loss.registry.alias("mean_squared_error", "mse")
+Loss.registry.alias("mean_absolute_error", "mae")
+NAMES = Loss.registry.names()
 
 
 def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
@@ -312,9 +313,9 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
     if callable(spec):
         return spec
     if isinstance(spec, str):
-        return registry.lookup("loss", spec, Loss.registry, _ALIASES)()
+        return Loss.registry.lookup(spec)()
     if isinstance(spec, dict) and "class_name" in spec:
-        return registry.from_config("loss", spec, Loss.registry, _ALIASES)
+        return Loss.registry.from_config(spec)
     raise DeepfieldError(
         f"loss must be a name, a callable or {{'class_name': ..., 'config': {{...}}}}, "
         f"got {type(spec).__name__}"

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.bayesian import is_stochastic_layer
 from deepfield.models.core import Dropout, SpatialDropout
@@ -215,8 +216,7 @@ def sample_outputs(model: nn.Module, batches: Iterable[torch.Tensor], samples: i
         seed: fixes the draws (masks and variational noise); the global RNG is left untouched.
         memory_mb: the activation budget of one forward pass (module doc).
     """
-    if int(samples) < 1:
-        raise DeepfieldError(f"mc_samples must be a positive number of draws, got {samples}")
+    samples = arguments.integer("mc_samples", samples, expected="a positive number of draws")
     outputs: list[torch.Tensor] = []
     with mc_mode(model, seed) as state:
         grouping: Plan | None = None

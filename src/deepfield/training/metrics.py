@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from deepfield import registry
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
+from deepfield.registry import Registry
 from deepfield.training.losses import align_labels
 
 
@@ -31,12 +32,12 @@ class Metric:
     """Base of the streaming metrics; ``name`` is the key shown in the history."""
 
     name: ClassVar[str] = ""
-    registry: ClassVar[dict[str, type[Metric]]] = {}
+    registry: ClassVar[Registry[type[Metric]]] = Registry("metric", any_case=True, class_names=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):
-            Metric.registry[cls.name] = cls
+            Metric.registry.add(cls.name, cls)
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
@@ -185,9 +186,8 @@ class AUC(Metric):
     name = "auc"
 
     def __init__(self, num_thresholds: int = 200, name: str | None = None) -> None:
-        if not (isinstance(num_thresholds, int) and num_thresholds > 1):
-            raise DeepfieldError(f"auc: num_thresholds must be an integer > 1, got {num_thresholds!r}")
-        self.num_thresholds = num_thresholds
+        self.num_thresholds = num_thresholds = arguments.integer("auc: num_thresholds", num_thresholds, 2,
+                                                                 expected="an integer > 1")
         inner = [i / (num_thresholds - 1) for i in range(1, num_thresholds - 1)]
         self._cpu_thresholds = torch.tensor([-1e-7, *inner, 1 + 1e-7])
         super().__init__(name)
@@ -224,12 +224,10 @@ class AUC(Metric):
         return {"num_thresholds": self.num_thresholds, **super().get_config()}
 
 
-_ALIASES = {
-    "acc": "accuracy",
-    "mean_absolute_error": "mae",
-    "mean_squared_error": "mse",
-}
-NAMES = tuple(sorted(Metric.registry))
+Metric.registry.alias("acc", "accuracy")
+Metric.registry.alias("mean_absolute_error", "mae")
+Metric.registry.alias("mean_squared_error", "mse")
+NAMES = Metric.registry.names()
 
 
 def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Metric:
@@ -242,9 +240,9 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):
-        return registry.lookup("metric", spec, Metric.registry, _ALIASES)(name=spec.lower())
+        return Metric.registry.lookup(spec)(name=spec.lower())
     if isinstance(spec, dict) and "class_name" in spec:
-        return registry.from_config("metric", spec, Metric.registry, _ALIASES)
+        return Metric.registry.from_config(spec)
     if callable(spec):
         return MeanMetricWrapper(spec)
     raise DeepfieldError(

@@ -42,6 +42,7 @@ from captum.attr import IntegratedGradients, Saliency
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import ensure_built
 from deepfield.training.engine import declared_input_shape, expected_input_shape
@@ -224,9 +225,7 @@ def _targets(name: str, target: Target, n: int, n_outputs: int) -> torch.Tensor:
 
 
 def _check_batch_size(name: str, batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise DeepfieldError(f"{name}: batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
+    return arguments.integer(f"{name}: batch_size", batch_size, expected="a positive integer")
 
 
 def _batches(batch_size: int, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -366,8 +365,7 @@ def integrated_gradients(model: nn.Module, x: Any, target: Target = None, *,
         Others: see the module doc.
     """
     batch_size = _check_batch_size("integrated_gradients", batch_size)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise DeepfieldError(f"integrated_gradients: steps must be a positive integer, got {steps!r}")
+    steps = arguments.integer("integrated_gradients: steps", steps, expected="a positive integer")
     with explaining(model, "integrated_gradients", logits) as scores:
         xt, t = scores.prepare(x, target)
         base = _baseline(baseline, xt)

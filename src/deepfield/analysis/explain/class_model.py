@@ -16,6 +16,7 @@ model's weights and train/eval flags are left as they were.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.analysis.explain.attribution import Scorer, as_tensor, explaining, gaussian_blur
 from deepfield.errors import DeepfieldError
 from deepfield.training.engine import declared_input_shape
@@ -80,8 +82,8 @@ def class_model(model: nn.Module, target: int | None, input_shape: tuple[int, ..
             also rise by lowering the other classes). An error if the model has no final
             softmax.
     """
-    _check_settings(lr=lr, l2=l2, blur_sigma=blur_sigma, steps=steps, jitter=jitter, blur_every=blur_every,
-                    seed=seed)
+    steps, jitter, blur_every, seed = _check_settings(lr=lr, l2=l2, blur_sigma=blur_sigma, steps=steps, jitter=jitter,
+                                                      blur_every=blur_every, seed=seed)
     generator = torch.Generator().manual_seed(int(seed))
     with explaining(model, "class_model", logits) as scores:
         image, t = scores.prepare(_start(start, input_shape, model, generator), target,
@@ -128,13 +130,13 @@ def _start(start: str | np.ndarray, input_shape: tuple[int, ...] | None, model: 
     return stamp.float().clone()[None]
 
 
-def _check_settings(lr: float, l2: float, blur_sigma: float, **counts: Any) -> None:
-    """An error naming the first bad setting: ``lr`` > 0, ``l2``, ``blur_sigma`` ≥ 0, the counts integers ≥ 0."""
+def _check_settings(lr: float, l2: float, blur_sigma: float, **counts: Any) -> list[int]:
+    """The counts as ints, in order; else an error naming the first bad setting: ``lr`` > 0, ``l2``,
+    ``blur_sigma`` ≥ 0, the counts integers ≥ 0."""
     if not isinstance(lr, (int, float)) or not lr > 0:
         raise DeepfieldError(f"class_model: lr must be a positive number, got {lr!r}")
     for name, value in {"l2": l2, "blur_sigma": blur_sigma}.items():
         if not isinstance(value, (int, float)) or not value >= 0:
             raise DeepfieldError(f"class_model: {name} must be a non-negative number, got {value!r}")
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise DeepfieldError(f"class_model: {name} must be a non-negative integer, got {value!r}")
+    return [arguments.integer(f"class_model: {name}", value, 0, math.inf, expected="a non-negative integer")
+            for name, value in counts.items()]

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import ensure_built
 from deepfield.models.conv import Conv2D
@@ -82,8 +83,7 @@ def positions(length: int, size: int, stride: int) -> np.ndarray:
     """Top-left offsets of a square of ``size`` sliding by ``stride`` inside ``length`` pixels."""
     if not 1 <= size <= length:
         raise DeepfieldError(f"occlusion size must be between 1 and the stamp's side ({length}), got {size}")
-    if stride < 1:
-        raise DeepfieldError(f"occlusion stride must be positive, got {stride}")
+    stride = arguments.integer("occlusion stride", stride, expected="positive")
     return np.arange(0, length - size + 1, stride)
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.analysis.explain.filters import _convolution
 from deepfield.analysis.layer_features import _label, layer_names, layer_output, unknown_layer
 from deepfield.errors import DeepfieldError
@@ -362,9 +363,8 @@ def strongest_patches(model: nn.Module, x: Any, layer: str, k: int = 9, batch_si
             False lets one input give several.
         device: as for :func:`~deepfield.analysis.layer_features.layer_output`.
     """
-    for what, value in (("k", k), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise DeepfieldError(f"strongest_patches: {what} must be a positive integer, got {value!r}")
+    k = arguments.integer("strongest_patches: k", k, expected="a positive integer")
+    batch_size = arguments.integer("strongest_patches: batch_size", batch_size, expected="a positive integer")
     images = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if images.ndim < 3 or len(images) == 0:
         raise DeepfieldError(f"strongest_patches: expected x of shape (N, C, H, W), got {images.shape}")

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.analysis.learning.playground import check_points, classifier, compile_classifier, few_threads
 from deepfield.errors import DeepfieldError
 from deepfield.models import activations
@@ -141,7 +142,7 @@ def depth_study(x: Any, y: Any, depth: int = 10, width: int = 32,
     """
     x, y, classes = check_points(x, y, "depth_study")
     for name, value in (("depth", depth), ("width", width), ("epochs", epochs)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not arguments.is_integer(value):
             raise DeepfieldError(f"depth_study: {name} must be a positive integer, got {value!r}")
     variants = tuple(variants)
     if not variants or len(set(variants)) != len(variants):

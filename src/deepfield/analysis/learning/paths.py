@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.analysis.learning.surfaces import Surface, load_surface
 from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.training import optimizers as opt_lib
@@ -159,8 +160,7 @@ def optimizer_paths(
         divergence: the bound on ``|f|`` and on ``|x|``, ``|y|`` beyond which a path has diverged.
     """
     surf = load_surface(surface)
-    if not (isinstance(steps, int) and steps >= 0):
-        raise DeepfieldError(f"steps must be an integer >= 0, got {steps!r}")
+    steps = arguments.integer("steps", steps, 0, expected="an integer >= 0")
     if not (tolerance > 0 and divergence > 0):
         raise DeepfieldError(f"tolerance and divergence must be > 0, got {tolerance!r} and {divergence!r}")
     origin = _start(surf, start)
@@ -192,8 +192,7 @@ def loss_grid(surface: str | Surface, n: int = 200) -> tuple[np.ndarray, np.ndar
     ``contour(X, Y, Z)`` expects.
     """
     surf = load_surface(surface)
-    if not (isinstance(n, int) and n >= 2):
-        raise DeepfieldError(f"loss_grid: n must be an integer >= 2, got {n!r}")
+    n = arguments.integer("loss_grid: n", n, 2, expected="an integer >= 2")
     xmin, xmax, ymin, ymax = surf.window
     xs = torch.linspace(xmin, xmax, n, dtype=torch.float64)
     ys = torch.linspace(ymin, ymax, n, dtype=torch.float64)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import initializers as initializer_registry
 from deepfield.models.core import Activation, Dense
@@ -60,7 +61,7 @@ def check_points(x: Any, y: Any, owner: str) -> tuple[np.ndarray, np.ndarray, in
 
 def check_hidden(hidden: Any, owner: str) -> tuple[int, ...]:
     hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
-    if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+    if not all(arguments.is_integer(h) for h in hidden):
         raise DeepfieldError(f"{owner}: hidden must be positive layer widths, e.g. (8, 8); got {hidden!r}")
     return tuple(int(h) for h in hidden)
 
@@ -219,9 +220,8 @@ def learn_2d(x: Any, y: Any, hidden: Sequence[int] = (8, 8), activation: str = "
     """
     x, y, classes = check_points(x, y, "learn_2d")
     hidden = check_hidden(hidden, "learn_2d")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise DeepfieldError(f"learn_2d: epochs must be a positive integer, got {epochs!r}")
-    if int(frames) < 2 or int(grid) < 2:
+    epochs = arguments.integer("learn_2d: epochs", epochs, expected="a positive integer")
+    if not (arguments.is_integer(frames, 2) and arguments.is_integer(grid, 2)):
         raise DeepfieldError(f"learn_2d: frames and grid must be at least 2, got {frames}, {grid}")
     xx, yy, points = mesh(x, int(grid))
     schedule = frame_schedule(int(epochs), int(frames))

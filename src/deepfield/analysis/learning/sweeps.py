@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.analysis.learning.playground import (
     check_hidden,
     check_points,
@@ -200,8 +201,7 @@ def sweep(x: Any, y: Any, learning_rates: Sequence[float] = (0.01, 0.1, 1.0, 10.
     for spec in inits:
         initializer(spec)  # unknown names fail now, not after the first runs
     activations.get(activation)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise DeepfieldError(f"sweep: steps must be an integer >= 2, got {steps!r}")
+    steps = arguments.integer("sweep: steps", steps, 2, expected="an integer >= 2")
     if not divergence_factor > 1:
         raise DeepfieldError(f"sweep: divergence_factor must be > 1, got {divergence_factor}")
     if not isinstance(optimizer, str):

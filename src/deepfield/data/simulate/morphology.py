@@ -25,7 +25,7 @@ from pathlib import Path
 import galsim
 import numpy as np
 
-from deepfield.data.simulate import validate
+from deepfield import arguments
 from deepfield.data.simulate.galaxies import (GSPARAMS, Component, StampDrawer, add_poisson_noise, log_uniform,
                                               moffat_psf, snr_scale)
 from deepfield.data.simulate.parallel import CLASSES_STREAM, GALAXY_STREAM, run_chunks, stream_rng
@@ -33,6 +33,7 @@ from deepfield.data.simulate.seds import AGN_SLOPES, STAR_TEMPERATURES, Colours,
 from deepfield.data.simulate.writer import (ChunkSink, ColumnInfo, create_images, sim_file, stack_rows, write_columns,
                                            write_labels)
 from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.outputs import output_file
 
 CLASSES = ("spheroid", "disk", "irregular", "point", "merger")
 """Morphological classes in label order."""
@@ -226,14 +227,14 @@ def truth_info(bands: Sequence[str]) -> ColumnInfo:
     } | {f"flux_{b}": ("electron", f"total flux in band {b} before noise") for b in bands}
 
 
-def stamp_job(n: int, size: int, bands: str | Sequence[str], seed: int, snr: object, pixel_scale: float,
+def stamp_job(size: int, bands: str | Sequence[str], seed: int, snr: object, pixel_scale: float,
               psf_fwhm: object) -> StampJob:
     """Validate the common stamp arguments and build the job (with its colour tables)."""
-    validate.check_int("n", n, 1)
     bands = parse_bands(bands)
-    return StampJob(seed=validate.check_int("seed", seed, 0), bands=bands, size=validate.check_int("size", size, 8),
-                    pixel_scale=validate.check_range("pixel_scale", pixel_scale)[0],
-                    snr=validate.check_range("snr", snr), psf_fwhm=validate.check_range("psf_fwhm", psf_fwhm),
+    return StampJob(seed=arguments.integer("seed", seed, 0, math.inf, expected="an integer >= 0"), bands=bands,
+                    size=arguments.integer("size", size, 8, expected="an integer >= 8"),
+                    pixel_scale=arguments.number_range("pixel_scale", pixel_scale)[0],
+                    snr=arguments.number_range("snr", snr), psf_fwhm=arguments.number_range("psf_fwhm", psf_fwhm),
                     colours=Colours.build(bands))
 
 
@@ -261,8 +262,9 @@ def simulate_morphology(n: int, out: str | os.PathLike[str], *, size: int = 64,
     attrs ``simulator``, ``seed``, ``config`` (JSON of the arguments that shape the data).
     The same arguments give the same arrays for any ``workers``.
     """
-    out, workers = validate.check_out(out), validate.check_workers(workers)
-    job = stamp_job(n, size, bands, seed, snr, pixel_scale, psf_fwhm)
+    out, workers = output_file(out), arguments.workers(workers)
+    n = arguments.integer("n", n, expected="an integer >= 1")
+    job = stamp_job(size, bands, seed, snr, pixel_scale, psf_fwhm)
     labels = class_labels(n, proportions, job.seed)
     config = job_config(job) | dict(n=n, proportions=None if proportions is None else dict(proportions))
     with sim_file(out, "morphology", job.seed, config) as h5:

@@ -27,13 +27,14 @@ import h5py
 import numpy as np
 from astropy.cosmology import Planck18
 
-from deepfield.data.simulate import validate
+from deepfield import arguments
 from deepfield.data.simulate.galaxies import (GSPARAMS, Component, StampDrawer, add_gaussian_noise, log_uniform,
                                               moffat_psf)
 from deepfield.data.simulate.parallel import CATALOGUE_STREAM, STAMP_STREAM, run_chunks, stream_rng
 from deepfield.data.simulate.seds import GALAXY_TEMPLATES, LSST_BANDS, MagnitudeTable, galaxy_sed, parse_bands
 from deepfield.data.simulate.writer import ChunkSink, ColumnInfo, create_images, sim_file, stack_rows, write_columns
 from deepfield.errors import DeepfieldError
+from deepfield.outputs import output_file
 
 LSST_DEPTHS = dict(u=26.1, g=27.4, r=27.5, i=26.8, z=26.1, y=24.9)
 """LSST 10-year 5σ point-source depths (AB mag), from the Science Requirements Document."""
@@ -212,13 +213,14 @@ def simulate_photoz(n: int, out: str | os.PathLike[str], *, seed: int = 0, bands
     with Gaussian sky noise matching the depths at 0.7 arcsec seeing; attrs ``simulator``,
     ``seed``, ``config``.
     """
-    validate.check_int("n", n, 1)
-    seed, bands = validate.check_int("seed", seed, 0), parse_bands(bands)
-    mag_limit = validate.check_range("mag_limit", mag_limit, BRIGHT_LIMIT)[0]
+    n = arguments.integer("n", n, expected="an integer >= 1")
+    seed, bands = arguments.integer("seed", seed, 0, math.inf, expected="an integer >= 0"), parse_bands(bands)
+    mag_limit = arguments.number_range("mag_limit", mag_limit, BRIGHT_LIMIT)[0]
     depths = _check_depths(depths)
-    size, pixel_scale = validate.check_int("size", size, 8), validate.check_range("pixel_scale", pixel_scale)[0]
-    psf_fwhm = validate.check_range("psf_fwhm", psf_fwhm)
-    out, workers = validate.check_out(out), validate.check_workers(workers)
+    size = arguments.integer("size", size, 8, expected="an integer >= 8")
+    pixel_scale = arguments.number_range("pixel_scale", pixel_scale)[0]
+    psf_fwhm = arguments.number_range("psf_fwhm", psf_fwhm)
+    out, workers = output_file(out), arguments.workers(workers)
     table = MagnitudeTable.build({t: galaxy_sed(t) for t in GALAXY_TEMPLATES}, LSST_BANDS,
                                  np.linspace(0.0, Z_RANGE[1], 301))
     columns = catalogue(n, bands, mag_limit, depths, seed, table)

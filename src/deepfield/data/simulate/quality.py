@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.data.simulate import artefacts as art
-from deepfield.data.simulate import validate
 from deepfield.data.simulate.galaxies import StampDrawer, log_uniform
 from deepfield.data.simulate.morphology import (CLASSES, StampJob, class_labels, draw_object, job_config, stamp_job,
                                                 truth_info)
 from deepfield.data.simulate.parallel import ARTEFACT_STREAM, SPOIL_STREAM, run_chunks, stream_rng
 from deepfield.data.simulate.writer import ChunkSink, create_images, sim_file, stack_rows, write_columns, write_labels
 from deepfield.errors import DeepfieldError, unknown_name
+from deepfield.outputs import output_file
 
 QUALITY_CLASSES = ("clean", "spoiled")
 """Labels of the quality file: 0 = clean, 1 = spoiled."""
@@ -130,9 +131,10 @@ def simulate_quality(n: int, out: str | os.PathLike[str], *, size: int = 64,
     attr ``names``), ``truth/<column>`` as in the morphology file; attrs ``simulator``,
     ``seed``, ``config``.
     """
-    out, workers = validate.check_out(out), validate.check_workers(workers)
-    fraction = validate.check_fraction("spoiled_fraction", spoiled_fraction)
-    job = QualityJob(stamp_job(n, size, bands, seed, snr, pixel_scale, psf_fwhm), _check_artefacts(artefacts))
+    out, workers = output_file(out), arguments.workers(workers)
+    fraction = arguments.fraction("spoiled_fraction", spoiled_fraction)
+    n = arguments.integer("n", n, expected="an integer >= 1")
+    job = QualityJob(stamp_job(size, bands, seed, snr, pixel_scale, psf_fwhm), _check_artefacts(artefacts))
     galaxies = class_labels(n, None, job.stamps.seed)
     spoiled = np.zeros(n, dtype=bool)
     spoiled[stream_rng(job.stamps.seed, SPOIL_STREAM).permutation(n)[:round(n * fraction)]] = True

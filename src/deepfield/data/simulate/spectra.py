@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.data.simulate.seds import galaxy_sed
 from deepfield.data.simulate.writer import ColumnInfo, sim_file, write_columns, write_labels
 from deepfield.errors import DeepfieldError
@@ -74,8 +75,9 @@ CHUNK = 1024
 def simulate_spectra(n: int, out: str | Path, *, length: int = 400, seed: int = 0,
                      snr: tuple[float, float] = (3.0, 30.0)) -> Path:
     """Write ``n`` spectra of ``length`` pixels to the HDF5 file ``out`` (module docstring); returns its path."""
-    if n < 1 or length < 16:
+    if not (arguments.is_integer(n) and arguments.is_integer(length, 16)):
         raise DeepfieldError(f"simulate spectra: need n >= 1 and length >= 16, got n={n}, length={length}")
+    n, length = int(n), int(length)
     if not 0 < snr[0] <= snr[1]:
         raise DeepfieldError(f"simulate spectra: --snr must be two increasing positive numbers, got {snr}")
     rng = np.random.default_rng(seed)

@@ -15,15 +15,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from deepfield.errors import DeepfieldError, unknown_name
-
-_REGISTRY: dict[str, type[Transform]] = {}
+from deepfield.errors import DeepfieldError
+from deepfield.registry import Registry
 
 
 class Transform:
     """Base class: ``t(x)`` for ``x`` of shape (C, H, W) or (N, C, H, W)."""
 
     name: ClassVar[str]
+    registry: ClassVar[Registry[type[Transform]]] = Registry("transform")
     planar: ClassVar[bool] = False
     """True when the transform needs both pixel axes: spectra (C, L) seen as one-row images are refused."""
 
@@ -31,7 +31,7 @@ class Transform:
         super().__init_subclass__(**kwargs)
         if name is not None:
             cls.name = name
-            _REGISTRY[name] = cls
+            Transform.registry.add(name, cls)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self._apply(self._as_batch(x))
@@ -120,9 +120,7 @@ class Compose(Transform, name="compose"):
 
 def get(name: str, **kwargs: Any) -> Transform:
     """A transform by registry name, e.g. ``get("asinh", softening=0.1)``."""
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise unknown_name("transform", name, _REGISTRY)
+    cls = Transform.registry.lookup(name)
     parameters = inspect.signature(cls).parameters
     unexpected = sorted(set(kwargs) - set(parameters))
     if unexpected:
@@ -144,9 +142,9 @@ def from_config(config: Mapping[str, Any]) -> Transform:
 
 def names() -> tuple[str, ...]:
     """The registered transform names, sorted."""
-    return tuple(sorted(_REGISTRY))
+    return Transform.registry.names()
 
 
 def random_names() -> tuple[str, ...]:
     """The names of the random transforms (the augmentations), sorted."""
-    return tuple(sorted(name for name, cls in _REGISTRY.items() if issubclass(cls, RandomTransform)))
+    return tuple(sorted(name for name, cls in Transform.registry.items() if issubclass(cls, RandomTransform)))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from deepfield import arguments
 from deepfield.data.transforms.base import RandomTransform, Transform
 from deepfield.errors import DeepfieldError
 
@@ -20,9 +21,9 @@ from deepfield.errors import DeepfieldError
 def _pair(transform: type[Transform], size: int | Sequence[int]) -> tuple[int, int]:
     """``size`` as ``(height, width)`` in pixels: an int means a square."""
     pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair):
+    if len(pair) != 2 or not all(arguments.is_integer(s) for s in pair):
         raise transform._error(f"size must be a positive int or (height, width), got {size!r}")
-    return pair  # type: ignore[return-value]
+    return int(pair[0]), int(pair[1])  # type: ignore[arg-type]
 
 
 class CenterCrop(Transform, name="center_crop"):
@@ -141,8 +142,9 @@ class RandomShift(RandomTransform, name="shift"):
 
     def __init__(self, max_shift: int = 4, mode: str = "roll", generator: torch.Generator | None = None):
         super().__init__(generator)
-        if not (isinstance(max_shift, int) and not isinstance(max_shift, bool) and max_shift >= 0):
+        if not arguments.is_integer(max_shift, 0):
             raise self._error(f"max_shift must be an int >= 0 (pixels), got {max_shift!r}")
+        max_shift = int(max_shift)
         if mode not in self.MODES:
             raise self._error(f"mode {mode!r}; expected one of: {', '.join(self.MODES)}")
         self.max_shift, self.mode = max_shift, mode

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import torch
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import initializers
 from deepfield.models.base import Layer
@@ -46,7 +47,7 @@ class Pasquet(PresetModel):
                  output_activation: str | None = "softmax"):
         super().__init__()
         self.input_shape = sample_shape(self.preset, input_shape, 2)
-        if int(n_bins) < 2 or not float(z_max) > float(z_min):
+        if not arguments.is_integer(n_bins, 2) or not float(z_max) > float(z_min):
             raise DeepfieldError(f"preset {self.preset!r} needs n_bins >= 2 and z_max > z_min; "
                                  f"got n_bins={n_bins}, z_min={z_min}, z_max={z_max}")
         self.name = self.preset

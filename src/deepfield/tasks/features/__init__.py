@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from deepfield.errors import DeepfieldError
-from deepfield.registry import lookup
+from deepfield.registry import Registry
 from deepfield.tasks.features.base import Extractor, FeatureSet
 from deepfield.tasks.features.catalogue import catalogue_features
 from deepfield.tasks.features.histogram import ColourHistogram
@@ -26,15 +26,17 @@ from deepfield.tasks.features.pixels import Pixels
 from deepfield.tasks.features.sift import SiftBagOfWords
 from deepfield.tasks.features.texture import Texture
 
-EXTRACTORS: dict[str, type[Extractor]] = {
+EXTRACTORS: Registry[type[Extractor]] = Registry("feature extractor", {
     cls.name: cls for cls in (HOG, Pixels, ColourHistogram, Texture, SiftBagOfWords, Morphology)
-}
-ALIASES = {"color_histogram": "colour_histogram", "sift": "sift_bovw", "glcm": "texture"}
+}, any_case=True, class_names=True)
+EXTRACTORS.alias("color_histogram", "colour_histogram")
+EXTRACTORS.alias("sift", "sift_bovw")
+EXTRACTORS.alias("glcm", "texture")
 
 
 def get(name: str, **options: Any) -> Extractor:
     """The extractor registered as ``name`` built with ``options``; bad names or options raise one line."""
-    cls = lookup("feature extractor", name, EXTRACTORS, ALIASES)
+    cls = EXTRACTORS.lookup(name)
     try:
         return cls(**options)
     except TypeError as exc:
@@ -43,7 +45,7 @@ def get(name: str, **options: Any) -> Extractor:
 
 def names() -> list[str]:
     """The registered extractor names, sorted."""
-    return sorted(EXTRACTORS)
+    return list(EXTRACTORS.names())
 
 
 __all__ = ["Extractor", "FeatureSet", "catalogue_features", "get", "names", "EXTRACTORS",

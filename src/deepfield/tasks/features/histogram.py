@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, check_images
 
@@ -28,9 +29,7 @@ class ColourHistogram(Extractor):
 
     def __init__(self, bins: int = 16, value_range: tuple[float, float] = (-3.0, 10.0),
                  ratio_range: tuple[float, float] = (-3.0, 3.0), density: bool = False):
-        if isinstance(bins, bool) or int(bins) != bins or bins < 1:
-            raise DeepfieldError(f"features colour_histogram: bins must be an integer >= 1, got {bins!r}")
-        self.bins = int(bins)
+        self.bins = arguments.integer("features colour_histogram: bins", bins, expected="an integer >= 1")
         self.value_range = _range(value_range, "value_range")
         self.ratio_range = _range(ratio_range, "ratio_range")
         self.density = bool(density)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from skimage.feature import hog
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, band_mean, check_images, progress
 
@@ -35,9 +36,7 @@ class HOG(Extractor):
                                  f"got {block_norm!r}")
         if bands not in BANDS:
             raise DeepfieldError(f"features hog: bands must be 'mean' or 'each', got {bands!r}")
-        if int(orientations) < 1:
-            raise DeepfieldError(f"features hog: orientations must be >= 1, got {orientations}")
-        self.orientations = int(orientations)
+        self.orientations = arguments.integer("features hog: orientations", orientations, expected=">= 1")
         self.pixels_per_cell = _pair(pixels_per_cell, "pixels_per_cell")
         self.cells_per_block = _pair(cells_per_block, "cells_per_block")
         self.block_norm = block_norm
@@ -73,6 +72,6 @@ class HOG(Extractor):
 
 def _pair(value: tuple[int, int] | int, option: str) -> tuple[int, int]:
     pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 1 for v in pair):
+    if len(pair) != 2 or not all(arguments.is_integer(v) for v in pair):
         raise DeepfieldError(f"features hog: {option} must be a positive int or a pair of them, got {value!r}")
     return int(pair[0]), int(pair[1])

@@ -24,6 +24,7 @@ from photutils.segmentation import SegmentationImage, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy.ndimage import binary_dilation
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, band_mean, check_images, progress
 
@@ -64,12 +65,12 @@ class Morphology(Extractor):
 
     def __init__(self, band: int | None = None, threshold: float = 3.0, n_pixels: int = 5,
                  psf_fwhm: float | None = None, max_flag: int = 1, sky: float | None = None):
-        if threshold <= 0 or n_pixels < 1:
+        if threshold <= 0 or not arguments.is_integer(n_pixels):
             raise DeepfieldError(f"features morphology: threshold (sigma) and n_pixels must be positive, "
                                  f"got {threshold!r}, {n_pixels!r}")
         if psf_fwhm is not None and psf_fwhm <= 0:
             raise DeepfieldError(f"features morphology: psf_fwhm must be positive pixels or None, got {psf_fwhm!r}")
-        if band is not None and (isinstance(band, bool) or not isinstance(band, (int, np.integer))):
+        if band is not None and not arguments.is_integer(band, -arguments.MAX_ELEMENTS):
             raise DeepfieldError(f"features morphology: band must be a band index or None, got {band!r}")
         if max_flag not in FLAGS:
             raise DeepfieldError(f"features morphology: max_flag must be one of 0, 1, 2, 4, got {max_flag!r}")

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, check_images
 
@@ -16,9 +17,7 @@ class Pixels(Extractor):
     name = "pixels"
 
     def __init__(self, downsample: int = 1):
-        if isinstance(downsample, bool) or int(downsample) != downsample or downsample < 1:
-            raise DeepfieldError(f"features pixels: downsample must be an integer >= 1, got {downsample!r}")
-        self.downsample = int(downsample)
+        self.downsample = arguments.integer("features pixels: downsample", downsample, expected="an integer >= 1")
 
     def get_config(self) -> dict[str, Any]:
         return {"downsample": self.downsample}

@@ -18,6 +18,7 @@ from skimage.feature import SIFT
 from skimage.transform import resize
 from sklearn.cluster import MiniBatchKMeans
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, band_mean, check_images, progress, rescale_unit
 
@@ -36,12 +37,10 @@ class SiftBagOfWords(Extractor):
 
     def __init__(self, words: int = 50, min_size: int = 64, upsampling: int = 2, normalise: bool = False,
                  seed: int = 0):
-        if isinstance(words, bool) or int(words) != words or words < 2:
-            raise DeepfieldError(f"features sift_bovw: words must be an integer >= 2, got {words!r}")
+        words = arguments.integer("features sift_bovw: words", words, 2, expected="an integer >= 2")
         if upsampling not in (1, 2):
             raise DeepfieldError(f"features sift_bovw: upsampling must be 1 or 2, got {upsampling!r}")
-        if int(min_size) < 1:
-            raise DeepfieldError(f"features sift_bovw: min_size must be a positive number of pixels, got {min_size!r}")
+        min_size = arguments.integer("features sift_bovw: min_size", min_size, expected="a positive number of pixels")
         self.words = int(words)
         self.min_size = int(min_size)
         self.upsampling = int(upsampling)

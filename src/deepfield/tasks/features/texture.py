@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from skimage.feature import graycomatrix, graycoprops
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, band_mean, check_images, progress
 
@@ -27,9 +28,8 @@ class Texture(Extractor):
     def __init__(self, levels: int = 16, distances: tuple[int, ...] = (1, 2, 4),
                  angles: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0),
                  value_range: tuple[float, float] | None = None):
-        if isinstance(levels, bool) or int(levels) != levels or not 2 <= levels <= 256:
-            raise DeepfieldError(f"features texture: levels must be an integer in 2..256, got {levels!r}")
-        if not distances or any(int(d) < 1 for d in distances):
+        levels = arguments.integer("features texture: levels", levels, 2, 256, expected="an integer in 2..256")
+        if not distances or not all(arguments.is_integer(d) for d in distances):
             raise DeepfieldError(f"features texture: distances must be positive integers, got {distances!r}")
         if not angles:
             raise DeepfieldError("features texture: angles (degrees) must not be empty")

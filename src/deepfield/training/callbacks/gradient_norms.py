@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.training.callbacks.base import Callback, Logs
 
@@ -49,7 +50,7 @@ class GradientNormLogger(Callback):
 
     def __init__(self, every: int = 1, sync_every: int = 64):
         super().__init__()
-        if every < 1 or sync_every < 1:
+        if not (arguments.is_integer(every) and arguments.is_integer(sync_every)):
             raise DeepfieldError(f"GradientNormLogger: every and sync_every must be >= 1, got {every}, {sync_every}")
         self.every, self.sync_every = int(every), int(sync_every)
         self.names: list[str] = []

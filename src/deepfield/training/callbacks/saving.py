@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError, flag
 from deepfield.training import distributed
 from deepfield.models.serialization import WEIGHTS_FILE, has_architecture, save_model, save_weights
@@ -109,8 +110,9 @@ class BackupAndRestore(Callback):
     def __init__(self, backup_dir: str | os.PathLike[str], save_freq: str | int = "epoch",
                  delete_checkpoint: bool = True):
         super().__init__()
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
-            raise DeepfieldError(f"BackupAndRestore: save_freq must be 'epoch' or a positive int, got {save_freq!r}")
+        if save_freq != "epoch":
+            save_freq = arguments.integer("BackupAndRestore: save_freq", save_freq,
+                                          expected="'epoch' or a positive int")
         self.path = Path(backup_dir) / self.FILENAME
         self.save_freq = save_freq
         self.delete_checkpoint = flag("BackupAndRestore", "delete_checkpoint", delete_checkpoint)

@@ -7,6 +7,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
 
@@ -103,9 +104,9 @@ class KLAnnealing(Callback):
 
     def __init__(self, epochs: int):
         super().__init__()
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        if not arguments.is_integer(epochs):
             raise DeepfieldError(f"KLAnnealing needs a positive number of epochs, got {epochs!r}")
-        self.epochs = epochs
+        self.epochs = int(epochs)
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._set(min(1.0, (epoch + 1) / self.epochs))

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from deepfield import registry
 from deepfield.errors import DeepfieldError
 from deepfield.training.optimizers.adagrad import Adagrad
 from deepfield.training.optimizers.adam import Adam, AdamW
@@ -22,7 +21,7 @@ from deepfield.training.optimizers.newton import Newton
 from deepfield.training.optimizers.rmsprop import RMSprop
 from deepfield.training.optimizers.sgd import SGD
 
-NAMES = tuple(sorted(Optimizer.registry))
+NAMES = Optimizer.registry.names()
 
 
 def get(spec: str | Optimizer | dict[str, Any]) -> Optimizer:
@@ -39,9 +38,9 @@ def get(spec: str | Optimizer | dict[str, Any]) -> Optimizer:
             f"({', '.join(NAMES)}), which is a torch.optim.Optimizer with a Keras face"
         )
     if isinstance(spec, str):
-        return registry.lookup("optimizer", spec, Optimizer.registry)()
+        return Optimizer.registry.lookup(spec)()
     if isinstance(spec, dict) and "class_name" in spec:
-        return registry.from_config("optimizer", spec, Optimizer.registry)
+        return Optimizer.registry.from_config(spec)
     raise DeepfieldError(
         "optimizer must be a name, a deepfield optimizer or "
         f"{{'class_name': ..., 'config': {{...}}}}, got {type(spec).__name__}"

@@ -32,6 +32,7 @@ import torch
 from torch.optim.optimizer import ParamsT
 
 from deepfield.errors import DeepfieldError, flag, unknown_name
+from deepfield.registry import Registry
 
 # The learning rate is stored as torch's "lr" so that lr schedulers can drive it.
 _TORCH_KEYS = {"learning_rate": "lr"}
@@ -48,12 +49,12 @@ class Optimizer(torch.optim.Optimizer):
 
     name: ClassVar[str] = ""
     requires_closure: ClassVar[bool] = False
-    registry: ClassVar[dict[str, type[Optimizer]]] = {}
+    registry: ClassVar[Registry[type[Optimizer]]] = Registry("optimizer", any_case=True, class_names=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):
-            Optimizer.registry[cls.name] = cls
+            Optimizer.registry.add(cls.name, cls)
 
     def __init__(self, params: ParamsT | None, hyper: dict[str, Any], **keras2: Any) -> None:
         hyper = self._accept_keras2(hyper, keras2)

@@ -21,8 +21,9 @@ import torch
 from torch.optim.optimizer import ParamsT
 from torch.overrides import TorchFunctionMode
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.training.optimizers.base import Optimizer, check_flag, check_non_negative, is_number
+from deepfield.training.optimizers.base import Optimizer, check_flag, check_non_negative
 
 # Rows of the Hessian computed per batched backward pass: bounds the memory of
 # the vmapped backward (which holds this many copies of the activations' grads).
@@ -68,7 +69,7 @@ class Newton(Optimizer):
     ) -> None:
         check_non_negative(self, "damping", damping)
         self._check(
-            is_number(max_params) and isinstance(max_params, int) and max_params > 0,
+            arguments.is_integer(max_params, 1, math.inf),
             f"max_params must be a positive integer, got {max_params!r}",
         )
         self._damping_now = float(damping)
@@ -76,7 +77,7 @@ class Newton(Optimizer):
             params,
             dict(
                 learning_rate=learning_rate, damping=damping, line_search=check_flag(self, "line_search", line_search),
-                max_params=max_params, decay=decay,
+                max_params=int(max_params), decay=decay,
             ),
             **keras2,
         )
