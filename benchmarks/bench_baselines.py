@@ -25,7 +25,7 @@ from deepfield.data.simulate import simulate_morphology
 from deepfield.models.serialization import load_network
 from deepfield.tasks.baselines.runner import image_baselines, prepared_targets, run_baselines
 from deepfield.tasks.config import load_config
-from deepfield.tasks.run import task_for, train
+from deepfield.tasks.pipeline import task_for, train
 from results import add_section, machine
 
 KEYS = ("accuracy", "macro_auc", "n_features", "fit_time_s")

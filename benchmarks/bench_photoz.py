@@ -12,7 +12,7 @@ feature standardised as the photoz task does) and is scored on the whole test ca
   chosen by 5-fold cross-validation (mean absolute error);
 * ``random forest``: scikit-learn's ``RandomForestRegressor`` (100 trees grown in full, the
   ``deepfield baseline`` learner without its depth search) on train + validation;
-* the photoz task's runs (``deepfield.tasks.run.train``; best epoch by the validation part,
+* the photoz task's runs (``deepfield.tasks.pipeline.train``; best epoch by the validation part,
   early stopping): the previous example (64-64 MAE regression), PDFs over 100 bins with the
   median, mean, mode, peak and peak mean as point estimates (``photoz.point_estimate``), a wider
   network with dropout, training on magnitudes resampled within their errors

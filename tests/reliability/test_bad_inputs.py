@@ -168,7 +168,7 @@ def test_labels_out_of_range_name_the_file_and_the_key(sky, tmp_path):
 
     import h5py
 
-    from deepfield.tasks.run import TASKS
+    from deepfield.tasks.pipeline import TASKS
     bad = tmp_path / "validation.h5"
     shutil.copy(sky, bad)
     with h5py.File(bad, "r+") as f:

@@ -7,7 +7,7 @@ import yaml
 from deepfield.cli.app import main
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
-from deepfield.tasks.run import best_finite_epoch, train
+from deepfield.tasks.pipeline import best_finite_epoch, train
 
 from probes import regression
 

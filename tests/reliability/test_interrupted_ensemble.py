@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-import deepfield.tasks.run as run_module
+import deepfield.tasks.pipeline as run_module
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import load_run, train

@@ -74,7 +74,7 @@ def test_another_config_is_refused_with_its_differences_and_the_ways_on(run, cli
 
 
 def test_an_interrupted_run_resumes_only_with_the_same_config(table, tmp_path, cli, monkeypatch):
-    import deepfield.tasks.run as run_module
+    import deepfield.tasks.pipeline as run_module
     from deepfield.training import BackupAndRestore
 
     class KilledAtEpoch2(BackupAndRestore):

@@ -53,7 +53,7 @@ def test_quality_run_reports_precision_at_fixed_recall(tmp_path):
 
 
 def test_baselines_run_beside_the_network_on_its_split(sky, tmp_path):
-    from deepfield.tasks.run import baselines_run
+    from deepfield.tasks.pipeline import baselines_run
 
     document = {
         "task": "morphology", "out": str(tmp_path / "run"), "seed": 1, "data": {"path": str(sky)},

@@ -12,7 +12,8 @@ from deepfield.data.simulate.spectra import CLASSES, simulate_spectra
 from deepfield.errors import DeepfieldError
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
-from deepfield.tasks.run import evaluate_run, load_run, predict_run, prepare, task_for, train
+from deepfield.tasks.pipeline import prepare, task_for
+from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "spectra.yaml"
 TINY = ["training.epochs=1", "training.batch_size=32", "training.early_stopping=null",

@@ -141,7 +141,7 @@ def baseline(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value, e.g. baselines.learners=[knn]")] = None,
 ) -> None:
     """Classical baselines (HOG, CAS, colours + SVM, forests, kNN) on the network's exact split."""
-    from deepfield.tasks.run import baselines_run
+    from deepfield.tasks.pipeline import baselines_run
 
     from deepfield.report.html import write_report
 

@@ -20,7 +20,7 @@ from deepfield.data.simulate import simulate_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.tasks import rerun
 from deepfield.tasks.config import RunConfig, load_config
-from deepfield.tasks.run import train
+from deepfield.tasks.pipeline import train
 
 DEMO_STAMPS = 15000
 DEMO_SIZE = 32
@@ -54,7 +54,7 @@ def run_demo(out: Path, epochs: int = 25, seed: int = 0, console: Console | None
              stamps: int = DEMO_STAMPS, class_model_steps: int = 200,
              report: Callable[[Path], object] | None = None) -> Path:
     """Run the three parts into the folder ``out``; returns the run folder (``out/run``: its
-    ``metrics.json``; ``report`` is called with it, as :func:`~deepfield.tasks.run.train` says).
+    ``metrics.json``; ``report`` is called with it, as :func:`~deepfield.tasks.pipeline.train` says).
     The command line prints the result after it returns."""
     console = console or Console()
     data = Path(out) / "data" / "sky.h5"

@@ -2,7 +2,7 @@
 
 >>> out = train_processes(Path("run.yaml"), ["training.epochs=3"], devices=2)   # the run folder
 
-The work of every process is :func:`deepfield.tasks.run.train`; how processes share it is
+The work of every process is :func:`deepfield.tasks.pipeline.train`; how processes share it is
 :mod:`deepfield.training.distributed`. Importing this module is light (the command line
 reads :data:`TORCHRUN` for its help): the engine loads when a training starts.
 """
@@ -24,7 +24,7 @@ TORCHRUN = ("torchrun --nnodes {nodes} --nproc-per-node {devices} --node-rank K 
 def _train_process(config: str, overrides: list[str], restart: bool = False,
                    report: Callable[[Path], object] | None = None) -> str | None:
     """One process of ``deepfield train --devices N``: train; a user error comes back as its message."""
-    from deepfield.tasks.run import train
+    from deepfield.tasks.pipeline import train
 
     try:
         train(load_config(Path(config), overrides), console=Console(soft_wrap=True),  # the command line's console
@@ -44,11 +44,11 @@ def train_processes(config: Path, overrides: list[str], *, devices: int = 1, nod
     cores) with the same results as one. ``nodes > 1`` needs torchrun on each machine: an error
     saying how. ``restart``: train a folder holding a run of another config again from scratch
     (:mod:`deepfield.tasks.rerun`); ``report``: called with the finished run folder by the process that
-    writes it (:func:`deepfield.tasks.run.train`; a module-level function, as the processes are spawned).
+    writes it (:func:`deepfield.tasks.pipeline.train`; a module-level function, as the processes are spawned).
     Returns the run folder, or ``None`` in a torchrun process other than the first
     (only the first writes the run folder).
     """
-    from deepfield.tasks.run import train
+    from deepfield.tasks.pipeline import train
     from deepfield.training import distributed
 
     run_config = load_config(config, overrides)

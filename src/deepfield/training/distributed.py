@@ -45,7 +45,7 @@ DESIGN
   evaluate), so every rank logs, and every callback decides, on the same numbers.
 * Files: callbacks with ``writes_files = True`` (CSVLogger, ModelCheckpoint) exist on
   rank 0 only; BackupAndRestore runs everywhere (the state gathers every rank's RNG) and
-  writes on rank 0. ``tasks.run.train`` writes the run folder from rank 0 only.
+  writes on rank 0. ``tasks.pipeline.train`` writes the run folder from rank 0 only.
 * Dropout and other per-sample noise (SpatialDropout, the Bayesian layers), on the CPU:
   every rank draws the noise of the whole global batch from one shared stream (rank 0's
   global generator after the model is built, the one a single process draws from) and
