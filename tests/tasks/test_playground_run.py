@@ -18,6 +18,7 @@ def test_optimizers_playground_writes_paths_animation_and_summary(tmp_path):
     write_report(tmp_path)  # the report sits above the tasks: the command line asks for it (title from metrics.json)
     html = (tmp_path / "report.html").read_text()
     assert "Optimiser paths on the loss surface" in html and "<h1>Optimisers on quadratic</h1>" in html
+    assert "Test part" not in html and "<caption>Summary</caption>" in html  # a playground has no test part
     assert summary["start"] == [-1.0, 2.0] and set(summary["optimizers"]) == {"sgd", "adam", "newton"}
     assert summary["optimizers"]["newton"]["steps_to_tolerance"] == 1  # a quadratic: one Newton step
     assert summary["optimizers"]["newton"]["end"] == [1.0, 0.5]

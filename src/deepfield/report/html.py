@@ -615,7 +615,8 @@ def _metrics_section(run: _Run) -> str:
     """The test metrics, each table saying which prediction it scores (see :func:`prediction_label`)."""
     body = {k: v for k, v in run.metrics.items() if k not in _HEADER_KEYS and k not in ("baselines", "uncertainty")}
     prediction = prediction_label(run.metrics)
-    captions = {"": f"Test part, the run\u2019s prediction ({prediction})",
+    scored = "title" not in run.metrics  # a playground (its title in metrics.json) has a summary, no test part
+    captions = {"": f"Test part, the run\u2019s prediction ({prediction})" if scored else "Summary",
                 "test": "Test part, each network once with dropout off: loss and training metrics",
                 "per_class": f"Per class, test part ({prediction})",
                 "confusion": f"Confusion matrix, test part ({prediction}): counts",
