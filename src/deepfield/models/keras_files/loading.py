@@ -1,0 +1,149 @@
+"""``load_keras``: a Keras model file as a deepfield model with the same outputs (inputs channels first).
+
+The model comes back as the class registered in :data:`MODEL_CLASSES` for its Keras container
+(``Sequential``). The models layer may not import the training layer, yet the model a user gets back must
+have ``compile`` / ``fit`` / ``predict``, which the training layer adds: so the training layer registers
+its face classes here when it is imported (``deepfield.training.keras``), and the public face
+(``deepfield.load_keras``, ``deepfield.models``) imports the training layer before handing the loader
+out. Without them (the models layer used alone) the plain :class:`~deepfield.models.sequential.Sequential`
+is built.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepfield import arguments
+from deepfield.errors import DeepfieldError
+from deepfield.models.base import Layer, snake_case
+from deepfield.models.keras_files import archive, layout
+from deepfield.models.keras_files.translate import KerasLayer, Tensor, assign, refuse_code, translator_for
+from deepfield.models.sequential import Sequential
+from deepfield.registry import Registry
+
+MODEL_CLASSES: Registry[type[nn.Module]] = Registry("Keras model class")
+"""Keras container class name -> the class :func:`load_keras` builds (filled by the training layer)."""
+DEFAULT_CLASSES: dict[str, type[nn.Module]] = {"Sequential": Sequential}
+"""What is built when the training layer has registered nothing."""
+INPUT_LAYER = "InputLayer"
+
+
+def load_keras(path: str | os.PathLike[str], *, input_shape: tuple[int, ...] | None = None) -> nn.Module:
+    """The model saved by Keras at ``path`` (``.keras``, or a legacy ``.h5`` full model), with its weights.
+
+    Its outputs equal the Keras model's on the same inputs, given channels first (``(N, C, H, W)``
+    where Keras took ``(N, H, W, C)``). ``input_shape``: one sample's shape, channels first, for a
+    file that does not say it (an input of unknown size, ``None`` in Keras). Nothing in the file is
+    run: a layer deepfield lacks, a ``Lambda`` layer or a custom object is refused in one line naming it.
+    """
+    keras_file = archive.read(path)
+    where = str(keras_file.path)
+    if keras_file.config is None:
+        raise DeepfieldError(f"{where}: holds weights only; build the same model in deepfield and call "
+                             f"model.load_weights({where!r})")
+    try:
+        return _model(keras_file, keras_file.config, input_shape)
+    except DeepfieldError as exc:
+        raise DeepfieldError(f"{where}: {exc}") from None
+
+
+def _model(keras_file: archive.KerasFile, spec: dict[str, Any], input_shape: tuple[int, ...] | None) -> nn.Module:
+    class_name = spec.get("class_name")
+    config = spec.get("config")
+    if class_name == "Sequential":
+        layers = config.get("layers") if isinstance(config, dict) else config  # Keras 2.0-2.2: the list itself
+        if not isinstance(layers, list):
+            raise DeepfieldError("the Sequential config has no list of layers")
+        refuse_code(spec, layers, "the model")
+        return _sequential(keras_file, spec, layers, input_shape)
+    if class_name in ("Functional", "Model"):
+        raise DeepfieldError("a functional Keras model (Model(inputs, outputs)); deepfield converts Sequential "
+                             "models so far")
+    raise DeepfieldError(f"the model is a {class_name!r}; deepfield converts Keras Sequential models (a subclassed "
+                         "model is Python code, which a file does not carry)")
+
+
+def model_class(keras_class: str) -> type[nn.Module]:
+    """The class built for a Keras container: the training layer's when registered, else the models layer's."""
+    return MODEL_CLASSES.find(keras_class) or DEFAULT_CLASSES[keras_class]
+
+
+def weight_keys(class_names: list[str]) -> list[str]:
+    """Keras 3's keys of layers' weights (``layers/<key>``): the class in snake case, numbered from its second use."""
+    used: dict[str, int] = {}
+    keys = []
+    for name in class_names:
+        base = snake_case(name)  # Keras's naming.to_snake_case: the same rules
+        if base in used:
+            used[base] += 1
+            keys.append(f"{base}_{used[base]}")
+        else:
+            used[base] = 0
+            keys.append(base)
+    return keys
+
+
+def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: list[Any],
+                input_shape: tuple[int, ...] | None) -> nn.Module:
+    layers = [KerasLayer(entry) for entry in entries]
+    inputs = [layer for layer in layers if layer.class_name == INPUT_LAYER]
+    if inputs and inputs[0] is not layers[0] or len(inputs) > 1:
+        raise DeepfieldError("an InputLayer inside a Sequential must come first, and only once")
+    body = layers[1:] if inputs else layers
+    channels_last = next((layer.channels_last() for layer in body if "data_format" in layer.config), True)
+    x = Tensor(_input_shape(spec, layers, input_shape, channels_last), channels_last)
+    config = spec.get("config") if isinstance(spec.get("config"), dict) else {}
+    model = model_class("Sequential")(name=str(config.get("name", "sequential")), input_shape=x.shape)
+    for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
+        layer, x = convert(keras, x, keras_file.weights.of(keras.name, key))
+        model.add(layer)
+    return model
+
+
+def _input_shape(spec: dict[str, Any], layers: list[KerasLayer], given: tuple[int, ...] | None,
+                 channels_last: bool) -> tuple[int, ...]:
+    """One sample's deepfield shape: ``given``, else the InputLayer's, the first layer's or the model's build shape."""
+    if given is not None:
+        return arguments.shape("input_shape", given)
+    candidates = [layers[0].get(key) for key in ("batch_shape", "batch_input_shape") if layers]
+    candidates.append((spec.get("build_config") or {}).get("input_shape"))
+    shape = next((s for s in candidates if isinstance(s, list) and s), None)
+    if shape is None:
+        raise DeepfieldError("the file does not say the model's input shape (it was saved before it was built): "
+                             "pass input_shape=(C, H, W)")
+    if any(s is None for s in shape[1:]):
+        raise DeepfieldError(f"the model's input shape {shape[1:]} has sizes Keras leaves open (None); "
+                             "pass input_shape=(C, H, W), channels first, to fix them")
+    return layout.shape_to_deepfield(arguments.shape("the Keras model's input shape", shape[1:]), channels_last)
+
+
+def convert(keras: KerasLayer, x: Tensor, arrays: list[np.ndarray]) -> tuple[Layer, Tensor]:
+    """The deepfield layer made from one Keras layer that takes ``x``, its weights loaded; and its output tensor."""
+    translator = translator_for(keras)
+    if x.order is not None and not translator.keeps_order:
+        raise keras.refuse("it follows a Flatten of a channels-last tensor, which deepfield flattens in another "
+                           "order; deepfield converts a Dense (or Dropout, Activation, BatchNormalization) there")
+    try:
+        layer = translator.to_deepfield(keras, x)
+        shape = output_shape(layer, x.shape)
+    except DeepfieldError as exc:
+        message = str(exc)
+        raise (exc if message.startswith(keras.label) else keras.refuse(message)) from None
+    assign(keras, layer, translator.weights_to_deepfield(keras, layer, arrays, x))
+    return layer, translator.output(keras, x, shape)
+
+
+def output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One sample's output shape of ``layer`` (built on the way) for a sample of ``shape``: a dry pass of zeros."""
+    was_training = layer.training
+    layer.eval()
+    try:
+        with torch.no_grad():
+            return tuple(layer(torch.zeros((1, *shape))).shape[1:])
+    finally:
+        layer.train(was_training)
+

@@ -1,0 +1,291 @@
+"""Keras model files read and written without Keras (deepfield.models.keras_files), checked against Keras 3 itself:
+the same inputs (channels last for Keras, channels first for deepfield) give the same outputs to 1e-5."""
+import json
+import os
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+L = keras.layers
+
+from deepfield.errors import DeepfieldError  # noqa: E402
+from deepfield.models.keras_files import load_keras  # noqa: E402
+from deepfield.models.keras_files import layout  # noqa: E402
+
+TOLERANCE = 1e-5
+
+
+def randomised(model, seed=0):
+    """``model`` with every weight drawn afresh (BatchNormalization's moving statistics too, variances positive)."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        values = rng.normal(0.0, 0.5, size=tuple(weight.shape)).astype(np.float32)
+        if "variance" in weight.path:
+            values = np.abs(values) + 0.5
+        weight.assign(values)
+    return model
+
+
+def channels_first(x):
+    """A channels-last batch ``(N, *spatial, C)`` as deepfield takes it, ``(N, C, *spatial)``."""
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1)) if x.ndim > 2 else x
+
+
+def deepfield_outputs(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def keras_outputs(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def sample(shape, n=3, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
+
+
+def converted(model, tmp_path, suffix=".keras"):
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    return load_keras(path)
+
+
+def assert_same_outputs(keras_model, tmp_path, input_shape, suffix=".keras", channels_last=True):
+    x = sample(input_shape)
+    ours = converted(keras_model, tmp_path, suffix)
+    expected = keras_outputs(keras_model, x)
+    got = deepfield_outputs(ours, channels_first(x) if channels_last else x)
+    if expected.ndim > 2 and channels_last:
+        expected = np.moveaxis(expected, -1, 1)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE)
+    return ours
+
+
+def course_cnn(size=24):
+    """The course's CNN (the lecture's Keras listing), smaller."""
+    return keras.Sequential([
+        keras.Input((size, size, 1)),
+        L.Conv2D(8, (3, 3), activation="relu"),
+        L.MaxPooling2D((2, 2)),
+        L.Conv2D(16, (3, 3), activation="relu"),
+        L.MaxPooling2D((2, 2)),
+        L.Flatten(),
+        L.Dense(32, activation="relu"),
+        L.Dense(1, activation="sigmoid"),
+    ])
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_the_course_cnn_converts_with_equal_outputs(tmp_path, suffix):
+    ours = assert_same_outputs(randomised(course_cnn()), tmp_path, (24, 24, 1), suffix)
+    assert [type(m).__name__ for m in ours.children()] == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                                                           "Flatten", "Dense", "Dense"]
+    assert ours.input_shape == (1, 24, 24)
+
+
+def test_a_plain_transpose_of_the_dense_after_flatten_is_off_by_order_one(tmp_path):
+    """Why the rows of the Dense after a Flatten are reordered: transposing its kernel alone gives other outputs."""
+    keras_model = randomised(keras.Sequential([keras.Input((6, 6, 3)), L.Conv2D(4, 3), L.Flatten(),
+                                                L.Dense(5, name="dense")]))
+    x = sample((6, 6, 3))
+    ours = converted(keras_model, tmp_path)
+    expected = keras_outputs(keras_model, x)
+    np.testing.assert_allclose(deepfield_outputs(ours, channels_first(x)), expected, atol=TOLERANCE, rtol=TOLERANCE)
+    kernel = keras_model.layers[-1].kernel.numpy()
+    with torch.no_grad():
+        ours.dense.weight.copy_(torch.from_numpy(kernel.T.copy()))  # the plain transpose
+    off = np.abs(deepfield_outputs(ours, channels_first(x)) - expected).max()
+    assert off > 0.5 * np.abs(expected).mean()  # O(1): as large as the outputs themselves
+
+
+def test_every_layer_family_on_main_converts(tmp_path):
+    keras_model = randomised(keras.Sequential([
+        keras.Input((16, 16, 3)),
+        L.Conv2D(6, 3, strides=2, padding="same", activation="elu"),
+        L.BatchNormalization(momentum=0.9, epsilon=1e-2, name="bn"),
+        L.Activation("tanh"),
+        L.AveragePooling2D(2, padding="same"),
+        L.SpatialDropout2D(0.3),
+        L.Conv2D(5, 3, padding="same", dilation_rate=2, use_bias=False),
+        L.ReLU(),
+        L.MaxPooling2D(3, strides=1, padding="same"),
+        L.Flatten(),
+        L.Dropout(0.5),
+        L.BatchNormalization(),
+        L.Dense(7, activation="selu"),
+        L.Dense(3, activation="softmax"),
+    ]))
+    for suffix in (".keras", ".h5"):
+        ours = assert_same_outputs(keras_model, tmp_path, (16, 16, 3), suffix)
+    bn = ours.bn
+    assert (bn.momentum, bn.epsilon, bn.axis) == (0.9, 1e-2, 1)
+
+
+def test_batch_normalization_moves_its_statistics_as_keras_does(tmp_path):
+    """Keras's momentum 0.9 is the same number in deepfield (PyTorch would say 0.1): one training step moves the
+    moving mean and variance alike."""
+    keras_model = randomised(keras.Sequential([keras.Input((5, 5, 4)), L.BatchNormalization(momentum=0.9, name="bn")]))
+    ours = converted(keras_model, tmp_path)
+    x = sample((5, 5, 4), n=8)
+    keras_model(x, training=True)
+    ours.train()
+    ours(torch.from_numpy(channels_first(x)))
+    bn = keras_model.layers[0]
+    np.testing.assert_allclose(ours.bn.moving_mean.numpy(), bn.moving_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(ours.bn.moving_variance.numpy(), bn.moving_variance.numpy(),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_one_and_three_dimensional_layers_convert(tmp_path, rank):
+    conv, pool, average = {1: (L.Conv1D, L.MaxPooling1D, L.AveragePooling1D),
+                           3: (L.Conv3D, L.MaxPooling3D, L.AveragePooling3D)}[rank]
+    shape = {1: (20, 3), 3: (6, 8, 8, 2)}[rank]
+    tail = [L.GlobalAveragePooling1D()] if rank == 1 else [L.Flatten()]
+    keras_model = randomised(keras.Sequential([
+        keras.Input(shape), conv(4, 3, padding="same", activation="relu"), pool(2), average(2, padding="same"),
+        L.BatchNormalization(), *tail, L.Dense(2)]))
+    assert_same_outputs(keras_model, tmp_path, shape)
+
+
+def test_global_pooling_and_channels_first_models_convert(tmp_path):
+    keras_model = randomised(keras.Sequential([
+        keras.Input((3, 12, 12)),
+        L.Conv2D(4, 3, data_format="channels_first", activation="relu"),
+        L.BatchNormalization(axis=1),
+        L.MaxPooling2D(data_format="channels_first"),
+        L.Conv2D(4, 3, data_format="channels_first"),
+        L.Flatten(),
+        L.Dense(3),
+    ]))
+    assert_same_outputs(keras_model, tmp_path, (3, 12, 12), channels_last=False)
+    keras_model = randomised(keras.Sequential([
+        keras.Input((9, 9, 2)), L.Conv2D(4, 3), L.GlobalMaxPooling2D(keepdims=True), L.Conv2D(2, 1),
+        L.GlobalAveragePooling2D(), L.Dense(2)]))
+    assert_same_outputs(keras_model, tmp_path, (9, 9, 2))
+
+
+def test_a_layer_deepfield_lacks_is_one_line_naming_it_and_its_class(tmp_path):
+    keras_model = keras.Sequential([keras.Input((8, 3)), L.Conv1D(2, 3, name="features"),
+                                    L.LSTM(4, name="memory"), L.Dense(1)])
+    keras_model.save(tmp_path / "m.keras")
+    with pytest.raises(DeepfieldError, match=r"m\.keras: layer 'memory' \(LSTM\): deepfield cannot convert") as info:
+        load_keras(tmp_path / "m.keras")
+    assert "\n" not in str(info.value)
+
+
+def test_lambda_layers_and_custom_objects_are_refused_without_running_them(tmp_path):
+    ran = []
+    keras_model = keras.Sequential([keras.Input((4,)), L.Lambda(lambda t: ran.append(1) or t * 2, name="double"),
+                                    L.Dense(1)])
+    keras_model.save(tmp_path / "lambda.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'double' \(Lambda\): a Lambda layer holds Python code"):
+        load_keras(tmp_path / "lambda.keras")
+
+    @keras.saving.register_keras_serializable(package="mine")
+    class Scale(L.Layer):
+        def call(self, t):
+            return t * 3
+
+    keras.Sequential([keras.Input((4,)), Scale(name="scale"), L.Dense(1)]).save(tmp_path / "custom.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'scale' \(Scale\): mine>Scale is a custom object"):
+        load_keras(tmp_path / "custom.keras")
+
+    def my_activation(t):
+        return t
+
+    keras.Sequential([keras.Input((4,)), L.Dense(2, activation=my_activation, name="d")]).save(tmp_path / "act.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'd' \(Dense\): .*deepfield never runs code from a file"):
+        load_keras(tmp_path / "act.keras")
+
+
+def test_a_truncated_or_foreign_file_is_one_clear_line(tmp_path):
+    course_cnn().save(tmp_path / "m.keras")
+    data = (tmp_path / "m.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DeepfieldError, match=r"cut\.keras: not a readable \.keras archive"):
+        load_keras(tmp_path / "cut.keras")
+    (tmp_path / "text.keras").write_text("hello")
+    with pytest.raises(DeepfieldError, match=r"text\.keras: not a Keras file"):
+        load_keras(tmp_path / "text.keras")
+    with zipfile.ZipFile(tmp_path / "empty.keras", "w") as z:
+        z.writestr("config.json", "{}")
+    with pytest.raises(DeepfieldError, match=r"must hold config\.json and model\.weights\.h5; model\.weights\.h5 "):
+        load_keras(tmp_path / "empty.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z, zipfile.ZipFile(tmp_path / "bad.keras", "w") as out:
+        out.writestr("config.json", z.read("config.json")[:-5])
+        out.writestr("model.weights.h5", z.read("model.weights.h5"))
+    with pytest.raises(DeepfieldError, match=r"bad\.keras: config\.json: not valid JSON"):
+        load_keras(tmp_path / "bad.keras")
+    with pytest.raises(DeepfieldError, match=r"nothing\.keras: file not found"):
+        load_keras(tmp_path / "nothing.keras")
+
+
+def test_an_hdf5_link_to_another_file_is_refused(tmp_path):
+    keras_model = randomised(keras.Sequential([keras.Input((4,)), L.Dense(2, name="dense")]))
+    keras_model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "secret.h5", "w") as f:
+        f["kernel"] = np.ones((4, 2), np.float32)
+    with h5py.File(tmp_path / "m.h5", "a") as f:
+        kernel = str(f["model_weights/dense"].attrs["weight_names"][0])  # e.g. sequential_3/dense/kernel
+        del f["model_weights/dense"][kernel]
+        f["model_weights/dense"][kernel] = h5py.ExternalLink(str(tmp_path / "secret.h5"), "kernel")
+    with pytest.raises(DeepfieldError, match=r"is a link \(ExternalLink\)"):
+        load_keras(tmp_path / "m.h5")
+
+
+def test_a_keras2_hdf5_file_converts(tmp_path):
+    """tf.keras 2 wrote the legacy HDF5 a little differently: the input shape on the first layer
+    (batch_input_shape), BatchNormalization's axis as a list, weight names ending in ':0'. Written here
+    by hand in that layout, with a Keras 3 model's weights."""
+    keras_model = randomised(keras.Sequential([keras.Input((8, 8, 2)), L.Conv2D(3, 3, name="conv2d"),
+                                               L.BatchNormalization(name="batch_normalization"),
+                                               L.Flatten(name="flatten"), L.Dense(2, name="dense")]))
+    layers = [
+        {"class_name": "Conv2D", "config": {"name": "conv2d", "trainable": True, "batch_input_shape": [None, 8, 8, 2],
+                                            "dtype": "float32", "filters": 3, "kernel_size": [3, 3],
+                                            "strides": [1, 1], "padding": "valid", "data_format": "channels_last",
+                                            "dilation_rate": [1, 1], "groups": 1, "activation": "linear",
+                                            "use_bias": True, "kernel_initializer": {
+                                                "class_name": "GlorotUniform", "config": {"seed": None}},
+                                            "bias_initializer": {"class_name": "Zeros", "config": {}},
+                                            "kernel_regularizer": None}},
+        {"class_name": "BatchNormalization", "config": {"name": "batch_normalization", "axis": [3], "momentum": 0.99,
+                                                        "epsilon": 0.001, "center": True, "scale": True}},
+        {"class_name": "Flatten", "config": {"name": "flatten", "data_format": "channels_last"}},
+        {"class_name": "Dense", "config": {"name": "dense", "units": 2, "activation": "linear", "use_bias": True}},
+    ]
+    names = {"conv2d": ["kernel", "bias"], "batch_normalization": ["gamma", "beta", "moving_mean", "moving_variance"],
+             "flatten": [], "dense": ["kernel", "bias"]}
+    with h5py.File(tmp_path / "tf2.h5", "w") as f:
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"name": "sequential",
+                                                                                     "layers": layers}})
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [n.encode() for n in names]
+        for layer, (name, weights) in zip(keras_model.layers, names.items()):
+            g = group.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/{w}:0".encode() for w in weights]
+            for w, variable in zip(weights, layer.weights):
+                g[f"{name}/{w}:0"] = variable.numpy()
+    x = sample((8, 8, 2))
+    np.testing.assert_allclose(deepfield_outputs(load_keras(tmp_path / "tf2.h5"), channels_first(x)),
+                               keras_outputs(keras_model, x), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_flatten_order_matches_keras_flatten():
+    """The permutation itself, on numbers that name their own place."""
+    shape = (3, 2, 4)  # deepfield's (C, H, W)
+    x = np.arange(24).reshape(shape)
+    order = layout.flatten_order(shape, channels_last=True, flatten_channels_first=False)
+    assert np.array_equal(x.reshape(-1)[order], np.moveaxis(x, 0, -1).reshape(-1))
+    assert layout.flatten_order(shape, channels_last=False, flatten_channels_first=False) is None
+    assert layout.flatten_order((5,), channels_last=True, flatten_channels_first=False) is None
