@@ -289,3 +289,54 @@ def test_flatten_order_matches_keras_flatten():
     assert np.array_equal(x.reshape(-1)[order], np.moveaxis(x, 0, -1).reshape(-1))
     assert layout.flatten_order(shape, channels_last=False, flatten_channels_first=False) is None
     assert layout.flatten_order((5,), channels_last=True, flatten_channels_first=False) is None
+
+
+# -- the way back: save_keras --------------------------------------------------------------------------------
+
+
+def deepfield_cnn():
+    from deepfield.models import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+    from deepfield.models.sequential import Sequential
+    torch.manual_seed(0)
+    model = Sequential([Conv2D(6, 3, padding="same", activation="relu", input_shape=(2, 12, 12)),
+                        BatchNormalization(momentum=0.9), MaxPooling2D(2), Conv2D(4, 3, strides=2, padding="same"),
+                        Flatten(), Dropout(0.1), Dense(8, activation="tanh"), Dense(3, activation="softmax")])
+    model.build()
+    with torch.no_grad():
+        model.batch_normalization.moving_mean.uniform_(-1, 1)
+        model.batch_normalization.moving_variance.uniform_(0.5, 2)
+        model.batch_normalization.gamma.uniform_(0.5, 2)
+        model.batch_normalization.beta.uniform_(-1, 1)
+    return model
+
+
+def test_save_keras_writes_a_file_keras_loads_with_equal_outputs_channels_last(tmp_path):
+    from deepfield.models.keras_files import save_keras
+
+    ours = deepfield_cnn()
+    assert save_keras(ours, tmp_path / "back.keras") == tmp_path / "back.keras"
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    assert theirs.input_shape == (None, 12, 12, 2)  # channels last, Keras's default
+    assert theirs.get_layer("batch_normalization").momentum == 0.9
+    x = sample((2, 12, 12))
+    np.testing.assert_allclose(keras_outputs(theirs, np.moveaxis(x, 1, -1)), deepfield_outputs(ours, x),
+                               atol=TOLERANCE, rtol=TOLERANCE)
+    again = load_keras(tmp_path / "back.keras")  # and back into deepfield
+    np.testing.assert_allclose(deepfield_outputs(again, x), deepfield_outputs(ours, x), atol=TOLERANCE)
+
+
+def test_keras_weights_files_load_onto_a_deepfield_model_built_alike(tmp_path):
+    from deepfield.models.keras_files import load_keras_weights
+
+    keras_model = randomised(course_cnn())
+    keras_model.save_weights(tmp_path / "cnn.weights.h5")
+    keras_model.save(tmp_path / "cnn.h5")  # a legacy file's weights, matched by order
+    x = sample((24, 24, 1))
+    for path in (tmp_path / "cnn.weights.h5", tmp_path / "cnn.h5"):
+        ours = converted(course_cnn(), tmp_path)  # the same architecture, other weights
+        load_keras_weights(ours, path)
+        np.testing.assert_allclose(deepfield_outputs(ours, channels_first(x)), keras_outputs(keras_model, x),
+                                   atol=TOLERANCE, rtol=TOLERANCE)
+    small = converted(keras.Sequential([keras.Input((24, 24, 1)), L.Conv2D(8, 3), L.Flatten(), L.Dense(1)]), tmp_path)
+    with pytest.raises(DeepfieldError, match=r"cnn\.h5: the file holds weights for 4 layers, the model has 2"):
+        load_keras_weights(small, tmp_path / "cnn.h5")

@@ -20,8 +20,9 @@ Nothing here imports Keras or TensorFlow, and nothing runs code from a file.
 """
 from deepfield.models.keras_files import layers_conv, layers_core, layers_normalization
 from deepfield.models.keras_files.loading import MODEL_CLASSES, load_keras
+from deepfield.models.keras_files.saving import load_keras_weights, save_keras
 
 FAMILIES = (layers_core, layers_conv, layers_normalization)
 """The modules of translators, imported for what they register (a new family is one module and one entry)."""
 
-__all__ = ["MODEL_CLASSES", "load_keras"]
+__all__ = ["MODEL_CLASSES", "load_keras", "load_keras_weights", "save_keras"]

@@ -140,10 +140,11 @@ def convert(keras: KerasLayer, x: Tensor, arrays: list[np.ndarray]) -> tuple[Lay
 def output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     """One sample's output shape of ``layer`` (built on the way) for a sample of ``shape``: a dry pass of zeros."""
     was_training = layer.training
+    device = next((p.device for p in layer.parameters()), torch.device("cpu"))
     layer.eval()
     try:
         with torch.no_grad():
-            return tuple(layer(torch.zeros((1, *shape))).shape[1:])
+            return tuple(layer(torch.zeros((1, *shape), device=device)).shape[1:])
     finally:
         layer.train(was_training)
 
