@@ -296,7 +296,7 @@ def test_flatten_order_matches_keras_flatten():
 
 def deepfield_cnn():
     from deepfield.models import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-    from deepfield.models.sequential import Sequential
+    from deepfield.training import Sequential  # the Keras face, with save_keras
     torch.manual_seed(0)
     model = Sequential([Conv2D(6, 3, padding="same", activation="relu", input_shape=(2, 12, 12)),
                         BatchNormalization(momentum=0.9), MaxPooling2D(2), Conv2D(4, 3, strides=2, padding="same"),
@@ -311,10 +311,8 @@ def deepfield_cnn():
 
 
 def test_save_keras_writes_a_file_keras_loads_with_equal_outputs_channels_last(tmp_path):
-    from deepfield.models.keras_files import save_keras
-
     ours = deepfield_cnn()
-    assert save_keras(ours, tmp_path / "back.keras") == tmp_path / "back.keras"
+    assert ours.save_keras(tmp_path / "back.keras") == tmp_path / "back.keras"
     theirs = keras.saving.load_model(tmp_path / "back.keras")
     assert theirs.input_shape == (None, 12, 12, 2)  # channels last, Keras's default
     assert theirs.get_layer("batch_normalization").momentum == 0.9
@@ -334,9 +332,23 @@ def test_keras_weights_files_load_onto_a_deepfield_model_built_alike(tmp_path):
     x = sample((24, 24, 1))
     for path in (tmp_path / "cnn.weights.h5", tmp_path / "cnn.h5"):
         ours = converted(course_cnn(), tmp_path)  # the same architecture, other weights
-        load_keras_weights(ours, path)
+        ours.load_weights(path)  # the Keras face's load_weights reads Keras's weights files
         np.testing.assert_allclose(deepfield_outputs(ours, channels_first(x)), keras_outputs(keras_model, x),
                                    atol=TOLERANCE, rtol=TOLERANCE)
     small = converted(keras.Sequential([keras.Input((24, 24, 1)), L.Conv2D(8, 3), L.Flatten(), L.Dense(1)]), tmp_path)
     with pytest.raises(DeepfieldError, match=r"cnn\.h5: the file holds weights for 4 layers, the model has 2"):
         load_keras_weights(small, tmp_path / "cnn.h5")
+
+
+def test_the_public_face_hands_out_models_with_fit(tmp_path):
+    """``df.load_keras`` and ``df.models.load_keras`` give the Keras face's Sequential, in a fresh interpreter
+    (the training layer registers its classes when the face imports it)."""
+    import subprocess
+    import sys
+
+    course_cnn().save(tmp_path / "cnn.keras")
+    code = ("import deepfield as df, sys; a = df.models.load_keras(sys.argv[1]); b = df.load_keras(sys.argv[1]); "
+            "print(type(a).__module__, hasattr(a, 'fit'), type(b) is df.Sequential, 'keras' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cnn.keras")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.stdout.split() == ["deepfield.training.keras", "True", "True", "False"], done.stderr

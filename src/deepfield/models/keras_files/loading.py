@@ -5,8 +5,8 @@ The model comes back as the class registered in :data:`MODEL_CLASSES` for its Ke
 have ``compile`` / ``fit`` / ``predict``, which the training layer adds: so the training layer registers
 its face classes here when it is imported (``deepfield.training.keras``), and the public face
 (``deepfield.load_keras``, ``deepfield.models``) imports the training layer before handing the loader
-out. Without them (the models layer used alone) the plain :class:`~deepfield.models.sequential.Sequential`
-is built.
+out. Without them (the models layer used alone, ``deepfield.training`` never imported) the plain
+:class:`~deepfield.models.sequential.Sequential` is built, which has no ``fit``.
 """
 from __future__ import annotations
 
