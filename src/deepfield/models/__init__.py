@@ -11,6 +11,8 @@ from deepfield.models.blocks import (
     ViewPoints,
 )
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
+from deepfield.models.functional import Functional, Input
+from deepfield.models.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.normalization import BatchNormalization
 from deepfield.models.pooling import (
@@ -32,6 +34,8 @@ from deepfield.models.pooling import (
 
 __all__ = [
     "Layer",
+    "Input",
+    "Functional",
     "Dense",
     "Flatten",
     "Activation",
@@ -66,6 +70,13 @@ __all__ = [
     "BayesianConv1D",
     "BayesianConv2D",
     "BayesianConv3D",
+    "Concatenate",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
 ]
 
 
