@@ -352,3 +352,76 @@ def test_the_public_face_hands_out_models_with_fit(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cnn.keras")], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.stdout.split() == ["deepfield.training.keras", "True", "True", "False"], done.stderr
+
+
+# -- functional models ---------------------------------------------------------------------------------------
+
+
+def keras_functional():
+    """Two inputs (an image and a table), two parallel branches of one shape, a shared Dense, every merge."""
+    image, table = keras.Input((10, 10, 2), name="image"), keras.Input((3,), name="table")
+    a = L.Conv2D(4, 3, padding="same", activation="relu")(image)
+    b = L.Conv2D(4, 3, padding="same")(image)  # a branch of the same shape: weights must not be swapped
+    x = L.Add()([a, b])
+    x = L.BatchNormalization()(L.Concatenate()([x, L.Subtract()([a, b])]))
+    x = L.Flatten()(L.MaxPooling2D()(x))
+    x = L.Concatenate()([x, table])  # flattened image features beside the table: the Dense after it reorders
+    x = L.Dense(6, activation="tanh")(x)
+    shared = L.Dense(6, name="shared")
+    y = L.Multiply()([shared(x), shared(L.Activation("relu")(x))])
+    merged = [L.Average()([y, x]), L.Maximum()([y, x]), L.Minimum()([y, x])]
+    return keras.Model([image, table], [L.Dense(2, name="out")(L.Concatenate()(merged)), L.Dense(1, name="aux")(x)])
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_functional_model_converts_with_equal_outputs(tmp_path, suffix):
+    keras_model = randomised(keras_functional())
+    ours = converted(keras_model, tmp_path, suffix)
+    image, table = sample((10, 10, 2)), sample((3,), seed=2)
+    expected = [keras.ops.convert_to_numpy(o) for o in keras_model([image, table], training=False)]
+    ours.eval()
+    with torch.no_grad():
+        got = ours(torch.from_numpy(channels_first(image)), torch.from_numpy(table))
+    assert ours.input_names == ["image", "table"] and ours.output_names == ["out", "aux"]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.numpy(), e, atol=TOLERANCE, rtol=TOLERANCE)
+    assert hasattr(ours, "fit")  # the Keras face's functional model
+
+
+def test_save_keras_writes_functional_models_keras_loads(tmp_path):
+    keras_model = randomised(keras_functional())
+    ours = converted(keras_model, tmp_path)
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    image, table = sample((10, 10, 2)), sample((3,), seed=2)
+    for g, e in zip(theirs([image, table], training=False), keras_model([image, table], training=False)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(g), keras.ops.convert_to_numpy(e), atol=TOLERANCE,
+                                   rtol=TOLERANCE)
+    keras_model.save_weights(tmp_path / "f.weights.h5")
+    fresh = converted(randomised(keras_functional(), seed=5), tmp_path)
+    fresh.load_weights(tmp_path / "f.weights.h5")
+    fresh.eval()
+    for g, e in zip(fresh(torch.from_numpy(channels_first(image)), torch.from_numpy(table)),
+                    keras_model([image, table], training=False)):
+        np.testing.assert_allclose(g.detach().numpy(), keras.ops.convert_to_numpy(e), atol=TOLERANCE,
+                                   rtol=TOLERANCE)
+
+
+def test_a_deepfield_functional_model_goes_to_keras(tmp_path):
+    import deepfield as df
+    from deepfield.models import Add, Conv2D, Dense, Flatten, GlobalAveragePooling2D
+
+    torch.manual_seed(0)
+    inputs = df.Input((2, 8, 8), name="stamp")
+    left, right = Conv2D(3, 3, padding="same")(inputs), Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    joined = Add()([right, left])
+    model = df.Model(inputs, [Dense(2, name="head")(Flatten()(joined)),
+                              Dense(1, name="pooled")(GlobalAveragePooling2D()(joined))])
+    model.save_keras(tmp_path / "df.keras")
+    theirs = keras.saving.load_model(tmp_path / "df.keras")
+    x = sample((2, 8, 8))
+    model.eval()
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x))
+    for g, e in zip(theirs(np.moveaxis(x, 1, -1)), ours):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(g), e.numpy(), atol=TOLERANCE, rtol=TOLERANCE)

@@ -31,7 +31,8 @@ class DenseTranslator(Translator):
                                "deepfield holds on axis 1 (put a Flatten or a global pooling before it)")
         keras.expect("lora_rank", None)
         training_only(keras, *REGULARISERS)
-        return Dense(int(keras.get("units")), activation=activation(keras, True), use_bias=bool(keras.get("use_bias", True)),
+        return Dense(int(keras.get("units")), activation=activation(keras, True),
+                     use_bias=bool(keras.get("use_bias", True)),
                      kernel_initializer=initializer(keras, "kernel_initializer", "glorot_uniform"),
                      bias_initializer=initializer(keras, "bias_initializer", "zeros"), name=keras.name)
 

@@ -20,16 +20,18 @@ from torch import nn
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import Layer, snake_case
-from deepfield.models.keras_files import archive, layout
-from deepfield.models.keras_files.translate import KerasLayer, Tensor, assign, refuse_code, translator_for
+from deepfield.models.functional import Functional
+from deepfield.models.keras_files import archive, graph, layout
+from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, refuse_code,
+                                                    translator_for)
 from deepfield.models.sequential import Sequential
 from deepfield.registry import Registry
 
 MODEL_CLASSES: Registry[type[nn.Module]] = Registry("Keras model class")
 """Keras container class name -> the class :func:`load_keras` builds (filled by the training layer)."""
-DEFAULT_CLASSES: dict[str, type[nn.Module]] = {"Sequential": Sequential}
+DEFAULT_CLASSES: dict[str, type[nn.Module]] = {"Sequential": Sequential, "Functional": Functional}
 """What is built when the training layer has registered nothing."""
-INPUT_LAYER = "InputLayer"
+INPUT_LAYER = graph.INPUT_LAYER
 
 
 def load_keras(path: str | os.PathLike[str], *, input_shape: tuple[int, ...] | None = None) -> nn.Module:
@@ -60,11 +62,17 @@ def _model(keras_file: archive.KerasFile, spec: dict[str, Any], input_shape: tup
             raise DeepfieldError("the Sequential config has no list of layers")
         refuse_code(spec, layers, "the model")
         return _sequential(keras_file, spec, layers, input_shape)
-    if class_name in ("Functional", "Model"):
-        raise DeepfieldError("a functional Keras model (Model(inputs, outputs)); deepfield converts Sequential "
-                             "models so far")
-    raise DeepfieldError(f"the model is a {class_name!r}; deepfield converts Keras Sequential models (a subclassed "
-                         "model is Python code, which a file does not carry)")
+    if class_name in ("Functional", "Model"):  # Keras 3; tf.keras wrote Model or Functional
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise DeepfieldError("the functional model's config has no list of layers")
+        refuse_code(spec, config["layers"], "the model")
+        layers = [KerasLayer(entry) for entry in config["layers"]]
+        _refuse_nested(layers)
+        return graph.from_keras(layers, config, weight_keys([layer.class_name for layer in layers]),
+                                keras_file.weights.of, input_shape, _channels_last(layers), model_class("Functional"),
+                                make_layer, finish_layer)
+    raise DeepfieldError(f"the model is a {class_name!r}; deepfield converts Keras Sequential and functional models "
+                         "(a subclassed model is Python code, which a file does not carry)")
 
 
 def model_class(keras_class: str) -> type[nn.Module]:
@@ -94,14 +102,29 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
     if inputs and inputs[0] is not layers[0] or len(inputs) > 1:
         raise DeepfieldError("an InputLayer inside a Sequential must come first, and only once")
     body = layers[1:] if inputs else layers
-    channels_last = next((layer.channels_last() for layer in body if "data_format" in layer.config), True)
+    _refuse_nested(body)
+    channels_last = _channels_last(body)
     x = Tensor(_input_shape(spec, layers, input_shape, channels_last), channels_last)
     config = spec.get("config") if isinstance(spec.get("config"), dict) else {}
     model = model_class("Sequential")(name=str(config.get("name", "sequential")), input_shape=x.shape)
     for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
-        layer, x = convert(keras, x, keras_file.weights.of(keras.name, key))
+        translator, layer = make_layer(keras, x)
+        y = translator.output(keras, x, output_shape(layer, x.shape))
+        finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key))
         model.add(layer)
+        x = y
     return model
+
+
+def _channels_last(layers: list[KerasLayer]) -> bool:
+    """How the Keras model holds its images: the first data_format it names (none: channels last, Keras's default)."""
+    return next((layer.channels_last() for layer in layers if "data_format" in layer.config), True)
+
+
+def _refuse_nested(layers: list[KerasLayer]) -> None:
+    for layer in layers:
+        if layer.class_name in ("Sequential", "Functional", "Model"):
+            raise layer.refuse("a model inside the model; deepfield converts one level of layers so far")
 
 
 def _input_shape(spec: dict[str, Any], layers: list[KerasLayer], given: tuple[int, ...] | None,
@@ -121,20 +144,24 @@ def _input_shape(spec: dict[str, Any], layers: list[KerasLayer], given: tuple[in
     return layout.shape_to_deepfield(arguments.shape("the Keras model's input shape", shape[1:]), channels_last)
 
 
-def convert(keras: KerasLayer, x: Tensor, arrays: list[np.ndarray]) -> tuple[Layer, Tensor]:
-    """The deepfield layer made from one Keras layer that takes ``x``, its weights loaded; and its output tensor."""
+def make_layer(keras: KerasLayer, x: Tensor | list[Tensor]) -> tuple[Translator, Layer]:
+    """The translator of a Keras layer that takes ``x`` (a list: a merging layer) and the deepfield layer it makes."""
     translator = translator_for(keras)
-    if x.order is not None and not translator.keeps_order:
+    if any(t.order is not None for t in (x if isinstance(x, list) else [x])) and not translator.keeps_order:
         raise keras.refuse("it follows a Flatten of a channels-last tensor, which deepfield flattens in another "
-                           "order; deepfield converts a Dense (or Dropout, Activation, BatchNormalization) there")
+                           "order; deepfield converts a Dense (or Dropout, Activation, BatchNormalization, a merge) "
+                           "there")
     try:
-        layer = translator.to_deepfield(keras, x)
-        shape = output_shape(layer, x.shape)
+        return translator, translator.to_deepfield(keras, x)
     except DeepfieldError as exc:
         message = str(exc)
         raise (exc if message.startswith(keras.label) else keras.refuse(message)) from None
+
+
+def finish_layer(keras: KerasLayer, translator: Translator, layer: Layer, x: Tensor | list[Tensor],
+                 arrays: list[np.ndarray]) -> None:
+    """Load Keras's ``arrays`` into the built ``layer``."""
     assign(keras, layer, translator.weights_to_deepfield(keras, layer, arrays, x))
-    return layer, translator.output(keras, x, shape)
 
 
 def output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -56,7 +56,8 @@ class KerasLayer:
         self.class_name: str = spec["class_name"]
         config = spec.get("config", {})
         if not isinstance(config, dict):
-            raise DeepfieldError(f"layer of class {self.class_name}: its config must be an object, got {str(config)[:80]}")
+            raise DeepfieldError(f"layer of class {self.class_name}: its config must be an object, "
+                                 f"got {str(config)[:80]}")
         self.config: dict[str, Any] = config
         self.name: str = str(config.get("name") or spec.get("name") or snake_case(self.class_name))
 
