@@ -115,11 +115,19 @@ def test_every_layer_family_on_main_converts(tmp_path):
         L.SpatialDropout2D(0.3),
         L.Conv2D(5, 3, padding="same", dilation_rate=2, use_bias=False),
         L.ReLU(),
+        L.PReLU(shared_axes=[1, 2], alpha_initializer="ones"),
         L.MaxPooling2D(3, strides=1, padding="same"),
         L.Flatten(),
         L.Dropout(0.5),
         L.BatchNormalization(),
         L.Dense(7, activation="selu"),
+        L.PReLU(),
+        L.Dense(6, activation="gelu"),
+        L.LeakyReLU(negative_slope=0.2),
+        L.Dense(5, activation="swish"),
+        L.ELU(),
+        L.Dense(4, activation="softplus"),
+        L.Softmax(),
         L.Dense(3, activation="softmax"),
     ]))
     for suffix in (".keras", ".h5"):
@@ -295,18 +303,21 @@ def test_flatten_order_matches_keras_flatten():
 
 
 def deepfield_cnn():
-    from deepfield.models import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+    from deepfield.models import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, PReLU
     from deepfield.training import Sequential  # the Keras face, with save_keras
     torch.manual_seed(0)
     model = Sequential([Conv2D(6, 3, padding="same", activation="relu", input_shape=(2, 12, 12)),
                         BatchNormalization(momentum=0.9), MaxPooling2D(2), Conv2D(4, 3, strides=2, padding="same"),
-                        Flatten(), Dropout(0.1), Dense(8, activation="tanh"), Dense(3, activation="softmax")])
+                        PReLU(), Flatten(), Dropout(0.1), Dense(8, activation="tanh"), PReLU(),
+                        Dense(3, activation="softmax")])
     model.build()
     with torch.no_grad():
         model.batch_normalization.moving_mean.uniform_(-1, 1)
         model.batch_normalization.moving_variance.uniform_(0.5, 2)
         model.batch_normalization.gamma.uniform_(0.5, 2)
         model.batch_normalization.beta.uniform_(-1, 1)
+        model.p_re_lu.alpha.uniform_(-1, 1)
+        model.p_re_lu_1.alpha.uniform_(-1, 1)
     return model
 
 

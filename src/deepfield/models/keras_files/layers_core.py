@@ -1,5 +1,5 @@
 """Translators of Keras's core layers: Dense, Flatten, Activation (and the ReLU, Softmax, LeakyReLU, ELU
-layers, which are activations), Dropout, SpatialDropout1D/2D/3D."""
+layers, which are activations), PReLU, Dropout, SpatialDropout1D/2D/3D."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from deepfield.models.base import Layer
+from deepfield.models.blocks import PReLU
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
@@ -139,3 +140,36 @@ class SpatialDropoutTranslator(_DropoutBase):
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
         return {"class_name": f"SpatialDropout{len(x.shape) - 1}D",
                 "config": {"rate": layer.rate, "data_format": "channels_last"}}
+
+
+@register
+class PReLUTranslator(Translator):
+    """deepfield's PReLU has one slope per channel: Keras's with every spatial axis shared (``shared_axes=[1, 2]``
+    on images; on flat features, one slope per feature, Keras's default)."""
+
+    keras = ("PReLU",)
+    deepfield = PReLU
+    keeps_order = True  # on flat features the slopes are reordered with them
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        spatial = list(range(1, len(x.shape))) if x.channels_last else list(range(2, len(x.shape) + 1))
+        shared = keras.get("shared_axes") or []
+        if sorted(int(a) for a in ([shared] if isinstance(shared, int) else shared)) != spatial:
+            raise keras.refuse(f"shared_axes={shared!r}: deepfield's PReLU has one slope per channel "
+                               f"(shared_axes={spatial})")
+        training_only(keras, "alpha_regularizer", "alpha_constraint")
+        return PReLU(alpha_initializer=initializer(keras, "alpha_initializer", "zeros"), name=keras.name)
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        alpha = arrays_named(keras, arrays, ["alpha"])["alpha"].reshape(-1)
+        return {"alpha": layout.features_to_deepfield(alpha, x.order)}
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        return {"class_name": "PReLU", "config": {
+            "alpha_initializer": initializer_to_keras(layer, "alpha_initializer"),
+            "shared_axes": list(range(1, len(x.shape))) or None}}
+
+    def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
+        alpha = layout.features_to_keras(layer.alpha.detach().cpu().numpy(), x.order)
+        return [alpha.reshape(*([1] * (len(x.shape) - 1)), -1)]
