@@ -436,3 +436,25 @@ def test_a_deepfield_functional_model_goes_to_keras(tmp_path):
         ours = model(torch.from_numpy(x))
     for g, e in zip(theirs(np.moveaxis(x, 1, -1)), ours):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(g), e.numpy(), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+# -- the README's "Coming from Keras" ------------------------------------------------------------------------
+
+
+def test_the_readme_cnn_is_the_lecture_cnn_and_its_table_lists_every_converted_layer(readme_python):
+    import re
+    from pathlib import Path
+
+    from deepfield.models.keras_files.translate import TRANSLATORS
+
+    theirs, ours = {}, {}
+    exec(compile(readme_python("from keras import layers, models"), "README.md", "exec"), theirs)
+    exec(compile(readme_python("cnn = df.Sequential()"), "README.md", "exec"), ours)
+    ours["cnn"].build()
+    assert sum(p.numel() for p in ours["cnn"].parameters()) == theirs["model"].count_params()
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = readme.split("## Coming from Keras")[1].split("\n## ")[0]
+    named = re.sub(r"(\w+)1D/2D/3D", r"\g<1>1D \g<1>2D \g<1>3D", section)
+    named = re.sub(r"(\w+)1D/2D\b", r"\g<1>1D \g<1>2D", named)
+    assert [name for name in TRANSLATORS if f"`{name}" not in named and f" {name}" not in named] == []
