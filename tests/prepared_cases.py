@@ -44,11 +44,11 @@ def stamps(folder: Path) -> Path:
 
 
 def table(folder: Path) -> Path:
-    """A CSV of 60 rows: features a, b, c, flag; targets y (a value) and kind (text); row 7 has a sentinel."""
+    """A CSV of 150 rows: features a, b, c, flag; targets y (a value) and kind (text); row 7 has a sentinel."""
     rng = np.random.default_rng(11)
-    a, b, c = rng.normal(size=(3, 60))
-    rows = Table({"a": a, "b": b * 3 + 1, "c": c, "flag": rng.random(60) > 0.5,
-                  "y": 2 * a - b + 0.1 * rng.normal(size=60), "kind": np.where(a + c > 0, "up", "down")})
+    a, b, c = rng.normal(size=(3, 150))
+    rows = Table({"a": a, "b": b * 3 + 1, "c": c, "flag": rng.random(150) > 0.5,
+                  "y": 2 * a - b + 0.1 * rng.normal(size=150), "kind": np.where(a + c > 0, "up", "down")})
     rows["b"][7] = 99.0
     rows.write(folder / "table.csv", format="ascii.csv", overwrite=True)
     return folder / "table.csv"
