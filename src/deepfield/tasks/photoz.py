@@ -47,7 +47,8 @@ With ``photoz.label_smoothing`` a PDF learns each galaxy's bin spread by a Gauss
 
 Rows without a usable redshift (blank, NaN, a sentinel, ≤ −1) are left out. Fills and
 normalisation statistics are recorded in ``prepared.info``
-(:class:`~deepfield.tasks.prepared_info.PhotozInfo`); ``read_new`` prepares another file with them. Object ids are the catalogue's ``id`` column, else the row index in the file.
+(:class:`~deepfield.tasks.prepared_info.PhotozInfo`); ``read_new`` prepares another file with them.
+Object ids are the catalogue's ``id`` column, else the row index in the file.
 """
 from __future__ import annotations
 

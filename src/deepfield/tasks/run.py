@@ -61,7 +61,8 @@ class Run:
 
     Attributes: ``folder`` (as found), ``config`` (its data paths where they were found,
     :mod:`~deepfield.tasks.run_paths`), ``info`` (``prepared.json`` as the task's model of
-    :mod:`~deepfield.tasks.prepared_info`: bands, classes, normalisation), ``models`` (one network, or an ensemble's members), ``task``,
+    :mod:`~deepfield.tasks.prepared_info`: bands, classes, normalisation), ``models`` (one
+    network, or an ensemble's members), ``task``,
     ``temperature`` (``None``: not calibrated) and ``missing`` (training data paths found
     nowhere: ``{key: [places tried]}``; only evaluating or explaining its own test part needs them).
     """
