@@ -140,7 +140,7 @@ def network_rows(method: str, doc: dict[str, Any], test_file: Path) -> list[Row]
     columns = opened.task.describe(opened.predictive(new.x).mean, opened.info)
     epochs = metrics["epochs_run"]
     note = f"{epochs} epochs" if isinstance(epochs, int) else f"{'/'.join(map(str, epochs))} epochs"
-    if opened.info["mode"] != "pdf":
+    if opened.info.mode != "pdf":
         return [scored(method, new.z, columns["z_phot"], metrics["time_s"], note)]
     note += f", CRPS {metrics['crps']:.4f}"
     return [scored(f"{method}, {estimate}", new.z, columns[f"z_{estimate}"], metrics["time_s"], note)

@@ -15,6 +15,7 @@ import deepfield.tasks
 from deepfield.analysis.photoz import photoz_metrics
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.base import Prepared
+from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.tasks.baselines import (NAMES, append_rows, class_scores, image_baselines, make_learner, run_baselines,
                                        uvj_course, uvj_course_score, uvj_williams09, williams09_intercept)
 from helpers import stamps
@@ -229,7 +230,7 @@ def test_image_baselines_on_the_networks_split(fake_features):
     prepared = Prepared(x={"train": xa, "validation": xb, "test": xc},
                         y={"train": ya.astype(np.float32).reshape(-1, 1), "validation": yb.reshape(-1, 1),
                            "test": yc.astype(np.float32).reshape(-1, 1)},
-                        info={"classes": ["smooth", "featured"]})
+                        info=PreparedInfo(classes=["smooth", "featured"]))
     rows = image_baselines(prepared, extractors=("mean_flux", "centred"), learners=("svm_rbf", "knn"), seed=0)
     assert [r["model"] for r in rows] == ["mean_flux + svm_rbf", "mean_flux + knn", "centred + svm_rbf",
                                           "centred + knn"]
@@ -242,7 +243,7 @@ def test_image_baselines_on_the_networks_split(fake_features):
 def test_image_baselines_list_the_stamps_they_could_not_measure(fake_features, tmp_path):
     rng = np.random.default_rng(1)
     (xa, ya), (xc, yc) = labelled_stamps(40, rng), labelled_stamps(20, rng)
-    prepared = Prepared(x={"train": xa, "test": xc}, y={"train": ya, "test": yc}, info={"classes": ["a", "b"]},
+    prepared = Prepared(x={"train": xa, "test": xc}, y={"train": ya, "test": yc}, info=PreparedInfo(classes=["a", "b"]),
                         ids={"test": np.array([f"obj{i}" for i in range(20)])})
     stale = tmp_path / "baselines" / "centred_failures.csv"
     stale.parent.mkdir()
@@ -263,14 +264,14 @@ def test_image_baselines_score_redshifts_when_the_task_keeps_them(fake_features)
     rng = np.random.default_rng(2)
     z = {part: rng.uniform(0.2, 1.5, n) for part, n in (("train", 150), ("test", 50))}
     x = {part: rng.normal(size=(len(v), 1, 4, 4)).astype(np.float32) + v[:, None, None, None] for part, v in z.items()}
-    prepared = WithZ(x=x, y={p: v.reshape(-1, 1) for p, v in z.items()}, info={"mode": "regression"}, z=z)
+    prepared = WithZ(x=x, y={p: v.reshape(-1, 1) for p, v in z.items()}, info=PreparedInfo(), z=z)
     (row,) = image_baselines(prepared, extractors=("centred",), learners=("knn",))
     assert row["sigma_nmad"] < 0.15 and "accuracy" not in row
 
 
 def test_image_baselines_need_images(fake_features):
     prepared = Prepared(x={"train": np.zeros((5, 3)), "test": np.zeros((5, 3))},
-                        y={"train": np.zeros(5), "test": np.zeros(5)}, info={"classes": ["a", "b"]})
+                        y={"train": np.zeros(5), "test": np.zeros(5)}, info=PreparedInfo(classes=["a", "b"]))
     with pytest.raises(DeepfieldError, match=r"not images"):
         image_baselines(prepared)
 
@@ -302,7 +303,7 @@ def test_morphology_baseline_writes_why_statmorph_could_not_measure(tmp_path):
     prepared = Prepared(x={"train": np.stack(train)[:, None].astype(np.float32),
                            "test": np.stack(test)[:, None].astype(np.float32)},
                         y={"train": np.array([0, 0, 0, 1, 1, 1, 0, 1]), "test": np.array([0, 1, 0])},
-                        info={"classes": ["compact", "extended"]})
+                        info=PreparedInfo(classes=["compact", "extended"]))
     (row,) = image_baselines(prepared, ("morphology",), ("knn",), failures=tmp_path / "baselines")
     with open(tmp_path / "baselines" / "morphology_failures.csv", newline="") as fh:
         listed = [(r["part"], int(r["index"]), r["reason"]) for r in csv.DictReader(fh)]

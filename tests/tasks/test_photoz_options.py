@@ -9,6 +9,7 @@ from deepfield.data.memmap import loader
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
 from deepfield.tasks.photoz import PhotoZ
+from deepfield.tasks.prepared_info import PhotozInfo
 from deepfield.tasks.run import train
 from helpers import LSST
 
@@ -38,7 +39,7 @@ def test_training_batches_see_magnitudes_redrawn_within_their_errors(photoz_cata
     prepared = task.prepare(config(photoz_catalogue, photoz={"resample_errors": True}))
     for part in ("train", "validation", "test"):  # what is stored, validation and test included, is untouched
         assert np.array_equal(prepared.x[part], plain.x[part])
-    assert prepared.info["resample_errors"] is True
+    assert prepared.info.resample_errors is True
     dataset, y = task.training_data(prepared)
     assert y is None and len(dataset) == len(plain.x["train"])
 
@@ -49,8 +50,8 @@ def test_training_batches_see_magnitudes_redrawn_within_their_errors(photoz_cata
     assert not np.allclose(x0, x1)  # drawn afresh every epoch
     assert np.array_equal(y0, plain.y["train"])  # the targets never move
 
-    names, std = prepared.info["feature_names"], np.asarray(prepared.info["standardize"]["std"])
-    bands = prepared.info["bands"]
+    names, std = prepared.info.feature_names, np.asarray(prepared.info.standardize.std)
+    bands = prepared.info.bands
     shift = (x0 - plain.x["train"]) * std  # in magnitudes
     dm = shift[:, [names.index(b) for b in bands]]
     errors = prepared.magnitude_errors["train"]
@@ -73,7 +74,8 @@ def test_without_resampling_training_data_are_the_arrays(photoz_catalogue):
 def test_point_estimate_of_a_known_pdf():
     task = PhotoZ()
     pdf = np.array([[0.2, 0.2, 0.6], [0.5, 0.1, 0.4]])
-    info = {"mode": "pdf", "bin_edges": [0.0, 1.0, 2.0, 3.0]}
+    info = PhotozInfo(mode="pdf", target="z", bands=["r"], reference_band="r", inputs="catalogue",
+                      bin_edges=[0.0, 1.0, 2.0, 3.0])
     # peak: in both rows the window 2.5 ± 0.525, [1.975, 3.025], holds the most (0.605, 0.4025 against
     # 0.225 in 0.5 ± 0.225): the median between its CDF values (0.395 or 0.5975, and 1)
     expected = {"mode": [2.5, 0.5], "mean": [1.9, 1.4], "median": [2.0 + 0.1 / 0.6, 1.0],
@@ -81,8 +83,9 @@ def test_point_estimate_of_a_known_pdf():
                 # peak_mean: the window holds 0.025 of the middle bin ([1.975, 2], centre 1.9875) and the last
                 "peak_mean": [(0.2 * 0.025 * 1.9875 + 0.6 * 2.5) / 0.605, (0.1 * 0.025 * 1.9875 + 0.4 * 2.5) / 0.4025]}
     for choice, z in expected.items():
-        assert task.point_estimates(pdf, info | {"point_estimate": choice}) == pytest.approx(z)
-        columns = task.describe(pdf, info | {"point_estimate": choice})
+        chosen = info.model_copy(update={"point_estimate": choice})
+        assert task.point_estimates(pdf, chosen) == pytest.approx(z)
+        columns = task.describe(pdf, chosen)
         assert columns["z_phot"] == pytest.approx(z)
         assert columns[f"z_{choice}"] == pytest.approx(z)
     assert task.point_estimates(pdf, info) == pytest.approx(expected["median"])  # runs from before the option
@@ -121,7 +124,7 @@ def test_label_smoothing_trains_the_pdf_on_smoothed_bins(photoz_catalogue, tmp_p
     prepared = task.prepare(smoothed)
     loss = task.loss(smoothed, prepared)
     assert isinstance(loss, SmoothedSparseCrossentropy)
-    assert loss.kernel.numpy() == pytest.approx(smoothing_kernel(np.asarray(prepared.info["bin_edges"]), 0.05))
+    assert loss.kernel.numpy() == pytest.approx(smoothing_kernel(np.asarray(prepared.info.bin_edges), 0.05))
     plain = config(photoz_catalogue, loss=PDF, options={"n_outputs": 20})
     assert task.loss(plain, task.prepare(plain)) == PDF
     out = train(smoothed, verbose=0)

@@ -56,7 +56,7 @@ def test_run_writes_metrics_and_beats_a_constant_redshift(photoz_catalogue, tmp_
 def test_pdf_labels_are_bins_over_the_training_redshifts(photoz_catalogue):
     prepared = PhotoZ().prepare(config(photoz_catalogue, loss="sparse_categorical_crossentropy",
                                        options={"n_outputs": 30}))
-    edges = np.asarray(prepared.info["bin_edges"])
+    edges = np.asarray(prepared.info.bin_edges)
     assert len(edges) == 31 and edges[0] == prepared.z["train"].min() and edges[-1] == prepared.z["train"].max()
     for part, labels in prepared.y.items():
         assert labels.dtype == np.int64 and labels.min() >= 0 and labels.max() <= 29
@@ -66,8 +66,8 @@ def test_pdf_labels_are_bins_over_the_training_redshifts(photoz_catalogue):
 
 
 def unnormalised(prepared, part):
-    stats = prepared.info["standardize"]
-    return prepared.x[part] * np.asarray(stats["std"]) + np.asarray(stats["mean"])
+    stats = prepared.info.standardize
+    return prepared.x[part] * np.asarray(stats.std) + np.asarray(stats.mean)
 
 
 def test_sentinels_and_missing_values_are_masked_and_filled(photoz_catalogue, tmp_path):
@@ -82,13 +82,13 @@ def test_sentinels_and_missing_values_are_masked_and_filled(photoz_catalogue, tm
     for part in prepared.x:
         raw = unnormalised(prepared, part)
         assert np.all(np.isfinite(raw)) and np.abs(raw).max() < 40.0
-    fills = prepared.info["fills"]
-    names = prepared.info["feature_names"]
+    fills = prepared.info.fills
+    names = prepared.info.feature_names
     for band, rows in (("g", range(5)), ("r", range(5, 10)), ("z", range(10, 15))):
         for part, ids in prepared.ids.items():
             hit = np.isin(ids, rows)
             assert np.allclose(unnormalised(prepared, part)[hit, names.index(band)], fills[band], atol=1e-4)
-    assert sum(prepared.info["unmeasured_values"].values()) >= 15 + np.sum(table["mag_u_lsst"] == 99.0)
+    assert sum(prepared.info.unmeasured_values.values()) >= 15 + np.sum(table["mag_u_lsst"] == 99.0)
 
 
 def test_normalisation_and_fills_come_from_the_training_part_only(photoz_catalogue, tmp_path):
@@ -99,7 +99,7 @@ def test_normalisation_and_fills_come_from_the_training_part_only(photoz_catalog
     test_file = tmp_path / "fainter.fits"
     shifted.write(test_file)
     prepared = PhotoZ().prepare(config(photoz_catalogue, test=str(test_file)))
-    names, x = prepared.info["feature_names"], prepared.x
+    names, x = prepared.info.feature_names, prepared.x
     assert np.allclose(x["train"].mean(axis=0), 0.0, atol=1e-4) and np.allclose(x["train"].std(axis=0), 1.0, atol=1e-3)
 
     table = read_catalogue(photoz_catalogue)
@@ -108,12 +108,12 @@ def test_normalisation_and_fills_come_from_the_training_part_only(photoz_catalog
     for band in "ugrizy":
         measured = (train_rows[f"mag_{band}_lsst"] != 99.0) & (train_rows[f"mag_err_{band}_lsst"] != 99.0)
         fills[band] = np.percentile(np.asarray(train_rows[f"mag_{band}_lsst"])[measured], 99.0)
-    assert prepared.info["fills"] == pytest.approx(fills)
+    assert prepared.info.fills == pytest.approx(fills)
     raw = load_photometry(train_rows, list("ugrizy"), **LSST, cleaning=Cleaning(limits=fills)).features()
-    assert prepared.info["standardize"]["mean"] == pytest.approx(raw.mean(axis=0, dtype=np.float64), abs=1e-6)
-    assert prepared.info["standardize"]["std"] == pytest.approx(raw.std(axis=0, dtype=np.float64), rel=1e-6)
+    assert prepared.info.standardize.mean == pytest.approx(raw.mean(axis=0, dtype=np.float64), abs=1e-6)
+    assert prepared.info.standardize.std == pytest.approx(raw.std(axis=0, dtype=np.float64), rel=1e-6)
 
-    std = np.asarray(prepared.info["standardize"]["std"])
+    std = np.asarray(prepared.info.standardize.std)
     i = names.index("i")
     assert x["test"][:, i].mean() - x["validation"][:, i].mean() == pytest.approx(2.0 / std[i], rel=0.3)
     assert len(prepared.z["test"]) == 600  # every row of the held-out file
@@ -122,7 +122,7 @@ def test_normalisation_and_fills_come_from_the_training_part_only(photoz_catalog
 def test_extra_features_and_errors(photoz_catalogue, tmp_path):
     prepared = PhotoZ().prepare(config(photoz_catalogue, features=["colours", "errors", "mag_i_true"],
                                        bands=["g", "r", "i"]))
-    assert prepared.info["feature_names"] == ["g-r", "r-i", "g_err", "r_err", "i_err", "mag_i_true"]
+    assert prepared.info.feature_names == ["g-r", "r-i", "g_err", "r_err", "i_err", "mag_i_true"]
     assert prepared.input_shape == (6,)
     table = read_catalogue(photoz_catalogue)
     table["mag_i_true"][7] = 99.0
@@ -144,7 +144,7 @@ def test_new_file_is_prepared_like_the_training_data(photoz_catalogue):
     assert unlabelled.y is None and len(unlabelled.x) == 600
     pdf = np.full((3, 20), 1.0 / 20)
     columns = task.describe(pdf, prepared.info)
-    edges = prepared.info["bin_edges"]
+    edges = prepared.info.bin_edges
     assert set(columns) == {"z_phot", "z_median", "z_mean", "z_mode", "z_peak", "z_peak_mean", "z_std"}
     assert columns["z_phot"] == pytest.approx(np.full(3, (edges[0] + edges[-1]) / 2))
 
@@ -157,10 +157,10 @@ def test_stamps_feed_an_image_network(tmp_path):
         "training": {"epochs": 1, "batch_size": 16},
     })
     prepared = PhotoZ().prepare(run_config)
-    assert prepared.input_shape == (6, 16, 16) and prepared.info["inputs"] == "stamps"
+    assert prepared.input_shape == (6, 16, 16) and prepared.info.inputs == "stamps"
     with h5py.File(path) as f:
         raw = f["images"][np.sort(prepared.ids["train"])]
-    assert prepared.info["normalize"]["median"] == pytest.approx(np.median(raw, axis=(0, 2, 3)), rel=1e-4, abs=1e-3)
+    assert prepared.info.normalize.median == pytest.approx(np.median(raw, axis=(0, 2, 3)), rel=1e-4, abs=1e-3)
     metrics = json.loads((train(run_config, verbose=0) / "metrics.json").read_text())
     assert KEYS <= set(metrics) and metrics["mode"] == "regression"
 

@@ -41,8 +41,8 @@ def test_an_npz_of_n_1_l_is_prepared_as_n_1_l_normalised_per_spectrum(trained):
     config, _ = trained
     prepared = prepare(task_for(config), config)
     assert prepared.input_shape == (1, 200)  # not (1, 1, 200): no height axis added
-    assert prepared.info["kind"] == "spectra" and prepared.info["length"] == 200
-    assert prepared.info["normalize"]["method"] == "median_abs" and prepared.info["stretch"] == "none"
+    assert prepared.info.kind == "spectra" and prepared.info.length == 200
+    assert prepared.info.normalize.method == "median_abs" and prepared.info.stretch == "none"
     median = np.median(np.abs(prepared.x["train"]), axis=-1)
     assert np.allclose(median, 1.0, atol=1e-5)  # each spectrum divided by its own median |flux|
 
@@ -83,7 +83,7 @@ def test_new_spectra_must_share_the_training_grid(trained, tmp_path, simulated):
 def test_the_simulated_file_names_its_classes(simulated, tmp_path):
     config = load_config(EXAMPLE, [f"data.path={simulated[0]}", f"out={tmp_path / 'run'}", "data.limit=120"])
     info = prepare(task_for(config), config).info
-    assert info["classes"] == list(CLASSES) and info["kind"] == "spectra"
+    assert info.classes == list(CLASSES) and info.kind == "spectra"
 
 
 def test_a_spectra_preset_on_data_read_as_images_says_to_set_the_kind(simulated, tmp_path):
@@ -103,7 +103,7 @@ def test_photoz_learns_redshifts_from_spectra_and_predicts_them(simulated, tmp_p
                                    "data.target=truth/redshift", *TINY, "model.options.global_pool=false"])
     task = task_for(config)
     prepared = prepare(task, config)
-    assert prepared.input_shape == (1, 200) and prepared.info["inputs"] == "spectra"
+    assert prepared.input_shape == (1, 200) and prepared.info.inputs == "spectra"
     with h5py.File(h5) as f:
         z = f["truth/redshift"][:]
     parts = np.concatenate([prepared.z[part] for part in ("train", "validation", "test")])

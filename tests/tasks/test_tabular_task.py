@@ -12,6 +12,7 @@ from deepfield.models.serialization import load_network
 from deepfield.tasks.config import load_config
 from deepfield.tasks.forecast import (PAST_ELECTIONS, forecast_seats, plot_seat_distribution, sample_outputs,
                                       seat_distribution, simulate_elections)
+from deepfield.tasks.prepared_info import TabularInfo
 from deepfield.tasks.run import train
 from deepfield.tasks.tabular import Tabular, unscale
 from deepfield.training import Engine
@@ -26,7 +27,7 @@ def config_for(tmp_path, data, epochs=30, hidden=(32, 32), dropout=0.0, name="ru
 
 
 def read_run(out):
-    return (json.loads((out / "metrics.json").read_text()), json.loads((out / "prepared.json").read_text()))
+    return json.loads((out / "metrics.json").read_text()), TabularInfo.read(out / "prepared.json")
 
 
 def test_regression_learns_a_known_function_in_the_targets_units(tmp_path):
@@ -38,8 +39,8 @@ def test_regression_learns_a_known_function_in_the_targets_units(tmp_path):
     Table({"a": a, "b": b, "c": c, "y": y}).write(path)
     out = train(config_for(tmp_path, {"path": str(path), "target": "y"}), verbose=0)
     metrics, info = read_run(out)
-    assert info["problem"] == "regression" and info["features"] == ["a", "b", "c"]
-    assert info["dropped"] == {str(path): 2}
+    assert info.problem == "regression" and info.features == ["a", "b", "c"]
+    assert info.dropped == {str(path): 2}
     assert metrics["r2"] > 0.8
     assert metrics["rmse"] >= metrics["mae"] > 0 and abs(metrics["bias"]) < 0.5  # in the target's units
     assert (out / "figures" / "regression.png").is_file()
@@ -60,7 +61,7 @@ def test_classification_maps_string_labels_to_classes(tmp_path):
     Table({"a": a, "b": b, "kind": labels}).write(path)
     out = train(config_for(tmp_path, {"path": str(path), "target": "kind"}), verbose=0)
     metrics, info = read_run(out)
-    assert info["problem"] == "classification" and info["classes"] == ["galaxy", "qso", "star"]
+    assert info.problem == "classification" and info.classes == ["galaxy", "qso", "star"]
     assert set(metrics["per_class"]) == {"galaxy", "qso", "star"} and metrics["accuracy"] > 0.8
     assert {p.name for p in (out / "figures").iterdir()} >= {"confusion_matrix.png", "roc.png"}
 
@@ -71,10 +72,10 @@ def test_few_integer_values_are_classes_and_many_a_quantity(tmp_path):
     Table({"x": rng.normal(size=200), "flag": rng.integers(0, 2, 200), "count": rng.integers(0, 500, 200)}).write(path)
     task = Tabular()
     binary = task.prepare(config_for(tmp_path, {"path": str(path), "target": "flag"}))
-    assert binary.info["classes"] == ["0", "1"] and task.head(binary) == (1, "sigmoid")
+    assert binary.info.classes == ["0", "1"] and task.head(binary) == (1, "sigmoid")
     assert task.default_loss(binary) == "binary_crossentropy" and binary.y["train"].shape[1:] == (1,)
     counts = task.prepare(config_for(tmp_path, {"path": str(path), "target": "count"}))
-    assert counts.info["problem"] == "regression" and counts.info["features"] == ["x", "flag"]
+    assert counts.info.problem == "regression" and counts.info.features == ["x", "flag"]
     assert task.head(counts) == (1, None) and abs(float(counts.y["train"].mean())) < 1e-5  # standardised
 
 
@@ -111,7 +112,7 @@ def test_a_separate_test_file_is_read_the_same_way(tmp_path):
 
     train_file, test_file = write("train.parquet", 100, ["a", "b"]), write("test.csv", 30, ["a", "b"])
     prepared = Tabular().prepare(config_for(tmp_path, {"path": train_file, "target": "k", "test": test_file}))
-    assert prepared.info["features"] == ["x", "flag"] and prepared.x["test"].shape == (30, 2)  # CSV booleans as text
+    assert prepared.info.features == ["x", "flag"] and prepared.x["test"].shape == (30, 2)  # CSV booleans as text
     with pytest.raises(DeepfieldError, match=r"unknown\.csv: column 'k' holds classes c not in the training"):
         Tabular().prepare(config_for(tmp_path, {"path": train_file, "target": "k",
                                                 "test": write("unknown.csv", 30, ["a", "c"])}))
@@ -137,14 +138,17 @@ def election_run(tmp_path_factory):
     config = config_for(folder, {"path": str(folder / "elections.csv"), "target": "dem_share", "features": features},
                         epochs=15, dropout=0.1)
     out = train(config, verbose=0)
-    return load_network(out), json.loads((out / "prepared.json").read_text()), elections
+    return load_network(out), TabularInfo.read(out / "prepared.json"), elections
 
 
 def test_without_uncertainty_the_seats_are_the_deterministic_count(election_run):
     model, info, elections = election_run
     shares = unscale(Engine(model).predict(Tabular.transform(elections.upcoming, info), verbose=0).reshape(-1),
-                     info["target_scale"])
+                     info.target_scale)
     forecast = forecast_seats(model, info, elections.upcoming, samples=20, mc_dropout=False, majority=61)
+    as_read = forecast_seats(model, json.loads(info.to_json()), elections.upcoming, samples=20, mc_dropout=False,
+                             majority=61)  # the file's object as json.load gives it
+    assert np.array_equal(as_read["seats"], forecast["seats"])
     assert np.all(forecast["seats"] == np.sum(shares > 0.5))
     assert forecast["p_majority"] == float(np.sum(shares > 0.5) >= 61)
     assert forecast["seats_interval"][0] == forecast["seats_interval"][1] == forecast["seats_mean"]

@@ -16,6 +16,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.models.bayesian import bayesianize
 from deepfield.tasks.config import RunConfig, optimizer_spec
+from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.training import optimizers
 from deepfield.training.losses import LossFn
 from deepfield.training.mc_dropout import MCPrediction
@@ -27,14 +28,15 @@ PARTS = ("train", "validation", "test")
 class Prepared:
     """A task's data, ready for ``fit``: ``x[part]`` (N, ...) float32, ``y[part]`` (N, ...).
 
-    ``info`` is JSON-ready metadata saved in the run (bands, classes, normalisation
-    statistics, feature names) so that ``evaluate``/``predict`` prepare new data the same way.
+    ``info`` is the task's record saved in the run as ``prepared.json`` (bands, classes, normalisation
+    statistics, feature names: :mod:`~deepfield.tasks.prepared_info`) so that ``evaluate``/``predict``
+    prepare new data the same way.
     """
 
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     ids: dict[str, np.ndarray] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: PreparedInfo = field(default_factory=PreparedInfo)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -65,6 +67,8 @@ class Task:
     """Base of the tasks; subclasses fill in the four steps."""
 
     name: ClassVar[str]
+    info_model: ClassVar[type[PreparedInfo]] = PreparedInfo
+    """What the task records in ``Prepared.info`` (``prepared.json``), read back with it."""
 
     def prepare(self, config: RunConfig) -> Prepared:
         """Read and split the data, fit the normalisation on the training part."""
@@ -93,30 +97,30 @@ class Task:
         """Science metrics of ``outputs`` (the network's predictions on ``part``) and their figures."""
         raise NotImplementedError
 
-    def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
+    def read_new(self, config: RunConfig, info: PreparedInfo, path: Path, labelled: bool) -> NewData:
         """Data from another file, prepared exactly as the run's training data (``info``)."""
         raise DeepfieldError(f"task {self.name!r} cannot read new files yet (evaluate without --data works)")
 
-    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
+    def read_values(self, config: RunConfig, info: PreparedInfo, values: Any) -> NewData:
         """Raw inputs held in memory (stamps as an array, catalogue rows as a table), prepared as
         :meth:`read_new` prepares a file's; unlabelled, ids are the row indices (or an ``id`` column)."""
         raise DeepfieldError(f"task {self.name!r} reads files only; pass the path of one")
 
-    def new_prepared(self, new: NewData, info: dict[str, Any]) -> Prepared:
+    def new_prepared(self, new: NewData, info: PreparedInfo) -> Prepared:
         """A labelled new file as the test part of a :class:`Prepared`, for ``analyse``."""
         return Prepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info)
 
-    def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
+    def describe(self, outputs: np.ndarray, info: PreparedInfo) -> dict[str, np.ndarray]:
         """The prediction table's columns for the network's ``outputs`` (N, ...)."""
         raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")
 
     # -- uncertainty (see deepfield.tasks.uncertainty) -------------------------------------------
-    def output_kind(self, info: dict[str, Any]) -> str:
+    def output_kind(self, info: PreparedInfo) -> str:
         """How to read the network's outputs: ``"probabilities"``, ``"values"`` or ``"gaussian"``
-        (mean | log-variance, a heteroscedastic head; ``info["heteroscedastic"]``)."""
-        return "gaussian" if info.get("heteroscedastic") else "values"
+        (mean | log-variance, a heteroscedastic head; ``info.heteroscedastic``)."""
+        return "gaussian" if info.heteroscedastic else "values"
 
-    def calibrates(self, info: dict[str, Any]) -> bool:
+    def calibrates(self, info: PreparedInfo) -> bool:
         """Whether a temperature is fitted on the validation part (classifiers)."""
         return False
 
@@ -125,7 +129,7 @@ class Task:
         """How far to trust ``prediction`` on ``part`` (calibration, coverage) and its figures; ``{}``: nothing to say."""
         return {}
 
-    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+    def describe_uncertainty(self, prediction: MCPrediction, info: PreparedInfo,
                              temperature: float | None = None) -> dict[str, np.ndarray]:
         """The prediction table's uncertainty columns."""
         return {}

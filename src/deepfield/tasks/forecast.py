@@ -37,6 +37,7 @@ from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.plots.seats import plot_seat_distribution
+from deepfield.tasks.prepared_info import TabularInfo
 from deepfield.tasks.tabular import Tabular, unscale
 from deepfield.training.engine import eval_mode
 from deepfield.training.mc_dropout import forward_draws, mc_mode
@@ -177,15 +178,16 @@ def seat_distribution(shares: np.ndarray, threshold: float = 0.5, majority: int 
             "share_mean": shares.mean(axis=0), "share_std": shares.std(axis=0), "p_win": won.mean(axis=0)}
 
 
-def forecast_seats(model: nn.Module, info: Mapping[str, Any], table: Table, *, swing: str | None = SWING,
+def forecast_seats(model: nn.Module, info: TabularInfo | Mapping[str, Any], table: Table, *, swing: str | None = SWING,
                    swing_sigma: float = 0.0, swing_shift: float = 0.0, noise_sigma: float = 0.0,
                    samples: int = 1000, mc_dropout: bool = True, threshold: float = 0.5,
                    majority: int = MAJORITY, interval: float = 0.9, seed: int = 0) -> dict[str, Any]:
     """The seat forecast of a trained tabular run for the districts of ``table``, one row each.
 
     Args:
-        model, info: the run's network and its ``prepared.json`` record (regression run).
-        table: the districts' features (the run's ``info["features"]``); every row is predicted.
+        model, info: the run's network and its ``prepared.json`` record (regression run): ``load_run(RUN).info``
+            or the file's object as read by ``json.load``.
+        table: the districts' features (the run's ``info.features``); every row is predicted.
         swing: the national-swing feature, moved by ``swing_shift + swing_sigma · z_t`` (its
             units; one ``z_t ~ N(0, 1)`` per sample, shared by all districts); ``None``: none.
         noise_sigma: independent scatter added to each district's share (target units).
@@ -196,18 +198,20 @@ def forecast_seats(model: nn.Module, info: Mapping[str, Any], table: Table, *, s
     With no dropout draw, ``swing_sigma = 0`` and ``noise_sigma = 0`` every sample is the
     network's deterministic prediction, so ``seats`` is constant.
     """
-    if info.get("problem") != "regression":
-        raise DeepfieldError(f"forecast_seats needs a regression run (a vote share), not {info.get('problem')!r}")
+    if not isinstance(info, TabularInfo):
+        info = TabularInfo.model_validate(info)
+    if info.problem != "regression":
+        raise DeepfieldError(f"forecast_seats needs a regression run (a vote share), not {info.problem!r}")
     column = None
     if swing is not None:
-        if swing not in info["features"]:
+        if swing not in info.features:
             raise DeepfieldError(f"swing feature {swing!r} is not among the run's features: "
-                                 f"{', '.join(info['features'])}")
-        column = info["features"].index(swing)
+                                 f"{', '.join(info.features)}")
+        column = info.features.index(swing)
     rng = np.random.default_rng(seed)
     swings = swing_shift + swing_sigma * rng.standard_normal(samples)
-    scaled = swings / info["standardize"]["std"][column] if column is not None else swings
-    x = Tabular.transform(table, dict(info))
+    scaled = swings / info.standardize.std[column] if column is not None else swings
+    x = Tabular.transform(table, info)
     outputs = sample_outputs(model, x, scaled, column, mc_dropout=mc_dropout, seed=seed)
-    shares = unscale(outputs, info["target_scale"]) + noise_sigma * rng.standard_normal(outputs.shape)
+    shares = unscale(outputs, info.target_scale) + noise_sigma * rng.standard_normal(outputs.shape)
     return {**seat_distribution(shares, threshold, majority, interval), "swings": swings}

@@ -24,7 +24,8 @@ from deepfield.plots import plot_confusion_matrix, plot_gallery, plot_precision_
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.reading import open_data
-from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
+from deepfield.tasks.prepared_info import ImagingInfo, PreparedInfo, RobustStatistics, StampsInfo
+from deepfield.tasks.spectra import check_grid, spectra_info, transform_spectra
 from deepfield.tasks.uncertainty import classification_uncertainty, uncertainty_columns
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -98,33 +99,34 @@ class ImageClassification(Task):
     """Classify stamps into the classes the file names (binary: one sigmoid output)."""
 
     name = "image-classification"
+    info_model = ImagingInfo
 
     def prepare(self, config: RunConfig) -> Prepared:
         x, y, reader = split_stamps(config)
         n_classes = int(max(int(v.max()) for v in y.values())) + 1
         classes = list(reader.classes) if reader.classes else [str(k) for k in range(n_classes)]
-        info: dict[str, Any] = {"bands": list(reader.bands), "classes": classes,
-                                "skipped": [[s.where, s.reason] for s in reader.skipped]}
+        fields: dict[str, Any] = {"bands": list(reader.bands), "classes": classes,
+                                  "skipped": [(s.where, s.reason) for s in reader.skipped]}
         if config.data.kind == "spectra":
-            info |= spectra_info(config.data, reader)
-        elif config.data.normalize == "robust":
-            norm = RobustNormalize().fit(torch.from_numpy(x["train"]))
-            info["normalize"] = norm.get_config()
-        prepared = Prepared(x=x, y={k: self.targets(v, len(classes)) for k, v in y.items()}, info=info)
-        prepared.info.setdefault("stretch", config.data.stretch)
+            fields |= spectra_info(config.data, reader)
+        else:
+            if config.data.normalize == "robust":
+                fields["normalize"] = RobustNormalize().fit(torch.from_numpy(x["train"])).get_config()
+            fields["stretch"] = config.data.stretch
+        prepared = Prepared(x=x, y={k: self.targets(v, len(classes)) for k, v in y.items()},
+                            info=ImagingInfo(**fields))
         prepared.x = {k: self.transform(v, prepared.info) for k, v in x.items()}
         return prepared
 
     @staticmethod
-    def transform(images: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    def transform(images: np.ndarray, info: StampsInfo) -> np.ndarray:
         """The normalisation recorded in ``info`` applied to raw stamps ``(N, C, H, W)`` (or spectra)."""
-        if is_spectra(info):
+        if info.is_spectra:
             return transform_spectra(images, info)
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        if "normalize" in info:
-            config = info["normalize"]
-            x = RobustNormalize(config["median"], config["sigma"])(x)
-        if info.get("stretch") == "asinh":
+        if isinstance(info.normalize, RobustStatistics):
+            x = RobustNormalize(info.normalize.median, info.normalize.sigma)(x)
+        if info.stretch == "asinh":
             x = AsinhStretch(ASINH_SOFTENING)(x)
         return x.numpy()
 
@@ -135,26 +137,26 @@ class ImageClassification(Task):
             return labels.astype(np.float32).reshape(-1, 1)
         return labels.astype(np.int64)
 
-    def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> NewData:
-        images, labels, reader = read_stamps(config.data, path, labelled, bands=info["bands"],
-                                             classes=info["classes"])
+    def read_new(self, config: RunConfig, info: ImagingInfo, path: Path, labelled: bool) -> NewData:
+        images, labels, reader = read_stamps(config.data, path, labelled, bands=info.bands,
+                                             classes=info.classes)
         check_grid(images, reader.wavelength, info, path)
-        y = None if labels is None else self.targets(labels, len(info["classes"]))
+        y = None if labels is None else self.targets(labels, len(info.classes))
         n = len(images)  # after data.limit
         return NewData(x=self.transform(images, info), y=y, ids=np.asarray(reader.ids)[:n],
                        columns={name: values[:n] for name, values in reader.metadata().items()})
 
-    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> NewData:
+    def read_values(self, config: RunConfig, info: ImagingInfo, values: Any) -> NewData:
         """Raw stamps held in memory (:meth:`raw_stamps`), normalised as :meth:`read_new` does a file's."""
         stamps = self.raw_stamps(values, config, info)
         return NewData(x=self.transform(stamps, info), y=None, ids=np.arange(len(stamps)))
 
     @staticmethod
-    def raw_stamps(values: Any, config: RunConfig, info: dict[str, Any]) -> np.ndarray:
+    def raw_stamps(values: Any, config: RunConfig, info: StampsInfo) -> np.ndarray:
         """``values`` as raw stamps ``(N, C, H, W)`` float32, the channels the run's bands in order:
         given so, or ``(N, H, W, C)`` when the run's ``data.channels`` is ``last``, or ``(N, H, W)`` for one band."""
         stamps = np.asarray(values, dtype=np.float32)
-        bands = info["bands"]
+        bands = info.bands
         if stamps.ndim == 3 and len(bands) == 1:
             stamps = stamps[:, None]
         elif stamps.ndim == 4 and config.data.channels == "last":
@@ -164,8 +166,9 @@ class ImageClassification(Task):
                                  f"channels first, the run's bands {', '.join(bands)} in that order")
         return stamps
 
-    def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
-        classes = info["classes"]
+    def describe(self, outputs: np.ndarray, info: PreparedInfo) -> dict[str, np.ndarray]:
+        """``predicted`` (the class name) and ``p_<class>`` for each of ``info.classes`` (a tabular run's too)."""
+        classes = info.classes
         if len(classes) == 2:
             probabilities = np.column_stack([1.0 - outputs.reshape(-1), outputs.reshape(-1)])
         else:
@@ -174,34 +177,34 @@ class ImageClassification(Task):
         columns.update({f"p_{name}": probabilities[:, k] for k, name in enumerate(classes)})
         return columns
 
-    def output_kind(self, info: dict[str, Any]) -> str:
+    def output_kind(self, info: ImagingInfo) -> str:
         return "probabilities"
 
-    def calibrates(self, info: dict[str, Any]) -> bool:
+    def calibrates(self, info: ImagingInfo) -> bool:
         return True
 
     def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
                             temperature: float | None = None) -> dict[str, Any]:
         """Calibration (ECE, reliability, temperature), entropy flagging mistakes, the most uncertain stamps."""
         return classification_uncertainty(prepared.y[part], prediction, figures, temperature=temperature,
-                                          images=prepared.x[part], class_names=prepared.info["classes"])
+                                          images=prepared.x[part], class_names=prepared.info.classes)
 
-    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+    def describe_uncertainty(self, prediction: MCPrediction, info: ImagingInfo,
                              temperature: float | None = None) -> dict[str, np.ndarray]:
         return uncertainty_columns(prediction, temperature)
 
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
-        n_classes = len(prepared.info["classes"])
+        n_classes = len(prepared.info.classes)
         return (1, "sigmoid") if n_classes == 2 else (n_classes, "softmax")
 
     def default_loss(self, prepared: Prepared) -> str:
-        return "binary_crossentropy" if len(prepared.info["classes"]) == 2 else "sparse_categorical_crossentropy"
+        return "binary_crossentropy" if len(prepared.info.classes) == 2 else "sparse_categorical_crossentropy"
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
-        return ["accuracy", "auc"] if len(prepared.info["classes"]) == 2 else ["accuracy"]
+        return ["accuracy", "auc"] if len(prepared.info.classes) == 2 else ["accuracy"]
 
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
-        classes = prepared.info["classes"]
+        classes = prepared.info.classes
         labels = prepared.y[part].reshape(-1).astype(np.int64)
         scores = outputs.reshape(-1) if len(classes) == 2 else outputs
         result = classification_metrics(labels, scores, class_names=classes)
@@ -232,11 +235,11 @@ class Quality(ImageClassification):
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
         metrics = super().analyse(outputs, prepared, part, figures)
         labels = prepared.y[part].reshape(-1).astype(np.int64)
-        if len(prepared.info["classes"]) == 2:
+        if len(prepared.info.classes) == 2:
             # positive = clean (0): keep 99% of good images, and see how pure the kept set is
             clean = 1.0 - outputs.reshape(-1)
             point = precision_at_recall(labels, clean, recall=self.recall, positive=0)
             metrics["clean_selection"] = point.to_dict()
             plot_precision_recall(labels, clean, figures / "precision_recall.png", recall=self.recall, positive=0,
-                                  positive_name=prepared.info["classes"][0])
+                                  positive_name=prepared.info.classes[0])
         return metrics

@@ -46,8 +46,9 @@ With ``photoz.label_smoothing`` a PDF learns each galaxy's bin spread by a Gauss
   No photometry: nothing is binned in magnitude.
 
 Rows without a usable redshift (blank, NaN, a sentinel, ≤ −1) are left out. Fills and
-normalisation statistics are recorded in ``prepared.info``; ``read_new`` prepares another
-file with them. Object ids are the catalogue's ``id`` column, else the row index in the file.
+normalisation statistics are recorded in ``prepared.info``
+(:class:`~deepfield.tasks.prepared_info.PhotozInfo`); ``read_new`` prepares another file with them.
+Object ids are the catalogue's ``id`` column, else the row index in the file.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification, split_stamps
 from deepfield.tasks.imaging import read_stamps as read_samples
-from deepfield.tasks.spectra import check_grid, is_spectra, spectra_info, transform_spectra
+from deepfield.tasks.prepared_info import PhotozInfo
+from deepfield.tasks.spectra import check_grid, spectra_info, transform_spectra
 from deepfield.tasks.uncertainty import pdf_uncertainty, regression_uncertainty
 from deepfield.training.losses import LossFn, SmoothedSparseCrossentropy
 from deepfield.training.mc_dropout import MCPrediction
@@ -204,10 +206,10 @@ def bin_index(z: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, z, side="right") - 1, 0, len(edges) - 2).astype(np.int64)
 
 
-def targets(z: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+def targets(z: np.ndarray, info: PhotozInfo) -> np.ndarray:
     """What the network learns: z as float32 (N, 1), or its bin index (N,) in PDF mode."""
-    if info["mode"] == "pdf":
-        return bin_index(z, np.asarray(info["bin_edges"]))
+    if info.mode == "pdf":
+        return bin_index(z, np.asarray(info.bin_edges))
     return z.astype(np.float32).reshape(-1, 1)
 
 
@@ -303,13 +305,13 @@ def catalogue_features(rows: Rows, phot: Photometry, names: list[str], sentinels
     return np.concatenate(columns, axis=1).astype(np.float32), labels
 
 
-def magnitude_mixing(phot: Photometry, names: list[str], info: dict[str, Any]) -> np.ndarray:
+def magnitude_mixing(phot: Photometry, names: list[str], info: PhotozInfo) -> np.ndarray:
     """(B, F) change of each normalised feature of ``names`` per magnitude of each band (other columns: 0)."""
     blocks = photometry_blocks(phot)
     mixing = np.concatenate([blocks[name][2] if name in blocks else np.zeros((len(phot.bands), 1))
                              for name in names], axis=1)
-    if "standardize" in info:
-        mixing = mixing / np.asarray(info["standardize"]["std"])
+    if info.standardize is not None:
+        mixing = mixing / np.asarray(info.standardize.std)
     return mixing.astype(np.float32)
 
 
@@ -410,6 +412,7 @@ class PhotoZ(Task):
     """Photometric redshifts as a regression or a PDF over bins (see the module docstring)."""
 
     name = "photoz"
+    info_model = PhotozInfo
 
     def prepare(self, config: RunConfig) -> PhotozPrepared:
         data = config.data
@@ -421,34 +424,33 @@ class PhotoZ(Task):
         fills = training_fills(photometry(rows["train"], data))
         phot = {part: photometry(r, data, fills=fills) for part, r in rows.items()}
         bands = list(phot["train"].bands)
-        info: dict[str, Any] = {
-            "mode": mode, "target": data.target or DEFAULT_TARGET, "bands": bands, "fills": fills,
-            "reference_band": REFERENCE_BAND if REFERENCE_BAND in bands else bands[-1],
-            "inputs": "stamps" if takes_stamps(config.model.preset) else "catalogue",
-            "features": list(data.features or DEFAULT_FEATURES),
-            "unmeasured_values": {part: p.report.values_unmeasured for part, p in phot.items()},
-            "resample_errors": config.photoz.resample_errors,
-        }
+        info = PhotozInfo(
+            mode=mode, target=data.target or DEFAULT_TARGET, bands=bands, fills=fills,
+            reference_band=REFERENCE_BAND if REFERENCE_BAND in bands else bands[-1],
+            inputs="stamps" if takes_stamps(config.model.preset) else "catalogue",
+            features=list(data.features or DEFAULT_FEATURES),
+            unmeasured_values={part: p.report.values_unmeasured for part, p in phot.items()},
+            resample_errors=config.photoz.resample_errors)
         raw = {part: self.raw_inputs(rows[part], phot[part], data, info) for part in rows}
-        info |= self.fit_normalisation(raw["train"], data, info)
-        if info["mode"] == "pdf":
-            info["bin_edges"] = redshift_bins(config, rows["train"].z).tolist()
-            info["point_estimate"] = config.photoz.point_estimate or "median"
-            info["label_smoothing"] = config.photoz.label_smoothing
+        self.fit_normalisation(raw["train"], data, info)
+        if info.mode == "pdf":
+            info.bin_edges = redshift_bins(config, rows["train"].z).tolist()
+            info.point_estimate = config.photoz.point_estimate or "median"
+            info.label_smoothing = config.photoz.label_smoothing
         resampling = config.photoz.resample_errors
         return PhotozPrepared(
             x={part: self.normalise(v, info) for part, v in raw.items()},
             y={part: targets(r.z, info) for part, r in rows.items()},
             ids={part: r.ids for part, r in rows.items()}, info=info,
             z={part: r.z for part, r in rows.items()},
-            magnitude={part: reference_magnitude(p, info["reference_band"]) for part, p in phot.items()},
+            magnitude={part: reference_magnitude(p, info.reference_band) for part, p in phot.items()},
             magnitude_errors={part: resampling_errors(p) for part, p in phot.items()} if resampling else {},
-            mixing=magnitude_mixing(phot["train"], info["features"], info) if resampling else None)
+            mixing=magnitude_mixing(phot["train"], info.features, info) if resampling else None)
 
     def training_data(self, prepared: Prepared) -> tuple[Any, np.ndarray | None]:
         """With ``photoz.resample_errors``: the training part as a :class:`ResampledFeatures`
         dataset (magnitudes redrawn within their errors in every batch); else the arrays."""
-        if not (prepared.info.get("resample_errors") and isinstance(prepared, PhotozPrepared)):
+        if not (prepared.info.resample_errors and isinstance(prepared, PhotozPrepared)):
             return super().training_data(prepared)
         return ResampledFeatures(prepared.x["train"], prepared.y["train"], prepared.magnitude_errors["train"],
                                  prepared.mixing), None
@@ -457,21 +459,21 @@ class PhotoZ(Task):
         """Spectra and their redshifts (``data.target``), split stratified on redshift quantiles."""
         data = spectra_target(config.data)
         x, z, reader = split_stamps(config, data, strata=redshift_strata)
-        info: dict[str, Any] = {"mode": mode, "target": data.labels, "bands": list(reader.bands),
-                                "reference_band": None, "inputs": "spectra", **spectra_info(data, reader),
-                                "skipped": [[s.where, s.reason] for s in reader.skipped]}
+        info = PhotozInfo(mode=mode, target=data.labels, bands=list(reader.bands), reference_band=None,
+                          inputs="spectra", **spectra_info(data, reader),
+                          skipped=[(s.where, s.reason) for s in reader.skipped])
         if mode == "pdf":
-            info["bin_edges"] = redshift_bins(config, z["train"]).tolist()
+            info.bin_edges = redshift_bins(config, z["train"]).tolist()
         return PhotozPrepared(
             x={part: transform_spectra(v, info) for part, v in x.items()},
             y={part: targets(v, info) for part, v in z.items()}, info=info,
             z={part: v.astype(np.float64) for part, v in z.items()},
             magnitude={part: np.full(len(v), np.nan) for part, v in z.items()})
 
-    def read_new(self, config: RunConfig, info: dict[str, Any], path: Path, labelled: bool) -> PhotozNewData:
+    def read_new(self, config: RunConfig, info: PhotozInfo, path: Path, labelled: bool) -> PhotozNewData:
         """Another catalogue prepared with the run's fills and normalisation (``info``)."""
-        if is_spectra(info):
-            spectra, z, reader = read_samples(spectra_target(config.data), path, labelled, bands=info["bands"])
+        if info.is_spectra:
+            spectra, z, reader = read_samples(spectra_target(config.data), path, labelled, bands=info.bands)
             check_grid(spectra, reader.wavelength, info, path)
             z = np.full(len(spectra), np.nan) if z is None else z.astype(np.float64)
             return PhotozNewData(x=transform_spectra(spectra, info), y=targets(z, info) if labelled else None,
@@ -479,10 +481,10 @@ class PhotoZ(Task):
                                  columns={name: values[:len(z)] for name, values in reader.metadata().items()})
         return self.new_rows(read_rows(config.data, path, labelled), config, info, labelled)
 
-    def read_values(self, config: RunConfig, info: dict[str, Any], values: Any) -> PhotozNewData:
+    def read_values(self, config: RunConfig, info: PhotozInfo, values: Any) -> PhotozNewData:
         """Catalogue rows held in memory (an astropy ``Table``, or anything it takes), or for a stamp
         network raw stamps ``(N, C, H, W)`` in the file's flux unit, prepared as :meth:`read_new` does."""
-        if info["inputs"] == "stamps":
+        if info.inputs == "stamps":
             stamps = ImageClassification.raw_stamps(values, config, info)
             nan = np.full(len(stamps), np.nan)
             return PhotozNewData(x=self.normalise(stamps, info), y=None, ids=np.arange(len(stamps)), z=nan,
@@ -492,88 +494,89 @@ class PhotoZ(Task):
         return self.new_rows(Rows(Path("<table>"), table, np.full(len(table), np.nan), every, len(table)),
                              config, info, labelled=False)
 
-    def new_rows(self, rows: Rows, config: RunConfig, info: dict[str, Any], labelled: bool) -> PhotozNewData:
+    def new_rows(self, rows: Rows, config: RunConfig, info: PhotozInfo, labelled: bool) -> PhotozNewData:
         """``rows`` prepared with the run's fills and normalisation (``info``)."""
-        phot = photometry(rows, config.data, info["bands"], info["fills"])
+        phot = photometry(rows, config.data, info.bands, info.fills)
         x = self.normalise(self.raw_inputs(rows, phot, config.data, info), info)
         return PhotozNewData(x=x, y=targets(rows.z, info) if labelled else None, ids=rows.ids, z=rows.z,
                              columns=row_columns(rows.table),
-                             magnitude=reference_magnitude(phot, info["reference_band"]))
+                             magnitude=reference_magnitude(phot, info.reference_band))
 
-    def new_prepared(self, new: PhotozNewData, info: dict[str, Any]) -> PhotozPrepared:  # type: ignore[override]
+    def new_prepared(self, new: PhotozNewData, info: PhotozInfo) -> PhotozPrepared:  # type: ignore[override]
         """The new catalogue (from :meth:`read_new`) as a test part that keeps its true redshifts."""
         return PhotozPrepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info,
                               z={"test": new.z}, magnitude={"test": new.magnitude})
 
     @staticmethod
-    def raw_inputs(rows: Rows, phot: Photometry, data: DataConfig, info: dict[str, Any]) -> np.ndarray:
-        """Unnormalised inputs of ``rows``: features (N, F) in mag (``info["feature_names"]`` set),
+    def raw_inputs(rows: Rows, phot: Photometry, data: DataConfig, info: PhotozInfo) -> np.ndarray:
+        """Unnormalised inputs of ``rows``: features (N, F) in mag (``info.feature_names`` set),
         or stamps (N, C, H, W) in the file's flux unit."""
-        if info["inputs"] == "stamps":
-            return read_stamps(rows, data, info["bands"])
-        x, info["feature_names"] = catalogue_features(rows, phot, info["features"], data.sentinels)
+        if info.inputs == "stamps":
+            return read_stamps(rows, data, info.bands)
+        x, info.feature_names = catalogue_features(rows, phot, info.features, data.sentinels)
         return x
 
     @staticmethod
-    def fit_normalisation(train: np.ndarray, data: DataConfig, info: dict[str, Any]) -> dict[str, Any]:
-        """The normalisation statistics of the raw training inputs, as ``info`` entries."""
-        if info["inputs"] == "stamps":
-            fitted = {"stretch": data.stretch}
+    def fit_normalisation(train: np.ndarray, data: DataConfig, info: PhotozInfo) -> None:
+        """Records in ``info`` the normalisation of the raw training inputs ``train``: stamps' stretch and
+        statistics, or the catalogue features' (none with ``data.normalize: none``)."""
+        if info.inputs == "stamps":
+            info.stretch = data.stretch
             if data.normalize == "robust":
-                fitted["normalize"] = RobustNormalize().fit(torch.from_numpy(train)).get_config()
-            return fitted
-        return {"standardize": feature_statistics(train)} if data.normalize != "none" else {}
+                info.normalize = RobustNormalize().fit(torch.from_numpy(train)).get_config()
+        elif data.normalize != "none":
+            info.standardize = feature_statistics(train)
 
     @staticmethod
-    def normalise(raw: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    def normalise(raw: np.ndarray, info: PhotozInfo) -> np.ndarray:
         """Raw inputs with the normalisation recorded in ``info`` applied (float32, same shape)."""
-        if info["inputs"] == "stamps":
+        if info.inputs == "stamps":
             return ImageClassification.transform(raw, info)
-        if "standardize" not in info:
+        if info.standardize is None:
             return raw
-        stats = info["standardize"]
-        return ((raw - np.asarray(stats["mean"])) / np.asarray(stats["std"])).astype(np.float32)
+        stats = info.standardize
+        return ((raw - np.asarray(stats.mean)) / np.asarray(stats.std)).astype(np.float32)
 
     def head(self, prepared: Prepared) -> tuple[int, str | None]:
-        if prepared.info["mode"] == "pdf":
-            return len(prepared.info["bin_edges"]) - 1, "softmax"
-        return (2 if prepared.info.get("heteroscedastic") else 1), None
+        if prepared.info.mode == "pdf":
+            return len(prepared.info.bin_edges) - 1, "softmax"
+        return (2 if prepared.info.heteroscedastic else 1), None
 
     def default_loss(self, prepared: Prepared) -> str:
-        if prepared.info.get("heteroscedastic"):
+        if prepared.info.heteroscedastic:
             return "gaussian_nll"
-        return PDF_LOSS if prepared.info["mode"] == "pdf" else REGRESSION_LOSS
+        return PDF_LOSS if prepared.info.mode == "pdf" else REGRESSION_LOSS
 
     def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
         """A PDF with ``photoz.label_smoothing``: the cross-entropy against Gaussian-smoothed bins."""
-        width = prepared.info.get("label_smoothing", 0.0)
+        width = prepared.info.label_smoothing
         if not width:
             return super().loss(config, prepared)
-        return SmoothedSparseCrossentropy(torch.from_numpy(smoothing_kernel(np.asarray(prepared.info["bin_edges"]),
+        return SmoothedSparseCrossentropy(torch.from_numpy(smoothing_kernel(np.asarray(prepared.info.bin_edges),
                                                                             width)))
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
-        return [] if prepared.info["mode"] == "pdf" or prepared.info.get("heteroscedastic") else ["mae"]
+        return [] if prepared.info.mode == "pdf" or prepared.info.heteroscedastic else ["mae"]
 
-    def output_kind(self, info: dict[str, Any]) -> str:
-        return "probabilities" if info["mode"] == "pdf" else super().output_kind(info)
+    def output_kind(self, info: PhotozInfo) -> str:
+        return "probabilities" if info.mode == "pdf" else super().output_kind(info)
 
     def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
                             temperature: float | None = None) -> dict[str, Any]:
         """PDFs: coverage of their 68 % / 95 % intervals; regression with a σ (draws or a
         heteroscedastic head): coverage and error vs σ."""
         z, _ = self.truth(prepared, part)
-        if prepared.info["mode"] == "pdf":
-            return pdf_uncertainty(z, prediction, prepared.info["bin_edges"], figures)
+        if prepared.info.mode == "pdf":
+            return pdf_uncertainty(z, prediction, prepared.info.bin_edges, figures)
         if float(prediction.total.max()) == 0.0:  # one deterministic network: no σ to check
             return {}
         return regression_uncertainty(z, prediction, figures, name="z")
 
-    def describe_uncertainty(self, prediction: MCPrediction, info: dict[str, Any],
+    def describe_uncertainty(self, prediction: MCPrediction, info: PhotozInfo,
                              temperature: float | None = None) -> dict[str, np.ndarray]:
         """``z_err`` (total σ) with its parts ``z_err_epistemic`` / ``z_err_aleatoric`` (regression),
         ``z_mutual_information`` for PDFs from several draws."""
-        if info["mode"] == "pdf":
+        if info.mode == "pdf":
             spread = float(prediction.mutual_information.max()) > 0
             return {"z_mutual_information": prediction.mutual_information} if spread else {}
         columns = {}
@@ -585,27 +588,27 @@ class PhotoZ(Task):
 
     def build_model(self, config: RunConfig, prepared: Prepared) -> torch.nn.Module:
         """The preset; one that outputs a PDF itself (``pasquet``) gets this task's redshift bins."""
-        if prepared.info["mode"] == "pdf" and "n_bins" in zoo.parameters(config.model.preset):
-            edges = prepared.info["bin_edges"]
+        if prepared.info.mode == "pdf" and "n_bins" in zoo.parameters(config.model.preset):
+            edges = prepared.info.bin_edges
             grid = {"n_bins": len(edges) - 1, "z_min": edges[0], "z_max": edges[-1]}
             model = config.model.model_copy(update={"options": {**config.model.options, **grid}})
             config = config.model_copy(update={"model": model})
         return super().build_model(config, prepared)
 
-    def point_estimates(self, outputs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    def point_estimates(self, outputs: np.ndarray, info: PhotozInfo) -> np.ndarray:
         """(N,) redshifts from the network's outputs: the regression output, or the PDF's
-        ``info["point_estimate"]`` (median, mean, mode, peak or peak_mean; median for runs from before the option)."""
-        if info["mode"] == "pdf":
-            points = pdf_point_estimates(outputs, edges=np.asarray(info["bin_edges"]))
-            return getattr(points, info.get("point_estimate", "median"))
+        ``info.point_estimate`` (median, mean, mode, peak or peak_mean; median for runs from before the option)."""
+        if info.mode == "pdf":
+            points = pdf_point_estimates(outputs, edges=np.asarray(info.bin_edges))
+            return getattr(points, info.point_estimate)
         return outputs.reshape(-1).astype(np.float64)
 
-    def describe(self, outputs: np.ndarray, info: dict[str, Any]) -> dict[str, np.ndarray]:
+    def describe(self, outputs: np.ndarray, info: PhotozInfo) -> dict[str, np.ndarray]:
         """``z_phot`` (N,); for a PDF also its ``z_median``, ``z_mean``, ``z_mode``, ``z_peak``, ``z_peak_mean``
         and ``z_std``."""
-        if info["mode"] != "pdf":
+        if info.mode != "pdf":
             return {"z_phot": self.point_estimates(outputs, info)}
-        edges = np.asarray(info["bin_edges"])
+        edges = np.asarray(info.bin_edges)
         points = pdf_point_estimates(outputs, edges=edges)
         centres = 0.5 * (edges[1:] + edges[:-1])
         p = outputs / outputs.sum(axis=1, keepdims=True)
@@ -621,20 +624,20 @@ class PhotoZ(Task):
         z_phot = self.point_estimates(outputs, info)
         scores = photoz_metrics(z, z_phot)
         metrics: dict[str, Any] = {
-            "mode": info["mode"], "n": scores.n, "bias_median": scores.bias_median, "bias_mean": scores.bias_mean,
+            "mode": info.mode, "n": scores.n, "bias_median": scores.bias_median, "bias_mean": scores.bias_mean,
             "sigma_nmad": scores.sigma_nmad,
             **{f"outlier_fraction_{t:g}": f for t, f in scores.outlier_fractions.items()},
-            "resample_errors": bool(info.get("resample_errors"))}
-        if info["mode"] == "pdf":
-            edges = np.asarray(info["bin_edges"])
+            "resample_errors": info.resample_errors}
+        if info.mode == "pdf":
+            edges = np.asarray(info.bin_edges)
             values = pit(outputs, z, edges=edges)
-            metrics |= {"point_estimate": f"PDF {info.get('point_estimate', 'median')}",
-                        "label_smoothing": float(info.get("label_smoothing", 0.0)),
+            metrics |= {"point_estimate": f"PDF {info.point_estimate}",
+                        "label_smoothing": info.label_smoothing,
                         "crps": float(crps(outputs, z, edges=edges).mean()),
                         "pit_ks": pit_uniformity(values).ks_statistic}
             plot_pit(values, figures / "pit.png")
         plot_photoz_scatter(z, z_phot, figures / "photoz_scatter.png")
-        plot_against_magnitude(z, z_phot, magnitude, info["reference_band"], figures)
+        plot_against_magnitude(z, z_phot, magnitude, info.reference_band, figures)
         return metrics
 
     @staticmethod
@@ -646,7 +649,7 @@ class PhotoZ(Task):
         """
         if isinstance(prepared, PhotozPrepared):
             return prepared.z[part], prepared.magnitude[part]
-        if prepared.info["mode"] == "pdf":
+        if prepared.info.mode == "pdf":
             raise DeepfieldError("photoz: scoring PDFs needs the true redshifts, which bin labels do not keep; "
                                  "give analyse a PhotozPrepared (with z)")
         z = np.asarray(prepared.y[part], dtype=np.float64).reshape(-1)

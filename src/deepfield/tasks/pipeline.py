@@ -42,9 +42,10 @@ from deepfield.tasks.config import RunConfig
 from deepfield.tasks.explain import explain
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
+from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.tasks.rerun import Plan
-from deepfield.tasks.run_folder import (CALIBRATION_FILE, CONFIG_FILE, ELAPSED_FILE, METRICS_FILE, REPORT_FILE,
-                                        TRAINED_FILE, history_rows, is_done, member_folders)
+from deepfield.tasks.run_folder import (CALIBRATION_FILE, CONFIG_FILE, ELAPSED_FILE, METRICS_FILE, PREPARED_FILE,
+                                        REPORT_FILE, TRAINED_FILE, history_rows, is_done, member_folders)
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, Callback, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
@@ -65,7 +66,7 @@ def prepare(task: Task, config: RunConfig) -> Prepared:
         if task.output_kind(prepared.info) == "probabilities":
             raise DeepfieldError(f"uncertainty.heteroscedastic: a mean and log-variance head is for regression; "
                                  f"this {config.task} run is a classification")
-        prepared.info["heteroscedastic"] = True
+        prepared.info.heteroscedastic = True
     return prepared
 
 
@@ -110,11 +111,11 @@ def train(config: RunConfig, console: Console | None = None, verbose: int = 1, r
             if decision.line:
                 console.print(escape(decision.line), highlight=False)
             atomic.write_text(out / CONFIG_FILE, run_paths.saved_config(config).to_yaml())
-            skipped = prepared.info.get("skipped") or []
+            skipped = prepared.info.skipped
             if skipped:
                 report = write_skip_report([Skipped(*row) for row in skipped], out / "data")
                 console.print(f"[yellow]{len(skipped)} bad objects skipped[/], listed in {report}")
-            atomic.write_text(out / "prepared.json", json.dumps(prepared.info, indent=2) + "\n")
+            atomic.write_text(out / PREPARED_FILE, prepared.info.to_json())
         train_prepared(config, task, prepared, console, verbose)
         if main and report is not None:
             report(out)
@@ -207,7 +208,7 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
                          metric=next((m for m in ("accuracy", "mae") if m in columns), None))
     if config.explain.run:
         explain(models[0], prepared.x["test"], out / "explain", config.explain, labels=class_labels(task, prepared),
-                class_names=prepared.info.get("classes"), band_names=prepared.info.get("bands"),
+                class_names=prepared.info.classes, band_names=prepared.info.bands,
                 figures=out / "figures", seed=config.seed)
     if config.baselines.run:
         merge_rows(metrics, baseline_rows(config, prepared, console, metrics))
@@ -219,7 +220,7 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
 def near_chance(config: RunConfig, task: Task, prepared: Prepared, model: torch.nn.Module, history: Path) -> str | None:
     """A classification run's warning (:func:`~deepfield.analysis.chance.chance_warning`) when its validation
     accuracy stayed near chance while its training accuracy was high; ``None`` otherwise."""
-    if task.output_kind(prepared.info) != "probabilities" or not prepared.info.get("classes"):
+    if task.output_kind(prepared.info) != "probabilities" or not prepared.info.classes:
         return None
     columns: dict[str, list[float]] = {}
     with history.open(encoding="utf-8", newline="") as stream:
@@ -227,7 +228,7 @@ def near_chance(config: RunConfig, task: Task, prepared: Prepared, model: torch.
             for key in ("accuracy", "val_accuracy"):
                 with contextlib.suppress(TypeError, ValueError):
                     columns.setdefault(key, []).append(float(row.get(key)))  # type: ignore[arg-type]
-    chance = chance_level(class_labels(task, prepared, "validation"), len(prepared.info["classes"]))
+    chance = chance_level(class_labels(task, prepared, "validation"), len(prepared.info.classes))
     return chance_warning(columns, chance, batch_norm=has_batch_norm(model),
                           steps_per_epoch=steps_per_epoch(config, len(prepared.x["train"])))
 
@@ -363,7 +364,7 @@ def draws_per_network(config: RunConfig) -> int:
 
 
 def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module], x: np.ndarray,
-                   info: dict[str, Any]) -> MCPrediction:
+                   info: PreparedInfo) -> MCPrediction:
     """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`)."""
     return predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
                       seed=config.seed, device=config.training.device)
@@ -446,6 +447,6 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
 def class_labels(task: Task, prepared: Prepared, part: str = "test") -> np.ndarray:
     """``(N,)`` class labels of ``part`` to choose stamps by; a regression's are all 0 (one group)."""
     y = prepared.y[part]
-    if task.output_kind(prepared.info) == "probabilities" and "classes" in prepared.info:
+    if task.output_kind(prepared.info) == "probabilities" and prepared.info.classes is not None:
         return np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64)
     return np.zeros(len(y), dtype=np.int64)

@@ -29,9 +29,10 @@ from deepfield.tasks import run_paths
 from deepfield.tasks.base import NewData, Prepared, Task
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
+from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.tasks.pipeline import analyse, class_labels, draws_per_network, prepare, run_predictive, task_for, train
 from deepfield.tasks.reading import with_reading
-from deepfield.tasks.run_folder import CALIBRATION_FILE, member_folders
+from deepfield.tasks.run_folder import CALIBRATION_FILE, PREPARED_FILE, member_folders
 from deepfield.tasks.tables import carried_columns, source_name, table_format, write_table
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -59,15 +60,16 @@ class Run:
     of an ensemble with its MC draws, and the fitted temperature.
 
     Attributes: ``folder`` (as found), ``config`` (its data paths where they were found,
-    :mod:`~deepfield.tasks.run_paths`), ``info`` (``prepared.json``: bands, classes,
-    normalisation), ``models`` (one network, or an ensemble's members), ``task``,
+    :mod:`~deepfield.tasks.run_paths`), ``info`` (``prepared.json`` as the task's model of
+    :mod:`~deepfield.tasks.prepared_info`: bands, classes, normalisation), ``models`` (one
+    network, or an ensemble's members), ``task``,
     ``temperature`` (``None``: not calibrated) and ``missing`` (training data paths found
     nowhere: ``{key: [places tried]}``; only evaluating or explaining its own test part needs them).
     """
 
     folder: Path
     config: RunConfig
-    info: dict[str, Any]
+    info: PreparedInfo
     models: list[torch.nn.Module]
     task: Task
     temperature: float | None
@@ -76,12 +78,12 @@ class Run:
     @property
     def classes(self) -> list[str] | None:
         """The class names of a classifier, in output order (``None``: a regression)."""
-        return self.info.get("classes")
+        return self.info.classes
 
     @property
     def bands(self) -> list[str] | None:
         """The bands (channels, or the photometry's) in input order."""
-        return self.info.get("bands")
+        return self.info.bands
 
     @property
     def draws(self) -> int:
@@ -207,12 +209,10 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     config = load_config(run / "config.yaml")
     config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
     check_finished(run, config)
-    try:
-        info = json.loads((run / "prepared.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DeepfieldError(f"{run / 'prepared.json'}: unreadable ({exc})") from None
+    task = task_for(config)
+    info = task.info_model.read(run / PREPARED_FILE)
     models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
-    return Run(run, config, info, models, task_for(config), read_temperature(run), missing)
+    return Run(run, config, info, models, task, read_temperature(run), missing)
 
 
 def check_finished(run: Path, config: RunConfig) -> None:

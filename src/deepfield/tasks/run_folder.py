@@ -21,6 +21,8 @@ from deepfield.models import serialization
 from deepfield.tasks.config import RunConfig
 
 CONFIG_FILE = "config.yaml"
+PREPARED_FILE = "prepared.json"
+"""The task's record of its prepared data (:mod:`~deepfield.tasks.prepared_info`)."""
 METRICS_FILE = "metrics.json"
 """Written last by the analysis: its presence marks a finished run."""
 REPORT_FILE = "report.html"

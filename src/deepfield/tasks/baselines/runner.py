@@ -115,7 +115,7 @@ def run_baselines(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
 def prepared_targets(prepared: Prepared, part: str) -> tuple[np.ndarray, str]:
     """The targets ``(N,)`` of ``part`` and the task: class labels when ``info`` names classes,
     the true redshifts when the prepared data keeps them (photo-z), else the values."""
-    if "classes" in prepared.info:
+    if prepared.info.classes is not None:
         return prepared.y[part], "classification"
     z = getattr(prepared, "z", None)
     if z is not None:
