@@ -458,3 +458,44 @@ def test_the_readme_cnn_is_the_lecture_cnn_and_its_table_lists_every_converted_l
     named = re.sub(r"(\w+)1D/2D/3D", r"\g<1>1D \g<1>2D \g<1>3D", section)
     named = re.sub(r"(\w+)1D/2D\b", r"\g<1>1D \g<1>2D", named)
     assert [name for name in TRANSLATORS if f"`{name}" not in named and f" {name}" not in named] == []
+
+
+def test_a_keras2_functional_hdf5_file_converts(tmp_path):
+    """tf.keras 2 named a functional model ``Model`` and wrote each call as ``[[layer, node, index, kwargs], ...]``;
+    the file Keras 3 writes is rewritten in that form here."""
+    keras_model = randomised(keras_functional())
+    keras_model.save(tmp_path / "k3.h5")
+    with h5py.File(tmp_path / "k3.h5", "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["class_name"] = "Model"
+        for layer in config["config"]["layers"]:
+            nodes = []
+            for node in layer["inbound_nodes"]:
+                arg = node["args"][0]
+                tensors = arg if isinstance(arg, list) else [arg]
+                nodes.append([[*t["config"]["keras_history"], {}] for t in tensors])
+            layer["inbound_nodes"] = nodes
+        f.attrs["model_config"] = json.dumps(config)
+    ours = load_keras(tmp_path / "k3.h5")
+    image, table = sample((10, 10, 2)), sample((3,), seed=2)
+    ours.eval()
+    with torch.no_grad():
+        got = ours(torch.from_numpy(channels_first(image)), torch.from_numpy(table))
+    for g, e in zip(got, keras_model([image, table], training=False)):
+        np.testing.assert_allclose(g.numpy(), keras.ops.convert_to_numpy(e), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_what_deepfield_would_compute_differently_is_refused_in_one_line(tmp_path):
+    cases = {
+        "dense_on_image": ([keras.Input((4, 4, 3)), L.Dense(2, name="d")],
+                           r"layer 'd' \(Dense\): a Dense on a 4-axis channels-last tensor acts on its channels"),
+        "softmax_channels_first": ([keras.Input((3, 4, 4)), L.Conv2D(2, 3, data_format="channels_first",
+                                                                   activation="softmax", name="s")],
+                                   r"layer 's' \(Conv2D\): activation 'softmax' on a channels-first tensor"),
+        "groups": ([keras.Input((4, 4, 4)), L.Conv2D(4, 3, groups=2, name="g")],
+                   r"layer 'g' \(Conv2D\): groups=2 has no deepfield equivalent yet"),
+    }
+    for name, (layers, message) in cases.items():
+        keras.Sequential(layers).save(tmp_path / f"{name}.keras")
+        with pytest.raises(DeepfieldError, match=message):
+            load_keras(tmp_path / f"{name}.keras")
