@@ -23,8 +23,8 @@ from deepfield.models import activations, initializers
 from deepfield.models.base import Layer, snake_case
 from deepfield.registry import Registry
 
-CODE_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__", "function")
-"""Keras objects that hold or name Python code: refused, since loading must never run code from a file."""
+CODE_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__")
+"""Keras objects that hold Python code: refused, since loading must never run code from a file."""
 
 
 @dataclass(frozen=True)
@@ -155,13 +155,16 @@ def refuse_code(model: dict[str, Any], layers: list[Any], where: str) -> None:
 def _check_code(node: dict[str, Any], owner: str) -> None:
     class_name, module, registered = node.get("class_name"), node.get("module"), node.get("registered_name")
     custom = ((isinstance(module, str) and module != "keras" and not module.startswith("keras."))
-              or registered not in (None, class_name, "function"))
-    if class_name in CODE_CLASSES or custom:
-        what = ("a Lambda layer holds Python code" if class_name in CODE_CLASSES[:3]
-                else f"{registered or class_name} is {'code' if class_name in CODE_CLASSES else 'a custom object'}"
-                f" from {module or 'outside Keras'}")
-        raise DeepfieldError(f"{owner}: {what}; deepfield never runs code from a file: rebuild this part "
-                             "with deepfield layers (or a torch.nn.Module) and load the weights into it")
+              or registered not in (None, class_name, "function"))  # Keras names its own functions "function"
+    if class_name in CODE_CLASSES:
+        what = "a Lambda layer holds Python code"
+    elif custom:
+        thing = f"the function {node.get('config')!r}" if class_name == "function" else registered or class_name
+        what = f"{thing} is a custom object from {module or 'outside Keras'}"
+    else:
+        return
+    raise DeepfieldError(f"{owner}: {what}; deepfield never runs code from a file: rebuild this part with deepfield "
+                         "layers (or a torch.nn.Module) and load the weights into it")
 
 
 def _dicts(node: Any) -> Any:
@@ -225,7 +228,7 @@ def initializer(keras: KerasLayer, key: str, default: str) -> str | dict[str, An
         keep = {"RandomNormal": ("mean", "stddev"), "RandomUniform": ("minval", "maxval"), "Constant": ("value",),
                 "VarianceScaling": ("scale", "mode", "distribution")}[name]
         return {"class_name": name, "config": {k: config[k] for k in keep if k in config}}
-    if initializers.REGISTRY.find(snake_case(name)) is not None and not config.get("value"):
+    if initializers.REGISTRY.find(snake_case(name)) is not None:
         return snake_case(name)
     warnings.warn(f"{keras.label}: {key} {name!r} has no deepfield equivalent; the deepfield layer keeps "
                   f"{default!r} (it matters only if the weights are drawn again)", stacklevel=4)
