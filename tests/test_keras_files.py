@@ -500,3 +500,9 @@ def test_what_deepfield_would_compute_differently_is_refused_in_one_line(tmp_pat
         keras.Sequential(layers).save(tmp_path / f"{name}.keras")
         with pytest.raises(DeepfieldError, match=message):
             load_keras(tmp_path / f"{name}.keras")
+
+
+def test_a_regulariser_is_not_converted_and_a_warning_says_so(tmp_path):
+    keras_model = randomised(keras.Sequential([keras.Input((5,)), L.Dense(3, kernel_regularizer="l2", name="d")]))
+    with pytest.warns(UserWarning, match=r"layer 'd' \(Dense\): kernel_regularizer is not converted"):
+        assert_same_outputs(keras_model, tmp_path, (5,))
