@@ -6,7 +6,7 @@ the layer's ``data_format`` says how Keras holds the tensors around it, which de
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class _Spatial(Translator):
 
 
 class _ConvTranslator(_Spatial):
+    extra: ClassVar[tuple[str, ...]] = ()
+    """Further arguments a subclass's layers take as Keras writes them (a transposed convolution's output_padding)."""
+
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         last = self.check_format(keras, x)
         keras.expect("groups", 1)
@@ -44,7 +47,8 @@ class _ConvTranslator(_Spatial):
                               padding=padding, dilation_rate=keras.get("dilation_rate", 1),
                               activation=activation(keras, last), use_bias=bool(keras.get("use_bias", True)),
                               kernel_initializer=initializer(keras, "kernel_initializer", "glorot_uniform"),
-                              bias_initializer=initializer(keras, "bias_initializer", "zeros"), name=keras.name)
+                              bias_initializer=initializer(keras, "bias_initializer", "zeros"),
+                              **{key: keras.get(key) for key in self.extra}, name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -60,7 +64,8 @@ class _ConvTranslator(_Spatial):
             "padding": layer.padding, "data_format": "channels_last", "dilation_rate": list(layer.dilation_rate),
             "groups": 1, "activation": activation_to_keras(layer), "use_bias": layer.use_bias,
             "kernel_initializer": initializer_to_keras(layer, "kernel_initializer"),
-            "bias_initializer": initializer_to_keras(layer, "bias_initializer")}}
+            "bias_initializer": initializer_to_keras(layer, "bias_initializer"),
+            **{key: layer.get_config()[key] for key in self.extra}}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         kernel = layout.kernel_to_keras(layer.weight.detach().cpu().numpy())
