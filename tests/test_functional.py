@@ -225,3 +225,68 @@ def test_a_layer_too_big_is_refused_before_anything_is_allocated():
 def test_extra_call_arguments_are_refused():
     with pytest.raises(DeepfieldError, match="is called on its input tensor"):
         Dropout(0.5)(df.Input((4,)), training=True)
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def test_two_inputs_two_outputs_train_as_keras_with_dict_losses_and_loss_weights():
+    model, k_model = residual_two_input_pair()
+    x, y = data(24)
+    losses = {"z": "mse", "cls": "categorical_crossentropy"}
+    weights = {"z": 1.0, "cls": 0.3}
+    model.compile(optimizer=df.optimizers.SGD(learning_rate=0.05), loss=losses, loss_weights=weights,
+                  metrics={"cls": ["accuracy"], "z": ["mae"]}, device="cpu", channels_last=False)
+    k_model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss=losses, loss_weights=weights,
+                    metrics={"cls": ["accuracy"], "z": ["mae"]})
+    ours = model.fit({"image": x[0], "ebv": x[1]}, {"z": y[0], "cls": y[1]}, batch_size=8, epochs=3,
+                     shuffle=False, verbose=0, validation_data=(x, y), seed=0).history
+    theirs = k_model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, validation_data=(x, y)).history
+    assert sorted(k for k in ours if k != "lr") == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    got = model.predict(x, verbose=0)
+    for ours_out, theirs_out in zip(got, keras_numpy(k_model.predict(x, verbose=0))):
+        np.testing.assert_allclose(ours_out, theirs_out, atol=1e-5)
+    assert model.evaluate(x, y, verbose=0).keys() == k_model.evaluate(x, y, verbose=0, return_dict=True).keys()
+
+
+def test_one_loss_and_a_list_of_metrics_per_output_name_the_history_as_keras():
+    inp = df.Input((4,))
+    model = df.Model(inp, [Dense(1, name="a")(inp), Dense(2, name="b")(inp)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae", ["mse", "mae"]], device="cpu")
+    x, y = RNG.normal(size=(8, 4)), [RNG.normal(size=(8, 1)), RNG.normal(size=(8, 2))]
+    history = model.fit(x, y, verbose=0, seed=0).history
+    assert sorted(history) == ["a_loss", "a_mae", "b_loss", "b_mae", "b_mse", "loss", "lr"]
+    np.testing.assert_allclose(history["loss"][0], history["a_loss"][0] + history["b_loss"][0], rtol=1e-6)
+
+
+def test_a_flat_list_of_metrics_of_another_length_is_refused_as_keras_3_does():
+    inp = df.Input((4,))
+    model = df.Model(inp, [Dense(1, name="a")(inp), Dense(2, name="b")(inp)])
+    with pytest.raises(DeepfieldError, match=r"metrics: a list needs one entry per output \(a, b\), got 1"):
+        model.compile(loss="mse", metrics=["mae"])
+
+
+def test_data_for_the_wrong_names_are_refused_naming_the_model_s():
+    model, _ = residual_two_input_pair()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    x, y = data(4)
+    with pytest.raises(DeepfieldError, match=r"x is a dict with keys \['image', 'z'\]; the model's inputs are "
+                                             r"image, ebv"):
+        model.fit({"image": x[0], "z": x[1]}, y, verbose=0)
+    with pytest.raises(DeepfieldError, match=r"loss: no output named 'zz'"):
+        model.compile(loss={"zz": "mse"})
+
+
+def test_a_single_output_functional_model_trains_as_a_sequential():
+    inp = df.Input((3,))
+    model = df.Model(inp, Dense(1, name="z")(inp))
+    seq = df.Sequential([Dense(1, name="z")], input_shape=(3,)).build()
+    seq.load_state_dict(model.state_dict())
+    x, y = RNG.normal(size=(16, 3)), RNG.normal(size=(16, 1))
+    for m in (model, seq):
+        m.compile(optimizer=df.optimizers.SGD(learning_rate=0.1), loss={"z": "mse"} if m is model else "mse",
+                  metrics=["mae"], device="cpu")
+    a = model.fit({"input_layer": x}, {"z": y}, epochs=2, verbose=0, seed=0, batch_size=4).history
+    b = seq.fit(x, y, epochs=2, verbose=0, seed=0, batch_size=4).history
+    assert a == b

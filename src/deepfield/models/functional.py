@@ -261,7 +261,8 @@ class Functional(nn.Module):
         """The outputs for ``inputs``: tensors in the order of the model's inputs, or one list or dict of them.
 
         One output: a tensor; several: a list, or a dict when the outputs were given as a dict;
-        a :class:`Packed` of inputs (what the training engine passes): a :class:`Packed` of outputs.
+        a :class:`Packed` of inputs (what the training engine passes): a :class:`Packed` of the outputs
+        when there are several.
         """
         packed = len(inputs) == 1 and isinstance(inputs[0], Packed)
         given = inputs[0].parts if packed else (inputs[0] if len(inputs) == 1 and isinstance(inputs[0], (list, tuple, dict))
@@ -281,7 +282,7 @@ class Functional(nn.Module):
             else:
                 values[writes[0]] = result
         outputs = [values[i] for i in out_slots]
-        if packed:
+        if packed and len(outputs) > 1:
             return Packed(outputs, self.output_names)
         if self._output_dict:
             return dict(zip(self.output_names, outputs))
