@@ -1,5 +1,6 @@
 """Functional models (``df.Input``, layers on symbolic tensors, ``df.Model(inputs, outputs)``) against Keras 3
 itself (torch backend, channels_first) with the same weights; their training, summary, files and errors."""
+import json
 import os
 
 import numpy as np
@@ -290,3 +291,69 @@ def test_a_single_output_functional_model_trains_as_a_sequential():
     a = model.fit({"input_layer": x}, {"z": y}, epochs=2, verbose=0, seed=0, batch_size=4).history
     b = seq.fit(x, y, epochs=2, verbose=0, seed=0, batch_size=4).history
     assert a == b
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+def test_summary_rows_connections_and_counts_are_keras_s():
+    model, k_model = residual_two_input_pair()
+    summary = df.summarize(model)
+    k_rows = [(layer.name, type(layer).__name__) for layer in k_model.layers]
+    assert [(r.name, r.type) for r in summary.rows] == k_rows
+    assert [r.params for r in summary.rows] == [layer.count_params() for layer in k_model.layers]
+    assert summary.total == k_model.count_params() == 690
+    rows = {r.name: r for r in summary.rows}
+    assert rows["join"].connected == ("flat[0][0]", "ebv[0][0]")
+    assert rows["shared"].connected == ("pre[0][0]", "shared[0][0]")
+    assert rows["z"].connected == ("shared[1][0]",) and rows["image"].connected == ()
+    assert rows["pool"].output_shape == (4, 4, 4)
+    assert rows["pre"].mult_adds == 65 * 6 and rows["shared"].mult_adds == 2 * 6 * 6
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    assert "Connected to" in text and "│ join (Concatenate)  │ (None, 65)" in text and "flat[0][0], ebv[0][0]" in text
+    assert " Total params: 690 " in text
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def test_save_and_load_give_the_same_outputs_and_a_keras_form_graph(tmp_path):
+    model, _ = residual_two_input_pair()
+    inner_in = df.Input((3,), name="inner_in")
+    inner = df.Model(inner_in, Dense(2, name="code")(inner_in), name="inner")
+    rest = df.Input((3,), name="rest")
+    outer = df.Model({"pair_image": model.inputs[0], "ebv": model.inputs[1], "rest": rest},
+                     {"z": model.outputs[0], "code": inner(rest)})
+    outer.save(tmp_path)
+    loaded = df.Functional.load(tmp_path)
+    assert type(loaded) is df.Functional and loaded.input_names == ["pair_image", "ebv", "rest"]
+    x = {"pair_image": torch.randn(3, 2, 8, 8), "ebv": torch.randn(3, 1), "rest": torch.randn(3, 3)}
+    with torch.no_grad():
+        a, b = outer(x), loaded(x)
+    assert list(a) == list(b) == ["z", "code"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    config = json.loads((tmp_path / "model.json").read_text())["config"]
+    join = next(layer for layer in config["layers"] if layer["name"] == "join")
+    assert join["class_name"] == "Concatenate" and join["config"]["axis"] == 1
+    assert [arg["config"]["keras_history"] for arg in join["inbound_nodes"][0]["args"][0]] == [["flat", 0, 0],
+                                                                                                ["ebv", 0, 0]]
+    shared = next(layer for layer in config["layers"] if layer["name"] == "shared")
+    assert len(shared["inbound_nodes"]) == 2
+    assert config["output_layers"] == {"z": ["z", 0, 0], "code": ["inner", 0, 0]}
+
+
+def test_a_functional_folder_is_not_loaded_as_a_sequential(tmp_path):
+    inp = df.Input((3,))
+    df.Model(inp, Dense(1)(inp)).save(tmp_path)
+    with pytest.raises(DeepfieldError, match="it holds a Functional model, not a Sequential"):
+        df.Sequential.load(tmp_path)
+
+
+def test_a_config_naming_an_unknown_layer_is_refused_without_running_anything(tmp_path):
+    from deepfield.models.functional import Functional
+    inp = df.Input((3,), name="x")
+    config = df.Model(inp, Dense(1, name="d")(inp)).get_config()
+    config["layers"][1]["class_name"] = "os.system"
+    with pytest.raises(DeepfieldError, match="unknown layer"):
+        Functional.from_config(config)

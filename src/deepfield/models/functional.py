@@ -29,7 +29,9 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models import symbolic
 from deepfield.models.base import Layer, layer_from_config, snake_case
+from deepfield.models.graph_summary import summarize_graph
 from deepfield.models.packed import Packed
+from deepfield.models.summary import ModelSummary
 from deepfield.models.symbolic import Input, Node, SymbolicTensor
 
 __all__ = ["Functional", "Input"]
@@ -228,6 +230,14 @@ class Functional(nn.Module):
     def layers(self) -> list[nn.Module]:
         """The modules in graph order (the inputs are not modules)."""
         return list(self._modules.values())
+
+    def graph_summary(self) -> ModelSummary:
+        """What ``summary()`` prints, as numbers (:func:`deepfield.models.graph_summary.summarize_graph`)."""
+        return summarize_graph(self)
+
+    def summary(self, print_fn: Any = None) -> None:
+        """Print the Keras-style table with its "Connected to" column."""
+        summarize_graph(self).print(print_fn)
 
     def get_layer(self, name: str) -> nn.Module:
         if name not in self._modules:

@@ -76,7 +76,7 @@ class OutputLosses:
         return [metric_registry.MeanMetricWrapper(part(i, fn), name=f"{name}_loss") for i, name, fn, _ in self.terms]
 
 
-class OutputMetric(metric_registry.Metric):
+class _OutputMetric(metric_registry.Metric):
     """``metric`` on output ``index`` of packed predictions and targets, shown as ``name``."""
 
     def __init__(self, metric: metric_registry.Metric, index: int, name: str):
@@ -100,7 +100,7 @@ def output_metrics(names: Sequence[str], metrics: Any) -> list[metric_registry.M
     for i, (name, entry) in enumerate(zip(names, _per_output(metrics, names, "metrics", None, one_for_all=False))):
         for spec in entry if isinstance(entry, (list, tuple)) else ([] if entry is None else [entry]):
             metric = metric_registry.get(copy.deepcopy(spec) if isinstance(spec, metric_registry.Metric) else spec)
-            result.append(OutputMetric(metric, i, f"{name}_{metric.name}"))
+            result.append(_OutputMetric(metric, i, f"{name}_{metric.name}"))
     return result
 
 
