@@ -357,3 +357,32 @@ def test_a_config_naming_an_unknown_layer_is_refused_without_running_anything(tm
     config["layers"][1]["class_name"] = "os.system"
     with pytest.raises(DeepfieldError, match="unknown layer"):
         Functional.from_config(config)
+
+
+def test_torch_functions_and_arithmetic_on_symbolic_tensors_say_to_use_layers():
+    inp = df.Input((4,))
+    with pytest.raises(DeepfieldError, match="torch.relu was called on a symbolic tensor"):
+        torch.nn.ReLU()(inp)
+    with pytest.raises(DeepfieldError, match=r"use the merging layers, Add\(\)\(\[a, b\]\)"):
+        inp + inp
+
+
+def test_an_encoder_and_its_autoencoder_share_layers_as_in_keras():
+    inp = df.Input((6,))
+    code = Dense(2, name="code")(inp)
+    decode = Dense(6, name="decode")
+    autoencoder = df.Model(inp, decode(code))
+    encoder = df.Model(inp, code)
+    code_in = df.Input((2,))
+    decoder = df.Model(code_in, decode(code_in))
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(autoencoder(x), decoder(encoder(x)))
+    assert encoder.code is autoencoder.code and decoder.decode is autoencoder.decode
+
+
+def test_monte_carlo_dropout_samples_a_functional_model():
+    inp = df.Input((4,))
+    model = df.Model(inp, Dense(3, activation="softmax")(Dropout(0.5)(Dense(8, activation="relu")(inp))))
+    draws = model.predict(RNG.normal(size=(10, 4)), mc_samples=8, return_samples=True, verbose=0)
+    assert draws.samples.shape == (8, 10, 3) and draws.samples.std(0).max() > 0

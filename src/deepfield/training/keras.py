@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
 from deepfield.models import functional as models_functional
@@ -195,6 +196,9 @@ class Functional(Model, models_functional.Functional):
 
     def _pack(self, x: Any, y: Any = None, what: str = "") -> tuple[Any, Any]:
         several = self._several
+        if several and isinstance(x, (Dataset, DataLoader)):
+            raise DeepfieldError(f"model {self.name!r} has several inputs or outputs: fit, evaluate and predict take "
+                                 "its data as arrays (a list or a dict by name), not yet a Dataset or DataLoader")
         return (structures.pack(x, self.input_names, f"{what}x", several),
                 None if y is None else structures.pack(y, self.output_names, f"{what}y", len(self.output_names) > 1))
 
