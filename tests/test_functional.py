@@ -386,3 +386,24 @@ def test_monte_carlo_dropout_samples_a_functional_model():
     model = df.Model(inp, Dense(3, activation="softmax")(Dropout(0.5)(Dense(8, activation="relu")(inp))))
     draws = model.predict(RNG.normal(size=(10, 4)), mc_samples=8, return_samples=True, verbose=0)
     assert draws.samples.shape == (8, 10, 3) and draws.samples.std(0).max() > 0
+
+
+def test_a_bayesianized_functional_model_runs_its_new_layers_and_saves_them(tmp_path):
+    from deepfield.models.bayesian import BayesianDense, bayesianize
+    inp = df.Input((4,))
+    model = df.Model(inp, Dense(2, name="out")(Dense(8, activation="relu", name="hidden")(inp)))
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        before = model(x)
+    bayesianize(model)
+    assert isinstance(model.out, BayesianDense)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)  # eval: the means, the old weights
+    assert [r.type for r in df.summarize(model).rows] == ["InputLayer", "BayesianDense", "BayesianDense"]
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # sampled weights: the new layers are the ones called
+    model.save(tmp_path)
+    loaded = df.Functional.load(tmp_path)
+    assert isinstance(loaded.hidden, BayesianDense)

@@ -96,7 +96,7 @@ class Functional(nn.Module):
                                  "give the output layers distinct names, or pass outputs as a dict")
         self._nodes = nodes
         self._names = names
-        self._plan = self._make_plan(inputs_, outputs_, nodes)
+        self._plan = self._make_plan(inputs_, outputs_, nodes, names)
 
     # -- building the graph ---------------------------------------------------------------
     @staticmethod
@@ -184,9 +184,10 @@ class Functional(nn.Module):
         return result
 
     @staticmethod
-    def _make_plan(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor],
-                   nodes: list[Node]) -> tuple[list[tuple[nn.Module, Any, list[int], bool]], list[int], int]:
-        """Slots: each tensor's place in one list of values; the plan says which module reads and fills which."""
+    def _make_plan(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor], nodes: list[Node],
+                   names: dict[int, str]) -> tuple[list[tuple[str, Any, list[int], bool]], list[int], int]:
+        """Slots: each tensor's place in one list of values; the plan says which module (by name, so that a
+        layer swapped in place, as ``bayesianize`` does, is the one called) reads and fills which."""
         slot: dict[int, int] = {id(t): i for i, t in enumerate(inputs)}
         steps = []
         for node in nodes:
@@ -196,7 +197,7 @@ class Functional(nn.Module):
             for t in node.outputs:
                 slot[id(t)] = len(slot)
                 writes.append(slot[id(t)])
-            steps.append((node.module, reads, writes, node.several))
+            steps.append((names[id(node.module)], reads, writes, node.several))
         return steps, [slot[id(t)] for t in outputs], len(slot)
 
     # -- what it is -----------------------------------------------------------------------
@@ -284,8 +285,9 @@ class Functional(nn.Module):
             values[:len(ordered)] = ordered
         else:
             values[0] = ordered
-        for module, reads, writes, several in steps:
-            result = module([values[i] for i in reads] if isinstance(reads, list) else values[reads])
+        modules = self._modules
+        for name, reads, writes, several in steps:
+            result = modules[name]([values[i] for i in reads] if isinstance(reads, list) else values[reads])
             if several:
                 for i, r in zip(writes, result):
                     values[i] = r
@@ -303,10 +305,10 @@ class Functional(nn.Module):
         """The graph, Keras's functional config in form: layers with inbound nodes, input and output layers."""
         names = self._names
         node_index: dict[int, int] = {}
-        per_module: dict[int, list[Node]] = {}
+        per_module: dict[str, list[Node]] = {}  # by name: the module there now may be a swapped-in one
         for node in self._nodes:
-            per_module.setdefault(id(node.module), []).append(node)
-            node_index[id(node)] = len(per_module[id(node.module)]) - 1
+            per_module.setdefault(names[id(node.module)], []).append(node)
+            node_index[id(node)] = len(per_module[names[id(node.module)]]) - 1
 
         def tensor(t: SymbolicTensor) -> dict[str, Any]:
             return {"class_name": TENSOR_CLASS, "config": {"shape": list(t.shape), "dtype": str(t.dtype)[6:],
@@ -321,7 +323,7 @@ class Functional(nn.Module):
                 raise DeepfieldError(f"layer {name!r} is a plain {type(module).__name__}; only deepfield layers "
                                      "can be saved as architecture JSON (save the weights alone instead)")
             inbound = [{"args": [[tensor(t) for t in n.inputs] if isinstance(n.inputs, list) else tensor(n.inputs)],
-                        "kwargs": {}} for n in per_module[id(module)]]
+                        "kwargs": {}} for n in per_module[name]]
             layers.append({"class_name": _class_name(module), "name": name, "config": module.get_config(),
                            "inbound_nodes": inbound})
 

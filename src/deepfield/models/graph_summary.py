@@ -51,20 +51,19 @@ def summarize_graph(model: Functional) -> ModelSummary:
 
     rows: list[LayerRow] = []
     shown: set[int] = set()
-    by_module: dict[int, list[object]] = {}
+    by_name: dict[str, list[object]] = {}
     for node in model._nodes:
-        by_module.setdefault(id(node.module), []).append(node)
+        by_name.setdefault(names[id(node.module)], []).append(node)
     for node in model._nodes:
         for t in node.input_tensors:
             if t.node is None and id(t) not in shown:
                 shown.add(id(t))
                 rows.append(LayerRow(names[id(t)], "InputLayer", t.sample_shape, 0, 0, 0, 0, ()))
-        module = node.module
-        if id(module) in shown:
+        if id(node.module) in shown:
             continue
-        shown.add(id(module))
-        nodes = by_module[id(module)]
-        name = names[id(module)]
+        shown.add(id(node.module))
+        name = names[id(node.module)]
+        nodes, module = by_name[name], model._modules[name]  # the module there now (bayesianize swaps in place)
         trainable, non_trainable, _ = _counts(module)
         rows.append(LayerRow(
             name=name, type=type(module).__name__, output_shape=node.outputs[0].sample_shape,
