@@ -311,7 +311,8 @@ def test_summary_rows_connections_and_counts_are_keras_s():
     lines = []
     model.summary(print_fn=lines.append)
     text = lines[0]
-    assert "Connected to" in text and "│ join (Concatenate)  │ (None, 65)" in text and "flat[0][0], ebv[0][0]" in text
+    assert "Connected to" in text and "│ join (Concatenate)  │ (None, 65)" in text
+    assert "flat[0][0], ebv[0][0]" in text
     assert " Total params: 690 " in text
 
 
@@ -407,3 +408,24 @@ def test_a_bayesianized_functional_model_runs_its_new_layers_and_saves_them(tmp_
     model.save(tmp_path)
     loaded = df.Functional.load(tmp_path)
     assert isinstance(loaded.hidden, BayesianDense)
+
+
+def test_a_nested_model_with_a_dict_of_outputs_feeds_the_outer_graph_in_order():
+    inp = df.Input((4,))
+    heads = df.Model(inp, {"a": Dense(2, name="a")(inp), "b": Dense(3, name="b")(inp)}, name="heads")
+    outer_in = df.Input((4,))
+    a, b = heads(outer_in)
+    model = df.Model(outer_in, Concatenate()([a, b]))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), torch.cat([heads.a(x), heads.b(x)], 1))
+
+
+def test_validation_split_and_sample_counts_of_several_inputs():
+    model, _ = residual_two_input_pair()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    x, y = data(8)
+    history = model.fit(x, y, validation_split=0.25, verbose=0, seed=0).history
+    assert {"val_loss", "val_z_loss", "val_cls_loss"} <= set(history)
+    with pytest.raises(DeepfieldError, match=r"x\['image'\] has 8 samples but x\['ebv'\] has 7; they must match"):
+        model.fit([x[0], x[1][:7]], y, verbose=0)

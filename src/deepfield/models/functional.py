@@ -141,8 +141,8 @@ class Functional(nn.Module):
 
         def claim(key: int, name: str, what: str) -> None:
             if name in owner:
-                raise DeepfieldError(f"model {self.name!r}: the name {name!r} is used twice ({owner[name]} and {what}); "
-                                     "names in a model must be unique")
+                raise DeepfieldError(f"model {self.name!r}: the name {name!r} is used twice ({owner[name]} and "
+                                     f"{what}); names in a model must be unique")
             owner[name] = what
             names[key] = name
 
@@ -249,12 +249,12 @@ class Functional(nn.Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and symbolic.is_symbolic(args[0]) or (args and isinstance(args[0], dict)
                                                        and symbolic.is_symbolic(list(args[0].values()))):
-            inputs = args[0] if len(args) == 1 else list(args)
-            return symbolic.symbolic_call(self, self._ordered(inputs), (), kwargs)
+            ordered = self._ordered(args[0] if len(args) == 1 else list(args))
+            return symbolic.symbolic_call(self, ordered[0] if len(ordered) == 1 else ordered, (), kwargs)
         return super().__call__(*args, **kwargs)
 
-    def _ordered(self, inputs: Any) -> Any:
-        """``inputs`` (one, a list, or a dict by input name) as the model's list of inputs (or the one)."""
+    def _ordered(self, inputs: Any) -> list[Any]:
+        """``inputs`` (one, a list, or a dict by input name) as the list of the model's inputs, in order."""
         if isinstance(inputs, dict):
             missing = [n for n in self.input_names if n not in inputs]
             unknown = [k for k in inputs if k not in self.input_names]
@@ -266,7 +266,7 @@ class Functional(nn.Module):
         if len(inputs) != len(self._inputs):
             raise DeepfieldError(f"model {self.name!r} takes {len(self._inputs)} input(s) "
                                  f"({', '.join(self.input_names)}), got {len(inputs)}")
-        return inputs[0] if len(inputs) == 1 else list(inputs)
+        return list(inputs)
 
     def forward(self, *inputs: Any) -> Any:
         """The outputs for ``inputs``: tensors in the order of the model's inputs, or one list or dict of them.
@@ -276,20 +276,17 @@ class Functional(nn.Module):
         when there are several.
         """
         packed = len(inputs) == 1 and isinstance(inputs[0], Packed)
-        given = inputs[0].parts if packed else (inputs[0] if len(inputs) == 1 and isinstance(inputs[0], (list, tuple, dict))
-                                                else inputs)
-        ordered = self._ordered(given if not isinstance(given, tuple) else list(given))
-        steps, out_slots, size = self._plan
-        values: list[Any] = [None] * size
-        if isinstance(ordered, list):
-            values[:len(ordered)] = ordered
+        if packed:
+            given: Any = inputs[0].parts
         else:
-            values[0] = ordered
+            given = inputs[0] if len(inputs) == 1 and isinstance(inputs[0], (list, tuple, dict)) else inputs
+        steps, out_slots, size = self._plan
+        values: list[Any] = self._ordered(given) + [None] * (size - len(self._inputs))
         modules = self._modules
         for name, reads, writes, several in steps:
             result = modules[name]([values[i] for i in reads] if isinstance(reads, list) else values[reads])
             if several:
-                for i, r in zip(writes, result):
+                for i, r in zip(writes, result.values() if isinstance(result, dict) else result):
                     values[i] = r
             else:
                 values[writes[0]] = result
@@ -383,7 +380,8 @@ class Functional(nn.Module):
             inputs = _ends(config.get("input_layers"), made)
             outputs = _ends(config.get("output_layers"), made)
         except KeyError as exc:
-            raise DeepfieldError(f"functional model config: input or output {exc.args[0]} is made by no layer") from None
+            raise DeepfieldError(f"functional model config: input or output {exc.args[0]} is made by no layer"
+                                 ) from None
         return cls(inputs, outputs, name=config.get("name"))
 
 

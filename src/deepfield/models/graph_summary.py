@@ -16,6 +16,7 @@ from deepfield.models.summary import LayerRow, ModelSummary, _counts
 
 if TYPE_CHECKING:
     from deepfield.models.functional import Functional
+    from deepfield.models.symbolic import Node, SymbolicTensor
 
 
 def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -31,11 +32,11 @@ def summarize_graph(model: Functional) -> ModelSummary:
         node_index[id(node)] = calls.get(id(node.module), 0)
         calls[id(node.module)] = node_index[id(node)] + 1
 
-    def source(t: object) -> str:
-        node = t.node  # type: ignore[attr-defined]
+    def source(t: SymbolicTensor) -> str:
+        node = t.node
         if node is None:
             return f"{names[id(t)]}[0][0]"
-        return f"{names[id(node.module)]}[{node_index[id(node)]}][{t.index}]"  # type: ignore[attr-defined]
+        return f"{names[id(node.module)]}[{node_index[id(node)]}][{t.index}]"
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     examples = [torch.zeros((1, *t.sample_shape), dtype=t.dtype, device=device) for t in model._inputs]
@@ -51,7 +52,7 @@ def summarize_graph(model: Functional) -> ModelSummary:
 
     rows: list[LayerRow] = []
     shown: set[int] = set()
-    by_name: dict[str, list[object]] = {}
+    by_name: dict[str, list[Node]] = {}
     for node in model._nodes:
         by_name.setdefault(names[id(node.module)], []).append(node)
     for node in model._nodes:
@@ -69,8 +70,8 @@ def summarize_graph(model: Functional) -> ModelSummary:
             name=name, type=type(module).__name__, output_shape=node.outputs[0].sample_shape,
             trainable=trainable, non_trainable=non_trainable,
             mult_adds=sum(flops.get(f"{root}.{name}", {}).values()) // 2,
-            activation_bytes=sum(_nbytes(t.sample_shape, t.dtype) for n in nodes for t in n.outputs),  # type: ignore[attr-defined]
-            connected=tuple(source(t) for n in nodes for t in n.input_tensors),  # type: ignore[attr-defined]
+            activation_bytes=sum(_nbytes(t.sample_shape, t.dtype) for n in nodes for t in n.outputs),
+            connected=tuple(source(t) for n in nodes for t in n.input_tensors),
         ))
     trainable, non_trainable, nbytes = _counts(model)
     shape = model.input_shape

@@ -76,7 +76,8 @@ class SymbolicTensor:
 
     def __repr__(self) -> str:
         made = "Input" if self.node is None else type(self.node.module).__name__
-        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {made}{f' {self.name!r}' if self.name else ''}>"
+        named = f" {self.name!r}" if self.name else ""
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {made}{named}>"
 
 
 def Input(shape: tuple[int, ...] | list[int], name: str | None = None,  # noqa: N802  (Keras's name)
