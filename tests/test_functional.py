@@ -429,3 +429,12 @@ def test_validation_split_and_sample_counts_of_several_inputs():
     assert {"val_loss", "val_z_loss", "val_cls_loss"} <= set(history)
     with pytest.raises(DeepfieldError, match=r"x\['image'\] has 8 samples but x\['ebv'\] has 7; they must match"):
         model.fit([x[0], x[1][:7]], y, verbose=0)
+
+
+def test_an_input_of_the_wrong_shape_is_named():
+    model, _ = residual_two_input_pair()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    x, y = data(4)
+    with pytest.raises(DeepfieldError, match=r"x\['ebv'\] has samples of shape \(2,\); the model's input 'ebv' "
+                                             r"takes \(1,\)"):
+        model.fit([x[0], np.zeros((4, 2))], y, verbose=0)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
 from deepfield.models import functional as models_functional
+from deepfield.models.packed import Packed
 from deepfield.models import sequential as models_sequential
 from deepfield.models.serialization import (WEIGHTS_FILE, load_network, load_weights, save_model, save_weights,
                                             warn_if_run)
@@ -199,8 +200,11 @@ class Functional(Model, models_functional.Functional):
         if several and isinstance(x, (Dataset, DataLoader)):
             raise DeepfieldError(f"model {self.name!r} has several inputs or outputs: fit, evaluate and predict take "
                                  "its data as arrays (a list or a dict by name), not yet a Dataset or DataLoader")
-        return (structures.pack(x, self.input_names, f"{what}x", several),
-                None if y is None else structures.pack(y, self.output_names, f"{what}y", len(self.output_names) > 1))
+        packed = structures.pack(x, self.input_names, f"{what}x", several)
+        if isinstance(packed, Packed):
+            structures.check_shapes(packed, self.input_names, [t.sample_shape for t in self.inputs])
+        return packed, None if y is None else structures.pack(y, self.output_names, f"{what}y",
+                                                               len(self.output_names) > 1)
 
     def fit(self, x: Any = None, y: Any = None, **kwargs: Any) -> History:
         x, y = self._pack(x, y)

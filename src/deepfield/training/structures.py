@@ -146,6 +146,14 @@ def pack(value: Any, names: Sequence[str], what: str, always: bool) -> Any:
     return Packed(parts, [f"{what}[{n!r}]" for n in names])
 
 
+def check_shapes(x: Packed, names: Sequence[str], shapes: Sequence[tuple[int, ...]]) -> None:
+    """Each input's samples against the shape the model's input of that name takes, one line naming it."""
+    for part, label, name, shape in zip(x.parts, x.names, names, shapes):
+        got = tuple(np.shape(part)[1:])
+        if got != tuple(shape):
+            raise DeepfieldError(f"{label} has samples of shape {got}; the model's input {name!r} takes {tuple(shape)}")
+
+
 def _kind(what: str) -> str:
     return "outputs" if what.removeprefix("validation ").startswith("y") else "inputs"
 
