@@ -438,3 +438,21 @@ def test_an_input_of_the_wrong_shape_is_named():
     with pytest.raises(DeepfieldError, match=r"x\['ebv'\] has samples of shape \(2,\); the model's input 'ebv' "
                                              r"takes \(1,\)"):
         model.fit([x[0], np.zeros((4, 2))], y, verbose=0)
+
+
+def test_one_input_and_output_are_written_as_keras_writes_them(tmp_path):
+    inp = df.Input((4,), name="x")
+    model = df.Model(inp, Dense(2, name="d")(inp))
+    k_in = keras.Input((4,), name="x")
+    k_config = keras.Model(k_in, keras.layers.Dense(2, name="d")(k_in)).get_config()
+    config = model.get_config()
+    assert config["input_layers"] == list(k_config["input_layers"]) == ["x", 0, 0]
+    assert config["output_layers"] == list(k_config["output_layers"]) == ["d", 0, 0]
+    k_dense = next(layer for layer in k_config["layers"] if layer["name"] == "d")
+    dense = next(layer for layer in config["layers"] if layer["name"] == "d")
+    k_arg = k_dense["inbound_nodes"][0]["args"][0]
+    assert dense["inbound_nodes"][0]["args"][0] == {"class_name": k_arg["class_name"], "config": {
+        "shape": list(k_arg["config"]["shape"]), "dtype": k_arg["config"]["dtype"],
+        "keras_history": list(k_arg["config"]["keras_history"])}}
+    model.save(tmp_path)
+    assert df.Functional.load(tmp_path).get_config() == config

@@ -326,7 +326,9 @@ class Functional(nn.Module):
 
         def ends(tensors: list[SymbolicTensor], keys: list[str] | None) -> Any:
             histories = [_history(t, names, node_index) for t in tensors]
-            return dict(zip(keys, histories)) if keys is not None else histories
+            if keys is not None:
+                return dict(zip(keys, histories))
+            return histories[0] if len(histories) == 1 else histories  # one: Keras writes the history alone
 
         return {"name": self.name, "layers": layers,
                 "input_layers": ends(self._inputs, self.input_names if self._input_dict else None),
@@ -426,6 +428,9 @@ def _resolve(arg: Any, made: dict[tuple[str, int, int], SymbolicTensor]) -> Any:
 
 
 def _ends(value: Any, made: dict[tuple[str, int, int], SymbolicTensor]) -> Any:
+    """The tensors ``input_layers``/``output_layers`` name: a dict, a list of histories, or one history."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        return made[tuple(value)]  # type: ignore[index]
     if isinstance(value, dict):
         return {k: made[tuple(v)] for k, v in value.items()}
     if not isinstance(value, list) or not value:
