@@ -1,6 +1,9 @@
 """Losses by Keras name: callables ``loss(y_pred, y_true) -> scalar tensor``.
 
-Argument order is torch's (prediction first). Every loss is averaged over the
+Argument order: deepfield's loss objects and any torch ``nn.Module`` loss take torch's
+order (prediction first, ``(input, target)``); a plain Python function of yours is
+written the Keras way, ``f(y_true, y_pred)``, and :func:`get` wraps it so
+(:class:`KerasFunction`). Every loss is averaged over the
 batch as Keras does (for per-sample losses summed over outputs, such as the
 cross-entropies and ``half_sse``, the sum is taken first).
 
@@ -19,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
@@ -299,19 +303,53 @@ def _log_probabilities(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
     return torch.log(p.clamp(EPSILON, 1.0 - EPSILON))
 
 
+class KerasFunction(Loss):
+    """Your own loss written the Keras way, ``fn(y_true, y_pred) -> values``, reduced as Keras does.
+
+    ``fn`` gets the labels first; they are cast to the predictions' dtype and, where the ranks
+    differ by a trailing axis of 1, given the predictions' rank (Keras's ``squeeze_or_expand``).
+    What it returns (per-sample values ``(N,)``, or any shape) is averaged: Keras's default
+    ``sum_over_batch_size`` reduction.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[misc]  # shown in messages
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self.values(y_pred, y_true).mean()
+
+    def values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """What ``fn`` returns for this batch, unreduced."""
+        if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+            y_true = y_true.unsqueeze(-1)
+        elif y_pred.ndim == y_true.ndim - 1 and y_true.shape[-1] == 1:
+            y_true = y_true.squeeze(-1)
+        if y_pred.is_floating_point() and y_true.dtype != y_pred.dtype:
+            y_true = y_true.to(y_pred.dtype)
+        return torch.as_tensor(self.fn(y_true, y_pred))
+
+    def __repr__(self) -> str:
+        return f"KerasFunction({self.name})"
+
+
 Loss.registry.alias("mean_squared_error", "mse")
 Loss.registry.alias("mean_absolute_error", "mae")
 NAMES = Loss.registry.names()
 
 
 def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
-    """A loss from a name (``"mse"``), a callable or ``Loss`` (returned as is), or a config.
+    """A loss from a name (``"mse"``), a ``Loss`` or torch ``nn.Module`` (returned as is, called
+    ``loss(y_pred, y_true)``), a function ``f(y_true, y_pred)`` (Keras's order, wrapped in
+    :class:`KerasFunction`), or a config.
 
     A config is ``{"class_name": "CategoricalCrossentropy", "config": {"from_logits": true}}``;
     the registry name works as class name too.
     """
-    if callable(spec):
+    if isinstance(spec, (Loss, nn.Module)):
         return spec
+    if callable(spec):
+        return KerasFunction(spec)
     if isinstance(spec, str):
         return Loss.registry.lookup(spec)()
     if isinstance(spec, dict) and "class_name" in spec:
@@ -325,7 +363,7 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 __all__ = [
     "NAMES", "BinaryCrossentropy", "CategoricalCrossentropy", "GaussianNLL", "HalfSumSquaredError", "Huber",
-    "Loss", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
+    "KerasFunction", "Loss", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",
     "align_labels", "get",
 ]

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
-from deepfield.training.losses import align_labels
+from deepfield.training.losses import KerasFunction, Loss, align_labels
 
 
 def _sum(values: torch.Tensor) -> torch.Tensor:
@@ -172,6 +173,20 @@ class MeanMetricWrapper(_Mean):
         return _sum(self.fn(y_pred, y_true)) * batch, batch
 
 
+class FunctionMetric(_Mean):
+    """Your own metric written the Keras way, ``fn(y_true, y_pred) -> values``: the mean of every
+    value it returns over the epoch, as Keras's ``MeanMetricWrapper`` (a function returning one
+    number per batch thus weighs every batch alike)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str | None = None) -> None:
+        self.fn = KerasFunction(fn)
+        super().__init__(name or self.fn.name)
+
+    def _batch(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
+        values = self.fn.values(y_pred, y_true)
+        return _sum(values), values.numel()
+
+
 class AUC(Metric):
     """Area under the ROC curve, streamed as Keras does it.
 
@@ -234,8 +249,9 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
     """A metric from a name, an instance (returned as is), a config, or a function.
 
     A name keeps its spelling as the metric's ``name`` (``"acc"`` is shown as
-    ``acc``, as in Keras); a function ``fn(y_pred, y_true) -> batch mean`` is
-    averaged over samples under its ``__name__``.
+    ``acc``, as in Keras); a function of yours ``fn(y_true, y_pred)`` (Keras's order) is averaged
+    over all it returns (:class:`FunctionMetric`), under its ``__name__``; a deepfield loss or a torch
+    ``nn.Module`` ``fn(y_pred, y_true) -> batch mean`` is averaged over samples (:class:`MeanMetricWrapper`).
     """
     if isinstance(spec, Metric):
         return spec
@@ -243,8 +259,10 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
         return Metric.registry.lookup(spec)(name=spec.lower())
     if isinstance(spec, dict) and "class_name" in spec:
         return Metric.registry.from_config(spec)
-    if callable(spec):
+    if isinstance(spec, (Loss, nn.Module)):
         return MeanMetricWrapper(spec)
+    if callable(spec):
+        return FunctionMetric(spec)
     raise DeepfieldError(
         f"metric must be a name, a Metric, a function or {{'class_name': ..., 'config': {{...}}}}, "
         f"got {type(spec).__name__}"
@@ -253,6 +271,6 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
 
 
 __all__ = [
-    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanMetricWrapper",
+    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "FunctionMetric", "MeanAbsoluteError", "MeanMetricWrapper",
     "MeanSquaredError", "Metric", "get",
 ]
