@@ -34,6 +34,7 @@ fast the model runs (device, precision, channels_last, torch.compile) is the eng
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -298,7 +299,9 @@ class Engine:
             self._augment.check(train.example())
         train, val = strategy.fit_batches(train, val)
         with strategy.training(self.model, self.optimizer, self.placement) as net:
-            self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
+            # every weight, frozen or not: a frozen one has no gradient and is left alone, so `trainable`
+            # may change between fits without a new optimiser (Keras 3 refuses an unfreeze after compile)
+            self.optimizer.bind(self.model.parameters())
             self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
             self._strategy, self._net = strategy, net
             try:
@@ -315,6 +318,9 @@ class Engine:
                                              params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
+        if not any(p.requires_grad for p in self.model.parameters()):  # everything frozen: Keras warns and runs
+            warnings.warn("the model has no trainable weights (trainable = False): fit changes nothing", stacklevel=3)
+            train_step = self._forward_step
         self.model.stop_training = False
         self._resume, self._tracker = None, RunningMean()
         cbs.call("on_train_begin", None)
@@ -395,6 +401,11 @@ class Engine:
                        self._notify_after_backward if self._after_backward else None)
         optimizer.zero_grad(set_to_none=True)
         return pred, loss
+
+    def _forward_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training step of a model without trainable weights: the loss, no update."""
+        pred = self.precision.forward(self._net, x)
+        return pred, self._training_loss(pred, y)
 
     def _closure_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For optimisers that evaluate the loss themselves (Newton): ``step(closure)``."""
