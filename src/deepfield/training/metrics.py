@@ -239,7 +239,21 @@ class AUC(Metric):
         return {"num_thresholds": self.num_thresholds, **super().get_config()}
 
 
+# Keras 3's other metrics live in their own module; importing it registers them.
+from deepfield.training.keras_metrics import (  # noqa: E402
+    F1Score,
+    FBetaScore,
+    MeanIoU,
+    Precision,
+    R2Score,
+    Recall,
+    RootMeanSquaredError,
+    SummedMetric,
+    TopKCategoricalAccuracy,
+)
+
 Metric.registry.alias("acc", "accuracy")
+Metric.registry.alias("mean_iou", "mean_io_u")
 Metric.registry.alias("mean_absolute_error", "mae")
 Metric.registry.alias("mean_squared_error", "mse")
 NAMES = Metric.registry.names()
@@ -254,11 +268,16 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
     ``nn.Module`` ``fn(y_pred, y_true) -> batch mean`` is averaged over samples (:class:`MeanMetricWrapper`).
     """
     if isinstance(spec, Metric):
-        return spec
+        return _one_number(spec)
     if isinstance(spec, str):
-        return Metric.registry.lookup(spec)(name=spec.lower())
+        try:
+            shown = spec.lower() if spec.lower() in Metric.registry.known() else None  # a class name: Keras's name
+            return _one_number(Metric.registry.lookup(spec)(name=shown))
+        except TypeError as exc:
+            raise DeepfieldError(f"metric {spec}: needs arguments ({exc}); give {{'class_name': {spec!r}, "
+                                 "'config': {...}}") from None
     if isinstance(spec, dict) and "class_name" in spec:
-        return Metric.registry.from_config(spec)
+        return _one_number(Metric.registry.from_config(spec))
     if isinstance(spec, (Loss, nn.Module)):
         return MeanMetricWrapper(spec)
     if callable(spec):
@@ -270,7 +289,17 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
 
 
 
+def _one_number(metric: Metric) -> Metric:
+    """``metric``, unless it gives one score per class (a vector cannot be a training log)."""
+    if getattr(metric, "gives_vector", False):
+        raise DeepfieldError(f"metric {metric.name}: gives one score per class; for training logs choose an average "
+                             "(F1Score(average='macro'), R2Score(class_aggregation='uniform_average'))")
+    return metric
+
+
 __all__ = [
-    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "FunctionMetric", "MeanAbsoluteError", "MeanMetricWrapper",
+    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "F1Score", "FBetaScore", "FunctionMetric", "MeanIoU",
+    "Precision", "R2Score", "Recall", "RootMeanSquaredError", "SummedMetric", "TopKCategoricalAccuracy",
+    "MeanAbsoluteError", "MeanMetricWrapper",
     "MeanSquaredError", "Metric", "get",
 ]
