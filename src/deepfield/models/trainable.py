@@ -7,6 +7,8 @@ gradient, so the optimiser leaves it alone: no step, no weight decay, no momentu
 it as non-trainable. A layer frozen before it is built makes its weights frozen when it builds
 (:meth:`deepfield.models.base.Layer.build_for`), and a frozen BatchNormalization normalises with its
 moving statistics and leaves them as they are, in ``fit`` too (Keras 3's rule for fine-tuning).
+torch's own ``nn.BatchNorm*d`` inside a frozen model have their weights frozen but, in train mode,
+still move their running statistics (call ``.eval()`` on them, or use deepfield's layer).
 """
 from __future__ import annotations
 

@@ -195,7 +195,8 @@ class TrainingConfig(Strict):
 
     @model_validator(mode="after")
     def _one_learning_rate(self) -> TrainingConfig:
-        """``learning_rate`` and ``optimizer: {learning_rate: ...}`` (or Keras 2's ``lr``) are one value: say it once."""
+        """``learning_rate`` and ``optimizer: {learning_rate: ...}`` (or Keras 2's ``lr``) are one value:
+        say it once."""
         inner = [k for k in ("learning_rate", "lr") if isinstance(self.optimizer, dict) and k in self.optimizer]
         if self.learning_rate is not None and inner:
             raise ValueError(f"the learning rate is given twice, as training.learning_rate and "

@@ -169,8 +169,9 @@ class Engine:
         loss: a loss name or spec for :func:`deepfield.training.losses.get` (needed by
             fit and evaluate, not by predict).
         optimizer: a name, deepfield optimiser or config for
-            :func:`deepfield.training.optimizers.get`; bound to the model's trainable
-            parameters at the first ``fit``, after lazily built layers exist.
+            :func:`deepfield.training.optimizers.get`; bound to the model's parameters at
+            the first ``fit``, after lazily built layers exist (frozen ones included: they get
+            no gradient, so no update, and ``trainable`` may change between fits).
         metrics: names or metric objects (:func:`deepfield.training.metrics.get`).
         device: ``"cuda"``, ``"mps"``, ``"cpu"``, a ``torch.device``, or ``None`` for the best present.
         precision: of the training steps: ``"auto"`` (default: what is fastest for the model
