@@ -26,6 +26,7 @@ from deepfield.models.packed import Packed
 from deepfield.models import sequential as models_sequential
 from deepfield.models.serialization import (WEIGHTS_FILE, load_network, load_weights, save_model, save_weights,
                                             warn_if_run)
+from deepfield.models.trainable import Trainable
 from deepfield.training import structures
 from deepfield.training.callbacks import History
 from deepfield.training.engine import Engine
@@ -34,11 +35,12 @@ S = TypeVar("S", bound="Sequential")
 K = TypeVar("K", bound="KerasModelMixin")
 
 
-class KerasModelMixin:
+class KerasModelMixin(Trainable):
     """Keras's training methods for an ``nn.Module`` subclass (put it first among the bases).
 
     ``model.stop_training`` (set by callbacks) and ``model.history`` (the last fit's
-    :class:`History`) behave as in Keras.
+    :class:`History`) behave as in Keras; so does ``model.trainable = False``
+    (:mod:`deepfield.models.trainable`).
     """
 
     stop_training: bool = False
