@@ -1,5 +1,6 @@
 """Functional models (``df.Input``, layers on symbolic tensors, ``df.Model(inputs, outputs)``) against Keras 3
 itself (torch backend, channels_first) with the same weights; their training, summary, files and errors."""
+import json
 import os
 
 import numpy as np
@@ -144,26 +145,28 @@ def test_a_nested_functional_model_is_one_layer_with_its_weights_under_its_name(
         torch.testing.assert_close(model(x), model.out(encoder(x)))
 
 
-def test_a_sequential_is_a_layer_of_a_functional_model():
+def test_a_sequential_is_a_layer_of_a_functional_model(tmp_path):
     inp = df.Input((4,))
     stack = df.Sequential([Dense(6, activation="relu"), Dense(2)], name="stack")
     model = df.Model(inp, Add()([stack(inp), Dense(2, name="linear")(inp)]))
     x = torch.randn(5, 4)
     with torch.no_grad():
         torch.testing.assert_close(model(x), stack(x) + model.linear(x))
+    model.save(tmp_path)
+    loaded = df.Functional.load(tmp_path)
+    assert list(loaded.state_dict()) == ["stack.dense.weight", "stack.dense.bias", "stack.dense_1.weight",
+                                         "stack.dense_1.bias", "linear.weight", "linear.bias"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
 
 
-def test_a_built_layer_called_on_tensors_costs_one_test_more_than_before_nothing_symbolic():
+def test_a_built_layer_called_on_a_tensor_takes_the_plain_path(monkeypatch):
     layer = Dense(2)
     layer(torch.randn(1, 3))  # built
-    calls = []
-    original = df.layers.Dense.build_for
-    try:
-        df.layers.Dense.build_for = lambda *a, **k: calls.append(a)
-        layer(torch.randn(4, 3))
-    finally:
-        df.layers.Dense.build_for = original
-    assert calls == []
+    from deepfield.models import symbolic
+    monkeypatch.setattr(symbolic, "is_symbolic", lambda x: pytest.fail("a tensor call looked for symbols"))
+    monkeypatch.setattr(Dense, "build_for", lambda *a, **k: pytest.fail("a built layer was built again"))
+    assert layer(torch.randn(4, 3)).shape == (4, 2)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -225,3 +228,233 @@ def test_a_layer_too_big_is_refused_before_anything_is_allocated():
 def test_extra_call_arguments_are_refused():
     with pytest.raises(DeepfieldError, match="is called on its input tensor"):
         Dropout(0.5)(df.Input((4,)), training=True)
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def test_two_inputs_two_outputs_train_as_keras_with_dict_losses_and_loss_weights():
+    model, k_model = residual_two_input_pair()
+    x, y = data(24)
+    losses = {"z": "mse", "cls": "categorical_crossentropy"}
+    weights = {"z": 1.0, "cls": 0.3}
+    model.compile(optimizer=df.optimizers.SGD(learning_rate=0.05), loss=losses, loss_weights=weights,
+                  metrics={"cls": ["accuracy"], "z": ["mae"]}, device="cpu", channels_last=False)
+    k_model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss=losses, loss_weights=weights,
+                    metrics={"cls": ["accuracy"], "z": ["mae"]})
+    ours = model.fit({"image": x[0], "ebv": x[1]}, {"z": y[0], "cls": y[1]}, batch_size=8, epochs=3,
+                     shuffle=False, verbose=0, validation_data=(x, y), seed=0).history
+    theirs = k_model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, validation_data=(x, y)).history
+    assert sorted(k for k in ours if k != "lr") == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    got = model.predict(x, verbose=0)
+    for ours_out, theirs_out in zip(got, keras_numpy(k_model.predict(x, verbose=0))):
+        np.testing.assert_allclose(ours_out, theirs_out, atol=1e-5)
+    assert model.evaluate(x, y, verbose=0).keys() == k_model.evaluate(x, y, verbose=0, return_dict=True).keys()
+
+
+def test_one_loss_and_a_list_of_metrics_per_output_name_the_history_as_keras():
+    inp = df.Input((4,))
+    model = df.Model(inp, [Dense(1, name="a")(inp), Dense(2, name="b")(inp)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae", ["mse", "mae"]], device="cpu")
+    x, y = RNG.normal(size=(8, 4)), [RNG.normal(size=(8, 1)), RNG.normal(size=(8, 2))]
+    history = model.fit(x, y, verbose=0, seed=0).history
+    assert sorted(history) == ["a_loss", "a_mae", "b_loss", "b_mae", "b_mse", "loss", "lr"]
+    np.testing.assert_allclose(history["loss"][0], history["a_loss"][0] + history["b_loss"][0], rtol=1e-6)
+
+
+def test_a_flat_list_of_metrics_of_another_length_is_refused_as_keras_3_does():
+    inp = df.Input((4,))
+    model = df.Model(inp, [Dense(1, name="a")(inp), Dense(2, name="b")(inp)])
+    with pytest.raises(DeepfieldError, match=r"metrics: a list needs one entry per output \(a, b\), got 1"):
+        model.compile(loss="mse", metrics=["mae"])
+
+
+def test_data_for_the_wrong_names_are_refused_naming_the_model_s():
+    model, _ = residual_two_input_pair()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    x, y = data(4)
+    with pytest.raises(DeepfieldError, match=r"x is a dict with keys \['image', 'z'\]; the model's inputs are "
+                                             r"image, ebv"):
+        model.fit({"image": x[0], "z": x[1]}, y, verbose=0)
+    with pytest.raises(DeepfieldError, match=r"loss: no output named 'zz'"):
+        model.compile(loss={"zz": "mse"})
+
+
+def test_a_single_output_functional_model_trains_as_a_sequential():
+    inp = df.Input((3,))
+    model = df.Model(inp, Dense(1, name="z")(inp))
+    seq = df.Sequential([Dense(1, name="z")], input_shape=(3,)).build()
+    seq.load_state_dict(model.state_dict())
+    x, y = RNG.normal(size=(16, 3)), RNG.normal(size=(16, 1))
+    for m in (model, seq):
+        m.compile(optimizer=df.optimizers.SGD(learning_rate=0.1), loss={"z": "mse"} if m is model else "mse",
+                  metrics=["mae"], device="cpu")
+    a = model.fit({"input_layer": x}, {"z": y}, epochs=2, verbose=0, seed=0, batch_size=4).history
+    b = seq.fit(x, y, epochs=2, verbose=0, seed=0, batch_size=4).history
+    assert a == b
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+def test_summary_rows_connections_and_counts_are_keras_s():
+    model, k_model = residual_two_input_pair()
+    summary = df.summarize(model)
+    k_rows = [(layer.name, type(layer).__name__) for layer in k_model.layers]
+    assert [(r.name, r.type) for r in summary.rows] == k_rows
+    assert [r.params for r in summary.rows] == [layer.count_params() for layer in k_model.layers]
+    assert summary.total == k_model.count_params() == 690
+    rows = {r.name: r for r in summary.rows}
+    assert rows["join"].connected == ("flat[0][0]", "ebv[0][0]")
+    assert rows["shared"].connected == ("pre[0][0]", "shared[0][0]")
+    assert rows["z"].connected == ("shared[1][0]",) and rows["image"].connected == ()
+    assert rows["pool"].output_shape == (4, 4, 4)
+    assert rows["pre"].mult_adds == 65 * 6 and rows["shared"].mult_adds == 2 * 6 * 6
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    assert "Connected to" in text and "│ join (Concatenate)  │ (None, 65)" in text
+    assert "flat[0][0], ebv[0][0]" in text
+    assert " Total params: 690 " in text
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def test_save_and_load_give_the_same_outputs_and_a_keras_form_graph(tmp_path):
+    model, _ = residual_two_input_pair()
+    inner_in = df.Input((3,), name="inner_in")
+    inner = df.Model(inner_in, Dense(2, name="code")(inner_in), name="inner")
+    rest = df.Input((3,), name="rest")
+    outer = df.Model({"pair_image": model.inputs[0], "ebv": model.inputs[1], "rest": rest},
+                     {"z": model.outputs[0], "code": inner(rest)})
+    outer.save(tmp_path)
+    loaded = df.Functional.load(tmp_path)
+    assert type(loaded) is df.Functional and loaded.input_names == ["pair_image", "ebv", "rest"]
+    x = {"pair_image": torch.randn(3, 2, 8, 8), "ebv": torch.randn(3, 1), "rest": torch.randn(3, 3)}
+    with torch.no_grad():
+        a, b = outer(x), loaded(x)
+    assert list(a) == list(b) == ["z", "code"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    config = json.loads((tmp_path / "model.json").read_text())["config"]
+    join = next(layer for layer in config["layers"] if layer["name"] == "join")
+    assert join["class_name"] == "Concatenate" and join["config"]["axis"] == 1
+    assert [arg["config"]["keras_history"] for arg in join["inbound_nodes"][0]["args"][0]] == [["flat", 0, 0],
+                                                                                                ["ebv", 0, 0]]
+    shared = next(layer for layer in config["layers"] if layer["name"] == "shared")
+    assert len(shared["inbound_nodes"]) == 2
+    assert config["output_layers"] == {"z": ["z", 0, 0], "code": ["inner", 0, 0]}
+
+
+def test_a_functional_folder_is_not_loaded_as_a_sequential(tmp_path):
+    inp = df.Input((3,))
+    df.Model(inp, Dense(1)(inp)).save(tmp_path)
+    with pytest.raises(DeepfieldError, match="it holds a Functional model, not a Sequential"):
+        df.Sequential.load(tmp_path)
+
+
+def test_a_config_naming_an_unknown_layer_is_refused_without_running_anything(tmp_path):
+    from deepfield.models.functional import Functional
+    inp = df.Input((3,), name="x")
+    config = df.Model(inp, Dense(1, name="d")(inp)).get_config()
+    config["layers"][1]["class_name"] = "os.system"
+    with pytest.raises(DeepfieldError, match="unknown layer"):
+        Functional.from_config(config)
+
+
+def test_torch_functions_and_arithmetic_on_symbolic_tensors_say_to_use_layers():
+    inp = df.Input((4,))
+    with pytest.raises(DeepfieldError, match="torch.relu was called on a symbolic tensor"):
+        torch.nn.ReLU()(inp)
+    with pytest.raises(DeepfieldError, match=r"use the merging layers, Add\(\)\(\[a, b\]\)"):
+        inp + inp
+
+
+def test_an_encoder_and_its_autoencoder_share_layers_as_in_keras():
+    inp = df.Input((6,))
+    code = Dense(2, name="code")(inp)
+    decode = Dense(6, name="decode")
+    autoencoder = df.Model(inp, decode(code))
+    encoder = df.Model(inp, code)
+    code_in = df.Input((2,))
+    decoder = df.Model(code_in, decode(code_in))
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(autoencoder(x), decoder(encoder(x)))
+    assert encoder.code is autoencoder.code and decoder.decode is autoencoder.decode
+
+
+def test_monte_carlo_dropout_samples_a_functional_model():
+    inp = df.Input((4,))
+    model = df.Model(inp, Dense(3, activation="softmax")(Dropout(0.5)(Dense(8, activation="relu")(inp))))
+    draws = model.predict(RNG.normal(size=(10, 4)), mc_samples=8, return_samples=True, verbose=0)
+    assert draws.samples.shape == (8, 10, 3) and draws.samples.std(0).max() > 0
+
+
+def test_a_bayesianized_functional_model_runs_its_new_layers_and_saves_them(tmp_path):
+    from deepfield.models.bayesian import BayesianDense, bayesianize
+    inp = df.Input((4,))
+    model = df.Model(inp, Dense(2, name="out")(Dense(8, activation="relu", name="hidden")(inp)))
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        before = model(x)
+    bayesianize(model)
+    assert isinstance(model.out, BayesianDense)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before)  # eval: the means, the old weights
+    assert [r.type for r in df.summarize(model).rows] == ["InputLayer", "BayesianDense", "BayesianDense"]
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # sampled weights: the new layers are the ones called
+    model.save(tmp_path)
+    loaded = df.Functional.load(tmp_path)
+    assert isinstance(loaded.hidden, BayesianDense)
+
+
+def test_a_nested_model_with_a_dict_of_outputs_feeds_the_outer_graph_in_order():
+    inp = df.Input((4,))
+    heads = df.Model(inp, {"a": Dense(2, name="a")(inp), "b": Dense(3, name="b")(inp)}, name="heads")
+    outer_in = df.Input((4,))
+    a, b = heads(outer_in)
+    model = df.Model(outer_in, Concatenate()([a, b]))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), torch.cat([heads.a(x), heads.b(x)], 1))
+
+
+def test_validation_split_and_sample_counts_of_several_inputs():
+    model, _ = residual_two_input_pair()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    x, y = data(8)
+    history = model.fit(x, y, validation_split=0.25, verbose=0, seed=0).history
+    assert {"val_loss", "val_z_loss", "val_cls_loss"} <= set(history)
+    with pytest.raises(DeepfieldError, match=r"x\['image'\] has 8 samples but x\['ebv'\] has 7; they must match"):
+        model.fit([x[0], x[1][:7]], y, verbose=0)
+
+
+def test_an_input_of_the_wrong_shape_is_named():
+    model, _ = residual_two_input_pair()
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    x, y = data(4)
+    with pytest.raises(DeepfieldError, match=r"x\['ebv'\] has samples of shape \(2,\); the model's input 'ebv' "
+                                             r"takes \(1,\)"):
+        model.fit([x[0], np.zeros((4, 2))], y, verbose=0)
+
+
+def test_one_input_and_output_are_written_as_keras_writes_them(tmp_path):
+    inp = df.Input((4,), name="x")
+    model = df.Model(inp, Dense(2, name="d")(inp))
+    k_in = keras.Input((4,), name="x")
+    k_config = keras.Model(k_in, keras.layers.Dense(2, name="d")(k_in)).get_config()
+    config = model.get_config()
+    assert config["input_layers"] == list(k_config["input_layers"]) == ["x", 0, 0]
+    assert config["output_layers"] == list(k_config["output_layers"]) == ["d", 0, 0]
+    k_dense = next(layer for layer in k_config["layers"] if layer["name"] == "d")
+    dense = next(layer for layer in config["layers"] if layer["name"] == "d")
+    k_arg = k_dense["inbound_nodes"][0]["args"][0]
+    assert dense["inbound_nodes"][0]["args"][0] == {"class_name": k_arg["class_name"], "config": {
+        "shape": list(k_arg["config"]["shape"]), "dtype": k_arg["config"]["dtype"],
+        "keras_history": list(k_arg["config"]["keras_history"])}}
+    model.save(tmp_path)
+    assert df.Functional.load(tmp_path).get_config() == config

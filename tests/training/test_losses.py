@@ -109,8 +109,10 @@ def test_get_names_instances_configs_and_unknown_names() -> None:
     assert instance.get_config() == {"from_logits": True}
     rebuilt = losses.get({"class_name": "CategoricalCrossentropy", "config": instance.get_config()})
     assert rebuilt.from_logits
+    module = torch.nn.MSELoss()
+    assert losses.get(module) is module  # torch's own order, (input, target)
     function = torch.nn.functional.mse_loss
-    assert losses.get(function) is function
+    assert isinstance(losses.get(function), losses.KerasFunction)  # a function is called f(y_true, y_pred)
     with pytest.raises(DeepfieldError, match="unknown loss 'mse2'; expected one of: binary_crossentropy"):
         losses.get("mse2")
     with pytest.raises(DeepfieldError, match="loss must be a name"):

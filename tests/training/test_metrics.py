@@ -104,8 +104,8 @@ def test_get_aliases_instances_configs_functions_and_errors() -> None:
     rebuilt = metrics.get({"class_name": "AUC", "config": instance.get_config()})
     assert rebuilt.num_thresholds == 50 and rebuilt.name == "auc"
 
-    def double_error(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        return 2 * (y_pred - y_true).abs().mean()
+    def double_error(y_true: torch.Tensor, y_pred: torch.Tensor) -> torch.Tensor:  # Keras's order, per sample
+        return 2 * (y_pred - y_true).abs().mean(dim=-1)
 
     wrapped = metrics.get(double_error)
     pred, true = RNG.random((90, 1)), RNG.random((90, 1))

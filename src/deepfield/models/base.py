@@ -26,11 +26,15 @@ from torch import nn
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import symbolic
+from deepfield.models.trainable import Trainable
 from deepfield.registry import Registry
 
 
-class Layer(nn.Module):
-    """Base of every deepfield layer. Subclasses are registered by class name."""
+class Layer(Trainable, nn.Module):
+    """Base of every deepfield layer. Subclasses are registered by class name.
+
+    ``trainable = False`` freezes its weights, as in Keras (:mod:`deepfield.models.trainable`).
+    """
 
     registry: ClassVar[Registry[type[Layer]]] = Registry("layer")
 
@@ -76,6 +80,8 @@ class Layer(nn.Module):
         self.build(_int_shapes(input_shape))
         if device is not None:
             self.to(device)
+        if not self.trainable:  # frozen before it had weights
+            self.requires_grad_(False)
         self.built = True
 
     def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -100,6 +106,8 @@ class Layer(nn.Module):
         config["name"] = self.name
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
+        if not self.trainable:  # as Keras keeps it; only when frozen, so other model.json files do not change
+            config["trainable"] = False
         return {k: _jsonable(v) for k, v in config.items()}
 
     @classmethod
@@ -141,10 +149,14 @@ def layer_from_config(spec: dict[str, Any]) -> Layer:
     """A layer from ``{"class_name": ..., "config": {...}}`` (the model.json form)."""
     name = spec.get("class_name")
     cls = Layer.registry.lookup(name)
+    config = dict(spec.get("config", {}))
+    trainable = config.pop("trainable", True)
     try:
-        return cls.from_config(dict(spec.get("config", {})))
+        layer = cls.from_config(config)
     except TypeError as exc:
         raise DeepfieldError(f"layer {name}: bad config ({exc})") from None
+    layer.trainable = trainable
+    return layer
 
 
 def as_tuple(value: int | tuple[int, ...] | list[int], rank: int, what: str) -> tuple[int, ...]:

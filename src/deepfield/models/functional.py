@@ -29,7 +29,9 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models import symbolic
 from deepfield.models.base import Layer, layer_from_config, snake_case
+from deepfield.models.graph_summary import summarize_graph
 from deepfield.models.packed import Packed
+from deepfield.models.summary import ModelSummary
 from deepfield.models.symbolic import Input, Node, SymbolicTensor
 
 __all__ = ["Functional", "Input"]
@@ -94,7 +96,7 @@ class Functional(nn.Module):
                                  "give the output layers distinct names, or pass outputs as a dict")
         self._nodes = nodes
         self._names = names
-        self._plan = self._make_plan(inputs_, outputs_, nodes)
+        self._plan = self._make_plan(inputs_, outputs_, nodes, names)
 
     # -- building the graph ---------------------------------------------------------------
     @staticmethod
@@ -139,8 +141,8 @@ class Functional(nn.Module):
 
         def claim(key: int, name: str, what: str) -> None:
             if name in owner:
-                raise DeepfieldError(f"model {self.name!r}: the name {name!r} is used twice ({owner[name]} and {what}); "
-                                     "names in a model must be unique")
+                raise DeepfieldError(f"model {self.name!r}: the name {name!r} is used twice ({owner[name]} and "
+                                     f"{what}); names in a model must be unique")
             owner[name] = what
             names[key] = name
 
@@ -182,9 +184,10 @@ class Functional(nn.Module):
         return result
 
     @staticmethod
-    def _make_plan(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor],
-                   nodes: list[Node]) -> tuple[list[tuple[nn.Module, Any, list[int], bool]], list[int], int]:
-        """Slots: each tensor's place in one list of values; the plan says which module reads and fills which."""
+    def _make_plan(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor], nodes: list[Node],
+                   names: dict[int, str]) -> tuple[list[tuple[str, Any, list[int], bool]], list[int], int]:
+        """Slots: each tensor's place in one list of values; the plan says which module (by name, so that a
+        layer swapped in place, as ``bayesianize`` does, is the one called) reads and fills which."""
         slot: dict[int, int] = {id(t): i for i, t in enumerate(inputs)}
         steps = []
         for node in nodes:
@@ -194,7 +197,7 @@ class Functional(nn.Module):
             for t in node.outputs:
                 slot[id(t)] = len(slot)
                 writes.append(slot[id(t)])
-            steps.append((node.module, reads, writes, node.several))
+            steps.append((names[id(node.module)], reads, writes, node.several))
         return steps, [slot[id(t)] for t in outputs], len(slot)
 
     # -- what it is -----------------------------------------------------------------------
@@ -229,6 +232,14 @@ class Functional(nn.Module):
         """The modules in graph order (the inputs are not modules)."""
         return list(self._modules.values())
 
+    def graph_summary(self) -> ModelSummary:
+        """What ``summary()`` prints, as numbers (:func:`deepfield.models.graph_summary.summarize_graph`)."""
+        return summarize_graph(self)
+
+    def summary(self, print_fn: Any = None) -> None:
+        """Print the Keras-style table with its "Connected to" column."""
+        summarize_graph(self).print(print_fn)
+
     def get_layer(self, name: str) -> nn.Module:
         if name not in self._modules:
             raise DeepfieldError(f"model {self.name!r} has no layer {name!r}; its layers: {', '.join(self._modules)}")
@@ -238,12 +249,12 @@ class Functional(nn.Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and symbolic.is_symbolic(args[0]) or (args and isinstance(args[0], dict)
                                                        and symbolic.is_symbolic(list(args[0].values()))):
-            inputs = args[0] if len(args) == 1 else list(args)
-            return symbolic.symbolic_call(self, self._ordered(inputs), (), kwargs)
+            ordered = self._ordered(args[0] if len(args) == 1 else list(args))
+            return symbolic.symbolic_call(self, ordered[0] if len(ordered) == 1 else ordered, (), kwargs)
         return super().__call__(*args, **kwargs)
 
-    def _ordered(self, inputs: Any) -> Any:
-        """``inputs`` (one, a list, or a dict by input name) as the model's list of inputs (or the one)."""
+    def _ordered(self, inputs: Any) -> list[Any]:
+        """``inputs`` (one, a list, or a dict by input name) as the list of the model's inputs, in order."""
         if isinstance(inputs, dict):
             missing = [n for n in self.input_names if n not in inputs]
             unknown = [k for k in inputs if k not in self.input_names]
@@ -255,33 +266,32 @@ class Functional(nn.Module):
         if len(inputs) != len(self._inputs):
             raise DeepfieldError(f"model {self.name!r} takes {len(self._inputs)} input(s) "
                                  f"({', '.join(self.input_names)}), got {len(inputs)}")
-        return inputs[0] if len(inputs) == 1 else list(inputs)
+        return list(inputs)
 
     def forward(self, *inputs: Any) -> Any:
         """The outputs for ``inputs``: tensors in the order of the model's inputs, or one list or dict of them.
 
         One output: a tensor; several: a list, or a dict when the outputs were given as a dict;
-        a :class:`Packed` of inputs (what the training engine passes): a :class:`Packed` of outputs.
+        a :class:`Packed` of inputs (what the training engine passes): a :class:`Packed` of the outputs
+        when there are several.
         """
         packed = len(inputs) == 1 and isinstance(inputs[0], Packed)
-        given = inputs[0].parts if packed else (inputs[0] if len(inputs) == 1 and isinstance(inputs[0], (list, tuple, dict))
-                                                else inputs)
-        ordered = self._ordered(given if not isinstance(given, tuple) else list(given))
-        steps, out_slots, size = self._plan
-        values: list[Any] = [None] * size
-        if isinstance(ordered, list):
-            values[:len(ordered)] = ordered
+        if packed:
+            given: Any = inputs[0].parts
         else:
-            values[0] = ordered
-        for module, reads, writes, several in steps:
-            result = module([values[i] for i in reads] if isinstance(reads, list) else values[reads])
+            given = inputs[0] if len(inputs) == 1 and isinstance(inputs[0], (list, tuple, dict)) else inputs
+        steps, out_slots, size = self._plan
+        values: list[Any] = self._ordered(given) + [None] * (size - len(self._inputs))
+        modules = self._modules
+        for name, reads, writes, several in steps:
+            result = modules[name]([values[i] for i in reads] if isinstance(reads, list) else values[reads])
             if several:
-                for i, r in zip(writes, result):
+                for i, r in zip(writes, result.values() if isinstance(result, dict) else result):
                     values[i] = r
             else:
                 values[writes[0]] = result
         outputs = [values[i] for i in out_slots]
-        if packed:
+        if packed and len(outputs) > 1:
             return Packed(outputs, self.output_names)
         if self._output_dict:
             return dict(zip(self.output_names, outputs))
@@ -292,10 +302,10 @@ class Functional(nn.Module):
         """The graph, Keras's functional config in form: layers with inbound nodes, input and output layers."""
         names = self._names
         node_index: dict[int, int] = {}
-        per_module: dict[int, list[Node]] = {}
+        per_module: dict[str, list[Node]] = {}  # by name: the module there now may be a swapped-in one
         for node in self._nodes:
-            per_module.setdefault(id(node.module), []).append(node)
-            node_index[id(node)] = len(per_module[id(node.module)]) - 1
+            per_module.setdefault(names[id(node.module)], []).append(node)
+            node_index[id(node)] = len(per_module[names[id(node.module)]]) - 1
 
         def tensor(t: SymbolicTensor) -> dict[str, Any]:
             return {"class_name": TENSOR_CLASS, "config": {"shape": list(t.shape), "dtype": str(t.dtype)[6:],
@@ -310,13 +320,15 @@ class Functional(nn.Module):
                 raise DeepfieldError(f"layer {name!r} is a plain {type(module).__name__}; only deepfield layers "
                                      "can be saved as architecture JSON (save the weights alone instead)")
             inbound = [{"args": [[tensor(t) for t in n.inputs] if isinstance(n.inputs, list) else tensor(n.inputs)],
-                        "kwargs": {}} for n in per_module[id(module)]]
+                        "kwargs": {}} for n in per_module[name]]
             layers.append({"class_name": _class_name(module), "name": name, "config": module.get_config(),
                            "inbound_nodes": inbound})
 
         def ends(tensors: list[SymbolicTensor], keys: list[str] | None) -> Any:
             histories = [_history(t, names, node_index) for t in tensors]
-            return dict(zip(keys, histories)) if keys is not None else histories
+            if keys is not None:
+                return dict(zip(keys, histories))
+            return histories[0] if len(histories) == 1 else histories  # one: Keras writes the history alone
 
         return {"name": self.name, "layers": layers,
                 "input_layers": ends(self._inputs, self.input_names if self._input_dict else None),
@@ -370,7 +382,8 @@ class Functional(nn.Module):
             inputs = _ends(config.get("input_layers"), made)
             outputs = _ends(config.get("output_layers"), made)
         except KeyError as exc:
-            raise DeepfieldError(f"functional model config: input or output {exc.args[0]} is made by no layer") from None
+            raise DeepfieldError(f"functional model config: input or output {exc.args[0]} is made by no layer"
+                                 ) from None
         return cls(inputs, outputs, name=config.get("name"))
 
 
@@ -415,6 +428,9 @@ def _resolve(arg: Any, made: dict[tuple[str, int, int], SymbolicTensor]) -> Any:
 
 
 def _ends(value: Any, made: dict[tuple[str, int, int], SymbolicTensor]) -> Any:
+    """The tensors ``input_layers``/``output_layers`` name: a dict, a list of histories, or one history."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        return made[tuple(value)]  # type: ignore[index]
     if isinstance(value, dict):
         return {k: made[tuple(v)] for k, v in value.items()}
     if not isinstance(value, list) or not value:

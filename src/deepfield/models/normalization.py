@@ -17,7 +17,8 @@ class BatchNormalization(Layer):
     (1, the channel axis, by default; Keras's own default -1 is the channels-last one).
     Training uses the batch's mean and (biased) variance and moves the stored ones:
     ``moving = moving * momentum + batch * (1 - momentum)`` (Keras's momentum, i.e.
-    PyTorch's ``1 - momentum``). Evaluation uses ``moving_mean`` and ``moving_variance``.
+    PyTorch's ``1 - momentum``). Evaluation, and training while the layer is frozen
+    (``trainable = False``, as in Keras 3), use ``moving_mean`` and ``moving_variance``.
 
     Parameters ``gamma``, ``beta`` ``(C,)`` (absent when ``scale`` / ``center`` is off);
     buffers ``moving_mean``, ``moving_variance`` ``(C,)`` (Keras's non-trainable weights).
@@ -80,7 +81,7 @@ class BatchNormalization(Layer):
         axis = self._channel_axis
         if axis != 1:
             x = x.movedim(axis, 1)
-        if self.training:
+        if self.training and self.trainable:  # frozen: inference mode, in fit too (Keras 3)
             y = self._normalise_batch(x)
         else:
             y = F.batch_norm(x, self.moving_mean, self.moving_variance, self.gamma, self.beta, False, 0.0, self.epsilon)

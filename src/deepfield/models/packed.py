@@ -7,7 +7,7 @@ through the same loop, with no test on the path of a one-input model. A function
 on a ``Packed`` returns a ``Packed`` of its outputs.
 
 ``shape`` is ``(N, shape_1, shape_2, ...)``: the batch size, then each part's sample shape, so that
-``x.shape[1:]`` compares with a model's list of input shapes.
+``x.shape[1:]`` compares with a model's list of input shapes (one part: that part's shape).
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class Packed:
     # -- what the engine asks of a batch ---------------------------------------------------
     @property
     def shape(self) -> tuple[Any, ...]:
+        if len(self.parts) == 1:  # the one input of a model with several outputs: as its tensor
+            return tuple(self.parts[0].shape)
         return (len(self.parts[0]), *(tuple(p.shape[1:]) for p in self.parts))
 
     @property

@@ -17,10 +17,13 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import symbolic
 from deepfield.models.base import Layer, ensure_built, layer_from_config, snake_case
 from deepfield.models.summary import summarize
+from deepfield.models.trainable import Trainable
 
 
-class Sequential(nn.Sequential):
+class Sequential(Trainable, nn.Sequential):
     """A linear stack of layers.
+
+    ``trainable = False`` freezes every layer inside (:mod:`deepfield.models.trainable`).
 
     ``input_shape`` is the shape of one sample without the batch axis, e.g.
     ``(1, 64, 64)`` for one-band 64×64 images; it may instead be given to the first

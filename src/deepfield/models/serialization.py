@@ -17,7 +17,8 @@ edits a file can recompute them), which is why loading must never run code whate
 ``weights.file`` names a file inside the model's folder (no absolute path, no ``..``, no
 symbolic link leading out).
 
-A Sequential is saved layer by layer (``"class_name": "Sequential"``). A zoo preset
+A Sequential is saved layer by layer (``"class_name": "Sequential"``), a functional model as its
+graph (``"class_name": "Functional"``: :meth:`~deepfield.models.functional.Functional.get_config`). A zoo preset
 that is not a Sequential (:class:`~deepfield.models.presets.base.PresetModel`) is saved
 as the zoo call that makes it, ``"class_name": "Preset"`` with
 ``"config": {"preset": NAME, "kwargs": {...}}``, and rebuilt through the zoo.
@@ -47,6 +48,7 @@ from deepfield.version import __version__
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.models.bayesian import SETTINGS, bayesian_settings, bayesianize
+from deepfield.models.functional import Functional
 from deepfield.models.presets.base import PresetModel
 from deepfield.models.sequential import Sequential
 
@@ -59,10 +61,10 @@ ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 PRESET_CLASS = "Preset"
 BAYESIAN_KEY = "bayesian"
-CONTAINERS = ("Sequential", PRESET_CLASS)
+CONTAINERS = ("Sequential", "Functional", PRESET_CLASS)
 """The ``class_name`` values a model.json may hold (a subclass's name when loaded as that subclass)."""
 
-M = TypeVar("M", bound=Sequential)
+M = TypeVar("M", bound=Sequential | Functional)
 
 
 def _sha256(path: Path) -> str:
@@ -127,10 +129,10 @@ def is_saved(folder: str | os.PathLike[str]) -> bool:
 
 def has_architecture(model: nn.Module) -> bool:
     """Whether ``save_model`` can write ``model``'s architecture as JSON (else: weights only)."""
-    return isinstance(model, (Sequential, PresetModel))
+    return isinstance(model, (Sequential, Functional, PresetModel))
 
 
-def save_model(model: Sequential | PresetModel, folder: str | os.PathLike[str]) -> Path:
+def save_model(model: Sequential | Functional | PresetModel, folder: str | os.PathLike[str]) -> Path:
     """Write ``folder/model.json`` and ``folder/weights.safetensors`` (each atomically).
 
     An older ``model.json`` there is removed first and written again last, so that a kill in between
@@ -243,7 +245,7 @@ def warn_if_run(folder: str | os.PathLike[str]) -> None:
 
 
 @overload
-def load_model(folder: str | os.PathLike[str], *, trust: bool = False) -> Sequential | PresetModel: ...
+def load_model(folder: str | os.PathLike[str], *, trust: bool = False) -> Sequential | Functional | PresetModel: ...
 
 
 @overload
@@ -251,7 +253,7 @@ def load_model(folder: str | os.PathLike[str], cls: type[M], *, trust: bool = Fa
 
 
 def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
-               trust: bool = False) -> Sequential | PresetModel:
+               trust: bool = False) -> Sequential | Functional | PresetModel:
     """Rebuild the model saved in ``folder`` and load its weights (:func:`load_network`).
 
     On a run folder it warns (:class:`BareNetworkWarning`) that this is the bare network:
@@ -262,7 +264,7 @@ def load_model(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
 
 
 def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
-                 trust: bool = False) -> Sequential | PresetModel:
+                 trust: bool = False) -> Sequential | Functional | PresetModel:
     """Rebuild the network saved in ``folder`` and load its weights, silently (a run's own loader).
 
     A Sequential comes back as class ``cls`` (default :class:`Sequential`); a preset saved
@@ -272,10 +274,15 @@ def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
     folder = Path(folder)
     path = folder / ARCHITECTURE_FILE
     document = read_architecture(folder)
-    known = [*CONTAINERS, *([c.__name__ for c in cls.__mro__ if issubclass(c, Sequential)] if cls else [])]
+    known = [*CONTAINERS, *([c.__name__ for c in cls.__mro__ if issubclass(c, (Sequential, Functional))]
+                            if cls else [])]
     if document["class_name"] not in known:
         raise DeepfieldError(f"{path}: \"class_name\" must be one of {', '.join(dict.fromkeys(known))}, "
                              f"got {document['class_name']!r}")
+    kind = Functional if document["class_name"] == "Functional" else Sequential
+    if cls is not None and document["class_name"] != PRESET_CLASS and not issubclass(cls, kind):
+        raise DeepfieldError(f"{path}: it holds a {kind.__name__} model, not a {cls.__name__}; load it with "
+                             f"{kind.__name__}.load(folder) or deepfield.models.serialization.load_model(folder)")
     weights = weights_path(folder, document, path)
     digest = verify_checksums(document, path, trust)
     try:
@@ -285,7 +292,7 @@ def load_network(folder: str | os.PathLike[str], cls: type[M] | None = None, *,
                 raise DeepfieldError(f"it holds the preset {document['config']['preset']!r}, not a "
                                      f"{cls.__name__}; load it with deepfield.models.serialization.load_model(folder)")
         else:
-            model = (cls or Sequential).from_config(document["config"])
+            model = (cls or kind).from_config(document["config"])
         model.build()
         _reapply_bayesian(model, document["config"].get(BAYESIAN_KEY))
     except DeepfieldError as exc:

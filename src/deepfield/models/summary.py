@@ -35,6 +35,7 @@ class LayerRow:
     non_trainable: int
     mult_adds: int
     activation_bytes: int
+    connected: tuple[str, ...] | None = None  # a functional model's: the tensors read, as Keras shows them
 
     @property
     def params(self) -> int:
@@ -65,16 +66,20 @@ class ModelSummary:
         return sum(r.activation_bytes for r in self.rows)
 
     def table(self) -> Table:
-        table = Table(title=f'Model: "{self.name}"  input (None, {", ".join(map(str, self.input_shape))})',
-                      title_justify="left")
+        graph = any(r.connected is not None for r in self.rows)  # a functional model: its inputs are rows
+        title = f'Model: "{self.name}"' + ("" if graph else f'  input (None, {", ".join(map(str, self.input_shape))})')
+        table = Table(title=title, title_justify="left")
         table.add_column("Layer (type)")
         table.add_column("Output Shape")
         table.add_column("Param #", justify="right")
         table.add_column("Mult-Adds", justify="right")
         table.add_column("Act. memory", justify="right")
+        if graph:
+            table.add_column("Connected to")
         for r in self.rows:
             table.add_row(f"{r.name} ({r.type})", "(None, " + ", ".join(map(str, r.output_shape)) + ")",
-                          f"{r.params:,}", f"{r.mult_adds:,}", _bytes(r.activation_bytes))
+                          f"{r.params:,}", f"{r.mult_adds:,}", _bytes(r.activation_bytes),
+                          *([", ".join(r.connected or ()) or "-"] if graph else []))
         return table
 
     def totals_text(self) -> str:
@@ -133,8 +138,12 @@ def _counts(module: nn.Module) -> tuple[int, int, int]:
 def summarize(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> ModelSummary:
     """Summarise ``model`` for samples of ``input_shape`` (no batch axis, e.g. ``(1, 64, 64)``).
 
-    The shape may be omitted when the model knows it (``model.input_shape``).
+    The shape may be omitted when the model knows it (``model.input_shape``). A functional model
+    summarises its graph (:func:`deepfield.models.graph_summary.summarize_graph`).
     """
+    graph = getattr(model, "graph_summary", None)
+    if callable(graph):
+        return graph()
     shape = tuple(input_shape) if input_shape is not None else getattr(model, "input_shape", None)
     if shape is None:
         raise DeepfieldError(

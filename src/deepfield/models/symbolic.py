@@ -58,9 +58,26 @@ class SymbolicTensor:
     def ndim(self) -> int:
         return len(self.sample_shape) + 1
 
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        """A torch function on a symbolic tensor: one clear line instead of torch's type error."""
+        name = getattr(func, "__name__", str(func))
+        raise DeepfieldError(f"torch.{name} was called on a symbolic tensor (df.Input or a layer's output): a "
+                             "functional model is made of deepfield layers (deepfield.layers), called on symbolic "
+                             "tensors; put the computation in a layer, e.g. a merging layer for torch.cat or +")
+
+    def _arithmetic(self, *_: Any) -> Any:
+        raise DeepfieldError("arithmetic on symbolic tensors (df.Input or a layer's output) is not recorded in a "
+                             "functional model: use the merging layers, Add()([a, b]), Subtract()([a, b]), "
+                             "Multiply()([a, b]), or put the computation in a layer")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _arithmetic
+    __matmul__ = __rmatmul__ = __pow__ = __neg__ = __getitem__ = _arithmetic
+
     def __repr__(self) -> str:
         made = "Input" if self.node is None else type(self.node.module).__name__
-        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {made}{f' {self.name!r}' if self.name else ''}>"
+        named = f" {self.name!r}" if self.name else ""
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {made}{named}>"
 
 
 def Input(shape: tuple[int, ...] | list[int], name: str | None = None,  # noqa: N802  (Keras's name)

@@ -44,7 +44,8 @@ class Prepared:
 
 
 def make_optimizer(config: RunConfig) -> Any:
-    """The configured optimiser, with ``training.learning_rate`` applied when given."""
+    """The configured optimiser, with ``training.learning_rate`` applied when given (validation refuses
+    it together with ``training.optimizer.learning_rate``: one value, said once)."""
     optimizer = optimizers.get(optimizer_spec(config.training.optimizer))
     if config.training.learning_rate is not None:
         optimizer.learning_rate = config.training.learning_rate

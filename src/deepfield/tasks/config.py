@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from deepfield import arguments
@@ -189,6 +189,16 @@ class TrainingConfig(Strict):
         except DeepfieldError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _one_learning_rate(self) -> TrainingConfig:
+        """``learning_rate`` and ``optimizer: {learning_rate: ...}`` (or Keras 2's ``lr``) are one value:
+        say it once."""
+        inner = [k for k in ("learning_rate", "lr") if isinstance(self.optimizer, dict) and k in self.optimizer]
+        if self.learning_rate is not None and inner:
+            raise ValueError(f"the learning rate is given twice, as training.learning_rate and "
+                             f"training.optimizer.{inner[0]}: keep one of them")
+        return self
 
 
 def optimizer_spec(value: str | dict[str, Any]) -> str | dict[str, Any]:

@@ -39,6 +39,7 @@ from deepfield import arguments
 from deepfield.data.memmap import EpochBatchSampler, loader
 from deepfield.data.splits import epoch_order
 from deepfield.errors import DeepfieldError
+from deepfield.models.packed import Packed
 
 BatchSize = Union[int, str]
 Batch = tuple[torch.Tensor, Union[torch.Tensor, None]]
@@ -143,6 +144,26 @@ def prepare_arrays(x: Any, y: Any, device: torch.device, prefix: str = "") -> tu
     check_lengths(xt, yt, x_name, y_name)
     check_finite(yt, y_name)
     return xt, yt
+
+
+def prepare_packed(x: Packed, y: Packed | Any, device: torch.device,
+                   prefix: str = "") -> tuple[Packed, Packed | torch.Tensor | None]:
+    """:func:`prepare_arrays` for the inputs (and targets) of a model with several: each part checked and
+    placed, every part with as many samples."""
+    xs = [as_tensor(part, f"{prefix}{name}") for part, name in zip(x.parts, x.names)]
+    ys = (None if y is None else [as_tensor(p, f"{prefix}{n}", labels=True) for p, n in zip(y.parts, y.names)]
+          if isinstance(y, Packed) else [as_tensor(y, f"{prefix}y", labels=True)])
+    named = list(zip(xs + (ys or []), x.names + (y.names if isinstance(y, Packed) else (f"{prefix}y",) * bool(ys))))
+    home = resident_device(sum(t.nbytes for t, _ in named), device)
+    placed = []
+    for tensor, name in named:
+        check_lengths(named[0][0], tensor, named[0][1], name)
+        placed.append(_resident(tensor, home, device))
+        check_finite(placed[-1], name)
+    px = Packed(placed[:len(xs)], x.names)
+    if ys is None:
+        return px, None
+    return px, Packed(placed[len(xs):], y.names) if isinstance(y, Packed) else placed[-1]
 
 
 def _resident(tensor: torch.Tensor, home: torch.device, device: torch.device) -> torch.Tensor:
@@ -424,7 +445,8 @@ def make_batches(x: Any, y: Any, *, batch_size: BatchSize, shuffle: bool, device
         return DatasetBatches(x, batch_size, shuffle, device, with_y)
     if with_y and y is None:
         raise DeepfieldError(f"{prefix}y is missing: pass the targets with the arrays {prefix}x")
-    xt, yt = prepare_arrays(x, y if with_y else None, device, prefix)
+    prepare = prepare_packed if isinstance(x, Packed) else prepare_arrays  # a model with several inputs or outputs
+    xt, yt = prepare(x, y if with_y else None, device, prefix)
     return TensorBatches(xt, yt, batch_size, shuffle, device)
 
 
@@ -446,8 +468,8 @@ def split_validation(x: Any, y: Any, fraction: float) -> tuple[tuple[Any, Any], 
         n = len(x)  # type: ignore[arg-type]
         cut = n - int(n * fraction)
         return (Subset(x, range(cut)), None), (Subset(x, range(cut, n)), None)
-    xs = x if isinstance(x, torch.Tensor) else np.asarray(x)
-    ys = y if isinstance(y, torch.Tensor) or y is None else np.asarray(y)
+    xs = x if isinstance(x, (torch.Tensor, Packed)) else np.asarray(x)
+    ys = y if isinstance(y, (torch.Tensor, Packed)) or y is None else np.asarray(y)
     if ys is not None and len(xs) != len(ys):
         raise DeepfieldError(f"x has {len(xs)} samples but y has {len(ys)}; they must match")
     cut = len(xs) - int(len(xs) * fraction)

@@ -275,8 +275,12 @@ def sum_values(values: list[Any], device: torch.device) -> list[float]:
 
 def reduced_metric(metric: Any, device: torch.device) -> float:
     """``metric.compute()`` over every rank's samples (the metric's own state is left as it is)."""
-    from deepfield.training.metrics import AUC, _Mean
+    from deepfield.training.metrics import AUC, SummedMetric, _Mean
 
+    if isinstance(metric, SummedMetric):  # Precision, F1Score, R2Score, MeanIoU...: a tensor of sums
+        state = metric.empty_state(device) if metric._state is None else metric._state.clone()
+        dist.all_reduce(state)
+        return metric.result(state)
     if isinstance(metric, _Mean):
         total, count = sum_values([metric._total, metric._count], device)
         return total / count if count else float("nan")

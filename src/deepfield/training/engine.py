@@ -34,6 +34,7 @@ fast the model runs (device, precision, channels_last, torch.compile) is the eng
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -46,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import ensure_built
-from deepfield.training import distributed, losses, optimizers
+from deepfield.training import distributed, losses, optimizers, sample_weights
 from deepfield.training import metrics as metric_registry
 from deepfield.training.augment import BatchAugment, as_augment
 from deepfield.training.batches import BatchSize, Batches, check_batch_size, make_batches, split_validation
@@ -168,8 +169,9 @@ class Engine:
         loss: a loss name or spec for :func:`deepfield.training.losses.get` (needed by
             fit and evaluate, not by predict).
         optimizer: a name, deepfield optimiser or config for
-            :func:`deepfield.training.optimizers.get`; bound to the model's trainable
-            parameters at the first ``fit``, after lazily built layers exist.
+            :func:`deepfield.training.optimizers.get`; bound to the model's parameters at
+            the first ``fit``, after lazily built layers exist (frozen ones included: they get
+            no gradient, so no update, and ``trainable`` may change between fits).
         metrics: names or metric objects (:func:`deepfield.training.metrics.get`).
         device: ``"cuda"``, ``"mps"``, ``"cpu"``, a ``torch.device``, or ``None`` for the best present.
         precision: of the training steps: ``"auto"`` (default: what is fastest for the model
@@ -216,6 +218,7 @@ class Engine:
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._strategy: Strategy = SingleProcess()  # how the processes of the fit under way share it
         self._augment: BatchAugment | None = None  # what the fit under way does to its training batches
+        self._labels: Any = None  # the labels of a packed batch, in a run with sample weights (else None)
 
     # -- placement (what settings() reports) -------------------------------------------------
     @property
@@ -253,7 +256,8 @@ class Engine:
     def fit(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, epochs: int = 1,
             verbose: int = 1, callbacks: Iterable[Callback] | None = None, validation_split: float = 0.0,
             validation_data: Any = None, shuffle: bool = True, initial_epoch: int = 0,
-            seed: int | None = None, augment: Any = None) -> History:
+            seed: int | None = None, augment: Any = None, class_weight: Any = None,
+            sample_weight: Any = None) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1``; returns the :class:`History`.
 
         Args:
@@ -275,6 +279,9 @@ class Engine:
                 :mod:`deepfield.data.transforms`, e.g. ``["dihedral", {"name": "shift",
                 "max_shift": 2}]``, or a :class:`~deepfield.training.augment.BatchAugment`.
                 Drawn per batch from ``seed``: reproducible and resumable.
+            class_weight, sample_weight: Keras's: ``{class: weight}`` or one weight per sample ``(N,)``,
+                for arrays ``x``, ``y`` (:mod:`~deepfield.training.sample_weights`); ``validation_data``
+                may then be ``(x_val, y_val, w_val)``.
         """
         self._require_loss("fit")
         if x is None:
@@ -288,6 +295,10 @@ class Engine:
             strategy.seed_rng(self._seed)
         else:
             self._seed = strategy.broadcast(int(torch.randint(0, 2**62, (1,)).item()))
+        packing = None
+        if sample_weight is not None or class_weight is not None or sample_weights.is_weighted_validation(
+                validation_data):
+            y, validation_data, packing = sample_weights.for_fit(x, y, sample_weight, class_weight, validation_data)
         if validation_data is None and validation_split:
             (x, y), validation_data = split_validation(x, y, validation_split)
         train = make_batches(x, y, batch_size=batch_size, shuffle=shuffle, device=self.device, with_y=True)
@@ -298,11 +309,14 @@ class Engine:
             self._augment.check(train.example())
         train, val = strategy.fit_batches(train, val)
         with strategy.training(self.model, self.optimizer, self.placement) as net:
-            self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
+            # every weight, frozen or not: a frozen one has no gradient and is left alone, so `trainable`
+            # may change between fits without a new optimiser (Keras 3 refuses an unfreeze after compile)
+            self.optimizer.bind(self.model.parameters())
             self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
             self._strategy, self._net = strategy, net
             try:
-                return self._fit(train, val, epochs, verbose if strategy.is_main else 0, callbacks, initial_epoch)
+                with self._weighted(packing):
+                    return self._fit(train, val, epochs, verbose if strategy.is_main else 0, callbacks, initial_epoch)
             finally:
                 self._strategy, self._net = SingleProcess(), self.model
 
@@ -315,6 +329,9 @@ class Engine:
                                              params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
+        if not any(p.requires_grad for p in self.model.parameters()):  # everything frozen: Keras warns and runs
+            warnings.warn("the model has no trainable weights (trainable = False): fit changes nothing", stacklevel=3)
+            train_step = self._forward_step
         self.model.stop_training = False
         self._resume, self._tracker = None, RunningMean()
         cbs.call("on_train_begin", None)
@@ -353,7 +370,7 @@ class Engine:
             progress.start(f"Epoch {epoch + 1}/{epochs}", batches.steps, start,
                            lambda: distributed.local_logs(tracker, metrics))
         step, samples = start, 0
-        augment = self._augment
+        augment, unpack = self._augment, self._labels
         for x, y in batches.epoch(epoch, self._seed, start):
             if augment is not None:
                 x = augment(x, self._seed, epoch, step, strategy.part(batches, step))
@@ -365,8 +382,9 @@ class Engine:
             tracker.add(loss, n)
             if metrics and n:
                 pred = pred.detach()
+                labels = y if unpack is None else unpack(y)
                 for metric in metrics:
-                    metric.update(pred, y)
+                    metric.update(pred, labels)
             if batch_end:
                 batch_logs = {"loss": loss, "size": n}
                 for cb in batch_end:
@@ -396,6 +414,11 @@ class Engine:
         optimizer.zero_grad(set_to_none=True)
         return pred, loss
 
+    def _forward_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training step of a model without trainable weights: the loss, no update."""
+        pred = self.precision.forward(self._net, x)
+        return pred, self._training_loss(pred, y)
+
     def _closure_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For optimisers that evaluate the loss themselves (Newton): ``step(closure)``."""
         first: list[torch.Tensor] = []
@@ -423,26 +446,31 @@ class Engine:
 
     # -- evaluate and predict -------------------------------------------------------------
     def evaluate(self, x: Any = None, y: Any = None, batch_size: BatchSize | None = 32, verbose: int = 1,
-                 callbacks: Iterable[Callback] | None = None) -> dict[str, float]:
+                 callbacks: Iterable[Callback] | None = None, sample_weight: Any = None) -> dict[str, float]:
         """Loss and metrics on ``(x, y)``, as a dict ``{"loss": ..., "<metric>": ...}``.
 
         Keras returns a scalar or a list unless ``return_dict=True``; deepfield always
         returns the dict, so values are looked up by name, never by position.
+        ``sample_weight`` ``(N,)`` weighs the loss as in ``fit`` (not the metrics).
         """
         self._require_loss("evaluate")
+        packing = None
+        if sample_weight is not None:
+            y, _, packing = sample_weights.for_fit(x, y, sample_weight, None, None)
         batches = make_batches(x, y, batch_size=check_batch_size(batch_size), shuffle=False,
                                device=self.device, with_y=True)
         self._ready([("x", batches)])
         strategy = distributed.current_strategy()
         batches, over = strategy.evaluation_batches(batches)
         verbose = verbose if strategy.is_main else 0
-        return self._evaluate(batches, CallbackList(_as_list(callbacks), self),
-                              EpochProgress(verbose) if verbose else None, over)
+        with self._weighted(packing):
+            return self._evaluate(batches, CallbackList(_as_list(callbacks), self),
+                                  EpochProgress(verbose) if verbose else None, over)
 
     def _evaluate(self, batches: Batches, cbs: CallbackList, progress: EpochProgress | None,
                   strategy: Strategy) -> dict[str, float]:
         """Loss and metrics over ``batches``, this process's, reduced over the processes of ``strategy``."""
-        metrics, tracker = self.metrics, RunningMean()
+        metrics, tracker, unpack = self.metrics, RunningMean(), self._labels
         for metric in metrics:
             metric.reset()
         cbs.call("on_test_begin", None)
@@ -455,8 +483,9 @@ class Engine:
                 pred = self._forward(x, net)
                 n = x.shape[0]
                 tracker.add(self.loss_fn(pred, y), n)
+                labels = y if unpack is None else unpack(y)
                 for metric in metrics:
-                    metric.update(pred, y)
+                    metric.update(pred, labels)
                 step, samples = step + 1, samples + n
                 if progress is not None:
                     progress.advance(step, samples)
@@ -516,6 +545,19 @@ class Engine:
         return over.gather_rows(torch.cat(outputs).cpu().numpy() if outputs else None)
 
     # -- setup ------------------------------------------------------------------------------
+    @contextmanager
+    def _weighted(self, packing: sample_weights.Packing | None) -> Iterator[None]:
+        """While a run with sample weights lasts: batches hold packed labels, the loss is weighted."""
+        if packing is None:
+            yield
+            return
+        loss = self.loss_fn
+        self.loss_fn, self._labels = sample_weights.WeightedLoss(loss, packing), packing.labels
+        try:
+            yield
+        finally:
+            self.loss_fn, self._labels = loss, None
+
     def _require_loss(self, what: str) -> None:
         if self.loss_fn is None:
             raise DeepfieldError(f"{what} needs a loss: compile the model with loss=... first")

@@ -18,13 +18,17 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
 from deepfield.models import functional as models_functional
 from deepfield.models import keras_files
+from deepfield.models.packed import Packed
 from deepfield.models import sequential as models_sequential
 from deepfield.models.serialization import (WEIGHTS_FILE, load_network, load_weights, save_model, save_weights,
                                             warn_if_run)
+from deepfield.models.trainable import Trainable
+from deepfield.training import structures
 from deepfield.training.callbacks import History
 from deepfield.training.engine import Engine
 
@@ -32,11 +36,12 @@ S = TypeVar("S", bound="Sequential")
 K = TypeVar("K", bound="KerasModelMixin")
 
 
-class KerasModelMixin:
+class KerasModelMixin(Trainable):
     """Keras's training methods for an ``nn.Module`` subclass (put it first among the bases).
 
     ``model.stop_training`` (set by callbacks) and ``model.history`` (the last fit's
-    :class:`History`) behave as in Keras.
+    :class:`History`) behave as in Keras; so does ``model.trainable = False``
+    (:mod:`deepfield.models.trainable`).
     """
 
     stop_training: bool = False
@@ -184,6 +189,53 @@ class Functional(Model, models_functional.Functional):
         models_functional.Functional.__init__(self, inputs, outputs, name=name)
 
     forward = models_functional.Functional.forward
+
+    @property
+    def _several(self) -> bool:
+        """Whether data go through the engine packed (several inputs or outputs); else as for a Sequential."""
+        return len(self.input_names) > 1 or len(self.output_names) > 1
+
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,  # type: ignore[override]
+                loss_weights: Any = None, **kwargs: Any) -> Functional:
+        """As :meth:`KerasModelMixin.compile`, with a loss, metrics and ``loss_weights`` per output
+        (:mod:`deepfield.training.structures`)."""
+        names = self.output_names
+        if len(names) == 1:  # one output: as a Sequential (a dict or list by output is its one entry)
+            loss = structures.weighted(structures.one_output(loss, names, "loss"),
+                                       structures.one_output(loss_weights, names, "loss_weights"))
+            return super().compile(optimizer, loss, structures.one_output(metrics, names, "metrics", many=True),
+                                   **kwargs)
+        total = None if loss is None else structures.OutputLosses(names, loss, loss_weights)
+        tracked = [*(total.output_metrics() if total is not None else []), *structures.output_metrics(names, metrics)]
+        return super().compile(optimizer, total, tracked, **kwargs)
+
+    def _pack(self, x: Any, y: Any = None, what: str = "") -> tuple[Any, Any]:
+        several = self._several
+        if several and isinstance(x, (Dataset, DataLoader)):
+            raise DeepfieldError(f"model {self.name!r} has several inputs or outputs: fit, evaluate and predict take "
+                                 "its data as arrays (a list or a dict by name), not yet a Dataset or DataLoader")
+        packed = structures.pack(x, self.input_names, f"{what}x", several)
+        if isinstance(packed, Packed):
+            structures.check_shapes(packed, self.input_names, [t.sample_shape for t in self.inputs])
+        return packed, None if y is None else structures.pack(y, self.output_names, f"{what}y",
+                                                               len(self.output_names) > 1)
+
+    def fit(self, x: Any = None, y: Any = None, **kwargs: Any) -> History:
+        x, y = self._pack(x, y)
+        data = kwargs.get("validation_data")
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            kwargs["validation_data"] = self._pack(*data, what="validation ")
+        return super().fit(x, y, **kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> dict[str, float]:
+        return super().evaluate(*self._pack(x, y), **kwargs)
+
+    def predict(self, x: Any, **kwargs: Any) -> Any:
+        """Outputs for ``x``: one array, or for several outputs a list (a dict when the outputs were a dict)."""
+        if self._several and kwargs.get("mc_samples"):
+            raise DeepfieldError("predict(mc_samples=...) takes models with one input and one output")
+        result = super().predict(self._pack(x)[0], **kwargs)
+        return structures.unpack(result, self.output_names, self._output_dict)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         return save_model(self, folder)

@@ -1,8 +1,15 @@
 """Losses by Keras name: callables ``loss(y_pred, y_true) -> scalar tensor``.
 
-Argument order is torch's (prediction first). Every loss is averaged over the
+Argument order: deepfield's loss objects and any torch ``nn.Module`` loss take torch's
+order (prediction first, ``(input, target)``); a plain Python function of yours is
+written the Keras way, ``f(y_true, y_pred)``, and :func:`get` wraps it so
+(:class:`KerasFunction`). Every loss is averaged over the
 batch as Keras does (for per-sample losses summed over outputs, such as the
 cross-entropies and ``half_sse``, the sum is taken first).
+
+``loss.values(y_pred, y_true)`` gives the loss of each sample (or of each output, where the loss
+averages over outputs), ``(N, ...)``, unreduced: its mean is the loss, and sample weights multiply
+it (:mod:`deepfield.training.sample_weights`).
 
 Shapes: ``y_pred`` is ``(N, outputs)`` (or ``(N,)``); ``y_true`` must have the
 same shape, except that ``(N,)`` labels are accepted for ``(N, 1)`` predictions
@@ -19,6 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
@@ -54,7 +62,11 @@ def align_labels(name: str, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch
 
 
 class Loss:
-    """A named loss; ``loss(y_pred, y_true)`` checks shapes then computes the batch mean."""
+    """A named loss; ``loss(y_pred, y_true)`` checks shapes then computes the batch mean.
+
+    A subclass gives ``elements`` (the unreduced loss) and may override ``call`` with a fused
+    kernel for the mean, and ``prepare`` for its own label checks.
+    """
 
     name: ClassVar[str] = ""
     registry: ClassVar[Registry[type[Loss]]] = Registry("loss", any_case=True, class_names=True)
@@ -65,13 +77,23 @@ class Loss:
             Loss.registry.add(cls.name, cls)
 
     def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self.call(y_pred, self.prepare(y_pred, y_true))
+
+    def values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample ``(N, ...)``, unreduced: its mean is ``self(y_pred, y_true)``."""
+        return self.elements(y_pred, self.prepare(y_pred, y_true))
+
+    def prepare(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """``y_true`` checked, shaped and typed like ``y_pred``."""
         y_true = align_labels(self.name, y_pred, y_true)
-        if y_true.dtype != y_pred.dtype:
-            y_true = y_true.to(y_pred.dtype)
-        return self.call(y_pred, y_true)
+        return y_true if y_true.dtype == y_pred.dtype else y_true.to(y_pred.dtype)
 
     def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        """The loss for labels already shaped and typed like ``y_pred``."""
+        """The loss for labels already prepared: the mean of :meth:`elements`."""
+        return self.elements(y_pred, y_true).mean()
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """The unreduced loss ``(N, ...)`` for labels already prepared."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -91,6 +113,9 @@ class MeanSquaredError(Loss):
     def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(y_pred, y_true)
 
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return torch.square(y_pred - y_true)
+
 
 class MeanAbsoluteError(Loss):
     """``mean(|y_pred - y_true|)``."""
@@ -99,6 +124,9 @@ class MeanAbsoluteError(Loss):
 
     def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(y_pred, y_true)
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return torch.abs(y_pred - y_true)
 
 
 class Huber(Loss):
@@ -113,6 +141,9 @@ class Huber(Loss):
 
     def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         return F.huber_loss(y_pred, y_true, delta=self.delta)
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return F.huber_loss(y_pred, y_true, delta=self.delta, reduction="none")
 
     def get_config(self) -> dict[str, Any]:
         return {"delta": self.delta}
@@ -130,6 +161,9 @@ class HalfSumSquaredError(Loss):
     def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         return 0.5 * torch.sum(torch.square(y_true - y_pred)) / y_pred.shape[0]
 
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.square(y_true - y_pred).reshape(y_pred.shape[0], -1).sum(dim=1)
+
 
 class GaussianNLL(Loss):
     """Negative log-likelihood of a heteroscedastic head: ``y_pred`` is ``(N, 2D)`` = mean | log-variance.
@@ -143,12 +177,18 @@ class GaussianNLL(Loss):
     name = "gaussian_nll"
 
     def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return F.gaussian_nll_loss(*self._parts(y_pred, y_true), full=True, eps=1e-12)
+
+    def values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return F.gaussian_nll_loss(*self._parts(y_pred, y_true), full=True, eps=1e-12, reduction="none")
+
+    def _parts(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean, labels, variance), each ``(N, D)``."""
         if y_pred.dim() != 2 or y_pred.shape[1] % 2:
             raise DeepfieldError(f"gaussian_nll: predictions must be (N, 2D) = mean and log-variance per output, "
                                  f"got shape {tuple(y_pred.shape)}")
         mean, log_var = y_pred.chunk(2, dim=1)
-        y_true = align_labels(self.name, mean, y_true).to(mean.dtype)
-        return F.gaussian_nll_loss(mean, y_true, log_var.exp(), full=True, eps=1e-12)
+        return mean, align_labels(self.name, mean, y_true).to(mean.dtype), log_var.exp()
 
 
 class _FromLogits(Loss):
@@ -161,47 +201,81 @@ class _FromLogits(Loss):
         return {"from_logits": self.from_logits}
 
 
+def check_label_smoothing(owner: str, value: float) -> float:
+    """Keras's ``label_smoothing``, a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise DeepfieldError(f"{owner}: label_smoothing must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 class BinaryCrossentropy(_FromLogits):
     """``-[y log p + (1 - y) log(1 - p)]`` per output, averaged.
 
     ``y_pred`` holds probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras does,
     or logits when ``from_logits=True`` (numerically safer: no clipping needed).
+    ``label_smoothing`` ``s`` trains on ``y (1 - s) + s / 2`` (Keras's).
     """
 
     name = "binary_crossentropy"
 
-    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        super().__init__(from_logits)
+        self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
+
+    def prepare(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        y_true = super().prepare(y_pred, y_true)
+        s = self.label_smoothing
+        return y_true * (1.0 - s) + 0.5 * s if s else y_true
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         if self.from_logits:
-            return F.binary_cross_entropy_with_logits(y_pred, y_true)
+            return F.binary_cross_entropy_with_logits(y_pred, y_true, reduction="none")
         p = y_pred.clamp(EPSILON, 1.0 - EPSILON)
-        return -torch.mean(y_true * torch.log(p) + (1.0 - y_true) * torch.log1p(-p))
+        return -(y_true * torch.log(p) + (1.0 - y_true) * torch.log1p(-p))
+
+    def get_config(self) -> dict[str, Any]:
+        smoothing = {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        return {**super().get_config(), **smoothing}
 
 
 class CategoricalCrossentropy(_FromLogits):
     """``-sum_c y_c log p_c`` per sample for one-hot (or soft) ``y_true`` ``(N, C)``.
 
     Probabilities are renormalised to sum to one and clipped as in Keras;
-    ``from_logits=True`` uses ``log_softmax`` instead.
+    ``from_logits=True`` uses ``log_softmax`` instead. ``label_smoothing`` ``s`` trains
+    on ``y (1 - s) + s / C`` (Keras's).
     """
 
     name = "categorical_crossentropy"
 
-    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        if y_true.shape != y_pred.shape:
-            hint = ""
-            if y_true.shape == y_pred.shape[:1] + y_pred.shape[2:]:
-                hint = "; for integer class labels use sparse_categorical_crossentropy"
-            raise DeepfieldError(
-                f"{self.name}: labels of shape {tuple(y_true.shape)} do not match predictions "
-                f"of shape {tuple(y_pred.shape)}{hint}"
-            )
-        if y_true.dtype != y_pred.dtype:
-            y_true = y_true.to(y_pred.dtype)
-        return self.call(y_pred, y_true)
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        super().__init__(from_logits)
+        self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
 
-    def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        per_sample = -torch.sum(y_true * _log_probabilities(y_pred, self.from_logits), dim=1)
-        return per_sample.mean()
+    def prepare(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return one_hot_labels(self.name, y_pred, y_true, self.label_smoothing)
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return -torch.sum(y_true * _log_probabilities(y_pred, self.from_logits), dim=1)
+
+    def get_config(self) -> dict[str, Any]:
+        smoothing = {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        return {**super().get_config(), **smoothing}
+
+
+def one_hot_labels(name: str, y_pred: torch.Tensor, y_true: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """One-hot (or soft) labels of ``y_pred``'s shape and dtype, smoothed to ``y (1 - s) + s / C``."""
+    if y_true.shape != y_pred.shape:
+        hint = ""
+        if y_true.shape == y_pred.shape[:1] + y_pred.shape[2:]:
+            hint = "; for integer class labels use sparse_categorical_crossentropy"
+        raise DeepfieldError(
+            f"{name}: labels of shape {tuple(y_true.shape)} do not match predictions "
+            f"of shape {tuple(y_pred.shape)}{hint}"
+        )
+    if y_true.dtype != y_pred.dtype:
+        y_true = y_true.to(y_pred.dtype)
+    return y_true * (1.0 - smoothing) + smoothing / y_pred.shape[1] if smoothing else y_true
 
 
 class SparseCategoricalCrossentropy(_FromLogits):
@@ -220,12 +294,18 @@ class SparseCategoricalCrossentropy(_FromLogits):
         self._range_checked = False
 
     def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self._checked(self.call, y_pred, y_true)
+
+    def values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self._checked(self.elements, y_pred, y_true)
+
+    def _checked(self, fn: LossFn, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         labels = self._labels(y_pred, y_true)
         if not self._range_checked:
             self._check_range(labels, y_pred.shape[1])
             self._range_checked = True
         try:
-            return self.call(y_pred, labels)
+            return fn(y_pred, labels)
         except (IndexError, RuntimeError):
             self._check_range(labels, y_pred.shape[1])
             raise
@@ -234,6 +314,11 @@ class SparseCategoricalCrossentropy(_FromLogits):
         if self.from_logits:
             return F.cross_entropy(y_pred, y_true, ignore_index=_NO_IGNORE)
         return F.nll_loss(_log_probabilities(y_pred, False), y_true, ignore_index=_NO_IGNORE)
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if self.from_logits:
+            return F.cross_entropy(y_pred, y_true, ignore_index=_NO_IGNORE, reduction="none")
+        return F.nll_loss(_log_probabilities(y_pred, False), y_true, ignore_index=_NO_IGNORE, reduction="none")
 
     def _labels(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         """``y_true`` as int64 of shape ``y_pred.shape`` without the class axis."""
@@ -287,8 +372,11 @@ class SmoothedSparseCrossentropy(SparseCategoricalCrossentropy):
         self.kernel = kernel
 
     def call(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self.elements(y_pred, y_true).mean()
+
+    def elements(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         weights = self.kernel.to(device=y_pred.device, dtype=y_pred.dtype)[y_true]  # (N, C)
-        return -torch.sum(weights * _log_probabilities(y_pred, self.from_logits), dim=1).mean()
+        return -torch.sum(weights * _log_probabilities(y_pred, self.from_logits), dim=1)
 
 
 def _log_probabilities(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
@@ -299,19 +387,64 @@ def _log_probabilities(y_pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
     return torch.log(p.clamp(EPSILON, 1.0 - EPSILON))
 
 
+class KerasFunction(Loss):
+    """Your own loss written the Keras way, ``fn(y_true, y_pred) -> values``, reduced as Keras does.
+
+    ``fn`` gets the labels first; they are cast to the predictions' dtype and, where the ranks
+    differ by a trailing axis of 1, given the predictions' rank (Keras's ``squeeze_or_expand``).
+    What it returns (per-sample values ``(N,)``, or any shape) is averaged: Keras's default
+    ``sum_over_batch_size`` reduction.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)  # type: ignore[misc]  # shown in messages
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self.values(y_pred, y_true).mean()
+
+    def values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """What ``fn`` returns for this batch, unreduced."""
+        if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+            y_true = y_true.unsqueeze(-1)
+        elif y_pred.ndim == y_true.ndim - 1 and y_true.shape[-1] == 1:
+            y_true = y_true.squeeze(-1)
+        if y_pred.is_floating_point() and y_true.dtype != y_pred.dtype:
+            y_true = y_true.to(y_pred.dtype)
+        return torch.as_tensor(self.fn(y_true, y_pred))
+
+    def __repr__(self) -> str:
+        return f"KerasFunction({self.name})"
+
+
+# The rest of Keras 3's losses live in their own module; importing it registers them.
+from deepfield.training.keras_losses import (  # noqa: E402
+    BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy,
+    Hinge,
+    KLDivergence,
+    LogCosh,
+    Poisson,
+)
+
 Loss.registry.alias("mean_squared_error", "mse")
 Loss.registry.alias("mean_absolute_error", "mae")
+Loss.registry.alias("kld", "kl_divergence")
 NAMES = Loss.registry.names()
 
 
 def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
-    """A loss from a name (``"mse"``), a callable or ``Loss`` (returned as is), or a config.
+    """A loss from a name (``"mse"``), a ``Loss`` or torch ``nn.Module`` (returned as is, called
+    ``loss(y_pred, y_true)``), a function ``f(y_true, y_pred)`` (Keras's order, wrapped in
+    :class:`KerasFunction`), or a config.
 
     A config is ``{"class_name": "CategoricalCrossentropy", "config": {"from_logits": true}}``;
     the registry name works as class name too.
     """
-    if callable(spec):
+    if isinstance(spec, (Loss, nn.Module)):
         return spec
+    if callable(spec):
+        return KerasFunction(spec)
     if isinstance(spec, str):
         return Loss.registry.lookup(spec)()
     if isinstance(spec, dict) and "class_name" in spec:
@@ -324,8 +457,9 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 
 __all__ = [
-    "NAMES", "BinaryCrossentropy", "CategoricalCrossentropy", "GaussianNLL", "HalfSumSquaredError", "Huber",
-    "Loss", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
+    "NAMES", "BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy", "CategoricalFocalCrossentropy",
+    "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
+    "Poisson", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",
     "align_labels", "get",
 ]

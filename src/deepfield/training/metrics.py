@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
-from deepfield.training.losses import align_labels
+from deepfield.training.losses import KerasFunction, Loss, align_labels
 
 
 def _sum(values: torch.Tensor) -> torch.Tensor:
@@ -172,6 +173,20 @@ class MeanMetricWrapper(_Mean):
         return _sum(self.fn(y_pred, y_true)) * batch, batch
 
 
+class FunctionMetric(_Mean):
+    """Your own metric written the Keras way, ``fn(y_true, y_pred) -> values``: the mean of every
+    value it returns over the epoch, as Keras's ``MeanMetricWrapper`` (a function returning one
+    number per batch thus weighs every batch alike)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str | None = None) -> None:
+        self.fn = KerasFunction(fn)
+        super().__init__(name or self.fn.name)
+
+    def _batch(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
+        values = self.fn.values(y_pred, y_true)
+        return _sum(values), values.numel()
+
+
 class AUC(Metric):
     """Area under the ROC curve, streamed as Keras does it.
 
@@ -224,7 +239,21 @@ class AUC(Metric):
         return {"num_thresholds": self.num_thresholds, **super().get_config()}
 
 
+# Keras 3's other metrics live in their own module; importing it registers them.
+from deepfield.training.keras_metrics import (  # noqa: E402
+    F1Score,
+    FBetaScore,
+    MeanIoU,
+    Precision,
+    R2Score,
+    Recall,
+    RootMeanSquaredError,
+    SummedMetric,
+    TopKCategoricalAccuracy,
+)
+
 Metric.registry.alias("acc", "accuracy")
+Metric.registry.alias("mean_iou", "mean_io_u")
 Metric.registry.alias("mean_absolute_error", "mae")
 Metric.registry.alias("mean_squared_error", "mse")
 NAMES = Metric.registry.names()
@@ -234,17 +263,25 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
     """A metric from a name, an instance (returned as is), a config, or a function.
 
     A name keeps its spelling as the metric's ``name`` (``"acc"`` is shown as
-    ``acc``, as in Keras); a function ``fn(y_pred, y_true) -> batch mean`` is
-    averaged over samples under its ``__name__``.
+    ``acc``, as in Keras); a function of yours ``fn(y_true, y_pred)`` (Keras's order) is averaged
+    over all it returns (:class:`FunctionMetric`), under its ``__name__``; a deepfield loss or a torch
+    ``nn.Module`` ``fn(y_pred, y_true) -> batch mean`` is averaged over samples (:class:`MeanMetricWrapper`).
     """
     if isinstance(spec, Metric):
-        return spec
+        return _one_number(spec)
     if isinstance(spec, str):
-        return Metric.registry.lookup(spec)(name=spec.lower())
+        try:
+            shown = spec.lower() if spec.lower() in Metric.registry.known() else None  # a class name: Keras's name
+            return _one_number(Metric.registry.lookup(spec)(name=shown))
+        except TypeError as exc:
+            raise DeepfieldError(f"metric {spec}: needs arguments ({exc}); give {{'class_name': {spec!r}, "
+                                 "'config': {...}}") from None
     if isinstance(spec, dict) and "class_name" in spec:
-        return Metric.registry.from_config(spec)
-    if callable(spec):
+        return _one_number(Metric.registry.from_config(spec))
+    if isinstance(spec, (Loss, nn.Module)):
         return MeanMetricWrapper(spec)
+    if callable(spec):
+        return FunctionMetric(spec)
     raise DeepfieldError(
         f"metric must be a name, a Metric, a function or {{'class_name': ..., 'config': {{...}}}}, "
         f"got {type(spec).__name__}"
@@ -252,7 +289,17 @@ def get(spec: str | Metric | dict[str, Any] | Callable[[torch.Tensor, torch.Tens
 
 
 
+def _one_number(metric: Metric) -> Metric:
+    """``metric``, unless it gives one score per class (a vector cannot be a training log)."""
+    if getattr(metric, "gives_vector", False):
+        raise DeepfieldError(f"metric {metric.name}: gives one score per class; for training logs choose an average "
+                             "(F1Score(average='macro'), R2Score(class_aggregation='uniform_average'))")
+    return metric
+
+
 __all__ = [
-    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanMetricWrapper",
+    "AUC", "NAMES", "Accuracy", "BinaryAccuracy", "F1Score", "FBetaScore", "FunctionMetric", "MeanIoU",
+    "Precision", "R2Score", "Recall", "RootMeanSquaredError", "SummedMetric", "TopKCategoricalAccuracy",
+    "MeanAbsoluteError", "MeanMetricWrapper",
     "MeanSquaredError", "Metric", "get",
 ]
