@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
@@ -36,6 +37,25 @@ def test_convert_writes_a_model_folder_with_equal_outputs_and_back(cli, tmp_path
     back = keras.saving.load_model(tmp_path / "back.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(back(x)), keras.ops.convert_to_numpy(theirs(x)),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_convert_writes_a_functional_model_folder(cli, tmp_path):
+    from deepfield.training import Functional
+
+    image, table = keras.Input((6, 6, 1), name="image"), keras.Input((2,), name="table")
+    joined = L.Concatenate()([L.Flatten()(L.Conv2D(2, 3)(image)), table])
+    theirs = keras.Model([image, table], L.Dense(1)(joined))
+    theirs.save(tmp_path / "two.keras")
+    done = cli("convert", tmp_path / "two.keras", tmp_path / "two")
+    assert done.returncode == 0 and "df.Functional.load" not in done.stderr, done.stderr
+    assert "deepfield.Functional.load" in done.stdout
+    ours = Functional.load(tmp_path / "two")
+    x = np.random.default_rng(1).normal(size=(3, 6, 6, 1)).astype(np.float32)
+    t = np.random.default_rng(2).normal(size=(3, 2)).astype(np.float32)
+    ours.eval()
+    with torch.no_grad():
+        got = ours(torch.from_numpy(np.moveaxis(x, -1, 1).copy()), torch.from_numpy(t)).numpy()
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(theirs([x, t])), atol=1e-5, rtol=1e-5)
 
 
 def test_convert_refuses_a_bad_file_and_never_replaces_what_exists(cli, tmp_path):

@@ -402,9 +402,12 @@ def test_a_functional_model_converts_with_equal_outputs(tmp_path, suffix):
 
 def test_save_keras_writes_functional_models_keras_loads(tmp_path):
     keras_model = randomised(keras_functional())
+    keras_model.get_layer("shared").trainable = False
     ours = converted(keras_model, tmp_path)
+    assert not ours.get_layer("shared").trainable and ours.get_layer("out").trainable  # frozen as in Keras
     ours.save_keras(tmp_path / "back.keras")
     theirs = keras.saving.load_model(tmp_path / "back.keras")
+    assert not theirs.get_layer("shared").trainable and theirs.get_layer("out").trainable
     image, table = sample((10, 10, 2)), sample((3,), seed=2)
     for g, e in zip(theirs([image, table], training=False), keras_model([image, table], training=False)):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(g), keras.ops.convert_to_numpy(e), atol=TOLERANCE,

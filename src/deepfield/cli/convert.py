@@ -38,9 +38,6 @@ def convert(
         raise DeepfieldError(f"{out}: holds a saved model already; pass --overwrite to replace it, or choose "
                              "another folder")
     model = keras_files.load_keras(source, input_shape=parse_shape(input_shape) if input_shape else None)
-    if not serialization.has_architecture(model):
-        raise DeepfieldError(f"{source}: a {type(model).__name__} model converts in Python (deepfield.load_keras), "
-                             "but a model folder (model.json) holds Sequential models only so far")
     out.mkdir(parents=True, exist_ok=True)
     serialization.save_model(model, out)
     layers = len(list(model.children()))

@@ -160,8 +160,10 @@ def make_layer(keras: KerasLayer, x: Tensor | list[Tensor]) -> tuple[Translator,
 
 def finish_layer(keras: KerasLayer, translator: Translator, layer: Layer, x: Tensor | list[Tensor],
                  arrays: list[np.ndarray]) -> None:
-    """Load Keras's ``arrays`` into the built ``layer``."""
+    """Load Keras's ``arrays`` into the built ``layer``; a layer Keras froze (``trainable: false``) is frozen."""
     assign(keras, layer, translator.weights_to_deepfield(keras, layer, arrays, x))
+    if keras.get("trainable", True) is False:
+        layer.trainable = False
 
 
 def output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:

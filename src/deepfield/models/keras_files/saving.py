@@ -36,7 +36,7 @@ def _translate(name: str, layer: nn.Module, x: Any) -> tuple[Translator, KerasLa
                              "(yet); the layers it converts are listed in the README, 'Coming from Keras'")
     spec = translator.to_keras(layer, x)
     spec = {"module": "keras.layers", "class_name": spec["class_name"], "registered_name": None,
-            "config": {"name": name, "trainable": True, **spec["config"]}}
+            "config": {"name": name, "trainable": layer.trainable, **spec["config"]}}
     keras = KerasLayer(spec)
     if any(t.order is not None for t in (x if isinstance(x, list) else [x])) and not translator.keeps_order:
         raise keras.refuse("it follows a Flatten of an image, whose numbers Keras lists in another order; "
