@@ -180,6 +180,9 @@ def _keras3_weights(h5: h5py.File, where: str) -> Weights:
     """``layers/<key>/vars/<0, 1, ...>`` of Keras 3 (a layer's own variables; nested parts are not read)."""
     weights = Weights("key")
     layers = _child(h5, "layers", where)
+    if layers is None and "_layer_checkpoint_dependencies" in h5:
+        raise DeepfieldError(f"{where}: written by tf.keras 2.12-2.15, whose first .keras layout deepfield does not "
+                             "read; save the model again with that version as .h5 (model.save('model.h5'))")
     if layers is None:
         return weights
     for key in layers:
