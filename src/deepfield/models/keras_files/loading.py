@@ -1,7 +1,7 @@
 """``load_keras``: a Keras model file as a deepfield model with the same outputs (inputs channels first).
 
 The model comes back as the class registered in :data:`MODEL_CLASSES` for its Keras container
-(``Sequential``). The models layer may not import the training layer, yet the model a user gets back must
+(``Sequential``, ``Functional``). The models layer may not import the training layer, yet the model a user gets back must
 have ``compile`` / ``fit`` / ``predict``, which the training layer adds: so the training layer registers
 its face classes here when it is imported (``deepfield.training.keras``), and the public face
 (``deepfield.load_keras``, ``deepfield.models``) imports the training layer before handing the loader
