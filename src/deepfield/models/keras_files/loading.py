@@ -1,12 +1,12 @@
 """``load_keras``: a Keras model file as a deepfield model with the same outputs (inputs channels first).
 
 The model comes back as the class registered in :data:`MODEL_CLASSES` for its Keras container
-(``Sequential``, ``Functional``). The models layer may not import the training layer, yet the model a user gets back must
-have ``compile`` / ``fit`` / ``predict``, which the training layer adds: so the training layer registers
-its face classes here when it is imported (``deepfield.training.keras``), and the public face
-(``deepfield.load_keras``, ``deepfield.models``) imports the training layer before handing the loader
-out. Without them (the models layer used alone, ``deepfield.training`` never imported) the plain
-:class:`~deepfield.models.sequential.Sequential` is built, which has no ``fit``.
+(``Sequential``, ``Functional``). The models layer may not import the training layer, yet the model a
+user gets back must have ``compile`` / ``fit`` / ``predict``, which the training layer adds: so the
+training layer registers its face classes here when it is imported (``deepfield.training.keras``), and
+the public face (``deepfield.load_keras``, ``deepfield.models``) imports the training layer before
+handing the loader out. Without them (the models layer used alone, ``deepfield.training`` never
+imported) the plain models-layer classes are built, which have no ``fit``.
 """
 from __future__ import annotations
 
