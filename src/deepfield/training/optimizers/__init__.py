@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from deepfield.errors import DeepfieldError
+from deepfield.training.optimizers import schedules
 from deepfield.training.optimizers.adagrad import Adagrad
 from deepfield.training.optimizers.adam import Adam, AdamW
 from deepfield.training.optimizers.base import GradientOptimizer, Optimizer
@@ -50,5 +51,5 @@ def get(spec: str | Optimizer | dict[str, Any]) -> Optimizer:
 
 __all__ = [
     "NAMES", "Adagrad", "Adam", "AdamW", "GradientOptimizer", "Newton", "Optimizer",
-    "RMSprop", "SGD", "get",
+    "RMSprop", "SGD", "get", "schedules",
 ]
