@@ -167,3 +167,39 @@ def test_run_config_takes_a_schedule_as_the_optimizers_learning_rate(tmp_path) -
     with pytest.raises(DeepfieldError, match="training.optimizer: adam: learning_rate: learning rate schedule "
                                              "CosineDecay: bad config"):
         load_config(path)
+
+
+def test_backup_and_restore_continues_the_schedule_at_the_right_step(tmp_path) -> None:
+    from deepfield.layers import Dense
+    from deepfield.training import BackupAndRestore, Callback, Sequential
+
+    class Crash(Callback):
+        def __init__(self, at: int) -> None:
+            super().__init__()
+            self.at, self.seen = at, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen += 1
+            if self.seen == self.at:
+                raise KeyboardInterrupt
+
+    def model() -> Sequential:
+        schedule = schedules.CosineDecayRestarts(0.05, first_decay_steps=3, t_mul=1.5)
+        return Sequential([Dense(8, activation="relu"), Dense(1)], input_shape=(4,)).compile(
+            optimizer=Adam(learning_rate=schedule), loss="mse", device="cpu")
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=gen)
+    y = x[:, :1] - 2 * x[:, 1:2]
+    reference = model()
+    ref_history = reference.fit(x, y, batch_size=8, epochs=4, seed=3, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        model().fit(x, y, batch_size=8, epochs=4, seed=3, verbose=0,
+                    callbacks=[BackupAndRestore(tmp_path, save_freq=2), Crash(9)])
+    resumed = model()
+    history = resumed.fit(x, y, batch_size=8, epochs=4, seed=3, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
+    assert resumed.optimizer.iterations == reference.optimizer.iterations == 20
+    assert history.history["lr"] == ref_history.history["lr"]
+    assert len(set(history.history["lr"])) >= 3  # the schedule moved (and restarted)
+    for got, want in zip(resumed.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(got, want)
