@@ -203,3 +203,16 @@ def test_backup_and_restore_continues_the_schedule_at_the_right_step(tmp_path) -
     assert len(set(history.history["lr"])) >= 3  # the schedule moved (and restarted)
     for got, want in zip(resumed.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(got, want)
+
+
+def test_callbacks_that_set_the_rate_refuse_a_schedule_when_fit_starts() -> None:
+    from deepfield.layers import Dense
+    from deepfield.training import LearningRateScheduler, ReduceLROnPlateau, Sequential
+
+    x, y = np.zeros((8, 3), "float32"), np.zeros((8, 1), "float32")
+    for callback in [ReduceLROnPlateau(monitor="loss"), LearningRateScheduler(lambda epoch, lr: lr)]:
+        model = Sequential([Dense(1)], input_shape=(3,))
+        model.compile(optimizer=SGD(learning_rate=schedules.ExponentialDecay(0.1, 10, 0.5)), loss="mse")
+        with pytest.raises(DeepfieldError, match=f"{type(callback).__name__} sets the learning rate, but the "
+                                                 "optimizer's learning_rate is the schedule ExponentialDecay"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
