@@ -31,7 +31,8 @@ def test_lambda_callback_calls_each_given_hook_with_keras_arguments() -> None:
     )
     model, x, y = model_and_data()
     model.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[callback], seed=0)
-    batch = [("batch_begin", 0), ("batch_end", 0, ["loss", "size"]), ("batch_begin", 1), ("batch_end", 1, ["loss", "size"])]
+    batch = [("batch_begin", 0), ("batch_end", 0, ["loss", "size"]),
+             ("batch_begin", 1), ("batch_end", 1, ["loss", "size"])]
     assert calls == [("train_begin",),
                      ("epoch_begin", 0), *batch, ("epoch_end", 0, ["loss", "lr", "mae"]),
                      ("epoch_begin", 1), *batch, ("epoch_end", 1, ["loss", "lr", "mae"]),
@@ -109,7 +110,7 @@ def test_tensorboard_epoch_logging_costs_nothing_per_batch_and_bad_arguments_are
     model, x, y = model_and_data()
     model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[callback])
     assert callback not in model.engine._callbacks.batch_begin + model.engine._callbacks.batch_end
-    with pytest.raises(DeepfieldError, match="TensorBoard: update_freq must be 'epoch', 'batch' or a positive integer"):
+    with pytest.raises(DeepfieldError, match="TensorBoard: update_freq must be 'epoch', 'batch' or a positive"):
         TensorBoard(tmp_path, update_freq="often")
     with pytest.raises(DeepfieldError, match="TensorBoard: profile_batch is not supported"):
         TensorBoard(tmp_path, profile_batch=5)

@@ -197,9 +197,10 @@ REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
 """Keras names -> factories of fresh initialisers."""
 REGISTRY.alias("uniform", "random_uniform")  # the old Keras init='uniform'
 
-CLASSES: Registry[type[Initializer]] = Registry(
-    "initializer class", {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, TruncatedNormal, Orthogonal,
-                                     Identity, Constant)})
+CLASSES: Registry[type[Initializer]] = Registry("initializer class", {
+    cls.__name__: cls
+    for cls in (VarianceScaling, RandomUniform, RandomNormal, TruncatedNormal, Orthogonal, Identity, Constant)
+})
 """Class names, as a ``model.json`` writes them (:func:`serialize`)."""
 
 

@@ -97,7 +97,7 @@ class Callback:
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
-    """Whether ``callback`` has its own ``hook``: in its class, or set on it (``cb.on_epoch_end = f``, LambdaCallback)."""
+    """Whether ``callback`` has its own ``hook``: in its class, or set on it (``cb.on_epoch_end = f``)."""
     return getattr(type(callback), hook) is not getattr(Callback, hook) or hook in vars(callback)
 
 

@@ -327,7 +327,7 @@ def _schedule(opt: Optimizer, rate: Any) -> schedules.LearningRateSchedule | Non
         except DeepfieldError as exc:
             raise DeepfieldError(f"{opt.name}: learning_rate: {exc}") from None
     ok = is_number(rate) and 0 <= rate and math.isfinite(rate)
-    opt._check(ok, f"learning_rate must be a number >= 0, got {rate!r} (or a schedule: deepfield.optimizers.schedules)")
+    opt._check(ok, f"learning_rate must be a number >= 0, got {rate!r} (or a schedule: optimizers.schedules)")
     return None
 
 

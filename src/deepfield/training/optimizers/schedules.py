@@ -158,7 +158,8 @@ class PolynomialDecay(LearningRateSchedule):
         else:
             step = min(step, decay_steps)
         fraction = step / decay_steps
-        return (self.initial_learning_rate - self.end_learning_rate) * (1 - fraction) ** self.power + self.end_learning_rate
+        span = self.initial_learning_rate - self.end_learning_rate
+        return span * (1 - fraction) ** self.power + self.end_learning_rate
 
 
 class CosineDecay(LearningRateSchedule):
