@@ -48,6 +48,9 @@ def test_lambda_callback_takes_keras_3_batch_names_and_costs_nothing_per_batch_w
     epochs_only = LambdaCallback(on_epoch_end=lambda epoch, logs: None)
     model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[epochs_only])
     assert epochs_only not in model.engine._callbacks.batch_begin + model.engine._callbacks.batch_end
+    import deepfield as df
+
+    assert df.callbacks.LambdaCallback is LambdaCallback and df.callbacks.TensorBoard is TensorBoard
     with pytest.raises(DeepfieldError, match="LambdaCallback: on_batch_end and on_train_batch_end are one hook"):
         LambdaCallback(on_batch_end=print, on_train_batch_end=print)
     with pytest.raises(DeepfieldError, match="unknown LambdaCallback argument 'on_epoch_ends'; expected one of"):
@@ -114,3 +117,25 @@ def test_tensorboard_epoch_logging_costs_nothing_per_batch_and_bad_arguments_are
         TensorBoard(tmp_path, update_freq="often")
     with pytest.raises(DeepfieldError, match="TensorBoard: profile_batch is not supported"):
         TensorBoard(tmp_path, profile_batch=5)
+
+
+def test_tensorboard_batch_steps_go_on_after_a_resume(tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    from deepfield.training import BackupAndRestore, Callback
+
+    class Crash(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2 and self.engine.optimizer.iterations == 7:  # epoch 1, batch 2 (4 batches an epoch)
+                raise KeyboardInterrupt
+
+    model, x, y = model_and_data()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=10, epochs=2, verbose=0, seed=0,
+                  callbacks=[TensorBoard(tmp_path / "tb", update_freq=1, write_graph=False),
+                             BackupAndRestore(tmp_path / "backup", save_freq=2), Crash()])
+    model, x, y = model_and_data()
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0, seed=0,
+              callbacks=[TensorBoard(tmp_path / "tb", update_freq=1, write_graph=False),
+                         BackupAndRestore(tmp_path / "backup", save_freq=2)])
+    steps = [s for s, _ in values(read(tmp_path / "tb" / "train"), "batch_loss")]
+    assert steps[-2:] == [7, 8]  # the resumed run wrote batches 7 and 8 as such, not as 1 and 2

@@ -216,3 +216,10 @@ def test_callbacks_that_set_the_rate_refuse_a_schedule_when_fit_starts() -> None
         with pytest.raises(DeepfieldError, match=f"{type(callback).__name__} sets the learning rate, but the "
                                                  "optimizer's learning_rate is the schedule ExponentialDecay"):
             model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_the_package_face_has_keras_address() -> None:
+    import deepfield as df
+
+    assert df.optimizers.schedules.CosineDecay is schedules.CosineDecay
+    assert df.optimizers.Nadam is optimizers.Nadam

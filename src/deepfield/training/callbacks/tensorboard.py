@@ -116,6 +116,12 @@ class TensorBoard(Callback):
         for writer in self._writers.values():
             writer.flush()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"batch": self._batch}  # a resumed run goes on numbering batch_loss steps
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._batch = int(state["batch"])
+
     def on_train_end(self, logs: Logs | None = None) -> None:
         for writer in self._writers.values():
             writer.close()
