@@ -129,7 +129,8 @@ class Optimizer(torch.optim.Optimizer):
             group["lr"] = value
 
     def decayed_learning_rate(self, group: dict[str, Any] | None = None) -> float:
-        """The rate the next step uses: ``lr / (1 + decay * iterations)`` (Keras 2)."""
+        """The rate the next step uses: ``lr / (1 + decay * iterations)`` (Keras 2), ``lr`` being
+        the schedule's value at ``iterations`` when the rate is a schedule."""
         group = group if group is not None else (self.param_groups or [self.defaults])[0]
         decay = group["decay"]
         lr = group["lr"] if self.schedule is None else self.schedule(self.iterations)
