@@ -122,9 +122,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self._check(isinstance(boundaries, Sequence) and isinstance(values, Sequence)
                     and len(boundaries) == len(values) - 1,
                     f"boundaries must be one shorter than values, got {boundaries!r} and {values!r}")
-        self._check(list(boundaries) == sorted(boundaries), f"boundaries must increase, got {boundaries!r}")
         self.boundaries = [self._number("boundaries", b) for b in boundaries]
         self.values = [self._number("values", v) for v in values]
+        self._check(self.boundaries == sorted(self.boundaries), f"boundaries must increase, got {boundaries!r}")
         self.name = name
 
     def __call__(self, step: int) -> float:
