@@ -99,3 +99,20 @@ def test_identity_equals_keras_on_a_dense_kernel_and_refuses_a_conv_kernel() -> 
     np.testing.assert_array_equal(w.numpy().T, keras.ops.convert_to_numpy(keras_dense.kernel))
     with pytest.raises(DeepfieldError, match=r"Identity needs a 2-d kernel \(Dense\), got shape \(16, 8, 3, 3\)"):
         conv_kernel("identity")
+
+
+def test_new_initialisers_and_activations_round_trip_through_model_json(tmp_path) -> None:
+    from deepfield.layers import Activation
+    from deepfield.models.serialization import load_model, save_model
+
+    model = Sequential([Dense(4, activation="mish", kernel_initializer=initializers.Orthogonal(gain=0.5)),
+                        Activation("hard_sigmoid"),
+                        Dense(2, kernel_initializer=initializers.VarianceScaling(2.0, "fan_out", "uniform"))],
+                       input_shape=(3,))
+    x = torch.randn(5, 3)
+    want = model(x)
+    save_model(model, tmp_path)
+    again = load_model(tmp_path)
+    assert torch.equal(again(x), want)
+    first = next(m for m in again.modules() if isinstance(m, Dense))
+    assert first.kernel_initializer.get_config() == {"gain": 0.5}
