@@ -56,7 +56,7 @@ class Nadam(GradientOptimizer):
     ) -> None:
         check_unit_interval(self, "beta_1", beta_1, closed=False)
         check_unit_interval(self, "beta_2", beta_2, closed=False)
-        self._product = (0, 1.0)  # (t, P_t): the momentum product, kept for the last step
+        self._products: dict[float, tuple[int, float]] = {}  # beta_1 -> (t, P_t) of the last step
         super().__init__(
             params,
             dict(
@@ -68,14 +68,15 @@ class Nadam(GradientOptimizer):
         check_non_negative(self, "epsilon", self.defaults["epsilon"])
 
     def _momentum_product(self, beta_1: float, t: int) -> float:
-        """``P_t``, from the cached ``P_{t-1}`` in the loop (one product a step), else recomputed."""
-        done, product = self._product
+        """``P_t``, from the cached ``P_{t-1}`` in the loop (one product a step), else recomputed
+        (after a resume); per ``beta_1``, which param groups may set apart."""
+        done, product = self._products.get(beta_1, (0, 1.0))
         if done != t:
             start = done + 1 if done == t - 1 else 1
             product = product if start > 1 else 1.0
             for k in range(start, t + 1):
                 product *= beta_1 * (1.0 - 0.5 * 0.96**k)
-            self._product = (t, product)
+            self._products[beta_1] = (t, product)
         return product
 
     def _update(
