@@ -66,6 +66,8 @@ class Adadelta(GradientOptimizer):
         lr: float,
     ) -> None:
         # torch's functional form counts steps per tensor, as torch.optim.Adadelta keeps them (on the CPU).
-        steps = [self.state[p].setdefault("step", torch.tensor(0.0)) for p in params]
+        steps = [self.state[p].get("step") for p in params]
+        if any(step is None for step in steps):
+            steps = [self.state[p].setdefault("step", torch.tensor(0.0)) for p in params]
         adadelta(params, grads, self._slots(params, "square_avg"), self._slots(params, "acc_delta"), steps,
                  lr=lr, rho=group["rho"], eps=group["epsilon"], weight_decay=0.0, maximize=False)
