@@ -29,6 +29,20 @@ from deepfield.models.pooling import (
     SumPooling1D,
     SumPooling2D,
 )
+from deepfield.models.reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling1D,
+    UpSampling2D,
+    UpSampling3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
 
 __all__ = [
     "Layer",
@@ -66,4 +80,16 @@ __all__ = [
     "BayesianConv1D",
     "BayesianConv2D",
     "BayesianConv3D",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
 ]
