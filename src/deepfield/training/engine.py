@@ -34,7 +34,7 @@ fast the model runs (device, precision, channels_last, torch.compile) is the eng
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
+from deepfield.models import constraints, regularizers
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers
 from deepfield.training import metrics as metric_registry
@@ -188,8 +189,10 @@ class Engine:
     ``channels_last`` and ``jit_compile`` read what is in force from :attr:`placement`.
 
     Auxiliary losses: submodules with an ``auxiliary_loss()`` method (the variational layers
-    of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) add it to the
-    training loss, and the reported ``loss`` includes it, as Keras reports added losses.
+    of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) and the penalties of
+    weight and activity regularisers (:mod:`deepfield.models.regularizers`) add to the
+    training loss, and the reported ``loss`` includes them, as Keras reports added losses.
+    Weight constraints (:mod:`deepfield.models.constraints`) apply after each optimiser step.
     ``evaluate`` and ``val_loss`` are the data loss alone, of the network in eval mode: the
     KL term belongs to the weights, not to the data evaluated, and without it the
     validation loss compares with that of a deterministic network.
@@ -212,7 +215,7 @@ class Engine:
         self._tracker = RunningMean()
         self._callbacks = CallbackList([], self)
         self._after_backward: list[Callback] = []
-        self._auxiliary: list[nn.Module] = []
+        self._auxiliary: list[Callable[[], torch.Tensor]] = []  # KL terms, regularisation penalties
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._strategy: Strategy = SingleProcess()  # how the processes of the fit under way share it
         self._augment: BatchAugment | None = None  # what the fit under way does to its training batches
@@ -299,7 +302,8 @@ class Engine:
         train, val = strategy.fit_batches(train, val)
         with strategy.training(self.model, self.optimizer, self.placement) as net:
             self.optimizer.bind(p for p in self.model.parameters() if p.requires_grad)
-            self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
+            self._auxiliary = [m.auxiliary_loss for m in self.model.modules()
+                               if callable(getattr(m, "auxiliary_loss", None))] + regularizers.loss_terms(self.model)
             self._strategy, self._net = strategy, net
             try:
                 return self._fit(train, val, epochs, verbose if strategy.is_main else 0, callbacks, initial_epoch)
@@ -315,6 +319,7 @@ class Engine:
                                              params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
+        train_step = constraints.after_each_step(train_step, self.model)  # unchanged without constraints
         self.model.stop_training = False
         self._resume, self._tracker = None, RunningMean()
         cbs.call("on_train_begin", None)
@@ -413,8 +418,8 @@ class Engine:
     def _training_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The data loss plus the auxiliary losses of the modules found when ``fit`` began."""
         loss = self.loss_fn(pred, y)
-        for module in self._auxiliary:
-            loss = loss + module.auxiliary_loss()
+        for term in self._auxiliary:
+            loss = loss + term()
         return loss
 
     def _notify_after_backward(self) -> None:
