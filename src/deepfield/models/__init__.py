@@ -11,6 +11,7 @@ from deepfield.models.blocks import (
     ViewPoints,
 )
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
+from deepfield.models.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.normalization import BatchNormalization
 from deepfield.models.pooling import (
@@ -43,6 +44,7 @@ from deepfield.models.reshaping import (
     ZeroPadding2D,
     ZeroPadding3D,
 )
+from deepfield.models.separable import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 
 __all__ = [
     "Layer",
@@ -92,4 +94,11 @@ __all__ = [
     "UpSampling1D",
     "UpSampling2D",
     "UpSampling3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
 ]
