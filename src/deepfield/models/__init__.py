@@ -13,7 +13,7 @@ from deepfield.models.blocks import (
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
 from deepfield.models.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
-from deepfield.models.normalization import BatchNormalization
+from deepfield.models.normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from deepfield.models.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -101,4 +101,6 @@ __all__ = [
     "DepthwiseConv2D",
     "SeparableConv1D",
     "SeparableConv2D",
+    "LayerNormalization",
+    "GroupNormalization",
 ]
