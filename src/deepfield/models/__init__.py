@@ -13,6 +13,7 @@ from deepfield.models.blocks import (
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
 from deepfield.models.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
+from deepfield.models.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from deepfield.models.normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from deepfield.models.pooling import (
     AveragePooling1D,
@@ -103,4 +104,7 @@ __all__ = [
     "SeparableConv2D",
     "LayerNormalization",
     "GroupNormalization",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
 ]
