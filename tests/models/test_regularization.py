@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepfield.errors import DeepfieldError
-from deepfield.models import Conv2D, Dense, constraints, regularizers
+from deepfield.models import BayesianDense, Conv2D, Dense, GlobalAveragePooling2D, constraints, regularizers
 from deepfield.models.bayesian import bayesianize
 from deepfield.models.sequential import Sequential as PlainSequential
 from deepfield.training import Sequential
@@ -147,7 +147,42 @@ def test_bad_arguments_give_one_line(make, message):
 
 
 def test_bayesian_layers_take_the_arguments_only_as_none():
-    from deepfield.models import BayesianDense
     assert BayesianDense(2, kernel_regularizer=None).units == 2
     with pytest.raises(DeepfieldError, match=r"BayesianDense takes no kernel_constraint \(its KL term"):
         BayesianDense(2, kernel_constraint="non_neg")
+
+
+def test_frozen_weights_are_neither_regularised_nor_constrained():
+    model = PlainSequential([Dense(2, kernel_regularizer="l2", bias_regularizer="l1", kernel_constraint="unit_norm")],
+                            input_shape=(3,))
+    model.build()
+    model[0].weight.requires_grad_(False)
+    assert len(regularizers.loss_terms(model)) == 1  # the bias's
+    before = model[0].weight.detach().clone()
+    step = constraints.after_each_step(lambda: None, model)
+    step()
+    assert torch.equal(model[0].weight, before)
+
+
+def test_regularised_constrained_convolution_trains_as_keras():
+    x = rng.normal(size=(8, 2, 6, 6)).astype(np.float32)
+    y = rng.normal(size=(8, 1)).astype(np.float32)
+    torch.manual_seed(0)
+    model = Sequential([Conv2D(3, 3, kernel_regularizer="l2", kernel_constraint=constraints.MaxNorm(0.3, [0, 1, 2])),
+                        GlobalAveragePooling2D(), Dense(1)], input_shape=(2, 6, 6))
+    model.build()
+    conv = keras.layers.Conv2D(3, 3, kernel_regularizer="l2", kernel_constraint=keras.constraints.MaxNorm(0.3, [0, 1, 2]),
+                               data_format="channels_first")
+    dense = keras.layers.Dense(1)
+    kmodel = keras.Sequential([keras.Input((2, 6, 6)), conv,
+                               keras.layers.GlobalAveragePooling2D(data_format="channels_first"), dense])
+    conv.set_weights([constraints.conv_layout(2).to_keras(model[0].weight).detach().numpy(),
+                      model[0].bias.detach().numpy()])
+    dense.set_weights([model[2].weight.detach().numpy().T, model[2].bias.detach().numpy()])
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    expected = kmodel.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history["loss"]
+    model.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.5}}, loss="mse")
+    history = model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
+    np.testing.assert_allclose(constraints.conv_layout(2).to_keras(model[0].weight).detach().numpy(),
+                               conv.get_weights()[0], atol=1e-6)

@@ -175,8 +175,10 @@ Target = tuple[nn.Module, str, Constraint, KernelLayout | None]
 
 
 def _targets(model: nn.Module) -> list[Target]:
+    """The constrained weights of ``model`` the optimiser updates (frozen ones are left alone, as in Keras)."""
     return [(module, name, constraint, layout) for module in model.modules()
-            for name, (constraint, layout) in getattr(module, "weight_constraints", {}).items()]
+            for name, (constraint, layout) in getattr(module, "weight_constraints", {}).items()
+            if getattr(module, name, None) is None or getattr(module, name).requires_grad]
 
 
 def _apply(targets: list[Target]) -> None:

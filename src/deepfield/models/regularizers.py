@@ -18,6 +18,8 @@ channels-first weights equal Keras's on its channels-last ones. The training los
 loss plus every penalty, as Keras's (and the reported ``loss`` includes them); an activity
 penalty is that of the layer's output in the training step, divided by the batch size (Keras 3).
 :func:`loss_terms` finds them once when ``fit`` starts: a network without regularisers pays nothing.
+``evaluate`` and ``val_loss`` are the data loss alone, as for every added loss in deepfield
+(:class:`~deepfield.training.engine.Engine`); Keras adds the penalties there too.
 """
 from __future__ import annotations
 
@@ -133,12 +135,15 @@ def _record_activity(layer: nn.Module, inputs: Any, output: torch.Tensor) -> Non
 
 
 def loss_terms(model: nn.Module) -> list[Callable[[], torch.Tensor]]:
-    """The penalties of ``model``'s regularised weights and outputs, each a function of no argument
-    giving a 0-d tensor (an activity penalty: of the latest training forward); empty without regularisers."""
+    """The penalties of ``model``'s regularised trainable weights and of its outputs, each a function of
+    no argument giving a 0-d tensor (an activity penalty: of the latest training forward); empty without
+    regularisers. Weights frozen now (``requires_grad`` off) are left out, as Keras regularises trainable
+    weights only."""
     terms: list[Callable[[], torch.Tensor]] = []
     for module in model.modules():
         for name, reg in getattr(module, "weight_regularizers", {}).items():
-            if getattr(module, name, None) is not None:  # a bias-free layer, a layer made Bayesian
+            weight = getattr(module, name, None)  # None: a bias-free layer, a layer made Bayesian
+            if weight is not None and weight.requires_grad:  # frozen weights are not regularised (Keras)
                 terms.append(lambda m=module, n=name, r=reg: r(getattr(m, n)))
         if getattr(module, "activity_regularizer", None) is not None:
             terms.append(lambda m=module: m.__dict__.get("activity_loss", torch.zeros(())))
