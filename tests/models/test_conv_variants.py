@@ -83,7 +83,8 @@ def test_transposed_is_the_adjoint_of_the_tensorflow_convolution(rank, shape, ar
     (DepthwiseConv2D, keras.layers.DepthwiseConv2D, (3, 6, 5), dict(kernel_size=3)),
     (DepthwiseConv2D, keras.layers.DepthwiseConv2D, (3, 6, 5),
      dict(kernel_size=(3, 2), strides=2, padding="same", depth_multiplier=2, activation="relu")),
-    (DepthwiseConv2D, keras.layers.DepthwiseConv2D, (2, 7, 7), dict(kernel_size=3, dilation_rate=2, depth_multiplier=3)),
+    (DepthwiseConv2D, keras.layers.DepthwiseConv2D, (2, 7, 7),
+     dict(kernel_size=3, dilation_rate=2, depth_multiplier=3)),
     (DepthwiseConv1D, keras.layers.DepthwiseConv1D, (3, 9), dict(kernel_size=3, strides=2, padding="same",
                                                                 depth_multiplier=2)),
 ])

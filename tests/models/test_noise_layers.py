@@ -109,8 +109,8 @@ def test_alpha_dropout_alone_lets_mc_sample():
 
 
 def test_json_round_trip():
-    model = PlainSequential([GaussianNoise(0.2, seed=3), GaussianDropout(0.1), AlphaDropout(0.3, noise_shape=[None, 1])],
-                            input_shape=(5,))
+    model = PlainSequential([GaussianNoise(0.2, seed=3), GaussianDropout(0.1),
+                             AlphaDropout(0.3, noise_shape=[None, 1])], input_shape=(5,))
     config = json.loads(json.dumps(model.get_config()))
     again = PlainSequential.from_config(config)
     assert again.get_config() == config

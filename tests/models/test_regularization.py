@@ -171,8 +171,8 @@ def test_regularised_constrained_convolution_trains_as_keras():
     model = Sequential([Conv2D(3, 3, kernel_regularizer="l2", kernel_constraint=constraints.MaxNorm(0.3, [0, 1, 2])),
                         GlobalAveragePooling2D(), Dense(1)], input_shape=(2, 6, 6))
     model.build()
-    conv = keras.layers.Conv2D(3, 3, kernel_regularizer="l2", kernel_constraint=keras.constraints.MaxNorm(0.3, [0, 1, 2]),
-                               data_format="channels_first")
+    conv = keras.layers.Conv2D(3, 3, kernel_regularizer="l2", data_format="channels_first",
+                               kernel_constraint=keras.constraints.MaxNorm(0.3, [0, 1, 2]))
     dense = keras.layers.Dense(1)
     kmodel = keras.Sequential([keras.Input((2, 6, 6)), conv,
                                keras.layers.GlobalAveragePooling2D(data_format="channels_first"), dense])

@@ -56,8 +56,10 @@ def test_matches_keras_channels_first(ours, theirs, x):
 def test_one_dimensional_layers_match_keras_on_channels_last_sequences():
     # Keras's Cropping1D and UpSampling1D are channels-last only: (N, L, C) there is (N, C, L) here
     last = X1.transpose(0, 2, 1)
-    for ours, theirs in ((Cropping1D(), keras.layers.Cropping1D()), (Cropping1D((0, 2)), keras.layers.Cropping1D((0, 2))),
-                         (UpSampling1D(3), keras.layers.UpSampling1D(3)), (UpSampling1D(), keras.layers.UpSampling1D())):
+    for ours, theirs in ((Cropping1D(), keras.layers.Cropping1D()),
+                         (Cropping1D((0, 2)), keras.layers.Cropping1D((0, 2))),
+                         (UpSampling1D(3), keras.layers.UpSampling1D(3)),
+                         (UpSampling1D(), keras.layers.UpSampling1D())):
         np.testing.assert_allclose(ours(torch.from_numpy(X1)).numpy(), run_keras(theirs, last).transpose(0, 2, 1))
 
 

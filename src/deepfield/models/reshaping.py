@@ -42,7 +42,8 @@ class Reshape(Layer):
                  input_shape: tuple[int, ...] | None = None):
         super().__init__(name=name, input_shape=input_shape)
         if isinstance(target_shape, (str, bytes)) or not isinstance(target_shape, (tuple, list)) or not target_shape:
-            raise DeepfieldError(f"Reshape target_shape must be a list of sizes such as [4, 8, 8], got {target_shape!r}")
+            raise DeepfieldError(f"Reshape target_shape must be a list of sizes such as [4, 8, 8], "
+                                 f"got {target_shape!r}")
         sizes = [arguments.integer("Reshape target_shape entry", s, minimum=-1) for s in target_shape]
         if sizes.count(-1) > 1 or 0 in sizes:
             raise DeepfieldError(f"Reshape target_shape must hold positive sizes and at most one -1, "
