@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import deepfield as df
 from deepfield.errors import DeepfieldError
 from deepfield.models import BayesianDense, Conv2D, Dense, GlobalAveragePooling2D, constraints, regularizers
 from deepfield.models.bayesian import bayesianize
@@ -186,3 +187,11 @@ def test_regularised_constrained_convolution_trains_as_keras():
     np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(constraints.conv_layout(2).to_keras(model[0].weight).detach().numpy(),
                                conv.get_weights()[0], atol=1e-6)
+
+
+def test_keras_spellings_on_the_package_face():
+    assert df.regularizers.l2(1e-4).get_config() == {"l2": 1e-4}
+    assert df.regularizers.l1_l2(l1=0.1).get_config() == {"l1": 0.1, "l2": 0.0}  # Keras 3: the class
+    assert df.constraints.max_norm(3).get_config() == {"max_value": 3, "axis": 0}
+    dense = df.layers.Dense(2, kernel_regularizer=df.regularizers.L2(0.1), kernel_constraint=df.constraints.NonNeg())
+    assert isinstance(dense.weight_constraints["weight"][0], constraints.NonNeg)

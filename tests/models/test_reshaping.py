@@ -1,16 +1,22 @@
-"""Shape layers against Keras 3 (channels_first where Keras has the option), configs and errors."""
+"""Shape layers against Keras 3 (channels_first where Keras has the option), configs and errors; every public
+layer exported."""
+import importlib
+import inspect
 import json
+import pkgutil
 
 import numpy as np
 import pytest
 import torch
 
+import deepfield.layers
+import deepfield.models
 from deepfield.errors import DeepfieldError
 from deepfield.models import (
     Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, Reshape, UpSampling1D, UpSampling2D,
     UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
 )
-from deepfield.models.base import layer_from_config
+from deepfield.models.base import Layer, layer_from_config
 from deepfield.models.sequential import Sequential
 
 from keras_layer_reference import keras, run_keras
@@ -116,3 +122,13 @@ def test_bad_inputs_name_the_layer(layer, shape, message):
     with pytest.raises(DeepfieldError) as err:
         layer(torch.zeros(1, *shape))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_public_layer_is_exported():
+    names = set()
+    for info in pkgutil.iter_modules(deepfield.models.__path__, "deepfield.models."):
+        module = importlib.import_module(info.name)
+        names |= {n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, Layer)
+                  and v.__module__ == module.__name__ and not n.startswith("_")}
+    missing = sorted(n for n in names if n not in deepfield.models.__all__ or not hasattr(deepfield.layers, n))
+    assert missing == []

@@ -111,6 +111,12 @@ class NonNeg(Constraint):
         return w.clamp_min(0)
 
 
+max_norm, min_max_norm, non_neg, unit_norm = MaxNorm, MinMaxNorm, NonNeg, UnitNorm
+"""Keras's lower-case spellings (``constraints.max_norm(3)``)."""
+
+__all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "max_norm", "min_max_norm", "non_neg",
+           "unit_norm", "get"]
+
 REGISTRY: Registry[Callable[[], Constraint]] = Registry("constraint", {
     "max_norm": MaxNorm, "min_max_norm": MinMaxNorm, "non_neg": NonNeg, "unit_norm": UnitNorm,
 }, any_case=True)

@@ -99,6 +99,11 @@ class L1L2(Regularizer):
         return {"l1": self.l1, "l2": self.l2}
 
 
+l1, l2, l1_l2 = L1, L2, L1L2
+"""Keras's lower-case spellings (``regularizers.l2(1e-4)``); Keras's ``l1_l2`` is the class, factors 0 by default."""
+
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get"]
+
 REGISTRY: Registry[Callable[[], Regularizer]] = Registry("regularizer", {
     "l1": L1,
     "l2": L2,
