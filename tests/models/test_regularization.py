@@ -8,7 +8,7 @@ import torch
 
 import deepfield as df
 from deepfield.errors import DeepfieldError
-from deepfield.models import BayesianDense, Conv2D, Dense, GlobalAveragePooling2D, constraints, regularizers
+from deepfield.models import ActivityRegularization, BayesianDense, Conv2D, Dense, GlobalAveragePooling2D, constraints, regularizers
 from deepfield.models.bayesian import bayesianize
 from deepfield.models.sequential import Sequential as PlainSequential
 from deepfield.training import Sequential
@@ -195,3 +195,21 @@ def test_keras_spellings_on_the_package_face():
     assert df.constraints.max_norm(3).get_config() == {"max_value": 3, "axis": 0}
     dense = df.layers.Dense(2, kernel_regularizer=df.regularizers.L2(0.1), kernel_constraint=df.constraints.NonNeg())
     assert isinstance(dense.weight_constraints["weight"][0], constraints.NonNeg)
+
+
+def test_activity_regularization_layer_trains_as_keras():
+    x = rng.normal(size=(12, 3)).astype(np.float32)
+    y = rng.normal(size=(12, 1)).astype(np.float32)
+    torch.manual_seed(0)
+    model = Sequential([Dense(4), ActivityRegularization(l1=0.05, l2=0.1), Dense(1)], input_shape=(3,))
+    model.build()
+    first, second = keras.layers.Dense(4), keras.layers.Dense(1)
+    kmodel = keras.Sequential([keras.Input((3,)), first, keras.layers.ActivityRegularization(l1=0.05, l2=0.1), second])
+    for ours, theirs in ((model[0], first), (model[2], second)):
+        theirs.set_weights([ours.weight.detach().numpy().T, ours.bias.detach().numpy()])
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    expected = kmodel.fit(x, y, batch_size=5, epochs=3, shuffle=False, verbose=0).history["loss"]
+    model.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.1}}, loss="mse")
+    history = model.fit(x, y, batch_size=5, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
+    assert PlainSequential.from_config(json.loads(json.dumps(model.get_config())))[1].l2 == 0.1

@@ -31,6 +31,7 @@ from deepfield.models.pooling import (
     SumPooling1D,
     SumPooling2D,
 )
+from deepfield.models.regularizers import ActivityRegularization
 from deepfield.models.reshaping import (
     Cropping1D,
     Cropping2D,
@@ -107,4 +108,5 @@ __all__ = [
     "GaussianNoise",
     "GaussianDropout",
     "AlphaDropout",
+    "ActivityRegularization",
 ]

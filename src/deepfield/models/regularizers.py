@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from deepfield.errors import DeepfieldError
+from deepfield.models.base import Layer
 from deepfield.registry import Registry
 
 Spec = Any  # a Regularizer, a name, a {"class_name", "config"} mapping or None
@@ -102,7 +103,7 @@ class L1L2(Regularizer):
 l1, l2, l1_l2 = L1, L2, L1L2
 """Keras's lower-case spellings (``regularizers.l2(1e-4)``); Keras's ``l1_l2`` is the class, factors 0 by default."""
 
-__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get"]
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "ActivityRegularization"]
 
 REGISTRY: Registry[Callable[[], Regularizer]] = Registry("regularizer", {
     "l1": L1,
@@ -153,3 +154,18 @@ def loss_terms(model: nn.Module) -> list[Callable[[], torch.Tensor]]:
         if getattr(module, "activity_regularizer", None) is not None:
             terms.append(lambda m=module: m.__dict__.get("activity_loss", torch.zeros(())))
     return terms
+
+
+class ActivityRegularization(Layer):
+    """Passes its input on and adds ``l1 * sum(|x|) + l2 * sum(x**2)`` of it, divided by the batch size,
+    to the training loss (Keras's layer; no parameters)."""
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, name: str | None = None,
+                 input_shape: tuple[int, ...] | None = None):
+        super().__init__(name=name, input_shape=input_shape)
+        penalty = L1L2(l1, l2)
+        self.l1, self.l2 = penalty.l1, penalty.l2
+        attach(self, {}, penalty)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
