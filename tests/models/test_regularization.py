@@ -8,7 +8,9 @@ import torch
 
 import deepfield as df
 from deepfield.errors import DeepfieldError
-from deepfield.models import ActivityRegularization, BayesianDense, Conv2D, Dense, GlobalAveragePooling2D, constraints, regularizers
+from deepfield.models import (
+    ActivityRegularization, BayesianDense, Conv2D, Dense, GlobalAveragePooling2D, constraints, regularizers,
+)
 from deepfield.models.bayesian import bayesianize
 from deepfield.models.sequential import Sequential as PlainSequential
 from deepfield.training import Sequential
