@@ -215,3 +215,14 @@ def test_activity_regularization_layer_trains_as_keras():
     history = model.fit(x, y, batch_size=5, epochs=3, shuffle=False, verbose=0)
     np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
     assert PlainSequential.from_config(json.loads(json.dumps(model.get_config())))[1].l2 == 0.1
+
+
+def test_activity_penalty_is_taken_once_and_not_kept():
+    layer = Dense(2, activity_regularizer=regularizers.L1(1.0))
+    x = torch.ones(4, 3)
+    layer.eval()(x)
+    term, = regularizers.loss_terms(layer)
+    assert float(term()) == 0.0  # nothing recorded outside training
+    y = layer.train()(x)
+    assert float(term()) == pytest.approx(float(y.abs().sum()) / 4)
+    assert "activity_loss" not in layer.__dict__

@@ -152,7 +152,8 @@ def loss_terms(model: nn.Module) -> list[Callable[[], torch.Tensor]]:
             if weight is not None and weight.requires_grad:  # frozen weights are not regularised (Keras)
                 terms.append(lambda m=module, n=name, r=reg: r(getattr(m, n)))
         if getattr(module, "activity_regularizer", None) is not None:
-            terms.append(lambda m=module: m.__dict__.get("activity_loss", torch.zeros(())))
+            # taken, not read: the layer keeps no graph of the last batch once the loss is formed
+            terms.append(lambda m=module: m.__dict__.pop("activity_loss", torch.zeros(())))
     return terms
 
 
