@@ -109,8 +109,12 @@ class _ConvTranspose(Layer):
         # torch crops the same number of cells from both ends; the rest is one F.pad (negative: a crop)
         self._symmetric = tuple(max(min(before, after), 0) for before, after in crops)
         rest = [(before - p, after - p) for (before, after), p in zip(crops, self._symmetric)]
-        self._rest = [-c for pair in reversed(rest) for c in pair] if any(c for pair in rest for c in pair) else None
         self._bias_after = any(after < 0 for _, after in rest)  # zeros added at the end get the bias too
+        self._rest: list[int] | tuple[slice, ...] | None = None  # F.pad's list when zeros are added, else a view
+        if self._bias_after:
+            self._rest = [-c for pair in reversed(rest) for c in pair]
+        elif any(c for pair in rest for c in pair):
+            self._rest = (slice(None), slice(None), *(slice(before, -after or None) for before, after in rest))
         self._op = _CONV_TRANSPOSE[self.rank - 1]
         self.weight: nn.Parameter | None = None
         self.bias: nn.Parameter | None = None
@@ -127,8 +131,10 @@ class _ConvTranspose(Layer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self._bias_after else self.bias
         y = self._op(x, self.weight, bias, self.strides, self._symmetric, 0, 1, self.dilation_rate)
-        if self._rest is not None:
+        if isinstance(self._rest, list):
             y = F.pad(y, self._rest)
+        elif self._rest is not None:
+            y = y[self._rest]
         if self._bias_after and self.bias is not None:
             y = y + self.bias.view(-1, *(1,) * self.rank)
         return self.activation(y)
