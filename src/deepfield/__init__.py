@@ -24,11 +24,13 @@ _FACE: dict[str, tuple[str, str | None]] = {
     "Run": ("deepfield.tasks.run", "Run"),
     "Sequential": ("deepfield.training", "Sequential"),
     "callbacks": ("deepfield.training.callbacks", None),
+    "constraints": ("deepfield.models.constraints", None),
     "layers": ("deepfield.layers", None),
     "load_run": ("deepfield.tasks.run", "load_run"),
     "losses": ("deepfield.training.losses", None),
     "metrics": ("deepfield.training.metrics", None),
     "optimizers": ("deepfield.training.optimizers", None),
+    "regularizers": ("deepfield.models.regularizers", None),
     "summarize": ("deepfield.models.summary", "summarize"),
     "zoo": ("deepfield.models.zoo", None),
 }
