@@ -458,3 +458,28 @@ def test_one_input_and_output_are_written_as_keras_writes_them(tmp_path):
         "keras_history": list(k_arg["config"]["keras_history"])}}
     model.save(tmp_path)
     assert df.Functional.load(tmp_path).get_config() == config
+
+
+def _two_outputs():
+    inputs = df.Input((4,), name="x")
+    model = df.Model(inputs, [Dense(1, name="a")(inputs), Dense(1, name="b")(inputs)])
+    return model.compile(optimizer="sgd", loss="mse")
+
+
+def test_sample_weights_on_several_outputs_are_refused_in_one_line():
+    x = np.random.default_rng(0).random((8, 4), dtype=np.float32)
+    with pytest.raises(DeepfieldError, match="weigh a model with one output"):
+        _two_outputs().fit(x, [x[:, :1], x[:, 1:2]], epochs=1, verbose=0, sample_weight=np.ones(8))
+
+
+def test_weighted_validation_data_of_a_two_input_model_is_packed_like_the_training_data():
+    rng = np.random.default_rng(0)
+    left, right = df.Input((2,), name="left"), df.Input((2,), name="right")
+    model = df.Model([left, right], Dense(1, name="a")(Concatenate()([left, right])))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = [rng.random((8, 2), dtype=np.float32) for _ in range(2)], rng.random((8, 1), dtype=np.float32)
+    weights = np.r_[np.zeros(4), np.ones(4)]
+    history = model.fit(x, y, epochs=1, verbose=0, shuffle=False, validation_data=(x, y, weights))
+    # Keras: validation loss = sum(w * l) / N over the validation samples
+    per_sample = ((model.predict(x, verbose=0) - y) ** 2).reshape(-1)
+    assert history.history["val_loss"][0] == pytest.approx(float(np.sum(weights * per_sample) / 8), rel=1e-5)

@@ -24,6 +24,7 @@ _FACE: dict[str, tuple[str, str | None]] = {
     "Run": ("deepfield.tasks.run", "Run"),
     "Sequential": ("deepfield.training", "Sequential"),
     "callbacks": ("deepfield.training.callbacks", None),
+    "constraints": ("deepfield.models.constraints", None),
     "layers": ("deepfield.layers", None),
     "load_keras": ("deepfield.models.keras_files", "load_keras"),
     "load_run": ("deepfield.tasks.run", "load_run"),
@@ -31,6 +32,7 @@ _FACE: dict[str, tuple[str, str | None]] = {
     "metrics": ("deepfield.training.metrics", None),
     "models": ("deepfield.models", None),
     "optimizers": ("deepfield.training.optimizers", None),
+    "regularizers": ("deepfield.models.regularizers", None),
     "summarize": ("deepfield.models.summary", "summarize"),
     "zoo": ("deepfield.models.zoo", None),
 }

@@ -75,7 +75,7 @@ def test_serialize_round_trip():
 @pytest.mark.parametrize(
     "spec, message",
     [("he_normall", "unknown initializer 'he_normall'"),
-     ({"class_name": "Orthogonal"}, "unknown initializer class 'Orthogonal'"),
+     ({"class_name": "Orthogonall"}, "unknown initializer class 'Orthogonall'"),
      (3, "unknown initializer 3")],
 )
 def test_unknown_names_raise_naming_the_bad_name(spec, message):

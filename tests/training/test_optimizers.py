@@ -213,7 +213,7 @@ def test_get_instance_unknown_name_and_bad_specs() -> None:
     opt = SGD(momentum=0.9)
     assert optimizers.get(opt) is opt
     assert isinstance(optimizers.get("Adam"), Adam)
-    with pytest.raises(DeepfieldError, match=r"unknown optimizer 'adamm'; expected one of: adagrad, adam"):
+    with pytest.raises(DeepfieldError, match=r"unknown optimizer 'adamm'; expected one of: adadelta, adagrad, adam,"):
         optimizers.get("adamm")
     with pytest.raises(DeepfieldError, match="torch Adam"):
         optimizers.get(torch.optim.Adam(fresh_params()))

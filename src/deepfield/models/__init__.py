@@ -11,10 +11,12 @@ from deepfield.models.blocks import (
     ViewPoints,
 )
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
+from deepfield.models.conv_transpose import Conv1DTranspose, Conv2DTranspose, Conv3DTranspose
+from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.functional import Functional, Input
 from deepfield.models.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
-from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
-from deepfield.models.normalization import BatchNormalization
+from deepfield.models.noise import AlphaDropout, GaussianDropout, GaussianNoise
+from deepfield.models.normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from deepfield.models.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -31,6 +33,22 @@ from deepfield.models.pooling import (
     SumPooling1D,
     SumPooling2D,
 )
+from deepfield.models.regularizers import ActivityRegularization
+from deepfield.models.reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    Permute,
+    RepeatVector,
+    Reshape,
+    UpSampling1D,
+    UpSampling2D,
+    UpSampling3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
+from deepfield.models.separable import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 
 __all__ = [
     "Layer",
@@ -77,6 +95,31 @@ __all__ = [
     "Average",
     "Maximum",
     "Minimum",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "LayerNormalization",
+    "GroupNormalization",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
 ]
 
 

@@ -42,6 +42,8 @@ from deepfield.models.core import Dense
 
 SETTINGS = ("prior_sigma", "posterior_sigma", "kl_weight")  # bayesianize's arguments, as model.json records them
 _Init = str | initializers.Initializer | dict
+PENALTIES = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint")
+"""Dense/Conv arguments a Bayesian layer takes (so their configs fit) but only as None: its KL term regularises it."""
 
 
 def _check_settings(owner: str, prior_sigma: float, posterior_sigma: float, kl_weight: float) -> dict[str, float]:
@@ -70,7 +72,11 @@ class _Variational(Layer):
     stochastic: bool = False  # set True on an instance to sample in eval mode (MC prediction)
     kl_scale: float = 1.0  # set on an instance to scale its KL term for a while (KL annealing)
 
-    def _init_variational(self, prior_sigma: float, posterior_sigma: float, kl_weight: float) -> None:
+    def _init_variational(self, prior_sigma: float, posterior_sigma: float, kl_weight: float,
+                          penalties: tuple[object, ...]) -> None:
+        given = [name for name, value in zip(PENALTIES, penalties) if value is not None]
+        if given:
+            raise DeepfieldError(f"{type(self).__name__} takes no {given[0]} (its KL term is its regulariser)")
         settings = _check_settings(type(self).__name__, prior_sigma, posterior_sigma, kl_weight)
         self.prior_sigma = settings["prior_sigma"]
         self.posterior_sigma = settings["posterior_sigma"]
@@ -89,7 +95,7 @@ class _Variational(Layer):
         """The counterpart of the built deterministic ``layer``: its arguments and name, ``mu`` = its weights."""
         if not layer.built:
             raise DeepfieldError(f"{layer.label} is not built yet; build the model before making it Bayesian")
-        new = cls(**{**layer._config, "name": layer.name, "prior_sigma": prior_sigma,
+        new = cls(**{**layer._config, **dict.fromkeys(PENALTIES), "name": layer.name, "prior_sigma": prior_sigma,
                      "posterior_sigma": posterior_sigma, "kl_weight": kl_weight})
         new._set_posterior(layer.weight, layer.bias)
         new.built = True
@@ -169,11 +175,14 @@ class BayesianDense(_Variational, Dense):
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: _Init = "glorot_uniform", bias_initializer: _Init = "zeros",
+                 kernel_regularizer: None = None, bias_regularizer: None = None, activity_regularizer: None = None,
+                 kernel_constraint: None = None, bias_constraint: None = None,
                  prior_sigma: float = 1.0, posterior_sigma: float = 1e-3, kl_weight: float = 1.0,
                  name: str | None = None, input_shape: tuple[int, ...] | None = None):
         super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                          bias_initializer=bias_initializer, name=name, input_shape=input_shape)
-        self._init_variational(prior_sigma, posterior_sigma, kl_weight)
+        self._init_variational(prior_sigma, posterior_sigma, kl_weight, (
+            kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint))
 
     def _affine(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return F.linear(x, weight, bias)
@@ -191,12 +200,15 @@ class _BayesianConv(_Variational, _Conv):
                  padding: str | int | tuple[int, ...] = "valid", dilation_rate: int | tuple[int, ...] = 1,
                  activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: _Init = "glorot_uniform", bias_initializer: _Init = "zeros",
+                 kernel_regularizer: None = None, bias_regularizer: None = None, activity_regularizer: None = None,
+                 kernel_constraint: None = None, bias_constraint: None = None,
                  prior_sigma: float = 1.0, posterior_sigma: float = 1e-3, kl_weight: float = 1.0,
                  name: str | None = None, input_shape: tuple[int, ...] | None = None):
         super().__init__(filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate,
                          activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                          bias_initializer=bias_initializer, name=name, input_shape=input_shape)
-        self._init_variational(prior_sigma, posterior_sigma, kl_weight)
+        self._init_variational(prior_sigma, posterior_sigma, kl_weight, (
+            kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint))
 
     def _affine(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return self._convolve(x, weight, bias)

@@ -19,7 +19,7 @@ from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, initializers
+from deepfield.models import activations, constraints, initializers, regularizers
 from deepfield.models.base import Layer, as_tuple
 from deepfield.models.core import fans
 
@@ -115,7 +115,9 @@ class _Conv(Layer):
     """Convolution over ``rank`` spatial axes; the subclasses only fix ``rank``.
 
     Input ``(N, C, *spatial)``, output ``(N, filters, *spatial')``. ``weight`` has
-    shape ``(filters, C, *kernel_size)`` (PyTorch order), ``bias`` ``(filters,)``.
+    shape ``(filters, C, *kernel_size)`` (PyTorch order; Keras's kernel is ``(*kernel_size, C, filters)``),
+    ``bias`` ``(filters,)``. Regularisers and constraints as Keras
+    (:mod:`~deepfield.models.regularizers`, :mod:`~deepfield.models.constraints`).
     """
 
     rank: ClassVar[int]
@@ -131,11 +133,19 @@ class _Conv(Layer):
         use_bias: bool = True,
         kernel_initializer: str | initializers.Initializer | dict = "glorot_uniform",
         bias_initializer: str | initializers.Initializer | dict = "zeros",
+        kernel_regularizer: regularizers.Spec = None,
+        bias_regularizer: regularizers.Spec = None,
+        activity_regularizer: regularizers.Spec = None,
+        kernel_constraint: constraints.Spec = None,
+        bias_constraint: constraints.Spec = None,
         name: str | None = None,
         input_shape: tuple[int, ...] | None = None,
     ):
         super().__init__(name=name, input_shape=input_shape)
         cls = type(self).__name__
+        regularizers.attach(self, {"weight": kernel_regularizer, "bias": bias_regularizer}, activity_regularizer)
+        constraints.attach(self, {"weight": (kernel_constraint, constraints.conv_layout(self.rank)),
+                                  "bias": (bias_constraint, None)})
         self.filters = arguments.integer(f"{cls} filters", filters)
         self.kernel_size = as_tuple(kernel_size, self.rank, f"{cls} kernel_size")
         self.strides = as_tuple(strides, self.rank, f"{cls} strides")

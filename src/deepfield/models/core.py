@@ -9,7 +9,7 @@ from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, batch_noise, initializers
+from deepfield.models import activations, batch_noise, constraints, initializers, regularizers
 from deepfield.models.base import Layer
 
 
@@ -17,7 +17,9 @@ class Dense(Layer):
     """Fully connected layer: ``y = activation(x @ W.T + b)``.
 
     Input ``(N, features)``; a higher-rank input ``(N, ..., features)`` acts on the last axis.
-    ``weight`` has shape ``(units, features)`` (PyTorch order), ``bias`` ``(units,)``.
+    ``weight`` has shape ``(units, features)`` (PyTorch order; Keras's kernel is its transpose
+    ``(features, units)``), ``bias`` ``(units,)``. Regularisers and constraints as Keras
+    (:mod:`~deepfield.models.regularizers`, :mod:`~deepfield.models.constraints`).
     """
 
     def __init__(
@@ -27,6 +29,11 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: str | initializers.Initializer | dict = "glorot_uniform",
         bias_initializer: str | initializers.Initializer | dict = "zeros",
+        kernel_regularizer: regularizers.Spec = None,
+        bias_regularizer: regularizers.Spec = None,
+        activity_regularizer: regularizers.Spec = None,
+        kernel_constraint: constraints.Spec = None,
+        bias_constraint: constraints.Spec = None,
         name: str | None = None,
         input_shape: tuple[int, ...] | None = None,
     ):
@@ -36,6 +43,8 @@ class Dense(Layer):
         self.use_bias = use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        regularizers.attach(self, {"weight": kernel_regularizer, "bias": bias_regularizer}, activity_regularizer)
+        constraints.attach(self, {"weight": (kernel_constraint, constraints.DENSE), "bias": (bias_constraint, None)})
         self.weight: nn.Parameter | None = None
         self.bias: nn.Parameter | None = None
 

@@ -18,8 +18,16 @@ glorot_normal   2/(in+out)   truncated normal as above
 glorot_uniform  2/(in+out)   uniform in ±sqrt(6 / (fan_in + fan_out))
 ==============  ===========  ===========================================
 
-plus ``random_normal`` (stddev 0.05), ``random_uniform`` (±0.05, the old Keras
-``init='uniform'``), ``zeros``, ``ones`` and ``constant``.
+plus ``variance_scaling`` itself (scale 1, fan_in, truncated normal), ``random_normal``
+(stddev 0.05), ``truncated_normal`` (stddev 0.05, cut at 2 stddev and not rescaled),
+``random_uniform`` (±0.05, the old Keras ``init='uniform'``), ``orthogonal`` (Saxe et al.
+2014), ``identity`` (2-d kernels), ``zeros``, ``ones`` and ``constant``, each with Keras 3's
+arguments and defaults.
+
+Fans are Keras's for the same layer: deepfield's channels-first kernel ``(out, in, *kernel)``
+holds Keras's ``(*kernel, in, out)`` permuted, so it gets the same fans, the same variance and,
+for ``orthogonal``, orthonormal rows where Keras's flattened ``(prod(kernel) * in, out)`` has
+orthonormal columns (and the other way round).
 """
 from __future__ import annotations
 
@@ -55,6 +63,9 @@ class VarianceScaling(Initializer):
     """Draws with variance ``scale / n``, ``n`` = fan_in, fan_out or their mean."""
 
     def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal"):
+        if not (isinstance(scale, (int, float)) and scale > 0):
+            raise DeepfieldError(f"VarianceScaling scale must be > 0, got {scale!r}")
+        distribution = "truncated_normal" if distribution == "normal" else distribution  # Keras's spelling too
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise DeepfieldError(f"VarianceScaling mode {mode!r}; expected fan_in, fan_out or fan_avg")
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
@@ -72,8 +83,7 @@ class VarianceScaling(Initializer):
                 return tensor.uniform_(-limit, limit)
             if self.distribution == "untruncated_normal":
                 return tensor.normal_(0.0, math.sqrt(variance))
-            std = math.sqrt(variance) / _TRUNCATED_STD
-            return torch.nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std)
+            return _truncated_normal(tensor, 0.0, math.sqrt(variance) / _TRUNCATED_STD)
 
     def get_config(self) -> dict[str, Any]:
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
@@ -103,6 +113,58 @@ class RandomNormal(Initializer):
         return {"mean": self.mean, "stddev": self.stddev}
 
 
+class TruncatedNormal(Initializer):
+    """Normal draws cut at 2 stddev from the mean (redrawn), not rescaled: the std is ``0.88 * stddev``."""
+
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
+        return _truncated_normal(tensor, self.mean, self.stddev)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class Orthogonal(Initializer):
+    """``gain`` times a random orthogonal matrix (Saxe et al. 2014): the kernel as a matrix
+    ``(out, in * prod(kernel))`` has orthonormal rows, or columns when it is taller than wide."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
+        if tensor.dim() < 2:
+            raise DeepfieldError(f"Orthogonal needs a tensor of rank 2 or more, got shape {tuple(tensor.shape)}")
+        with torch.no_grad():
+            return torch.nn.init.orthogonal_(tensor, gain=self.gain)  # QR of a normal draw, signs fixed, as Keras
+
+    def get_config(self) -> dict[str, Any]:
+        return {"gain": self.gain}
+
+
+class Identity(Initializer):
+    """``gain`` times the identity matrix; for 2-d (Dense) kernels only, as in Keras."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
+        if tensor.dim() != 2:
+            raise DeepfieldError(f"Identity needs a 2-d kernel (Dense), got shape {tuple(tensor.shape)}")
+        with torch.no_grad():
+            return torch.nn.init.eye_(tensor).mul_(self.gain)  # (out, in): Keras's eye(in, out) transposed
+
+    def get_config(self) -> dict[str, Any]:
+        return {"gain": self.gain}
+
+
+def _truncated_normal(tensor: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Normal(mean, std) draws cut at ``mean ± 2 std`` (torch redraws by the inverse CDF)."""
+    with torch.no_grad():
+        return torch.nn.init.trunc_normal_(tensor, mean, std, mean - 2 * std, mean + 2 * std)
+
+
 class Constant(Initializer):
     def __init__(self, value: float = 0.0):
         self.value = float(value)
@@ -122,8 +184,12 @@ REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
     "lecun_uniform": lambda: VarianceScaling(1.0, "fan_in", "uniform"),
     "glorot_normal": lambda: VarianceScaling(1.0, "fan_avg", "truncated_normal"),
     "glorot_uniform": lambda: VarianceScaling(1.0, "fan_avg", "uniform"),
+    "variance_scaling": VarianceScaling,
     "random_normal": RandomNormal,
+    "truncated_normal": TruncatedNormal,
     "random_uniform": RandomUniform,
+    "orthogonal": Orthogonal,
+    "identity": Identity,
     "zeros": lambda: Constant(0.0),
     "ones": lambda: Constant(1.0),
     "constant": Constant,
@@ -131,8 +197,10 @@ REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
 """Keras names -> factories of fresh initialisers."""
 REGISTRY.alias("uniform", "random_uniform")  # the old Keras init='uniform'
 
-CLASSES: Registry[type[Initializer]] = Registry(
-    "initializer class", {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, Constant)})
+CLASSES: Registry[type[Initializer]] = Registry("initializer class", {
+    cls.__name__: cls
+    for cls in (VarianceScaling, RandomUniform, RandomNormal, TruncatedNormal, Orthogonal, Identity, Constant)
+})
 """Class names, as a ``model.json`` writes them (:func:`serialize`)."""
 
 

@@ -1,12 +1,15 @@
-"""Batch normalisation with Keras's arguments and meanings."""
+"""Batch, layer and group normalisation with Keras's arguments and meanings (channels-first)."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import initializers
+from deepfield.models import constraints, initializers, regularizers
 from deepfield.models.base import Layer
 
 
@@ -101,3 +104,155 @@ class BatchNormalization(Layer):
             step = (moved - self.moving_variance * self.momentum) * ((n - 1) / n)
             self.moving_variance.mul_(self.momentum).add_(step)
         return y
+
+
+def _feature_axes(layer: Layer, axis: int | list[int] | tuple[int, ...], input_shape: tuple[int, ...]) -> list[int]:
+    """``axis`` (Keras's: counted with the batch axis, negative from the end) as sorted non-negative axes ≥ 1."""
+    ndim = len(input_shape) + 1
+    axes = sorted({a + ndim if a < 0 else a for a in (axis if isinstance(axis, (list, tuple)) else [axis])})
+    if not axes or not all(1 <= a < ndim for a in axes):
+        got = ", ".join(["N", *map(str, input_shape)])
+        raise DeepfieldError(f"{layer.label}: axis {axis} is not a feature axis of shape ({got})")
+    return axes
+
+
+def _check_axis(owner: str, axis: object) -> int | list[int]:
+    values = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if not values or any(isinstance(a, bool) or not isinstance(a, int) for a in values):
+        raise DeepfieldError(f"{owner} axis must be an int or a list of ints, got {axis!r}")
+    return values if isinstance(axis, (list, tuple)) else values[0]
+
+
+class LayerNormalization(Layer):
+    """Normalises each sample over the feature axes ``axis``: ``y = gamma * (x - mean) / sqrt(var + epsilon)
+    + beta``, mean and (biased) variance over ``axis`` for each position of the other axes.
+
+    ``axis`` counts the batch axis as Keras does (an int or a list; negative from the end). Its default
+    here is 1, the channel axis, which is what Keras's default -1 is in Keras's channels-last layout:
+    each pixel of ``(N, C, H, W)`` (each step of ``(N, C, L)``) is normalised over its channels, and a
+    table ``(N, F)`` over its features. Given explicitly, an axis means what it means in Keras for an
+    array of the same shape (``axis=[1, 2, 3]``: over the whole sample).
+
+    ``gamma``, ``beta``: the shape of the normalised axes, in their order (``(C,)`` by default); absent
+    when ``scale`` / ``center`` is off. (Keras shapes them by the axes sorted as written, so for
+    ``axis=[-1, 1]`` its gamma is ``(W, C)``: the same numbers in the same order, reshaped.)
+    Regularisers and constraints of gamma/beta as Keras.
+    """
+
+    def __init__(
+        self,
+        axis: int | list[int] = 1,
+        epsilon: float = 0.001,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: str | initializers.Initializer | dict = "zeros",
+        gamma_initializer: str | initializers.Initializer | dict = "ones",
+        beta_regularizer: regularizers.Spec = None,
+        gamma_regularizer: regularizers.Spec = None,
+        beta_constraint: constraints.Spec = None,
+        gamma_constraint: constraints.Spec = None,
+        name: str | None = None,
+        input_shape: tuple[int, ...] | None = None,
+    ):
+        super().__init__(name=name, input_shape=input_shape)
+        cls = type(self).__name__
+        self.axis = _check_axis(cls, axis)
+        self.epsilon = _positive(cls, "epsilon", epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        regularizers.attach(self, {"gamma": gamma_regularizer, "beta": beta_regularizer}, None)
+        constraints.attach(self, {"gamma": (gamma_constraint, None), "beta": (beta_constraint, None)})
+        self.gamma: nn.Parameter | None = None
+        self.beta: nn.Parameter | None = None
+        self._order: tuple[int, ...] | None = None  # feature axes moved to the end, when they are not there
+        self._normalized: tuple[int, ...] = ()
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        axes = _feature_axes(self, self.axis, input_shape)
+        ndim = len(input_shape) + 1
+        self._normalized = tuple(input_shape[a - 1] for a in axes)
+        if axes != list(range(ndim - len(axes), ndim)):
+            self._order = (0, *(a for a in range(1, ndim) if a not in axes), *axes)
+        size = math.prod(self._normalized)
+        if self.scale:
+            self.gamma = nn.Parameter(torch.empty(self._normalized))
+            self.gamma_initializer(self.gamma, size, size)
+        if self.center:
+            self.beta = nn.Parameter(torch.empty(self._normalized))
+            self.beta_initializer(self.beta, size, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._order is None:
+            return F.layer_norm(x, self._normalized, self.gamma, self.beta, self.epsilon)
+        y = F.layer_norm(x.permute(self._order), self._normalized, self.gamma, self.beta, self.epsilon)
+        return y.permute(sorted(range(x.dim()), key=self._order.__getitem__))
+
+
+class GroupNormalization(Layer):
+    """Splits the channels (axis ``axis``, 1 by default: Keras's default -1 in its channels-last layout)
+    into ``groups`` groups of consecutive channels and normalises each sample over each group and all
+    the other feature axes: ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` per channel.
+    ``groups=-1``: one group per channel (instance normalisation), as Keras.
+
+    ``gamma``, ``beta``: ``(C,)``, absent when ``scale`` / ``center`` is off.
+    """
+
+    def __init__(
+        self,
+        groups: int = 32,
+        axis: int = 1,
+        epsilon: float = 0.001,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: str | initializers.Initializer | dict = "zeros",
+        gamma_initializer: str | initializers.Initializer | dict = "ones",
+        beta_regularizer: regularizers.Spec = None,
+        gamma_regularizer: regularizers.Spec = None,
+        beta_constraint: constraints.Spec = None,
+        gamma_constraint: constraints.Spec = None,
+        name: str | None = None,
+        input_shape: tuple[int, ...] | None = None,
+    ):
+        super().__init__(name=name, input_shape=input_shape)
+        cls = type(self).__name__
+        self.groups = -1 if groups == -1 else arguments.integer(f"{cls} groups", groups,
+                                                                 expected="a positive integer or -1")
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise DeepfieldError(f"{cls} axis must be an int, got {axis!r}")
+        self.axis = axis
+        self.epsilon = _positive(cls, "epsilon", epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        regularizers.attach(self, {"gamma": gamma_regularizer, "beta": beta_regularizer}, None)
+        constraints.attach(self, {"gamma": (gamma_constraint, None), "beta": (beta_constraint, None)})
+        self.gamma: nn.Parameter | None = None
+        self.beta: nn.Parameter | None = None
+        self._axis, self._groups = 1, 1
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        self._axis, = _feature_axes(self, self.axis, input_shape)
+        channels = input_shape[self._axis - 1]
+        self._groups = channels if self.groups == -1 else self.groups
+        if self._groups > channels or channels % self._groups:
+            raise DeepfieldError(f"{self.label}: {channels} channels cannot be split into {self._groups} equal "
+                                 f"groups (groups must divide the channels)")
+        if self.scale:
+            self.gamma = nn.Parameter(torch.empty(channels))
+            self.gamma_initializer(self.gamma, channels, channels)
+        if self.center:
+            self.beta = nn.Parameter(torch.empty(channels))
+            self.beta_initializer(self.beta, channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._axis == 1:
+            return F.group_norm(x, self._groups, self.gamma, self.beta, self.epsilon)
+        y = F.group_norm(x.movedim(self._axis, 1), self._groups, self.gamma, self.beta, self.epsilon)
+        return y.movedim(1, self._axis)
+
+
+def _positive(owner: str, name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise DeepfieldError(f"{owner} {name} must be positive, got {value!r}")
+    return float(value)

@@ -17,9 +17,11 @@ from deepfield.training.callbacks import (
     GradientNormLogger,
     History,
     KLAnnealing,
+    LambdaCallback,
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
+    TensorBoard,
     TerminateOnNaN,
     TrainingDiverged,
 )
@@ -32,5 +34,5 @@ __all__ = [
     "losses", "metrics", "optimizers", "BatchAugment", "Engine", "Functional", "KerasModelMixin", "Model", "Sequential",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "CSVLogger",
     "TerminateOnNaN", "TrainingDiverged", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
-    "load_state", "save_state", "resolve_device",
+    "load_state", "save_state", "resolve_device", "LambdaCallback", "TensorBoard",
 ]

@@ -35,7 +35,7 @@ fast the model runs (device, precision, channels_last, torch.compile) is the eng
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
+from deepfield.models import constraints, regularizers
 from deepfield.models.base import ensure_built
 from deepfield.training import distributed, losses, optimizers, sample_weights
 from deepfield.training import metrics as metric_registry
@@ -190,8 +191,10 @@ class Engine:
     ``channels_last`` and ``jit_compile`` read what is in force from :attr:`placement`.
 
     Auxiliary losses: submodules with an ``auxiliary_loss()`` method (the variational layers
-    of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) add it to the
-    training loss, and the reported ``loss`` includes it, as Keras reports added losses.
+    of :mod:`deepfield.models.bayesian`, whose term is ``kl_weight * KL``) and the penalties of
+    weight and activity regularisers (:mod:`deepfield.models.regularizers`) add to the
+    training loss, and the reported ``loss`` includes them, as Keras reports added losses.
+    Weight constraints (:mod:`deepfield.models.constraints`) apply after each optimiser step.
     ``evaluate`` and ``val_loss`` are the data loss alone, of the network in eval mode: the
     KL term belongs to the weights, not to the data evaluated, and without it the
     validation loss compares with that of a deterministic network.
@@ -214,7 +217,7 @@ class Engine:
         self._tracker = RunningMean()
         self._callbacks = CallbackList([], self)
         self._after_backward: list[Callback] = []
-        self._auxiliary: list[nn.Module] = []
+        self._auxiliary: list[Callable[[], torch.Tensor]] = []  # KL terms, regularisation penalties
         self._net: nn.Module = model  # what training steps call: the model (compiled), or its DDP wrapper
         self._strategy: Strategy = SingleProcess()  # how the processes of the fit under way share it
         self._augment: BatchAugment | None = None  # what the fit under way does to its training batches
@@ -312,7 +315,8 @@ class Engine:
             # every weight, frozen or not: a frozen one has no gradient and is left alone, so `trainable`
             # may change between fits without a new optimiser (Keras 3 refuses an unfreeze after compile)
             self.optimizer.bind(self.model.parameters())
-            self._auxiliary = [m for m in self.model.modules() if callable(getattr(m, "auxiliary_loss", None))]
+            self._auxiliary = [m.auxiliary_loss for m in self.model.modules()
+                               if callable(getattr(m, "auxiliary_loss", None))] + regularizers.loss_terms(self.model)
             self._strategy, self._net = strategy, net
             try:
                 with self._weighted(packing):
@@ -329,6 +333,7 @@ class Engine:
                                              params={"verbose": verbose, "epochs": epochs, "steps": train.steps})
         self._after_backward = cbs.after_backward
         train_step = self._closure_step if getattr(self.optimizer, "requires_closure", False) else self._gradient_step
+        train_step = constraints.after_each_step(train_step, self.model)  # unchanged without constraints
         if not any(p.requires_grad for p in self.model.parameters()):  # everything frozen: Keras warns and runs
             warnings.warn("the model has no trainable weights (trainable = False): fit changes nothing", stacklevel=3)
             train_step = self._forward_step
@@ -436,8 +441,8 @@ class Engine:
     def _training_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The data loss plus the auxiliary losses of the modules found when ``fit`` began."""
         loss = self.loss_fn(pred, y)
-        for module in self._auxiliary:
-            loss = loss + module.auxiliary_loss()
+        for term in self._auxiliary:
+            loss = loss + term()
         return loss
 
     def _notify_after_backward(self) -> None:

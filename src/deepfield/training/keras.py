@@ -223,8 +223,8 @@ class Functional(Model, models_functional.Functional):
     def fit(self, x: Any = None, y: Any = None, **kwargs: Any) -> History:
         x, y = self._pack(x, y)
         data = kwargs.get("validation_data")
-        if isinstance(data, (tuple, list)) and len(data) == 2:
-            kwargs["validation_data"] = self._pack(*data, what="validation ")
+        if isinstance(data, (tuple, list)) and len(data) in (2, 3):  # (x, y) or (x, y, sample_weight)
+            kwargs["validation_data"] = (*self._pack(*data[:2], what="validation "), *data[2:])
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> dict[str, float]:

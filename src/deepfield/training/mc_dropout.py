@@ -2,7 +2,8 @@
 
 Gal & Ghahramani (2016): keeping dropout on at prediction time samples networks from an
 approximate posterior; the spread of their outputs is the network's (epistemic) uncertainty.
-Only dropout is switched on: batch normalisation stays in inference mode.
+Only dropout is switched on (and the noise layers of :mod:`deepfield.models.noise`, each draw
+with its own noise): batch normalisation stays in inference mode.
 
 How the T draws are computed (:func:`sample_outputs`):
 
@@ -40,6 +41,7 @@ from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.bayesian import is_stochastic_layer
 from deepfield.models.core import Dropout, SpatialDropout
+from deepfield.models.noise import is_noise_layer
 
 _ELEMENTWISE = (Dropout, nn.Dropout)
 _CHANNELWISE = (SpatialDropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
@@ -55,8 +57,8 @@ def dropout_rate(module: nn.Module) -> float:
 
 
 def stochastic_layers(model: nn.Module) -> list[nn.Module]:
-    """The dropout layers (rate > 0) and variational layers of ``model``, in registration order."""
-    return [m for m in model.modules() if dropout_rate(m) > 0 or is_stochastic_layer(m)]
+    """The dropout and noise layers (rate > 0) and variational layers of ``model``, in registration order."""
+    return [m for m in model.modules() if dropout_rate(m) > 0 or is_noise_layer(m) or is_stochastic_layer(m)]
 
 
 def _draw_generator(seed: int, draw: int, layer: int) -> torch.Generator:
@@ -78,7 +80,8 @@ class _Draws:
     sizes: list[tuple[bool, int]] | None = None  # probe: (after repetition?, numel per row) per layer output
 
     def mask(self, module: nn.Module, output: torch.Tensor) -> torch.Tensor:
-        """``(T_c, 1, *mask_shape)``: this forward's draws' masks for dropout ``module``."""
+        """``(T_c, 1, *mask_shape)``: this forward's draws' masks for dropout ``module`` (for a noise
+        layer, its noise)."""
         index = self.layers[module]
         shape = tuple(output.shape[1:])
         if isinstance(module, _CHANNELWISE):
@@ -88,8 +91,12 @@ class _Draws:
         for t in self.draws:
             key = (t, index)
             if key not in self.masks:
-                full = torch.full(shape, keep)
-                self.masks[key] = torch.bernoulli(full, generator=_draw_generator(self.seed, t, index)).div_(keep)
+                generator = _draw_generator(self.seed, t, index)
+                if is_noise_layer(module):
+                    noise_shape = module.noise_shape(output.shape)[1:]
+                    self.masks[key] = module.sample(noise_shape, generator, torch.empty(0))
+                else:
+                    self.masks[key] = torch.bernoulli(torch.full(shape, keep), generator=generator).div_(keep)
             rows.append(self.masks[key])
         return torch.stack(rows).unsqueeze(1).to(output.device, output.dtype)
 
@@ -114,8 +121,8 @@ def mc_mode(model: nn.Module, seed: int = 0) -> Iterator[_Draws]:
     """
     layers = stochastic_layers(model)
     if not layers:
-        raise DeepfieldError(f"model {type(model).__name__} has no dropout or variational layer: "
-                             "MC sampling needs one (its draws would all be the same network)")
+        raise DeepfieldError(f"model {type(model).__name__} has no dropout or variational layer (nor a noise "
+                             "layer): MC sampling needs one (its draws would all be the same network)")
     state = _Draws(seed=seed, layers={m: k for k, m in enumerate(layers)},
                    variational=[m for m in layers if is_stochastic_layer(m)])
 
@@ -127,7 +134,8 @@ def mc_mode(model: nn.Module, seed: int = 0) -> Iterator[_Draws]:
 
     def apply_mask(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
         draws = len(state.draws)
-        masked = output.reshape(draws, -1, *output.shape[1:]) * state.mask(module, output)
+        rows, masks = output.reshape(draws, -1, *output.shape[1:]), state.mask(module, output)
+        masked = module.apply(rows, masks) if is_noise_layer(module) else rows * masks
         return masked.reshape(output.shape)
 
     def measure(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -135,7 +143,7 @@ def mc_mode(model: nn.Module, seed: int = 0) -> Iterator[_Draws]:
             state.sizes.append((state.repeated, output.numel() // output.shape[0]))
 
     handles = [m.register_forward_pre_hook(repeat_input) for m in layers]
-    handles += [m.register_forward_hook(apply_mask) for m in layers if dropout_rate(m) > 0]
+    handles += [m.register_forward_hook(apply_mask) for m in layers if dropout_rate(m) > 0 or is_noise_layer(m)]
     handles += [m.register_forward_hook(measure) for m in model.modules()]
     was_training = model.training
     model.eval()

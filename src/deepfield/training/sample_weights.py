@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
+from deepfield.models.packed import Packed
 from deepfield.training.batches import as_tensor
 
 
@@ -123,6 +124,9 @@ def for_fit(x: Any, y: Any, sample_weight: Any, class_weight: Any,
                              "cannot take them (yield a loss-weighted target instead)")
     if sample_weight is not None and class_weight is not None:
         raise DeepfieldError("give class_weight or sample_weight, not both (as Keras)")
+    if isinstance(y, Packed):
+        raise DeepfieldError("sample_weight and class_weight weigh a model with one output; per-output weights "
+                             "(Keras's list or dict of them) are not supported yet")
     if y is None:
         raise DeepfieldError("y is missing: pass the targets with the arrays x")
     samples = len(as_tensor(y, "y", labels=True))

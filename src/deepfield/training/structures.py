@@ -50,9 +50,10 @@ def _per_output(value: Any, names: Sequence[str], what: str, default: Any, one_f
                          f"by output name ({', '.join(names)}), got {type(value).__name__}")
 
 
-class OutputLosses:
+class OutputLosses(losses.Loss):
     """The training loss of a model with several outputs: ``sum(w_i * loss_i(pred_i, y_i))`` over the
-    outputs that have a loss; ``pred`` and ``y`` are :class:`Packed` in the order of the outputs."""
+    outputs that have a loss; ``pred`` and ``y`` are :class:`Packed` in the order of the outputs.
+    A :class:`~deepfield.training.losses.Loss`: called in PyTorch's order, as the engine calls losses."""
 
     def __init__(self, names: Sequence[str], loss: Any, loss_weights: Any = None):
         specs = _per_output(loss, names, "loss", None, one_for_all=True)
@@ -113,12 +114,22 @@ def one_output(value: Any, names: Sequence[str], what: str, many: bool = False) 
     return value
 
 
+class _Weighted(losses.Loss):
+    """``loss(y_pred, y_true) * weight``, in PyTorch's order as the engine calls losses."""
+
+    def __init__(self, loss: Any, weight: float):
+        self.loss, self.weight = losses.get(loss), weight
+        self.name = getattr(self.loss, "name", "loss")  # type: ignore[misc]  # shown in messages
+
+    def __call__(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        return self.loss(y_pred, y_true) * self.weight
+
+
 def weighted(loss: Any, weight: Any) -> Any:
     """``loss`` times ``weight`` (``None``: the loss as it is), for ``loss_weights`` on a model with one output."""
     if weight is None or loss is None:
         return loss
-    fn, weight = losses.get(loss), float(weight)
-    return lambda y_pred, y_true: fn(y_pred, y_true) * weight
+    return _Weighted(loss, float(weight))
 
 
 def pack(value: Any, names: Sequence[str], what: str, always: bool) -> Any:

@@ -97,7 +97,8 @@ class Callback:
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
-    return getattr(type(callback), hook) is not getattr(Callback, hook)
+    """Whether ``callback`` has its own ``hook``: in its class, or set on it (``cb.on_epoch_end = f``)."""
+    return getattr(type(callback), hook) is not getattr(Callback, hook) or hook in vars(callback)
 
 
 class CallbackList:

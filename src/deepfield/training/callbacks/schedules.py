@@ -29,6 +29,9 @@ class LearningRateScheduler(Callback):
         except (TypeError, ValueError):  # builtins without a signature
             self._takes_lr = True
 
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        _refuse_a_schedule(self)
+
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         current = self.engine.learning_rate
         lr = self.schedule(epoch, current) if self._takes_lr else self.schedule(epoch)
@@ -63,6 +66,7 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
+        _refuse_a_schedule(self)
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
@@ -90,6 +94,14 @@ class ReduceLROnPlateau(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.wait, self.cooldown_counter = state["best"], state["wait"], state["cooldown_counter"]
+
+
+def _refuse_a_schedule(callback: Callback) -> None:
+    """At the start of fit, not epochs later: a rate given as a schedule is not settable (as in Keras)."""
+    schedule = getattr(callback.engine.optimizer, "schedule", None)
+    if schedule is not None:
+        raise DeepfieldError(f"{type(callback).__name__} sets the learning rate, but the optimizer's learning_rate is "
+                             f"the schedule {type(schedule).__name__}; use one or the other")
 
 
 class KLAnnealing(Callback):

@@ -14,9 +14,15 @@ from typing import Any
 import torch
 
 from deepfield.errors import DeepfieldError
+from deepfield.training.optimizers import schedules
+from deepfield.training.optimizers.adadelta import Adadelta
 from deepfield.training.optimizers.adagrad import Adagrad
 from deepfield.training.optimizers.adam import Adam, AdamW
+from deepfield.training.optimizers.adamax import Adamax
 from deepfield.training.optimizers.base import GradientOptimizer, Optimizer
+from deepfield.training.optimizers.ftrl import Ftrl
+from deepfield.training.optimizers.lion import Lion
+from deepfield.training.optimizers.nadam import Nadam
 from deepfield.training.optimizers.newton import Newton
 from deepfield.training.optimizers.rmsprop import RMSprop
 from deepfield.training.optimizers.sgd import SGD
@@ -49,6 +55,6 @@ def get(spec: str | Optimizer | dict[str, Any]) -> Optimizer:
 
 
 __all__ = [
-    "NAMES", "Adagrad", "Adam", "AdamW", "GradientOptimizer", "Newton", "Optimizer",
-    "RMSprop", "SGD", "get",
+    "NAMES", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "GradientOptimizer", "Lion", "Nadam",
+    "Newton", "Optimizer", "RMSprop", "SGD", "get", "schedules",
 ]

@@ -20,12 +20,15 @@ Keras semantics kept on purpose (they differ from torch's built-ins):
 * ``weight_decay`` is Keras 3's decoupled decay ``w <- w - lr_t * wd * w``
   applied before the update, not torch's L2 term added to the gradient;
 * ``clipnorm`` clips each gradient tensor on its own (Keras 3), ``clipvalue``
-  clamps elementwise, ``global_clipnorm`` clips all gradients jointly.
+  clamps elementwise, ``global_clipnorm`` clips all gradients jointly;
+* ``learning_rate`` may be a schedule (:mod:`.schedules`, or its ``{"class_name", "config"}``),
+  evaluated at each update at ``iterations`` (0 at the first), as Keras 3 does.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -34,6 +37,7 @@ from torch.optim.optimizer import ParamsT
 from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError, flag, unknown_name
 from deepfield.registry import Registry
+from deepfield.training.optimizers import schedules
 
 # The learning rate is stored as torch's "lr" so that lr schedulers can drive it.
 _TORCH_KEYS = {"learning_rate": "lr"}
@@ -59,7 +63,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def __init__(self, params: ParamsT | None, hyper: dict[str, Any], **keras2: Any) -> None:
         hyper = self._accept_keras2(hyper, keras2)
-        check_non_negative(self, "learning_rate", hyper["learning_rate"])
+        self.schedule = _schedule(self, hyper["learning_rate"])
+        if self.schedule is not None:
+            hyper["learning_rate"] = self.schedule(0)  # the groups' "lr": a float, as torch wants it
         check_non_negative(self, "decay", hyper["decay"])
         self._hyper_names = tuple(hyper)
         self.defaults = {_TORCH_KEYS.get(k, k): v for k, v in hyper.items()}
@@ -107,35 +113,43 @@ class Optimizer(torch.optim.Optimizer):
     # -- Keras face -------------------------------------------------------------
     @property
     def learning_rate(self) -> float:
-        """The undecayed base learning rate (``param_groups[0]["lr"]`` once bound)."""
+        """The undecayed base learning rate (``param_groups[0]["lr"]`` once bound); with a
+        schedule, its value at ``iterations`` (the next update's rate, as Keras shows it)."""
+        if self.schedule is not None:
+            return self.schedule(self.iterations)
         return self.param_groups[0]["lr"] if self.param_groups else self.defaults["lr"]
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        self._check(self.schedule is None,
+                    f"learning_rate is the schedule {type(self.schedule).__name__}, which sets it at every step; "
+                    "give a number instead of the schedule to set it (LearningRateScheduler, ReduceLROnPlateau)")
         check_non_negative(self, "learning_rate", value)
         self.defaults["lr"] = value
         for group in self.param_groups:
             group["lr"] = value
 
     def decayed_learning_rate(self, group: dict[str, Any] | None = None) -> float:
-        """The rate the next step uses: ``lr / (1 + decay * iterations)`` (Keras 2)."""
+        """The rate the next step uses: ``lr / (1 + decay * iterations)`` (Keras 2), ``lr`` being
+        the schedule's value at ``iterations`` when the rate is a schedule."""
         group = group if group is not None else (self.param_groups or [self.defaults])[0]
         decay = group["decay"]
-        return group["lr"] / (1.0 + decay * self.iterations) if decay else group["lr"]
+        lr = group["lr"] if self.schedule is None else self.schedule(self.iterations)
+        return lr / (1.0 + decay * self.iterations) if decay else lr
 
     def last_learning_rate(self) -> float:
         """The rate the last step used, ``lr / (1 + decay * (iterations - 1))`` (the base rate
         before any step): what ``fit`` logs as ``lr`` at the end of an epoch."""
         group = (self.param_groups or [self.defaults])[0]
         decay, done = group["decay"], max(self.iterations - 1, 0)
-        return group["lr"] / (1.0 + decay * done) if decay else group["lr"]
+        lr = group["lr"] if self.schedule is None else self.schedule(done)
+        return lr / (1.0 + decay * done) if decay else lr
 
     def get_config(self) -> dict[str, Any]:
-        """The constructor's keyword arguments, JSON-ready; ``get`` rebuilds from them."""
-        return {
-            k: self.learning_rate if k == "learning_rate" else self.defaults[k]
-            for k in self._hyper_names
-        }
+        """The constructor's keyword arguments, JSON-ready (a schedule as its
+        ``{"class_name", "config"}``); ``get`` rebuilds from them."""
+        rate = self.learning_rate if self.schedule is None else schedules.serialize(self.schedule)
+        return {k: rate if k == "learning_rate" else self.defaults[k] for k in self._hyper_names}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -305,6 +319,18 @@ def _tensors(params: list[Any]) -> list[int]:
     for item in params:
         out.extend(id(p) for p in (item["params"] if isinstance(item, dict) else [item]))
     return out
+
+
+def _schedule(opt: Optimizer, rate: Any) -> schedules.LearningRateSchedule | None:
+    """The schedule ``rate`` is or describes, ``None`` for a number; else the error naming ``opt``."""
+    if isinstance(rate, (schedules.LearningRateSchedule, Mapping)):
+        try:
+            return schedules.get(rate)
+        except DeepfieldError as exc:
+            raise DeepfieldError(f"{opt.name}: learning_rate: {exc}") from None
+    ok = is_number(rate) and 0 <= rate and math.isfinite(rate)
+    opt._check(ok, f"learning_rate must be a number >= 0, got {rate!r} (or a schedule: optimizers.schedules)")
+    return None
 
 
 def check_flag(opt: Optimizer, name: str, value: Any) -> bool:
