@@ -505,7 +505,16 @@ def test_what_deepfield_would_compute_differently_is_refused_in_one_line(tmp_pat
             load_keras(tmp_path / f"{name}.keras")
 
 
-def test_a_regulariser_is_not_converted_and_a_warning_says_so(tmp_path):
-    keras_model = randomised(keras.Sequential([keras.Input((5,)), L.Dense(3, kernel_regularizer="l2", name="d")]))
-    with pytest.warns(UserWarning, match=r"layer 'd' \(Dense\): kernel_regularizer is not converted"):
-        assert_same_outputs(keras_model, tmp_path, (5,))
+def test_regularisers_and_constraints_come_over_and_go_back(tmp_path):
+    keras_model = randomised(keras.Sequential([keras.Input((5,)), L.Dense(
+        3, kernel_regularizer=keras.regularizers.L2(0.02), bias_regularizer="l1",
+        kernel_constraint=keras.constraints.MaxNorm(2.0), name="d")]))
+    ours = assert_same_outputs(keras_model, tmp_path, (5,))
+    config = ours.d.get_config()
+    assert config["kernel_regularizer"]["class_name"] == "L2"
+    assert config["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.02)
+    assert config["kernel_constraint"]["class_name"] == "MaxNorm"
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras").get_layer("d")
+    assert theirs.kernel_regularizer.l2 == pytest.approx(0.02) and theirs.bias_regularizer.l1 == pytest.approx(0.01)
+    assert theirs.kernel_constraint.max_value == 2.0

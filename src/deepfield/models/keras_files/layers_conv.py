@@ -15,8 +15,8 @@ from deepfield.models.base import Layer
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.layers_core import REGULARISERS
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
-                                                    arrays_named, initializer, initializer_to_keras, register,
-                                                    training_only)
+                                                    arrays_named, initializer, initializer_to_keras, penalties,
+                                                    penalties_to_keras, register)
 
 
 class _Spatial(Translator):
@@ -42,13 +42,13 @@ class _ConvTranslator(_Spatial):
         keras.expect("groups", 1)
         keras.expect("lora_rank", None)
         padding = keras.expect("padding", "valid", "same")
-        training_only(keras, *REGULARISERS)
         return self.deepfield(int(keras.get("filters")), keras.get("kernel_size"), strides=keras.get("strides", 1),
                               padding=padding, dilation_rate=keras.get("dilation_rate", 1),
                               activation=activation(keras, last), use_bias=bool(keras.get("use_bias", True)),
                               kernel_initializer=initializer(keras, "kernel_initializer", "glorot_uniform"),
                               bias_initializer=initializer(keras, "bias_initializer", "zeros"),
-                              **{key: keras.get(key) for key in self.extra}, name=keras.name)
+                              **penalties(keras, *REGULARISERS), **{key: keras.get(key) for key in self.extra},
+                              name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -65,7 +65,7 @@ class _ConvTranslator(_Spatial):
             "groups": 1, "activation": activation_to_keras(layer), "use_bias": layer.use_bias,
             "kernel_initializer": initializer_to_keras(layer, "kernel_initializer"),
             "bias_initializer": initializer_to_keras(layer, "bias_initializer"),
-            **{key: layer.get_config()[key] for key in self.extra}}}
+            **penalties_to_keras(layer, *REGULARISERS), **{key: layer.get_config()[key] for key in self.extra}}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         kernel = layout.kernel_to_keras(layer.weight.detach().cpu().numpy())

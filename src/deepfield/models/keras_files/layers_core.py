@@ -11,8 +11,8 @@ from deepfield.models.blocks import PReLU
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
-                                                    arrays_named, initializer, initializer_to_keras, register,
-                                                    training_only)
+                                                    arrays_named, initializer, initializer_to_keras, penalties,
+                                                    penalties_to_keras, register, training_only)
 
 REGULARISERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
                 "bias_constraint")
@@ -31,11 +31,11 @@ class DenseTranslator(Translator):
             raise keras.refuse(f"a Dense on a {x.keras_rank}-axis channels-last tensor acts on its channels, which "
                                "deepfield holds on axis 1 (put a Flatten or a global pooling before it)")
         keras.expect("lora_rank", None)
-        training_only(keras, *REGULARISERS)
         return Dense(int(keras.get("units")), activation=activation(keras, True),
                      use_bias=bool(keras.get("use_bias", True)),
                      kernel_initializer=initializer(keras, "kernel_initializer", "glorot_uniform"),
-                     bias_initializer=initializer(keras, "bias_initializer", "zeros"), name=keras.name)
+                     bias_initializer=initializer(keras, "bias_initializer", "zeros"),
+                     **penalties(keras, *REGULARISERS), name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -50,7 +50,8 @@ class DenseTranslator(Translator):
         return {"class_name": "Dense", "config": {
             "units": layer.units, "activation": activation_to_keras(layer), "use_bias": layer.use_bias,
             "kernel_initializer": initializer_to_keras(layer, "kernel_initializer"),
-            "bias_initializer": initializer_to_keras(layer, "bias_initializer")}}
+            "bias_initializer": initializer_to_keras(layer, "bias_initializer"),
+            **penalties_to_keras(layer, *REGULARISERS)}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         kernel = layout.rows_to_keras(layer.weight.detach().cpu().numpy(), x.order)

@@ -244,6 +244,33 @@ def initializer_to_keras(layer: Layer, key: str) -> Any:
     return "random_uniform" if value == "uniform" else value
 
 
+PENALTY_MODULES = {"regularizer": "keras.regularizers", "constraint": "keras.constraints"}
+
+
+def penalties(keras: KerasLayer, *keys: str) -> dict[str, Any]:
+    """The layer's regularisers and constraints (``kernel_regularizer``, ...) as deepfield takes them: a name or
+    ``{"class_name", "config"}``; the penalty of a sum does not depend on the weights' layout, and constraints
+    keep Keras's axes (:mod:`deepfield.models.constraints`), so they pass as written."""
+    found = {}
+    for key in keys:
+        value = keras.get(key)
+        found[key] = ({"class_name": value.get("class_name"), "config": value.get("config") or {}}
+                      if isinstance(value, dict) else value)
+    return found
+
+
+def penalties_to_keras(layer: Layer, *keys: str) -> dict[str, Any]:
+    """The layer's regularisers and constraints as Keras reads them."""
+    config = layer.get_config()
+    found = {}
+    for key in keys:
+        value = config.get(key)
+        module = PENALTY_MODULES[key.rsplit("_", 1)[1]]
+        found[key] = ({"module": module, "class_name": value["class_name"], "config": value["config"],
+                       "registered_name": None} if isinstance(value, dict) else value)
+    return found
+
+
 def training_only(keras: KerasLayer, *keys: str) -> None:
     """Arguments that change training, not outputs, and that deepfield does not have yet: warned, then dropped."""
     for key in keys:
