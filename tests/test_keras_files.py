@@ -20,11 +20,11 @@ from deepfield.models.keras_files import layout  # noqa: E402
 TOLERANCE = 1e-5
 
 
-def randomised(model, seed=0):
+def randomised(model, seed=0, scale=0.5):
     """``model`` with every weight drawn afresh (BatchNormalization's moving statistics too, variances positive)."""
     rng = np.random.default_rng(seed)
     for weight in model.weights:
-        values = rng.normal(0.0, 0.5, size=tuple(weight.shape)).astype(np.float32)
+        values = rng.normal(0.0, scale, size=tuple(weight.shape)).astype(np.float32)
         if "variance" in weight.path:
             values = np.abs(values) + 0.5
         weight.assign(values)
@@ -518,3 +518,42 @@ def test_regularisers_and_constraints_come_over_and_go_back(tmp_path):
     theirs = keras.saving.load_model(tmp_path / "back.keras").get_layer("d")
     assert theirs.kernel_regularizer.l2 == pytest.approx(0.02) and theirs.bias_regularizer.l1 == pytest.approx(0.01)
     assert theirs.kernel_constraint.max_value == 2.0
+
+
+# -- the shape, noise and normalisation layers -----------------------------------------------------------------
+
+
+def shape_models():
+    return {
+        "2d": ((12, 12, 3), keras.Sequential([
+            keras.Input((12, 12, 3)), L.ZeroPadding2D(((1, 2), (0, 1))), L.Conv2D(6, 3, activation="relu"),
+            L.LayerNormalization(), L.GroupNormalization(groups=3, epsilon=1e-2),
+            L.Cropping2D(((1, 0), (0, 1))), L.UpSampling2D(2), L.UpSampling2D(2, interpolation="bilinear"),
+            L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="tanh"),
+            L.SeparableConv2D(5, 3, strides=2, padding="same", depth_multiplier=2),
+            L.Conv2DTranspose(4, 3, strides=2, padding="same"), L.Conv2DTranspose(3, 2, strides=2, output_padding=1),
+            L.GaussianNoise(0.1),
+            L.GaussianDropout(0.2), L.AlphaDropout(0.1), L.MaxPooling2D(8), L.Flatten(), L.LayerNormalization(),
+            L.Dense(3)])),
+        "1d": ((16, 2), keras.Sequential([
+            keras.Input((16, 2)), L.ZeroPadding1D((2, 1)), L.Conv1D(4, 3), L.Cropping1D((1, 2)), L.UpSampling1D(3),
+            L.DepthwiseConv1D(3, depth_multiplier=2), L.SeparableConv1D(3, 5, padding="same"),
+            L.Conv1DTranspose(2, 3, strides=2), L.Flatten(), L.Dense(2)])),
+        "3d": ((4, 6, 6, 2), keras.Sequential([
+            keras.Input((4, 6, 6, 2)), L.ZeroPadding3D(1), L.Conv3D(3, 3), L.Cropping3D(((0, 1), (1, 0), (1, 1))),
+            L.UpSampling3D((1, 2, 2)), L.Conv3DTranspose(2, 2, strides=2, padding="same"), L.Flatten(),
+            L.Dense(2)])),
+    }
+
+
+@pytest.mark.parametrize("kind", ["2d", "1d", "3d"])
+def test_the_shape_noise_and_normalisation_layers_convert_both_ways(tmp_path, kind):
+    shape, keras_model = shape_models()[kind]
+    randomised(keras_model, scale=0.2)  # outputs of order 1, where 1e-5 is float32 rounding
+    for suffix in (".keras", ".h5"):
+        ours = assert_same_outputs(keras_model, tmp_path, shape, suffix)
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    x = sample(shape)
+    np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
+                               rtol=TOLERANCE)

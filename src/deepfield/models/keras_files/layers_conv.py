@@ -36,10 +36,13 @@ class _Spatial(Translator):
 class _ConvTranslator(_Spatial):
     extra: ClassVar[tuple[str, ...]] = ()
     """Further arguments a subclass's layers take as Keras writes them (a transposed convolution's output_padding)."""
+    grouped: ClassVar[bool] = True
+    """The Keras class takes ``groups`` (deepfield converts 1); the transposed convolutions do not."""
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         last = self.check_format(keras, x)
-        keras.expect("groups", 1)
+        if self.grouped:
+            keras.expect("groups", 1)
         keras.expect("lora_rank", None)
         padding = keras.expect("padding", "valid", "same")
         return self.deepfield(int(keras.get("filters")), keras.get("kernel_size"), strides=keras.get("strides", 1),
@@ -62,7 +65,8 @@ class _ConvTranslator(_Spatial):
         return {"class_name": type(layer).__name__, "config": {
             "filters": layer.filters, "kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
             "padding": layer.padding, "data_format": "channels_last", "dilation_rate": list(layer.dilation_rate),
-            "groups": 1, "activation": activation_to_keras(layer), "use_bias": layer.use_bias,
+            **({"groups": 1} if self.grouped else {}), "activation": activation_to_keras(layer),
+            "use_bias": layer.use_bias,
             "kernel_initializer": initializer_to_keras(layer, "kernel_initializer"),
             "bias_initializer": initializer_to_keras(layer, "bias_initializer"),
             **penalties_to_keras(layer, *REGULARISERS), **{key: layer.get_config()[key] for key in self.extra}}}

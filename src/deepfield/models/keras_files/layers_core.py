@@ -1,11 +1,13 @@
 """Translators of Keras's core layers: Dense, Flatten, Activation (and the ReLU, Softmax, LeakyReLU, ELU
-layers, which are activations), PReLU, Dropout, SpatialDropout1D/2D/3D."""
+layers, which are activations), PReLU, Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout,
+AlphaDropout."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from deepfield.models import noise
 from deepfield.models.base import Layer
 from deepfield.models.blocks import PReLU
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
@@ -174,3 +176,25 @@ class PReLUTranslator(Translator):
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         alpha = layout.features_to_keras(layer.alpha.detach().cpu().numpy(), x.order)
         return [alpha.reshape(*([1] * (len(x.shape) - 1)), -1)]
+
+
+class _NoiseTranslator(Translator):
+    """Noise drawn per number while training (and in MC sampling), the identity otherwise."""
+
+    keeps_order = True
+    argument: ClassVar[str]  # "stddev" or "rate"
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        extra = {"noise_shape": keras.get("noise_shape")} if keras.class_name == "AlphaDropout" else {}
+        return self.deepfield(float(keras.get(self.argument)), seed=keras.get("seed"), **extra, name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        config = layer.get_config()
+        return {"class_name": type(layer).__name__,
+                "config": {k: config[k] for k in (self.argument, "seed", "noise_shape") if k in config}}
+
+
+for _cls, _argument in ((noise.GaussianNoise, "stddev"), (noise.GaussianDropout, "rate"),
+                        (noise.AlphaDropout, "rate")):
+    register(type(f"{_cls.__name__}Translator", (_NoiseTranslator,),
+                  {"keras": (_cls.__name__,), "deepfield": _cls, "argument": _argument}))
