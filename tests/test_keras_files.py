@@ -127,6 +127,10 @@ def test_every_layer_family_on_main_converts(tmp_path):
         L.Dense(5, activation="swish"),
         L.ELU(),
         L.Dense(4, activation="softplus"),
+        L.Dense(4, activation="relu6"),
+        L.Dense(4, activation="hard_sigmoid"),
+        L.Dense(4, activation="mish"),
+        L.Dense(4, activation="softsign"),
         L.Softmax(),
         L.Dense(3, activation="softmax"),
     ]))
@@ -503,6 +507,17 @@ def test_what_deepfield_would_compute_differently_is_refused_in_one_line(tmp_pat
         keras.Sequential(layers).save(tmp_path / f"{name}.keras")
         with pytest.raises(DeepfieldError, match=message):
             load_keras(tmp_path / f"{name}.keras")
+
+
+def test_initialisers_come_over_with_their_arguments(tmp_path):
+    keras_model = keras.Sequential([keras.Input((5,)), L.Dense(
+        3, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02, seed=1), bias_initializer="he_normal",
+        name="d"), L.Dense(2, kernel_initializer=keras.initializers.Orthogonal(gain=2.0), name="e")])
+    ours = converted(keras_model, tmp_path)
+    assert ours.d.get_config()["kernel_initializer"] == {"class_name": "TruncatedNormal",
+                                                         "config": {"mean": 0.0, "stddev": 0.02}}
+    assert ours.d.get_config()["bias_initializer"] == "he_normal"
+    assert ours.e.get_config()["kernel_initializer"] == {"class_name": "Orthogonal", "config": {"gain": 2.0}}
 
 
 def test_regularisers_and_constraints_come_over_and_go_back(tmp_path):

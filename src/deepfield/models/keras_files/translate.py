@@ -11,6 +11,7 @@ Keras (a custom object, :func:`refuse_code`), is refused with its name; nothing 
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -211,12 +212,10 @@ def activation_to_keras(layer: Layer, key: str = "activation") -> str:
     return "linear" if name is None else str(name).lower()
 
 
-_INITIALIZER_CLASSES = ("RandomNormal", "RandomUniform", "Constant", "VarianceScaling")
-
-
 def initializer(keras: KerasLayer, key: str, default: str) -> str | dict[str, Any]:
-    """A Keras initialiser as deepfield's (it matters only when weights are drawn again, not for the loaded ones);
-    one deepfield lacks leaves the default, with a warning."""
+    """A Keras initialiser as deepfield's (it matters only when weights are drawn again, not for the loaded ones):
+    a class deepfield has keeps the arguments it takes (``RandomNormal(stddev=0.02)``; Keras's ``seed`` goes), a
+    name stays a name; one deepfield lacks leaves the default, with a warning."""
     value = keras.get(key, default)
     if isinstance(value, str):
         name, config = value, {}
@@ -224,10 +223,10 @@ def initializer(keras: KerasLayer, key: str, default: str) -> str | dict[str, An
         name, config = value["class_name"], value.get("config") or {}
     else:
         name, config = repr(value), {}
-    if name in _INITIALIZER_CLASSES:
-        keep = {"RandomNormal": ("mean", "stddev"), "RandomUniform": ("minval", "maxval"), "Constant": ("value",),
-                "VarianceScaling": ("scale", "mode", "distribution")}[name]
-        return {"class_name": name, "config": {k: config[k] for k in keep if k in config}}
+    cls = initializers.CLASSES.find(name)
+    if cls is not None:
+        taken = inspect.signature(cls.__init__).parameters
+        return {"class_name": name, "config": {k: v for k, v in config.items() if k in taken and k != "self"}}
     if initializers.REGISTRY.find(snake_case(name)) is not None:
         return snake_case(name)
     warnings.warn(f"{keras.label}: {key} {name!r} has no deepfield equivalent; the deepfield layer keeps "
