@@ -12,7 +12,9 @@ from deepfield.models.blocks import (
 )
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
+from deepfield.models.masking import Masking
 from deepfield.models.normalization import BatchNormalization
+from deepfield.models.recurrent import GRU, LSTM, SimpleRNN
 from deepfield.models.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -66,4 +68,8 @@ __all__ = [
     "BayesianConv1D",
     "BayesianConv2D",
     "BayesianConv3D",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Masking",
 ]

@@ -19,7 +19,7 @@ glorot_uniform  2/(in+out)   uniform in ±sqrt(6 / (fan_in + fan_out))
 ==============  ===========  ===========================================
 
 plus ``random_normal`` (stddev 0.05), ``random_uniform`` (±0.05, the old Keras
-``init='uniform'``), ``zeros``, ``ones`` and ``constant``.
+``init='uniform'``), ``zeros``, ``ones``, ``constant`` and ``orthogonal`` (the recurrent kernels' default).
 """
 from __future__ import annotations
 
@@ -115,6 +115,22 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
+class Orthogonal(Initializer):
+    """``gain`` times an orthogonal matrix (Keras 3's): a 2-D tensor ``(rows, cols)`` gets orthonormal
+    rows when rows <= cols, else orthonormal columns; the QR of a normal draw with the signs of R's
+    diagonal fixed, as ``torch.nn.init.orthogonal_`` computes it."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, tensor: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.nn.init.orthogonal_(tensor, self.gain)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"gain": self.gain}
+
+
 REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
     "he_normal": lambda: VarianceScaling(2.0, "fan_in", "truncated_normal"),
     "he_uniform": lambda: VarianceScaling(2.0, "fan_in", "uniform"),
@@ -127,12 +143,13 @@ REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
     "zeros": lambda: Constant(0.0),
     "ones": lambda: Constant(1.0),
     "constant": Constant,
+    "orthogonal": Orthogonal,
 }, any_case=True)
 """Keras names -> factories of fresh initialisers."""
 REGISTRY.alias("uniform", "random_uniform")  # the old Keras init='uniform'
 
 CLASSES: Registry[type[Initializer]] = Registry(
-    "initializer class", {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, Constant)})
+    "initializer class", {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, Constant, Orthogonal)})
 """Class names, as a ``model.json`` writes them (:func:`serialize`)."""
 
 
