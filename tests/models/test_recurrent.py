@@ -190,3 +190,72 @@ def test_trains_and_round_trips_config():
     for layer in model._modules.values():
         again = type(layer).from_config(layer.get_config())
         assert again.get_config() == layer.get_config()
+
+
+def bidirectional_pair(x, merge_mode, **kwargs):
+    theirs = keras.layers.Bidirectional(keras.layers.LSTM(UNITS, bias_initializer="random_normal", **kwargs),
+                                        merge_mode=merge_mode)
+    theirs.build(x.shape)
+    mine = layers.Bidirectional(layers.LSTM(UNITS, **kwargs), merge_mode=merge_mode)
+    mine(torch.from_numpy(x[:1]))
+    for inner, keras_inner in ((mine.forward_layer, theirs.forward_layer),
+                               (mine.backward_layer, theirs.backward_layer)):
+        for ours_w, weights in zip([inner.kernel, inner.recurrent_kernel, inner.bias], keras_inner.get_weights()):
+            ours_w.data = torch.from_numpy(weights)
+    return theirs, mine
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul", None])
+@pytest.mark.parametrize("options", [{}, {"return_sequences": True}, {"return_sequences": True, "return_state": True}])
+def test_bidirectional_equals_keras_with_mask(merge_mode, options):
+    x = padded()
+    mask = (x != 0).any(-1)
+    theirs, mine = bidirectional_pair(x, merge_mode, **options)
+    close(ours(mine, x, mask=torch.from_numpy(mask)),
+          keras_out(theirs, x, mask=keras.ops.convert_to_tensor(mask)))
+    close(ours(mine, x), keras_out(theirs, x))
+
+
+def test_bidirectional_names_and_config():
+    layer = layers.Bidirectional(layers.GRU(3, name="gru"), merge_mode="sum")
+    assert (layer.forward_layer.name, layer.backward_layer.name) == ("forward_gru", "backward_gru")
+    assert (layer.forward_layer.go_backwards, layer.backward_layer.go_backwards) == (False, True)
+    again = layers.Bidirectional.from_config(layer.get_config())
+    assert again.get_config() == layer.get_config()
+    with pytest.raises(DeepfieldError, match="Bidirectional wraps a recurrent layer"):
+        layers.Bidirectional(layers.Dense(3))
+    with pytest.raises(DeepfieldError, match="merge_mode 'max'"):
+        layers.Bidirectional(layers.GRU(3), merge_mode="max")
+
+
+def test_embedding_with_mask_zero_equals_keras():
+    ids = np.array([[3, 1, 4, 0, 0], [0, 0, 2, 7, 1], [5, 0, 9, 2, 6]], dtype="int64")
+    k_embed = keras.layers.Embedding(10, F, mask_zero=True)
+    k_lstm = keras.layers.LSTM(UNITS, bias_initializer="random_normal", return_sequences=True)
+    k_model = keras.Sequential([keras.Input((5,), dtype="int64"), k_embed, k_lstm])
+    embed = layers.Embedding(10, F, mask_zero=True)
+    embed(torch.from_numpy(ids))
+    embed.embeddings.data = torch.from_numpy(k_embed.get_weights()[0])
+    lstm = copied(k_lstm, np.zeros((1, 5, F), "float32"), "LSTM", units=UNITS, return_sequences=True)
+    model = Sequential([embed, lstm])
+    model.eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(ids)).numpy()
+    close(got, keras_out(k_model, ids))
+    assert tuple(embed.embeddings.shape) == (10, F)
+    assert embed.get_config()["embeddings_initializer"] == "uniform"  # Keras 3's default: RandomUniform(±0.05)
+    fresh = layers.Embedding(10, F)
+    fresh(torch.zeros(1, 5))
+    assert fresh.embeddings.abs().max() <= 0.05
+
+
+def test_saved_and_loaded_model_gives_the_same_outputs(tmp_path):
+    from deepfield.models.serialization import load_model, save_model
+    model = Sequential([layers.Embedding(20, F, mask_zero=True, input_shape=(T,)),
+                        layers.Bidirectional(layers.GRU(UNITS, return_sequences=True)), layers.SimpleRNN(UNITS)])
+    model.build()
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    ids = torch.tensor([[1, 2, 3, 0, 0, 0, 0], [4, 0, 5, 6, 7, 8, 9]])
+    model.eval(), again.eval()
+    torch.testing.assert_close(again(ids), model(ids), rtol=0, atol=0)

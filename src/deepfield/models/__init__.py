@@ -1,6 +1,7 @@
 """The ``models`` layer: layers, initialisers, the Sequential container, summary, presets."""
 from deepfield.models.base import Layer
 from deepfield.models.bayesian import BayesianConv1D, BayesianConv2D, BayesianConv3D, BayesianDense
+from deepfield.models.bidirectional import Bidirectional
 from deepfield.models.blocks import (
     Inception,
     Maxout,
@@ -12,6 +13,7 @@ from deepfield.models.blocks import (
 )
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
+from deepfield.models.embedding import Embedding
 from deepfield.models.masking import Masking
 from deepfield.models.normalization import BatchNormalization
 from deepfield.models.recurrent import GRU, LSTM, SimpleRNN
@@ -71,5 +73,7 @@ __all__ = [
     "SimpleRNN",
     "LSTM",
     "GRU",
+    "Bidirectional",
+    "Embedding",
     "Masking",
 ]

@@ -149,7 +149,8 @@ REGISTRY: Registry[Callable[[], Initializer]] = Registry("initializer", {
 REGISTRY.alias("uniform", "random_uniform")  # the old Keras init='uniform'
 
 CLASSES: Registry[type[Initializer]] = Registry(
-    "initializer class", {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, Constant, Orthogonal)})
+    "initializer class",
+    {cls.__name__: cls for cls in (VarianceScaling, RandomUniform, RandomNormal, Constant, Orthogonal)})
 """Class names, as a ``model.json`` writes them (:func:`serialize`)."""
 
 
