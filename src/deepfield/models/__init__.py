@@ -16,6 +16,15 @@ from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDr
 from deepfield.models.embedding import Embedding
 from deepfield.models.masking import Masking
 from deepfield.models.normalization import BatchNormalization
+from deepfield.models.preprocessing import (
+    Normalization,
+    RandomFlip,
+    RandomRotation,
+    RandomRotation90,
+    RandomTranslation,
+    RandomZoom,
+    Rescaling,
+)
 from deepfield.models.recurrent import GRU, LSTM, SimpleRNN
 from deepfield.models.pooling import (
     AveragePooling1D,
@@ -76,4 +85,11 @@ __all__ = [
     "Bidirectional",
     "Embedding",
     "Masking",
+    "Rescaling",
+    "Normalization",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomRotation90",
+    "RandomTranslation",
+    "RandomZoom",
 ]
