@@ -193,6 +193,17 @@ class _RandomImageLayer(Layer):
         return (torch.rand(n, generator=generator, device=device) * (high - low) + low).to(x.device)
 
 
+def augmentation_layer(name: object) -> type[Layer] | None:
+    """The random augmentation layer class registered as ``name`` (``"RandomFlip"``...), else ``None``."""
+    cls = Layer.registry.find(name)
+    return cls if isinstance(cls, type) and issubclass(cls, _RandomImageLayer) else None
+
+
+def is_augmentation_layer(layer: object) -> bool:
+    """Whether ``layer`` is one of the random augmentation layers (an instance)."""
+    return isinstance(layer, _RandomImageLayer)
+
+
 class RandomFlip(_RandomImageLayer):
     """Flips each image with probability 1/2 while training, as Keras 3.
 
