@@ -33,8 +33,9 @@ MASKS: a mask ``(N, T)`` (True = data) from ``Masking``, ``Embedding(mask_zero=T
 makes the layer skip the masked steps as Keras does: the state is carried over them unchanged, the
 output at a masked step repeats the previous output (0 before the first data step), and the last output
 and the returned states are those of the last data step. The fused kernels do this too: each
-sequence's data steps are moved to its front, run as a packed sequence, and the outputs scattered
-back, so masks cost a gather and a scatter, not a step loop.
+sequence's data steps are moved to its front, run, and the outputs scattered back, so a mask costs a
+sort, a gather and a scatter, not a step loop (an LSTM returning its states runs the data steps as a
+packed sequence, which PyTorch's CPU kernel runs 3 to 5 times slower than a plain batch).
 
 ``go_backwards`` reads the sequence from its end; as in Keras, the returned sequence is in the order
 processed (reversed). ``return_state`` returns ``(output, h)`` (``(output, h, c)`` for LSTM), a tuple.
@@ -171,24 +172,32 @@ class _Recurrent(Layer):
         if mask is None:
             out, *final = kernel(x, hx_arg, weights, *flags, True)
             return out, [s[0] for s in final]
-        # Keras skips masked steps: move each sequence's data steps to its front (stable order), run them
-        # packed, then give every step the output of the last data step up to it.
+        # Keras skips masked steps: move each sequence's data steps to its front (stable order), run them,
+        # then give every step the output of the last data step up to it. The kernel runs on the whole
+        # compacted batch (its outputs up to each sequence's length are causal, so exact); only the LSTM's
+        # cell state at the last data step is not an output: then the data steps run packed (3 to 5 times
+        # slower on the CPU, PyTorch's packed kernel steps through the varying batch sizes).
         n, steps, features = x.shape
         order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+        compact = x.gather(1, order.unsqueeze(-1).expand(n, steps, features))
         lengths = mask.sum(1)
-        packed = pack_padded_sequence(x.gather(1, order.unsqueeze(-1).expand(n, steps, features)),
-                                      lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        hx_sorted = [h.index_select(1, packed.sorted_indices) for h in hx]
-        out, *final = kernel(packed.data, packed.batch_sizes,
-                             tuple(hx_sorted) if len(hx) > 1 else hx_sorted[0], weights, *flags)
-        front, _ = pad_packed_sequence(PackedSequence(out, packed.batch_sizes, packed.sorted_indices,
-                                                      packed.unsorted_indices), batch_first=True, total_length=steps)
         last_data = mask.cumsum(1) - 1  # (N, T): index in `front` of the last data step so far, -1 before any
+        if len(hx) == 1 or not self.return_state:
+            front, *_ = kernel(compact, hx_arg, weights, *flags, True)
+            final = [front.gather(1, (lengths - 1).clamp(min=0).view(n, 1, 1).expand(n, 1, self.units))[:, 0]]
+            final += states[1:]  # an LSTM's cell state stands unchanged: it is not returned (no return_state)
+        else:
+            packed = pack_padded_sequence(compact, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            hx_sorted = [h.index_select(1, packed.sorted_indices) for h in hx]
+            out, *packed_final = kernel(packed.data, packed.batch_sizes, tuple(hx_sorted), weights, *flags)
+            front, _ = pad_packed_sequence(PackedSequence(out, packed.batch_sizes, packed.sorted_indices,
+                                                          packed.unsorted_indices), batch_first=True,
+                                           total_length=steps)
+            final = [f.index_select(1, packed.unsorted_indices)[0] for f in packed_final]
         sequences = front.gather(1, last_data.clamp(min=0).unsqueeze(-1).expand(n, steps, self.units))
         sequences = sequences * (last_data >= 0).unsqueeze(-1).to(sequences.dtype)
         empty = (lengths == 0).unsqueeze(-1)  # a sequence without data keeps its initial states
-        return sequences, [torch.where(empty, s, f.index_select(1, packed.unsorted_indices)[0])
-                           for s, f in zip(states, final)]
+        return sequences, [torch.where(empty, s, f) for s, f in zip(states, final)]
 
     # -- the step loop ----------------------------------------------------------------
     def _project(self, x: torch.Tensor) -> torch.Tensor:
