@@ -178,6 +178,11 @@ def test_dropout_only_while_training():
         assert not torch.allclose(drawn, first)
         drawn.sum().backward()
         assert layer.kernel.grad is not None
+        seeded = [cls(UNITS, dropout=0.5, recurrent_dropout=0.5, seed=4) for _ in range(2)]
+        for one in seeded:
+            one(x[:1])
+            one.load_state_dict(seeded[0].state_dict())
+        torch.testing.assert_close(seeded[0](x), seeded[1](x))
 
 
 def test_trains_and_round_trips_config():

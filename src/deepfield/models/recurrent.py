@@ -37,6 +37,11 @@ sequence's data steps are moved to its front, run, and the outputs scattered bac
 sort, a gather and a scatter, not a step loop (an LSTM returning its states runs the data steps as a
 packed sequence, which PyTorch's CPU kernel runs 3 to 5 times slower than a plain batch).
 
+ARGUMENTS: Keras 3's names and defaults. ``dropout`` (on the inputs) and ``recurrent_dropout`` (on the
+state entering the recurrent product) draw one mask per sequence, kept over time, while training only
+(``seed`` seeds them). ``unroll`` and ``use_cudnn`` are accepted so Keras configs load, and change
+nothing (the numbers are the same); ``stateful=True`` is refused.
+
 ``go_backwards`` reads the sequence from its end; as in Keras, the returned sequence is in the order
 processed (reversed). ``return_state`` returns ``(output, h)`` (``(output, h, c)`` for LSTM), a tuple.
 """
@@ -82,7 +87,8 @@ class _Recurrent(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.seed = seed
+        self.seed = None if seed is None else arguments.integer(f"{kind} seed", seed, minimum=0)
+        self._generator: torch.Generator | None = None
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -145,8 +151,14 @@ class _Recurrent(Layer):
         return (output, *states) if self.return_state else output
 
     def _dropout_mask(self, shape: tuple[int, ...], rate: float, like: torch.Tensor) -> torch.Tensor:
-        """A dropout mask of ``shape`` scaled by 1 / (1 - rate), one per sequence (Keras's: fixed over time)."""
-        keep = batch_noise.draw(shape, lambda s, gen: keep_mask(s, rate, gen), torch.device("cpu"))
+        """A dropout mask of ``shape`` scaled by 1 / (1 - rate), one per sequence (Keras's: fixed over time),
+        drawn on the CPU from the layer's generator when it has a ``seed``, else as ``Dropout`` draws."""
+        if self.seed is None:
+            keep = batch_noise.draw(shape, lambda s, gen: keep_mask(s, rate, gen), torch.device("cpu"))
+        else:
+            if self._generator is None:
+                self._generator = torch.Generator().manual_seed(self.seed)
+            keep = keep_mask(shape, rate, self._generator)
         return keep.to(device=like.device, dtype=like.dtype) / (1.0 - rate)
 
     # -- the fused kernels ----------------------------------------------------------
