@@ -161,7 +161,7 @@ def test_rescaling_and_normalization_equal_keras():
     np.testing.assert_allclose(ours.mean.numpy(), x.mean(axis=(0, 2, 3)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours.variance.numpy(), x.var(axis=(0, 2, 3)), rtol=1e-5)
     # batches adapt as the whole; axis=None and invert as Keras; given mean/variance as Keras
-    batched = layers.Normalization(axis=None).adapt([x[:7], x[7:]])
+    batched = layers.Normalization(axis=None).adapt([(x[:7], None), torch.from_numpy(x[7:])])
     keras_none = keras.layers.Normalization(axis=None)
     keras_none.adapt(x)
     np.testing.assert_allclose(batched(torch.from_numpy(x)).numpy(), keras.ops.convert_to_numpy(keras_none(x)),

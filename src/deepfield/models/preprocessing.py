@@ -106,13 +106,16 @@ class Normalization(Layer):
 
     def adapt(self, data: Any) -> Normalization:
         """Learn ``mean`` and ``variance`` from ``data``: an array or tensor ``(N, ...)``, or an iterable of such
-        batches (a list, a generator); statistics in float64 over every axis but the kept ones. Returns self."""
+        batches (a list, a generator, a DataLoader of ``(x, y)``: its ``x``); statistics in float64 over every
+        axis but the kept ones. Returns self."""
         batches = [data] if isinstance(data, (np.ndarray, torch.Tensor)) else data
         if not isinstance(batches, Iterable):
             raise DeepfieldError(f"{self.label}: adapt takes an array, a tensor or an iterable of batches, "
                                  f"got {type(data).__name__}")
         count, total, squares = 0, 0.0, 0.0
         for batch in batches:
+            if isinstance(batch, (tuple, list)):  # (inputs, targets) from a loader: the inputs, as Keras
+                batch = batch[0]
             array = np.asarray(batch.detach().cpu() if isinstance(batch, torch.Tensor) else batch, np.float64)
             kept = self._kept(array.ndim)
             reduce = tuple(a for a in range(array.ndim) if a not in kept)
