@@ -22,6 +22,7 @@ FAMILIES = {
     "activation": ("deepfield.models.activations", ["relu", "ReLU", "softmax", "swish"]),
     "model preset": ("deepfield.models.zoo", ["lecture-cnn", "resnet", "quality-cnn"]),
     "feature extractor": ("deepfield.tasks.features", ["hog", "HOG", "color_histogram", "glcm"]),
+    "task": ("deepfield.tasks.pipeline", ["morphology", "quality", "photoz", "tabular"]),
 }
 
 
@@ -108,3 +109,13 @@ def test_a_class_defined_again_replaces_itself():
     assert first is not second and family.lookup("redefined") is second
     with pytest.raises(DeepfieldError, match="test redefinition 'redefined' is registered already"):
         family.add("redefined", dict)
+
+
+def test_the_config_offers_exactly_the_registered_tasks():
+    """``task:`` is validated by the config (without loading torch); the pipeline builds it from the registry."""
+    import typing
+
+    from deepfield.tasks.config import RunConfig
+    from deepfield.tasks.pipeline import TASKS
+
+    assert sorted(typing.get_args(RunConfig.model_fields["task"].annotation)) == sorted(TASKS.names())

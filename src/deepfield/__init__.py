@@ -18,6 +18,8 @@ from deepfield.version import __version__
 _FACE: dict[str, tuple[str, str | None]] = {
     "DeepfieldError": ("deepfield.errors", "DeepfieldError"),
     "Engine": ("deepfield.training", "Engine"),
+    "Functional": ("deepfield.training", "Functional"),
+    "Input": ("deepfield.models", "Input"),
     "Model": ("deepfield.training", "Model"),
     "Run": ("deepfield.tasks.run", "Run"),
     "Sequential": ("deepfield.training", "Sequential"),

@@ -22,6 +22,12 @@ activation, or take as one sample's input (2**31 float32 = 8 GiB): far above the
 deepfield is for (the largest preset has 42 million parameters), far below what crashes a machine."""
 
 
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a real number (an int, a float or a numpy scalar), not a bool: ``True`` is an int to
+    Python, never a rate or a size to a user."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def is_integer(value: object, minimum: int = 1, maximum: float = MAX_ELEMENTS) -> bool:
     """Whether ``value`` is a whole number in ``[minimum, maximum]``: an int, a numpy integer or an integral
     float such as ``64.0``; never a bool, a string or ``2.5``. ``maximum=math.inf``: no upper bound."""

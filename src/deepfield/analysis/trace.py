@@ -48,6 +48,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deepfield.analysis.trace_render import render_trace
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError, unknown_name
 
 __all__ = [
@@ -105,9 +106,9 @@ class LayerSpec(BaseModel):
     @classmethod
     def _bias_is_number_or_list(cls, value: Any) -> Any:
         """Give a bias of the wrong type one readable message instead of one per union branch."""
-        if value is None or _is_number(value):
+        if value is None or _is_finite(value):
             return value
-        if isinstance(value, list) and all(_is_number(v) for v in value):
+        if isinstance(value, list) and all(_is_finite(v) for v in value):
             return value
         raise ValueError(
             f"expected a number (shared by the layer) or a list of numbers (one per neuron), got {value!r}"
@@ -183,9 +184,9 @@ class TraceSpec(BaseModel):
         return self
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _is_finite(value: Any) -> bool:
+    """A finite number, not a bool."""
+    return is_number(value) and math.isfinite(value)
 
 
 def course_example() -> TraceSpec:

@@ -12,6 +12,8 @@ from deepfield.models.blocks import (
     ViewPoints,
 )
 from deepfield.models.conv import Conv1D, Conv2D, Conv3D
+from deepfield.models.functional import Functional, Input
+from deepfield.models.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
 from deepfield.models.embedding import Embedding
 from deepfield.models.masking import Masking
@@ -45,6 +47,8 @@ from deepfield.models.pooling import (
 
 __all__ = [
     "Layer",
+    "Input",
+    "Functional",
     "Dense",
     "Flatten",
     "Activation",
@@ -92,4 +96,11 @@ __all__ = [
     "RandomRotation90",
     "RandomTranslation",
     "RandomZoom",
+    "Concatenate",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
 ]

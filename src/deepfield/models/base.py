@@ -25,6 +25,7 @@ from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
+from deepfield.models import symbolic
 from deepfield.registry import Registry
 
 
@@ -66,18 +67,25 @@ class Layer(nn.Module):
     def build(self, input_shape: tuple[int, ...]) -> None:
         """Create parameters for samples of shape ``input_shape`` (no batch axis)."""
 
-    def build_for(self, input_shape: tuple[int, ...], device: torch.device | None = None) -> None:
-        """Build once for ``input_shape``; a no-op when already built."""
+    def build_for(self, input_shape: tuple[int, ...] | list[tuple[int, ...]], device: torch.device | None = None,
+                  ) -> None:
+        """Build once for ``input_shape`` (a list of shapes for a layer taking several tensors, such as
+        the merging layers); a no-op when already built."""
         if self.built:
             return
-        self.build(tuple(int(s) for s in input_shape))
+        self.build(_int_shapes(input_shape))
         if device is not None:
             self.to(device)
         self.built = True
 
     def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if not self.built:
-            self.build_for(tuple(x.shape[1:]), x.device)
+        # One test on the path of a built layer called on a tensor, as before functional models existed.
+        if not self.built or type(x) is not _TENSOR:
+            if symbolic.is_symbolic(x):  # building a functional model: record the call, return its outputs
+                return symbolic.symbolic_call(self, x, args, kwargs)
+            if not self.built:
+                first = x[0] if isinstance(x, (list, tuple)) else x
+                self.build_for(symbolic.sample_shapes(x), first.device)
         return super().__call__(x, *args, **kwargs)
 
     @property
@@ -101,6 +109,16 @@ class Layer(nn.Module):
     def extra_repr(self) -> str:
         shown = {k: v for k, v in self._config.items() if k not in ("name", "input_shape")}
         return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+_TENSOR = torch.Tensor
+
+
+def _int_shapes(shape: Any) -> Any:
+    """A shape as a tuple of ints, or a list of shapes as a list of such tuples."""
+    if shape and isinstance(shape[0], (list, tuple)):
+        return [_int_shapes(s) for s in shape]
+    return tuple(int(s) for s in shape)
 
 
 def snake_case(class_name: str) -> str:

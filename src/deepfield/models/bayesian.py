@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import batch_noise, initializers
 from deepfield.models.base import Layer
@@ -47,7 +48,7 @@ def _check_settings(owner: str, prior_sigma: float, posterior_sigma: float, kl_w
     """The three settings as floats; a non-positive sigma or a negative ``kl_weight`` names ``owner``."""
     settings = {"prior_sigma": prior_sigma, "posterior_sigma": posterior_sigma, "kl_weight": kl_weight}
     for what, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not arguments.is_number(value):
             raise DeepfieldError(f"{owner} {what} must be a number, got {value!r}")
         if not (value >= 0 if what == "kl_weight" else value > 0):  # NaN fails both
             raise DeepfieldError(f"{owner} {what} must be {'non-negative' if what == 'kl_weight' else 'positive'}, "

@@ -14,6 +14,7 @@ from torch import nn
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
+from deepfield.models import symbolic
 from deepfield.models.base import Layer, ensure_built, layer_from_config, snake_case
 from deepfield.models.summary import summarize
 
@@ -70,6 +71,11 @@ class Sequential(nn.Sequential):
         device = next((p.device for p in self.parameters()), torch.device("cpu"))
         ensure_built(self, torch.zeros((1, *shape), device=device))
         return self
+
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(x) is not torch.Tensor and symbolic.is_symbolic(x):  # a layer of a functional model
+            return symbolic.symbolic_call(self, x, args, kwargs)
+        return super().__call__(x, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_shape is None:

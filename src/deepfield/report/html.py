@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from deepfield import atomic
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.version import __version__
 from deepfield.yaml_files import parse
@@ -314,10 +315,6 @@ def _read_captions(path: Path) -> Mapping[str, str]:
 
 # ---------------------------------------------------------------- formatting values
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_cell(value: Any) -> bool:
     """Whether a metrics value fits in one table cell (scalars and lists of scalars)."""
     if isinstance(value, Mapping):
@@ -379,7 +376,7 @@ def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]], caption: str = 
            bold: frozenset[tuple[int, int]] = frozenset(), compact: bool = False) -> str:
     """A table; numeric columns right-aligned, cells ``(row, column)`` in ``bold`` in bold;
     ``compact``: narrower cells and headers that wrap (a wide table that must fit the page)."""
-    numeric = [all(_is_number(r[j]) or r[j] is None for r in rows) and any(_is_number(r[j]) for r in rows)
+    numeric = [all(is_number(r[j]) or r[j] is None for r in rows) and any(is_number(r[j]) for r in rows)
                for j in range(len(header))]
 
     def cell(tag: str, j: int, text: str) -> str:
@@ -427,7 +424,7 @@ def _best_cells(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> frozens
     (integer columns are counts), and a column whose values are all equal has no best."""
     cells: set[tuple[int, int]] = set()
     for j, name in enumerate(header):
-        values = [(i, row[j]) for i, row in enumerate(rows) if _is_number(row[j]) and math.isfinite(row[j])]
+        values = [(i, row[j]) for i, row in enumerate(rows) if is_number(row[j]) and math.isfinite(row[j])]
         if len(values) < 2 or not any(isinstance(v, float) for _, v in values):
             continue
         score = _score(name)
@@ -521,7 +518,7 @@ def _header_items(run: _Run) -> list[tuple[str, str]]:
         items.append(("Task", str(task)))
     if run.metrics.get("device") is not None:
         items.append(("Device", str(run.metrics["device"])))
-    seconds = next((run.metrics[k] for k in TIME_KEYS if _is_number(run.metrics.get(k))), None)
+    seconds = next((run.metrics[k] for k in TIME_KEYS if is_number(run.metrics.get(k))), None)
     if seconds is not None:
         items.append(("Training time", _duration(seconds)))
     if run.metrics.get("epochs_run") is not None:
@@ -553,7 +550,7 @@ def prediction_label(metrics: Mapping[str, Any]) -> str:
     uncertainty = metrics.get("uncertainty")
     draws = uncertainty.get("draws") if isinstance(uncertainty, Mapping) else None
     members = len(metrics["members"]) if isinstance(metrics.get("members"), list) else 1
-    if _is_number(draws) and draws > members:
+    if is_number(draws) and draws > members:
         return f"mean of {draws} Monte Carlo draws" + (f" over {members} networks" if members > 1 else "")
     if members > 1:
         return f"mean of the {members} ensemble members"
@@ -563,7 +560,7 @@ def prediction_label(metrics: Mapping[str, Any]) -> str:
 def headline(metrics: Mapping[str, Any]) -> str | None:
     """The run's main number, labelled: e.g. ``test accuracy 0.8658 (mean of 30 Monte Carlo draws)``;
     the first of :data:`HEADLINE_KEYS` in ``metrics`` (``metrics.json``), ``None`` if none is."""
-    key = next((k for k in HEADLINE_KEYS if _is_number(metrics.get(k))), None)
+    key = next((k for k in HEADLINE_KEYS if is_number(metrics.get(k))), None)
     if key is None:
         return None
     return f"test {key.replace('_', ' ')} {_fmt(metrics[key])} ({prediction_label(metrics)})"
@@ -604,7 +601,7 @@ def _best_epoch_note(header: list[str], rows: list[list[Any]]) -> str:
     if key is None or "epoch" not in header:
         return ""
     j, e = header.index(key), header.index("epoch")
-    scored = [row for row in rows if _is_number(row[j]) and math.isfinite(row[j])]
+    scored = [row for row in rows if is_number(row[j]) and math.isfinite(row[j])]
     if not scored:
         return ""
     best = min(scored, key=lambda row: row[j])

@@ -18,9 +18,6 @@ from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.yaml_files import parse, shown
 
-TASKS = ("morphology", "quality", "photoz", "tabular")
-
-
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not be silently ignored."""
 

@@ -34,6 +34,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.models.summary import summarize
 from deepfield.plots import plot_gradient_norms, plot_learning_curves
+from deepfield.registry import Registry
 from deepfield.tasks import rerun, run_paths
 from deepfield.tasks.base import Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge_rows, prepared_targets, run_baselines
@@ -53,7 +54,8 @@ from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 from deepfield.version import __version__
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)}
+TASKS: Registry[type[Task]] = Registry("task", {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)})
+"""The tasks ``task:`` in a config names (their names also in :class:`~deepfield.tasks.config.RunConfig`)."""
 
 
 def prepare(task: Task, config: RunConfig) -> Prepared:
@@ -68,9 +70,7 @@ def prepare(task: Task, config: RunConfig) -> Prepared:
 
 
 def task_for(config: RunConfig) -> Task:
-    if config.task not in TASKS:
-        raise DeepfieldError(f"task {config.task!r} is not available yet; available: {', '.join(sorted(TASKS))}")
-    return TASKS[config.task]()
+    return TASKS.lookup(config.task)()
 
 
 def train(config: RunConfig, console: Console | None = None, verbose: int = 1, restart: bool = False,

@@ -26,10 +26,10 @@ from deepfield.training.callbacks import (
 from deepfield.training.checkpoint import load_state, save_state
 from deepfield.training.device import resolve_device
 from deepfield.training.engine import Engine
-from deepfield.training.keras import KerasModelMixin, Model, Sequential
+from deepfield.training.keras import Functional, KerasModelMixin, Model, Sequential
 
 __all__ = [
-    "losses", "metrics", "optimizers", "BatchAugment", "Engine", "KerasModelMixin", "Model", "Sequential",
+    "losses", "metrics", "optimizers", "BatchAugment", "Engine", "Functional", "KerasModelMixin", "Model", "Sequential",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "CSVLogger",
     "TerminateOnNaN", "TrainingDiverged", "LearningRateScheduler", "KLAnnealing", "BackupAndRestore", "GradientNormLogger",
     "load_state", "save_state", "resolve_device",

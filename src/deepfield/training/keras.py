@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepfield.errors import DeepfieldError
+from deepfield.models import functional as models_functional
 from deepfield.models import sequential as models_sequential
 from deepfield.models.serialization import (WEIGHTS_FILE, load_network, load_weights, save_model, save_weights,
                                             warn_if_run)
@@ -111,13 +112,26 @@ class Sequential(KerasModelMixin, models_sequential.Sequential):
         return load_network(folder, cls, trust=trust)
 
 
+def _functional_arguments(args: tuple, kwargs: dict) -> bool:
+    """Whether ``Model(...)`` was called as Keras's functional constructor ``Model(inputs, outputs)``."""
+    return len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or ("inputs" in kwargs and "outputs" in kwargs)
+
+
 class Model(KerasModelMixin, nn.Module):
     """Any ``nn.Module`` with the Keras training face: ``Model(my_module).compile(...).fit(...)``.
 
     ``forward`` calls the wrapped module unchanged; its parameters are this model's
     (``state_dict`` keys gain the prefix ``module.``). Only weights can be saved: the
     architecture is Python code, rebuilt by the user, then ``Model.load(folder, module)``.
+
+    ``Model(inputs, outputs)`` (or ``Model(inputs=..., outputs=...)``) makes a :class:`Functional`
+    instead, as Keras's ``Model`` does.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is Model and _functional_arguments(args, kwargs):
+            return super().__new__(Functional)  # Python then runs Functional.__init__(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -142,3 +156,28 @@ class Model(KerasModelMixin, nn.Module):
         model = cls(module)
         load_weights(model, Path(folder) / WEIGHTS_FILE)
         return model
+
+
+class Functional(Model, models_functional.Functional):
+    """A functional model (:class:`deepfield.models.functional.Functional`) with the Keras training face.
+
+    ``df.Model(inputs, outputs)`` returns one. ``compile`` takes a loss, a list of losses (one per
+    output) or a dict by output name, ``loss_weights`` (list or dict) and metrics per output (a
+    list with one entry per output, or a dict), as Keras 3 does; ``fit``/``evaluate``/``predict``
+    take arrays, lists or dicts (by input and output name). ``save(folder)`` writes ``model.json``
+    (the graph) + ``weights.safetensors``; ``Functional.load(folder)`` rebuilds it.
+    """
+
+    def __init__(self, inputs: Any = None, outputs: Any = None, name: str | None = None):
+        models_functional.Functional.__init__(self, inputs, outputs, name=name)
+
+    forward = models_functional.Functional.forward
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        return save_model(self, folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], *, trust: bool = False) -> Functional:  # type: ignore[override]
+        """The functional model saved in ``folder`` (see :meth:`Sequential.load`)."""
+        warn_if_run(folder)
+        return load_network(folder, cls, trust=trust)

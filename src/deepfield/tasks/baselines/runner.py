@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from deepfield import atomic
 from deepfield.analysis.classification import jsonable, roc_curves
 from deepfield.analysis.photoz import photoz_metrics
+from deepfield.analysis.regression import regression_scores
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.base import Prepared
 from deepfield.tasks.baselines.learners import NAMES, class_scores, make_learner
@@ -69,14 +69,15 @@ def classification_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str,
     return {"accuracy": accuracy, "macro_auc": roc_curves(position, class_scores(model, x)).macro_auc}
 
 
-def regression_scores(truth: np.ndarray, predicted: np.ndarray, task: str) -> dict[str, float]:
+def baseline_scores(truth: np.ndarray, predicted: np.ndarray, task: str) -> dict[str, float]:
     """Photo-z scores (``task="redshift"``) or the mean absolute error and R² of ``predicted (N,)``."""
     if task == "redshift":
         scores = photoz_metrics(truth, predicted, outlier_thresholds=(OUTLIER_THRESHOLD,))
         return {"sigma_nmad": scores.sigma_nmad,
                 f"outlier_fraction_{OUTLIER_THRESHOLD:g}": scores.outlier_fractions[OUTLIER_THRESHOLD],
                 "bias": scores.bias_median}
-    return {"mae": float(skm.mean_absolute_error(truth, predicted)), "r2": float(skm.r2_score(truth, predicted))}
+    scores = regression_scores(truth, predicted)
+    return {"mae": scores["mae"], "r2": scores["r2"]}
 
 
 def run_baselines(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
@@ -104,7 +105,7 @@ def run_baselines(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
         if problem == "classification":
             scores = classification_scores(model, x_test, y_test)
         else:
-            scores = regression_scores(y_test, model.predict(x_test), task)
+            scores = baseline_scores(y_test, model.predict(x_test), task)
         rows.append({"model": f"{feature_name} + {name}", "features": feature_name, "n_features": x_train.shape[1],
                      **scores, "fit_time_s": round(fitted - started, 3),
                      "predict_time_s": round(time.perf_counter() - fitted, 3)})

@@ -3,11 +3,11 @@ KL term of variational layers (KLAnnealing)."""
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 from deepfield import arguments
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError
 from deepfield.training.callbacks.base import Callback, Logs, Monitor
 
@@ -32,7 +32,7 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         current = self.engine.learning_rate
         lr = self.schedule(epoch, current) if self._takes_lr else self.schedule(epoch)
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool):
+        if not is_number(lr):
             raise DeepfieldError(f"LearningRateScheduler: schedule({epoch}) returned {lr!r}; expected a float")
         self.engine.learning_rate = float(lr)
         if self.verbose:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch.optim.optimizer import ParamsT
 
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError, flag, unknown_name
 from deepfield.registry import Registry
 
@@ -304,11 +305,6 @@ def _tensors(params: list[Any]) -> list[int]:
     for item in params:
         out.extend(id(p) for p in (item["params"] if isinstance(item, dict) else [item]))
     return out
-
-
-def is_number(value: Any) -> bool:
-    """An int or float, not a bool (``True`` is an int to Python, never a rate to a user)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_flag(opt: Optimizer, name: str, value: Any) -> bool:
