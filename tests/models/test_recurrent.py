@@ -264,3 +264,57 @@ def test_saved_and_loaded_model_gives_the_same_outputs(tmp_path):
     ids = torch.tensor([[1, 2, 3, 0, 0, 0, 0], [4, 0, 5, 6, 7, 8, 9]])
     model.eval(), again.eval()
     torch.testing.assert_close(again(ids), model(ids), rtol=0, atol=0)
+
+
+def give_weights(mine, theirs):
+    for ours_w, weights in zip([mine.kernel, mine.recurrent_kernel, mine.bias], theirs.get_weights()):
+        ours_w.data = torch.from_numpy(weights)
+
+
+def test_stacked_layers_pass_the_mask_on_as_keras():
+    """Embedding(mask_zero) -> LSTM(return_sequences) -> GRU: the second layer skips the padding too."""
+    ids = np.array([[3, 1, 4, 0, 0], [0, 0, 2, 7, 1], [5, 0, 9, 2, 6]], dtype="int64")
+    k_layers = [keras.layers.Embedding(10, F, mask_zero=True),
+                keras.layers.LSTM(UNITS, bias_initializer="random_normal", return_sequences=True),
+                keras.layers.GRU(3, bias_initializer="random_normal")]
+    k_model = keras.Sequential([keras.Input((5,), dtype="int64"), *k_layers])
+    model = Sequential([layers.Embedding(10, F, mask_zero=True), layers.LSTM(UNITS, return_sequences=True),
+                        layers.GRU(3)])
+    model(torch.from_numpy(ids))
+    embed, lstm, gru = model._modules.values()
+    embed.embeddings.data = torch.from_numpy(k_layers[0].get_weights()[0])
+    give_weights(lstm, k_layers[1])
+    give_weights(gru, k_layers[2])
+    model.eval()
+    with torch.no_grad():
+        close(model(torch.from_numpy(ids)).numpy(), keras_out(k_model, ids))
+
+
+def test_functional_model_with_states_and_bidirectional_equals_keras():
+    from deepfield.models.functional import Functional, Input
+    ids = np.array([[3, 1, 4, 0, 0], [0, 0, 2, 7, 1], [5, 0, 9, 2, 6]], dtype="int64")
+    inputs = Input((5,), dtype="int64")
+    sequence, h, c = layers.LSTM(6, return_sequences=True, return_state=True)(
+        layers.Embedding(10, 4, mask_zero=True)(inputs))
+    model = Functional(inputs, [layers.Bidirectional(layers.GRU(3))(sequence), h, c])
+    k_in = keras.Input((5,), dtype="int64")
+    k_embed, k_lstm = keras.layers.Embedding(10, 4, mask_zero=True), keras.layers.LSTM(6, return_sequences=True,
+                                                                                        return_state=True)
+    k_bi = keras.layers.Bidirectional(keras.layers.GRU(3))
+    k_sequence, k_h, k_c = k_lstm(k_embed(k_in))
+    k_model = keras.Model(k_in, [k_bi(k_sequence), k_h, k_c])
+    embed, lstm, bi = (next(m for m in model.modules() if isinstance(m, cls))
+                       for cls in (layers.Embedding, layers.LSTM, layers.Bidirectional))
+    embed.embeddings.data = torch.from_numpy(k_embed.get_weights()[0])
+    give_weights(lstm, k_lstm)
+    give_weights(bi.forward_layer, k_bi.forward_layer)
+    give_weights(bi.backward_layer, k_bi.backward_layer)
+    model.eval()
+    with torch.no_grad():
+        got = [o.numpy() for o in model(torch.from_numpy(ids))]
+    close(got, keras_out(k_model, ids))
+    again = Functional.from_config(model.get_config())
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    with torch.no_grad():
+        close([o.numpy() for o in again(torch.from_numpy(ids))], got)

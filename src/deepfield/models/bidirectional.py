@@ -7,7 +7,7 @@ import torch
 
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import Layer, layer_from_config, snake_case
-from deepfield.models.masking import mask_of
+from deepfield.models.masking import attach, mask_of
 from deepfield.models.recurrent import _Recurrent
 
 MERGE_MODES = ("concat", "sum", "ave", "mul", None)
@@ -58,6 +58,12 @@ class Bidirectional(Layer):
         for inner_layer in (self.forward_layer, self.backward_layer):
             inner_layer.zero_output_for_mask = self.return_sequences
 
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        # Both layers now, as Keras builds them, so their weights exist before any pass (a functional
+        # model's shape pass runs on the meta device and must not be the one that creates them).
+        for inner in (self.forward_layer, self.backward_layer):
+            inner.build_for(input_shape)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 initial_state: list[torch.Tensor] | tuple[torch.Tensor, ...] | None = None) -> Any:
         """``x`` (N, T, F); ``initial_state``: the forward layer's states, then the backward layer's."""
@@ -86,5 +92,8 @@ class Bidirectional(Layer):
             merged = (y * y_rev,)
         else:
             merged = (y, y_rev)
+        if mask is not None and self.return_sequences:
+            for sequence in merged:
+                attach(sequence, mask)  # passed on, as Keras does
         out = merged + states
         return out[0] if len(out) == 1 else out

@@ -4,7 +4,8 @@ the recurrent layers skip them.
 A mask is a bool tensor ``(N, T)``, True where a time step holds data. It travels as an attribute of the
 tensor that the masking layer returns (``x._keras_mask``, the attribute Keras 3 uses on its torch backend),
 so the next layer that reads masks (``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional``) finds it in a
-``Sequential`` or a functional graph alike. Unlike Keras, layers in between do not pass it on: a layer
+``Sequential`` or a functional graph alike; those pass it on with their sequences (``return_sequences``),
+as Keras does, for the next recurrent layer. Unlike Keras, other layers in between do not pass it on: a layer
 that computes a new tensor (``Dropout`` while training, ``Dense``) drops it, so put the masking layer
 right before the recurrent one, or hand the mask over explicitly: ``lstm(x, mask=mask)``.
 """

@@ -42,6 +42,10 @@ state entering the recurrent product) draw one mask per sequence, kept over time
 (``seed`` seeds them). ``unroll`` and ``use_cudnn`` are accepted so Keras configs load, and change
 nothing (the numbers are the same); ``stateful=True`` is refused.
 
+With ``return_sequences`` the output sequence carries the input's mask on, as in Keras, so stacked
+recurrent layers (``Embedding(mask_zero=True)``, ``LSTM(return_sequences=True)``, ``LSTM``) all skip the
+padding.
+
 ``go_backwards`` reads the sequence from its end; as in Keras, the returned sequence is in the order
 processed (reversed). ``return_state`` returns ``(output, h)`` (``(output, h, c)`` for LSTM), a tuple.
 """
@@ -58,7 +62,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import activations, batch_noise, initializers
 from deepfield.models.base import Layer
 from deepfield.models.core import keep_mask
-from deepfield.models.masking import mask_of
+from deepfield.models.masking import attach, mask_of
 
 Initializer = str | initializers.Initializer | dict
 
@@ -128,7 +132,7 @@ class _Recurrent(Layer):
             self._check_layout(tuple(x.shape[1:]))
         if mask is None:
             mask = mask_of(x)
-        n = x.shape[0]
+        given_mask, n = mask, x.shape[0]
         states = (list(initial_state) if initial_state is not None
                   else [x.new_zeros(n, self.units) for _ in range(self._state_count)])
         if len(states) != self._state_count:
@@ -148,6 +152,8 @@ class _Recurrent(Layer):
         if mask is not None and self.zero_output_for_mask:
             sequences = sequences * mask.unsqueeze(-1).to(sequences.dtype)
         output = sequences if self.return_sequences else sequences[:, -1]
+        if given_mask is not None and self.return_sequences:
+            attach(output, given_mask)  # as Keras, the sequence passes the mask on (to a stacked recurrent layer)
         return (output, *states) if self.return_state else output
 
     def _dropout_mask(self, shape: tuple[int, ...], rate: float, like: torch.Tensor) -> torch.Tensor:
