@@ -180,6 +180,12 @@ def test_bad_arguments_name_themselves():
         layers.RandomFlip("diagonal")
     with pytest.raises(DeepfieldError, match="RandomRotation fill_mode 'mirror'"):
         layers.RandomRotation(0.1, fill_mode="mirror")
+    with pytest.raises(DeepfieldError, match=r"RandomRotation factor must be a number or a \(low, high\) pair"):
+        layers.RandomRotation("quarter")
+    with pytest.raises(DeepfieldError, match="RandomTranslation width_factor .* got \[0.3, 0.1\]"):
+        layers.RandomTranslation(0.1, [0.3, 0.1])
+    with pytest.raises(DeepfieldError, match="Rescaling scale and offset must be numbers"):
+        layers.Rescaling([1, 2])
     with pytest.raises(DeepfieldError, match="channels first"):
         layers.RandomZoom(0.1, data_format="channels_last")
     with pytest.raises(DeepfieldError, match="takes floating-point images"):

@@ -43,6 +43,9 @@ class Rescaling(Layer):
     def __init__(self, scale: float, offset: float = 0.0, name: str | None = None,
                  input_shape: tuple[int, ...] | None = None):
         super().__init__(name=name, input_shape=input_shape)
+        if not (arguments.is_number(scale) and arguments.is_number(offset)):
+            raise DeepfieldError(f"Rescaling scale and offset must be numbers, got {scale!r}, {offset!r} "
+                                 "(per band: Normalization(mean=..., variance=...))")
         self.scale, self.offset = float(scale), float(offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,10 +151,13 @@ class Normalization(Layer):
 
 def _range(name: str, factor: float | Sequence[float]) -> tuple[float, float]:
     """Keras's factor: ``f`` means ``(-f, f)``, a pair ``(low, high)`` itself."""
-    pair = (-float(factor), float(factor)) if isinstance(factor, (int, float)) else tuple(map(float, factor))
-    if len(pair) != 2 or pair[0] > pair[1]:
+    if arguments.is_number(factor):
+        pair: tuple[Any, ...] = (-float(factor), float(factor))  # type: ignore[arg-type]
+    else:
+        pair = tuple(factor) if isinstance(factor, (list, tuple)) else ()
+    if len(pair) != 2 or not all(map(arguments.is_number, pair)) or not math.isfinite(sum(pair)) or pair[0] > pair[1]:
         raise DeepfieldError(f"{name} must be a number or a (low, high) pair with low <= high, got {factor!r}")
-    return pair  # type: ignore[return-value]
+    return float(pair[0]), float(pair[1])
 
 
 class _RandomImageLayer(Layer):
