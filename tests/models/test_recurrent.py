@@ -318,3 +318,14 @@ def test_functional_model_with_states_and_bidirectional_equals_keras():
     again.eval()
     with torch.no_grad():
         close([o.numpy() for o in again(torch.from_numpy(ids))], got)
+
+
+def test_the_mask_crosses_dropout_while_training_as_in_inference():
+    """Embedding(mask_zero) -> Dropout -> LSTM: an all-padding sequence gives 0 in training too (state skipped)."""
+    torch.manual_seed(0)
+    model = Sequential([layers.Embedding(10, F, mask_zero=True), layers.Dropout(0.5),
+                        layers.LSTM(UNITS, bias_initializer="ones")])
+    ids = torch.tensor([[0, 0, 0, 0], [1, 2, 3, 0]])
+    model.train()
+    out = model(ids)
+    assert torch.equal(out[0], torch.zeros(UNITS)) and out[1].abs().sum() > 0

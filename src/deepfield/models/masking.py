@@ -5,9 +5,10 @@ A mask is a bool tensor ``(N, T)``, True where a time step holds data. It travel
 tensor that the masking layer returns (``x._keras_mask``, the attribute Keras 3 uses on its torch backend),
 so the next layer that reads masks (``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional``) finds it in a
 ``Sequential`` or a functional graph alike; those pass it on with their sequences (``return_sequences``),
-as Keras does, for the next recurrent layer. Unlike Keras, other layers in between do not pass it on: a layer
-that computes a new tensor (``Dropout`` while training, ``Dense``) drops it, so put the masking layer
-right before the recurrent one, or hand the mask over explicitly: ``lstm(x, mask=mask)``.
+as Keras does, for the next recurrent layer, and so does ``Dropout`` (in training as in inference). Unlike
+Keras, other layers in between do not pass it on (``Dense``, ``Activation``, ``SpatialDropout``...): put the
+masking layer before the recurrent one with at most ``Dropout`` between, or hand the mask over explicitly:
+``lstm(x, mask=mask)``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def attach(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def mask_of(x: torch.Tensor) -> torch.Tensor | None:
     """The mask ``x`` carries, or ``None``."""
     return getattr(x, ATTRIBUTE, None)
+
+
+def passed_on(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` carrying the mask of ``x`` when it has one (a layer that keeps the time axis, e.g. ``Dropout``)."""
+    mask = getattr(x, ATTRIBUTE, None)
+    return out if mask is None else attach(out, mask)
 
 
 class Masking(Layer):
