@@ -64,7 +64,8 @@ class Normalization(Layer):
 
     ``mean`` and ``variance`` are given (numbers or arrays broadcast to the kept axes) or learned by
     :meth:`adapt` (population mean and variance, as Keras). Buffers ``mean``, ``variance`` have the shape
-    of the kept axes, Keras's weights' shape ((C,) by default). Always active.
+    of the kept axes, Keras's weights' shape ((C,) by default; Keras's third weight, ``count``, is not
+    kept). A Keras layer's ``axis=-1`` on channels-last images is ``axis=1`` here. Always active.
     """
 
     def __init__(self, axis: int | Sequence[int] | None = 1, mean: Any = None, variance: Any = None,
