@@ -88,3 +88,12 @@ def test_bad_variance_scaling_arguments():
         initializers.VarianceScaling(mode="fan_sum")
     with pytest.raises(DeepfieldError, match="distribution 'cauchy'"):
         initializers.VarianceScaling(distribution="cauchy")
+
+
+def test_orthogonal_matches_keras_rule():
+    """Keras 3's Orthogonal: orthonormal rows when rows <= cols (a recurrent kernel (units, 4 units)), else columns."""
+    wide, tall = torch.empty(5, 20), torch.empty(20, 5)
+    initializers.get("orthogonal")(wide, 5, 20)
+    initializers.get({"class_name": "Orthogonal", "config": {"gain": 2.0}})(tall, 20, 5)
+    torch.testing.assert_close(wide @ wide.T, torch.eye(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(tall.T @ tall, 4 * torch.eye(5), atol=1e-5, rtol=0)

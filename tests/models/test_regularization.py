@@ -220,9 +220,27 @@ def test_activity_regularization_layer_trains_as_keras():
 def test_activity_penalty_is_taken_once_and_not_kept():
     layer = Dense(2, activity_regularizer=regularizers.L1(1.0))
     x = torch.ones(4, 3)
-    layer.eval()(x)
     term, = regularizers.loss_terms(layer)
-    assert float(term()) == 0.0  # nothing recorded outside training
+    assert float(term()) == 0.0  # nothing recorded before a forward pass
     y = layer.train()(x)
     assert float(term()) == pytest.approx(float(y.abs().sum()) / 4)
     assert "activity_loss" not in layer.__dict__
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (dict(kernel_regularizer=regularizers.L2(1.0)), dict(kernel_regularizer=keras.regularizers.L2(1.0))),
+    (dict(activity_regularizer=regularizers.L2(1.0)), dict(activity_regularizer=keras.regularizers.L2(1.0))),
+])
+def test_evaluate_and_val_loss_include_the_penalties_as_keras(ours, theirs):
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = np.zeros((8, 1), np.float32)
+    kmodel = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="ones", **theirs)])
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    expected_eval = kmodel.evaluate(x, y, batch_size=8, verbose=0)
+    expected = kmodel.fit(x, y, epochs=1, batch_size=8, verbose=0, validation_data=(x, y), shuffle=False).history
+    model = Sequential([Dense(1, kernel_initializer="ones", **ours)], input_shape=(3,))
+    model.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.01}}, loss="mse")
+    assert model.evaluate(x, y, batch_size=8, verbose=0)["loss"] == pytest.approx(expected_eval, rel=1e-5)
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0, validation_data=(x, y), shuffle=False).history
+    for key in ("loss", "val_loss"):
+        assert history[key] == pytest.approx(expected[key], rel=1e-5)

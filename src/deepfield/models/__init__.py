@@ -1,6 +1,7 @@
 """The ``models`` layer: layers, initialisers, the Sequential container, summary, presets."""
 from deepfield.models.base import Layer
 from deepfield.models.bayesian import BayesianConv1D, BayesianConv2D, BayesianConv3D, BayesianDense
+from deepfield.models.bidirectional import Bidirectional
 from deepfield.models.blocks import (
     Inception,
     Maxout,
@@ -17,6 +18,18 @@ from deepfield.models.functional import Functional, Input
 from deepfield.models.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from deepfield.models.noise import AlphaDropout, GaussianDropout, GaussianNoise
 from deepfield.models.normalization import BatchNormalization, GroupNormalization, LayerNormalization
+from deepfield.models.embedding import Embedding
+from deepfield.models.masking import Masking
+from deepfield.models.preprocessing import (
+    Normalization,
+    RandomFlip,
+    RandomRotation,
+    RandomRotation90,
+    RandomTranslation,
+    RandomZoom,
+    Rescaling,
+)
+from deepfield.models.recurrent import GRU, LSTM, SimpleRNN
 from deepfield.models.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -88,6 +101,19 @@ __all__ = [
     "BayesianConv1D",
     "BayesianConv2D",
     "BayesianConv3D",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "Embedding",
+    "Masking",
+    "Rescaling",
+    "Normalization",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomRotation90",
+    "RandomTranslation",
+    "RandomZoom",
     "Concatenate",
     "Add",
     "Subtract",

@@ -11,6 +11,7 @@ from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import activations, batch_noise, constraints, initializers, regularizers
 from deepfield.models.base import Layer
+from deepfield.models.masking import passed_on
 
 
 class Dense(Layer):
@@ -97,9 +98,9 @@ class Dropout(Layer):
         if not self.training or self.rate == 0.0:
             return x
         if x.device.type != "cpu":
-            return F.dropout(x, self.rate, True)
+            return passed_on(x, F.dropout(x, self.rate, True))  # a sequence's mask, as in inference (Keras)
         mask = batch_noise.draw(x.shape, lambda shape, gen: keep_mask(shape, self.rate, gen), x.device)
-        return x * mask.to(x.dtype).mul_(1.0 / (1.0 - self.rate))
+        return passed_on(x, x * mask.to(x.dtype).mul_(1.0 / (1.0 - self.rate)))
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], rate: float, generator: torch.Generator | None = None,

@@ -128,7 +128,7 @@ def get(spec: Spec) -> Regularizer | None:
 
 def attach(layer: nn.Module, weights: dict[str, Spec], activity: Spec) -> None:
     """Give ``layer`` its regularisers: ``weights`` maps a parameter's attribute name (``"weight"``,
-    ``"bias"``) to a spec; ``activity`` regularises the layer's output while training."""
+    ``"bias"``) to a spec; ``activity`` regularises the layer's output (its penalty is part of the loss in training and evaluation)."""
     layer.weight_regularizers = {name: reg for name, spec in weights.items() if (reg := get(spec)) is not None}
     layer.activity_regularizer = get(activity)
     if layer.activity_regularizer is not None:
@@ -136,13 +136,13 @@ def attach(layer: nn.Module, weights: dict[str, Spec], activity: Spec) -> None:
 
 
 def _record_activity(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-    if layer.training:
-        layer.activity_loss = layer.activity_regularizer(output) / max(output.shape[0], 1)
+    # in evaluation too: Keras's evaluate and val_loss include the penalty of the batch evaluated
+    layer.activity_loss = layer.activity_regularizer(output) / max(output.shape[0], 1)
 
 
 def loss_terms(model: nn.Module) -> list[Callable[[], torch.Tensor]]:
     """The penalties of ``model``'s regularised trainable weights and of its outputs, each a function of
-    no argument giving a 0-d tensor (an activity penalty: of the latest training forward); empty without
+    no argument giving a 0-d tensor (an activity penalty: of the latest forward pass); empty without
     regularisers. Weights frozen now (``requires_grad`` off) are left out, as Keras regularises trainable
     weights only."""
     terms: list[Callable[[], torch.Tensor]] = []

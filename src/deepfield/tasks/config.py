@@ -155,7 +155,7 @@ class TrainingConfig(Strict):
     gradient_norms: bool = Field(False, description="record per-layer gradient norms (figures/gradient_norms.png)")
     augment: list[str | dict[str, Any]] = Field(
         [], description="random transforms of the training batches: dihedral, {name: shift, max_shift: 2}, "
-                        "{name: gaussian_noise, sigma: 0.05}")
+                        "{name: gaussian_noise, sigma: 0.05}, or Keras layers: {name: RandomRotation, factor: 0.1}")
 
     @field_validator("augment")
     @classmethod

@@ -16,6 +16,12 @@ augmented as one process would augment it, whatever the number of processes.
 
 Samples ``(C, H, W)`` (images) take every augmentation; samples ``(C, L)`` (spectra) take
 ``shift`` (along L) and ``gaussian_noise``, not the turns and flips of ``dihedral``.
+
+The Keras augmentation layers of :mod:`deepfield.models.preprocessing` are entries too, by class name
+and Keras arguments in the same form: ``"RandomFlip"``, ``{"name": "RandomRotation", "factor": 0.1}``,
+``{"name": "RandomFlip", "mode": "horizontal"}`` then ``"RandomRotation90"`` (together the eight
+symmetries of the square, as ``dihedral``), or a layer instance; they draw from the fit's generator
+like the transforms (the layer's own ``seed`` is not used here). They take images only.
 """
 from __future__ import annotations
 
@@ -28,8 +34,37 @@ import torch
 
 from deepfield.data import transforms as T
 from deepfield.errors import DeepfieldError
+from deepfield.models.base import Layer, layer_from_config
+from deepfield.models.preprocessing import augmentation_layer, is_augmentation_layer
 
-Spec = Union[str, Mapping[str, Any], T.Transform]
+Spec = Union[str, Mapping[str, Any], T.Transform, Layer]
+
+
+class LayerAugmentation(T.RandomTransform):
+    """A random augmentation layer (``RandomFlip``...) as a batch transform drawing from ``generator``."""
+
+    planar = True
+
+    def __init__(self, layer: Layer, generator: torch.Generator | None = None):
+        super().__init__(generator)
+        self.layer, self.name = layer, type(layer).__name__
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer.augment(x, self.generator)
+
+    def _arguments(self) -> dict[str, Any]:
+        return {k: v for k, v in self.layer.get_config().items() if k not in ("name", "input_shape", "seed")}
+
+
+def _layer_entry(entry: Any) -> LayerAugmentation | None:
+    """The augmentation layer that ``entry`` names (``"RandomFlip"``, ``{"name": "RandomZoom", ...}``), else None."""
+    if is_augmentation_layer(entry):
+        return LayerAugmentation(entry)
+    name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, Mapping) else None
+    if augmentation_layer(name) is None:
+        return None
+    options = {} if isinstance(entry, str) else {k: v for k, v in entry.items() if k != "name"}
+    return LayerAugmentation(layer_from_config({"class_name": name, "config": options}))
 
 
 def batch_seed(seed: int, epoch: int, step: int) -> int:
@@ -47,6 +82,9 @@ def _leaves(transform: T.Transform) -> list[T.Transform]:
 def _entry(index: int, entry: Any) -> list[T.RandomTransform]:
     """The random transforms of one entry (copies), or the error naming the entry by its 1-based ``index``."""
     try:
+        layer = _layer_entry(entry)
+        if layer is not None:
+            return [layer]
         if isinstance(entry, T.Transform):
             transform = entry
         elif isinstance(entry, str):
@@ -68,7 +106,7 @@ def augmentations(entries: Spec | Sequence[Spec]) -> list[T.RandomTransform]:
 
     Raises a :class:`~deepfield.errors.DeepfieldError` ``entry K: ...`` for the first bad entry.
     """
-    listed = [entries] if isinstance(entries, (str, Mapping, T.Transform)) else list(entries)
+    listed = [entries] if isinstance(entries, (str, Mapping, T.Transform, Layer)) else list(entries)
     return [leaf for index, entry in enumerate(listed, 1) for leaf in _entry(index, entry)]
 
 

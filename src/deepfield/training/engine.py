@@ -476,6 +476,7 @@ class Engine:
                   strategy: Strategy) -> dict[str, float]:
         """Loss and metrics over ``batches``, this process's, reduced over the processes of ``strategy``."""
         metrics, tracker, unpack = self.metrics, RunningMean(), self._labels
+        penalties = regularizers.loss_terms(self.model)  # in Keras's evaluate and val_loss too; [] without
         for metric in metrics:
             metric.reset()
         cbs.call("on_test_begin", None)
@@ -487,7 +488,10 @@ class Engine:
             for x, y in batches.epoch(0, 0):
                 pred = self._forward(x, net)
                 n = x.shape[0]
-                tracker.add(self.loss_fn(pred, y), n)
+                loss = self.loss_fn(pred, y)
+                for term in penalties:
+                    loss = loss + term()
+                tracker.add(loss, n)
                 labels = y if unpack is None else unpack(y)
                 for metric in metrics:
                     metric.update(pred, labels)
