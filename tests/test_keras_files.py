@@ -186,9 +186,10 @@ def test_global_pooling_and_channels_first_models_convert(tmp_path):
 
 def test_a_layer_deepfield_lacks_is_one_line_naming_it_and_its_class(tmp_path):
     keras_model = keras.Sequential([keras.Input((8, 3)), L.Conv1D(2, 3, name="features"),
-                                    L.LSTM(4, name="memory"), L.Dense(1)])
+                                    L.UnitNormalization(name="unit"), L.Flatten(), L.Dense(1)])
     keras_model.save(tmp_path / "m.keras")
-    with pytest.raises(DeepfieldError, match=r"m\.keras: layer 'memory' \(LSTM\): deepfield cannot convert") as info:
+    with pytest.raises(DeepfieldError, match=r"m\.keras: layer 'unit' \(UnitNormalization\): deepfield cannot "
+                                             r"convert") as info:
         load_keras(tmp_path / "m.keras")
     assert "\n" not in str(info.value)
 
@@ -572,3 +573,30 @@ def test_the_shape_noise_and_normalisation_layers_convert_both_ways(tmp_path, ki
     x = sample(shape)
     np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
                                rtol=TOLERANCE)
+
+
+# -- sequences -------------------------------------------------------------------------------------------------
+
+
+def test_recurrent_models_convert_both_ways(tmp_path):
+    ids = keras.Sequential([keras.Input((7,), dtype="int32"), L.Embedding(20, 6, mask_zero=True),
+                            L.LSTM(5, return_sequences=True), L.GRU(4, return_sequences=True),
+                            L.SimpleRNN(3), L.Dense(2)])
+    curves = keras.Sequential([keras.Input((9, 3)), L.Masking(0.0), L.GRU(4, reset_after=False,
+                                                                       return_sequences=True),
+                               L.LSTM(2, go_backwards=True)])
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(0, 20, size=(4, 7))
+    tokens[:, :2] = 0  # padding, masked
+    series = rng.normal(size=(4, 9, 3)).astype(np.float32)
+    series[1, 6:] = 0.0
+    for keras_model, x, shape in ((ids, tokens, (7,)), (curves, series, (9, 3))):
+        randomised(keras_model, scale=0.3)
+        expected = keras_outputs(keras_model, x)
+        for suffix in (".keras", ".h5"):
+            ours = converted(keras_model, tmp_path, suffix)
+            assert ours.input_shape == shape  # Keras's layout: a sequence is not transposed
+            np.testing.assert_allclose(deepfield_outputs(ours, x), expected, atol=TOLERANCE, rtol=TOLERANCE)
+        ours.save_keras(tmp_path / "back.keras")
+        theirs = keras.saving.load_model(tmp_path / "back.keras")
+        np.testing.assert_allclose(keras_outputs(theirs, x), expected, atol=TOLERANCE, rtol=TOLERANCE)

@@ -186,14 +186,26 @@ def _keras3_weights(h5: h5py.File, where: str) -> Weights:
     if layers is None:
         return weights
     for key in layers:
-        variables = _child(layers[key], "vars", where) if isinstance(layers[key], h5py.Group) else None
-        if variables is None:
-            continue
+        if isinstance(layers[key], h5py.Group):
+            weights.arrays[key] = _variables(layers[key], where)
+    return weights
+
+
+def _variables(group: h5py.Group, where: str) -> list[np.ndarray]:
+    """A layer's arrays: its own (``vars/0``, ``vars/1``, ...), then its parts' (a recurrent layer's ``cell``), in
+    the order of their names, as Keras walks them."""
+    arrays = []
+    variables = _child(group, "vars", where)
+    if isinstance(variables, h5py.Group):
         count = len(variables)
         if sorted(variables) != sorted(map(str, range(count))):
             raise DeepfieldError(f"{where}: {variables.name} must hold arrays named 0 .. {count - 1}")
-        weights.arrays[key] = [_array(_child(variables, str(i), where), where) for i in range(count)]
-    return weights
+        arrays += [_array(_child(variables, str(i), where), where) for i in range(count)]
+    for name in sorted(group):
+        part = _child(group, name, where)
+        if name != "vars" and isinstance(part, h5py.Group):
+            arrays += _variables(part, where)
+    return arrays
 
 
 def _legacy_weights(group: h5py.Group, where: str) -> Weights:
@@ -222,7 +234,8 @@ def write(path: str | os.PathLike[str], config: dict[str, Any], layers: dict[str
           model_name: str, producer: str) -> Path:
     """Write a Keras 3 ``.keras`` archive atomically.
 
-    ``layers``: Keras 3 weight key -> (layer name, arrays in Keras's order), as :func:`read` gives them back.
+    ``layers``: Keras 3 weight key (with the part that holds them: ``lstm/cell``) -> (layer name, arrays in
+    Keras's order), as :func:`read` gives them back.
     ``producer`` is recorded in ``metadata.json`` beside Keras's own fields.
     """
     h5_bytes = _weights_image(layers, model_name)

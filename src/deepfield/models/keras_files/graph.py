@@ -70,7 +70,8 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
     for keras, key in zip(layers, keys):
         if keras.class_name == INPUT_LAYER:
             shape = _input_shape(keras, input_shape if len(inputs) == 1 else None, channels_last)
-            made[(keras.name, 0, 0)] = (Input(shape, name=keras.name), Tensor(shape, channels_last))
+            dtype = "int64" if str(keras.get("dtype", "float32")).startswith(("int", "uint")) else "float32"
+            made[(keras.name, 0, 0)] = (Input(shape, name=keras.name, dtype=dtype), Tensor(shape, channels_last))
             continue
         nodes = keras.spec.get("inbound_nodes") or []
         if not isinstance(nodes, list) or not nodes:
@@ -122,10 +123,12 @@ def _symbols(value: list[History] | dict[str, History], made: dict[History, tupl
 # -- the way back --------------------------------------------------------------------------------------------
 
 
-def to_keras(model: Functional, translate: Any) -> tuple[list[dict[str, Any]], dict[str, Any], list[Any]]:
+def to_keras(model: Functional, translate: Any, takes_sequence: Any) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                                                             list[Any]]:
     """A deepfield functional model as Keras 3's functional config, channels last.
 
-    ``translate(name, layer, x) -> (translator, KerasLayer)`` is the saver's step of one layer. Returns the
+    ``translate(name, layer, x) -> (translator, KerasLayer)`` is the saver's step of one layer;
+    ``takes_sequence(layer)``: an input read by it keeps its layout (a sequence). Returns the
     layer entries in Keras's order (:func:`keras_order`), the ``input_layers`` / ``output_layers`` entries,
     and for each entry ``(layer, translator, KerasLayer, x)`` (``None`` for an input).
     """
@@ -134,10 +137,11 @@ def to_keras(model: Functional, translate: Any) -> tuple[list[dict[str, Any]], d
     entries: dict[int, dict[str, Any]] = {}
     steps: dict[int, Any] = {}
     for t in model.inputs:
-        state[id(t)] = ((names[id(t)], 0, 0), Tensor(t.sample_shape, channels_last=True))
+        last = not any(takes_sequence(n.module) for n in model._nodes if any(r is t for r in n.input_tensors))
+        state[id(t)] = ((names[id(t)], 0, 0), Tensor(t.sample_shape, channels_last=last))
         entries[id(t)] = {"module": "keras.layers", "class_name": INPUT_LAYER, "registered_name": None,
                           "name": names[id(t)], "inbound_nodes": [], "config": {
-                              "batch_shape": [None, *layout.shape_to_keras(t.sample_shape, True)],
+                              "batch_shape": [None, *layout.shape_to_keras(t.sample_shape, last)],
                               "dtype": "float32", "sparse": False, "name": names[id(t)]}}
         steps[id(t)] = None
     for node in model._nodes:

@@ -22,6 +22,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models.base import Layer, snake_case
 from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
+from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, refuse_code,
                                                     translator_for)
 from deepfield.models.sequential import Sequential
@@ -109,7 +110,7 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
     model = model_class("Sequential")(name=str(config.get("name", "sequential")), input_shape=x.shape)
     for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
         translator, layer = make_layer(keras, x)
-        y = translator.output(keras, x, output_shape(layer, x.shape))
+        y = translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype))
         finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key))
         model.add(layer)
         x = y
@@ -117,8 +118,14 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
 
 
 def _channels_last(layers: list[KerasLayer]) -> bool:
-    """How the Keras model holds its images: the first data_format it names (none: channels last, Keras's default)."""
-    return next((layer.channels_last() for layer in layers if "data_format" in layer.config), True)
+    """How the Keras model holds its inputs: as the first layer that says it (a data_format; a sequence layer takes
+    Keras's layout as deepfield does), else channels last, Keras's default."""
+    for layer in layers:
+        if "data_format" in layer.config:
+            return layer.channels_last()
+        if layer.class_name in SEQUENCE_CLASSES:
+            return False
+    return True
 
 
 def _refuse_nested(layers: list[KerasLayer]) -> None:
@@ -166,14 +173,14 @@ def finish_layer(keras: KerasLayer, translator: Translator, layer: Layer, x: Ten
         layer.trainable = False
 
 
-def output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+def output_shape(layer: nn.Module, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
     """One sample's output shape of ``layer`` (built on the way) for a sample of ``shape``: a dry pass of zeros."""
     was_training = layer.training
     device = next((p.device for p in layer.parameters()), torch.device("cpu"))
     layer.eval()
     try:
         with torch.no_grad():
-            return tuple(layer(torch.zeros((1, *shape), device=device)).shape[1:])
+            return tuple(layer(torch.zeros((1, *shape), dtype=dtype, device=device)).shape[1:])
     finally:
         layer.train(was_training)
 

@@ -18,6 +18,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models.base import Layer
 from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
+from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.loading import INPUT_LAYER, output_shape, weight_keys
 from deepfield.models.keras_files.translate import EXPORTS, KerasLayer, Tensor, Translator, assign
 from deepfield.models.sequential import Sequential
@@ -44,22 +45,29 @@ def _translate(name: str, layer: nn.Module, x: Any) -> tuple[Translator, KerasLa
     return translator, keras
 
 
+def takes_sequence(module: nn.Module) -> bool:
+    """Whether ``module`` takes a sequence as Keras holds it (a recurrent layer, Embedding, Masking): a model's
+    input read by it keeps its layout in Keras; any other is written channels last."""
+    translator = EXPORTS.get(type(module))
+    return translator is not None and translator.keras[0] in SEQUENCE_CLASSES
+
+
 def _sequential(model: Sequential) -> Walked:
     if not model.built:
         model.build()
-    x = Tensor(tuple(model.input_shape), channels_last=True)
+    x = Tensor(tuple(model.input_shape), channels_last=not takes_sequence(next(iter(model.children()))))
     walked = []
     for name, layer in model.named_children():
         translator, keras = _translate(name, layer, x)
         walked.append((layer, translator, keras, x))
-        x = translator.output(keras, x, output_shape(layer, x.shape))
+        x = translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype))
     return walked
 
 
 def _keras_model(model: nn.Module) -> tuple[dict[str, Any], list[str], list[Any]]:
     """Keras's config of ``model``, the Keras 3 weight keys of its layers, and the layers (an input: ``None``)."""
     if isinstance(model, Functional):
-        entries, ends, steps = graph.to_keras(model, _translate)
+        entries, ends, steps = graph.to_keras(model, _translate, takes_sequence)
         config = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
                   "config": {"name": model.name, "trainable": True, "layers": entries, **ends}}
         return config, weight_keys([e["class_name"] for e in entries]), steps
@@ -67,7 +75,7 @@ def _keras_model(model: nn.Module) -> tuple[dict[str, Any], list[str], list[Any]
         raise DeepfieldError(f"a {type(model).__name__} has no Keras counterpart deepfield writes; save_keras and "
                              "Keras weights take a Sequential or functional model")
     walked = _sequential(model)
-    batch_shape = [None, *layout.shape_to_keras(tuple(model.input_shape), True)]
+    batch_shape = [None, *layout.shape_to_keras(tuple(model.input_shape), walked[0][3].channels_last)]
     layers = [{"module": "keras.layers", "class_name": INPUT_LAYER, "registered_name": None, "config": {
         "batch_shape": batch_shape, "dtype": "float32", "sparse": False, "name": "input_layer"}}]
     layers += [keras.spec for _, _, keras, _ in walked]
@@ -88,7 +96,8 @@ def save_keras(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     for key, step in zip(keys, walked):
         if step is not None:
             layer, translator, keras, x = step
-            weights[key] = (keras.name, translator.weights_to_keras(layer, x))
+            group = f"{key}/{translator.weights_path}" if translator.weights_path else key
+            weights[group] = (keras.name, translator.weights_to_keras(layer, x))
     return archive.write(path, config, weights, model.name, f"deepfield {__version__}")
 
 

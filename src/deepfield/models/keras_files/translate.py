@@ -97,6 +97,10 @@ class Translator:
     keras: ClassVar[tuple[str, ...]]
     deepfield: ClassVar[type[Layer]]
     keeps_order: ClassVar[bool] = False
+    weights_path: ClassVar[str] = ""
+    """Where inside the layer's group Keras 3 keeps its weights (a recurrent layer's: in its ``cell``)."""
+    input_dtype: ClassVar[torch.dtype] = torch.float32
+    """What the layer takes (an Embedding: integer ids)."""
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         raise NotImplementedError
