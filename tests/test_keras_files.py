@@ -600,3 +600,19 @@ def test_recurrent_models_convert_both_ways(tmp_path):
         ours.save_keras(tmp_path / "back.keras")
         theirs = keras.saving.load_model(tmp_path / "back.keras")
         np.testing.assert_allclose(keras_outputs(theirs, x), expected, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_preprocessing_layers_convert_both_ways(tmp_path):
+    adapted = L.Normalization()
+    adapted.adapt(np.random.default_rng(4).normal(2.0, 3.0, size=(50, 8, 8, 2)).astype(np.float32))
+    for normalization in (L.Normalization(mean=[1.0, -2.0], variance=[4.0, 0.25]), adapted):
+        keras_model = randomised(keras.Sequential([
+            keras.Input((8, 8, 2)), L.Rescaling(1 / 255.0, offset=-0.5), normalization,
+            L.RandomFlip("horizontal", seed=1), L.RandomRotation(0.1), L.RandomTranslation(0.1, 0.2),
+            L.RandomZoom(0.1), L.Conv2D(3, 3), L.Flatten(), L.Dense(2)]), scale=0.3)
+        ours = assert_same_outputs(keras_model, tmp_path, (8, 8, 2))
+        ours.save_keras(tmp_path / "back.keras")
+        theirs = keras.saving.load_model(tmp_path / "back.keras")
+        x = sample((8, 8, 2))
+        np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
+                                   rtol=TOLERANCE)

@@ -13,7 +13,8 @@ module                     its job
 ``layers_normalization``,
 ``layers_merge``,
 ``layers_shapes``,
-``layers_sequences``
+``layers_sequences``,
+``layers_preprocessing``
 ``graph``                  functional models' graphs, both ways
 ``loading``                ``load_keras``: a file -> a deepfield model
 ``saving``                 ``save_keras``: a deepfield model -> a ``.keras`` file Keras 3 loads;
@@ -23,11 +24,12 @@ module                     its job
 Nothing here imports Keras or TensorFlow, and nothing runs code from a file.
 """
 from deepfield.models.keras_files import (layers_conv, layers_core, layers_merge, layers_normalization,
-                                         layers_sequences, layers_shapes)
+                                         layers_preprocessing, layers_sequences, layers_shapes)
 from deepfield.models.keras_files.loading import MODEL_CLASSES, load_keras
 from deepfield.models.keras_files.saving import load_keras_weights, save_keras
 
-FAMILIES = (layers_core, layers_conv, layers_normalization, layers_merge, layers_shapes, layers_sequences)
+FAMILIES = (layers_core, layers_conv, layers_normalization, layers_merge, layers_shapes, layers_sequences,
+            layers_preprocessing)
 """The modules of translators, imported for what they register (a new family is one module and one entry)."""
 
 __all__ = ["MODEL_CLASSES", "load_keras", "load_keras_weights", "save_keras"]
