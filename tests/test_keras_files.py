@@ -616,3 +616,22 @@ def test_preprocessing_layers_convert_both_ways(tmp_path):
         x = sample((8, 8, 2))
         np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
                                    rtol=TOLERANCE)
+
+
+def test_reshape_permute_and_repeat_vector_convert_both_ways(tmp_path):
+    models = [((12,), keras.Sequential([keras.Input((12,)), L.Dense(12), L.Reshape((4, 3)), L.LSTM(2)])),
+              ((5, 6, 2), keras.Sequential([keras.Input((5, 6, 2)), L.Conv2D(3, 2), L.Permute((2, 1, 3)),
+                                            L.Conv2D(2, 2), L.Permute((3, 1, 2)), L.Flatten(), L.Dense(2)])),
+              ((4,), keras.Sequential([keras.Input((4,)), L.RepeatVector(6), L.Conv1D(3, 2), L.Flatten(),
+                                       L.Dense(2)]))]
+    for shape, keras_model in models:
+        randomised(keras_model, scale=0.3)
+        ours = assert_same_outputs(keras_model, tmp_path, shape)
+        ours.save_keras(tmp_path / "back.keras")
+        theirs = keras.saving.load_model(tmp_path / "back.keras")
+        x = sample(shape)
+        np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
+                                   rtol=TOLERANCE)
+    keras.Sequential([keras.Input((4, 4, 2)), L.Reshape((16, 2), name="r")]).save(tmp_path / "r.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'r' \(Reshape\): it reshapes a channels-last tensor"):
+        load_keras(tmp_path / "r.keras")

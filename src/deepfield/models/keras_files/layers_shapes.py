@@ -1,5 +1,5 @@
-"""Translators of Keras's shape layers: ZeroPadding, Cropping and UpSampling 1D/2D/3D, and the transposed,
-depthwise and separable convolutions.
+"""Translators of Keras's shape layers: ZeroPadding, Cropping and UpSampling 1D/2D/3D, the transposed,
+depthwise and separable convolutions, Reshape, Permute and RepeatVector.
 
 Padding, cropping and up-sampling name the spatial axes in the same order in both layouts (``(H, W)``), so
 their arguments pass unchanged. Kernels: a transposed convolution's is ``(*kernel, out, in)`` in Keras,
@@ -12,13 +12,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from deepfield.errors import DeepfieldError
 from deepfield.models import conv_transpose, reshaping, separable
 from deepfield.models.base import Layer
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.layers_conv import _ConvTranslator, _Spatial
-from deepfield.models.keras_files.translate import (KerasLayer, Tensor, activation, activation_to_keras, arrays_named,
-                                                    initializer, initializer_to_keras, penalties, penalties_to_keras,
-                                                    register)
+from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
+                                                    arrays_named, initializer, initializer_to_keras, penalties,
+                                                    penalties_to_keras, register)
 
 
 DEPTHWISE_PENALTIES = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint",
@@ -152,3 +153,75 @@ class _SeparableTranslator(_Spatial):
 for _cls in (separable.SeparableConv1D, separable.SeparableConv2D):
     register(type(f"{_cls.__name__}Translator", (_SeparableTranslator,),
                   {"keras": (_cls.__name__,), "deepfield": _cls}))
+
+
+@register
+class ReshapeTranslator(Translator):
+    """Flat features, or a tensor held alike in both (a sequence), reshape alike; the result is held alike.
+    A channels-last image would need its axes moved around the reshape: refused."""
+
+    keras = ("Reshape",)
+    deepfield = reshaping.Reshape
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        if len(x.shape) > 1 and x.channels_last:
+            raise keras.refuse("it reshapes a channels-last tensor, which deepfield holds channels first; "
+                               "deepfield converts a Reshape of flat features or of a sequence")
+        return reshaping.Reshape(list(keras.get("target_shape")), name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        if len(x.shape) > 1 and x.channels_last:
+            raise DeepfieldError(f"{layer.label}: it reshapes a channels-first image, which Keras holds channels "
+                                 "last; deepfield writes a Reshape of flat features or of a sequence")
+        return {"class_name": "Reshape", "config": {"target_shape": list(layer.target_shape)}}
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=False)
+
+
+def _axis_map(rank: int, channels_last: bool) -> list[int]:
+    """deepfield's sample axis (1-based) of each Keras sample axis 1..rank."""
+    if not channels_last or rank < 2:
+        return list(range(1, rank + 1))
+    return [*range(2, rank + 1), 1]
+
+
+@register
+class PermuteTranslator(Translator):
+    """Keras's ``dims`` as deepfield's axes: the output is held as the input is (channels moved first)."""
+
+    keras = ("Permute",)
+    deepfield = reshaping.Permute
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        dims = [int(d) for d in keras.get("dims")]
+        to_df = _axis_map(len(x.shape), x.channels_last)
+        moved = [0] * len(dims)
+        for i, d in enumerate(dims, 1):
+            moved[to_df[i - 1] - 1] = to_df[d - 1]
+        return reshaping.Permute(moved, name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        to_df = _axis_map(len(x.shape), x.channels_last)
+        to_keras = {df: k for k, df in enumerate(to_df, 1)}
+        dims = [0] * len(layer.dims)
+        for j, d in enumerate(layer.dims, 1):
+            dims[to_keras[j] - 1] = to_keras[d]
+        return {"class_name": "Permute", "config": {"dims": dims}}
+
+
+@register
+class RepeatVectorTranslator(Translator):
+    """``(F,) -> (n, F)`` in Keras, ``(F, n)`` in deepfield: the result is held as a channels-last tensor is."""
+
+    keras = ("RepeatVector",)
+    deepfield = reshaping.RepeatVector
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        return reshaping.RepeatVector(int(keras.get("n")), name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        return {"class_name": "RepeatVector", "config": {"n": layer.n}}
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=True)
