@@ -524,7 +524,7 @@ def test_initialisers_come_over_with_their_arguments(tmp_path):
 def test_regularisers_and_constraints_come_over_and_go_back(tmp_path):
     keras_model = randomised(keras.Sequential([keras.Input((5,)), L.Dense(
         3, kernel_regularizer=keras.regularizers.L2(0.02), bias_regularizer="l1",
-        kernel_constraint=keras.constraints.MaxNorm(2.0), name="d")]))
+        kernel_constraint=keras.constraints.MaxNorm(2.0), name="d"), L.ActivityRegularization(l2=0.5, name="a")]))
     ours = assert_same_outputs(keras_model, tmp_path, (5,))
     config = ours.d.get_config()
     assert config["kernel_regularizer"]["class_name"] == "L2"
@@ -534,6 +534,7 @@ def test_regularisers_and_constraints_come_over_and_go_back(tmp_path):
     theirs = keras.saving.load_model(tmp_path / "back.keras").get_layer("d")
     assert theirs.kernel_regularizer.l2 == pytest.approx(0.02) and theirs.bias_regularizer.l1 == pytest.approx(0.01)
     assert theirs.kernel_constraint.max_value == 2.0
+    assert keras.saving.load_model(tmp_path / "back.keras").get_layer("a").l2 == 0.5
 
 
 # -- the shape, noise and normalisation layers -----------------------------------------------------------------

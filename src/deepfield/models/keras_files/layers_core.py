@@ -1,13 +1,13 @@
 """Translators of Keras's core layers: Dense, Flatten, Activation (and the ReLU, Softmax, LeakyReLU, ELU
 layers, which are activations), PReLU, Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout,
-AlphaDropout."""
+AlphaDropout, ActivityRegularization."""
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 import numpy as np
 
-from deepfield.models import noise
+from deepfield.models import noise, regularizers
 from deepfield.models.base import Layer
 from deepfield.models.blocks import PReLU
 from deepfield.models.core import Activation, Dense, Dropout, Flatten, SpatialDropout
@@ -198,3 +198,19 @@ for _cls, _argument in ((noise.GaussianNoise, "stddev"), (noise.GaussianDropout,
                         (noise.AlphaDropout, "rate")):
     register(type(f"{_cls.__name__}Translator", (_NoiseTranslator,),
                   {"keras": (_cls.__name__,), "deepfield": _cls, "argument": _argument}))
+
+
+@register
+class ActivityRegularizationTranslator(Translator):
+    """The identity, with a penalty on its input while training (a sum: the order of the numbers does not matter)."""
+
+    keras = ("ActivityRegularization",)
+    deepfield = regularizers.ActivityRegularization
+    keeps_order = True
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        return regularizers.ActivityRegularization(l1=float(keras.get("l1", 0.0)), l2=float(keras.get("l2", 0.0)),
+                                                   name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        return {"class_name": "ActivityRegularization", "config": {"l1": layer.l1, "l2": layer.l2}}
