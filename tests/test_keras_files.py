@@ -636,3 +636,14 @@ def test_reshape_permute_and_repeat_vector_convert_both_ways(tmp_path):
     keras.Sequential([keras.Input((4, 4, 2)), L.Reshape((16, 2), name="r")]).save(tmp_path / "r.keras")
     with pytest.raises(DeepfieldError, match=r"layer 'r' \(Reshape\): it reshapes a channels-last tensor"):
         load_keras(tmp_path / "r.keras")
+
+
+def test_save_keras_refuses_a_layer_keras_has_no_twin_of_naming_it(tmp_path):
+    from deepfield.models import Flatten, SumPooling2D
+    from deepfield.training import Sequential
+
+    model = Sequential([SumPooling2D(2, input_shape=(1, 4, 4)), Flatten()])
+    with pytest.raises(DeepfieldError, match=r"layer 'sum_pooling2d' \(SumPooling2D\): deepfield cannot write this "
+                                             r"layer for Keras"):
+        model.save_keras(tmp_path / "x.keras")
+    assert not (tmp_path / "x.keras").exists()
