@@ -647,3 +647,18 @@ def test_save_keras_refuses_a_layer_keras_has_no_twin_of_naming_it(tmp_path):
                                              r"layer for Keras"):
         model.save_keras(tmp_path / "x.keras")
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_bidirectional_layers_convert_both_ways(tmp_path):
+    keras_model = randomised(keras.Sequential([
+        keras.Input((6, 3)), L.Bidirectional(L.LSTM(4, return_sequences=True)),
+        L.Bidirectional(L.GRU(2), merge_mode="sum"), L.Dense(2)]), scale=0.3)
+    x = sample((6, 3))
+    for suffix in (".keras", ".h5"):
+        ours = converted(keras_model, tmp_path, suffix)
+        np.testing.assert_allclose(deepfield_outputs(ours, x), keras_outputs(keras_model, x), atol=TOLERANCE,
+                                   rtol=TOLERANCE)
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
+                               rtol=TOLERANCE)

@@ -53,9 +53,15 @@ class Weights:
 
     by: str
     arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    parts: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+    """Keras 3: each layer's arrays by the part of it that holds them (``forward_layer``, ``backward_layer``)."""
 
-    def of(self, name: str, key: str) -> list[np.ndarray]:
-        """The arrays of the layer called ``name`` whose Keras 3 key is ``key`` (none: an empty list)."""
+    def of(self, name: str, key: str, parts: tuple[str, ...] = ()) -> list[np.ndarray]:
+        """The arrays of the layer called ``name`` whose Keras 3 key is ``key`` (none: an empty list); ``parts``:
+        in Keras 3's files, those parts' arrays in that order (Keras walks them in the order of their names;
+        legacy files list them in the layer's own order)."""
+        if self.by == "key" and parts:
+            return [a for part in parts for a in self.parts.get(key, {}).get(part, [])]
         return self.arrays.get(key if self.by == "key" else name, [])
 
 
@@ -186,8 +192,11 @@ def _keras3_weights(h5: h5py.File, where: str) -> Weights:
     if layers is None:
         return weights
     for key in layers:
-        if isinstance(layers[key], h5py.Group):
-            weights.arrays[key] = _variables(layers[key], where)
+        group = layers[key]
+        if isinstance(group, h5py.Group):
+            weights.arrays[key] = _variables(group, where)
+            weights.parts[key] = {part: _variables(group[part], where) for part in group
+                                  if part != "vars" and isinstance(_child(group, part, where), h5py.Group)}
     return weights
 
 

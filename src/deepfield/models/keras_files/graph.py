@@ -87,7 +87,7 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
                 translator, layer = make(keras, tensors)
             out = layer(symbols)
             if index == 0:
-                finish(keras, translator, layer, tensors, arrays_of(keras.name, key))
+                finish(keras, translator, layer, tensors, arrays_of(keras.name, key, translator.parts))
             made[(keras.name, index, 0)] = (out, translator.output(keras, tensors, out.sample_shape))
     try:
         model_inputs = _symbols(ends(config.get("input_layers"), "input_layers"), made)

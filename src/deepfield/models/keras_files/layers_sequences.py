@@ -1,4 +1,4 @@
-"""Translators of Keras's sequence layers: SimpleRNN, LSTM, GRU, Embedding, Masking.
+"""Translators of Keras's sequence layers: SimpleRNN, LSTM, GRU, Bidirectional, Embedding, Masking.
 
 deepfield's recurrent layers take ``(N, T, F)`` as Keras does (:mod:`deepfield.models.recurrent`), and
 store their weights as Keras 3 does (``kernel``, ``recurrent_kernel``, ``bias``, Keras's gate order): the
@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfield.models import embedding, masking, recurrent
+from deepfield.models import bidirectional, embedding, masking, recurrent
 from deepfield.models.base import Layer
-from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, arrays_named, initializer,
-                                                    initializer_to_keras, register, training_only)
+from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, arrays_named,
+                                                    initializer, initializer_to_keras, register, training_only,
+                                                    translator_for)
 
-SEQUENCE_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Embedding", "Masking")
+SEQUENCE_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "Embedding", "Masking")
 """Keras layers that take a sequence as Keras holds it: a model starting with one takes Keras's layout."""
 _INITIALIZERS = {"kernel_initializer": "glorot_uniform", "recurrent_initializer": "orthogonal",
                  "bias_initializer": "zeros"}
@@ -65,6 +66,49 @@ class _RecurrentTranslator(Translator):
 for _cls in (recurrent.SimpleRNN, recurrent.LSTM, recurrent.GRU):
     register(type(f"{_cls.__name__}Translator", (_RecurrentTranslator,),
                   {"keras": (_cls.__name__,), "deepfield": _cls}))
+
+
+@register
+class BidirectionalTranslator(Translator):
+    """The wrapped recurrent layer (and its backward copy) translated as above; weights: the forward layer's, then
+    the backward layer's."""
+
+    keras = ("Bidirectional",)
+    deepfield = bidirectional.Bidirectional
+    parts = ("forward_layer", "backward_layer")
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        merge_mode = keras.expect("merge_mode", "concat", "sum", "ave", "mul")
+        inner = [KerasLayer(spec) for spec in (keras.get("layer"), keras.get("backward_layer")) if spec is not None]
+        made = []
+        for part in inner:
+            translator = translator_for(part)
+            if not isinstance(translator, _RecurrentTranslator):
+                raise keras.refuse(f"it wraps a {part.class_name}; deepfield's Bidirectional wraps a recurrent layer")
+            made.append(translator.to_deepfield(part, x))
+        return bidirectional.Bidirectional(made[0], merge_mode=merge_mode,
+                                           backward_layer=made[1] if len(made) > 1 else None, name=keras.name)
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        names = [f"{part}.{w}" for part in self.parts for w in ("kernel", "recurrent_kernel", "bias")
+                 if w != "bias" or getattr(layer, part).use_bias]
+        return arrays_named(keras, arrays, names)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        specs = {}
+        for key, part in (("layer", layer.forward_layer), ("backward_layer", layer.backward_layer)):
+            spec = EXPORTS[type(part)].to_keras(part, x)
+            specs[key] = {"module": "keras.layers", "class_name": spec["class_name"], "registered_name": None,
+                          "config": {"name": part.name, **spec["config"]}}
+        return {"class_name": "Bidirectional", "config": {"merge_mode": layer.merge_mode, **specs}}
+
+    def weight_groups(self, layer: Layer, x: Tensor) -> dict[str, list[np.ndarray]]:
+        return {f"{part}/cell": EXPORTS[type(getattr(layer, part))].weights_to_keras(getattr(layer, part), x)
+                for part in self.parts}
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=False)
 
 
 @register

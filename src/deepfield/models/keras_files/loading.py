@@ -111,7 +111,7 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
     for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
         translator, layer = make_layer(keras, x)
         y = translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype))
-        finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key))
+        finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key, translator.parts))
         model.add(layer)
         x = y
     return model

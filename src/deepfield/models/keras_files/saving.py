@@ -96,8 +96,8 @@ def save_keras(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     for key, step in zip(keys, walked):
         if step is not None:
             layer, translator, keras, x = step
-            group = f"{key}/{translator.weights_path}" if translator.weights_path else key
-            weights[group] = (keras.name, translator.weights_to_keras(layer, x))
+            for part, arrays in translator.weight_groups(layer, x).items():
+                weights[f"{key}/{part}" if part else key] = (keras.name, arrays)
     return archive.write(path, config, weights, model.name, f"deepfield {__version__}")
 
 
@@ -116,7 +116,7 @@ def load_keras_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     walked = [(step, key) for step, key in zip(steps, keys) if step is not None]
     try:
         if keras_file.weights.by == "key":
-            found = [keras_file.weights.of(step[2].name, key) for step, key in walked]
+            found = [keras_file.weights.of(step[2].name, key, step[1].parts) for step, key in walked]
         else:
             found = _in_order([step for step, _ in walked], keras_file.weights)
         for ((layer, translator, keras, x), _), arrays in zip(walked, found):

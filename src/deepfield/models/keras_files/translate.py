@@ -99,6 +99,8 @@ class Translator:
     keeps_order: ClassVar[bool] = False
     weights_path: ClassVar[str] = ""
     """Where inside the layer's group Keras 3 keeps its weights (a recurrent layer's: in its ``cell``)."""
+    parts: ClassVar[tuple[str, ...]] = ()
+    """The parts holding the weights, in the order :meth:`weights_to_deepfield` takes them (Bidirectional's)."""
     input_dtype: ClassVar[torch.dtype] = torch.float32
     """What the layer takes (an Embedding: integer ids)."""
 
@@ -117,6 +119,10 @@ class Translator:
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         """Keras's arrays, in Keras's order, from the layer's weights; no weights by default."""
         return []
+
+    def weight_groups(self, layer: Layer, x: Tensor) -> dict[str, list[np.ndarray]]:
+        """Keras 3's groups of the layer's arrays, by their path inside the layer's group."""
+        return {self.weights_path: self.weights_to_keras(layer, x)}
 
     def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
         """The tensor after the layer, whose deepfield shape is ``shape``."""
