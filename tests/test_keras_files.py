@@ -585,7 +585,7 @@ def test_recurrent_models_convert_both_ways(tmp_path):
                             L.SimpleRNN(3), L.Dense(2)])
     curves = keras.Sequential([keras.Input((9, 3)), L.Masking(0.0), L.GRU(4, reset_after=False,
                                                                        return_sequences=True),
-                               L.LSTM(2, go_backwards=True)])
+                               L.Dropout(0.2), L.LSTM(2, go_backwards=True)])
     rng = np.random.default_rng(3)
     tokens = rng.integers(0, 20, size=(4, 7))
     tokens[:, :2] = 0  # padding, masked
@@ -662,3 +662,13 @@ def test_bidirectional_layers_convert_both_ways(tmp_path):
     theirs = keras.saving.load_model(tmp_path / "back.keras")
     np.testing.assert_allclose(keras_outputs(theirs, x), keras_outputs(keras_model, x), atol=TOLERANCE,
                                rtol=TOLERANCE)
+
+
+def test_a_mask_keras_would_carry_where_deepfield_does_not_is_refused(tmp_path):
+    """Keras's Dense passes a mask of padded steps on to the next recurrent layer, deepfield's does not: converting
+    would change the outputs of the padded sequences, silently; it is refused, naming the layer."""
+    keras_model = keras.Sequential([keras.Input((9, 3)), L.Masking(0.0), L.GRU(4, return_sequences=True),
+                                    L.Dense(3), L.LSTM(2, name="late")])
+    keras_model.save(tmp_path / "m.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'late' \(LSTM\): Keras hands it the mask of padded steps"):
+        load_keras(tmp_path / "m.keras")

@@ -13,7 +13,7 @@ from typing import Any
 from deepfield.errors import DeepfieldError
 from deepfield.models.functional import Functional
 from deepfield.models.keras_files import layout
-from deepfield.models.keras_files.translate import KerasLayer, Tensor
+from deepfield.models.keras_files.translate import KerasLayer, Tensor, with_mask
 from deepfield.models.symbolic import Input, SymbolicTensor
 
 History = tuple[str, int, int]
@@ -88,7 +88,8 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
             out = layer(symbols)
             if index == 0:
                 finish(keras, translator, layer, tensors, arrays_of(keras.name, key, translator.parts))
-            made[(keras.name, index, 0)] = (out, translator.output(keras, tensors, out.sample_shape))
+            y = translator.output(keras, tensors, out.sample_shape)
+            made[(keras.name, index, 0)] = (out, with_mask(translator, keras, tensors, y))
     try:
         model_inputs = _symbols(ends(config.get("input_layers"), "input_layers"), made)
         model_outputs = _symbols(ends(config.get("output_layers"), "output_layers"), made)

@@ -127,6 +127,7 @@ class _DropoutBase(Translator):
 class DropoutTranslator(_DropoutBase):
     keras = ("Dropout",)
     deepfield = Dropout
+    masks = "pass"
 
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
         return {"class_name": "Dropout", "config": {"rate": layer.rate}}

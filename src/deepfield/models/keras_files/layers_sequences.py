@@ -30,6 +30,7 @@ _FLAGS = ("use_bias", "unit_forget_bias", "dropout", "recurrent_dropout", "seed"
 
 class _RecurrentTranslator(Translator):
     weights_path = "cell"
+    masks = "read"
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         if len(x.shape) != 2 or x.channels_last:
@@ -76,6 +77,7 @@ class BidirectionalTranslator(Translator):
     keras = ("Bidirectional",)
     deepfield = bidirectional.Bidirectional
     parts = ("forward_layer", "backward_layer")
+    masks = "read"
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         merge_mode = keras.expect("merge_mode", "concat", "sum", "ave", "mul")
@@ -118,6 +120,7 @@ class EmbeddingTranslator(Translator):
     keras = ("Embedding",)
     deepfield = embedding.Embedding
     input_dtype = torch.int64
+    masks = "make"
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         keras.expect("lora_rank", None)
@@ -146,6 +149,7 @@ class EmbeddingTranslator(Translator):
 class MaskingTranslator(Translator):
     keras = ("Masking",)
     deepfield = masking.Masking
+    masks = "make"
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         return masking.Masking(float(keras.get("mask_value", 0.0)), name=keras.name)

@@ -23,8 +23,8 @@ from deepfield.models.base import Layer, snake_case
 from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
 from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
-from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, refuse_code,
-                                                    translator_for)
+from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, check_mask,
+                                                    refuse_code, translator_for, with_mask)
 from deepfield.models.sequential import Sequential
 from deepfield.registry import Registry
 
@@ -110,7 +110,8 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
     model = model_class("Sequential")(name=str(config.get("name", "sequential")), input_shape=x.shape)
     for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
         translator, layer = make_layer(keras, x)
-        y = translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype))
+        y = with_mask(translator, keras, x, translator.output(keras, x, output_shape(layer, x.shape,
+                                                                                    translator.input_dtype)))
         finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key, translator.parts))
         model.add(layer)
         x = y
@@ -158,6 +159,7 @@ def make_layer(keras: KerasLayer, x: Tensor | list[Tensor]) -> tuple[Translator,
         raise keras.refuse("it follows a Flatten of a channels-last tensor, which deepfield flattens in another "
                            "order; deepfield converts a Dense (or Dropout, Activation, BatchNormalization, a merge) "
                            "there")
+    check_mask(translator, keras, x)
     try:
         return translator, translator.to_deepfield(keras, x)
     except DeepfieldError as exc:

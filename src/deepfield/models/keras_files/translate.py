@@ -11,6 +11,7 @@ Keras (a custom object, :func:`refuse_code`), is refused with its name; nothing 
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class Tensor:
     shape: tuple[int, ...]
     channels_last: bool
     order: np.ndarray | None = None
+    mask: str = ""
+    """A sequence's mask of padded steps: ``"on"`` (deepfield carries it, as Keras), ``"lost"`` (Keras carries it
+    here, deepfield's layer before did not pass it on), ``""`` (none)."""
 
     @property
     def keras_rank(self) -> int:
@@ -103,6 +107,9 @@ class Translator:
     """The parts holding the weights, in the order :meth:`weights_to_deepfield` takes them (Bidirectional's)."""
     input_dtype: ClassVar[torch.dtype] = torch.float32
     """What the layer takes (an Embedding: integer ids)."""
+    masks: ClassVar[str] = "drop"
+    """What the deepfield layer does with a sequence's mask: ``"make"`` (Masking, Embedding), ``"read"`` (the
+    recurrent layers: they use it, and pass it on with their sequences), ``"pass"`` (Dropout), ``"drop"``."""
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         raise NotImplementedError
@@ -142,6 +149,30 @@ def register(translator: type[Translator]) -> type[Translator]:
         TRANSLATORS.add(name, instance)
     EXPORTS.setdefault(translator.deepfield, instance)
     return translator
+
+
+def with_mask(translator: Translator, keras: KerasLayer, x: Tensor | list[Tensor], y: Tensor) -> Tensor:
+    """``y`` with its mask state: Keras passes a mask through every layer that keeps the time axis; deepfield
+    only through the ones that make, read or pass it (:mod:`deepfield.models.masking`)."""
+    inputs = x if isinstance(x, list) else [x]
+    carried = next((t.mask for t in inputs if t.mask), "")
+    if translator.masks == "make":
+        state = "on" if keras.class_name == "Masking" or keras.get("mask_zero") else ""
+    elif not carried or len(y.shape) != 2 or y.channels_last:  # no mask, or no time axis any more
+        state = ""
+    elif translator.masks in ("read", "pass"):
+        state = carried
+    else:
+        state = "lost"
+    return dataclasses.replace(y, mask=state)
+
+
+def check_mask(translator: Translator, keras: KerasLayer, x: Tensor | list[Tensor]) -> None:
+    """Refuse a recurrent layer whose mask Keras would give it and deepfield would not (the outputs would differ)."""
+    if translator.masks == "read" and any(t.mask == "lost" for t in (x if isinstance(x, list) else [x])):
+        raise keras.refuse("Keras hands it the mask of padded steps through the layers before it, deepfield's "
+                           "Dense, Activation, ... do not pass masks on: its outputs would differ; put the masking "
+                           "layer right before the recurrent one")
 
 
 def translator_for(keras: KerasLayer) -> Translator:
