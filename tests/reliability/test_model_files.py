@@ -151,8 +151,8 @@ def test_weights_in_a_subfolder_of_the_model_are_allowed(saved):
     (lambda d: d.update(format_version="abc"), "\"format_version\" must be a positive integer, got 'abc'"),
     (lambda d: d.update(format_version=True), "\"format_version\" must be a positive integer, got True"),
     (lambda d: d.update(format_version=7), "written by a newer deepfield (format 7)"),
-    (lambda d: d.update(class_name="os.system"), "\"class_name\" must be one of Sequential, Preset, got 'os.system'"),
-    (lambda d: d.update(class_name=None), "\"class_name\" must be one of Sequential, Preset, got None"),
+    (lambda d: d.update(class_name="os.system"), "\"class_name\" must be one of Sequential, Functional, Preset, got 'os.system'"),
+    (lambda d: d.update(class_name=None), "\"class_name\" must be one of Sequential, Functional, Preset, got None"),
     (lambda d: d.update(sha256=5), "\"sha256\" must be a hexadecimal string, got 5"),
 ])
 def test_malformed_document_values_are_named(saved, change, message):

@@ -205,7 +205,7 @@ class Functional(Model, models_functional.Functional):
                                        structures.one_output(loss_weights, names, "loss_weights"))
             return super().compile(optimizer, loss, structures.one_output(metrics, names, "metrics", many=True),
                                    **kwargs)
-        total = None if loss is None else structures.OutputLosses(names, loss, loss_weights)
+        total = None if loss is None else structures.output_loss(names, loss, loss_weights)
         tracked = [*(total.output_metrics() if total is not None else []), *structures.output_metrics(names, metrics)]
         return super().compile(optimizer, total, tracked, **kwargs)
 

@@ -2,7 +2,7 @@
 
 A functional model with several inputs or outputs trains through the same :class:`~deepfield.training.engine.Engine`
 as any model: its inputs and targets are :class:`~deepfield.models.packed.Packed` (arrays in the order of the
-model's input and output names), its outputs come back packed, the total loss is an :class:`OutputLosses` and
+model's input and output names), its outputs come back packed, the total loss is :func:`output_loss`'s and
 each output's loss and metrics are metrics of the engine named as Keras 3 names them: ``loss`` (the weighted
 sum), ``<output>_loss`` (each output's own, unweighted), ``<output>_<metric>``, and ``val_`` before each.
 
@@ -50,7 +50,7 @@ def _per_output(value: Any, names: Sequence[str], what: str, default: Any, one_f
                          f"by output name ({', '.join(names)}), got {type(value).__name__}")
 
 
-class OutputLosses(losses.Loss):
+class _OutputLosses(losses.Loss):
     """The training loss of a model with several outputs: ``sum(w_i * loss_i(pred_i, y_i))`` over the
     outputs that have a loss; ``pred`` and ``y`` are :class:`Packed` in the order of the outputs.
     A :class:`~deepfield.training.losses.Loss`: called in PyTorch's order, as the engine calls losses."""
@@ -75,6 +75,12 @@ class OutputLosses(losses.Loss):
         def part(i: int, fn: Any) -> Any:
             return lambda y_pred, y_true: fn(y_pred.parts[i], y_true.parts[i])
         return [metric_registry.MeanMetricWrapper(part(i, fn), name=f"{name}_loss") for i, name, fn, _ in self.terms]
+
+
+def output_loss(names: Sequence[str], loss: Any, loss_weights: Any = None) -> _OutputLosses:
+    """The total loss of a model whose outputs are ``names``: ``loss`` one for all, a list or a dict by name,
+    weighted by ``loss_weights``; its ``output_metrics()`` report each output's own loss."""
+    return _OutputLosses(names, loss, loss_weights)
 
 
 class _OutputMetric(metric_registry.Metric):
