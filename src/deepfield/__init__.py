@@ -26,15 +26,20 @@ _FACE: dict[str, tuple[str, str | None]] = {
     "callbacks": ("deepfield.training.callbacks", None),
     "constraints": ("deepfield.models.constraints", None),
     "layers": ("deepfield.layers", None),
+    "load_keras": ("deepfield.models.keras_files", "load_keras"),
     "load_run": ("deepfield.tasks.run", "load_run"),
     "losses": ("deepfield.training.losses", None),
     "metrics": ("deepfield.training.metrics", None),
+    "models": ("deepfield.models", None),
     "optimizers": ("deepfield.training.optimizers", None),
     "regularizers": ("deepfield.models.regularizers", None),
     "summarize": ("deepfield.models.summary", "summarize"),
     "zoo": ("deepfield.models.zoo", None),
 }
 """Public name -> (module, attribute of it; ``None``: the module itself)."""
+_AFTER_TRAINING = ("load_keras", "models")
+"""Handed out once the training layer is imported: ``load_keras`` builds the classes the training layer
+registers (the face's, with ``fit``), which the models layer may not import itself."""
 
 __all__ = [*_FACE, "__version__"]
 
@@ -45,6 +50,8 @@ def __getattr__(name: str) -> object:
     from importlib import import_module
 
     module, attribute = _FACE[name]
+    if name in _AFTER_TRAINING:
+        import_module("deepfield.training")
     value = import_module(module)
     if attribute is not None:
         value = getattr(value, attribute)

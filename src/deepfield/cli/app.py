@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deepfield.cli.common import OVERWRITE, TRUST, console, parse_range, parse_shape, split_list
+from deepfield.cli.convert import convert
 from deepfield.cli.playground import playground_app
 from deepfield.cli.reading import KEEP, reading_options
 from deepfield.errors import DeepfieldError
@@ -41,6 +42,7 @@ app.add_typer(inspect_app, name="inspect")
 app.add_typer(playground_app, name="playground")
 simulate_app = typer.Typer(no_args_is_help=True, help="The built-in simulated sky (GalSim): for when you have no data.")
 app.add_typer(simulate_app, name="simulate")
+app.command()(convert)
 
 
 N = Annotated[int, typer.Option("--n", help="number of objects")]

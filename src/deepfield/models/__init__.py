@@ -147,3 +147,12 @@ __all__ = [
     "AlphaDropout",
     "ActivityRegularization",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``deepfield.models.load_keras`` (:mod:`deepfield.models.keras_files`), loaded with h5py on first use."""
+    if name == "load_keras":
+        from deepfield.models.keras_files import load_keras
+
+        return load_keras
+    raise AttributeError(f"module 'deepfield.models' has no attribute {name!r}")

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfield.errors import DeepfieldError
 from deepfield.models import functional as models_functional
+from deepfield.models import keras_files
 from deepfield.models.packed import Packed
 from deepfield.models import sequential as models_sequential
 from deepfield.models.serialization import (WEIGHTS_FILE, load_network, load_weights, save_model, save_weights,
@@ -94,8 +95,19 @@ class KerasModelMixin(Trainable):
         save_weights(self, path)  # type: ignore[arg-type]
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
-        """Load a safetensors weights file (names and shapes must match)."""
-        load_weights(self, path)  # type: ignore[arg-type]
+        """Load a safetensors weights file (names and shapes must match), or the weights Keras saved
+        (``.weights.h5``, ``.h5``, ``.keras``) of a model built the same way
+        (:func:`~deepfield.models.keras_files.load_keras_weights`)."""
+        if str(path).endswith((".h5", ".keras")):
+            keras_files.load_keras_weights(self, path)  # type: ignore[arg-type]
+        else:
+            load_weights(self, path)  # type: ignore[arg-type]
+
+    def save_keras(self, path: str | os.PathLike[str]) -> Path:
+        """Write a Keras 3 ``.keras`` archive that ``keras.saving.load_model`` reads, with equal outputs:
+        channels last (Keras's default), so the Keras model takes ``(N, H, W, C)``
+        (:func:`~deepfield.models.keras_files.save_keras`)."""
+        return keras_files.save_keras(self, path)  # type: ignore[arg-type]
 
 
 class Sequential(KerasModelMixin, models_sequential.Sequential):
@@ -233,3 +245,8 @@ class Functional(Model, models_functional.Functional):
         """The functional model saved in ``folder`` (see :meth:`Sequential.load`)."""
         warn_if_run(folder)
         return load_network(folder, cls, trust=trust)
+
+
+# load_keras builds the face's classes (see deepfield.models.keras_files.loading)
+keras_files.MODEL_CLASSES.add("Sequential", Sequential)
+keras_files.MODEL_CLASSES.add("Functional", Functional)

@@ -1,0 +1,212 @@
+"""Functional Keras models (``keras.Model(inputs, outputs)``) both ways: the graph walked layer by layer.
+
+A Keras functional config lists its layers in an order where each comes after what it reads; each
+layer has its ``inbound_nodes`` (one per call: a shared layer has several), each naming the tensors it
+was called on by ``[layer, node, index]``: Keras 3 as ``{"args": [tensor or list], "kwargs": {}}`` with
+``__keras_tensor__`` entries, Keras 2 as ``[[layer, node, index, kwargs], ...]``. The deepfield model is
+made by calling the translated layers on symbolic tensors (``deepfield.models.symbolic``), as a user would.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from deepfield.errors import DeepfieldError
+from deepfield.models.functional import Functional
+from deepfield.models.keras_files import layout
+from deepfield.models.keras_files.translate import KerasLayer, Tensor, with_mask
+from deepfield.models.symbolic import Input, SymbolicTensor
+
+History = tuple[str, int, int]
+INPUT_LAYER = "InputLayer"
+TENSOR = "__keras_tensor__"
+
+
+def _history(entry: Any, owner: str) -> History:
+    """``(layer, node, index)`` from a Keras 3 tensor entry or a Keras 2 ``[layer, node, index, kwargs]``."""
+    if isinstance(entry, dict) and entry.get("class_name") == TENSOR:
+        entry = (entry.get("config") or {}).get("keras_history")
+    if (isinstance(entry, list) and len(entry) >= 3 and isinstance(entry[0], str)
+            and all(isinstance(v, int) for v in entry[1:3])):
+        if len(entry) > 3 and entry[3]:
+            raise DeepfieldError(f"{owner}: is called with arguments {entry[3]!r}, which deepfield does not convert")
+        return entry[0], entry[1], entry[2]
+    raise DeepfieldError(f"{owner}: an input must be named [layer, node, index], got {str(entry)[:80]}")
+
+
+def node_inputs(node: Any, owner: str) -> History | list[History]:
+    """What one inbound node reads: one tensor, or a list of them (a merging layer's)."""
+    if isinstance(node, dict):  # Keras 3
+        args, kwargs = node.get("args"), node.get("kwargs") or {}
+        if not isinstance(args, list) or len(args) != 1:
+            raise DeepfieldError(f"{owner}: a call must have one argument (a tensor or a list), got {str(args)[:80]}")
+        if any(v is not None for v in kwargs.values()):
+            raise DeepfieldError(f"{owner}: is called with {', '.join(kwargs)}, which deepfield does not convert")
+        arg = args[0]
+        return [_history(a, owner) for a in arg] if isinstance(arg, list) else _history(arg, owner)
+    if isinstance(node, list) and node:  # Keras 2: the list of inputs of one call
+        histories = [_history(entry, owner) for entry in node]
+        return histories[0] if len(histories) == 1 else histories
+    raise DeepfieldError(f"{owner}: an inbound node must be an object or a list, got {str(node)[:80]}")
+
+
+def ends(value: Any, what: str) -> list[History] | dict[str, History]:
+    """A model's ``input_layers`` / ``output_layers``: one ``[layer, node, index]``, a list or a dict of them."""
+    if isinstance(value, dict):
+        return {k: _history(v, what) for k, v in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return [_history(value, what)]
+    if isinstance(value, list) and value:
+        return [_history(v, what) for v in value]
+    raise DeepfieldError(f"the model's {what} must name [layer, node, index], got {str(value)[:80]}")
+
+
+def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str], arrays_of: Any,
+               input_shape: tuple[int, ...] | None, channels_last: bool, cls: type[Functional],
+               make: Any, finish: Any) -> Functional:
+    """The deepfield functional model of a Keras functional config (``layers`` in its order, ``keys`` their
+    Keras 3 weight keys); ``make`` and ``finish`` are the loader's steps of one layer (see ``loading``)."""
+    made: dict[History, tuple[SymbolicTensor, Tensor]] = {}
+    inputs = [layer for layer in layers if layer.class_name == INPUT_LAYER]
+    for keras, key in zip(layers, keys):
+        if keras.class_name == INPUT_LAYER:
+            shape = _input_shape(keras, input_shape if len(inputs) == 1 else None, channels_last)
+            dtype = "int64" if str(keras.get("dtype", "float32")).startswith(("int", "uint")) else "float32"
+            made[(keras.name, 0, 0)] = (Input(shape, name=keras.name, dtype=dtype), Tensor(shape, channels_last))
+            continue
+        nodes = keras.spec.get("inbound_nodes") or []
+        if not isinstance(nodes, list) or not nodes:
+            raise keras.refuse("it is called on nothing (no inbound nodes)")
+        layer, translator = None, None
+        for index, node in enumerate(nodes):
+            read = node_inputs(node, keras.label)
+            try:
+                symbols, tensors = _resolve(read, made)
+            except KeyError as exc:
+                raise keras.refuse(f"it reads {exc.args[0]}, which no layer before it makes") from None
+            if layer is None:
+                translator, layer = make(keras, tensors)
+            out = layer(symbols)
+            if index == 0:
+                finish(keras, translator, layer, tensors, arrays_of(keras.name, key, translator.parts))
+            y = translator.output(keras, tensors, out.sample_shape)
+            made[(keras.name, index, 0)] = (out, with_mask(translator, keras, tensors, y))
+    try:
+        model_inputs = _symbols(ends(config.get("input_layers"), "input_layers"), made)
+        model_outputs = _symbols(ends(config.get("output_layers"), "output_layers"), made)
+    except KeyError as exc:
+        raise DeepfieldError(f"the model's input or output {exc.args[0]} is made by no layer") from None
+    return cls(model_inputs, model_outputs, name=str(config.get("name") or "functional"))
+
+
+def _input_shape(keras: KerasLayer, given: tuple[int, ...] | None, channels_last: bool) -> tuple[int, ...]:
+    if given is not None:
+        return tuple(given)
+    shape = keras.get("batch_shape") or keras.get("batch_input_shape")
+    if not isinstance(shape, list) or not shape or any(s is None for s in shape[1:]):
+        raise keras.refuse(f"its shape {shape} has sizes Keras leaves open (None); pass input_shape=(C, H, W), "
+                           "channels first, to fix them")
+    return layout.shape_to_deepfield(tuple(shape[1:]), channels_last)
+
+
+def _resolve(read: History | list[History], made: dict[History, tuple[SymbolicTensor, Tensor]]) -> tuple[Any, Any]:
+    if isinstance(read, list):
+        pairs = [made[h] for h in read]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    return made[read]
+
+
+def _symbols(value: list[History] | dict[str, History], made: dict[History, tuple[SymbolicTensor, Tensor]]) -> Any:
+    if isinstance(value, dict):
+        return {k: made[h][0] for k, h in value.items()}
+    return [made[h][0] for h in value]
+
+
+# -- the way back --------------------------------------------------------------------------------------------
+
+
+def to_keras(model: Functional, translate: Any, takes_sequence: Any) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                                                             list[Any]]:
+    """A deepfield functional model as Keras 3's functional config, channels last.
+
+    ``translate(name, layer, x) -> (translator, KerasLayer)`` is the saver's step of one layer;
+    ``takes_sequence(layer)``: an input read by it keeps its layout (a sequence). Returns the
+    layer entries in Keras's order (:func:`keras_order`), the ``input_layers`` / ``output_layers`` entries,
+    and for each entry ``(layer, translator, KerasLayer, x)`` (``None`` for an input).
+    """
+    names = model._names
+    state: dict[int, tuple[History, Tensor]] = {}
+    entries: dict[int, dict[str, Any]] = {}
+    steps: dict[int, Any] = {}
+    for t in model.inputs:
+        last = not any(takes_sequence(n.module) for n in model._nodes if any(r is t for r in n.input_tensors))
+        state[id(t)] = ((names[id(t)], 0, 0), Tensor(t.sample_shape, channels_last=last))
+        entries[id(t)] = {"module": "keras.layers", "class_name": INPUT_LAYER, "registered_name": None,
+                          "name": names[id(t)], "inbound_nodes": [], "config": {
+                              "batch_shape": [None, *layout.shape_to_keras(t.sample_shape, last)],
+                              "dtype": "float32", "sparse": False, "name": names[id(t)]}}
+        steps[id(t)] = None
+    for node in model._nodes:
+        module, reads = node.module, node.inputs
+        name = names[id(module)]
+        read = [state[id(t)] for t in reads] if isinstance(reads, list) else [state[id(reads)]]
+        x: Any = [r[1] for r in read] if isinstance(reads, list) else read[0][1]
+        if id(module) not in entries:
+            translator, keras = translate(name, module, x)
+            entries[id(module)] = {**keras.spec, "name": name, "inbound_nodes": []}
+            steps[id(module)] = (module, translator, keras, x)
+        _, translator, keras, _ = steps[id(module)]
+        index = len(entries[id(module)]["inbound_nodes"])
+        args = [_tensor(h, t) for h, t in read]
+        entries[id(module)]["inbound_nodes"].append({"args": [args if isinstance(reads, list) else args[0]],
+                                                     "kwargs": {}})
+        for k, out in enumerate(node.outputs):
+            state[id(out)] = ((name, index, k), translator.output(keras, x, out.sample_shape))
+    ends_ = {"input_layers": [list(state[id(t)][0]) for t in model.inputs],
+             "output_layers": [list(state[id(t)][0]) for t in model.outputs]}
+    order = [id(o) for o in keras_order(model)]
+    return [entries[i] for i in order], ends_, [steps[i] for i in order]
+
+
+def keras_order(model: Functional) -> list[Any]:
+    """The model's inputs and modules in the order Keras 3 lists a functional model's layers (its ``map_graph``):
+    deepest first (depth: calls between a node and the outputs), ties in the order a depth-first walk from
+    the outputs first meets them. Keras keys each layer's weights by this order (``conv2d``, ``conv2d_1``), so
+    a file for Keras must follow it. An input tensor stands for its InputLayer."""
+    def producer(t: SymbolicTensor) -> Any:
+        return t.node if t.node is not None else t
+
+    def operation(n: Any) -> Any:
+        return n if isinstance(n, SymbolicTensor) else n.module
+
+    def parents(n: Any) -> list[Any]:
+        return [] if isinstance(n, SymbolicTensor) else [producer(t) for t in n.input_tensors]
+
+    finished: set[int] = set()
+    walk: list[Any] = []
+    first_met: dict[int, int] = {}
+
+    def visit(n: Any) -> None:
+        if id(n) in finished:
+            return
+        first_met.setdefault(id(operation(n)), len(first_met))
+        for parent in parents(n):
+            visit(parent)
+        finished.add(id(n))
+        walk.append(n)
+
+    for t in model.outputs:
+        visit(producer(t))
+    node_depth: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    for n in reversed(walk):
+        d = max(node_depth.setdefault(id(n), 0), depth.get(id(operation(n)), 0))
+        depth[id(operation(n))] = node_depth[id(n)] = d
+        for parent in parents(n):
+            node_depth[id(parent)] = max(d + 1, node_depth.get(id(parent), 0))
+    operations = {id(operation(n)): operation(n) for n in walk}
+    return sorted(operations.values(), key=lambda o: (-depth[id(o)], first_met[id(o)]))
+
+
+def _tensor(history: History, x: Tensor) -> dict[str, Any]:
+    return {"class_name": TENSOR, "config": {"shape": [None, *layout.shape_to_keras(x.shape, x.channels_last)],
+                                             "dtype": "float32", "keras_history": list(history)}}

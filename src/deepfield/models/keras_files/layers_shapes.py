@@ -1,0 +1,227 @@
+"""Translators of Keras's shape layers: ZeroPadding, Cropping and UpSampling 1D/2D/3D, the transposed,
+depthwise and separable convolutions, Reshape, Permute and RepeatVector.
+
+Padding, cropping and up-sampling name the spatial axes in the same order in both layouts (``(H, W)``), so
+their arguments pass unchanged. Kernels: a transposed convolution's is ``(*kernel, out, in)`` in Keras,
+``(in, out, *kernel)`` in PyTorch (the same transpose as a convolution's); a depthwise kernel is
+``(*kernel, C, multiplier)`` in Keras, ``(C * multiplier, 1, *kernel)`` in PyTorch's grouped convolution.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deepfield.errors import DeepfieldError
+from deepfield.models import conv_transpose, reshaping, separable
+from deepfield.models.base import Layer
+from deepfield.models.keras_files import layout
+from deepfield.models.keras_files.layers_conv import _ConvTranslator, _Spatial
+from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
+                                                    arrays_named, initializer, initializer_to_keras, penalties,
+                                                    penalties_to_keras, register)
+
+
+DEPTHWISE_PENALTIES = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint",
+                       "bias_constraint")
+SEPARABLE_PENALTIES = (*DEPTHWISE_PENALTIES, "pointwise_regularizer", "pointwise_constraint")
+
+
+class _ResizeTranslator(_Spatial):
+    argument: ClassVar[str]  # "padding", "cropping" or "size"
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        self.check_format(keras, x)
+        extra = {"interpolation": keras.expect("interpolation", "nearest", "bilinear")} \
+            if keras.class_name == "UpSampling2D" else {}
+        return self.deepfield(keras.get(self.argument), **extra, name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        config = layer.get_config()
+        kept = {k: config[k] for k in (self.argument, "interpolation") if k in config}
+        if type(layer).__name__ not in ("Cropping1D", "UpSampling1D"):  # these two are channels last only in Keras
+            kept["data_format"] = "channels_last"
+        return {"class_name": type(layer).__name__, "config": kept}
+
+
+for _cls, _argument in ((reshaping.ZeroPadding1D, "padding"), (reshaping.ZeroPadding2D, "padding"),
+                        (reshaping.ZeroPadding3D, "padding"), (reshaping.Cropping1D, "cropping"),
+                        (reshaping.Cropping2D, "cropping"), (reshaping.Cropping3D, "cropping"),
+                        (reshaping.UpSampling1D, "size"), (reshaping.UpSampling2D, "size"),
+                        (reshaping.UpSampling3D, "size")):
+    register(type(f"{_cls.__name__}Translator", (_ResizeTranslator,),
+                  {"keras": (_cls.__name__,), "deepfield": _cls, "argument": _argument}))
+
+
+class _ConvTransposeTranslator(_ConvTranslator):
+    extra = ("output_padding",)
+    grouped = False
+
+
+for _cls in (conv_transpose.Conv1DTranspose, conv_transpose.Conv2DTranspose, conv_transpose.Conv3DTranspose):
+    register(type(f"{_cls.__name__}Translator", (_ConvTransposeTranslator,),
+                  {"keras": (_cls.__name__,), "deepfield": _cls}))
+
+
+def depthwise_to_torch(kernel: np.ndarray) -> np.ndarray:
+    """Keras's depthwise kernel ``(*k, C, m)`` as PyTorch's grouped one ``(C * m, 1, *k)``."""
+    flat = kernel.reshape(*kernel.shape[:-2], -1)
+    return np.ascontiguousarray(np.moveaxis(flat, -1, 0)[:, None])
+
+
+def depthwise_to_keras(weight: np.ndarray, multiplier: int) -> np.ndarray:
+    """PyTorch's grouped kernel ``(C * m, 1, *k)`` as Keras's depthwise ``(*k, C, m)``."""
+    flat = np.moveaxis(weight[:, 0], 0, -1)
+    return np.ascontiguousarray(flat.reshape(*flat.shape[:-1], -1, multiplier))
+
+
+class _DepthwiseTranslator(_Spatial):
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        last = self.check_format(keras, x)
+        return self.deepfield(keras.get("kernel_size"), strides=keras.get("strides", 1),
+                              padding=keras.expect("padding", "valid", "same"),
+                              depth_multiplier=int(keras.get("depth_multiplier", 1)),
+                              dilation_rate=keras.get("dilation_rate", 1), activation=activation(keras, last),
+                              use_bias=bool(keras.get("use_bias", True)),
+                              depthwise_initializer=initializer(keras, "depthwise_initializer", "glorot_uniform"),
+                              bias_initializer=initializer(keras, "bias_initializer", "zeros"),
+                              **penalties(keras, *DEPTHWISE_PENALTIES), name=keras.name)
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        named = arrays_named(keras, arrays, ["weight", "bias"] if layer.use_bias else ["weight"])
+        named["weight"] = depthwise_to_torch(named["weight"])
+        return named
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        return {"class_name": type(layer).__name__, "config": {
+            "kernel_size": list(layer.kernel_size), "strides": list(layer.strides), "padding": layer.padding,
+            "depth_multiplier": layer.depth_multiplier, "data_format": "channels_last",
+            "dilation_rate": list(layer.dilation_rate), "activation": activation_to_keras(layer),
+            "use_bias": layer.use_bias, "depthwise_initializer": initializer_to_keras(layer, "depthwise_initializer"),
+            "bias_initializer": initializer_to_keras(layer, "bias_initializer"),
+            **penalties_to_keras(layer, *DEPTHWISE_PENALTIES)}}
+
+    def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
+        kernel = depthwise_to_keras(layer.weight.detach().cpu().numpy(), layer.depth_multiplier)
+        return [kernel] + ([layer.bias.detach().cpu().numpy()] if layer.use_bias else [])
+
+
+for _cls in (separable.DepthwiseConv1D, separable.DepthwiseConv2D):
+    register(type(f"{_cls.__name__}Translator", (_DepthwiseTranslator,),
+                  {"keras": (_cls.__name__,), "deepfield": _cls}))
+
+
+class _SeparableTranslator(_Spatial):
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        last = self.check_format(keras, x)
+        return self.deepfield(int(keras.get("filters")), keras.get("kernel_size"), strides=keras.get("strides", 1),
+                              padding=keras.expect("padding", "valid", "same"),
+                              dilation_rate=keras.get("dilation_rate", 1),
+                              depth_multiplier=int(keras.get("depth_multiplier", 1)),
+                              activation=activation(keras, last), use_bias=bool(keras.get("use_bias", True)),
+                              depthwise_initializer=initializer(keras, "depthwise_initializer", "glorot_uniform"),
+                              pointwise_initializer=initializer(keras, "pointwise_initializer", "glorot_uniform"),
+                              bias_initializer=initializer(keras, "bias_initializer", "zeros"),
+                              **penalties(keras, *SEPARABLE_PENALTIES), name=keras.name)
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        names = ["depthwise.weight", "pointwise_weight"] + (["bias"] if layer.use_bias else [])
+        named = arrays_named(keras, arrays, names)
+        named["depthwise.weight"] = depthwise_to_torch(named["depthwise.weight"])
+        named["pointwise_weight"] = layout.kernel_to_torch(named["pointwise_weight"])
+        return named
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        return {"class_name": type(layer).__name__, "config": {
+            "filters": layer.filters, "kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
+            "padding": layer.padding, "data_format": "channels_last", "dilation_rate": list(layer.dilation_rate),
+            "depth_multiplier": layer.depth_multiplier, "activation": activation_to_keras(layer),
+            "use_bias": layer.use_bias,
+            "depthwise_initializer": initializer_to_keras(layer, "depthwise_initializer"),
+            "pointwise_initializer": initializer_to_keras(layer, "pointwise_initializer"),
+            "bias_initializer": initializer_to_keras(layer, "bias_initializer"),
+            **penalties_to_keras(layer, *SEPARABLE_PENALTIES)}}
+
+    def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
+        arrays = [depthwise_to_keras(layer.depthwise.weight.detach().cpu().numpy(), layer.depth_multiplier),
+                  layout.kernel_to_keras(layer.pointwise_weight.detach().cpu().numpy())]
+        return arrays + ([layer.bias.detach().cpu().numpy()] if layer.use_bias else [])
+
+
+for _cls in (separable.SeparableConv1D, separable.SeparableConv2D):
+    register(type(f"{_cls.__name__}Translator", (_SeparableTranslator,),
+                  {"keras": (_cls.__name__,), "deepfield": _cls}))
+
+
+@register
+class ReshapeTranslator(Translator):
+    """Flat features, or a tensor held alike in both (a sequence), reshape alike; the result is held alike.
+    A channels-last image would need its axes moved around the reshape: refused."""
+
+    keras = ("Reshape",)
+    deepfield = reshaping.Reshape
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        if len(x.shape) > 1 and x.channels_last:
+            raise keras.refuse("it reshapes a channels-last tensor, which deepfield holds channels first; "
+                               "deepfield converts a Reshape of flat features or of a sequence")
+        return reshaping.Reshape(list(keras.get("target_shape")), name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        if len(x.shape) > 1 and x.channels_last:
+            raise DeepfieldError(f"{layer.label}: it reshapes a channels-first image, which Keras holds channels "
+                                 "last; deepfield writes a Reshape of flat features or of a sequence")
+        return {"class_name": "Reshape", "config": {"target_shape": list(layer.target_shape)}}
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=False)
+
+
+def _axis_map(rank: int, channels_last: bool) -> list[int]:
+    """deepfield's sample axis (1-based) of each Keras sample axis 1..rank."""
+    if not channels_last or rank < 2:
+        return list(range(1, rank + 1))
+    return [*range(2, rank + 1), 1]
+
+
+@register
+class PermuteTranslator(Translator):
+    """Keras's ``dims`` as deepfield's axes: the output is held as the input is (channels moved first)."""
+
+    keras = ("Permute",)
+    deepfield = reshaping.Permute
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        dims = [int(d) for d in keras.get("dims")]
+        to_df = _axis_map(len(x.shape), x.channels_last)
+        moved = [0] * len(dims)
+        for i, d in enumerate(dims, 1):
+            moved[to_df[i - 1] - 1] = to_df[d - 1]
+        return reshaping.Permute(moved, name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        to_df = _axis_map(len(x.shape), x.channels_last)
+        to_keras = {df: k for k, df in enumerate(to_df, 1)}
+        dims = [0] * len(layer.dims)
+        for j, d in enumerate(layer.dims, 1):
+            dims[to_keras[j] - 1] = to_keras[d]
+        return {"class_name": "Permute", "config": {"dims": dims}}
+
+
+@register
+class RepeatVectorTranslator(Translator):
+    """``(F,) -> (n, F)`` in Keras, ``(F, n)`` in deepfield: the result is held as a channels-last tensor is."""
+
+    keras = ("RepeatVector",)
+    deepfield = reshaping.RepeatVector
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        return reshaping.RepeatVector(int(keras.get("n")), name=keras.name)
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        return {"class_name": "RepeatVector", "config": {"n": layer.n}}
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=True)
