@@ -31,3 +31,17 @@ def test_a_low_layer_loads_without_the_training_engine():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_df_models_hands_out_the_keras_face_even_after_the_models_package_was_imported():
+    """``from deepfield.layers import Dense`` imports ``deepfield.models`` (without training); ``df.models.load_keras``
+    must still build models with ``fit``: the face imports the training layer when ``df.models`` is asked."""
+    code = ("import sys\nfrom deepfield.layers import Dense\nimport deepfield as df\n"
+            "assert 'deepfield.training' not in sys.modules\n"
+            "models = df.models\n"
+            "assert models is sys.modules['deepfield.models'] and 'deepfield.training' in sys.modules\n"
+            "from deepfield.models.keras_files import MODEL_CLASSES\n"
+            "print(*(hasattr(MODEL_CLASSES.lookup(name), 'fit') for name in ('Sequential', 'Functional')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True"]

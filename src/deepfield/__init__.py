@@ -13,6 +13,9 @@ part of the package (``deepfield.data.splits``) does not load the training engin
 task modules (readers, figures, the report) load only when a run is opened. Nothing inside the
 package imports this module; the version lives in :mod:`deepfield.version`.
 """
+import sys
+import types
+
 from deepfield.version import __version__
 
 _FACE: dict[str, tuple[str, str | None]] = {
@@ -37,9 +40,10 @@ _FACE: dict[str, tuple[str, str | None]] = {
     "zoo": ("deepfield.models.zoo", None),
 }
 """Public name -> (module, attribute of it; ``None``: the module itself)."""
-_AFTER_TRAINING = ("load_keras", "models")
+_AFTER_TRAINING = ("load_keras",)
 """Handed out once the training layer is imported: ``load_keras`` builds the classes the training layer
-registers (the face's, with ``fit``), which the models layer may not import itself."""
+registers (the face's, with ``fit``), which the models layer may not import itself; ``models``: see
+:class:`_Face`."""
 
 __all__ = [*_FACE, "__version__"]
 
@@ -61,3 +65,23 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_FACE})
+
+
+class _Face(types.ModuleType):
+    """This module's class: ``df.models`` is the models package with the training layer imported, even when
+    ``deepfield.models`` was imported first (``from deepfield.layers import Dense``), when Python has set the
+    package as this module's attribute and :func:`__getattr__` is no longer asked."""
+
+    @property
+    def models(self) -> types.ModuleType:
+        from importlib import import_module
+
+        import_module("deepfield.training")  # registers the classes load_keras builds (with fit)
+        return import_module("deepfield.models")
+
+    @models.setter
+    def models(self, value: types.ModuleType) -> None:
+        """The import system sets the subpackage here; the property hands it out."""
+
+
+sys.modules[__name__].__class__ = _Face
