@@ -70,9 +70,10 @@ def _scaled(components: Sequence[Component], mag: float, n_bands: int, shrink: f
                  for c in components)
 
 
-def galaxy(rng: np.random.Generator, colours: Colours, n_bands: int, mag_limit: float, max_hlr: float) -> Source:
-    """A random spheroid, disk or irregular galaxy of half-light radius at most ``max_hlr`` arcsec."""
-    kind = GALAXY_KINDS[int(rng.integers(len(GALAXY_KINDS)))]
+def galaxy(rng: np.random.Generator, colours: Colours, n_bands: int, mag_limit: float, max_hlr: float,
+           kinds: Sequence[str] = GALAXY_KINDS) -> Source:
+    """A random galaxy of one of ``kinds`` (equally likely), half-light radius at most ``max_hlr`` arcsec."""
+    kind = kinds[int(rng.integers(len(kinds)))]
     z = rng.uniform(*REDSHIFT_RANGE)
     drawn = RECIPES[kind](rng, colours, z)
     mag = float(draw_i_magnitudes(rng, 1, mag_limit)[0])
