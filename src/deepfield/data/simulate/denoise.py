@@ -83,8 +83,8 @@ def draw_chunk(task: tuple[DenoiseJob, range]) -> dict[str, np.ndarray]:
     drawer = StampDrawer(len(job.bands), job.size, job.pixel_scale)
     inputs, targets, truths = zip(*(draw_pair(job, index, drawer) for index in rows))
     columns = stack_rows([{k: v for k, v in t.items() if k != "kind"} for t in truths])
-    return {"images": np.stack(inputs), "targets": np.stack(targets), "kind": np.array([t["kind"] for t in truths], dtype="U16"),
-            **columns}
+    kinds = np.array([t["kind"] for t in truths], dtype="U16")  # one width for every chunk
+    return {"images": np.stack(inputs), "targets": np.stack(targets), "kind": kinds, **columns}
 
 
 def truth_info(bands: Sequence[str]) -> ColumnInfo:
