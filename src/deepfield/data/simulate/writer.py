@@ -6,7 +6,8 @@ and a failure part-way leaves an existing file untouched. Images stream into the
 chunk by chunk; per-object columns (labels, truth) are small and gathered in memory.
 
 Layout pieces: ``images`` (N, C, H, W) float32 with attrs ``bands``, ``pixel_scale``
-(arcsec) and ``unit``; ``labels`` (N,) int64 with attr ``classes``; groups of 1-D column
+(arcsec) and ``unit`` (other per-object arrays likewise, one HDF5 chunk per object:
+``create_array``); ``labels`` (N,) int64 with attr ``classes``; groups of 1-D column
 datasets, each with ``unit`` and ``description`` attrs (as catalogue readers expect);
 file attrs ``simulator``, ``seed`` and ``config`` (JSON of the arguments).
 """
