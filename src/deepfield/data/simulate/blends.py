@@ -44,6 +44,10 @@ MARGIN = 2.0
 BLEND_KINDS = ("spheroid", "disk")
 """The galaxy recipes of blends: point-symmetric, so the recorded centre is the light centroid."""
 
+SEGMENTATION_RULE = ("k + 1 where source k (0-based) has the most band-summed noise-free flux of all sources and "
+                     "more than `threshold` (nJy per pixel), else 0")
+"""The segmentation map's rule, as its ``description`` attribute states it."""
+
 MAX_SOURCES = 10
 """The most sources one stamp may hold."""
 
@@ -189,12 +193,15 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
     s_max, shape = job.sources[1], (n, job.bands, job.size, job.pixel_scale, "nJy")
     with sim_file(out, "blends", job.seed, config) as h5:
         streamed = dict(
-            noiseless=create_images(h5, *shape, name="noiseless"),
+            noiseless=create_images(h5, *shape, name="noiseless", description="the blend without noise"),
             sources=create_array(h5, "sources", (n, s_max, len(job.bands), job.size, job.size), np.float32,
-                                 bands=list(job.bands), pixel_scale=job.pixel_scale, unit="nJy"),
+                                 bands=list(job.bands), pixel_scale=job.pixel_scale, unit="nJy",
+                                 description="each source alone without noise; zeros past n_sources"),
             segmentation=create_array(h5, "segmentation", (n, job.size, job.size), np.int64,
-                                      threshold=job.threshold * float(np.sqrt(np.sum(job.sigma**2)))))
-        sink = ChunkSink(n, create_images(h5, *shape, noise_sigma=job.sigma, depth=depth, visits=visits), **streamed)
+                                      threshold=job.threshold * float(np.sqrt(np.sum(job.sigma**2))),
+                                      description=SEGMENTATION_RULE))
+        sink = ChunkSink(n, create_images(h5, *shape, noise_sigma=job.sigma, depth=depth, visits=visits,
+                                          description="the blend with Gaussian sky noise"), **streamed)
         run_chunks(draw_chunk, lambda rows: (job, rows), n, sink, workers=workers, progress=progress,
                    description="blends")
         h5.create_dataset("n_sources", data=sink.columns.pop("n_sources"))
