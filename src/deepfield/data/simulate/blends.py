@@ -76,8 +76,8 @@ def _position(rng: np.random.Generator, job: BlendJob, first: np.ndarray, distan
     pulled in along it to stay ``MARGIN`` pixels inside the stamp."""
     direction = np.array([math.cos(angle := rng.uniform(0.0, 2.0 * math.pi)), math.sin(angle)])
     room = (job.size - 1) / 2 - MARGIN
-    with np.errstate(divide="ignore"):
-        reach = np.where(direction > 0, (room - first) / direction, (room + first) / -direction)
+    with np.errstate(divide="ignore"):  # along an axis the direction does not move: no limit (inf)
+        reach = (room - np.sign(direction) * first) / np.abs(direction)
     return first + min(distance, float(np.min(reach))) * direction
 
 
