@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from deepfield.data.images import Hdf5Images
 from deepfield.data.simulate.blends import read_blends, segmentation, simulate_blends
 from deepfield.errors import DeepfieldError
 
@@ -53,6 +54,7 @@ def test_layout_counts_and_padding(files):
     assert data.truth["psf_fwhm"].shape == (N,)
     stars, hlr = data.truth["is_star"], data.truth["half_light_radius"]
     assert np.all(hlr[stars] == 0) and np.all(hlr[present] >= 0)
+    np.testing.assert_array_equal(Hdf5Images(files["one"], images="noiseless").load()[0], data.noiseless)
     assert read_blends(files["one"], slice(3, 4)).sources.shape == (1, 4, 3, SIZE, SIZE)
 
 

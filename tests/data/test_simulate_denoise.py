@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from deepfield.data.images import Hdf5Images
 from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
 from deepfield.data.simulate.sources import visit_sigma
 from deepfield.errors import DeepfieldError
@@ -53,6 +54,8 @@ def test_layout_and_reader(files):
     assert np.all(data.truth["half_light_radius"] <= SIZE / 8 + 1e-9)
     assert np.all(np.hypot(data.truth["e1"], data.truth["e2"]) < 1)
     assert np.all((data.truth["aperture_radius"] > 0) & (data.truth["aperture_radius"] <= (SIZE - 1) / 2))
+    for name, array in (("images", data.inputs), ("targets", data.targets)):  # the data layer reads them too
+        np.testing.assert_array_equal(Hdf5Images(files["one"], images=name).load()[0], array)
     part = read_denoise(files["one"], slice(2, 5))
     np.testing.assert_array_equal(part.targets, data.targets[2:5])
     assert part.truth["mag"].shape == (3,)
