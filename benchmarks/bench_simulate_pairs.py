@@ -47,7 +47,8 @@ def table(n: int, results: dict[str, tuple[float, int]]) -> str:
     base = results["morphology"][0]
     rows = [f"| {name} | {seconds:.1f} | {n / seconds:,.0f} | {base / seconds:.2f} | {size / 1e6:,.0f} |"
             for name, (seconds, size) in results.items()]
-    return "| simulator | seconds | stamps/s | speed vs morphology | file MB |\n|---|---|---|---|---|\n" + "\n".join(rows)
+    header = "| simulator | seconds | stamps/s | speed vs morphology | file MB |\n|---|---|---|---|---|\n"
+    return header + "\n".join(rows)
 
 
 def main() -> None:
