@@ -81,47 +81,54 @@ def _position(rng: np.random.Generator, job: BlendJob, first: np.ndarray, distan
     return first + min(distance, float(np.min(reach))) * direction
 
 
-def draw_blend(job: BlendJob, index: int, drawer: StampDrawer) -> dict[str, np.ndarray]:
-    """Stamp ``index``: the isolated sources (S_max, C, H, W) float64 (zeros past the count), the noisy
-    blend (C, H, W) float32 and the sources' truth arrays (S_max,) (NaN / False past the count)."""
-    rng = stream_rng(job.seed, GALAXY_STREAM, index)
-    count = int(rng.integers(job.sources[0], job.sources[1] + 1))
-    psf = moffat_psf(rng, job.psf_fwhm)
-    seeing_hlr = psf.fwhm / 2 / job.pixel_scale
-    sources: list[Source] = []
-    offsets: list[np.ndarray] = []
-    for k in range(count):
+def place_sources(rng: np.random.Generator, job: BlendJob, seeing_hlr: float) -> list[tuple[Source, np.ndarray]]:
+    """The sources of one stamp and their (x, y) offsets from the stamp centre in pixels; ``seeing_hlr``:
+    half the PSF FWHM in pixels, the least size a source counts with in ``hlr`` separations."""
+    placed: list[tuple[Source, np.ndarray]] = []
+    for k in range(int(rng.integers(job.sources[0], job.sources[1] + 1))):
         if k > 0 and rng.random() < job.star_fraction:
             source = star(rng, job.colours, len(job.bands), job.mag_limit)
         else:
             source = galaxy(rng, job.colours, len(job.bands), job.mag_limit, job.size * job.pixel_scale / 8.0,
                             kinds=BLEND_KINDS)
         if k == 0:
-            offsets.append(rng.uniform(-0.5, 0.5, 2))
-        else:
-            hlrs = (max(s.half_light_radius / job.pixel_scale, seeing_hlr) for s in (sources[0], source))
-            unit = sum(hlrs) if job.separation_unit == "hlr" else 1.0
-            offsets.append(_position(rng, job, offsets[0], rng.uniform(*job.separation) * unit))
-        sources.append(source)
-    shape = (job.sources[1], len(job.bands), job.size, job.size)
-    isolated = np.zeros(shape)
-    for k, (source, offset) in enumerate(zip(sources, offsets)):
+            placed.append((source, rng.uniform(-0.5, 0.5, 2)))
+            continue
+        first, offset = placed[0]
+        sizes = (max(s.half_light_radius / job.pixel_scale, seeing_hlr) for s in (first, source))
+        unit = sum(sizes) if job.separation_unit == "hlr" else 1.0
+        placed.append((source, _position(rng, job, offset, rng.uniform(*job.separation) * unit)))
+    return placed
+
+
+def _padded(values: Sequence[object], length: int, fill: object) -> np.ndarray:
+    """``values`` (k, ...) as an array of ``length`` rows, the rows past ``k`` set to ``fill``."""
+    values = np.asarray(values)
+    padded = np.full((length, *values.shape[1:]), fill, dtype=values.dtype)
+    padded[:len(values)] = values
+    return padded
+
+
+def draw_blend(job: BlendJob, index: int, drawer: StampDrawer) -> dict[str, np.ndarray]:
+    """Stamp ``index``: ``sources`` (S_max, C, H, W) each source alone (zeros past the count), ``noiseless`` and
+    the noisy ``images`` (C, H, W) float32, and the truth: (S_max,) per source (NaN / False past the count),
+    ``flux`` (S_max, C) nJy, the count and the PSF."""
+    rng = stream_rng(job.seed, GALAXY_STREAM, index)
+    psf = moffat_psf(rng, job.psf_fwhm)
+    placed = place_sources(rng, job, psf.fwhm / 2 / job.pixel_scale)
+    isolated = np.zeros((job.sources[1], len(job.bands), job.size, job.size))
+    for k, (source, offset) in enumerate(placed):
         isolated[k] = drawer.draw(source.components, psf, tuple(offset))
     noiseless = isolated.sum(axis=0)
-    truth = {name: np.full(job.sources[1], np.nan) for name in ("x", "y", "half_light_radius", "e1", "e2", "mag")}
-    centre = (job.size - 1) / 2
-    for k, (source, offset) in enumerate(zip(sources, offsets)):
-        values = dict(x=centre + offset[0], y=centre + offset[1], half_light_radius=source.half_light_radius
-                      / job.pixel_scale, e1=source.e1, e2=source.e2, mag=source.mag)
-        for name, value in values.items():
-            truth[name][k] = value
-    flux = np.full((job.sources[1], len(job.bands)), np.nan)
-    flux[:count] = [s.flux for s in sources]
-    is_star = np.zeros(job.sources[1], dtype=bool)
-    is_star[:count] = [s.kind == "star" for s in sources]
+    centre, s_max = (job.size - 1) / 2, job.sources[1]
+    rows = [dict(x=centre + offset[0], y=centre + offset[1], half_light_radius=source.half_light_radius
+                 / job.pixel_scale, e1=source.e1, e2=source.e2, mag=source.mag) for source, offset in placed]
+    truth = {name: _padded([row[name] for row in rows], s_max, np.nan) for name in rows[0]}
     return dict(images=add_gaussian_noise(noiseless, job.sigma, rng), noiseless=noiseless.astype(np.float32),
-                sources=isolated.astype(np.float32), n_sources=np.int64(count), is_star=is_star,
-                psf_fwhm=np.float64(psf.fwhm), psf_beta=np.float64(psf.beta), flux=flux, **truth)
+                sources=isolated.astype(np.float32), n_sources=np.int64(len(placed)),
+                is_star=_padded([source.kind == "star" for source, _ in placed], s_max, False),
+                psf_fwhm=np.float64(psf.fwhm), psf_beta=np.float64(psf.beta),
+                flux=_padded([source.flux for source, _ in placed], s_max, np.nan), **truth)
 
 
 def segmentation(sources: np.ndarray, floor: float) -> np.ndarray:
