@@ -363,6 +363,52 @@ def simulate_quality_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i"
     console.print(f"wrote {path}: {n} stamps, {spoiled_fraction:.0%} spoiled")
 
 
+@simulate_app.command("denoise")
+def simulate_denoise_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
+                         workers: WORKERS = None, overwrite: OVERWRITE = False,
+                         target: Annotated[str, typer.Option(help="noiseless or deep")] = "noiseless",
+                         visits: Annotated[float, typer.Option(help="LSST visits of the input's noise")] = 1.0,
+                         deep_visits: Annotated[float, typer.Option(help="LSST visits of a deep target")] = 100.0,
+                         target_psf: Annotated[Optional[float], typer.Option(
+                             help="FWHM (arcsec) of a sharper Gaussian PSF for the target (deconvolution)")] = None,
+                         mag_limit: Annotated[float, typer.Option(help="faintest AB magnitude (band mean)")] = 23.5
+                         ) -> None:
+    """The same galaxies shallow (input) and noise-free or deep (target), PSF and noise recorded."""
+    check_output(out, overwrite=overwrite)
+    from deepfield.data.simulate.denoise import simulate_denoise
+
+    path = simulate_denoise(n, out, size=size, bands=split_list(bands) or (), seed=seed, target=target,
+                            visits=visits, deep_visits=deep_visits, target_psf=target_psf, mag_limit=mag_limit,
+                            workers=workers)
+    console.print(f"wrote {path}: {n} pairs of {bands} x {size}x{size}, {target} targets")
+
+
+@simulate_app.command("blends")
+def simulate_blends_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i", seed: SEED = 0,
+                        workers: WORKERS = None, overwrite: OVERWRITE = False,
+                        min_sources: Annotated[int, typer.Option(help="fewest sources per stamp")] = 2,
+                        max_sources: Annotated[int, typer.Option(help="most sources per stamp")] = 4,
+                        star_fraction: Annotated[float, typer.Option(help="chance a source (not the first) is a "
+                                                                          "star")] = 0.2,
+                        separation: Annotated[str, typer.Option(help="distance from the first source, low,high")]
+                        = "1,3",
+                        separation_unit: Annotated[str, typer.Option(help="pixels, or hlr: the sum of the two "
+                                                                          "half-light radii")] = "hlr",
+                        visits: Annotated[float, typer.Option(help="LSST visits of the noise")] = 100.0,
+                        mag_limit: Annotated[float, typer.Option(help="faintest AB magnitude (band mean)")] = 25.0,
+                        threshold: Annotated[float, typer.Option(help="segmentation floor in noise sigmas")] = 1.0
+                        ) -> None:
+    """Stamps of overlapping galaxies and stars, each source alone too, with truth and segmentation."""
+    check_output(out, overwrite=overwrite)
+    from deepfield.data.simulate.blends import simulate_blends
+
+    path = simulate_blends(n, out, size=size, bands=split_list(bands) or (), seed=seed, min_sources=min_sources,
+                           max_sources=max_sources, star_fraction=star_fraction,
+                           separation=parse_range(separation, "--separation"), separation_unit=separation_unit,
+                           visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers)
+    console.print(f"wrote {path}: {n} blends of {min_sources} to {max_sources} sources, {bands} x {size}x{size}")
+
+
 @simulate_app.command("photoz")
 def simulate_photoz_cmd(n: N, out: OUT, seed: SEED = 0, bands: BANDS = "u,g,r,i,z,y", workers: WORKERS = None,
                         mag_limit: Annotated[float, typer.Option(help="i-band magnitude limit (AB)")] = 25.3,

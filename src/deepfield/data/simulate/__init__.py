@@ -1,4 +1,5 @@
-"""Simulated sky for training and testing: galaxy morphology, data quality and photometric redshifts.
+"""Simulated sky for training and testing: galaxy morphology, data quality, photometric redshifts, and image-to-image
+pairs (denoising, deconvolution, blends with their isolated sources and segmentation).
 
 Every simulator writes one HDF5 file atomically, is deterministic for a seed (whatever the
 number of worker processes), uses every core by default and shows a rich progress bar.
@@ -6,9 +7,12 @@ The artefact functions are pure numpy and usable on their own.
 """
 from deepfield.data.simulate.artefacts import (add_bad_column, add_cosmic_rays, add_ghost, add_hot_pixels,
                                                add_satellite_trail, add_saturated_star)
+from deepfield.data.simulate.blends import BlendsData, read_blends, simulate_blends
+from deepfield.data.simulate.denoise import DenoiseData, read_denoise, simulate_denoise
 from deepfield.data.simulate.morphology import CLASSES, simulate_morphology
 from deepfield.data.simulate.photoz import simulate_photoz
 from deepfield.data.simulate.quality import ARTEFACTS, simulate_quality
 
-__all__ = ["ARTEFACTS", "CLASSES", "add_bad_column", "add_cosmic_rays", "add_ghost", "add_hot_pixels",
-           "add_satellite_trail", "add_saturated_star", "simulate_morphology", "simulate_photoz", "simulate_quality"]
+__all__ = ["ARTEFACTS", "CLASSES", "BlendsData", "DenoiseData", "add_bad_column", "add_cosmic_rays", "add_ghost",
+           "add_hot_pixels", "add_satellite_trail", "add_saturated_star", "read_blends", "read_denoise",
+           "simulate_blends", "simulate_denoise", "simulate_morphology", "simulate_photoz", "simulate_quality"]

@@ -6,7 +6,8 @@ and a failure part-way leaves an existing file untouched. Images stream into the
 chunk by chunk; per-object columns (labels, truth) are small and gathered in memory.
 
 Layout pieces: ``images`` (N, C, H, W) float32 with attrs ``bands``, ``pixel_scale``
-(arcsec) and ``unit``; ``labels`` (N,) int64 with attr ``classes``; groups of 1-D column
+(arcsec) and ``unit`` (other per-object arrays likewise, one HDF5 chunk per object:
+``create_array``); ``labels`` (N,) int64 with attr ``classes``; groups of 1-D column
 datasets, each with ``unit`` and ``description`` attrs (as catalogue readers expect);
 file attrs ``simulator``, ``seed`` and ``config`` (JSON of the arguments).
 """
@@ -37,15 +38,19 @@ def sim_file(out: Path, simulator: str, seed: int, config: Mapping[str, Any]) ->
         yield h5
 
 
+def create_array(h5: h5py.File, name: str, shape: tuple[int, ...], dtype: type, **attrs: Any) -> h5py.Dataset:
+    """The empty dataset ``name`` of ``shape`` (objects first), one HDF5 chunk per object, with ``attrs``."""
+    data = h5.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, *shape[1:]))
+    for key, value in attrs.items():
+        data.attrs[key] = value
+    return data
+
+
 def create_images(h5: h5py.File, n: int, bands: Sequence[str], size: int, pixel_scale: float,
-                  unit: str) -> h5py.Dataset:
-    """The empty ``images`` dataset, (n, C, size, size) float32, one HDF5 chunk per object."""
-    shape = (n, len(bands), size, size)
-    images = h5.create_dataset("images", shape=shape, dtype=np.float32, chunks=(1, *shape[1:]))
-    images.attrs["bands"] = list(bands)
-    images.attrs["pixel_scale"] = pixel_scale
-    images.attrs["unit"] = unit
-    return images
+                  unit: str, name: str = "images", **attrs: Any) -> h5py.Dataset:
+    """The empty (n, C, size, size) float32 stamps ``name`` (attrs ``bands``, ``pixel_scale``, ``unit``, ``attrs``)."""
+    return create_array(h5, name, (n, len(bands), size, size), np.float32, bands=list(bands),
+                        pixel_scale=pixel_scale, unit=unit, **attrs)
 
 
 def write_labels(h5: h5py.File, labels: np.ndarray, classes: Sequence[str]) -> None:
@@ -69,17 +74,18 @@ def stack_rows(rows: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
 
 
 class ChunkSink:
-    """Takes chunk results ``{name: (k, ...) array}``: ``images`` go to the file, the rest into (n, ...) arrays."""
+    """Takes chunk results ``{name: (k, ...) array}``: ``images`` and the ``streamed`` datasets go to the file
+    as they come, the rest into (n, ...) arrays."""
 
-    def __init__(self, n: int, images: h5py.Dataset):
+    def __init__(self, n: int, images: h5py.Dataset, **streamed: h5py.Dataset):
         self.n = n
-        self.images = images
+        self.datasets = {"images": images, **streamed}
         self.columns: dict[str, np.ndarray] = {}
 
     def __call__(self, rows: range, result: Mapping[str, np.ndarray]) -> None:
         for name, values in result.items():
-            if name == "images":
-                self.images[rows.start:rows.stop] = values
+            if name in self.datasets:
+                self.datasets[name][rows.start:rows.stop] = values
                 continue
             if name not in self.columns:
                 self.columns[name] = np.empty((self.n, *values.shape[1:]), dtype=values.dtype)
