@@ -26,10 +26,11 @@ rounding; ~1e-6), borders included; with the default ``margin = overlap // 4`` t
 equivariant only by multiples of ``f``: tile starts then need to be multiples of ``f`` as well (tile,
 overlap, H and W multiples of ``f``). Beyond the receptive field, the ramp hides what differs.
 
-**Memory** (:func:`stream_tiles`): one band of ``tile`` rows is read at a time, ``tile x W x C``
-float32, and outputs accumulate over one band, ``tile x W x C'`` float64, plus one batch through the
-network and two weight vectors (``8 (H + W)`` bytes): about ``tile * W * (4 C + 12 C')`` bytes plus
-the network's activations for ``batch_size`` tiles, whatever ``H``.
+**Memory** (:func:`stream_tiles`), whatever ``H``: one band of ``T = tile`` rows is read at a time
+(``T x W x C`` float32, and the reader's copy while it converts), outputs accumulate over one band
+(``T x W x C'`` float64) and leave as strips of finished rows (float32): the numpy buffers stay under
+``T W (8 C + 12 C' + 4) + 4 B C T^2`` bytes (``B = batch_size``; plus ``8 (H + W)`` for the weight
+sums), and the network holds its activations for one batch of ``B`` tiles.
 
 >>> out = predict_tiled(unet, image, tile=256, overlap=64)        # image (C, H, W) -> out (C', H, W)
 """
@@ -98,7 +99,7 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
     """:func:`predict_tiled` on an image read by bands of rows: ``read`` is asked for at most ``tile`` rows
     at a time (one band, top to bottom, each once), ``write`` receives every output row once, in order.
 
-    Memory: one input band, one band of float64 sums and one batch (see the module's notes).
+    Memory: one input band, one band of float64 sums, one output strip and one batch (the module's notes).
     """
     (tile_h, tile_w), (over_h, over_w), (margin_h, margin_w) = settings(tile, overlap, margin)
     batch_size = integer("batch_size", batch_size, expected="a positive integer")
@@ -127,7 +128,10 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
                     sums[:, y0:y1, left + x0:left + x1] += output[:, y0:y1, x0:x1] * weight
             assert sums is not None
             done = (rows[k + 1] if k + 1 < len(rows) else height) - top  # rows no later band reaches
-            write(top, (sums[:, :done] / (sum_y[top:top + done, None] * sum_x)).astype(np.float32))
+            finished = sums[:, :done]
+            finished /= sum_y[top:top + done, None]  # in place, one axis at a time: no band-sized temporaries
+            finished /= sum_x
+            write(top, finished.astype(np.float32))
             sums[:, :band_h - done] = sums[:, done:]
             sums[:, band_h - done:] = 0.0
 

@@ -3,8 +3,9 @@
 The input HDU is read by bands of ``tile`` rows (``hdu.section``, the file opened without a memory
 map, so only those rows' bytes are read and nothing stays resident); the output is written by
 strips of finished rows into a new FITS file carrying the input's header (its WCS, its cards) with
-``BITPIX = -32``. Memory is that of :func:`~deepfield.analysis.tiling.stream_tiles`, about
-``tile * W * (4 C + 12 C')`` bytes plus one batch through the network, whatever the height.
+``BITPIX = -32``. Memory is that of :func:`~deepfield.analysis.tiling.stream_tiles`, whatever the
+height: numpy buffers under ``T W (8 C + 12 C' + 4) + 4 B C T^2`` bytes (``T = tile``, ``B = batch_size``)
+and the network's activations for one batch.
 
 >>> predict_fits_tiled(unet, "field.fits", "cleaned.fits", tile=256, overlap=64)
 """
@@ -106,7 +107,7 @@ class FitsRows:
             self.file.truncate(self.data_at + -(-size // BLOCK) * BLOCK)  # FITS pads the data with zeros
         for channel in range(channels):
             self.file.seek(self.data_at + 4 * (channel * self.height + start) * self.width)
-            self.file.write(rows[channel].astype(">f4").tobytes())
+            rows[channel].astype(">f4").tofile(self.file)
 
     def __enter__(self) -> FitsRows:
         return self
