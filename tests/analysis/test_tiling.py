@@ -113,7 +113,10 @@ def test_stream_reads_bands_of_at_most_tile_rows_and_writes_rows_in_order():
         writes.append((start, rows.shape[1]))
         out[:, start:start + rows.shape[1]] = rows
 
-    stream_tiles(network, read, 301, 40, write, tile=32, overlap=8)
+    progress = []
+    stream_tiles(network, read, 301, 40, write, tile=32, overlap=8,
+                 progress=lambda done, of: progress.append((done, of)))
+    assert progress == [(start + n, 301) for start, n in writes]
     assert max(stop - start for start, stop in reads) == 32 and len(reads) == len(tile_starts(301, 32, 8))
     assert [start for start, _ in writes] == list(np.cumsum([0] + [n for _, n in writes])[:-1])
     assert sum(n for _, n in writes) == 301
@@ -130,6 +133,11 @@ def test_stream_reads_bands_of_at_most_tile_rows_and_writes_rows_in_order():
 def test_bad_settings_are_named(arguments, words):
     with pytest.raises(DeepfieldError, match=words.replace("(", r"\(").replace(")", r"\)")):
         predict_tiled(nn.Identity(), image(1, 40, 40), **arguments)
+
+
+def test_an_empty_image_is_refused():
+    with pytest.raises(DeepfieldError, match="the image is 0x5 pixels"):
+        predict_tiled(nn.Identity(), np.zeros((1, 0, 5), np.float32))
 
 
 def test_a_network_that_changes_the_size_is_refused():

@@ -119,3 +119,14 @@ def test_bad_inputs_are_named(tmp_path, data, hdu, words):
     fits.PrimaryHDU(data).writeto(tmp_path / "in.fits")
     with pytest.raises(DeepfieldError, match=words):
         predict_fits_tiled(nn.Identity(), tmp_path / "in.fits", tmp_path / "out.fits", hdu=hdu)
+
+
+def test_a_tile_compressed_image_and_a_2d_image_into_two_channels(tmp_path):
+    network, data = conv_net(2, channels=1, out=2), image(1, 90, 70)[0]
+    hdu = fits.CompImageHDU(data, header=sky_header(), name="SCI", quantize_level=0.0, compression_type="GZIP_2")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp_path / "packed.fits")
+    out = predict_fits_tiled(network, tmp_path / "packed.fits", tmp_path / "out.fits", tile=32, overlap=8)
+    with fits.open(out) as hdul:
+        assert hdul[0].data.shape == (2, 90, 70) and hdul[0].header["CTYPE1"] == "RA---TAN"
+        assert not any(key.startswith("Z") for key in hdul[0].header)
+        np.testing.assert_array_equal(hdul[0].data, predict_tiled(network, data, tile=32, overlap=8))

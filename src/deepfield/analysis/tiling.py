@@ -52,16 +52,21 @@ ReadRows = Callable[[int, int], np.ndarray]
 WriteRows = Callable[[int, np.ndarray], None]
 """``write(start, rows)``: output rows from ``start`` on, ``(C', n, W)`` float32, called in row order."""
 Pair = int | Sequence[int]
+Progress = Callable[[int, int], None]
+"""``progress(rows_done, H)``: called after each band (for a progress bar)."""
 
 
 def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None,
-                  batch_size: int = 8, device: str | torch.device | None = None) -> np.ndarray:
+                  batch_size: int = 8, device: str | torch.device | None = None,
+                  progress: Progress | None = None) -> np.ndarray:
     """The network's output over a whole image, computed by overlapping tiles (see the module's notes).
 
     Args:
         network: an image-to-image module, ``(N, C, h, w) -> (N, C', h, w)``; run in eval mode
             without gradients (each submodule's mode is restored afterwards).
-        image: ``(C, H, W)`` (a numpy array or a tensor), or ``(H, W)``: one channel.
+        image: ``(C, H, W)`` (a numpy array or a tensor), or ``(H, W)``: one channel. NaN pixels (masked
+            areas) reach the network as they are (fill them first if it was not trained with them); a
+            tile's zero-weight margins are never added, so a NaN spreads over the receptive field only.
         tile: the tile size in pixels, ``int`` or ``(height, width)``.
         overlap: pixels shared by neighbouring tiles, ``0 <= overlap <= tile // 2``.
         margin: pixels at a tile's inner edges given zero weight, ``0 <= margin <= overlap // 2``
@@ -69,6 +74,7 @@ def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: 
             receptive-field radius.
         batch_size: tiles per forward pass.
         device: where the network runs (it is moved there); default: where its parameters are.
+        progress: called after each band of rows with ``(rows done, H)``.
 
     Returns:
         ``(C', H, W)`` float32.
@@ -89,13 +95,13 @@ def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: 
         out[0][:, start:start + rows.shape[1]] = rows
 
     stream_tiles(network, lambda start, stop: image[:, start:stop], height, width, write, tile=tile,
-                 overlap=overlap, margin=margin, batch_size=batch_size, device=device)
+                 overlap=overlap, margin=margin, batch_size=batch_size, device=device, progress=progress)
     return out[0]
 
 
 def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, write: WriteRows, *,
                  tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None, batch_size: int = 8,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, progress: Progress | None = None) -> None:
     """:func:`predict_tiled` on an image read by bands of rows: ``read`` is asked for at most ``tile`` rows
     at a time (one band, top to bottom, each once), ``write`` receives every output row once, in order.
 
@@ -103,6 +109,8 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
     """
     (tile_h, tile_w), (over_h, over_w), (margin_h, margin_w) = settings(tile, overlap, margin)
     batch_size = integer("batch_size", batch_size, expected="a positive integer")
+    if height < 1 or width < 1:
+        raise DeepfieldError(f"tiled prediction: the image is {height}x{width} pixels; nothing to predict")
     rows, cols = tile_starts(height, tile_h, over_h), tile_starts(width, tile_w, over_w)
     band_h, band_w = min(tile_h, height), min(tile_w, width)
     window_y = [window(band_h, k > 0, k < len(rows) - 1, over_h, margin_h) for k in range(len(rows))]
@@ -132,6 +140,8 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
             finished /= sum_y[top:top + done, None]  # in place, one axis at a time: no band-sized temporaries
             finished /= sum_x
             write(top, finished.astype(np.float32))
+            if progress is not None:
+                progress(top + done, height)
             sums[:, :band_h - done] = sums[:, done:]
             sums[:, band_h - done:] = 0.0
 

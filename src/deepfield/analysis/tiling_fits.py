@@ -21,7 +21,7 @@ import torch
 from astropy.io import fits
 from torch import nn
 
-from deepfield.analysis.tiling import Pair, stream_tiles
+from deepfield.analysis.tiling import Pair, Progress, stream_tiles
 from deepfield.atomic import atomic_path
 from deepfield.data.images_core import fatal
 from deepfield.data.images_fits import BLOCK, HduKey, find_hdu, open_fits
@@ -36,7 +36,7 @@ STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOU
 def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                        hdu: HduKey | None = None, tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None,
                        batch_size: int = 8, device: str | torch.device | None = None,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, progress: Progress | None = None) -> Path:
     """Apply ``network`` to the image HDU ``hdu`` of ``in_path`` by tiles; write the output to ``out_path``.
 
     Args:
@@ -47,7 +47,8 @@ def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_
             ``C' = 1``, else ``(C', H, W)``, float32, with the input HDU's header cards (WCS
             included). It may not be the input; an existing file needs ``overwrite``. It appears
             whole or not at all (written beside, then renamed).
-        tile, overlap, margin, batch_size, device: as for :func:`~deepfield.analysis.tiling.predict_tiled`.
+        tile, overlap, margin, batch_size, device, progress: as for
+            :func:`~deepfield.analysis.tiling.predict_tiled`.
 
     Returns:
         ``out_path`` as a ``Path``.
@@ -69,7 +70,7 @@ def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_
         with atomic_path(out) as temporary, FitsRows(temporary, image.header, height, width,
                                                      cube=len(shape) == 3) as writer:
             stream_tiles(network, read, height, width, writer.write, tile=tile, overlap=overlap, margin=margin,
-                         batch_size=batch_size, device=device)
+                         batch_size=batch_size, device=device, progress=progress)
     return out
 
 
