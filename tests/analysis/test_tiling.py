@@ -83,7 +83,16 @@ def test_tiled_equals_one_pass_when_margin_covers_the_receptive_field(shape):
     np.testing.assert_allclose(default, expected, atol=1e-5, rtol=0)
 
 
-def test_a_margin_below_the_receptive_field_is_not_exact_but_smooth():
+def test_a_down_and_up_network_is_exact_when_tiles_start_on_even_pixels():
+    torch.manual_seed(2)
+    network = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                            nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(4, 1, 3, padding=1))  # radius < 8
+    picture = image(1, 96, 80)  # starts 0, 24, 48 and 0, 24, 32: all even
+    np.testing.assert_allclose(predict_tiled(network, picture, tile=48, overlap=24, margin=8),
+                               one_pass(network, picture), atol=1e-5, rtol=0)
+
+
+def test_a_margin_below_the_receptive_field_is_not_exact():
     network, picture = conv_net(4), image(2, 60, 60)
     tiled = predict_tiled(network, picture, tile=24, overlap=8, margin=2)
     assert np.abs(tiled - one_pass(network, picture)).max() > 1e-4
