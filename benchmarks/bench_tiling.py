@@ -10,7 +10,7 @@ one forward pass over the whole image in memory (what one writes first): its tim
 and how far the tiled output is from it (the tiling rule makes them equal: margin 16 >= radius 10, and
 every tile starts on an even pixel).
 
-    python benchmarks/bench_tiling.py            # ~2 minutes on 2 CPU cores
+    python benchmarks/bench_tiling.py            # ~5-8 minutes on 2 CPU cores; the one pass needs ~6.5 GB
     python benchmarks/bench_tiling.py --quick    # 512 and 1024 pixels, a smoke run
     python benchmarks/bench_tiling.py --write    # also update benchmarks/RESULTS.md
 """
