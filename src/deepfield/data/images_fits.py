@@ -40,8 +40,11 @@ BLOCK = 2880  # bytes: every FITS file is a whole number of these
 
 
 @contextlib.contextmanager
-def open_fits(path: str) -> Iterator[fits.HDUList]:
-    """The open FITS file at ``path``, or :class:`BadObject` if it is missing, truncated or not FITS."""
+def open_fits(path: str, memmap: bool = True) -> Iterator[fits.HDUList]:
+    """The open FITS file at ``path``, or :class:`BadObject` if it is missing, truncated or not FITS.
+
+    ``memmap=False``: ``hdu.section[...]`` reads only the bytes asked for (and BZERO/BSCALE images read
+    through it); a memory map keeps every page it touched resident while the file is open."""
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -52,7 +55,7 @@ def open_fits(path: str) -> Iterator[fits.HDUList]:
     with warnings.catch_warnings():  # truncation is checked and reported by find_hdu
         warnings.filterwarnings("ignore", "File may have been truncated", AstropyUserWarning)
         try:
-            hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
+            hdul = fits.open(path, memmap=memmap, lazy_load_hdus=True)
         except (OSError, ValueError) as error:
             raise BadObject(path, f"not a readable FITS file ({error})") from None
         with hdul:
