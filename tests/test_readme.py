@@ -14,3 +14,17 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, readme_python):
     assert namespace["p"].shape == (4, 1)
     assert set(namespace["history"].history) >= {"loss", "accuracy", "auc", "val_loss"}
     assert (tmp_path / "runs" / "my-cnn" / "weights.safetensors").is_file()
+
+
+def test_readme_functional_example_runs(tmp_path, monkeypatch, readme_python):
+    block = readme_python("df.Model([stamps, colours], [spiral, redshift])")
+    rng = np.random.default_rng(0)
+    namespace = {"x_stamps": rng.normal(size=(20, 3, 64, 64)).astype(np.float32),
+                 "x_colours": rng.normal(size=(20, 4)).astype(np.float32),
+                 "y_spiral": rng.integers(0, 2, (20, 1)).astype(np.float32),
+                 "z": rng.random((20, 1)).astype(np.float32)}
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert {"loss", "spiral_loss", "redshift_loss", "spiral_accuracy", "val_loss"} <= set(namespace["history"].history)
+    assert namespace["p_spiral"].shape == namespace["p_z"].shape == (20, 1)
+    assert (tmp_path / "runs" / "two-heads" / "model.json").is_file()
