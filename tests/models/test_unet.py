@@ -62,7 +62,8 @@ def test_parameter_count_equals_the_hand_count():
 
 def test_default_build_size():
     s = summarize(zoo.get("unet"))
-    assert (s.total, s.trainable) == (1_943_747, 1_940_803)
+    assert (s.total, s.trainable) == (1_945_555, 1_942_611)
+    assert sum(r.mult_adds for r in s.rows) == 189_661_184
 
 
 def test_every_concatenation_reads_its_skip_and_the_up_convolution():
@@ -157,4 +158,70 @@ def test_a_depth_2_unet_learns_to_copy_noise_free_images():
     net = zoo.get("unet", input_shape=(1, 16, 16), depth=2, filters=8, normalization=None)
     model = Model(net).compile(optimizer=optimizers.Adam(learning_rate=3e-3), loss="mse")
     history = model.fit(x, x, batch_size=16, epochs=75, verbose=0)  # 300 steps
-    assert history.history["loss"][-1] < 2e-3  # under 2.5 % of the images' variance
+    assert history.history["loss"][0] > 0.1 and history.history["loss"][-1] < 2e-3  # < 2.5 % of the variance
+    fresh = np.random.default_rng(1).random((64, 1, 16, 16), dtype=np.float32)
+    assert model.evaluate(fresh, fresh, verbose=0)["loss"] < 2e-3  # the copy, not the 64 images, was learned
+
+
+# -- the same network in Keras 3 (torch backend), channels first --------------------------------
+
+
+def keras_unet(keras, bands: int, depth: int, filters: int, normalization, residual: bool, upsampling: str):
+    """The U-Net as a Keras 3 user writes it, the preset's layer names, ``data_format='channels_first'``."""
+    layers, cf = keras.layers, "channels_first"
+
+    def conv(x, width, kernel, name):
+        x = layers.Conv2D(width, kernel, padding="same", use_bias=normalization is None, data_format=cf, name=name)(x)
+        if normalization == "batch":
+            return layers.BatchNormalization(axis=1, name=f"{name}_bn")(x)
+        return layers.GroupNormalization(2, axis=1, name=f"{name}_gn")(x) if normalization == "group" else x
+
+    def block(x, width, name):
+        y = conv(layers.Activation("relu")(conv(x, width, 3, f"{name}_conv1")), width, 3, f"{name}_conv2")
+        return layers.Activation("relu")(layers.Add()([y, conv(x, width, 1, f"{name}_shortcut")]) if residual else y)
+
+    image = keras.Input((bands, 16, 16))
+    x, skips = image, []
+    for level in range(1, depth + 1):
+        skips.append(block(x, filters * 2 ** (level - 1), f"down{level}"))
+        x = layers.MaxPooling2D(2, data_format=cf)(skips[-1])
+    x = block(x, filters * 2**depth, "bottleneck")
+    for level in range(depth, 0, -1):
+        width = filters * 2 ** (level - 1)
+        if upsampling == "transpose":
+            up = layers.Conv2DTranspose(width, 2, strides=2, padding="same", data_format=cf, name=f"up{level}")(x)
+        else:
+            up = layers.Conv2D(width, 2, padding="same", data_format=cf, name=f"up{level}")(
+                layers.UpSampling2D(2, data_format=cf)(x))
+        x = block(layers.Concatenate(axis=1)([skips[level - 1], up]), width, f"up{level}_block")
+    return keras.Model(image, layers.Conv2D(bands, 1, data_format=cf, name="output")(x))
+
+
+@pytest.mark.parametrize("normalization, residual, upsampling", [("batch", False, "transpose"),
+                                                                 ("group", True, "resize"),
+                                                                 (None, False, "transpose")])
+def test_same_outputs_and_parameter_count_as_the_network_written_in_keras(normalization, residual, upsampling):
+    keras = pytest.importorskip("keras")
+    ours = small(normalization=normalization, groups=2, residual=residual, upsampling=upsampling).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # batch-norm statistics and scales away from 0 and 1, so that they are tested too
+        for name, tensor in ours.state_dict().items():
+            if name.endswith(("gamma", "beta", "moving_mean", "moving_variance")):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
+    theirs = keras_unet(keras, 3, 2, 4, normalization, residual, upsampling)
+    assert theirs.count_params() == summarize(ours).total
+    for layer in theirs.layers:
+        if not layer.weights:
+            continue
+        module = ours.get_layer(layer.name)
+        if hasattr(module, "weight"):  # Conv2D (out, in, kh, kw) and Conv2DTranspose (in, out, kh, kw) alike
+            values = [module.weight.detach().permute(2, 3, 1, 0)] + ([module.bias.detach()] if module.use_bias else [])
+        else:  # Keras's order: gamma, beta[, moving mean, moving variance]
+            values = [getattr(module, n) for n in ("gamma", "beta", "moving_mean", "moving_variance")
+                      if getattr(module, n, None) is not None]
+        layer.set_weights([v.detach().numpy() for v in values])
+    x = np.random.default_rng(2).normal(size=(4, 3, 16, 16)).astype("float32")
+    with torch.no_grad():
+        got = ours(torch.from_numpy(x)).numpy()
+    assert got.std() > 0.1
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(theirs(x, training=False)), rtol=1e-4, atol=1e-5)
