@@ -59,12 +59,15 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, batch_noise, initializers
+from deepfield.models import activations, batch_noise, constraints, initializers, regularizers
 from deepfield.models.base import Layer
 from deepfield.models.core import keep_mask
 from deepfield.models.masking import attach, mask_of
 
 Initializer = str | initializers.Initializer | dict
+PENALTIES = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+             "kernel_constraint", "recurrent_constraint", "bias_constraint")
+"""Keras 3's regularisers and constraints of a recurrent layer, as each layer's keyword arguments."""
 
 
 class _Recurrent(Layer):
@@ -76,9 +79,16 @@ class _Recurrent(Layer):
                  kernel_initializer: Initializer, recurrent_initializer: Initializer,
                  bias_initializer: Initializer, dropout: float, recurrent_dropout: float, seed: int | None,
                  return_sequences: bool, return_state: bool, go_backwards: bool, stateful: bool,
-                 zero_output_for_mask: bool, name: str | None, input_shape: tuple[int, ...] | None):
+                 zero_output_for_mask: bool, name: str | None, input_shape: tuple[int, ...] | None,
+                 penalties: dict[str, Any]):
         super().__init__(name=name, input_shape=input_shape)
         kind = type(self).__name__
+        # as Keras: the weights are stored in Keras's layout, so constraints act on them as they are (no layout)
+        regularizers.attach(self, {"kernel": penalties["kernel_regularizer"],
+                                   "recurrent_kernel": penalties["recurrent_regularizer"],
+                                   "bias": penalties["bias_regularizer"]}, penalties["activity_regularizer"])
+        constraints.attach(self, {w: (penalties[f"{key}_constraint"], None) for w, key in
+                                  (("kernel", "kernel"), ("recurrent_kernel", "recurrent"), ("bias", "bias"))})
         self.units = arguments.integer(f"{kind} units", units)
         if stateful:
             raise DeepfieldError(f"{kind}: stateful=True is not supported (each batch starts from zero states)")
@@ -266,10 +276,14 @@ class SimpleRNN(_Recurrent):
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
                  stateful: bool = False, unroll: bool = False, seed: int | None = None,
                  zero_output_for_mask: bool = False, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, kernel_regularizer: regularizers.Spec = None,
+                 recurrent_regularizer: regularizers.Spec = None, bias_regularizer: regularizers.Spec = None,
+                 activity_regularizer: regularizers.Spec = None, kernel_constraint: constraints.Spec = None,
+                 recurrent_constraint: constraints.Spec = None, bias_constraint: constraints.Spec = None):
         super().__init__(units, activation, None, use_bias, kernel_initializer, recurrent_initializer,
                          bias_initializer, dropout, recurrent_dropout, seed, return_sequences, return_state,
-                         go_backwards, stateful, zero_output_for_mask, name, input_shape)
+                         go_backwards, stateful, zero_output_for_mask, name, input_shape,
+                         {k: v for k, v in locals().items() if k in PENALTIES})
 
     def _fused_kernel(self) -> Any:
         return {"tanh": torch.rnn_tanh, "relu": torch.rnn_relu}.get(self._names[0])
@@ -300,12 +314,15 @@ class LSTM(_Recurrent):
                  seed: int | None = None, return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
                  use_cudnn: str | bool = "auto", zero_output_for_mask: bool = False, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, kernel_regularizer: regularizers.Spec = None,
+                 recurrent_regularizer: regularizers.Spec = None, bias_regularizer: regularizers.Spec = None,
+                 activity_regularizer: regularizers.Spec = None, kernel_constraint: constraints.Spec = None,
+                 recurrent_constraint: constraints.Spec = None, bias_constraint: constraints.Spec = None):
         self.unit_forget_bias = bool(unit_forget_bias)
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
                          return_sequences, return_state, go_backwards, stateful, zero_output_for_mask, name,
-                         input_shape)
+                         input_shape, {k: v for k, v in locals().items() if k in PENALTIES})
 
     def _initial_bias(self) -> torch.Tensor:
         bias = super()._initial_bias()
@@ -346,12 +363,15 @@ class GRU(_Recurrent):
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
                  stateful: bool = False, unroll: bool = False, reset_after: bool = True,
                  use_cudnn: str | bool = "auto", zero_output_for_mask: bool = False, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, kernel_regularizer: regularizers.Spec = None,
+                 recurrent_regularizer: regularizers.Spec = None, bias_regularizer: regularizers.Spec = None,
+                 activity_regularizer: regularizers.Spec = None, kernel_constraint: constraints.Spec = None,
+                 recurrent_constraint: constraints.Spec = None, bias_constraint: constraints.Spec = None):
         self.reset_after = bool(reset_after)
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
                          return_sequences, return_state, go_backwards, stateful, zero_output_for_mask, name,
-                         input_shape)
+                         input_shape, {k: v for k, v in locals().items() if k in PENALTIES})
 
     def _initial_bias(self) -> torch.Tensor:
         if not self.reset_after:

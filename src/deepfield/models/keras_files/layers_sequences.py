@@ -17,13 +17,14 @@ import torch
 from deepfield.models import bidirectional, embedding, masking, recurrent
 from deepfield.models.base import Layer
 from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, arrays_named,
-                                                    initializer, initializer_to_keras, register, training_only,
-                                                    translator_for)
+                                                    initializer, initializer_to_keras, penalties, penalties_to_keras,
+                                                    register, translator_for)
 
 SEQUENCE_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "Embedding", "Masking")
 """Keras layers that take a sequence as Keras holds it: a model starting with one takes Keras's layout."""
 _INITIALIZERS = {"kernel_initializer": "glorot_uniform", "recurrent_initializer": "orthogonal",
                  "bias_initializer": "zeros"}
+_EMBEDDING_PENALTIES = ("embeddings_regularizer", "activity_regularizer", "embeddings_constraint")
 _FLAGS = ("use_bias", "unit_forget_bias", "dropout", "recurrent_dropout", "seed", "return_sequences",
           "go_backwards", "stateful", "unroll", "reset_after", "use_cudnn", "zero_output_for_mask")
 
@@ -37,14 +38,13 @@ class _RecurrentTranslator(Translator):
             raise keras.refuse("it takes a sequence (N, T, F) as Keras holds it, here after a layer deepfield holds "
                                "channels first (a convolution): put a Permute((2, 1)) before it in Keras")
         keras.expect("return_state", False)
-        training_only(keras, "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                      "activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
         taken = inspect.signature(self.deepfield.__init__).parameters
         flags = {k: keras.get(k) for k in _FLAGS if k in keras.config and k in taken}
         activations = {k: keras.get(k) for k in ("activation", "recurrent_activation") if k in taken and k in
                        keras.config}
         inits = {k: initializer(keras, k, v) for k, v in _INITIALIZERS.items()}
-        return self.deepfield(int(keras.get("units")), **activations, **flags, **inits, name=keras.name)
+        return self.deepfield(int(keras.get("units")), **activations, **flags, **inits,
+                              **penalties(keras, *recurrent.PENALTIES), name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -54,7 +54,8 @@ class _RecurrentTranslator(Translator):
         config = layer.get_config()
         kept = {k: config[k] for k in ("units", "activation", "recurrent_activation", *_FLAGS) if k in config}
         return {"class_name": type(layer).__name__,
-                "config": {**kept, **{k: initializer_to_keras(layer, k) for k in _INITIALIZERS}}}
+                "config": {**kept, **{k: initializer_to_keras(layer, k) for k in _INITIALIZERS},
+                           **penalties_to_keras(layer, *recurrent.PENALTIES)}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         return [getattr(layer, w).detach().cpu().numpy() for w in ("kernel", "recurrent_kernel", "bias")
@@ -124,10 +125,10 @@ class EmbeddingTranslator(Translator):
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         keras.expect("lora_rank", None)
-        training_only(keras, "embeddings_regularizer", "activity_regularizer", "embeddings_constraint")
         return embedding.Embedding(int(keras.get("input_dim")), int(keras.get("output_dim")),
                                    embeddings_initializer=initializer(keras, "embeddings_initializer", "uniform"),
-                                   mask_zero=bool(keras.get("mask_zero", False)), name=keras.name)
+                                   mask_zero=bool(keras.get("mask_zero", False)),
+                                   **penalties(keras, *_EMBEDDING_PENALTIES), name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -136,7 +137,8 @@ class EmbeddingTranslator(Translator):
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
         return {"class_name": "Embedding", "config": {
             "input_dim": layer.input_dim, "output_dim": layer.output_dim, "mask_zero": layer.mask_zero,
-            "embeddings_initializer": initializer_to_keras(layer, "embeddings_initializer")}}
+            "embeddings_initializer": initializer_to_keras(layer, "embeddings_initializer"),
+            **penalties_to_keras(layer, *_EMBEDDING_PENALTIES)}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         return [layer.embeddings.detach().cpu().numpy()]

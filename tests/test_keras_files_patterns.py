@@ -1,0 +1,120 @@
+"""The Keras patterns a generative or sequence model is built of, converted both ways and checked against Keras 3:
+the decoder's ``Dense -> Reshape((h, w, c)) -> Conv2DTranspose``, seq2seq's ``RepeatVector -> LSTM`` and
+``Conv1D -> LSTM``, models inside models and ``TimeDistributed``, and the regularisers and constraints of the
+recurrent layers and Embedding (trained a few SGD steps as Keras trains them)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+L = keras.layers
+
+from deepfield.errors import DeepfieldError  # noqa: E402
+from deepfield.models.keras_files import load_keras  # noqa: E402
+
+TOLERANCE = 1e-5
+
+
+def randomised(model, seed=0, scale=0.3):
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        values = rng.normal(0.0, scale, size=tuple(weight.shape)).astype(np.float32)
+        if "variance" in weight.path:
+            values = np.abs(values) + 0.5
+        weight.assign(values)
+    return model
+
+
+def sample(shape, n=3, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
+
+
+def keras_outputs(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def deepfield_outputs(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def channels_first(x):
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1)) if x.ndim > 3 else x
+
+
+def both_ways(keras_model, tmp_path, shape, image_out=False, image_in=False):
+    """Convert ``keras_model`` from .keras and .h5, compare the outputs, write it back and load it with Keras;
+    returns the deepfield model."""
+    x = sample(shape)
+    expected = keras_outputs(keras_model, x)
+    ours_x = channels_first(x) if image_in else x
+    for suffix in (".keras", ".h5"):
+        keras_model.save(tmp_path / f"model{suffix}")
+        ours = load_keras(tmp_path / f"model{suffix}")
+        got = deepfield_outputs(ours, ours_x)
+        np.testing.assert_allclose(got, np.moveaxis(expected, -1, 1) if image_out else expected,
+                                   atol=TOLERANCE, rtol=TOLERANCE, err_msg=suffix)
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(keras_outputs(theirs, x), expected, atol=TOLERANCE, rtol=TOLERANCE)
+    return ours
+
+
+# -- 4. regularisers and constraints on the recurrent layers and Embedding ---------------------------------------
+
+
+def test_a_regularised_lstm_trains_as_keras_and_its_penalties_convert_both_ways(tmp_path):
+    keras_model = randomised(keras.Sequential([
+        keras.Input((6, 3)),
+        L.LSTM(4, kernel_regularizer=keras.regularizers.L2(0.05), recurrent_regularizer="l1",
+               bias_regularizer=keras.regularizers.L1L2(0.01, 0.02), activity_regularizer=keras.regularizers.L2(0.1),
+               kernel_constraint=keras.constraints.MaxNorm(0.8), recurrent_constraint="unit_norm",
+               bias_constraint="non_neg", return_sequences=True, name="lstm"),
+        L.GRU(2, kernel_regularizer="l2", recurrent_constraint=keras.constraints.MaxNorm(1.5), name="gru")]))
+    keras_model.save(tmp_path / "model.keras")
+    ours = load_keras(tmp_path / "model.keras")
+    config = ours.lstm.get_config()
+    assert config["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.05)
+    assert config["recurrent_constraint"]["class_name"] == "UnitNorm"
+    x, y = sample((6, 3), n=8, seed=2), sample((2,), n=8, seed=3)
+    keras_model.compile(optimizer=keras.optimizers.SGD(0.2), loss="mse")
+    ours.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.2}}, loss="mse")
+    expected = keras_model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history["loss"]
+    got = ours.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for name in ("lstm", "gru"):
+        for ours_w, theirs_w in zip((getattr(ours, name).kernel, getattr(ours, name).recurrent_kernel,
+                                     getattr(ours, name).bias), keras_model.get_layer(name).get_weights()):
+            np.testing.assert_allclose(ours_w.detach().numpy(), theirs_w, atol=1e-5)
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras").get_layer("lstm")
+    assert theirs.kernel_regularizer.l2 == pytest.approx(0.05) and theirs.recurrent_regularizer.l1 == 0.01
+    assert theirs.kernel_constraint.max_value == 0.8 and type(theirs.bias_constraint).__name__ == "NonNeg"
+    assert theirs.activity_regularizer.l2 == pytest.approx(0.1)
+
+
+def test_a_regularised_embedding_trains_as_keras_and_converts_both_ways(tmp_path):
+    keras_model = randomised(keras.Sequential([
+        keras.Input((5,), dtype="int32"),
+        L.Embedding(9, 3, embeddings_regularizer=keras.regularizers.L2(0.1), activity_regularizer="l1",
+                    embeddings_constraint=keras.constraints.MaxNorm(0.5, axis=1), name="e"),
+        L.SimpleRNN(2, kernel_regularizer="l1", name="r")]))
+    keras_model.save(tmp_path / "model.keras")
+    ours = load_keras(tmp_path / "model.keras")
+    ids = np.random.default_rng(4).integers(0, 9, size=(8, 5))
+    y = sample((2,), n=8, seed=5)
+    keras_model.compile(optimizer=keras.optimizers.SGD(0.3), loss="mse")
+    ours.compile(optimizer={"class_name": "sgd", "config": {"learning_rate": 0.3}}, loss="mse")
+    expected = keras_model.fit(ids, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history["loss"]
+    got = ours.fit(ids, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(ours.e.embeddings.detach().numpy(), keras_model.get_layer("e").get_weights()[0],
+                               atol=1e-5)
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras").get_layer("e")
+    assert theirs.embeddings_regularizer.l2 == pytest.approx(0.1) and theirs.embeddings_constraint.axis == 1
+    assert theirs.activity_regularizer.l1 == pytest.approx(0.01)
