@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 L = keras.layers
 
 from deepfield.errors import DeepfieldError  # noqa: E402
-from deepfield.models.keras_files import load_keras  # noqa: E402
+from deepfield.models.keras_files import load_keras, save_keras  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -118,3 +118,72 @@ def test_a_regularised_embedding_trains_as_keras_and_converts_both_ways(tmp_path
     theirs = keras.saving.load_model(tmp_path / "back.keras").get_layer("e")
     assert theirs.embeddings_regularizer.l2 == pytest.approx(0.1) and theirs.embeddings_constraint.axis == 1
     assert theirs.activity_regularizer.l1 == pytest.approx(0.01)
+
+
+# -- 1. Reshape of flat features into a channels-last image (the decoder) -----------------------------------------
+
+
+def decoders():
+    inp = keras.Input((5,))
+    x = L.Dense(4 * 3 * 2, activation="relu", name="d")(inp)
+    x = L.Reshape((4, 3, 2))(x)
+    functional = keras.Model(inp, L.Conv2D(3, 3, padding="same")(x))
+    return {
+        "dense": keras.Sequential([keras.Input((5,)), L.Dense(4 * 3 * 2, activation="tanh"), L.Reshape((4, 3, 2)),
+                                   L.Conv2DTranspose(3, 3, strides=2, padding="same"), L.Conv2D(2, 3)]),
+        "dcgan": keras.Sequential([keras.Input((5,)), L.Dense(4 * 4 * 3, use_bias=False), L.BatchNormalization(),
+                                   L.LeakyReLU(0.2), L.Dropout(0.3), L.Reshape((4, 4, -1)),
+                                   L.Conv2DTranspose(2, 3, strides=2, padding="same", activation="sigmoid")]),
+        "volume": keras.Sequential([keras.Input((6,)), L.Dense(2 * 3 * 2 * 4), L.Reshape((2, 3, 2, 4)),
+                                    L.Conv3D(2, 2)]),
+        "functional": functional,
+    }
+
+
+@pytest.mark.parametrize("kind", ["dense", "dcgan", "volume", "functional"])
+def test_dense_reshaped_into_an_image_converts_both_ways(tmp_path, kind):
+    keras_model = randomised(decoders()[kind])
+    ours = both_ways(keras_model, tmp_path, keras_model.input_shape[1:], image_out=True)
+    reshape = next(m for m in ours.modules() if type(m).__name__ == "Reshape")
+    expected = {"dense": (2, 4, 3), "dcgan": (3, 4, 4), "volume": (4, 2, 3, 2), "functional": (2, 4, 3)}[kind]
+    assert reshape.target_shape == expected  # channels first; the Dense's columns reordered to match
+
+
+def test_a_deepfield_decoder_goes_to_keras_channels_last(tmp_path):
+    from deepfield.models import Conv2D, Dense, Reshape
+    from deepfield.models.sequential import Sequential
+
+    model = Sequential([Dense(2 * 4 * 3), Reshape((2, 4, 3)), Conv2D(3, 2)], input_shape=(5,), name="decoder")
+    model.build()
+    save_keras(model, tmp_path / "decoder.keras")
+    theirs = keras.saving.load_model(tmp_path / "decoder.keras")
+    assert theirs.layers[1].target_shape == (4, 3, 2)
+    x = sample((5,))
+    np.testing.assert_allclose(np.moveaxis(keras_outputs(theirs, x), -1, 1), deepfield_outputs(model, x),
+                               atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_an_image_reshaped_from_features_no_dense_makes_is_refused_in_one_line(tmp_path):
+    inp = keras.Input((6,))
+    d = L.Dense(12, name="d")(inp)
+    model = keras.Model(inp, [L.Reshape((2, 3, 2), name="r")(d), d])  # the Dense's outputs are used twice
+    model.save(tmp_path / "twice.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'r' \(Reshape\): it reshapes flat features into a "
+                                             r"channels-last image"):
+        load_keras(tmp_path / "twice.keras")
+
+
+def test_keras_weights_of_a_decoder_load_onto_a_deepfield_decoder_built_alike(tmp_path):
+    from deepfield.models import BatchNormalization, Conv2D, Dense, Reshape
+    from deepfield.models.keras_files import load_keras_weights
+    from deepfield.models.sequential import Sequential
+
+    keras_model = randomised(keras.Sequential([keras.Input((5,)), L.Dense(24), L.BatchNormalization(),
+                                               L.Reshape((4, 3, 2)), L.Conv2D(3, 2)]))
+    keras_model.save_weights(tmp_path / "decoder.weights.h5")
+    model = Sequential([Dense(24), BatchNormalization(), Reshape((2, 4, 3)), Conv2D(3, 2)], input_shape=(5,))
+    model.build()
+    load_keras_weights(model, tmp_path / "decoder.weights.h5")
+    x = sample((5,))
+    np.testing.assert_allclose(deepfield_outputs(model, x), np.moveaxis(keras_outputs(keras_model, x), -1, 1),
+                               atol=TOLERANCE, rtol=TOLERANCE)

@@ -8,12 +8,13 @@ made by calling the translated layers on symbolic tensors (``deepfield.models.sy
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from deepfield.errors import DeepfieldError
 from deepfield.models.functional import Functional
 from deepfield.models.keras_files import layout
-from deepfield.models.keras_files.translate import KerasLayer, Tensor, with_mask
+from deepfield.models.keras_files.translate import KerasLayer, Tensor, feature_chain, with_mask
 from deepfield.models.symbolic import Input, SymbolicTensor
 
 History = tuple[str, int, int]
@@ -67,6 +68,7 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
     Keras 3 weight keys); ``make`` and ``finish`` are the loader's steps of one layer (see ``loading``)."""
     made: dict[History, tuple[SymbolicTensor, Tensor]] = {}
     inputs = [layer for layer in layers if layer.class_name == INPUT_LAYER]
+    uses = _uses(layers, config)
     for keras, key in zip(layers, keys):
         if keras.class_name == INPUT_LAYER:
             shape = _input_shape(keras, input_shape if len(inputs) == 1 else None, channels_last)
@@ -88,14 +90,28 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
             out = layer(symbols)
             if index == 0:
                 finish(keras, translator, layer, tensors, arrays_of(keras.name, key, translator.parts))
-            y = translator.output(keras, tensors, out.sample_shape)
-            made[(keras.name, index, 0)] = (out, with_mask(translator, keras, tensors, y))
+            y = with_mask(translator, keras, tensors, translator.output(keras, tensors, out.sample_shape))
+            if len(nodes) == 1 and uses.get((keras.name, index, 0), 0) == 1:  # else no Reshape may reorder it
+                y = feature_chain(translator, layer, tensors, y)
+            made[(keras.name, index, 0)] = (out, y)
     try:
         model_inputs = _symbols(ends(config.get("input_layers"), "input_layers"), made)
         model_outputs = _symbols(ends(config.get("output_layers"), "output_layers"), made)
     except KeyError as exc:
         raise DeepfieldError(f"the model's input or output {exc.args[0]} is made by no layer") from None
     return cls(model_inputs, model_outputs, name=str(config.get("name") or "functional"))
+
+
+def _uses(layers: list[KerasLayer], config: dict[str, Any]) -> Counter[History]:
+    """How many times each tensor is read, by a layer or as a model output."""
+    uses: Counter[History] = Counter()
+    for keras in layers:
+        for node in keras.spec.get("inbound_nodes") or []:
+            read = node_inputs(node, keras.label)
+            uses.update(read if isinstance(read, list) else [read])
+    outputs = ends(config.get("output_layers"), "output_layers")
+    uses.update(outputs.values() if isinstance(outputs, dict) else outputs)
+    return uses
 
 
 def _input_shape(keras: KerasLayer, given: tuple[int, ...] | None, channels_last: bool) -> tuple[int, ...]:
@@ -145,11 +161,13 @@ def to_keras(model: Functional, translate: Any, takes_sequence: Any) -> tuple[li
                               "batch_shape": [None, *layout.shape_to_keras(t.sample_shape, last)],
                               "dtype": "float32", "sparse": False, "name": names[id(t)]}}
         steps[id(t)] = None
+    calls = Counter(id(node.module) for node in model._nodes)
+    reads = Counter([*(id(t) for node in model._nodes for t in node.input_tensors), *map(id, model.outputs)])
     for node in model._nodes:
-        module, reads = node.module, node.inputs
+        module, inputs = node.module, node.inputs
         name = names[id(module)]
-        read = [state[id(t)] for t in reads] if isinstance(reads, list) else [state[id(reads)]]
-        x: Any = [r[1] for r in read] if isinstance(reads, list) else read[0][1]
+        read = [state[id(t)] for t in inputs] if isinstance(inputs, list) else [state[id(inputs)]]
+        x: Any = [r[1] for r in read] if isinstance(inputs, list) else read[0][1]
         if id(module) not in entries:
             translator, keras = translate(name, module, x)
             entries[id(module)] = {**keras.spec, "name": name, "inbound_nodes": []}
@@ -157,10 +175,13 @@ def to_keras(model: Functional, translate: Any, takes_sequence: Any) -> tuple[li
         _, translator, keras, _ = steps[id(module)]
         index = len(entries[id(module)]["inbound_nodes"])
         args = [_tensor(h, t) for h, t in read]
-        entries[id(module)]["inbound_nodes"].append({"args": [args if isinstance(reads, list) else args[0]],
+        entries[id(module)]["inbound_nodes"].append({"args": [args if isinstance(inputs, list) else args[0]],
                                                      "kwargs": {}})
         for k, out in enumerate(node.outputs):
-            state[id(out)] = ((name, index, k), translator.output(keras, x, out.sample_shape))
+            y = translator.output(keras, x, out.sample_shape)
+            if calls[id(module)] == 1 and reads.get(id(out), 0) == 1:  # else no Reshape may reorder it
+                y = feature_chain(translator, module, x, y)
+            state[id(out)] = ((name, index, k), y)
     ends_ = {"input_layers": [list(state[id(t)][0]) for t in model.inputs],
              "output_layers": [list(state[id(t)][0]) for t in model.outputs]}
     order = [id(o) for o in keras_order(model)]

@@ -24,7 +24,7 @@ from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
 from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, check_mask,
-                                                    refuse_code, translator_for, with_mask)
+                                                    feature_chain, refuse_code, translator_for, with_mask)
 from deepfield.models.sequential import Sequential
 from deepfield.registry import Registry
 
@@ -114,7 +114,7 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
                                                                                     translator.input_dtype)))
         finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key, translator.parts))
         model.add(layer)
-        x = y
+        x = feature_chain(translator, layer, x, y)
     return model
 
 

@@ -20,7 +20,8 @@ from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
 from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.loading import INPUT_LAYER, output_shape, weight_keys
-from deepfield.models.keras_files.translate import EXPORTS, KerasLayer, Tensor, Translator, assign
+from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, assign, chain_order,
+                                                    feature_chain, reorder_features)
 from deepfield.models.sequential import Sequential
 from deepfield.version import __version__
 
@@ -60,7 +61,8 @@ def _sequential(model: Sequential) -> Walked:
     for name, layer in model.named_children():
         translator, keras = _translate(name, layer, x)
         walked.append((layer, translator, keras, x))
-        x = translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype))
+        x = feature_chain(translator, layer, x,
+                          translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype)))
     return walked
 
 
@@ -93,11 +95,18 @@ def save_keras(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """
     config, keys, walked = _keras_model(model)
     weights: dict[str, tuple[str, list[np.ndarray]]] = {}
+    of_layer: dict[int, list[list[np.ndarray]]] = {}
     for key, step in zip(keys, walked):
         if step is not None:
             layer, translator, keras, x = step
             for part, arrays in translator.weight_groups(layer, x).items():
                 weights[f"{key}/{part}" if part else key] = (keras.name, arrays)
+                of_layer.setdefault(id(layer), []).append(arrays)
+            if (order := chain_order(translator, layer, x)) is None:
+                continue
+            for arrays in (a for made in x.features for a in of_layer.get(id(made), [])):
+                # Keras's features (the last axis) in Keras's order: deepfield's feature order[k] is its k-th
+                arrays[:] = [a[..., order] if a.ndim and a.shape[-1] == len(order) else a for a in arrays]
     return archive.write(path, config, weights, model.name, f"deepfield {__version__}")
 
 
@@ -121,6 +130,9 @@ def load_keras_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
             found = _in_order([step for step, _ in walked], keras_file.weights)
         for ((layer, translator, keras, x), _), arrays in zip(walked, found):
             assign(keras, layer, translator.weights_to_deepfield(keras, layer, arrays, x))
+        for (layer, translator, _, x), _ in walked:
+            if (order := chain_order(translator, layer, x)) is not None:
+                reorder_features(x.features, order)
     except DeepfieldError as exc:
         raise DeepfieldError(f"{where}: {exc}") from None
 
