@@ -43,7 +43,7 @@ def deepfield_outputs(model, x):
 
 
 def channels_first(x):
-    return np.ascontiguousarray(np.moveaxis(x, -1, 1)) if x.ndim > 3 else x
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1))
 
 
 def both_ways(keras_model, tmp_path, shape, image_out=False, image_in=False):
@@ -186,4 +186,46 @@ def test_keras_weights_of_a_decoder_load_onto_a_deepfield_decoder_built_alike(tm
     load_keras_weights(model, tmp_path / "decoder.weights.h5")
     x = sample((5,))
     np.testing.assert_allclose(deepfield_outputs(model, x), np.moveaxis(keras_outputs(keras_model, x), -1, 1),
+                               atol=TOLERANCE, rtol=TOLERANCE)
+
+
+# -- 3. a channels-last sequence (RepeatVector, Conv1D) into a recurrent layer ----------------------------------
+
+
+def sequence_models():
+    encoder_input = keras.Input((5, 3))
+    x = L.RepeatVector(6)(L.LSTM(4, name="encoder")(encoder_input))
+    seq2seq = keras.Model(encoder_input, L.Dense(2)(L.LSTM(3, return_sequences=True, name="decoder")(x)))
+    return {
+        "repeat": ((4,), False, keras.Sequential([keras.Input((4,)), L.RepeatVector(6),
+                                                  L.LSTM(3, return_sequences=True), L.Dense(2)])),
+        "conv1d": ((9, 2), True, keras.Sequential([keras.Input((9, 2)), L.Conv1D(4, 3, activation="relu"),
+                                                   L.MaxPooling1D(2), L.GRU(3)])),
+        "bidirectional": ((4,), False, keras.Sequential([keras.Input((4,)), L.RepeatVector(5),
+                                                         L.Bidirectional(L.SimpleRNN(2))])),
+        "seq2seq": ((5, 3), False, seq2seq),
+    }
+
+
+@pytest.mark.parametrize("kind", ["repeat", "conv1d", "bidirectional", "seq2seq"])
+def test_a_channels_last_sequence_into_a_recurrent_layer_gets_a_permute_both_ways(tmp_path, kind):
+    shape, image_in, keras_model = sequence_models()[kind]
+    ours = both_ways(randomised(keras_model), tmp_path, shape, image_in=image_in)
+    permutes = [m for m in ours.modules() if type(m).__name__ == "Permute"]
+    assert [p.dims for p in permutes] == [(2, 1)]
+    back = keras.saving.load_model(tmp_path / "back.keras")
+    assert not any(type(layer).__name__ == "Permute" for layer in back.layers)  # Keras needs none
+
+
+def test_a_deepfield_spectrum_permuted_into_an_lstm_goes_to_keras_without_the_permute(tmp_path):
+    from deepfield.models import LSTM, Dense, Permute
+    from deepfield.models.sequential import Sequential
+
+    model = Sequential([Permute((2, 1)), LSTM(3), Dense(2)], input_shape=(2, 7))  # (N, C, L): C bands, L epochs
+    model.build()
+    save_keras(model, tmp_path / "spectra.keras")
+    theirs = keras.saving.load_model(tmp_path / "spectra.keras")
+    assert [type(layer).__name__ for layer in theirs.layers] == ["LSTM", "Dense"]
+    x = sample((2, 7))
+    np.testing.assert_allclose(keras_outputs(theirs, np.moveaxis(x, 1, 2)), deepfield_outputs(model, x),
                                atol=TOLERANCE, rtol=TOLERANCE)

@@ -14,7 +14,8 @@ from typing import Any
 from deepfield.errors import DeepfieldError
 from deepfield.models.functional import Functional
 from deepfield.models.keras_files import layout
-from deepfield.models.keras_files.translate import KerasLayer, Tensor, feature_chain, with_mask
+from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, feature_chain, sequence_bridge,
+                                                    with_mask)
 from deepfield.models.symbolic import Input, SymbolicTensor
 
 History = tuple[str, int, int]
@@ -40,7 +41,8 @@ def node_inputs(node: Any, owner: str) -> History | list[History]:
         args, kwargs = node.get("args"), node.get("kwargs") or {}
         if not isinstance(args, list) or len(args) != 1:
             raise DeepfieldError(f"{owner}: a call must have one argument (a tensor or a list), got {str(args)[:80]}")
-        if any(v is not None for v in kwargs.values()):
+        # a recurrent layer's node records its call's defaults, training=False and mask=None: nothing asked
+        if any(v is not None and not (k == "training" and v is False) for k, v in kwargs.items()):
             raise DeepfieldError(f"{owner}: is called with {', '.join(kwargs)}, which deepfield does not convert")
         arg = args[0]
         return [_history(a, owner) for a in arg] if isinstance(arg, list) else _history(arg, owner)
@@ -69,6 +71,7 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
     made: dict[History, tuple[SymbolicTensor, Tensor]] = {}
     inputs = [layer for layer in layers if layer.class_name == INPUT_LAYER]
     uses = _uses(layers, config)
+    bridges: dict[str, Any] = {}  # the Permute((2, 1)) before a recurrent layer, by its name (one if shared)
     for keras, key in zip(layers, keys):
         if keras.class_name == INPUT_LAYER:
             shape = _input_shape(keras, input_shape if len(inputs) == 1 else None, channels_last)
@@ -85,6 +88,10 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
                 symbols, tensors = _resolve(read, made)
             except KeyError as exc:
                 raise keras.refuse(f"it reads {exc.args[0]}, which no layer before it makes") from None
+            bridge, tensors = sequence_bridge(keras, tensors)
+            if bridge is not None:
+                bridges.setdefault(keras.name, bridge)
+                symbols = bridges[keras.name](symbols)
             if layer is None:
                 translator, layer = make(keras, tensors)
             out = layer(symbols)
@@ -168,6 +175,10 @@ def to_keras(model: Functional, translate: Any, takes_sequence: Any) -> tuple[li
         name = names[id(module)]
         read = [state[id(t)] for t in inputs] if isinstance(inputs, list) else [state[id(inputs)]]
         x: Any = [r[1] for r in read] if isinstance(inputs, list) else read[0][1]
+        vanishing = EXPORTS.get(type(module))
+        if vanishing is not None and vanishing.vanishes(module, x):
+            state[id(node.outputs[0])] = (read[0][0], Tensor(node.outputs[0].sample_shape, channels_last=False))
+            continue
         if id(module) not in entries:
             translator, keras = translate(name, module, x)
             entries[id(module)] = {**keras.spec, "name": name, "inbound_nodes": []}
@@ -184,7 +195,7 @@ def to_keras(model: Functional, translate: Any, takes_sequence: Any) -> tuple[li
             state[id(out)] = ((name, index, k), y)
     ends_ = {"input_layers": [list(state[id(t)][0]) for t in model.inputs],
              "output_layers": [list(state[id(t)][0]) for t in model.outputs]}
-    order = [id(o) for o in keras_order(model)]
+    order = [id(o) for o in keras_order(model) if id(o) in entries]  # a vanishing layer has none
     return [entries[i] for i in order], ends_, [steps[i] for i in order]
 
 

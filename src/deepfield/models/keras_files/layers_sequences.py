@@ -32,11 +32,11 @@ _FLAGS = ("use_bias", "unit_forget_bias", "dropout", "recurrent_dropout", "seed"
 class _RecurrentTranslator(Translator):
     weights_path = "cell"
     masks = "read"
+    takes_sequence = True
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         if len(x.shape) != 2 or x.channels_last:
-            raise keras.refuse("it takes a sequence (N, T, F) as Keras holds it, here after a layer deepfield holds "
-                               "channels first (a convolution): put a Permute((2, 1)) before it in Keras")
+            raise keras.refuse(f"it takes a sequence (N, T, F), here a tensor of shape {x.shape} (deepfield's)")
         keras.expect("return_state", False)
         taken = inspect.signature(self.deepfield.__init__).parameters
         flags = {k: keras.get(k) for k in _FLAGS if k in keras.config and k in taken}
@@ -79,6 +79,7 @@ class BidirectionalTranslator(Translator):
     deepfield = bidirectional.Bidirectional
     parts = ("forward_layer", "backward_layer")
     masks = "read"
+    takes_sequence = True
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         merge_mode = keras.expect("merge_mode", "concat", "sum", "ave", "mul")

@@ -259,6 +259,11 @@ class PermuteTranslator(Translator):
             dims[to_keras[j] - 1] = to_keras[d]
         return {"class_name": "Permute", "config": {"dims": dims}}
 
+    def vanishes(self, layer: Layer, x: Tensor | list[Tensor]) -> bool:
+        """A channels-last sequence (Keras's ``(steps, features)``) put as deepfield's recurrent layers take it:
+        Keras holds it so already (the Permute the loader puts before a recurrent layer, or a user's)."""
+        return not isinstance(x, list) and len(x.shape) == 2 and x.channels_last and tuple(layer.dims) == (2, 1)
+
 
 @register
 class RepeatVectorTranslator(Translator):

@@ -24,7 +24,8 @@ from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
 from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, check_mask,
-                                                    feature_chain, refuse_code, translator_for, with_mask)
+                                                    feature_chain, refuse_code, sequence_bridge, translator_for,
+                                                    with_mask)
 from deepfield.models.sequential import Sequential
 from deepfield.registry import Registry
 
@@ -109,6 +110,9 @@ def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: li
     config = spec.get("config") if isinstance(spec.get("config"), dict) else {}
     model = model_class("Sequential")(name=str(config.get("name", "sequential")), input_shape=x.shape)
     for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
+        bridge, x = sequence_bridge(keras, x)
+        if bridge is not None:
+            model.add(bridge)
         translator, layer = make_layer(keras, x)
         y = with_mask(translator, keras, x, translator.output(keras, x, output_shape(layer, x.shape,
                                                                                     translator.input_dtype)))

@@ -53,17 +53,21 @@ def takes_sequence(module: nn.Module) -> bool:
     return translator is not None and translator.keras[0] in SEQUENCE_CLASSES
 
 
-def _sequential(model: Sequential) -> Walked:
+def _sequential(model: Sequential) -> tuple[Walked, Tensor]:
+    """The layers to write and the model's input as Keras holds it."""
     if not model.built:
         model.build()
-    x = Tensor(tuple(model.input_shape), channels_last=not takes_sequence(next(iter(model.children()))))
+    x = given = Tensor(tuple(model.input_shape), channels_last=not takes_sequence(next(iter(model.children()))))
     walked = []
     for name, layer in model.named_children():
+        if (vanishing := EXPORTS.get(type(layer))) is not None and vanishing.vanishes(layer, x):
+            x = Tensor(output_shape(layer, x.shape), channels_last=False)
+            continue
         translator, keras = _translate(name, layer, x)
         walked.append((layer, translator, keras, x))
         x = feature_chain(translator, layer, x,
                           translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype)))
-    return walked
+    return walked, given
 
 
 def _keras_model(model: nn.Module) -> tuple[dict[str, Any], list[str], list[Any]]:
@@ -76,8 +80,8 @@ def _keras_model(model: nn.Module) -> tuple[dict[str, Any], list[str], list[Any]
     if not isinstance(model, Sequential):
         raise DeepfieldError(f"a {type(model).__name__} has no Keras counterpart deepfield writes; save_keras and "
                              "Keras weights take a Sequential or functional model")
-    walked = _sequential(model)
-    batch_shape = [None, *layout.shape_to_keras(tuple(model.input_shape), walked[0][3].channels_last)]
+    walked, given = _sequential(model)
+    batch_shape = [None, *layout.shape_to_keras(given.shape, given.channels_last)]
     layers = [{"module": "keras.layers", "class_name": INPUT_LAYER, "registered_name": None, "config": {
         "batch_shape": batch_shape, "dtype": "float32", "sparse": False, "name": "input_layer"}}]
     layers += [keras.spec for _, _, keras, _ in walked]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, initializers
+from deepfield.models import activations, initializers, reshaping
 from deepfield.models.base import Layer, snake_case
 from deepfield.registry import Registry
 
@@ -111,6 +111,9 @@ class Translator:
     """The parts holding the weights, in the order :meth:`weights_to_deepfield` takes them (Bidirectional's)."""
     input_dtype: ClassVar[torch.dtype] = torch.float32
     """What the layer takes (an Embedding: integer ids)."""
+    takes_sequence: ClassVar[bool] = False
+    """The layer reads a sequence ``(N, T, F)`` as Keras holds it (the recurrent layers): one held channels last
+    (a Conv1D's, a RepeatVector's) gets a ``Permute((2, 1))`` before it in deepfield (:func:`sequence_bridge`)."""
     makes_features: ClassVar[bool] = False
     """The layer makes flat features whose order is its own to choose (a Dense: its output columns)."""
     masks: ClassVar[str] = "drop"
@@ -140,6 +143,10 @@ class Translator:
     def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
         """The tensor after the layer, whose deepfield shape is ``shape``."""
         return Tensor(shape, x.channels_last, x.order if self.keeps_order else None)
+
+    def vanishes(self, layer: Layer, x: Tensor | list[Tensor]) -> bool:
+        """Whether Keras has nothing in its place (it only changes how deepfield holds the tensor)."""
+        return False
 
     def feature_order(self, layer: Layer, x: Tensor) -> np.ndarray | None:
         """The order the layer needs of its flat input's features, as :func:`layout.flatten_order` gives it
@@ -171,6 +178,17 @@ def feature_chain(translator: Translator, layer: Layer, x: Tensor | list[Tensor]
     if translator.keeps_order and x.features:
         return dataclasses.replace(y, features=(*x.features, layer))
     return y
+
+
+def sequence_bridge(keras: KerasLayer, x: Tensor | list[Tensor]) -> tuple[Layer | None, Any]:
+    """The ``Permute((2, 1))`` deepfield needs before ``keras`` and the tensor after it, or ``(None, x)``.
+
+    Keras holds a Conv1D's or RepeatVector's output as ``(steps, features)``, which its recurrent layers read as it
+    is; deepfield holds it ``(features, steps)`` (channels first), and its recurrent layers take ``(N, T, F)``.
+    """
+    if not translator_for(keras).takes_sequence or isinstance(x, list) or len(x.shape) != 2 or not x.channels_last:
+        return None, x
+    return reshaping.Permute((2, 1), name=f"{keras.name}_permute"), Tensor(x.shape[::-1], channels_last=False)
 
 
 def chain_order(translator: Translator, layer: Layer, x: Tensor | list[Tensor]) -> np.ndarray | None:
