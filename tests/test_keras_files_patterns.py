@@ -229,3 +229,33 @@ def test_a_deepfield_spectrum_permuted_into_an_lstm_goes_to_keras_without_the_pe
     x = sample((2, 7))
     np.testing.assert_allclose(keras_outputs(theirs, np.moveaxis(x, 1, 2)), deepfield_outputs(model, x),
                                atol=TOLERANCE, rtol=TOLERANCE)
+
+
+# -- 2. TimeDistributed and models inside models ---------------------------------------------------------------
+
+
+def time_distributed_models():
+    inp = keras.Input((4,))
+    x = L.LSTM(3, return_sequences=True)(L.RepeatVector(5)(inp))
+    seq2seq = keras.Model(inp, L.TimeDistributed(L.Dense(2, activation="tanh"))(x))
+    return {
+        "lstm": ((6, 3), False, keras.Sequential([keras.Input((6, 3)), L.LSTM(4, return_sequences=True),
+                                                  L.TimeDistributed(L.Dense(2)), L.TimeDistributed(L.Dropout(0.5))])),
+        "conv1d": ((7, 2), True, keras.Sequential([keras.Input((7, 2)), L.Conv1D(3, 2),
+                                                   L.TimeDistributed(L.Dense(2, use_bias=False))])),
+        "seq2seq": ((4,), False, seq2seq),
+    }
+
+
+@pytest.mark.parametrize("kind", ["lstm", "conv1d", "seq2seq"])
+def test_time_distributed_over_a_sequence_converts_both_ways(tmp_path, kind):
+    shape, image_in, keras_model = time_distributed_models()[kind]
+    ours = both_ways(randomised(keras_model), tmp_path, shape, image_in=image_in)
+    assert any(type(m).__name__ == "TimeDistributed" for m in ours.modules())
+
+
+def test_time_distributed_over_channels_last_frames_is_refused_in_one_line(tmp_path):
+    keras.Sequential([keras.Input((3, 8, 8, 1)), L.TimeDistributed(L.Conv2D(2, 3), name="frames")]).save(
+        tmp_path / "frames.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'frames' \(TimeDistributed\): .*channels-last"):
+        load_keras(tmp_path / "frames.keras")

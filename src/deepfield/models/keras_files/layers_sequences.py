@@ -1,4 +1,5 @@
-"""Translators of Keras's sequence layers: SimpleRNN, LSTM, GRU, Bidirectional, Embedding, Masking.
+"""Translators of Keras's sequence layers: SimpleRNN, LSTM, GRU, Bidirectional, Embedding, Masking,
+TimeDistributed.
 
 deepfield's recurrent layers take ``(N, T, F)`` as Keras does (:mod:`deepfield.models.recurrent`), and
 store their weights as Keras 3 does (``kernel``, ``recurrent_kernel``, ``bias``, Keras's gate order): the
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfield.models import bidirectional, embedding, masking, recurrent
+from deepfield.models import bidirectional, blocks, embedding, masking, recurrent
 from deepfield.models.base import Layer
 from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, arrays_named,
                                                     initializer, initializer_to_keras, penalties, penalties_to_keras,
@@ -159,3 +160,47 @@ class MaskingTranslator(Translator):
 
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
         return {"class_name": "Masking", "config": {"mask_value": layer.get_config()["mask_value"]}}
+
+
+@register
+class TimeDistributedTranslator(Translator):
+    """``TimeDistributed(layer)`` over a sequence ``(N, T, F)``: the same wrapper in both, the wrapped layer
+    (a Dense, Dropout, Activation, ...) translated as it is on flat features ``(F,)``; Keras 3 keeps its weights in
+    the wrapper's ``layer``. Frames (``(N, T, H, W, C)`` in Keras) would be ``(N, C, T, H, W)`` in deepfield, which
+    its TimeDistributed does not take: refused."""
+
+    keras = ("TimeDistributed",)
+    deepfield = blocks.TimeDistributed
+    weights_path = "layer"
+    takes_sequence = True  # a Conv1D's (steps, features) gets a Permute((2, 1)) before it, as a recurrent layer
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        if len(x.shape) != 2 or x.channels_last:
+            raise keras.refuse(f"it runs a layer over the steps of a {x.keras_rank}-axis channels-last tensor, which "
+                               "deepfield holds channels first; deepfield converts TimeDistributed over a sequence "
+                               "(N, T, F)")
+        inner = KerasLayer(keras.get("layer"))
+        return blocks.TimeDistributed(translator_for(inner).to_deepfield(inner, _step(x)), name=keras.name)
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        inner = KerasLayer(keras.get("layer"))
+        state = translator_for(inner).weights_to_deepfield(inner, layer.layer, arrays, _step(x))
+        return {f"layer.{k}": v for k, v in state.items()}
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        spec = EXPORTS[type(layer.layer)].to_keras(layer.layer, _step(x))
+        return {"class_name": "TimeDistributed", "config": {"layer": {
+            "module": "keras.layers", "class_name": spec["class_name"], "registered_name": None,
+            "config": {"name": layer.layer.name, **spec["config"]}}}}
+
+    def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
+        return EXPORTS[type(layer.layer)].weights_to_keras(layer.layer, _step(x))
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=False)
+
+
+def _step(x: Tensor) -> Tensor:
+    """One step of a sequence ``(T, F)``: flat features ``(F,)``."""
+    return Tensor(x.shape[1:], channels_last=False)
