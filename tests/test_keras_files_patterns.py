@@ -259,3 +259,29 @@ def test_time_distributed_over_channels_last_frames_is_refused_in_one_line(tmp_p
         tmp_path / "frames.keras")
     with pytest.raises(DeepfieldError, match=r"layer 'frames' \(TimeDistributed\): .*channels-last"):
         load_keras(tmp_path / "frames.keras")
+
+
+def nested_models():
+    head = keras.Sequential([keras.Input((6,)), L.Dense(4, activation="relu"), L.Dense(3)], name="head")
+    inp = keras.Input((5,))
+    sequential_inside = keras.Model(inp, L.Dense(2)(head(L.Dense(6)(inp))))
+    image = keras.Input((8, 8, 2))
+    y = L.Conv2D(3, 3)(image)
+    stem_in = keras.Input((6, 6, 3))
+    stem = keras.Model(stem_in, L.Flatten()(L.MaxPooling2D(2)(L.Conv2D(4, 2, padding="same")(stem_in))),
+                       name="stem")
+    functional_inside = keras.Model(image, L.Dense(2)(stem(y)))
+    encoder = keras.Sequential([keras.Input((8, 8, 2)), L.Conv2D(3, 3), L.Flatten(), L.Dense(4)], name="encoder")
+    decoder = keras.Sequential([keras.Input((4,)), L.Dense(2 * 2 * 3), L.Reshape((2, 2, 3)),
+                                L.Conv2DTranspose(2, 3, strides=2, padding="same")], name="decoder")
+    autoencoder = keras.Sequential([keras.Input((8, 8, 2)), encoder, decoder])
+    return {"sequential": ((5,), False, sequential_inside), "functional": ((8, 8, 2), True, functional_inside),
+            "autoencoder": ((8, 8, 2), True, autoencoder)}
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "autoencoder"])
+def test_a_model_inside_a_functional_model_converts_both_ways(tmp_path, kind):
+    shape, image_in, keras_model = nested_models()[kind]
+    ours = both_ways(randomised(keras_model), tmp_path, shape, image_in=image_in, image_out=kind == "autoencoder")
+    inner = [m for m in ours.children() if type(m).__name__ in ("Sequential", "Functional")]
+    assert len(inner) == (2 if kind == "autoencoder" else 1)
