@@ -285,3 +285,23 @@ def test_a_model_inside_a_functional_model_converts_both_ways(tmp_path, kind):
     ours = both_ways(randomised(keras_model), tmp_path, shape, image_in=image_in, image_out=kind == "autoencoder")
     inner = [m for m in ours.children() if type(m).__name__ in ("Sequential", "Functional")]
     assert len(inner) == (2 if kind == "autoencoder" else 1)
+
+
+def test_a_model_used_twice_as_a_layer_is_refused_in_one_line(tmp_path):
+    head = keras.Sequential([keras.Input((3,)), L.Dense(2)], name="head")
+    a, b = keras.Input((3,)), keras.Input((3,))
+    keras.Model([a, b], L.Add()([head(a), head(b)])).save(tmp_path / "twice.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'head' \(Sequential\): a model used as a layer more than once"):
+        load_keras(tmp_path / "twice.keras")
+
+
+def test_a_reshape_after_a_flatten_of_an_image_is_refused_both_ways(tmp_path):
+    keras.Sequential([keras.Input((4, 4, 2)), L.Flatten(), L.Reshape((8, 4), name="r")]).save(tmp_path / "f.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'r' \(Reshape\): it follows a Flatten of a channels-last image"):
+        load_keras(tmp_path / "f.keras")
+    from deepfield.models import Flatten, Reshape
+    from deepfield.models.sequential import Sequential
+
+    model = Sequential([Flatten(), Reshape((8, 4), name="r")], input_shape=(2, 4, 4))
+    with pytest.raises(DeepfieldError, match=r"Reshape 'r': it follows a Flatten of a channels-last image"):
+        save_keras(model, tmp_path / "back.keras")

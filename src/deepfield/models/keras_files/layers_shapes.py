@@ -19,8 +19,8 @@ from deepfield.models.base import Layer
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.layers_conv import _ConvTranslator, _Spatial
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
-                                                    arrays_named, initializer, initializer_to_keras, penalties,
-                                                    penalties_to_keras, register, reorder_features)
+                                                    arrays_named, chain_order, initializer, initializer_to_keras,
+                                                    penalties, penalties_to_keras, register, reorder_features)
 
 
 DEPTHWISE_PENALTIES = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint",
@@ -172,25 +172,16 @@ class ReshapeTranslator(Translator):
     keeps_order = True  # it takes a Flatten's order when that is the order the image needs
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
-        if len(x.shape) > 1 and x.channels_last:
-            raise keras.refuse("it reshapes a channels-last tensor, which deepfield holds channels first; "
-                               "deepfield converts a Reshape of flat features or of a sequence")
         target = tuple(int(s) for s in keras.get("target_shape"))
-        if not _makes_image(len(target), x):
-            if x.order is not None:
-                raise keras.refuse("it follows a Flatten of a channels-last tensor, which deepfield flattens in "
-                                   "another order")
-            return reshaping.Reshape(list(target), name=keras.name)
-        layer = reshaping.Reshape(list(layout.shape_to_deepfield(_sized(target, x.shape), True)), name=keras.name)
-        order = self.feature_order(layer, x)
-        if order is None or x.order is not None and np.array_equal(x.order, order):
-            return layer
-        if x.order is not None or not x.features:
-            raise keras.refuse("it reshapes flat features into a channels-last image, which deepfield holds channels "
-                               "first; deepfield converts this when the features come from a Dense (through "
-                               "BatchNormalization, activations, dropout) used by this Reshape alone, whose columns "
-                               "it reorders")
-        reorder_features(x.features, order)
+        if _makes_image(len(target), x):
+            target = layout.shape_to_deepfield(_sized(target, x.shape), True)
+        layer = reshaping.Reshape(list(target), name=keras.name)
+        reason = _refusal(self.feature_order(layer, x), x)
+        if reason:
+            raise keras.refuse(reason)
+        order = chain_order(self, layer, x)
+        if order is not None:
+            reorder_features(x.features, order)
         return layer
 
     def feature_order(self, layer: Layer, x: Tensor) -> np.ndarray | None:
@@ -199,18 +190,12 @@ class ReshapeTranslator(Translator):
         return layout.flatten_order(_sized(layer.target_shape, x.shape), True, False)
 
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
-        if len(x.shape) > 1 and x.channels_last:
-            raise DeepfieldError(f"{layer.label}: it reshapes a channels-first image, which Keras holds channels "
-                                 "last; deepfield writes a Reshape of flat features or of a sequence")
+        reason = _refusal(self.feature_order(layer, x), x)
+        if reason:
+            raise DeepfieldError(f"{layer.label}: {reason}")
         target = list(layer.target_shape)
-        order = self.feature_order(layer, x)
         if _makes_image(len(target), x):
             target = list(layout.shape_to_keras(_sized(tuple(target), x.shape), True))
-        if order is not None and not (x.order is not None and np.array_equal(x.order, order)) and \
-                (x.order is not None or not x.features):
-            raise DeepfieldError(f"{layer.label}: it reshapes flat features into an image, which Keras holds channels "
-                                 "last; deepfield writes this when the features come from a Dense (through "
-                                 "BatchNormalization, activations, dropout) used by this Reshape alone")
         return {"class_name": "Reshape", "config": {"target_shape": target}}
 
     def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -221,6 +206,22 @@ def _makes_image(rank: int, x: Tensor) -> bool:
     """Whether a Reshape to ``rank`` axes of ``x`` makes an image the Keras model holds channels last: flat
     features of a channels-last model, reshaped to 3 axes or more (2 axes stay a sequence, held alike)."""
     return len(x.shape) == 1 and x.channels_last and rank >= 3
+
+
+def _refusal(order: np.ndarray | None, x: Tensor) -> str:
+    """Why a Reshape of ``x`` whose image needs its features in ``order`` (``None``: as they come) cannot be
+    converted; ``""`` when it can (the features are in that order, or a Dense before makes them for it alone)."""
+    if len(x.shape) > 1 and x.channels_last:
+        return ("it reshapes a channels-last tensor, which deepfield holds channels first; deepfield converts a "
+                "Reshape of flat features or of a sequence")
+    in_order = x.order is None if order is None else x.order is not None and np.array_equal(x.order, order)
+    if in_order or order is not None and x.features:
+        return ""
+    if order is None:
+        return "it follows a Flatten of a channels-last image, which deepfield flattens in another order"
+    return ("it reshapes flat features into a channels-last image, which deepfield holds channels first; "
+            "deepfield converts this when the features come from a Dense (through BatchNormalization, activations, "
+            "dropout) used by this Reshape alone, whose columns it reorders")
 
 
 def _sized(target: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
