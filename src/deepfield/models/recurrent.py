@@ -40,7 +40,10 @@ packed sequence, which PyTorch's CPU kernel runs 3 to 5 times slower than a plai
 ARGUMENTS: Keras 3's names and defaults. ``dropout`` (on the inputs) and ``recurrent_dropout`` (on the
 state entering the recurrent product) draw one mask per sequence, kept over time, while training only
 (``seed`` seeds them). ``unroll`` and ``use_cudnn`` are accepted so Keras configs load, and change
-nothing (the numbers are the same); ``stateful=True`` is refused.
+nothing (the numbers are the same); ``stateful=True`` is refused. ``kernel_regularizer``,
+``recurrent_regularizer``, ``bias_regularizer``, ``activity_regularizer`` (on the output, and on the returned
+states too, as Keras), ``kernel_constraint``, ``recurrent_constraint``, ``bias_constraint``: Keras 3's, on the
+weights as stored (Keras's layout, so a constraint's axes mean what they mean in Keras).
 
 With ``return_sequences`` the output sequence carries the input's mask on, as in Keras, so stacked
 recurrent layers (``Embedding(mask_zero=True)``, ``LSTM(return_sequences=True)``, ``LSTM``) all skip the
@@ -87,8 +90,9 @@ class _Recurrent(Layer):
         regularizers.attach(self, {"kernel": penalties["kernel_regularizer"],
                                    "recurrent_kernel": penalties["recurrent_regularizer"],
                                    "bias": penalties["bias_regularizer"]}, penalties["activity_regularizer"])
-        constraints.attach(self, {w: (penalties[f"{key}_constraint"], None) for w, key in
-                                  (("kernel", "kernel"), ("recurrent_kernel", "recurrent"), ("bias", "bias"))})
+        constraints.attach(self, {"kernel": (penalties["kernel_constraint"], None),
+                                  "recurrent_kernel": (penalties["recurrent_constraint"], None),
+                                  "bias": (penalties["bias_constraint"], None)})
         self.units = arguments.integer(f"{kind} units", units)
         if stateful:
             raise DeepfieldError(f"{kind}: stateful=True is not supported (each batch starts from zero states)")
