@@ -305,3 +305,19 @@ def test_a_reshape_after_a_flatten_of_an_image_is_refused_both_ways(tmp_path):
     model = Sequential([Flatten(), Reshape((8, 4), name="r")], input_shape=(2, 4, 4))
     with pytest.raises(DeepfieldError, match=r"Reshape 'r': it follows a Flatten of a channels-last image"):
         save_keras(model, tmp_path / "back.keras")
+
+
+def test_an_activity_regulariser_on_a_recurrent_layer_returning_its_states_penalises_them_all_as_keras():
+    from deepfield.models import LSTM
+
+    theirs = L.LSTM(3, return_state=True, activity_regularizer=keras.regularizers.L2(0.1))
+    x = sample((5, 2), n=4)
+    theirs(x)
+    ours = LSTM(3, return_state=True, activity_regularizer={"class_name": "L2", "config": {"l2": 0.1}})
+    ours.build_for((5, 2))
+    with torch.no_grad():
+        for name, weight in zip(("kernel", "recurrent_kernel", "bias"), theirs.get_weights()):
+            getattr(ours, name).copy_(torch.from_numpy(weight))
+    ours(torch.from_numpy(x))
+    expected = sum(float(keras.ops.convert_to_numpy(loss)) for loss in theirs.losses)
+    assert float(ours.activity_loss) == pytest.approx(expected, rel=1e-5)
