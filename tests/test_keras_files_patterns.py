@@ -321,3 +321,10 @@ def test_an_activity_regulariser_on_a_recurrent_layer_returning_its_states_penal
     ours(torch.from_numpy(x))
     expected = sum(float(keras.ops.convert_to_numpy(loss)) for loss in theirs.losses)
     assert float(ours.activity_loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_convolution_over_a_sequence_held_alike_is_refused_saying_why(tmp_path):
+    keras.Sequential([keras.Input((8,)), L.Dense(12), L.Reshape((6, 2)), L.Conv1D(2, 3, name="c")]).save(
+        tmp_path / "signal.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'c' \(Conv1D\): it reads as \(steps, channels\)"):
+        load_keras(tmp_path / "signal.keras")
