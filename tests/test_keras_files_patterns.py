@@ -328,3 +328,16 @@ def test_a_convolution_over_a_sequence_held_alike_is_refused_saying_why(tmp_path
         tmp_path / "signal.keras")
     with pytest.raises(DeepfieldError, match=r"layer 'c' \(Conv1D\): it reads as \(steps, channels\)"):
         load_keras(tmp_path / "signal.keras")
+
+
+def test_a_frozen_base_model_inside_a_model_comes_over_frozen_and_goes_back_so(tmp_path):
+    base = keras.Sequential([keras.Input((4,)), L.Dense(3)], name="base")
+    base.trainable = False  # fine-tuning's first step, as Keras's guide writes it
+    inp = keras.Input((4,))
+    keras.Model(inp, L.Dense(1, name="top")(base(inp))).save(tmp_path / "frozen.keras")
+    ours = load_keras(tmp_path / "frozen.keras")
+    assert {n: p.requires_grad for n, p in ours.named_parameters()} == {
+        "base.dense.weight": False, "base.dense.bias": False, "top.weight": True, "top.bias": True}
+    save_keras(ours, tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    assert not theirs.get_layer("base").layers[0].trainable and len(theirs.trainable_weights) == 2
