@@ -331,7 +331,7 @@ def test_a_convolution_over_a_sequence_held_alike_is_refused_saying_why(tmp_path
 
 
 def test_a_frozen_base_model_inside_a_model_comes_over_frozen_and_goes_back_so(tmp_path):
-    base = keras.Sequential([keras.Input((4,)), L.Dense(3)], name="base")
+    base = keras.Sequential([keras.Input((4,)), L.Dense(3, name="dense")], name="base")
     base.trainable = False  # fine-tuning's first step, as Keras's guide writes it
     inp = keras.Input((4,))
     keras.Model(inp, L.Dense(1, name="top")(base(inp))).save(tmp_path / "frozen.keras")
