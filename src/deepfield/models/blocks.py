@@ -207,6 +207,11 @@ class TimeDistributed(Layer):
             raise DeepfieldError(f"TimeDistributed wraps a deepfield layer, got {type(layer).__name__}")
         self.layer = layer
 
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        # the wrapped layer now, so its weights exist before any pass (a functional model's shape pass runs on
+        # the meta device and must not be the one that creates them), as Bidirectional does
+        self.layer.build_for(tuple(input_shape[1:]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 

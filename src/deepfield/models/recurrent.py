@@ -40,7 +40,10 @@ packed sequence, which PyTorch's CPU kernel runs 3 to 5 times slower than a plai
 ARGUMENTS: Keras 3's names and defaults. ``dropout`` (on the inputs) and ``recurrent_dropout`` (on the
 state entering the recurrent product) draw one mask per sequence, kept over time, while training only
 (``seed`` seeds them). ``unroll`` and ``use_cudnn`` are accepted so Keras configs load, and change
-nothing (the numbers are the same); ``stateful=True`` is refused.
+nothing (the numbers are the same); ``stateful=True`` is refused. ``kernel_regularizer``,
+``recurrent_regularizer``, ``bias_regularizer``, ``activity_regularizer`` (on the output, and on the returned
+states too, as Keras), ``kernel_constraint``, ``recurrent_constraint``, ``bias_constraint``: Keras 3's, on the
+weights as stored (Keras's layout, so a constraint's axes mean what they mean in Keras).
 
 With ``return_sequences`` the output sequence carries the input's mask on, as in Keras, so stacked
 recurrent layers (``Embedding(mask_zero=True)``, ``LSTM(return_sequences=True)``, ``LSTM``) all skip the
@@ -59,12 +62,15 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from deepfield import arguments
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, batch_noise, initializers
+from deepfield.models import activations, batch_noise, constraints, initializers, regularizers
 from deepfield.models.base import Layer
 from deepfield.models.core import keep_mask
 from deepfield.models.masking import attach, mask_of
 
 Initializer = str | initializers.Initializer | dict
+PENALTIES = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+             "kernel_constraint", "recurrent_constraint", "bias_constraint")
+"""Keras 3's regularisers and constraints of a recurrent layer, as each layer's keyword arguments."""
 
 
 class _Recurrent(Layer):
@@ -76,9 +82,17 @@ class _Recurrent(Layer):
                  kernel_initializer: Initializer, recurrent_initializer: Initializer,
                  bias_initializer: Initializer, dropout: float, recurrent_dropout: float, seed: int | None,
                  return_sequences: bool, return_state: bool, go_backwards: bool, stateful: bool,
-                 zero_output_for_mask: bool, name: str | None, input_shape: tuple[int, ...] | None):
+                 zero_output_for_mask: bool, name: str | None, input_shape: tuple[int, ...] | None,
+                 penalties: dict[str, Any]):
         super().__init__(name=name, input_shape=input_shape)
         kind = type(self).__name__
+        # as Keras: the weights are stored in Keras's layout, so constraints act on them as they are (no layout)
+        regularizers.attach(self, {"kernel": penalties["kernel_regularizer"],
+                                   "recurrent_kernel": penalties["recurrent_regularizer"],
+                                   "bias": penalties["bias_regularizer"]}, penalties["activity_regularizer"])
+        constraints.attach(self, {"kernel": (penalties["kernel_constraint"], None),
+                                  "recurrent_kernel": (penalties["recurrent_constraint"], None),
+                                  "bias": (penalties["bias_constraint"], None)})
         self.units = arguments.integer(f"{kind} units", units)
         if stateful:
             raise DeepfieldError(f"{kind}: stateful=True is not supported (each batch starts from zero states)")
@@ -266,10 +280,14 @@ class SimpleRNN(_Recurrent):
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
                  stateful: bool = False, unroll: bool = False, seed: int | None = None,
                  zero_output_for_mask: bool = False, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, kernel_regularizer: regularizers.Spec = None,
+                 recurrent_regularizer: regularizers.Spec = None, bias_regularizer: regularizers.Spec = None,
+                 activity_regularizer: regularizers.Spec = None, kernel_constraint: constraints.Spec = None,
+                 recurrent_constraint: constraints.Spec = None, bias_constraint: constraints.Spec = None):
         super().__init__(units, activation, None, use_bias, kernel_initializer, recurrent_initializer,
                          bias_initializer, dropout, recurrent_dropout, seed, return_sequences, return_state,
-                         go_backwards, stateful, zero_output_for_mask, name, input_shape)
+                         go_backwards, stateful, zero_output_for_mask, name, input_shape,
+                         {k: v for k, v in locals().items() if k in PENALTIES})
 
     def _fused_kernel(self) -> Any:
         return {"tanh": torch.rnn_tanh, "relu": torch.rnn_relu}.get(self._names[0])
@@ -300,12 +318,15 @@ class LSTM(_Recurrent):
                  seed: int | None = None, return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
                  use_cudnn: str | bool = "auto", zero_output_for_mask: bool = False, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, kernel_regularizer: regularizers.Spec = None,
+                 recurrent_regularizer: regularizers.Spec = None, bias_regularizer: regularizers.Spec = None,
+                 activity_regularizer: regularizers.Spec = None, kernel_constraint: constraints.Spec = None,
+                 recurrent_constraint: constraints.Spec = None, bias_constraint: constraints.Spec = None):
         self.unit_forget_bias = bool(unit_forget_bias)
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
                          return_sequences, return_state, go_backwards, stateful, zero_output_for_mask, name,
-                         input_shape)
+                         input_shape, {k: v for k, v in locals().items() if k in PENALTIES})
 
     def _initial_bias(self) -> torch.Tensor:
         bias = super()._initial_bias()
@@ -346,12 +367,15 @@ class GRU(_Recurrent):
                  return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
                  stateful: bool = False, unroll: bool = False, reset_after: bool = True,
                  use_cudnn: str | bool = "auto", zero_output_for_mask: bool = False, name: str | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+                 input_shape: tuple[int, ...] | None = None, kernel_regularizer: regularizers.Spec = None,
+                 recurrent_regularizer: regularizers.Spec = None, bias_regularizer: regularizers.Spec = None,
+                 activity_regularizer: regularizers.Spec = None, kernel_constraint: constraints.Spec = None,
+                 recurrent_constraint: constraints.Spec = None, bias_constraint: constraints.Spec = None):
         self.reset_after = bool(reset_after)
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
                          return_sequences, return_state, go_backwards, stateful, zero_output_for_mask, name,
-                         input_shape)
+                         input_shape, {k: v for k, v in locals().items() if k in PENALTIES})
 
     def _initial_bias(self) -> torch.Tensor:
         if not self.reset_after:

@@ -138,7 +138,8 @@ def attach(layer: nn.Module, weights: dict[str, Spec], activity: Spec) -> None:
 
 def _record_activity(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
     # in evaluation too: Keras's evaluate and val_loss include the penalty of the batch evaluated
-    layer.activity_loss = layer.activity_regularizer(output) / max(output.shape[0], 1)
+    outputs = output if isinstance(output, tuple) else (output,)  # a recurrent layer's states too, as Keras
+    layer.activity_loss = sum(layer.activity_regularizer(o) / max(o.shape[0], 1) for o in outputs)
 
 
 def loss_terms(model: nn.Module) -> list[Callable[[], torch.Tensor]]:

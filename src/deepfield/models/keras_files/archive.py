@@ -55,6 +55,10 @@ class Weights:
     arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
     parts: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
     """Keras 3: each layer's arrays by the part of it that holds them (``forward_layer``, ``backward_layer``)."""
+    models: dict[str, Weights] = field(default_factory=dict)
+    """Keras 3: the weights of a model used as a layer, by its key (``layers/sequential/layers/...``)."""
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    """Legacy files: each layer's weight names (a model used as a layer: ``head/dense/kernel``, ...)."""
 
     def of(self, name: str, key: str, parts: tuple[str, ...] = ()) -> list[np.ndarray]:
         """The arrays of the layer called ``name`` whose Keras 3 key is ``key`` (none: an empty list); ``parts``:
@@ -63,6 +67,18 @@ class Weights:
         if self.by == "key" and parts:
             return [a for part in parts for a in self.parts.get(key, {}).get(part, [])]
         return self.arrays.get(key if self.by == "key" else name, [])
+
+    def inside(self, name: str, key: str) -> Weights:
+        """The weights of the model called ``name`` (Keras 3 key ``key``) used as a layer, as a model's own."""
+        if self.by == "key":
+            return self.models.get(key, Weights("key"))
+        inner = Weights("name")
+        for path, array in zip(self.paths.get(name, []), self.arrays.get(name, [])):
+            steps = path.split("/")
+            steps = steps[1:] if len(steps) > 2 and steps[0] == name else steps  # Keras 3 writes the model's name
+            inner.arrays.setdefault(steps[0], []).append(array)
+            inner.paths.setdefault(steps[0], []).append("/".join(steps))
+        return inner
 
 
 @dataclass
@@ -197,6 +213,8 @@ def _keras3_weights(h5: h5py.File, where: str) -> Weights:
             weights.arrays[key] = _variables(group, where)
             weights.parts[key] = {part: _variables(group[part], where) for part in group
                                   if part != "vars" and isinstance(_child(group, part, where), h5py.Group)}
+            if isinstance(_child(group, "layers", where), h5py.Group):  # a model used as a layer
+                weights.models[key] = _keras3_weights(group, where)
     return weights
 
 
@@ -233,6 +251,7 @@ def _legacy_weights(group: h5py.Group, where: str) -> Weights:
                     raise DeepfieldError(f"{where}: layer {name!r}: weight {weight!r} is named but not stored")
             arrays.append(_array(node, where))
         weights.arrays[name] = arrays
+        weights.paths[name] = list(map(_text, layer.attrs["weight_names"]))
     return weights
 
 

@@ -27,6 +27,7 @@ class DenseTranslator(Translator):
     keras = ("Dense",)
     deepfield = Dense
     keeps_order = True
+    makes_features = True
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         if len(x.shape) > 1 and x.channels_last:

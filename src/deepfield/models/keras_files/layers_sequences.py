@@ -1,4 +1,5 @@
-"""Translators of Keras's sequence layers: SimpleRNN, LSTM, GRU, Bidirectional, Embedding, Masking.
+"""Translators of Keras's sequence layers: SimpleRNN, LSTM, GRU, Bidirectional, Embedding, Masking,
+TimeDistributed.
 
 deepfield's recurrent layers take ``(N, T, F)`` as Keras does (:mod:`deepfield.models.recurrent`), and
 store their weights as Keras 3 does (``kernel``, ``recurrent_kernel``, ``bias``, Keras's gate order): the
@@ -14,16 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfield.models import bidirectional, embedding, masking, recurrent
+from deepfield.models import bidirectional, blocks, embedding, masking, recurrent
 from deepfield.models.base import Layer
 from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, arrays_named,
-                                                    initializer, initializer_to_keras, register, training_only,
-                                                    translator_for)
+                                                    initializer, initializer_to_keras, penalties, penalties_to_keras,
+                                                    register, translator_for)
 
 SEQUENCE_CLASSES = ("SimpleRNN", "LSTM", "GRU", "Bidirectional", "Embedding", "Masking")
 """Keras layers that take a sequence as Keras holds it: a model starting with one takes Keras's layout."""
 _INITIALIZERS = {"kernel_initializer": "glorot_uniform", "recurrent_initializer": "orthogonal",
                  "bias_initializer": "zeros"}
+_EMBEDDING_PENALTIES = ("embeddings_regularizer", "activity_regularizer", "embeddings_constraint")
 _FLAGS = ("use_bias", "unit_forget_bias", "dropout", "recurrent_dropout", "seed", "return_sequences",
           "go_backwards", "stateful", "unroll", "reset_after", "use_cudnn", "zero_output_for_mask")
 
@@ -31,20 +33,19 @@ _FLAGS = ("use_bias", "unit_forget_bias", "dropout", "recurrent_dropout", "seed"
 class _RecurrentTranslator(Translator):
     weights_path = "cell"
     masks = "read"
+    takes_sequence = True
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         if len(x.shape) != 2 or x.channels_last:
-            raise keras.refuse("it takes a sequence (N, T, F) as Keras holds it, here after a layer deepfield holds "
-                               "channels first (a convolution): put a Permute((2, 1)) before it in Keras")
+            raise keras.refuse(f"it takes a sequence (N, T, F), here a tensor of shape {x.shape} (deepfield's)")
         keras.expect("return_state", False)
-        training_only(keras, "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                      "activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint")
         taken = inspect.signature(self.deepfield.__init__).parameters
         flags = {k: keras.get(k) for k in _FLAGS if k in keras.config and k in taken}
         activations = {k: keras.get(k) for k in ("activation", "recurrent_activation") if k in taken and k in
                        keras.config}
         inits = {k: initializer(keras, k, v) for k, v in _INITIALIZERS.items()}
-        return self.deepfield(int(keras.get("units")), **activations, **flags, **inits, name=keras.name)
+        return self.deepfield(int(keras.get("units")), **activations, **flags, **inits,
+                              **penalties(keras, *recurrent.PENALTIES), name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -54,7 +55,8 @@ class _RecurrentTranslator(Translator):
         config = layer.get_config()
         kept = {k: config[k] for k in ("units", "activation", "recurrent_activation", *_FLAGS) if k in config}
         return {"class_name": type(layer).__name__,
-                "config": {**kept, **{k: initializer_to_keras(layer, k) for k in _INITIALIZERS}}}
+                "config": {**kept, **{k: initializer_to_keras(layer, k) for k in _INITIALIZERS},
+                           **penalties_to_keras(layer, *recurrent.PENALTIES)}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         return [getattr(layer, w).detach().cpu().numpy() for w in ("kernel", "recurrent_kernel", "bias")
@@ -78,6 +80,7 @@ class BidirectionalTranslator(Translator):
     deepfield = bidirectional.Bidirectional
     parts = ("forward_layer", "backward_layer")
     masks = "read"
+    takes_sequence = True
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         merge_mode = keras.expect("merge_mode", "concat", "sum", "ave", "mul")
@@ -124,10 +127,10 @@ class EmbeddingTranslator(Translator):
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         keras.expect("lora_rank", None)
-        training_only(keras, "embeddings_regularizer", "activity_regularizer", "embeddings_constraint")
         return embedding.Embedding(int(keras.get("input_dim")), int(keras.get("output_dim")),
                                    embeddings_initializer=initializer(keras, "embeddings_initializer", "uniform"),
-                                   mask_zero=bool(keras.get("mask_zero", False)), name=keras.name)
+                                   mask_zero=bool(keras.get("mask_zero", False)),
+                                   **penalties(keras, *_EMBEDDING_PENALTIES), name=keras.name)
 
     def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
                              x: Tensor) -> dict[str, np.ndarray]:
@@ -136,7 +139,8 @@ class EmbeddingTranslator(Translator):
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
         return {"class_name": "Embedding", "config": {
             "input_dim": layer.input_dim, "output_dim": layer.output_dim, "mask_zero": layer.mask_zero,
-            "embeddings_initializer": initializer_to_keras(layer, "embeddings_initializer")}}
+            "embeddings_initializer": initializer_to_keras(layer, "embeddings_initializer"),
+            **penalties_to_keras(layer, *_EMBEDDING_PENALTIES)}}
 
     def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
         return [layer.embeddings.detach().cpu().numpy()]
@@ -156,3 +160,47 @@ class MaskingTranslator(Translator):
 
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
         return {"class_name": "Masking", "config": {"mask_value": layer.get_config()["mask_value"]}}
+
+
+@register
+class TimeDistributedTranslator(Translator):
+    """``TimeDistributed(layer)`` over a sequence ``(N, T, F)``: the same wrapper in both, the wrapped layer
+    (a Dense, Dropout, Activation, ...) translated as it is on flat features ``(F,)``; Keras 3 keeps its weights in
+    the wrapper's ``layer``. Frames (``(N, T, H, W, C)`` in Keras) would be ``(N, C, T, H, W)`` in deepfield, which
+    its TimeDistributed does not take: refused."""
+
+    keras = ("TimeDistributed",)
+    deepfield = blocks.TimeDistributed
+    weights_path = "layer"
+    takes_sequence = True  # a Conv1D's (steps, features) gets a Permute((2, 1)) before it, as a recurrent layer
+
+    def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
+        if len(x.shape) != 2 or x.channels_last:
+            raise keras.refuse(f"it runs a layer over the steps of a {x.keras_rank}-axis channels-last tensor, which "
+                               "deepfield holds channels first; deepfield converts TimeDistributed over a sequence "
+                               "(N, T, F)")
+        inner = KerasLayer(keras.get("layer"))
+        return blocks.TimeDistributed(translator_for(inner).to_deepfield(inner, _step(x)), name=keras.name)
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        inner = KerasLayer(keras.get("layer"))
+        state = translator_for(inner).weights_to_deepfield(inner, layer.layer, arrays, _step(x))
+        return {f"layer.{k}": v for k, v in state.items()}
+
+    def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
+        spec = EXPORTS[type(layer.layer)].to_keras(layer.layer, _step(x))
+        return {"class_name": "TimeDistributed", "config": {"layer": {
+            "module": "keras.layers", "class_name": spec["class_name"], "registered_name": None,
+            "config": {"name": layer.layer.name, **spec["config"]}}}}
+
+    def weights_to_keras(self, layer: Layer, x: Tensor) -> list[np.ndarray]:
+        return EXPORTS[type(layer.layer)].weights_to_keras(layer.layer, _step(x))
+
+    def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(shape, channels_last=False)
+
+
+def _step(x: Tensor) -> Tensor:
+    """One step of a sequence ``(T, F)``: flat features ``(F,)``."""
+    return Tensor(x.shape[1:], channels_last=False)

@@ -8,6 +8,7 @@ their arguments pass unchanged. Kernels: a transposed convolution's is ``(*kerne
 """
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,8 +19,8 @@ from deepfield.models.base import Layer
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.layers_conv import _ConvTranslator, _Spatial
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
-                                                    arrays_named, initializer, initializer_to_keras, penalties,
-                                                    penalties_to_keras, register)
+                                                    arrays_named, chain_order, initializer, initializer_to_keras,
+                                                    penalties, penalties_to_keras, register, reorder_features)
 
 
 DEPTHWISE_PENALTIES = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint",
@@ -158,25 +159,75 @@ for _cls in (separable.SeparableConv1D, separable.SeparableConv2D):
 @register
 class ReshapeTranslator(Translator):
     """Flat features, or a tensor held alike in both (a sequence), reshape alike; the result is held alike.
-    A channels-last image would need its axes moved around the reshape: refused."""
+
+    Flat features reshaped into an image (3 axes or more, in a channels-last model: the decoder's
+    ``Dense(h*w*c) -> Reshape((h, w, c)) -> Conv2DTranspose``) become deepfield's ``Reshape((c, h, w))``; the
+    Dense that makes them has its output columns and bias (and the BatchNormalization, PReLU ... after it, their
+    vectors) reordered from (h, w, c) to (c, h, w) order (:func:`translate.reorder_features`): the mirror of the
+    Dense after a Flatten, free at run time. A channels-last image reshaped needs its axes moved: refused.
+    """
 
     keras = ("Reshape",)
     deepfield = reshaping.Reshape
+    keeps_order = True  # it takes a Flatten's order when that is the order the image needs
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
-        if len(x.shape) > 1 and x.channels_last:
-            raise keras.refuse("it reshapes a channels-last tensor, which deepfield holds channels first; "
-                               "deepfield converts a Reshape of flat features or of a sequence")
-        return reshaping.Reshape(list(keras.get("target_shape")), name=keras.name)
+        target = tuple(int(s) for s in keras.get("target_shape"))
+        if _makes_image(len(target), x):
+            target = layout.shape_to_deepfield(_sized(target, x.shape), True)
+        layer = reshaping.Reshape(list(target), name=keras.name)
+        reason = _refusal(self.feature_order(layer, x), x)
+        if reason:
+            raise keras.refuse(reason)
+        order = chain_order(self, layer, x)
+        if order is not None:
+            reorder_features(x.features, order)
+        return layer
+
+    def feature_order(self, layer: Layer, x: Tensor) -> np.ndarray | None:
+        if not _makes_image(len(layer.target_shape), x):
+            return None
+        return layout.flatten_order(_sized(layer.target_shape, x.shape), True, False)
 
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
-        if len(x.shape) > 1 and x.channels_last:
-            raise DeepfieldError(f"{layer.label}: it reshapes a channels-first image, which Keras holds channels "
-                                 "last; deepfield writes a Reshape of flat features or of a sequence")
-        return {"class_name": "Reshape", "config": {"target_shape": list(layer.target_shape)}}
+        reason = _refusal(self.feature_order(layer, x), x)
+        if reason:
+            raise DeepfieldError(f"{layer.label}: {reason}")
+        target = list(layer.target_shape)
+        if _makes_image(len(target), x):
+            target = list(layout.shape_to_keras(_sized(tuple(target), x.shape), True))
+        return {"class_name": "Reshape", "config": {"target_shape": target}}
 
     def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
-        return Tensor(shape, channels_last=False)
+        return Tensor(shape, channels_last=_makes_image(len(shape), x))
+
+
+def _makes_image(rank: int, x: Tensor) -> bool:
+    """Whether a Reshape to ``rank`` axes of ``x`` makes an image the Keras model holds channels last: flat
+    features of a channels-last model, reshaped to 3 axes or more (2 axes stay a sequence, held alike)."""
+    return len(x.shape) == 1 and x.channels_last and rank >= 3
+
+
+def _refusal(order: np.ndarray | None, x: Tensor) -> str:
+    """Why a Reshape of ``x`` whose image needs its features in ``order`` (``None``: as they come) cannot be
+    converted; ``""`` when it can (the features are in that order, or a Dense before makes them for it alone)."""
+    if len(x.shape) > 1 and x.channels_last:
+        return ("it reshapes a channels-last tensor, which deepfield holds channels first; deepfield converts a "
+                "Reshape of flat features or of a sequence")
+    in_order = x.order is None if order is None else x.order is not None and np.array_equal(x.order, order)
+    if in_order or order is not None and x.features:
+        return ""
+    if order is None:
+        return "it follows a Flatten of a channels-last image, which deepfield flattens in another order"
+    return ("it reshapes flat features into a channels-last image, which deepfield holds channels first; "
+            "deepfield converts this when the features come from a Dense (through BatchNormalization, activations, "
+            "dropout) used by this Reshape alone, whose columns it reorders")
+
+
+def _sized(target: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``target`` with its ``-1`` (if any) worked out for a sample of ``shape``."""
+    known = -math.prod(target) if -1 in target else math.prod(target)
+    return tuple(math.prod(shape) // known if s == -1 else s for s in target)
 
 
 def _axis_map(rank: int, channels_last: bool) -> list[int]:
@@ -208,6 +259,11 @@ class PermuteTranslator(Translator):
         for j, d in enumerate(layer.dims, 1):
             dims[to_keras[j] - 1] = to_keras[d]
         return {"class_name": "Permute", "config": {"dims": dims}}
+
+    def vanishes(self, layer: Layer, x: Tensor | list[Tensor]) -> bool:
+        """A channels-last sequence (Keras's ``(steps, features)``) put as deepfield's recurrent layers take it:
+        Keras holds it so already (the Permute the loader puts before a recurrent layer, or a user's)."""
+        return not isinstance(x, list) and len(x.shape) == 2 and x.channels_last and tuple(layer.dims) == (2, 1)
 
 
 @register

@@ -10,6 +10,7 @@ imported) the plain models-layer classes are built, which have no ``fit``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -24,7 +25,8 @@ from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
 from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, assign, check_mask,
-                                                    refuse_code, translator_for, with_mask)
+                                                    feature_chain, refuse_code, sequence_bridge, translator_for,
+                                                    with_mask)
 from deepfield.models.sequential import Sequential
 from deepfield.registry import Registry
 
@@ -33,6 +35,7 @@ MODEL_CLASSES: Registry[type[nn.Module]] = Registry("Keras model class")
 DEFAULT_CLASSES: dict[str, type[nn.Module]] = {"Sequential": Sequential, "Functional": Functional}
 """What is built when the training layer has registered nothing."""
 INPUT_LAYER = graph.INPUT_LAYER
+MODELS = graph.MODELS
 
 
 def load_keras(path: str | os.PathLike[str], *, input_shape: tuple[int, ...] | None = None) -> nn.Module:
@@ -49,12 +52,15 @@ def load_keras(path: str | os.PathLike[str], *, input_shape: tuple[int, ...] | N
         raise DeepfieldError(f"{where}: holds weights only; build the same model in deepfield and call "
                              f"model.load_weights({where!r})")
     try:
-        return _model(keras_file, keras_file.config, input_shape)
+        return _model(keras_file.weights, keras_file.config, input_shape)[0]
     except DeepfieldError as exc:
         raise DeepfieldError(f"{where}: {exc}") from None
 
 
-def _model(keras_file: archive.KerasFile, spec: dict[str, Any], input_shape: tuple[int, ...] | None) -> nn.Module:
+def _model(weights: archive.Weights, spec: dict[str, Any], input_shape: tuple[int, ...] | None,
+           given: Tensor | list[Tensor] | None = None) -> tuple[nn.Module, list[Tensor]]:
+    """The model of a Keras model config, with its weights, and its outputs as the converter follows them.
+    ``given``: the tensors a model used as a layer is called on (else its own inputs, as Keras holds them)."""
     class_name = spec.get("class_name")
     config = spec.get("config")
     if class_name == "Sequential":
@@ -62,16 +68,19 @@ def _model(keras_file: archive.KerasFile, spec: dict[str, Any], input_shape: tup
         if not isinstance(layers, list):
             raise DeepfieldError("the Sequential config has no list of layers")
         refuse_code(spec, layers, "the model")
-        return _sequential(keras_file, spec, layers, input_shape)
+        return _sequential(weights, spec, layers, input_shape, given)
     if class_name in ("Functional", "Model"):  # Keras 3; tf.keras wrote Model or Functional
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise DeepfieldError("the functional model's config has no list of layers")
         refuse_code(spec, config["layers"], "the model")
         layers = [KerasLayer(entry) for entry in config["layers"]]
-        _refuse_nested(layers)
-        return graph.from_keras(layers, config, weight_keys([layer.class_name for layer in layers]),
-                                keras_file.weights.of, input_shape, _channels_last(layers), model_class("Functional"),
-                                make_layer, finish_layer)
+
+        def nested(keras: KerasLayer, key: str, x: Any) -> tuple[nn.Module, list[Tensor]]:
+            return _model(weights.inside(keras.name, key), keras.spec, None, x)
+
+        return graph.from_keras(layers, config, weight_keys([layer.class_name for layer in layers]), weights.of,
+                                input_shape, _channels_last(layers), model_class("Functional"), make_layer,
+                                finish_layer, nested, given)
     raise DeepfieldError(f"the model is a {class_name!r}; deepfield converts Keras Sequential and functional models "
                          "(a subclassed model is Python code, which a file does not carry)")
 
@@ -96,26 +105,40 @@ def weight_keys(class_names: list[str]) -> list[str]:
     return keys
 
 
-def _sequential(keras_file: archive.KerasFile, spec: dict[str, Any], entries: list[Any],
-                input_shape: tuple[int, ...] | None) -> nn.Module:
+def _sequential(weights: archive.Weights, spec: dict[str, Any], entries: list[Any],
+                input_shape: tuple[int, ...] | None, given: Any = None) -> tuple[nn.Module, list[Tensor]]:
     layers = [KerasLayer(entry) for entry in entries]
     inputs = [layer for layer in layers if layer.class_name == INPUT_LAYER]
     if inputs and inputs[0] is not layers[0] or len(inputs) > 1:
         raise DeepfieldError("an InputLayer inside a Sequential must come first, and only once")
     body = layers[1:] if inputs else layers
-    _refuse_nested(body)
-    channels_last = _channels_last(body)
-    x = Tensor(_input_shape(spec, layers, input_shape, channels_last), channels_last)
+    if isinstance(given, list):
+        raise DeepfieldError("a Sequential used as a layer takes one tensor")
+    if given is None:
+        channels_last = _channels_last(body)
+        x = Tensor(_input_shape(spec, layers, input_shape, channels_last), channels_last)
+    else:
+        x = dataclasses.replace(given, features=())
     config = spec.get("config") if isinstance(spec.get("config"), dict) else {}
     model = model_class("Sequential")(name=str(config.get("name", "sequential")), input_shape=x.shape)
     for keras, key in zip(body, weight_keys([layer.class_name for layer in body])):
+        if keras.class_name in MODELS:  # a model used as a layer: converted as a model, called on x
+            inner, outputs = _model(weights.inside(keras.name, key), keras.spec, None, x)
+            if len(outputs) != 1:
+                raise keras.refuse("a model with several outputs inside a Sequential")
+            model.add(inner)
+            x = dataclasses.replace(outputs[0], features=())
+            continue
+        bridge, x = sequence_bridge(keras, x)
+        if bridge is not None:
+            model.add(bridge)
         translator, layer = make_layer(keras, x)
         y = with_mask(translator, keras, x, translator.output(keras, x, output_shape(layer, x.shape,
                                                                                     translator.input_dtype)))
-        finish_layer(keras, translator, layer, x, keras_file.weights.of(keras.name, key, translator.parts))
+        finish_layer(keras, translator, layer, x, weights.of(keras.name, key, translator.parts))
         model.add(layer)
-        x = y
-    return model
+        x = feature_chain(translator, layer, x, y)
+    return model, [x]
 
 
 def _channels_last(layers: list[KerasLayer]) -> bool:
@@ -127,12 +150,6 @@ def _channels_last(layers: list[KerasLayer]) -> bool:
         if layer.class_name in SEQUENCE_CLASSES:
             return False
     return True
-
-
-def _refuse_nested(layers: list[KerasLayer]) -> None:
-    for layer in layers:
-        if layer.class_name in ("Sequential", "Functional", "Model"):
-            raise layer.refuse("a model inside the model; deepfield converts one level of layers so far")
 
 
 def _input_shape(spec: dict[str, Any], layers: list[KerasLayer], given: tuple[int, ...] | None,

@@ -7,6 +7,7 @@ back and the rows of the Dense after a Flatten reordered back, so a collaborator
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from deepfield.models.functional import Functional
 from deepfield.models.keras_files import archive, graph, layout
 from deepfield.models.keras_files.layers_sequences import SEQUENCE_CLASSES
 from deepfield.models.keras_files.loading import INPUT_LAYER, output_shape, weight_keys
-from deepfield.models.keras_files.translate import EXPORTS, KerasLayer, Tensor, Translator, assign
+from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, assign, chain_order,
+                                                    feature_chain, reorder_features)
 from deepfield.models.sequential import Sequential
 from deepfield.version import __version__
 
@@ -31,6 +33,9 @@ Walked = list[tuple[Layer, Translator, KerasLayer, Any]]
 
 def _translate(name: str, layer: nn.Module, x: Any) -> tuple[Translator, KerasLayer]:
     """The translator of one deepfield layer taking ``x`` and its Keras config (channels last)."""
+    if isinstance(layer, (Sequential, Functional)):  # a model used as a layer: Keras nests its config
+        nested = _Nested(name, layer, x)
+        return nested, KerasLayer(nested.spec)
     translator = EXPORTS.get(type(layer))
     if translator is None:
         raise DeepfieldError(f"layer {name!r} ({type(layer).__name__}): deepfield cannot write this layer for Keras "
@@ -52,37 +57,91 @@ def takes_sequence(module: nn.Module) -> bool:
     return translator is not None and translator.keras[0] in SEQUENCE_CLASSES
 
 
-def _sequential(model: Sequential) -> Walked:
+def _sequential(model: Sequential, given: Tensor | None = None) -> tuple[Walked, Tensor, Tensor]:
+    """The layers to write, the model's input as Keras holds it (``given``: a model used as a layer, called on it)
+    and its output."""
     if not model.built:
         model.build()
-    x = Tensor(tuple(model.input_shape), channels_last=not takes_sequence(next(iter(model.children()))))
+    if given is None:
+        given = Tensor(tuple(model.input_shape), channels_last=not takes_sequence(next(iter(model.children()))))
+    x = given = dataclasses.replace(given, features=())
     walked = []
     for name, layer in model.named_children():
+        if (vanishing := EXPORTS.get(type(layer))) is not None and vanishing.vanishes(layer, x):
+            x = Tensor(output_shape(layer, x.shape), channels_last=False)
+            continue
         translator, keras = _translate(name, layer, x)
         walked.append((layer, translator, keras, x))
-        x = translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype))
-    return walked
+        x = feature_chain(translator, layer, x,
+                          translator.output(keras, x, output_shape(layer, x.shape, translator.input_dtype)))
+    return walked, given, x
 
 
-def _keras_model(model: nn.Module) -> tuple[dict[str, Any], list[str], list[Any]]:
-    """Keras's config of ``model``, the Keras 3 weight keys of its layers, and the layers (an input: ``None``)."""
+def _keras_model(model: nn.Module, given: Any = None) -> tuple[dict[str, Any], list[str], list[Any], list[Tensor]]:
+    """Keras's config of ``model``, the Keras 3 weight keys of its layers, the layers (an input: ``None``) and its
+    outputs as the converter follows them; ``given``: the tensors a model used as a layer is called on."""
     if isinstance(model, Functional):
-        entries, ends, steps = graph.to_keras(model, _translate, takes_sequence)
+        entries, ends, steps, outputs = graph.to_keras(model, _translate, takes_sequence, given)
         config = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
                   "config": {"name": model.name, "trainable": True, "layers": entries, **ends}}
-        return config, weight_keys([e["class_name"] for e in entries]), steps
+        return config, weight_keys([e["class_name"] for e in entries]), steps, outputs
     if not isinstance(model, Sequential):
         raise DeepfieldError(f"a {type(model).__name__} has no Keras counterpart deepfield writes; save_keras and "
                              "Keras weights take a Sequential or functional model")
-    walked = _sequential(model)
-    batch_shape = [None, *layout.shape_to_keras(tuple(model.input_shape), walked[0][3].channels_last)]
+    if isinstance(given, list):
+        raise DeepfieldError(f"{model.name!r}: a Sequential used as a layer takes one tensor")
+    walked, given, output = _sequential(model, given)
+    batch_shape = [None, *layout.shape_to_keras(given.shape, given.channels_last)]
     layers = [{"module": "keras.layers", "class_name": INPUT_LAYER, "registered_name": None, "config": {
         "batch_shape": batch_shape, "dtype": "float32", "sparse": False, "name": "input_layer"}}]
     layers += [keras.spec for _, _, keras, _ in walked]
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
               "config": {"name": model.name, "trainable": True, "layers": layers},
               "build_config": {"input_shape": batch_shape}}
-    return config, weight_keys([keras.class_name for _, _, keras, _ in walked]), list(walked)
+    return config, weight_keys([keras.class_name for _, _, keras, _ in walked]), list(walked), [output]
+
+
+class _Nested(Translator):
+    """A deepfield Sequential or functional model used as a layer of a functional model: Keras nests its config
+    (the model's own, written for the tensor it is called on) and keeps its weights under ``layers/<key>/layers``."""
+
+    keeps_order = False
+
+    def __init__(self, name: str, model: nn.Module, x: Any):
+        config, self.keys, self.steps, outputs = _keras_model(model, x)
+        if len(outputs) != 1:
+            raise DeepfieldError(f"model {name!r}: a model with several outputs used as a layer is not written yet")
+        self.spec = {**config, "config": {**config["config"], "name": name}}
+        self.followed = outputs[0]
+
+    def output(self, keras: KerasLayer, x: Any, shape: tuple[int, ...]) -> Tensor:
+        return dataclasses.replace(self.followed, features=())
+
+    def weight_groups(self, layer: Layer, x: Tensor) -> dict[str, list[np.ndarray]]:
+        return {f"layers/{key}": arrays for key, (_, arrays) in _weights(self.keys, self.steps).items()}
+
+    def weights_to_deepfield(self, keras: KerasLayer, layer: Layer, arrays: list[np.ndarray],
+                             x: Tensor) -> dict[str, np.ndarray]:
+        raise keras.refuse("a model inside the model: load the Keras file with load_keras, which converts it")
+
+
+def _weights(keys: list[str], walked: list[Any]) -> dict[str, tuple[str, list[np.ndarray]]]:
+    """Keras 3's weight groups of a model's layers (``walked``, keyed ``keys``), by their path, with the layer's
+    name; the layers before a Reshape into an image with their features in Keras's order."""
+    weights: dict[str, tuple[str, list[np.ndarray]]] = {}
+    of_layer: dict[int, list[list[np.ndarray]]] = {}
+    for key, step in zip(keys, walked):
+        if step is not None:
+            layer, translator, keras, x = step
+            for part, arrays in translator.weight_groups(layer, x).items():
+                weights[f"{key}/{part}" if part else key] = (keras.name, arrays)
+                of_layer.setdefault(id(layer), []).append(arrays)
+            if (order := chain_order(translator, layer, x)) is None:
+                continue
+            for arrays in (a for made in x.features for a in of_layer.get(id(made), [])):
+                # Keras's features (the last axis) in Keras's order: deepfield's feature order[k] is its k-th
+                arrays[:] = [a[..., order] if a.ndim and a.shape[-1] == len(order) else a for a in arrays]
+    return weights
 
 
 def save_keras(model: nn.Module, path: str | os.PathLike[str]) -> Path:
@@ -91,13 +150,8 @@ def save_keras(model: nn.Module, path: str | os.PathLike[str]) -> Path:
 
     Channels last, Keras's default: the Keras model takes ``(N, H, W, C)`` where deepfield takes ``(N, C, H, W)``.
     """
-    config, keys, walked = _keras_model(model)
-    weights: dict[str, tuple[str, list[np.ndarray]]] = {}
-    for key, step in zip(keys, walked):
-        if step is not None:
-            layer, translator, keras, x = step
-            for part, arrays in translator.weight_groups(layer, x).items():
-                weights[f"{key}/{part}" if part else key] = (keras.name, arrays)
+    config, keys, walked, _ = _keras_model(model)
+    weights = _weights(keys, walked)
     return archive.write(path, config, weights, model.name, f"deepfield {__version__}")
 
 
@@ -112,7 +166,7 @@ def load_keras_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """
     keras_file = archive.read(path)
     where = str(keras_file.path)
-    _, keys, steps = _keras_model(model)
+    _, keys, steps, _ = _keras_model(model)
     walked = [(step, key) for step, key in zip(steps, keys) if step is not None]
     try:
         if keras_file.weights.by == "key":
@@ -121,6 +175,9 @@ def load_keras_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
             found = _in_order([step for step, _ in walked], keras_file.weights)
         for ((layer, translator, keras, x), _), arrays in zip(walked, found):
             assign(keras, layer, translator.weights_to_deepfield(keras, layer, arrays, x))
+        for (layer, translator, _, x), _ in walked:
+            if (order := chain_order(translator, layer, x)) is not None:
+                reorder_features(x.features, order)
     except DeepfieldError as exc:
         raise DeepfieldError(f"{where}: {exc}") from None
 

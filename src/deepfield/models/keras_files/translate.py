@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from deepfield.errors import DeepfieldError
-from deepfield.models import activations, initializers
+from deepfield.models import activations, initializers, reshaping
 from deepfield.models.base import Layer, snake_case
 from deepfield.registry import Registry
 
@@ -44,6 +44,10 @@ class Tensor:
     mask: str = ""
     """A sequence's mask of padded steps: ``"on"`` (deepfield carries it, as Keras), ``"lost"`` (Keras carries it
     here, deepfield's layer before did not pass it on), ``""`` (none)."""
+    features: tuple[Layer, ...] = ()
+    """For a flat tensor: the layers back to the ``Dense`` that made it (then BatchNormalization, activations,
+    dropout, ...), each used once, whose output features a ``Reshape`` into a channels-last image reorders
+    (:func:`reorder_features`): deepfield's image is channels first, so its flat numbers come in another order."""
 
     @property
     def keras_rank(self) -> int:
@@ -107,6 +111,11 @@ class Translator:
     """The parts holding the weights, in the order :meth:`weights_to_deepfield` takes them (Bidirectional's)."""
     input_dtype: ClassVar[torch.dtype] = torch.float32
     """What the layer takes (an Embedding: integer ids)."""
+    takes_sequence: ClassVar[bool] = False
+    """The layer reads a sequence ``(N, T, F)`` as Keras holds it (the recurrent layers): one held channels last
+    (a Conv1D's, a RepeatVector's) gets a ``Permute((2, 1))`` before it in deepfield (:func:`sequence_bridge`)."""
+    makes_features: ClassVar[bool] = False
+    """The layer makes flat features whose order is its own to choose (a Dense: its output columns)."""
     masks: ClassVar[str] = "drop"
     """What the deepfield layer does with a sequence's mask: ``"make"`` (Masking, Embedding), ``"read"`` (the
     recurrent layers: they use it, and pass it on with their sequences), ``"pass"`` (Dropout), ``"drop"``."""
@@ -135,6 +144,15 @@ class Translator:
         """The tensor after the layer, whose deepfield shape is ``shape``."""
         return Tensor(shape, x.channels_last, x.order if self.keeps_order else None)
 
+    def vanishes(self, layer: Layer, x: Tensor | list[Tensor]) -> bool:
+        """Whether Keras has nothing in its place (it only changes how deepfield holds the tensor)."""
+        return False
+
+    def feature_order(self, layer: Layer, x: Tensor) -> np.ndarray | None:
+        """The order the layer needs of its flat input's features, as :func:`layout.flatten_order` gives it
+        (a Reshape into a channels-last image's); ``None``: the order they come in."""
+        return None
+
 
 TRANSLATORS: Registry[Translator] = Registry("Keras layer")
 """Keras layer class name -> its translator (filled by the family modules)."""
@@ -149,6 +167,49 @@ def register(translator: type[Translator]) -> type[Translator]:
         TRANSLATORS.add(name, instance)
     EXPORTS.setdefault(translator.deepfield, instance)
     return translator
+
+
+def feature_chain(translator: Translator, layer: Layer, x: Tensor | list[Tensor], y: Tensor) -> Tensor:
+    """``y`` knowing the layers whose output features a Reshape after it may reorder (``Tensor.features``)."""
+    if len(y.shape) != 1 or isinstance(x, list):
+        return y
+    if translator.makes_features:
+        return dataclasses.replace(y, features=(layer,))
+    if translator.keeps_order and x.features:
+        return dataclasses.replace(y, features=(*x.features, layer))
+    return y
+
+
+def sequence_bridge(keras: KerasLayer, x: Tensor | list[Tensor]) -> tuple[Layer | None, Any]:
+    """The ``Permute((2, 1))`` deepfield needs before ``keras`` and the tensor after it, or ``(None, x)``.
+
+    Keras holds a Conv1D's or RepeatVector's output as ``(steps, features)``, which its recurrent layers read as it
+    is; deepfield holds it ``(features, steps)`` (channels first), and its recurrent layers take ``(N, T, F)``.
+    """
+    if not translator_for(keras).takes_sequence or isinstance(x, list) or len(x.shape) != 2 or not x.channels_last:
+        return None, x
+    return reshaping.Permute((2, 1), name=f"{keras.name}_permute"), Tensor(x.shape[::-1], channels_last=False)
+
+
+def chain_order(translator: Translator, layer: Layer, x: Tensor | list[Tensor]) -> np.ndarray | None:
+    """The order ``layer`` (taking ``x``) needs of the features of the layers ``x.features``, ``None`` if none."""
+    if isinstance(x, list):
+        return None
+    order = translator.feature_order(layer, x)
+    return order if order is not None and x.features else None
+
+
+def reorder_features(layers: tuple[Layer, ...], order: np.ndarray) -> None:
+    """Reorder the output features of ``layers`` (a Dense's rows and bias, BatchNormalization's vectors, ...: each
+    weight's axis 0 of the features' size) so that deepfield's feature ``order[k]`` is Keras's ``k``-th."""
+    index = torch.as_tensor(order)
+    with torch.no_grad():
+        for layer in layers:
+            for weight in [*layer.parameters(), *layer.buffers()]:
+                if weight.dim() and weight.shape[0] == len(order):
+                    moved = torch.empty_like(weight)
+                    moved[index] = weight
+                    weight.copy_(moved)
 
 
 def with_mask(translator: Translator, keras: KerasLayer, x: Tensor | list[Tensor], y: Tensor) -> Tensor:
