@@ -24,6 +24,7 @@ SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
     "spectra1d": ({"input_shape": (2, 100), "filters": (4, 8), "hidden": (8,), "dropout": 0.1}, (2, 1)),
     "mlp": ({"input_shape": (6,), "hidden": (8, 8), "n_outputs": 3, "dropout": 0.2, "batch_norm": True}, (2, 3)),
     "resnet": ({"input_shape": (2, 9, 11), "filters": (4, 8), "blocks": 1, "n_outputs": 2}, (2, 2)),
+    "unet": ({"input_shape": (2, 8, 12), "depth": 2, "filters": 4, "output_channels": 1}, (2, 1, 8, 12)),
 }
 
 # name -> (parameters incl. BN moving statistics, output shape) at the default input shape
@@ -36,6 +37,7 @@ DEFAULT = {
     "spectra1d": (84_657, (1,)),
     "mlp": (4_929, (1,)),
     "resnet": (273_169, (1,)),
+    "unet": (1_945_555, (3, 64, 64)),
 }
 
 
@@ -83,7 +85,7 @@ def test_other_shapes_and_bands_forward_and_backward(name):
 def test_summary_rows_are_the_top_level_layers_and_totals_add_up(name):
     model = small(name)
     s = summarize(model)
-    assert [r.name for r in s.rows] == [n for n, _ in model.named_children()]
+    assert [r.name for r in s.rows if r.type != "InputLayer"] == [n for n, _ in model.named_children()]
     buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
     assert s.total == sum(p.numel() for p in model.parameters()) + buffers == sum(r.params for r in s.rows)
     assert s.rows[-1].output_shape == SMALL[name][1][1:]

@@ -20,6 +20,7 @@ from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.presets.resnet import resnet
 from deepfield.models.presets.spectra import spectra1d
 from deepfield.models.presets.tabular import mlp
+from deepfield.models.presets.unet import unet
 from deepfield.registry import Registry
 
 PRESETS: Registry[Callable[..., nn.Module]] = Registry("model preset", {
@@ -31,6 +32,7 @@ PRESETS: Registry[Callable[..., nn.Module]] = Registry("model preset", {
     "spectra1d": spectra1d,
     "mlp": mlp,
     "resnet": resnet,
+    "unet": unet,
 })
 PRESETS.alias("quality-cnn", "euclid-quality", listed=False)  # the name before the rename, no longer offered
 

@@ -10,7 +10,9 @@ module               presets                      what
 ``spectra``          spectra1d                    1-D CNN for spectra
 ``tabular``          mlp                          dense networks for catalogues
 ``resnet``           resnet                       small residual network for stamps
+``unet``             unet                         image-to-image U-Net (a functional model)
 ===================  ===========================  =========================================
 
-All are Sequentials except ``pasquet`` (two inputs), a :class:`~deepfield.models.presets.base.PresetModel`.
+All are Sequentials except ``pasquet`` (two inputs), a :class:`~deepfield.models.presets.base.PresetModel`,
+and ``unet``, a :class:`~deepfield.models.functional.Functional` (its skips are a graph).
 """
