@@ -115,6 +115,12 @@ class Task:
         """The prediction table's columns for the network's ``outputs`` (N, ...)."""
         raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")
 
+    def classical_baselines(self, config: RunConfig, prepared: Prepared,
+                            metrics: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The task's own baselines rows for ``metrics.json["baselines"]`` (the network's row first, from its
+        ``metrics``), or ``None``: the features-and-learners baselines (``baselines.features``, ``learners``)."""
+        return None
+
     # -- uncertainty (see deepfield.tasks.uncertainty) -------------------------------------------
     def output_kind(self, info: PreparedInfo) -> str:
         """How to read the network's outputs: ``"probabilities"``, ``"values"`` or ``"gaussian"``

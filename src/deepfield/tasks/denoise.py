@@ -44,6 +44,7 @@ from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.training.mc_dropout import MCPrediction
@@ -217,6 +218,18 @@ class Denoise(Task):
             pull = np.abs(output - truth) / sigma
             result["pixel_coverage"] = {"68": float(np.mean(pull < 1.0)), "95": float(np.mean(pull < 1.959964))}
         return result
+
+    def classical_baselines(self, config: RunConfig, prepared: Prepared,
+                            metrics: dict[str, Any]) -> list[dict[str, Any]]:
+        """The network's row, then the noisy input and the classical filters
+        (:func:`~deepfield.tasks.baselines.denoisers.denoise_baselines`) on the same validation and test parts."""
+        info = prepared.info
+        parts = {part: (restore(prepared.x[part], info), restore(prepared.y[part], info))
+                 for part in ("validation", "test")}
+        network = {"model": f"network ({config.model.preset})", "parameter": "",
+                   **{key: metrics[key] for key in SCORES if key in metrics}}
+        return [network, *denoise_baselines(parts["validation"], parts["test"],
+                                            prepared.apertures["test"], info.bands)]  # type: ignore[attr-defined]
 
     def describe(self, outputs: np.ndarray, info: DenoiseInfo) -> dict[str, np.ndarray]:
         """``denoised`` (N, C, H, W) float32 in the file's unit; ``denoised_err`` with a heteroscedastic head."""
