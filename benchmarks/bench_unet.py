@@ -8,7 +8,8 @@ medians reported; each in the NCHW layout and in channels_last (which deepfield'
 on the CPU for convolutional networks: ``channels_last="auto"``).
 
     python benchmarks/bench_unet.py              # ~1 minute on 2 CPU cores
-    python benchmarks/bench_unet.py --filters 32 # another width (any preset option: --depth, --normalization)
+    python benchmarks/bench_unet.py --filters 32 # another width (or --depth)
+    python benchmarks/bench_unet.py --threads 1  # one core
     python benchmarks/bench_unet.py --write      # also update benchmarks/RESULTS.md
     python benchmarks/bench_unet.py --profile    # torch.profiler table of one preset batch (channels_last)
 """
@@ -93,11 +94,14 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=zoo.parameters("unet")["depth"].default)
     parser.add_argument("--filters", type=int, default=zoo.parameters("unet")["filters"].default)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     preset = zoo.get("unet", input_shape=SHAPE, depth=args.depth, filters=args.filters).eval()
     randomise_statistics(preset)
@@ -127,20 +131,24 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
         return
     times: dict[str, list[float]] = {name: [] for name in runs}
+    layouts = ("NCHW", "channels_last")
     with torch.no_grad():
         for name, (model, batch) in runs.items():
             model(batch)  # warm-up
         for round_ in range(args.rounds):
-            names = list(runs)
-            for name in names[round_ % len(names):] + names[:round_ % len(names)]:  # each starts a round in turn
-                model, batch = runs[name]
-                synchronize(device)
-                start = time.perf_counter()
-                model(batch)
-                synchronize(device)
-                times[name].append(time.perf_counter() - start)
+            for layout in layouts:  # the two networks back to back, each first in every other round
+                for name in (f"preset {layout}", f"plain {layout}")[::1 if round_ % 2 else -1]:
+                    model, batch = runs[name]
+                    synchronize(device)
+                    start = time.perf_counter()
+                    model(batch)
+                    synchronize(device)
+                    times[name].append(time.perf_counter() - start)
     rate = {name: BATCH / statistics.median(t) for name, t in times.items()}
-    ratio = {layout: rate[f"preset {layout}"] / rate[f"plain {layout}"] for layout in ("NCHW", "channels_last")}
+    # the ratio from each round's back-to-back pair (the machine's load drifts less within a pair)
+    ratio = {layout: statistics.median(plain / preset for preset, plain in zip(times[f"preset {layout}"],
+                                                                            times[f"plain {layout}"]))
+             for layout in layouts}
     for name, r in rate.items():
         print(f"{name:22s} {r:7.1f} stamps/s   preset / plain = {ratio[name.split(' ', 1)[1]]:.2f}", flush=True)
     print(f"max |preset - plain| = {error:.1e}; threads {torch.get_num_threads()}")
@@ -151,7 +159,8 @@ def main() -> None:
 {datetime.date.today()}, {machine()}, torch {torch.__version__}, {device_name(device)},
 {torch.get_num_threads()} threads. `unet` depth {args.depth}, filters {args.filters}, batch norm, on {BATCH} stamps of
 3x64x64 (eval, no gradients) against the same network as a plain torch module with the same weights
-(outputs equal to {error:.1e}); median of {args.rounds} interleaved rounds.
+(outputs equal to {error:.1e}); medians of {args.rounds} interleaved rounds, the ratio the median of each
+round's back-to-back pair.
 
 | network, layout | stamps/s |
 |---|---|

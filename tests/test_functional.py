@@ -483,3 +483,26 @@ def test_weighted_validation_data_of_a_two_input_model_is_packed_like_the_traini
     # Keras: validation loss = sum(w * l) / N over the validation samples
     per_sample = ((model.predict(x, verbose=0) - y) ** 2).reshape(-1)
     assert history.history["val_loss"][0] == pytest.approx(float(np.sum(weights * per_sample) / 8), rel=1e-5)
+
+
+def test_inference_frees_each_activation_after_its_last_reader():
+    # a skip keeps its tensor until the merge reads it; a tensor read once is gone when the next layer runs
+    import weakref
+
+    x = df.Input((4,))
+    first = Dense(3, name="first")(x)
+    second = Dense(3, name="second")(first)
+    model = df.Model(x, Add(name="add")([Dense(3, name="third")(second), first]))
+    made: dict[str, weakref.ref] = {}
+    alive: dict[str, bool] = {}
+    for name in ("first", "second"):
+        model.get_layer(name).register_forward_hook(lambda m, i, out, name=name: made.update({name: weakref.ref(out)}))
+    model.get_layer("third").register_forward_pre_hook(
+        lambda m, i: alive.update({n: r() is not None for n, r in made.items()}))
+    with torch.no_grad():
+        model(torch.randn(2, 4))
+    assert alive == {"first": True, "second": True}  # first: the Add still needs it; second: third reads it now
+    model.get_layer("add").register_forward_pre_hook(lambda m, i: alive.update(second=made["second"]() is not None))
+    with torch.no_grad():
+        model(torch.randn(2, 4))
+    assert alive["second"] is False

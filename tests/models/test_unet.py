@@ -124,6 +124,7 @@ def test_stamp_sizes_the_depth_cannot_halve_are_refused_with_what_would_work():
     ({"normalization": "group", "groups": 3}, "with 3 groups needs filters that divide by 3; got filters 4"),
     ({"dropout": 1.0}, "dropout must be a rate in [0, 1); got 1.0"),
     ({"depth": 0}, "depth must be"),
+    ({"residual": "yes"}, "residual must be one of False, True; got 'yes'"),
 ])
 def test_bad_options_say_which_and_why(options, message):
     with pytest.raises(DeepfieldError) as err:

@@ -113,14 +113,14 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
         input_shape: ``(C, H, W)``; H and W must divide by ``2**depth`` and be at least ``2**(depth+1)``.
         depth: the number of poolings (down-steps).
         filters: the first level's channels, doubled per level. 16 by default, not the paper's 64: on 64×64
-            stamps that is 190 million mult-adds per stamp, over 100 stamps/s of inference on one CPU core
-            (channels_last, as ``predict`` runs it); 32 quadruples the work (bench_unet.py).
+            stamps that is 190 million mult-adds per stamp, 106 to 159 stamps/s of inference measured on one
+            CPU core (channels_last, as ``predict`` runs it); 32 quadruples the work (bench_unet.py).
         normalization: 'batch', 'group' (``groups`` groups, Wu & He 2018) or None, after every 3×3
             convolution (which then has no bias).
         residual: each block adds a 1×1 projection of its input before its last ReLU.
         dropout: rate of a ``Dropout`` after the bottleneck (the paper's place, the end of the contracting
-            path) and after every decoder block (Kendall et al. 2017 drop in the decoder), so that MC
-            dropout at prediction time samples every output pixel; 0: none.
+            path) and after every decoder block (Bayesian SegNet, Kendall et al. 2017, drops in its decoder),
+            so that MC dropout at prediction time samples every output pixel; 0: none.
         heteroscedastic: a second 1×1 convolution gives a per-pixel log-variance for each output
             channel, concatenated after the outputs: ``(N, 2 · output_channels, H, W)``, means first.
             Its kernel starts at zero (unit variance everywhere at the start of training).
@@ -134,6 +134,8 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
     groups = arguments.integer(f"preset {PRESET!r} groups", groups)
     _one_of("normalization", normalization, NORMALIZATIONS)
     _one_of("upsampling", upsampling, UPSAMPLINGS)
+    _one_of("residual", residual, (False, True))
+    _one_of("heteroscedastic", heteroscedastic, (False, True))
     if not arguments.is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise DeepfieldError(f"preset {PRESET!r} dropout must be a rate in [0, 1); got {dropout!r}")
     out_channels = shape[0] if output_channels is None else \
@@ -143,7 +145,7 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
                              f"by {groups}; got filters {filters}")
     check_stamp_size(shape[1], shape[2], depth)
 
-    make = _Builder(normalization, groups, bool(residual), kernel_initializer)
+    make = _Builder(normalization, groups, residual, kernel_initializer)
     image = Input(shape, name="image")
     x, skips = image, []
     for level in range(1, depth + 1):
