@@ -6,11 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from astropy.io import fits
 from astropy.table import Table
 
 from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
 from deepfield.errors import DeepfieldError
+from deepfield.models import zoo
 from deepfield.tasks.config import load_config
+from deepfield.tasks.denoise import Restoring, unet_tiling
 from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "denoise.yaml"
@@ -80,3 +84,39 @@ def test_evaluate_on_a_new_labelled_file_and_a_run_that_loads_back(trained, tmp_
     metrics = evaluate_run(copy, pairs(tmp_path / "other.h5", 16, seed=5))
     assert METRICS <= set(metrics) and metrics["psnr"] > metrics["psnr_input"]
     assert load_run(copy).info.aperture_radius == 4.0  # 1/8 of 32 pixels, for files without truth/
+
+
+def test_predict_a_whole_fits_image_by_tiles_equals_one_pass_and_keeps_the_header(trained, tmp_path, cli):
+    _, out, _ = trained
+    rng = np.random.default_rng(4)
+    image = rng.normal(scale=18.0, size=(300, 280)).astype(np.float32)  # sky noise of the r band, nJy
+    image[100:110, 60:70] += 500.0
+    header = fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0,
+                          "CRPIX1": 140.0, "CRPIX2": 150.0, "CDELT1": -5.5e-5, "CDELT2": 5.5e-5, "BUNIT": "nJy"})
+    fits.PrimaryHDU(image, header).writeto(tmp_path / "field.fits")
+    written = predict_run(out, tmp_path / "field.fits", tmp_path / "cleaned.fits")
+    with fits.open(written) as hdul:
+        cleaned, kept = hdul[0].data, hdul[0].header
+    assert cleaned.shape == (300, 280) and kept["CRVAL1"] == 150.0 and kept["BUNIT"] == "nJy"
+    run = load_run(out)
+    with torch.no_grad():  # one pass over the whole image (300 and 280 divide by 2**depth = 4)
+        whole = Restoring(run.models, run.info).eval()(torch.from_numpy(image)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(cleaned, whole, atol=1e-5 * np.abs(whole).max())
+    assert cleaned[:50, :50].std() < 0.8 * image[:50, :50].std()  # the sky is smoother
+    with pytest.raises(DeepfieldError, match="written as FITS"):
+        predict_run(out, tmp_path / "field.fits", tmp_path / "cleaned.h5")
+    done = cli("predict", out, tmp_path / "field.fits", "--out", tmp_path / "again.fits")
+    assert done.returncode == 0 and "again.fits" in done.stdout
+    np.testing.assert_array_equal(fits.getdata(tmp_path / "again.fits"), cleaned)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_the_tiling_margin_bounds_the_unets_receptive_field(depth):
+    torch.manual_seed(0)
+    network = zoo.get("unet", input_shape=(1, 192, 192), depth=depth, filters=4, normalization=None).double().eval()
+    x = torch.randn(1, 1, 192, 192, dtype=torch.float64, requires_grad=True)
+    network(x)[0, 0, 96, 96].backward()
+    reach = (x.grad[0, 0].abs() > 0).nonzero() - 96
+    tile, overlap, margin = unet_tiling(depth)
+    assert int(reach.abs().max()) <= margin and overlap >= 2 * margin and tile >= 2 * overlap
+    assert tile % 2**depth == 0 and overlap % 2**depth == 0

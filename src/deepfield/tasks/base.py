@@ -115,6 +115,12 @@ class Task:
         """The prediction table's columns for the network's ``outputs`` (N, ...)."""
         raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")
 
+    def predict_whole_image(self, models: list[nn.Module], config: RunConfig, info: PreparedInfo, data: Path,
+                            out: Path, overwrite: bool = False) -> Path | None:
+        """``deepfield predict RUN image --out FILE`` for a task that maps a whole image (any size, by tiles) to
+        a whole image: write ``out`` and return it; ``None``: ``data`` is not such an image (a table is written)."""
+        return None
+
     def classical_baselines(self, config: RunConfig, prepared: Prepared,
                             metrics: dict[str, Any]) -> list[dict[str, Any]] | None:
         """The task's own baselines rows for ``metrics.json["baselines"]`` (the network's row first, from its

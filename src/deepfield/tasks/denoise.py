@@ -36,8 +36,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from deepfield.analysis.image_quality import image_quality
+from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
@@ -50,6 +52,9 @@ from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "targets"
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
+TILE = 256
+"""The smallest tile side (pixels) of tiled whole-image prediction."""
 APERTURE_FRACTION = 0.125
 """Aperture radius, as a fraction of the stamp's smaller side, when the file gives none (8 pixels on 64×64)."""
 
@@ -219,6 +224,25 @@ class Denoise(Task):
             result["pixel_coverage"] = {"68": float(np.mean(pull < 1.0)), "95": float(np.mean(pull < 1.959964))}
         return result
 
+    def predict_whole_image(self, models: list[nn.Module], config: RunConfig, info: DenoiseInfo, data: Path,
+                            out: Path, overwrite: bool = False) -> Path | None:
+        """A FITS image (``(H, W)`` one band, or a ``(C, H, W)`` cube in the run's band order) of any size,
+        denoised by overlapping tiles (:func:`~deepfield.analysis.tiling_fits.predict_fits_tiled`,
+        :func:`unet_tiling`) into the FITS file ``out`` with the input's header and WCS, in its flux unit.
+        An axis shorter than the tile is one tile: its length must then divide by ``2**depth``."""
+        if data.suffix.lower() not in FITS_SUFFIXES:
+            return None
+        if out.suffix.lower() not in FITS_SUFFIXES:
+            raise DeepfieldError(f"{out}: a denoised FITS image is written as FITS (.fits)")
+        accepted = zoo.parameters(config.model.preset)
+        if "depth" not in accepted:
+            raise DeepfieldError(f"{data}: tiled prediction of whole images needs a U-Net run (model.preset "
+                                 f"{config.model.preset!r})")
+        depth = int(config.model.options.get("depth", accepted["depth"].default))
+        tile, overlap, margin = unet_tiling(depth)
+        return predict_fits_tiled(Restoring(models, info), data, out, tile=tile, overlap=overlap, margin=margin,
+                                  device=config.training.device, overwrite=overwrite)
+
     def classical_baselines(self, config: RunConfig, prepared: Prepared,
                             metrics: dict[str, Any]) -> list[dict[str, Any]]:
         """The network's row, then the noisy input and the classical filters
@@ -245,6 +269,42 @@ class Denoise(Task):
         if float(prediction.std.max()) == 0.0:
             return {}
         return {"denoised_spread": restore(prediction.std[:, :len(info.bands)], info, offset=False).astype(np.float32)}
+
+
+class Restoring(nn.Module):
+    """A run's networks as one image-to-image module in the file's flux unit: raw ``(N, C, h, w)`` ->
+    :func:`normalise` -> each network's denoised channels (a heteroscedastic head's σ left out), averaged
+    over an ensemble -> :func:`restore`, ``(N, C, h, w)``. For tiled inference on whole images."""
+
+    def __init__(self, models: list[nn.Module], info: DenoiseInfo):
+        super().__init__()
+        self.networks = nn.ModuleList(models)
+        self.channels = len(info.bands)
+        stats = info.normalize
+        median = stats.median if stats is not None else [0.0] * self.channels
+        sigma = stats.sigma if stats is not None else [1.0] * self.channels
+        self.register_buffer("median", torch.tensor(median, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("sigma", torch.tensor(sigma, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.median) / self.sigma
+        out = torch.stack([network(z)[:, :self.channels] for network in self.networks]).mean(dim=0)
+        return out * self.sigma + self.median
+
+
+def unet_tiling(depth: int) -> tuple[int, int, int]:
+    """(tile, overlap, margin) in pixels for a U-Net of ``depth`` poolings (``f = 2**depth``).
+
+    ``margin`` is the receptive-field radius ``8 f − 6`` (the tiled output then equals one pass; it bounds
+    the U-Net's: per level ``l`` two 3×3 convolutions on each side add ``4 · 2^l``, the pooling and the
+    up-convolution ``2 · 2^l``; the bottleneck's two ``2 f``); ``overlap`` ``2 · margin`` and ``tile``
+    (at least :data:`TILE`, twice the overlap) rounded up to multiples of ``f``, so that tiles start on
+    multiples of ``f``, where the network is shift-equivariant.
+    """
+    step = 2**depth
+    margin = 8 * step - 6
+    overlap = -(-2 * margin // step) * step
+    return -(-max(TILE, 2 * overlap) // step) * step, overlap, margin
 
 
 def _take(pairs: ImagePairs, index: np.ndarray) -> ImagePairs:
