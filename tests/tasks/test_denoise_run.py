@@ -120,3 +120,16 @@ def test_the_tiling_margin_bounds_the_unets_receptive_field(depth):
     tile, overlap, margin = unet_tiling(depth)
     assert int(reach.abs().max()) <= margin and overlap >= 2 * margin and tile >= 2 * overlap
     assert tile % 2**depth == 0 and overlap % 2**depth == 0
+
+
+def test_a_heteroscedastic_run_gives_per_pixel_sigma_in_flux_units_and_its_coverage(tmp_path):
+    config = load_config(EXAMPLE, [f"data.path={pairs(tmp_path / 'pairs.h5', 60, seed=2)}", f"out={tmp_path / 'run'}",
+                                   "uncertainty.heteroscedastic=true", "baselines.run=false", *TINY,
+                                   "training.epochs=3"])
+    out = train(config, verbose=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["pixel_coverage"]) == {"68", "95"}
+    assert 0.0 <= metrics["pixel_coverage"]["68"] <= metrics["pixel_coverage"]["95"] <= 1.0
+    table = Table.read(predict_run(out, tmp_path / "pairs.h5", tmp_path / "denoised.h5"), path="predictions")
+    assert table["denoised"].shape == table["denoised_err"].shape == (60, 1, 32, 32)
+    assert np.all(table["denoised_err"] > 0)
