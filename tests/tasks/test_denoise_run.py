@@ -13,6 +13,7 @@ from astropy.table import Table
 from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
+from deepfield.report.html import headline, write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.denoise import Restoring, unet_tiling
 from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
@@ -35,7 +36,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("denoise")
     config = load_config(EXAMPLE, [f"data.path={pairs(folder / 'pairs.h5', 160, seed=1)}",
                                    f"out={folder / 'run'}", *TINY])
-    return config, train(config, verbose=0), folder
+    return config, train(config, verbose=0, report=write_report), folder
 
 
 def test_the_example_trains_a_unet_that_beats_the_noisy_input_and_records_every_metric(trained):
@@ -48,6 +49,8 @@ def test_the_example_trains_a_unet_that_beats_the_noisy_input_and_records_every_
     assert abs(metrics["flux_bias"]) < 0.2 and metrics["shape_failures"] < 5
     prepared = json.loads((out / "prepared.json").read_text())
     assert prepared["bands"] == ["r"] and len(prepared["normalize"]["sigma"]) == 1
+    assert headline(metrics).startswith("test psnr ")
+    assert "Baselines on the test part" in (out / "report.html").read_text()
 
 
 def test_the_baselines_rows_score_the_network_the_input_and_three_filters(trained):
