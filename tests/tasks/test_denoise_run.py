@@ -136,3 +136,9 @@ def test_a_heteroscedastic_run_gives_per_pixel_sigma_in_flux_units_and_its_cover
     table = Table.read(predict_run(out, tmp_path / "pairs.h5", tmp_path / "denoised.h5"), path="predictions")
     assert table["denoised"].shape == table["denoised_err"].shape == (60, 1, 32, 32)
     assert np.all(table["denoised_err"] > 0)
+
+
+def test_the_run_shows_the_best_median_and_worst_stamps(trained):
+    _, out, _ = trained
+    assert (out / "figures" / "denoise_gallery.png").read_bytes().startswith(b"\x89PNG")
+    assert "best, median and worst PSNR" in (out / "report.html").read_text()

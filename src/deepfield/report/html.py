@@ -55,6 +55,7 @@ FAILURES_GLOB = "baselines/*_failures.csv"
 
 FIGURE_TITLES = {
     "learning_curves": "Learning curves: loss (and metric) per epoch, training and validation",
+    "denoise_gallery": "Test stamps of best, median and worst PSNR: input, output, truth, residual (and σ)",
     "gradient_norms": "Gradient norm of each layer during training",
     "confusion_matrix": "Confusion matrix on the test part (fraction of each true class, with counts)",
     "roc": "ROC curves (one vs rest) on the test part",

@@ -38,13 +38,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfield.analysis.image_quality import image_quality
+from deepfield.analysis.image_quality import image_quality, psnr
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
+from deepfield.plots import best_median_worst, plot_restoration_gallery
 from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
@@ -219,6 +220,10 @@ class Denoise(Task):
         geometry = prepared.apertures[part]  # type: ignore[attr-defined]
         result = image_quality(truth, output, noisy, geometry[:, 0], geometry[:, 1], geometry[:, 2], info.bands)
         result["unit"] = info.unit
+        scores = psnr(truth, output)
+        shown = best_median_worst(scores)
+        plot_restoration_gallery(noisy, output, truth, figures / "denoise_gallery.png", shown,
+                                 [f"PSNR {scores[i]:.1f} dB" for i in shown], sigma=sigma, unit=info.unit)
         if sigma is not None:
             pull = np.abs(output - truth) / sigma
             result["pixel_coverage"] = {"68": float(np.mean(pull < 1.0)), "95": float(np.mean(pull < 1.959964))}
