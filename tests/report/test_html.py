@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import yaml
 
 from deepfield.errors import DeepfieldError
 from deepfield.report.html import SECTIONS, headline, render_report, write_report
@@ -371,3 +372,22 @@ def test_the_browser_check_catches_a_broken_image(tmp_path: Path) -> None:
                     '<img src="https://example.org/x.png" alt="remote"></body></html>')
     check = browser.check_page(page, chromium, tmp_path)
     assert len(check.broken_images) == 2 and check.errors
+
+
+def test_configuration_shows_what_the_run_set_and_folds_the_whole_config(tmp_path: Path) -> None:
+    from deepfield.tasks.config import RunConfig
+
+    config = RunConfig.model_validate({"task": "tabular", "out": str(tmp_path), "data": {"path": "cat.csv",
+                                       "target": "z"}, "training": {"epochs": 7}})
+    _write(tmp_path, {"config.yaml": yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                      "metrics.json": "{}"})
+    section = re.search(r'<section id="config">(.*?)</section>', render_report(tmp_path), re.S).group(1)
+    chosen, folded = section.split("<details>")
+    assert "epochs: 7" in chosen and "target: z" in chosen
+    assert "kind: images" not in chosen and "photoz" not in chosen  # defaults the tabular run never read
+    assert "kind: images" in folded and "batch_size: 64" in folded
+
+
+def test_a_config_this_version_cannot_validate_is_shown_whole(full_run: Path) -> None:
+    section = re.search(r'<section id="config">(.*?)</section>', render_report(full_run), re.S).group(1)
+    assert "<details>" not in section and "epochs: 15" in section

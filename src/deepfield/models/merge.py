@@ -12,6 +12,9 @@ The element-wise layers take inputs of one shape; an axis of size 1 broadcasts a
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from deepfield.errors import DeepfieldError
@@ -29,6 +32,9 @@ class _Merge(Layer):
 
     minimum_inputs = 1
     exact_inputs: int | None = None
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name=name)
 
     def build(self, input_shape: Shapes | tuple[int, ...]) -> None:
         if not isinstance(input_shape, list):
@@ -49,17 +55,44 @@ class _Merge(Layer):
                                      + ", ".join(map(_shape_text, shapes)))
 
 
-class Add(_Merge):
-    """The sum of the inputs, element-wise (a residual connection: ``Add()([x, shortcut])``)."""
+class _Fold(_Merge):
+    """An element-wise merge folding the inputs with ``combine`` (a binary torch function)."""
 
-    def __init__(self, name: str | None = None):
-        super().__init__(name=name)
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = out + x
-        return out
+        return functools.reduce(type(self).combine, inputs)
+
+
+class Add(_Fold):
+    """The sum of the inputs, element-wise (a residual connection: ``Add()([x, shortcut])``)."""
+
+    combine = torch.add
+
+
+class Multiply(_Fold):
+    """The product of the inputs, element-wise (gating, attention masks)."""
+
+    combine = torch.mul
+
+
+class Maximum(_Fold):
+    """The largest of the inputs, element-wise."""
+
+    combine = torch.maximum
+
+
+class Minimum(_Fold):
+    """The smallest of the inputs, element-wise."""
+
+    combine = torch.minimum
+
+
+class Average(Add):
+    """The mean of the inputs, element-wise."""
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return super().forward(inputs) / len(inputs)
 
 
 class Subtract(_Merge):
@@ -67,63 +100,8 @@ class Subtract(_Merge):
 
     exact_inputs = 2
 
-    def __init__(self, name: str | None = None):
-        super().__init__(name=name)
-
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         return inputs[0] - inputs[1]
-
-
-class Multiply(_Merge):
-    """The product of the inputs, element-wise (gating, attention masks)."""
-
-    def __init__(self, name: str | None = None):
-        super().__init__(name=name)
-
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = out * x
-        return out
-
-
-class Average(_Merge):
-    """The mean of the inputs, element-wise."""
-
-    def __init__(self, name: str | None = None):
-        super().__init__(name=name)
-
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = out + x
-        return out / len(inputs)
-
-
-class Maximum(_Merge):
-    """The largest of the inputs, element-wise."""
-
-    def __init__(self, name: str | None = None):
-        super().__init__(name=name)
-
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = torch.maximum(out, x)
-        return out
-
-
-class Minimum(_Merge):
-    """The smallest of the inputs, element-wise."""
-
-    def __init__(self, name: str | None = None):
-        super().__init__(name=name)
-
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        out = inputs[0]
-        for x in inputs[1:]:
-            out = torch.minimum(out, x)
-        return out
 
 
 class Concatenate(_Merge):

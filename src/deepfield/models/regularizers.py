@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.base import Layer
 from deepfield.registry import Registry
@@ -37,7 +38,7 @@ Spec = Any  # a Regularizer, a name, a {"class_name", "config"} mapping or None
 
 
 def _factor(owner: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    if not arguments.is_number(value) or not value >= 0:
         raise DeepfieldError(f"{owner} {name} must be a non-negative number, got {value!r}")
     return float(value)
 

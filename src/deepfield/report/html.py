@@ -568,9 +568,31 @@ def headline(metrics: Mapping[str, Any]) -> str | None:
 
 
 def _config_section(run: _Run) -> str:
+    """What this run set (the keys whose values are not the defaults), then the whole config.yaml folded:
+    the resolved config holds every key of every task (a catalogue run's ``data.kind: images``, a
+    morphology run's ``photoz:``), which hides what was chosen. A config.yaml this deepfield cannot
+    validate (written by hand, by another version) is shown whole."""
     if run.config_text is None:
         return ""
-    return f"<pre><code>{_e(run.config_text.rstrip())}</code></pre>"
+    whole = f"<pre><code>{_e(run.config_text.rstrip())}</code></pre>"
+    chosen = _chosen_settings(run.config)
+    if chosen is None:
+        return whole
+    return (f"<p>Set for this run (every other key at its default):</p><pre><code>{_e(chosen.rstrip())}</code></pre>"
+            f"<details><summary>The whole configuration (config.yaml)</summary>{whole}</details>")
+
+
+def _chosen_settings(config: Mapping[str, Any]) -> str | None:
+    """``config`` without the keys at their default values, as YAML; ``None`` if it does not validate."""
+    from pydantic import ValidationError
+
+    from deepfield.tasks.config import RunConfig
+
+    try:
+        settings = RunConfig.model_validate(dict(config)).model_dump(mode="json", exclude_defaults=True)
+    except (ValidationError, DeepfieldError, TypeError, ValueError):
+        return None
+    return yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=100)
 
 
 def _model_section(run: _Run) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError, flag
 from deepfield.training.losses import (EPSILON, BinaryCrossentropy, Loss, _FromLogits, check_label_smoothing,
                                        one_hot_labels)
@@ -67,7 +68,7 @@ class Hinge(Loss):
 def _focusing(owner: str, alpha: float, gamma: float) -> tuple[float, float]:
     """Keras's ``alpha`` (a weight) and ``gamma`` (the focusing exponent), numbers >= 0."""
     for key, value in (("alpha", alpha), ("gamma", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if not is_number(value) or value < 0:
             raise DeepfieldError(f"{owner}: {key} must be a number >= 0, got {value!r}")
     return float(alpha), float(gamma)
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from deepfield import arguments
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError, flag
 from deepfield.training.losses import align_labels
 from deepfield.training.metrics import Metric, _Mean
@@ -72,7 +73,7 @@ class SummedMetric(Metric):
 def _threshold(owner: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise DeepfieldError(f"{owner}: thresholds must be one number in [0, 1] (deepfield logs one value), "
                              f"got {value!r}")
     return float(value)
@@ -156,7 +157,7 @@ class FBetaScore(SummedMetric):
         if average not in _AVERAGES:
             raise DeepfieldError(f"{self.name}: average must be one of None, 'micro', 'macro', 'weighted'; "
                                  f"got {average!r}")
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta <= 0:
+        if not is_number(beta) or beta <= 0:
             raise DeepfieldError(f"{self.name}: beta must be a number > 0, got {beta!r}")
         self.average, self.beta, self.threshold = average, float(beta), _threshold(self.name, threshold)
         super().__init__(name)

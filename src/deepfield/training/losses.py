@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfield.arguments import is_number
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
 
@@ -205,7 +206,7 @@ class _FromLogits(Loss):
 
 def check_label_smoothing(owner: str, value: float) -> float:
     """Keras's ``label_smoothing``, a number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not is_number(value) or not 0.0 <= value <= 1.0:
         raise DeepfieldError(f"{owner}: label_smoothing must be in [0, 1], got {value!r}")
     return float(value)
 

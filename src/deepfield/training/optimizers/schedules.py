@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from deepfield.arguments import is_integer
+from deepfield.arguments import is_integer, is_number
 from deepfield.errors import DeepfieldError
 from deepfield.registry import Registry
 
@@ -72,44 +72,42 @@ class LearningRateSchedule:
 
     def _number(self, name: str, value: Any, *, positive: bool = False) -> float:
         """``value`` as a float (>= 0, or > 0 with ``positive``), else the error naming ``name``."""
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = is_number(value) and math.isfinite(value)
         ok = ok and (value > 0 if positive else value >= 0)
         self._check(ok, f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}")
         return value
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _TimeDecay(LearningRateSchedule):
+    """A rate decaying with ``step / decay_steps`` (floored with ``staircase``), named after its class by default."""
+
+    _arguments = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
+                 name: str | None = None) -> None:
+        self.initial_learning_rate = self._number("initial_learning_rate", initial_learning_rate)
+        self.decay_steps = self._number("decay_steps", decay_steps, positive=True)
+        self.decay_rate = self._number("decay_rate", decay_rate)
+        self.staircase, self.name = bool(staircase), name or type(self).__name__
+
+    def progress(self, step: int) -> float:
+        """``step / decay_steps``, floored with ``staircase``."""
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+
+class ExponentialDecay(_TimeDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (the exponent floored with ``staircase``)."""
 
-    _arguments = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
-
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
-                 name: str = "ExponentialDecay") -> None:
-        self.initial_learning_rate = self._number("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = self._number("decay_steps", decay_steps, positive=True)
-        self.decay_rate = self._number("decay_rate", decay_rate)
-        self.staircase, self.name = bool(staircase), name
-
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        return self.initial_learning_rate * self.decay_rate ** (math.floor(p) if self.staircase else p)
+        return self.initial_learning_rate * self.decay_rate ** self.progress(step)
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_TimeDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (the ratio floored with ``staircase``)."""
 
-    _arguments = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
-
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
-                 name: str = "InverseTimeDecay") -> None:
-        self.initial_learning_rate = self._number("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = self._number("decay_steps", decay_steps, positive=True)
-        self.decay_rate = self._number("decay_rate", decay_rate)
-        self.staircase, self.name = bool(staircase), name
-
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        return self.initial_learning_rate / (1.0 + self.decay_rate * (math.floor(p) if self.staircase else p))
+        return self.initial_learning_rate / (1.0 + self.decay_rate * self.progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
