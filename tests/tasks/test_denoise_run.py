@@ -142,3 +142,14 @@ def test_the_run_shows_the_best_median_and_worst_stamps(trained):
     _, out, _ = trained
     assert (out / "figures" / "denoise_gallery.png").read_bytes().startswith(b"\x89PNG")
     assert "best, median and worst PSNR" in (out / "report.html").read_text()
+
+
+def test_stamps_in_memory_are_denoised_as_a_files_are(trained, tmp_path):
+    _, out, _ = trained
+    new = pairs(tmp_path / "new.h5", 5, seed=11)
+    run = load_run(out)
+    from_file = Table.read(predict_run(out, new, tmp_path / "p.h5"), path="predictions")["denoised"]
+    in_memory = run.predict(read_denoise(new).inputs[:, 0])["denoised"]  # (N, H, W): one band
+    np.testing.assert_allclose(in_memory, from_file, rtol=1e-6, atol=1e-3)
+    with pytest.raises(DeepfieldError, match=r"expected \(N, 1, H, W\)"):
+        run.predict(np.zeros((2, 3, 32, 32)))
