@@ -184,7 +184,8 @@ def predict(
     overwrite: OVERWRITE = False,
     reading: Optional[dict] = None,
 ) -> None:
-    """Predict every object of DATA with a trained run; write a table with their ids (and ra, dec, --keep)."""
+    """Predict every object of DATA with a trained run; write a table with their ids (and ra, dec, --keep).
+    A denoise run and a FITS image: the whole image denoised by tiles, written as FITS with its header."""
     from deepfield.tasks.run import predict_run
 
     written = predict_run(run, data, out, reading=reading, keep=split_list(keep) or (), trust=trust,

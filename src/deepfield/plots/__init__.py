@@ -10,7 +10,8 @@ labelled axes, ``figsize × DPI`` pixels; animations (GIF, or MP4 where ffmpeg i
 - photo-z scatter, PIT histogram, metrics in bins: :mod:`.photoz`;
 - predicted against true values and residuals of a regression: :mod:`.regression`;
 - an election forecast's seat distribution: :mod:`.seats`;
-- a gallery of predictions on stamps: :mod:`.gallery`;
+- a gallery of predictions on stamps: :mod:`.gallery`; restored images (input, output, truth, residual):
+  :mod:`.restoration`;
 - reliability diagram, coverage, error against uncertainty, flags: :mod:`.uncertainty`;
 - filters, feature maps, strongest patches: :mod:`.explain_filters`; attribution maps and
   class models: :mod:`.explain_maps`;
@@ -22,6 +23,7 @@ from deepfield.plots.gallery import asinh_composite, plot_gallery, select_exampl
 from deepfield.plots.learning import load_history, overfitting_epoch, plot_gradient_norms, plot_learning_curves
 from deepfield.plots.photoz import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.plots.regression import plot_regression
+from deepfield.plots.restoration import best_median_worst, plot_restoration_gallery
 from deepfield.plots.seats import plot_seat_distribution
 from deepfield.plots.style import DPI
 from deepfield.plots.uncertainty import (
@@ -76,5 +78,7 @@ __all__ = [
     "plot_gradient_norms_by_depth",
     "plot_sweep",
     "plot_regression",
+    "best_median_worst",
+    "plot_restoration_gallery",
     "plot_seat_distribution",
 ]

@@ -49,12 +49,13 @@ UNCERTAINTY_GLOB = "uncertainty_*.png"
 EXPLAIN_GLOB = "explain_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
-HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse")
+HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse", "psnr")
 """The first of these top-level ``metrics.json`` numbers is the report's headline (and the demo's last line)."""
 FAILURES_GLOB = "baselines/*_failures.csv"
 
 FIGURE_TITLES = {
     "learning_curves": "Learning curves: loss (and metric) per epoch, training and validation",
+    "denoise_gallery": "Test stamps of best, median and worst PSNR: input, output, truth, residual (and σ)",
     "gradient_norms": "Gradient norm of each layer during training",
     "confusion_matrix": "Confusion matrix on the test part (fraction of each true class, with counts)",
     "roc": "ROC curves (one vs rest) on the test part",
@@ -91,7 +92,7 @@ _HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LOWER_IS_BETTER = frozenset({
     "loss", "error", "err", "mse", "mae", "rmse", "mad", "nmad", "scatter", "sigma", "std", "outlier",
-    "outliers", "eta", "bias", "brier", "ece", "nll", "fpr", "fnr", "time",
+    "outliers", "eta", "bias", "brier", "ece", "nll", "fpr", "fnr", "time", "rms", "failures",
 })
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

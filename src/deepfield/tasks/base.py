@@ -115,6 +115,18 @@ class Task:
         """The prediction table's columns for the network's ``outputs`` (N, ...)."""
         raise DeepfieldError(f"task {self.name!r} cannot write predictions yet")
 
+    def predict_whole_image(self, models: list[nn.Module], config: RunConfig, info: PreparedInfo, data: Path,
+                            out: Path, overwrite: bool = False) -> Path | None:
+        """``deepfield predict RUN image --out FILE`` for a task that maps a whole image (any size, by tiles) to
+        a whole image: write ``out`` and return it; ``None``: ``data`` is not such an image (a table is written)."""
+        return None
+
+    def classical_baselines(self, config: RunConfig, prepared: Prepared,
+                            metrics: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The task's own baselines rows for ``metrics.json["baselines"]`` (the network's row first, from its
+        ``metrics``), or ``None``: the features-and-learners baselines (``baselines.features``, ``learners``)."""
+        return None
+
     # -- uncertainty (see deepfield.tasks.uncertainty) -------------------------------------------
     def output_kind(self, info: PreparedInfo) -> str:
         """How to read the network's outputs: ``"probabilities"``, ``"values"`` or ``"gaussian"``

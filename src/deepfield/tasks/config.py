@@ -271,8 +271,12 @@ class PhotozConfig(Strict):
         None, description="a PDF's z_phot: median (default), mean, mode, peak or peak_mean")
 
 
+TASK_PRESETS = {"denoise": "unet"}
+"""``model.preset`` when the config leaves it out, for the tasks whose default is not ``lecture-cnn``."""
+
+
 class RunConfig(Strict):
-    task: Literal["morphology", "quality", "photoz", "tabular"]
+    task: Literal["morphology", "quality", "photoz", "tabular", "denoise"]
     name: str | None = None
     seed: int = 0
     out: Path = Path("runs/run")
@@ -287,6 +291,14 @@ class RunConfig(Strict):
     data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "
                         "to find the data after the run moved (deepfield.tasks.run_paths); leave it out")
+
+    @model_validator(mode="after")
+    def _task_preset(self) -> RunConfig:
+        """A task whose network is not a classifier's gets its own default preset (``denoise``: ``unet``)."""
+        preset = TASK_PRESETS.get(self.task)
+        if preset is not None and "preset" not in self.model.model_fields_set:
+            self.model = self.model.model_copy(update={"preset": preset})
+        return self
 
     def to_yaml(self) -> str:
         """The resolved config, as saved in the run folder."""

@@ -39,6 +39,7 @@ from deepfield.tasks import rerun, run_paths
 from deepfield.tasks.base import Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge_rows, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig
+from deepfield.tasks.denoise import Denoise
 from deepfield.tasks.explain import explain
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
@@ -55,7 +56,8 @@ from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 from deepfield.version import __version__
 
-TASKS: Registry[type[Task]] = Registry("task", {task.name: task for task in (Morphology, PhotoZ, Quality, Tabular)})
+TASKS: Registry[type[Task]] = Registry("task", {task.name: task
+                                                for task in (Morphology, PhotoZ, Quality, Tabular, Denoise)})
 """The tasks ``task:`` in a config names (their names also in :class:`~deepfield.tasks.config.RunConfig`)."""
 
 
@@ -387,6 +389,10 @@ def baseline_rows(config: RunConfig, prepared: Prepared, console: Console,
     ``metrics``) then one per features and learner, for ``metrics.json["baselines"]``."""
     if config.task == "tabular":
         raise DeepfieldError("baselines: tabular runs compare feature groups instead (data.feature_groups)")
+    own = task_for(config).classical_baselines(config, prepared, dict(metrics))
+    if own is not None:
+        console.print(f"baselines: {', '.join(row['model'] for row in own[1:])}")
+        return own
     options = config.baselines
     console.print(f"baselines: {', '.join(options.learners)} on "
                   f"{', '.join(options.features) if prepared.x['train'].ndim == 4 else 'catalogue features'}")

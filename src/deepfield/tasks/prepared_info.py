@@ -182,3 +182,20 @@ class TabularInfo(TableColumns):
     """The features' statistics."""
     target_scale: TargetScale | None = None
     """Regression: the target's statistics (outputs are in its standard deviations)."""
+
+
+class DenoiseInfo(PreparedInfo):
+    """``denoise``: image pairs (input, target) and the linear normalisation applied to both, undone on outputs."""
+
+    bands: list[str]
+    unit: str
+    """The flux unit per pixel of the file (``nJy`` for deepfield's; empty when the file does not say)."""
+    inputs: str
+    """The input stamps' dataset (HDF5) or member (.npz): ``data.images``."""
+    targets: str
+    """The targets' dataset or member: ``data.target`` (default ``targets``)."""
+    normalize: RobustStatistics | None = None
+    """``data.normalize: robust``: each band's median and 1.4826 · MAD of the training inputs; inputs and
+    targets become ``(x − median) / sigma`` and outputs ``o · sigma + median``; ``None``: raw fluxes."""
+    aperture_radius: float
+    """Pixels: the photometry aperture's radius for files without ``truth/aperture_radius``."""

@@ -234,13 +234,17 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, console: Conso
 
 def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Mapping[str, Any] | None = None,
                 keep: Sequence[str] = (), *, trust: bool = False, overwrite: bool = False) -> Path:
-    """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5).
+    """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5);
+    for a task that restores whole images (denoise) and a FITS image, the restored image by tiles
+    (:meth:`Task.predict_whole_image`).
 
     ``out`` may not be an input nor lie in the run folder; an existing ``out`` is replaced only with ``overwrite``.
     """
     out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     table_format(out, "predictions")
-    return write_table(load_run(run, trust=trust).predict(data, reading, keep), out, "predictions")
+    loaded = load_run(run, trust=trust)
+    whole = loaded.task.predict_whole_image(loaded.models, loaded.config, loaded.info, Path(data), out, overwrite)
+    return whole or write_table(loaded.predict(data, reading, keep), out, "predictions")
 
 
 def read_files(data: str | Path | None, reading: Mapping[str, Any] | None) -> tuple[str | Path, ...]:

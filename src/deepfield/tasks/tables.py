@@ -32,6 +32,10 @@ def write_table(table: Table, out: Path, what: str) -> Path:
     longer than 8 characters, so astropy writes it without a warning.
     """
     fmt = table_format(out, what)
+    arrays = [name for name in table.colnames if table[name].ndim > 1]
+    if fmt == "ascii.csv" and arrays:  # an image per object (denoise): CSV holds one value per cell
+        raise DeepfieldError(f"{out}: the {what} hold an array per object ({', '.join(arrays)}); write them as "
+                             ".h5 or .fits")
     options = {"path": what, "serialize_meta": True} if fmt == "hdf5" else {}
     table = fits_ready(table) if fmt == "fits" else plain_text(table)
     atomic.write_with(out, lambda tmp: table.write(tmp, format=fmt, overwrite=True, **options))

@@ -172,7 +172,9 @@ class GaussianNLL(Loss):
     Per output ``0.5 (log 2π + s + (y − μ)² e^{−s})`` with ``s`` the predicted log-variance
     (Nix & Weigend 1994; Kendall & Gal 2017), averaged over the batch and the ``D`` outputs.
     ``y_true`` is ``(N, D)`` (or ``(N,)`` for ``D = 1``). The network learns its own
-    aleatoric error: ``σ = exp(s / 2)`` in the target's units.
+    aleatoric error: ``σ = exp(s / 2)`` in the target's units. Images: ``y_pred`` ``(N, 2C, H, W)``
+    (means | log-variances on the channel axis, as the ``unet`` preset's heteroscedastic head) against
+    ``y_true`` ``(N, C, H, W)``, averaged over every pixel.
     """
 
     name = "gaussian_nll"
@@ -184,10 +186,10 @@ class GaussianNLL(Loss):
         return F.gaussian_nll_loss(*self._parts(y_pred, y_true), full=True, eps=1e-12, reduction="none")
 
     def _parts(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(mean, labels, variance), each ``(N, D)``."""
-        if y_pred.dim() != 2 or y_pred.shape[1] % 2:
-            raise DeepfieldError(f"gaussian_nll: predictions must be (N, 2D) = mean and log-variance per output, "
-                                 f"got shape {tuple(y_pred.shape)}")
+        """(mean, labels, variance), each ``(N, D)`` (images: ``(N, C, H, W)``)."""
+        if y_pred.dim() not in (2, 4) or y_pred.shape[1] % 2:
+            raise DeepfieldError(f"gaussian_nll: predictions must be (N, 2D) or (N, 2C, H, W) = mean and "
+                                 f"log-variance, got shape {tuple(y_pred.shape)}")
         mean, log_var = y_pred.chunk(2, dim=1)
         return mean, align_labels(self.name, mean, y_true).to(mean.dtype), log_var.exp()
 

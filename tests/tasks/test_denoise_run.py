@@ -1,0 +1,155 @@
+"""Denoising end to end from examples/denoise.yaml: train on a tiny simulated set, the metrics and the
+classical baselines in metrics.json, predictions of denoised stamps in flux units, evaluate on a new file."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.table import Table
+
+from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
+from deepfield.errors import DeepfieldError
+from deepfield.models import zoo
+from deepfield.report.html import headline, write_report
+from deepfield.tasks.config import load_config
+from deepfield.tasks.denoise import Restoring, unet_tiling
+from deepfield.tasks.run import evaluate_run, load_run, predict_run, train
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "denoise.yaml"
+TINY = ["training.epochs=20", "training.batch_size=16", "training.early_stopping=null",
+        "model.options={depth: 2, filters: 8, normalization: null}"]
+METRICS = {"psnr", "ssim", "psnr_input", "ssim_input", "snr_gain", "snr_gain_per_band", "aperture_noise_input",
+           "aperture_noise_output", "flux_bias", "flux_scatter", "shape_e1_bias", "shape_e2_bias", "shape_e_rms",
+           "shape_failures", "unit"}
+
+
+def pairs(path, n, seed):
+    """An easy case: bright galaxies (AB < 22) on 32×32 stamps, one band, one visit deep, noise-free targets."""
+    return simulate_denoise(n, path, size=32, bands="r", seed=seed, mag_limit=22.0, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("denoise")
+    config = load_config(EXAMPLE, [f"data.path={pairs(folder / 'pairs.h5', 160, seed=1)}",
+                                   f"out={folder / 'run'}", *TINY])
+    return config, train(config, verbose=0, report=write_report), folder
+
+
+def test_the_example_trains_a_unet_that_beats_the_noisy_input_and_records_every_metric(trained):
+    config, out, _ = trained
+    assert config.model.preset == "unet"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRICS <= set(metrics) and metrics["task"] == "denoise" and metrics["unit"] == "nJy"
+    assert metrics["psnr"] > metrics["psnr_input"] + 3.0  # dB
+    assert metrics["ssim"] > metrics["ssim_input"]
+    assert abs(metrics["flux_bias"]) < 0.2 and metrics["shape_failures"] < 5
+    prepared = json.loads((out / "prepared.json").read_text())
+    assert prepared["bands"] == ["r"] and len(prepared["normalize"]["sigma"]) == 1
+    assert headline(metrics).startswith("test psnr ")
+    assert "Baselines on the test part" in (out / "report.html").read_text()
+
+
+def test_the_baselines_rows_score_the_network_the_input_and_three_filters(trained):
+    _, out, _ = trained
+    rows = json.loads((out / "metrics.json").read_text())["baselines"]
+    assert [row["model"] for row in rows] == ["network (unet)", "noisy input", "gaussian filter", "median filter",
+                                              "wavelet"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert rows[0]["psnr"] == metrics["psnr"] and rows[1]["psnr"] == pytest.approx(metrics["psnr_input"])
+    assert all(row["psnr"] > rows[1]["psnr"] for row in rows[2:])
+
+
+def test_predict_writes_denoised_stamps_in_flux_units(trained, tmp_path):
+    _, out, folder = trained
+    new = pairs(tmp_path / "new.h5", 12, seed=9)
+    written = predict_run(out, new, tmp_path / "denoised.h5")
+    table = Table.read(written, path="predictions")
+    data = read_denoise(new)
+    assert table["denoised"].shape == (12, 1, 32, 32) and table["denoised"].dtype == np.float32
+    assert list(table["id"]) == [str(k) for k in range(12)]
+    error = np.sqrt(np.mean((table["denoised"] - data.targets) ** 2))
+    noise = np.sqrt(np.mean((data.inputs - data.targets) ** 2))  # the input's, about noise_sigma in nJy
+    assert noise == pytest.approx(float(data.noise_sigma[0]), rel=0.1) and error < 0.8 * noise
+    fits = Table.read(predict_run(out, new, tmp_path / "denoised.fits"))
+    np.testing.assert_allclose(fits["denoised"], table["denoised"])
+    with pytest.raises(DeepfieldError, match="write them as .h5 or .fits"):
+        predict_run(out, new, tmp_path / "denoised.csv")
+
+
+def test_evaluate_on_a_new_labelled_file_and_a_run_that_loads_back(trained, tmp_path):
+    _, out, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    metrics = evaluate_run(copy, pairs(tmp_path / "other.h5", 16, seed=5))
+    assert METRICS <= set(metrics) and metrics["psnr"] > metrics["psnr_input"]
+    assert load_run(copy).info.aperture_radius == 4.0  # 1/8 of 32 pixels, for files without truth/
+
+
+def test_predict_a_whole_fits_image_by_tiles_equals_one_pass_and_keeps_the_header(trained, tmp_path, cli):
+    _, out, _ = trained
+    rng = np.random.default_rng(4)
+    image = rng.normal(scale=18.0, size=(300, 280)).astype(np.float32)  # sky noise of the r band, nJy
+    image[100:110, 60:70] += 500.0
+    header = fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0,
+                          "CRPIX1": 140.0, "CRPIX2": 150.0, "CDELT1": -5.5e-5, "CDELT2": 5.5e-5, "BUNIT": "nJy"})
+    fits.PrimaryHDU(image, header).writeto(tmp_path / "field.fits")
+    written = predict_run(out, tmp_path / "field.fits", tmp_path / "cleaned.fits")
+    with fits.open(written) as hdul:
+        cleaned, kept = hdul[0].data, hdul[0].header
+    assert cleaned.shape == (300, 280) and kept["CRVAL1"] == 150.0 and kept["BUNIT"] == "nJy"
+    run = load_run(out)
+    with torch.no_grad():  # one pass over the whole image (300 and 280 divide by 2**depth = 4)
+        whole = Restoring(run.models, run.info).eval()(torch.from_numpy(image)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(cleaned, whole, atol=1e-5 * np.abs(whole).max())
+    assert cleaned[:50, :50].std() < 0.8 * image[:50, :50].std()  # the sky is smoother
+    with pytest.raises(DeepfieldError, match="written as FITS"):
+        predict_run(out, tmp_path / "field.fits", tmp_path / "cleaned.h5")
+    done = cli("predict", out, tmp_path / "field.fits", "--out", tmp_path / "again.fits")
+    assert done.returncode == 0 and "again.fits" in done.stdout
+    np.testing.assert_array_equal(fits.getdata(tmp_path / "again.fits"), cleaned)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_the_tiling_margin_bounds_the_unets_receptive_field(depth):
+    torch.manual_seed(0)
+    network = zoo.get("unet", input_shape=(1, 192, 192), depth=depth, filters=4, normalization=None).double().eval()
+    x = torch.randn(1, 1, 192, 192, dtype=torch.float64, requires_grad=True)
+    network(x)[0, 0, 96, 96].backward()
+    reach = (x.grad[0, 0].abs() > 0).nonzero() - 96
+    tile, overlap, margin = unet_tiling(depth)
+    assert int(reach.abs().max()) <= margin and overlap >= 2 * margin and tile >= 2 * overlap
+    assert tile % 2**depth == 0 and overlap % 2**depth == 0
+
+
+def test_a_heteroscedastic_run_gives_per_pixel_sigma_in_flux_units_and_its_coverage(tmp_path):
+    config = load_config(EXAMPLE, [f"data.path={pairs(tmp_path / 'pairs.h5', 60, seed=2)}", f"out={tmp_path / 'run'}",
+                                   "uncertainty.heteroscedastic=true", "baselines.run=false", *TINY,
+                                   "training.epochs=3"])
+    out = train(config, verbose=0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["pixel_coverage"]) == {"68", "95"}
+    assert 0.0 <= metrics["pixel_coverage"]["68"] <= metrics["pixel_coverage"]["95"] <= 1.0
+    table = Table.read(predict_run(out, tmp_path / "pairs.h5", tmp_path / "denoised.h5"), path="predictions")
+    assert table["denoised"].shape == table["denoised_err"].shape == (60, 1, 32, 32)
+    assert np.all(table["denoised_err"] > 0)
+
+
+def test_the_run_shows_the_best_median_and_worst_stamps(trained):
+    _, out, _ = trained
+    assert (out / "figures" / "denoise_gallery.png").read_bytes().startswith(b"\x89PNG")
+    assert "best, median and worst PSNR" in (out / "report.html").read_text()
+
+
+def test_stamps_in_memory_are_denoised_as_a_files_are(trained, tmp_path):
+    _, out, _ = trained
+    new = pairs(tmp_path / "new.h5", 5, seed=11)
+    run = load_run(out)
+    from_file = Table.read(predict_run(out, new, tmp_path / "p.h5"), path="predictions")["denoised"]
+    in_memory = run.predict(read_denoise(new).inputs[:, 0])["denoised"]  # (N, H, W): one band
+    np.testing.assert_allclose(in_memory, from_file, rtol=1e-6, atol=1e-3)
+    with pytest.raises(DeepfieldError, match=r"expected \(N, 1, H, W\)"):
+        run.predict(np.zeros((2, 3, 32, 32)))
