@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import AsinhNorm, Normalize
 from numpy.typing import ArrayLike
 
 from deepfield.errors import DeepfieldError
@@ -29,9 +30,11 @@ def plot_restoration_gallery(noisy: ArrayLike, output: ArrayLike, truth: ArrayLi
     the per-pixel ``sigma``, all of band ``band``.
 
     ``noisy``, ``output``, ``truth`` (and ``sigma``): (N, C, H, W) in one flux unit ``unit``; the first three
-    panels share the truth's colour range (1st to 99.5th percentile), the residual is centred on 0 within ± the
-    larger of the input's noise (its 1.4826 · MAD against the truth) and the residual's 99th percentile of
-    |value|; ``labels``: one title per row (e.g. its PSNR).
+    panels share one asinh stretch, linear within the input's noise σ (its 1.4826 · MAD against the truth), from
+    -2σ (or the truth's 1st percentile) to the truth's 99.5th percentile (at least 3σ): a faint galaxy under
+    its noise shows as a galaxy in grey noise, not as saturated black and white; the residual is centred on 0
+    within ± the larger of σ and the residual's 99th percentile of |value|; ``labels``: one title per row
+    (e.g. its PSNR).
     """
     stacks = [np.asarray(a, dtype=np.float64) for a in (noisy, output, truth)]
     if len({a.shape for a in stacks}) != 1 or stacks[0].ndim != 4:
@@ -48,16 +51,18 @@ def plot_restoration_gallery(noisy: ArrayLike, output: ArrayLike, truth: ArrayLi
         for r, (i, label) in enumerate(zip(rows, labels)):
             low, high = np.percentile(truth[i], [1.0, 99.5])
             residual = output[i] - truth[i]
-            noise = 1.4826 * np.median(np.abs((noisy[i] - truth[i]) - np.median(noisy[i] - truth[i])))
+            noise = float(1.4826 * np.median(np.abs((noisy[i] - truth[i]) - np.median(noisy[i] - truth[i]))))
             reach = max(noise, float(np.percentile(np.abs(residual), 99))) or 1.0
-            panels = [(noisy[i], low, high, "gray"), (output[i], low, high, "gray"), (truth[i], low, high, "gray"),
-                      (residual, -reach, reach, "RdBu_r")]
+            width = noise or max(float(high - low), 1e-12) / 10  # a noise-free input: linear over a tenth of the range
+            stretch = AsinhNorm(linear_width=width, vmin=min(float(low), -2 * noise),
+                                vmax=max(float(high), 3 * noise, float(low) + width))
+            panels = [(noisy[i], stretch, "gray"), (output[i], stretch, "gray"), (truth[i], stretch, "gray"),
+                      (residual, Normalize(-reach, reach), "RdBu_r")]
             if sigma_maps is not None:
-                panels.append((sigma_maps[i], 0.0, float(sigma_maps[i].max()) or 1.0, "viridis"))
-            for c, (image, vmin, vmax, cmap) in enumerate(panels):
+                panels.append((sigma_maps[i], Normalize(0.0, float(sigma_maps[i].max()) or 1.0), "viridis"))
+            for c, (image, norm, cmap) in enumerate(panels):
                 ax = axes[r, c]
-                top = vmax if vmax > vmin else vmin + 1.0
-                shown = ax.imshow(image, origin="lower", vmin=vmin, vmax=top, cmap=cmap)
+                shown = ax.imshow(image, origin="lower", norm=norm, cmap=cmap)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
