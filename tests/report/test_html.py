@@ -232,7 +232,7 @@ def test_one_labelled_headline_and_the_two_accuracies_explained(full_run: Path, 
     deterministic = {"accuracy": 0.9, "test": {"accuracy": 0.9, "loss": 0.3}}
     assert headline(deterministic) == "test accuracy 0.9 (one deterministic pass)"
     assert headline({"sigma_nmad": 0.03123, "uncertainty": {"draws": 30}}) == (
-        "test sigma nmad 0.03123 (mean of 30 Monte Carlo draws)")
+        "test σ_NMAD 0.03123 (mean of 30 Monte Carlo draws)")
     assert headline({"loss": 0.3}) is None
 
 

@@ -49,7 +49,7 @@ def test_the_example_trains_a_unet_that_beats_the_noisy_input_and_records_every_
     assert abs(metrics["flux_bias"]) < 0.2 and metrics["shape_failures"] < 5
     prepared = json.loads((out / "prepared.json").read_text())
     assert prepared["bands"] == ["r"] and len(prepared["normalize"]["sigma"]) == 1
-    assert headline(metrics).startswith("test psnr ")
+    assert headline(metrics).startswith("test PSNR (dB) ")
     assert "Baselines on the test part" in (out / "report.html").read_text()
 
 

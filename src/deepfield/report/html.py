@@ -51,6 +51,8 @@ TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
 HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse", "psnr")
 """The first of these top-level ``metrics.json`` numbers is the report's headline (and the demo's last line)."""
+HEADLINE_NAMES = {"sigma_nmad": "σ_NMAD", "mae": "MAE", "rmse": "RMSE", "psnr": "PSNR (dB)"}
+"""How a headline key is written (its own name otherwise)."""
 FAILURES_GLOB = "baselines/*_failures.csv"
 
 FIGURE_TITLES = {
@@ -564,7 +566,7 @@ def headline(metrics: Mapping[str, Any]) -> str | None:
     key = next((k for k in HEADLINE_KEYS if is_number(metrics.get(k))), None)
     if key is None:
         return None
-    return f"test {key.replace('_', ' ')} {_fmt(metrics[key])} ({prediction_label(metrics)})"
+    return f"test {HEADLINE_NAMES.get(key, key)} {_fmt(metrics[key])} ({prediction_label(metrics)})"
 
 
 def _config_section(run: _Run) -> str:
