@@ -48,10 +48,10 @@ def train_processes(config: Path, overrides: list[str], *, devices: int = 1, nod
     Returns the run folder, or ``None`` in a torchrun process other than the first
     (only the first writes the run folder).
     """
+    run_config = load_config(config, overrides)  # first: a bad config is said before torch is imported (~5 s)
     from deepfield.tasks.pipeline import train
     from deepfield.training import distributed
 
-    run_config = load_config(config, overrides)
     if distributed.under_launcher():  # started by torchrun: this is one of the processes
         distributed.setup()
         try:
