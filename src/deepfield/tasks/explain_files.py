@@ -1,4 +1,4 @@
-"""What ``deepfield explain`` writes beside its figures: ``explain.npz`` (the arrays), ``explain.json`` (the summary)."""
+"""What ``deepfield explain`` writes beside its figures: explain.npz (the arrays) and explain.json (the summary)."""
 from __future__ import annotations
 
 import json
