@@ -110,3 +110,10 @@ def test_a_heteroscedastic_denoisers_explained_image_is_its_denoised_bands_in_fl
     with torch.no_grad():
         image = Denoise().explained_image(network, info)(z)
         np.testing.assert_allclose(image.numpy(), (network(z)[:, :1] * 2.0 + 5.0).numpy(), rtol=1e-6)
+
+
+def test_a_region_for_a_classifier_is_refused_in_one_line(tiny_run, tmp_path, cli):
+    run, sky = tiny_run
+    done = cli("explain", run, sky, "--out", tmp_path / "look", "--region", "8,8,3")
+    assert done.returncode == 2 and "a region or window is explained on a network whose output is an image" \
+        in done.stderr and len(done.stderr.strip().splitlines()) == 1

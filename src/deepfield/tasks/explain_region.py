@@ -59,12 +59,15 @@ def image_output(task: Task, model: nn.Module, info: PreparedInfo, images: np.nd
     ``images`` ``(N, C, H, W)`` to an image of the same ``H, W`` (one probe pass), else ``None``."""
     if images.ndim != 4 or len(images) == 0:
         return None
-    module = task.explained_image(model, info)
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    module = task.explained_image(model, info).to(device)  # the task's buffers (flux scales) beside the network
     probe = torch.from_numpy(np.ascontiguousarray(images[:1], dtype=np.float32)).to(device)
-    ensure_built(module, probe)
-    with torch.no_grad(), eval_mode(module):
-        out = module(probe)
+    try:
+        ensure_built(module, probe)
+        with torch.no_grad(), eval_mode(module):
+            out = module(probe)
+    except RuntimeError:  # stamps that do not fit: the attribution methods say so in their own words
+        return None
     return module if out.ndim == 4 and tuple(out.shape[-2:]) == tuple(images.shape[-2:]) else None
 
 
