@@ -103,3 +103,17 @@ def test_the_colour_bars_are_not_cut_off_at_the_bottom(tmp_path):
     image = plt.imread(path)[..., :3]
     assert image[-3:].min() > 0.9  # a white margin below the lowest text
     assert image[-int(0.6 * 1.8 * 120):].min() < 0.2  # and the bars (dark ends, labels) are drawn above it
+
+
+def test_region_outlines_are_drawn_on_every_panel_of_their_row(tmp_path):
+    x = bright_stamps(2, 1)
+    maps = {"integrated gradients": RNG.normal(size=x.shape)}
+    square = np.array([(3.5, 3.5), (7.5, 3.5), (7.5, 7.5), (3.5, 7.5), (3.5, 3.5)])
+    cyan = []
+    for name, outlines in (("plain", None), ("outlined", [square, None])):
+        path = plot_attributions(x, maps, tmp_path / f"{name}.png", outlines=outlines)
+        pixels = plt.imread(path)[..., :3]
+        cyan.append(int(np.sum((pixels[..., 0] < 0.2) & (pixels[..., 1] > 0.6) & (pixels[..., 2] > 0.8))))
+    assert cyan[0] == 0 and cyan[1] > 20
+    with pytest.raises(DeepfieldError, match="1 outlines for 2 stamps"):
+        plot_attributions(x, maps, tmp_path / "bad.png", outlines=[square])

@@ -228,16 +228,20 @@ def explain(
     size: Annotated[int, typer.Option(min=1, help="occluding square's side (pixels)")] = 8,
     stride: Annotated[int, typer.Option(min=1, help="occluding square's step (pixels)")] = 4,
     fill: Annotated[float, typer.Option(help="value under the occluding square")] = 0.0,
+    region: Annotated[Optional[str], typer.Option(help="an image output (denoise): the aperture x,y,r (pixels) whose "
+                                                      "flux is explained; default: each stamp's source")] = None,
+    window: Annotated[Optional[str], typer.Option(help="an image output: the pixel window x0:x1,y0:y1 instead")] = None,
     trust: TRUST = False,
     overwrite: OVERWRITE = False,
     reading: Optional[dict] = None,
 ) -> None:
-    """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models."""
+    """Look inside a trained network: filters, feature maps, strongest patches, attributions, class models;
+    for an image output, attributions of a region's flux."""
     from deepfield.tasks.run import explain_run
 
     folder = explain_run(run, data, out, split_list(method), reading=reading, layer=layer, per_class=per_class,
-                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), trust=trust,
-                         overwrite=overwrite)
+                         occlusion=OcclusionConfig(size=size, stride=stride, fill=fill), region=region, window=window,
+                         trust=trust, overwrite=overwrite)
     console.print(f"wrote {folder / 'explain.json'} and its figures")
 
 

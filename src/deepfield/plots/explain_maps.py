@@ -12,7 +12,7 @@ row 0 at the bottom (the astronomical convention).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ ticks and label take the rest of :data:`COLORBAR_ROOM`)."""
 CURVE_ROOM = 1.4
 """Height of the score-curve row of :func:`plot_class_models`, in panels (images and titles take one)."""
 
+OUTLINE_COLOUR = "#00d0ff"
+"""The colour of a region's outline (:func:`plot_attributions` ``outlines``): cyan, apart from the maps' red and blue."""
+
 SCALE_PERCENTILE = 99.0
 """Each map is scaled to this percentile of its own absolute values (one hot pixel does not
 wash the rest out); brighter pixels saturate."""
@@ -48,7 +51,8 @@ wash the rest out); brighter pixels saturate."""
 
 def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: str | os.PathLike[str],
                       titles: list[str] | None = None, channels: Channels = None, cmap: str | None = None,
-                      panel_size: float = 1.8, alpha: float = 0.85) -> Path:
+                      panel_size: float = 1.8, alpha: float = 0.85,
+                      outlines: Sequence[ArrayLike | None] | None = None) -> Path:
     """Write one row per stamp: the stamp, then each map drawn over it.
 
     A map is reduced over bands to one plane per stamp: a signed map (any negative value,
@@ -71,6 +75,8 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
             and ``"inferno"`` for non-negative ones.
         panel_size: inches per panel: the figure is ``(1 + len(maps)) × panel_size`` wide and
             ``(N + COLORBAR_ROOM) × panel_size`` high.
+        outlines: per stamp, ``None`` or a polygon ``(K, 2)`` of ``(x, y)`` pixel coordinates (0: the
+            first pixel's centre) drawn on each panel of its row: the explained region of an image output.
     """
     stamps = np.asarray(images, dtype=np.float32)
     if stamps.ndim != 4 or not 1 <= len(stamps) <= MAX_ROWS:
@@ -80,6 +86,8 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
         raise DeepfieldError("plot_attributions: maps is empty; pass {method name: (N, C, H, W) maps}")
     if titles is not None and len(titles) != len(stamps):
         raise DeepfieldError(f"plot_attributions: {len(titles)} titles for {len(stamps)} stamps")
+    if outlines is not None and len(outlines) != len(stamps):
+        raise DeepfieldError(f"plot_attributions: {len(outlines)} outlines for {len(stamps)} stamps")
     planes = {name: _plane(name, m, stamps.shape) for name, m in maps.items()}
     backgrounds = [asinh_composite(stamp, channels) for stamp in stamps]
     path = Path(path)
@@ -111,6 +119,13 @@ def plot_attributions(images: ArrayLike, maps: Mapping[str, ArrayLike], path: st
                                ticks=[-1.0, 0.0, 1.0] if signed else [0.0, 0.5, 1.0])
             bar.set_label("× the map's scale", fontsize=7)
             bar.ax.tick_params(labelsize=7)
+        for row, outline in zip(axes, outlines or []):
+            if outline is not None:
+                polygon = np.asarray(outline, dtype=np.float64)
+                for ax in row:
+                    ax.plot(polygon[:, 0], polygon[:, 1], color=OUTLINE_COLOUR, linewidth=0.8)
+                    ax.set_xlim(-0.5, stamps.shape[3] - 0.5)
+                    ax.set_ylim(-0.5, stamps.shape[2] - 0.5)
         for ax in axes.ravel():
             _bare(ax)
     return path

@@ -82,6 +82,9 @@ FIGURE_TITLES = {
                             "probability); each map on its own symmetric colour scale, bars in units of "
                             "that row's scale (\u00b1 value printed in the panel)",
     "explain_class_models": "Class models: the image each class's score prefers, and the score while optimising",
+    "explain_region": "Which input pixels make the output's flux in the outlined region (by default each test "
+                      "source's aperture): integrated gradients (summing to the flux above the baseline's) "
+                      "and occlusion",
     "paths": "Optimiser paths on the loss surface",
     "losses": "Loss along each optimiser's path",
     "boundary": "Decision boundary of the trained network",

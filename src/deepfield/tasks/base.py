@@ -127,6 +127,12 @@ class Task:
         ``metrics``), or ``None``: the features-and-learners baselines (``baselines.features``, ``learners``)."""
         return None
 
+    def explained_image(self, model: nn.Module, info: PreparedInfo) -> nn.Module:
+        """For a network whose output is an image: the module whose output regions ``deepfield explain`` explains
+        (:mod:`~deepfield.tasks.explain_region`), from what the network reads to an image ``(N, K, H, W)`` in the
+        unit the task reports. Default: the network itself, every output channel."""
+        return model
+
     # -- uncertainty (see deepfield.tasks.uncertainty) -------------------------------------------
     def output_kind(self, info: PreparedInfo) -> str:
         """How to read the network's outputs: ``"probabilities"``, ``"values"`` or ``"gaussian"``

@@ -249,6 +249,9 @@ class ExplainConfig(Strict):
     steps: int = Field(64, ge=1, description="integrated gradients' quadrature points")
     class_model_steps: int = Field(200, ge=1, description="gradient-ascent steps of each class model")
     occlusion: OcclusionConfig = OcclusionConfig()
+    region: str | None = Field(None, description="an image output's explained aperture x,y,r (pixels; default: "
+                                                 "each stamp's source from the file's truth, else the centre)")
+    window: str | None = Field(None, description="an image output's explained pixel window x0:x1,y0:y1 instead")
 
 
 class PhotozConfig(Strict):

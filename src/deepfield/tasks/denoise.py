@@ -272,6 +272,10 @@ class Denoise(Task):
             columns["denoised_err"] = sigma.astype(np.float32)
         return columns
 
+    def explained_image(self, model: nn.Module, info: DenoiseInfo) -> nn.Module:
+        """The denoised bands in the file's flux unit (:class:`Restoring` of network-ready stamps)."""
+        return Restoring([model], info, normalised=True)
+
     def describe_uncertainty(self, prediction: MCPrediction, info: DenoiseInfo,
                              temperature: float | None = None) -> dict[str, np.ndarray]:
         """``denoised_spread``: the spread of the draws (MC dropout, an ensemble), per pixel in the file's unit."""
@@ -283,11 +287,13 @@ class Denoise(Task):
 class Restoring(nn.Module):
     """A run's networks as one image-to-image module in the file's flux unit: raw ``(N, C, h, w)`` ->
     :func:`normalise` -> each network's denoised channels (a heteroscedastic head's σ left out), averaged
-    over an ensemble -> :func:`restore`, ``(N, C, h, w)``. For tiled inference on whole images."""
+    over an ensemble -> :func:`restore`, ``(N, C, h, w)``. For tiled inference on whole images;
+    ``normalised``: the inputs are already normalised, network-ready (for :meth:`Denoise.explained_image`)."""
 
-    def __init__(self, models: list[nn.Module], info: DenoiseInfo):
+    def __init__(self, models: list[nn.Module], info: DenoiseInfo, normalised: bool = False):
         super().__init__()
         self.networks = nn.ModuleList(models)
+        self.normalised = normalised
         self.channels = len(info.bands)
         stats = info.normalize
         median = stats.median if stats is not None else [0.0] * self.channels
@@ -296,7 +302,7 @@ class Restoring(nn.Module):
         self.register_buffer("sigma", torch.tensor(sigma, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.median) / self.sigma
+        z = x if self.normalised else (x - self.median) / self.sigma
         out = torch.stack([network(z)[:, :self.channels] for network in self.networks]).mean(dim=0)
         return out * self.sigma + self.median
 

@@ -10,11 +10,11 @@ stamps per class from INPUT (or the run's own test part), run each method of
   completeness check, the class models' start and final scores, the settings.
 
 With ``explain.run: true`` in a config, ``deepfield train`` does this on its test part into
-the run's figures, and the report shows them in its Explain section.
+the run's figures, and the report shows them in its Explain section. A network whose output is
+an image (denoise) is explained by the flux of a region of its output: :mod:`.explain_region`.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from deepfield import atomic
-from deepfield.analysis.classification import jsonable
 from deepfield.analysis.explain import (class_model, conv_filters, conv_layer_names, deconvnet,
                                         default_map_layer, feature_maps, guided_backprop, integrated_gradients,
                                         occlusion, saliency, strongest_patches)
@@ -32,8 +30,12 @@ from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.plots import (plot_attributions, plot_class_models, plot_feature_maps, plot_filter_mosaic,
                              plot_strongest_patches)
 from deepfield.plots.explain_maps import MAX_ROWS
+from deepfield.tasks.base import Task
 from deepfield.tasks.config import EXPLAIN_METHODS as METHODS
 from deepfield.tasks.config import ExplainConfig
+from deepfield.tasks.explain_files import write_explanation
+from deepfield.tasks.explain_region import explain_image, image_output
+from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.training import Engine
 
 ATTRIBUTIONS = ("saliency", "integrated-gradients", "guided-backprop", "deconvnet", "occlusion")
@@ -72,7 +74,8 @@ def predicted_classes(scores: np.ndarray) -> np.ndarray:
 def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainConfig, *,
             labels: np.ndarray | None = None, class_names: Sequence[str] | None = None,
             band_names: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-            figures: Path | None = None, seed: int = 0) -> dict[str, Any]:
+            figures: Path | None = None, seed: int = 0, task: Task | None = None, info: PreparedInfo | None = None,
+            apertures: np.ndarray | None = None) -> dict[str, Any]:
     """Run the explain methods on ``model`` for ``images`` ``(N, C, H, W)``: arrays and summary to
     ``out``, figures to ``figures`` (default ``out``).
 
@@ -87,7 +90,18 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     or block whose receptive field is a sizeable part of the stamp). The filters are that
     layer's when it is a convolution, else the first convolution's (they act on the
     bands); ``filters_layer`` and ``receptive_field`` in the summary say which and how large.
+
+    A network whose output is an image (``task``'s :meth:`~deepfield.tasks.base.Task.explained_image` of it,
+    with ``info``) is explained by its output regions instead: :func:`~deepfield.tasks.explain_region.explain_image`
+    (``apertures``: each stamp's source, :func:`~deepfield.tasks.explain_region.source_apertures`).
     """
+    image = image_output(task, model, info, images) if task is not None and info is not None else None
+    if image is not None:
+        return explain_image(image, images, out, options, apertures=apertures, methods=methods, figures=figures,
+                             unit=getattr(info, "unit", None))
+    if options.region is not None or options.window is not None:
+        raise DeepfieldError("explain: a region or window is explained on a network whose output is an image; "
+                             "this one's is not")
     if images.ndim != 4:
         raise DeepfieldError(f"explain needs image stamps (N, C, H, W); this run's inputs have shape "
                              f"{images.shape[1:]}")
@@ -140,18 +154,12 @@ def explain(model: nn.Module, images: np.ndarray, out: Path, options: ExplainCon
     if maps:
         plot_attributions(stamps, maps, figures / "explain_attributions.png",
                           titles=row_titles(scores[chosen], predicted, names, summary["labels"]))
-    atomic.write_with(out / "explain.npz", lambda tmp: _write_npz(tmp, arrays))
-    atomic.write_text(out / "explain.json", json.dumps(jsonable(summary), indent=2) + "\n")
+    write_explanation(out, arrays, summary)
     return summary
 
 
 def _ends_with_softmax(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Softmax) for m in model.modules())
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:  # a file object: numpy would add ".npz" to the temporary name
-        np.savez_compressed(fh, **arrays)
 
 
 SHOWN_INPUT_MAPS = 4

@@ -41,6 +41,7 @@ from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge
 from deepfield.tasks.config import RunConfig
 from deepfield.tasks.denoise import Denoise
 from deepfield.tasks.explain import explain
+from deepfield.tasks.explain_region import source_apertures
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.prepared_info import PreparedInfo
@@ -211,7 +212,8 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     if config.explain.run:
         explain(models[0], prepared.x["test"], out / "explain", config.explain, labels=class_labels(task, prepared),
                 class_names=prepared.info.classes, band_names=prepared.info.bands,
-                figures=out / "figures", seed=config.seed)
+                figures=out / "figures", seed=config.seed, task=task, info=prepared.info,
+                apertures=source_apertures(prepared))
     if config.baselines.run:
         merge_rows(metrics, baseline_rows(config, prepared, console, metrics))
     # last: metrics.json marks the run finished (deepfield.tasks.run_folder)

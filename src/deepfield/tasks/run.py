@@ -29,6 +29,7 @@ from deepfield.tasks import run_paths
 from deepfield.tasks.base import NewData, Prepared, Task
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
+from deepfield.tasks.explain_region import source_apertures
 from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.tasks.pipeline import analyse, class_labels, draws_per_network, prepare, run_predictive, task_for, train
 from deepfield.tasks.reading import with_reading
@@ -164,16 +165,18 @@ class Run:
         ``None``: the run's test part) into the folder ``out``, as ``deepfield explain``.
 
         ``settings`` override the run's ``explain`` config (``layer``, ``per_class``, ``baseline``,
-        ``steps``, ``occlusion``); an ensemble shows its first member.
+        ``steps``, ``occlusion``, an image output's ``region`` or ``window``); an ensemble shows its first member.
         """
         options = self.config.explain.model_copy(update={k: v for k, v in settings.items() if v is not None})
         if data is None:
             prepared = self.training_data("explain another file (deepfield explain RUN FILE)")
-            images, labels = prepared.x["test"], class_labels(self.task, prepared)
+            images, labels, sources = prepared.x["test"], class_labels(self.task, prepared), source_apertures(prepared)
         else:
-            images, labels = self.inputs(data, reading=reading).x, None
+            new = self.inputs(data, reading=reading)
+            images, labels, sources = new.x, None, source_apertures(new)
         explain(self.models[0], images, Path(out), options, labels=labels, class_names=self.classes,
-                band_names=self.bands, methods=methods, seed=self.config.seed)
+                band_names=self.bands, methods=methods, seed=self.config.seed, task=self.task, info=self.info,
+                apertures=sources)
         return Path(out)
 
     def features(self, data: str | os.PathLike[str] | Any, layer: str | None = None,

@@ -6,7 +6,9 @@
 - learned filters and feature maps: :mod:`.filters`;
 - receptive fields (through residual and inception blocks), the strongest-activating input
   patches of each filter and the default layer to show them for: :mod:`.patches`;
-- class-model visualisation (an input optimised to maximise a class score): :mod:`.class_model`.
+- class-model visualisation (an input optimised to maximise a class score): :mod:`.class_model`;
+- for a network whose output is an image, attributions of one output region's flux (an aperture,
+  a pixel window) by integrated gradients and occlusion: :mod:`.region`.
 """
 from deepfield.analysis.explain.attribution import (
     Attribution,
@@ -25,13 +27,26 @@ from deepfield.analysis.explain.patches import (
     receptive_field,
     strongest_patches,
 )
+from deepfield.analysis.explain.region import (
+    Aperture,
+    RegionFlux,
+    Window,
+    parse_aperture,
+    parse_window,
+    region_integrated_gradients,
+    region_occlusion,
+)
+
 
 __all__ = [
+    "Aperture",
     "Attribution",
     "ClassModel",
     "Occlusion",
     "ReceptiveField",
+    "RegionFlux",
     "StrongestPatches",
+    "Window",
     "class_model",
     "conv_filters",
     "conv_layer_names",
@@ -41,7 +56,11 @@ __all__ = [
     "guided_backprop",
     "integrated_gradients",
     "occlusion",
+    "parse_aperture",
+    "parse_window",
     "receptive_field",
+    "region_integrated_gradients",
+    "region_occlusion",
     "saliency",
     "strongest_patches",
 ]
