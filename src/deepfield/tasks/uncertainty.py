@@ -17,6 +17,7 @@ from deepfield.analysis.calibration import (apply_temperature, error_vs_uncertai
                                             fit_temperature, gaussian_coverage_curve, gaussian_interval_coverage,
                                             misclassification_auroc, negative_log_likelihood, pdf_coverage_curve,
                                             pdf_interval_coverage)
+from deepfield.analysis.image_uncertainty import aperture_flux_uncertainty, coverage_curve, interval_coverage
 from deepfield.errors import DeepfieldError
 from deepfield.plots import plot_gallery
 from deepfield.plots.uncertainty import (plot_coverage, plot_error_vs_uncertainty, plot_reliability_diagram,
@@ -122,4 +123,49 @@ def pdf_uncertainty(z_true: ArrayLike, prediction: MCPrediction, edges: ArrayLik
     if float(prediction.mutual_information.max()) > 0:
         result["mean_mutual_information"] = float(prediction.mutual_information.mean())
     plot_coverage(pdf_coverage_curve(prediction.mean, z_true, edges), figures / "uncertainty_coverage.png")
+    return result
+
+
+def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray, figures: Path, *,
+                      epistemic: np.ndarray | None = None, aleatoric: np.ndarray | None = None,
+                      draws: np.ndarray | None = None, pixel_errors: str = "independent") -> dict[str, Any]:
+    """Whether an image output's σ holds its coverage, per pixel and per aperture flux
+    (:mod:`deepfield.analysis.image_uncertainty`), for a denoised stamp, a deblended source...
+
+    Args:
+        truth, output: ``(N, C, H, W)`` in one flux unit.
+        weights: ``(N, H, W)`` each stamp's aperture (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`).
+        epistemic: ``(N, C, H, W)`` the spread of the draws (MC dropout, ensemble members), with ``draws``
+            ``(T, N, C, H, W)`` themselves for the flux σ; aleatoric: ``(N, C, H, W)`` a heteroscedastic head's σ.
+        pixel_errors: how the aleatoric pixel errors add up in an aperture (``independent`` or ``coherent``).
+
+    Returns ``sigma`` (what σ is), ``pixel_coverage`` and ``flux_coverage`` (``{"68", "95"}`` of the total σ;
+    with both parts also ``_spread`` and ``_head`` coverages of each alone), ``pixel_sigma_median`` (flux unit),
+    ``flux_pixel_errors`` and ``coverage_curve`` (one row per level: nominal ``level``, observed ``pixel`` and
+    ``flux``). Figure ``uncertainty_coverage.png``.
+    """
+    parts = {name: sigma for name, sigma in (("spread", epistemic), ("head", aleatoric)) if sigma is not None}
+    if not parts:
+        raise DeepfieldError("image_uncertainty: no σ given; draw with mc_samples or train a heteroscedastic head")
+    total = np.hypot(*(parts.get(name, 0.0) for name in ("spread", "head")))
+    flux = aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric, pixel_errors=pixel_errors)
+    truth_flux = aperture_flux_uncertainty(weights, truth).flux
+    named = {"spread": "MC-dropout spread", "head": "heteroscedastic head"}
+    result: dict[str, Any] = {"sigma": " ⊕ ".join(named[name] for name in parts),
+                              "pixel_coverage": interval_coverage(truth, output, total),
+                              "flux_coverage": interval_coverage(truth_flux, flux.flux, flux.total),
+                              "pixel_sigma_median": float(np.median(total)), "flux_pixel_errors": pixel_errors}
+    pixel_curve, flux_curve = coverage_curve(truth, output, total), coverage_curve(truth_flux, flux.flux, flux.total)
+    curves = {"pixels": pixel_curve}
+    if len(parts) == 2:
+        flux_parts = {"spread": flux.epistemic, "head": flux.aleatoric}
+        for name, sigma in parts.items():
+            result[f"pixel_coverage_{name}"] = interval_coverage(truth, output, sigma)
+            result[f"flux_coverage_{name}"] = interval_coverage(truth_flux, flux.flux, flux_parts[name])
+            curves[f"pixels, {named[name]} alone"] = coverage_curve(truth, output, sigma)
+    curves["aperture fluxes"] = flux_curve
+    result["coverage_curve"] = [{"level": float(level), "pixel": float(p), "flux": float(f)}
+                                for level, p, f in zip(pixel_curve.nominal, pixel_curve.observed, flux_curve.observed)]
+    plot_coverage(curves, figures / "uncertainty_coverage.png",
+                  title=f"Coverage of central intervals (σ: {result['sigma']})")
     return result
