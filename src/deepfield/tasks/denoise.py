@@ -231,20 +231,12 @@ class Denoise(Task):
         """The per-pixel σ of the run's prediction (MC-dropout spread, heteroscedastic head, both) and the
         coverage of its intervals per pixel and per aperture flux
         (:func:`~deepfield.tasks.uncertainty.image_uncertainty`); the gallery again, with the total σ."""
-        info = prepared.info
-        draws = None if prediction.samples is None else prediction.samples[:, :, :len(info.bands)]
-        epistemic = restore(prediction.std, info, offset=False) if float(prediction.std.max()) > 0 else None
-        aleatoric = None if prediction.aleatoric is None else restore(prediction.aleatoric, info, offset=False)
-        if epistemic is None and aleatoric is None:
+        maps = stamp_uncertainty(prediction, prepared, part)
+        if maps.epistemic is None and maps.aleatoric is None:
             return {}
-        truth, noisy = restore(prepared.y[part], info), restore(prepared.x[part], info)
-        output = restore(prediction.mean, info)
-        geometry = prepared.apertures[part]  # type: ignore[attr-defined]
-        weights = aperture_weights(truth.shape[2:], geometry[:, 0], geometry[:, 1], geometry[:, 2])
-        result = image_uncertainty(truth, output, weights, figures, epistemic=epistemic, aleatoric=aleatoric,
-                                   draws=None if epistemic is None or draws is None else restore(draws, info))
-        sigma = np.hypot(*(s if s is not None else 0.0 for s in (epistemic, aleatoric)))
-        gallery(noisy, output, truth, figures, info.unit, sigma)
+        result = image_uncertainty(maps.truth, maps.output, maps.weights, figures, epistemic=maps.epistemic,
+                                   aleatoric=maps.aleatoric, draws=maps.draws)
+        gallery(maps.noisy, maps.output, maps.truth, figures, prepared.info.unit, maps.total)
         return result
 
     def predict_whole_image(self, models: list[nn.Module], config: RunConfig, info: DenoiseInfo, data: Path,
@@ -293,6 +285,44 @@ class Denoise(Task):
             columns["denoised_spread"] = restore(prediction.std[:, :len(info.bands)], info,
                                                  offset=False).astype(np.float32)
         return columns
+
+
+@dataclass
+class StampUncertainty:
+    """A run's prediction on one part with its σ, in the file's flux unit: ``truth``, ``noisy`` (the input),
+    ``output`` (the mean of the draws), ``epistemic`` (their spread; ``None`` for one deterministic pass),
+    ``aleatoric`` (the heteroscedastic head's σ, else ``None``), ``total`` (the two in quadrature, ``None``
+    without either), all (N, C, H, W); ``draws`` (T, N, C, H, W) with the spread; ``weights`` (N, H, W) the
+    photometry apertures (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`)."""
+
+    truth: np.ndarray
+    noisy: np.ndarray
+    output: np.ndarray
+    weights: np.ndarray
+    epistemic: np.ndarray | None
+    aleatoric: np.ndarray | None
+    draws: np.ndarray | None
+
+    @property
+    def total(self) -> np.ndarray | None:
+        parts = [s for s in (self.epistemic, self.aleatoric) if s is not None]
+        return np.sqrt(sum(s**2 for s in parts)) if parts else None
+
+
+def stamp_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) -> StampUncertainty:
+    """``prediction`` of ``part`` (draws kept: ``prediction.samples``, for the epistemic flux σ) in flux units."""
+    info = prepared.info
+    epistemic = restore(prediction.std, info, offset=False) if float(prediction.std.max()) > 0 else None
+    draws = None
+    if epistemic is not None and prediction.samples is not None:
+        draws = restore(prediction.samples[:, :, :len(info.bands)], info)
+    geometry = prepared.apertures[part]  # type: ignore[attr-defined]
+    truth = restore(prepared.y[part], info)
+    return StampUncertainty(truth=truth, noisy=restore(prepared.x[part], info), output=restore(prediction.mean, info),
+                            weights=aperture_weights(truth.shape[2:], geometry[:, 0], geometry[:, 1], geometry[:, 2]),
+                            epistemic=epistemic, draws=draws,
+                            aleatoric=None if prediction.aleatoric is None
+                            else restore(prediction.aleatoric, info, offset=False))
 
 
 class Restoring(nn.Module):

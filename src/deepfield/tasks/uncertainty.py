@@ -147,6 +147,9 @@ def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray
     parts = {name: sigma for name, sigma in (("spread", epistemic), ("head", aleatoric)) if sigma is not None}
     if not parts:
         raise DeepfieldError("image_uncertainty: no σ given; draw with mc_samples or train a heteroscedastic head")
+    if epistemic is not None and draws is None:
+        raise DeepfieldError("image_uncertainty: the spread of the draws comes without the draws; the flux σ needs "
+                             "each draw's aperture flux")
     total = np.hypot(*(parts.get(name, 0.0) for name in ("spread", "head")))
     flux = aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric, pixel_errors=pixel_errors)
     truth_flux = aperture_flux_uncertainty(weights, truth).flux
