@@ -9,8 +9,10 @@ parts, and measures on the test part the fraction of truths inside the central 6
   input's noise), of the MC spread alone, the head's σ alone, and both combined;
 * per aperture flux (each stamp and band, the aperture of the task's photometry), the flux σ from the draws'
   aperture fluxes (spread) and the head's per-pixel σ summed as independent errors, or as fully coherent ones;
-* after recalibration: one σ factor per quantity fitted on the validation part
-  (:func:`~deepfield.analysis.image_uncertainty.fit_sigma_scale`), judged on the test part.
+* after recalibration, fitted on the validation part and judged on the test part: one σ factor per quantity
+  (:func:`~deepfield.analysis.image_uncertainty.fit_sigma_scale`, as temperature scaling), or one interval
+  half-width per level, the validation pulls' quantiles (:func:`~deepfield.analysis.image_uncertainty.fit_interval_widths`,
+  Kuleshov et al. 2018).
 
     python benchmarks/bench_image_calibration.py            # ~10-15 minutes on 2 loaded CPU cores
     python benchmarks/bench_image_calibration.py --write    # also add a section to benchmarks/RESULTS.md
@@ -28,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from results import add_section, machine
-from deepfield.analysis.image_uncertainty import aperture_flux_uncertainty, fit_sigma_scale, interval_coverage
+from deepfield.analysis.image_uncertainty import (aperture_flux_uncertainty, fit_interval_widths, fit_sigma_scale,
+                                                  interval_coverage)
 from deepfield.data.simulate import simulate_denoise
 from deepfield.tasks.config import load_config
 from deepfield.tasks.denoise import StampUncertainty, stamp_uncertainty
@@ -40,9 +43,8 @@ TARGET = 0.05
 """Issue 18: the 68 % and 95 % intervals within ±5 points of their level."""
 
 
-def rows_of(maps: StampUncertainty, scales: dict[str, float]) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """(name, truth, estimate, σ) of every row of the table, for one part; ``scales`` by row name
-    (recalibrated rows, empty on the validation part)."""
+def rows_of(maps: StampUncertainty) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(name, truth, estimate, σ) of every row of the table, for one part."""
     noise = (maps.noisy - maps.truth).std(axis=(0, 2, 3), keepdims=True)
     source = maps.truth > noise
     truth_flux = aperture_flux_uncertainty(maps.weights, maps.truth).flux
@@ -57,12 +59,19 @@ def rows_of(maps: StampUncertainty, scales: dict[str, float]) -> list[tuple[str,
             ("fluxes: head σ, independent pixels", truth_flux, independent.flux, independent.aleatoric),
             ("fluxes: combined, independent pixels", truth_flux, independent.flux, independent.total),
             ("fluxes: combined, coherent pixels", truth_flux, coherent.flux, coherent.total)]
-    recalibrated = [(f"{name} × {scales[name]:.3f} (validation)", truth, estimate, sigma * scales[name])
-                    for name, truth, estimate, sigma in rows if name in scales]
-    return rows + recalibrated
+    return rows
 
 
-RECALIBRATED = ("pixels: combined", "fluxes: combined, independent pixels")
+RECALIBRATED = ("pixels: combined", "fluxes: combined, independent pixels", "fluxes: combined, coherent pixels")
+
+
+def row(name: str, truth: np.ndarray, estimate: np.ndarray, sigma: np.ndarray,
+        widths: np.ndarray | None = None) -> list[str]:
+    """One line of the table: the test part's coverage of the 68 % and 95 % intervals, and the verdict."""
+    coverage = interval_coverage(truth, estimate, sigma, widths)
+    held = all(abs(coverage[level] - float(level) / 100) <= TARGET for level in ("68", "95"))
+    return [name, f"{truth.size:,}", f"{100 * coverage['68']:.1f}", f"{100 * coverage['95']:.1f}",
+            "yes" if held else "no"]
 
 
 def measure(n: int, epochs: int, mc: int, dropout: float, folder: Path) -> tuple[list[list[str]], dict, dict]:
@@ -82,14 +91,17 @@ def measure(n: int, epochs: int, mc: int, dropout: float, folder: Path) -> tuple
     maps = {part: stamp_uncertainty(run_predictive(run.config, run.task, run.models, prepared.x[part], run.info,
                                                    keep_samples=True), prepared, part)
             for part in ("validation", "test")}
-    scales = {name: fit_sigma_scale(truth, estimate, sigma)
-              for name, truth, estimate, sigma in rows_of(maps["validation"], {}) if name in RECALIBRATED}
-    table = []
-    for name, truth, estimate, sigma in rows_of(maps["test"], scales):
-        coverage = interval_coverage(truth, estimate, sigma)
-        held = all(abs(coverage[level] - float(level) / 100) <= TARGET for level in ("68", "95"))
-        table.append([name, f"{truth.size:,}", f"{100 * coverage['68']:.1f}", f"{100 * coverage['95']:.1f}",
-                      "yes" if held else "no"])
+    fitted = {name: (fit_sigma_scale(truth, estimate, sigma), fit_interval_widths(truth, estimate, sigma))
+              for name, truth, estimate, sigma in rows_of(maps["validation"]) if name in RECALIBRATED}
+    test = rows_of(maps["test"])
+    table = [row(name, truth, estimate, sigma) for name, truth, estimate, sigma in test]
+    for name, truth, estimate, sigma in test:
+        if name in fitted:
+            scale, widths = fitted[name]
+            table.append(row(f"{name}, σ × {scale:.3f} (one factor fitted on validation)", truth, estimate,
+                             sigma * scale))
+            table.append(row(f"{name}, half-widths {widths[0]:.2f} σ, {widths[1]:.2f} σ (validation quantiles)",
+                             truth, estimate, sigma, widths))
     times = {"simulate_s": simulate_s, "train_s": train_s, "epochs_run": metrics["epochs_run"],
              "sizes": {part: len(prepared.x[part]) for part in ("train", "validation", "test")}}
     return table, times, metrics

@@ -5,7 +5,8 @@ from scipy import stats
 
 from deepfield.analysis.image_quality import aperture_fluxes
 from deepfield.analysis.image_uncertainty import (CURVE_LEVELS, aperture_flux_uncertainty, aperture_weights,
-                                                  coverage_curve, fit_sigma_scale, interval_coverage)
+                                                  coverage_curve, fit_interval_widths, fit_sigma_scale,
+                                                  interval_coverage)
 from deepfield.errors import DeepfieldError
 
 N = 200_000
@@ -85,3 +86,16 @@ def test_independent_pixel_noise_gives_flux_intervals_of_the_right_coverage():
     coverage = interval_coverage(np.zeros((n, 1)), flux.flux, flux.total)
     tolerance = 4 * np.sqrt(0.25 / n)
     assert coverage["68"] == pytest.approx(0.68, abs=tolerance) and coverage["95"] == pytest.approx(0.95, abs=tolerance)
+
+
+def test_widths_fitted_on_one_half_of_heavy_tailed_errors_cover_their_levels_on_the_other():
+    rng = np.random.default_rng(4)
+    mean, sigma = np.zeros(2 * N), rng.uniform(0.5, 3.0, 2 * N)
+    truth = sigma * rng.standard_t(3, 2 * N)  # Student's t: a single σ factor cannot fix 68 % and 95 % at once
+    widths = fit_interval_widths(truth[:N], mean[:N], sigma[:N])
+    np.testing.assert_allclose(widths, stats.t.ppf([0.84, 0.975], 3), rtol=0.03)
+    coverage = interval_coverage(truth[N:], mean[N:], sigma[N:], widths)
+    assert coverage["68"] == pytest.approx(0.68, abs=TOLERANCE) and coverage["95"] == pytest.approx(0.95, abs=TOLERANCE)
+    np.testing.assert_allclose(fit_interval_widths(*gaussian_stamps(seed=5)), [0.994, 1.960], atol=0.02)
+    with pytest.raises(DeepfieldError, match="one per level"):
+        coverage_curve(truth, mean, sigma, levels=[0.5], widths=[1.0, 2.0])
