@@ -140,9 +140,10 @@ def test_a_heteroscedastic_run_gives_per_pixel_sigma_in_flux_units_and_its_cover
     out = train(config, verbose=0)
     uncertainty = json.loads((out / "metrics.json").read_text())["uncertainty"]
     assert uncertainty["sigma"] == "heteroscedastic head" and uncertainty["draws"] == 1
-    for key in ("pixel_coverage", "flux_coverage"):
+    for key in ("pixel_coverage", "flux_coverage", "flux_coverage_coherent"):
         assert set(uncertainty[key]) == {"68", "95"}
         assert 0.0 <= uncertainty[key]["68"] <= uncertainty[key]["95"] <= 1.0
+    assert uncertainty["flux_coverage_coherent"]["68"] >= uncertainty["flux_coverage"]["68"]  # Σ w σ ≥ √(Σ w² σ²)
     assert "pixel_coverage_head" not in uncertainty  # one σ: no parts to compare
     assert gallery_aspect(out) == pytest.approx(10 / 6.3, rel=0.02)
     table = Table.read(predict_run(out, tmp_path / "pairs.h5", tmp_path / "denoised.h5"), path="predictions")
