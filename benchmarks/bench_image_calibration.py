@@ -107,6 +107,19 @@ def measure(n: int, epochs: int, mc: int, dropout: float, folder: Path) -> tuple
     return table, times, metrics
 
 
+def verdict(table: list[list[str]]) -> str:
+    """Whether the target holds for the combined σ, per pixel and per flux, raw and recalibrated."""
+    held = {name: ok == "yes" for name, *_, ok in table}
+    words = []
+    for quantity, raw in (("pixels", "pixels: combined"), ("fluxes", "fluxes: combined, independent pixels")):
+        fixed = [name.removeprefix(f"{quantity}: combined, ") for name, ok in held.items()
+                 if ok and name.startswith(f"{quantity}: combined") and "validation" in name]
+        words.append(f"{quantity}: raw σ {'met' if held[raw] else 'not met'}; recalibrated on the validation part "
+                     + (f"met by {'; '.join(fixed)}" if fixed else "not met"))
+    return f"Target (the 68 % and 95 % intervals within ±{100 * TARGET:.0f} points) on the test part. " + \
+        ". ".join(w[:1].upper() + w[1:] for w in words) + "."
+
+
 def markdown(table: list[list[str]]) -> str:
     header = "| σ of | entries | 68 % coverage | 95 % coverage | within ±5 points |\n|---|---|---|---|---|\n"
     return header + "\n".join("| " + " | ".join(row) + " |" for row in table)
@@ -130,12 +143,12 @@ def main() -> None:
                f"{times['simulate_s']:.0f} s, training and analysis {times['train_s']:.0f} s on a machine shared "
                f"with other jobs (load average {os.getloadavg()[0]:.1f} at the end; the coverage does not depend on "
                f"it)")
-    print(text, "\n", summary, sep="")
+    print(text, "\n", summary, "\n", verdict(table), sep="")
     if args.write:
         add_section(f"## {datetime.date.today().isoformat()} — coverage of a denoising U-Net's σ "
                     f"(bench_image_calibration.py): {machine()}\n\n`python benchmarks/bench_image_calibration.py "
                     f"--n {args.n} --epochs {args.epochs} --mc {args.mc} --dropout {args.dropout} --write`: "
-                    f"{summary}.\n\n{text}\n")
+                    f"{summary}.\n\n{text}\n\n{verdict(table)}\n")
 
 
 if __name__ == "__main__":
