@@ -174,6 +174,8 @@ def test_mc_dropout_and_a_heteroscedastic_head_combine_into_sigma_maps_with_thei
     assert table["denoised_spread"].shape == table["denoised_err"].shape == (60, 1, 32, 32)
     assert np.all(table["denoised_err"] > 0) and np.all(table["denoised_spread"] >= 0)
     assert np.mean(table["denoised_spread"] > 0) > 0.9  # 0 where every draw's last ReLUs are all off
+    evaluated = evaluate_run(out, pairs(tmp_path / "other.h5", 12, seed=4))["uncertainty"]
+    assert evaluated["draws"] == 4 and set(evaluated["flux_coverage"]) == {"68", "95"}
 
 
 def test_the_run_shows_the_best_median_and_worst_stamps(trained):
