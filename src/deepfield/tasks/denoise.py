@@ -25,6 +25,12 @@ adaptive-moment shape error. Apertures are centred on ``truth/x``, ``truth/y`` w
 ``truth/aperture_radius`` when the file has them, else on the stamp's centre with radius
 :data:`APERTURE_FRACTION` of its smaller side. Classical baselines: :mod:`deepfield.tasks.baselines.denoisers`.
 
+Uncertainty (:meth:`Denoise.analyse_uncertainty`, ``metrics.json["uncertainty"]``): per-pixel σ from the
+spread of MC-dropout draws (``uncertainty.mc_samples`` with ``model.options.dropout``), the heteroscedastic head,
+or both in quadrature; the coverage of its 68 % and 95 % intervals per pixel and per aperture flux, their
+curve (``uncertainty_coverage.png``) and the σ column of the gallery
+(:func:`~deepfield.tasks.uncertainty.image_uncertainty`, :mod:`deepfield.analysis.image_uncertainty`).
+
 Predictions (``deepfield predict RUN pairs.h5 --out denoised.h5``): the table's ``denoised`` column
 holds each object's ``(C, H, W)`` stamp in the file's flux unit (``denoised_err``: the per-pixel σ of a
 heteroscedastic head; ``denoised_spread``: the spread of MC draws); write it as HDF5 or FITS.
