@@ -9,7 +9,9 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from matplotlib import image
 
+from deepfield.analysis.image_uncertainty import CURVE_LEVELS
 from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
@@ -125,21 +127,60 @@ def test_the_tiling_margin_bounds_the_unets_receptive_field(depth):
     assert tile % 2**depth == 0 and overlap % 2**depth == 0
 
 
+def gallery_aspect(out):
+    """Width / height of the run's gallery: 8 / 6.3 inches for input, output, truth, residual; 10 / 6.3 with σ."""
+    height, width = image.imread(out / "figures" / "denoise_gallery.png").shape[:2]
+    return width / height
+
+
 def test_a_heteroscedastic_run_gives_per_pixel_sigma_in_flux_units_and_its_coverage(tmp_path):
     config = load_config(EXAMPLE, [f"data.path={pairs(tmp_path / 'pairs.h5', 60, seed=2)}", f"out={tmp_path / 'run'}",
                                    "uncertainty.heteroscedastic=true", "baselines.run=false", *TINY,
                                    "training.epochs=3"])
     out = train(config, verbose=0)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["pixel_coverage"]) == {"68", "95"}
-    assert 0.0 <= metrics["pixel_coverage"]["68"] <= metrics["pixel_coverage"]["95"] <= 1.0
+    uncertainty = json.loads((out / "metrics.json").read_text())["uncertainty"]
+    assert uncertainty["sigma"] == "heteroscedastic head" and uncertainty["draws"] == 1
+    for key in ("pixel_coverage", "flux_coverage", "flux_coverage_coherent"):
+        assert set(uncertainty[key]) == {"68", "95"}
+        assert 0.0 <= uncertainty[key]["68"] <= uncertainty[key]["95"] <= 1.0
+    assert uncertainty["flux_coverage_coherent"]["68"] >= uncertainty["flux_coverage"]["68"]  # Σ w σ ≥ √(Σ w² σ²)
+    assert "pixel_coverage_head" not in uncertainty  # one σ: no parts to compare
+    assert gallery_aspect(out) == pytest.approx(10 / 6.3, rel=0.02)
     table = Table.read(predict_run(out, tmp_path / "pairs.h5", tmp_path / "denoised.h5"), path="predictions")
     assert table["denoised"].shape == table["denoised_err"].shape == (60, 1, 32, 32)
-    assert np.all(table["denoised_err"] > 0)
+    assert np.all(table["denoised_err"] > 0) and "denoised_spread" not in table.colnames
+
+
+def test_mc_dropout_and_a_heteroscedastic_head_combine_into_sigma_maps_with_their_coverage_curves(tmp_path):
+    config = load_config(EXAMPLE, [f"data.path={pairs(tmp_path / 'pairs.h5', 60, seed=3)}", f"out={tmp_path / 'run'}",
+                                   "uncertainty.heteroscedastic=true", "uncertainty.mc_samples=4",
+                                   "baselines.run=false", *TINY, "training.epochs=1",
+                                   "model.options={depth: 2, filters: 8, normalization: null, dropout: 0.2}"])
+    out = train(config, verbose=0, report=write_report)
+    uncertainty = json.loads((out / "metrics.json").read_text())["uncertainty"]
+    assert uncertainty["draws"] == 4 and uncertainty["sigma"] == "MC-dropout spread ⊕ heteroscedastic head"
+    for quantity in ("pixel", "flux"):
+        total, spread, head = (uncertainty[f"{quantity}_coverage{part}"] for part in ("", "_spread", "_head"))
+        assert total["68"] >= max(spread["68"], head["68"])  # σ_total ≥ each part, pixel by pixel, flux by flux
+    curve = uncertainty["coverage_curve"]
+    assert [row["level"] for row in curve] == list(CURVE_LEVELS)
+    assert [row["pixel"] for row in curve] == sorted(row["pixel"] for row in curve)
+    assert next(row["flux"] for row in curve if row["level"] == 0.68) == uncertainty["flux_coverage"]["68"]
+    assert (out / "figures" / "uncertainty_coverage.png").read_bytes().startswith(b"\x89PNG")
+    assert gallery_aspect(out) == pytest.approx(10 / 6.3, rel=0.02)
+    report = (out / "report.html").read_text()
+    assert "Coverage: fraction of true values inside" in report and "<caption>coverage_curve" in report
+    table = Table.read(predict_run(out, tmp_path / "pairs.h5", tmp_path / "denoised.h5"), path="predictions")
+    assert table["denoised_spread"].shape == table["denoised_err"].shape == (60, 1, 32, 32)
+    assert np.all(table["denoised_err"] > 0) and np.all(table["denoised_spread"] >= 0)
+    assert np.mean(table["denoised_spread"] > 0) > 0.9  # 0 where every draw's last ReLUs are all off
+    evaluated = evaluate_run(out, pairs(tmp_path / "other.h5", 12, seed=4))["uncertainty"]
+    assert evaluated["draws"] == 4 and set(evaluated["flux_coverage"]) == {"68", "95"}
 
 
 def test_the_run_shows_the_best_median_and_worst_stamps(trained):
     _, out, _ = trained
+    assert gallery_aspect(out) == pytest.approx(8 / 6.3, rel=0.02)  # no σ: no σ column
     assert (out / "figures" / "denoise_gallery.png").read_bytes().startswith(b"\x89PNG")
     assert "best, median and worst PSNR" in (out / "report.html").read_text()
 

@@ -156,6 +156,21 @@ def test_summaries_follow_their_definitions():
         MCPrediction.from_samples(two, "logits")
 
 
+def test_a_gaussian_image_head_splits_means_and_log_variances_on_the_channel_axis():
+    # draws (T=2, N=1, 2C=4, H=1, W=2): channels 0, 1 the means, 2, 3 their log-variances
+    draws = torch.zeros(2, 1, 4, 1, 2)
+    draws[0, 0, 0], draws[1, 0, 0] = 1.0, 3.0
+    draws[0, 0, 2], draws[1, 0, 2] = math.log(4.0), math.log(2.0)
+    gauss = MCPrediction.from_samples(draws, "gaussian")
+    assert gauss.mean.shape == gauss.std.shape == gauss.aleatoric.shape == gauss.total.shape == (1, 2, 1, 2)
+    np.testing.assert_allclose(gauss.mean[0, :, 0], [[2.0, 2.0], [0.0, 0.0]])
+    np.testing.assert_allclose(gauss.std[0, :, 0], [[1.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(gauss.aleatoric[0, :, 0], [[math.sqrt(3.0)] * 2, [1.0, 1.0]])
+    np.testing.assert_allclose(gauss.total[0, :, 0], [[2.0, 2.0], [1.0, 1.0]])
+    with pytest.raises(DeepfieldError, match=r"\(N, 2C, H, W\)"):
+        MCPrediction.from_samples(torch.zeros(2, 1, 3, 1, 2), "gaussian")
+
+
 def test_engine_predict_keeps_the_samples_when_asked_and_summarises_them():
     model = mlp()
     x = np.random.default_rng(3).normal(size=(25, 4)).astype(np.float32)

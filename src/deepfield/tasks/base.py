@@ -134,6 +134,9 @@ class Task:
         return model
 
     # -- uncertainty (see deepfield.tasks.uncertainty) -------------------------------------------
+    keeps_draws = False
+    """Whether :meth:`analyse_uncertainty` reads every draw (``prediction.samples``, e.g. each draw's aperture flux)."""
+
     def output_kind(self, info: PreparedInfo) -> str:
         """How to read the network's outputs: ``"probabilities"``, ``"values"`` or ``"gaussian"``
         (mean | log-variance, a heteroscedastic head; ``info.heteroscedastic``)."""

@@ -25,6 +25,12 @@ adaptive-moment shape error. Apertures are centred on ``truth/x``, ``truth/y`` w
 ``truth/aperture_radius`` when the file has them, else on the stamp's centre with radius
 :data:`APERTURE_FRACTION` of its smaller side. Classical baselines: :mod:`deepfield.tasks.baselines.denoisers`.
 
+Uncertainty (:meth:`Denoise.analyse_uncertainty`, ``metrics.json["uncertainty"]``): per-pixel σ from the
+spread of MC-dropout draws (``uncertainty.mc_samples`` with ``model.options.dropout``), the heteroscedastic head,
+or both in quadrature; the coverage of its 68 % and 95 % intervals per pixel and per aperture flux, their
+curve (``uncertainty_coverage.png``) and the σ column of the gallery
+(:func:`~deepfield.tasks.uncertainty.image_uncertainty`, :mod:`deepfield.analysis.image_uncertainty`).
+
 Predictions (``deepfield predict RUN pairs.h5 --out denoised.h5``): the table's ``denoised`` column
 holds each object's ``(C, H, W)`` stamp in the file's flux unit (``denoised_err``: the per-pixel σ of a
 heteroscedastic head; ``denoised_spread``: the spread of MC draws); write it as HDF5 or FITS.
@@ -40,6 +46,7 @@ import torch
 from torch import nn
 
 from deepfield.analysis.image_quality import image_quality, psnr
+from deepfield.analysis.image_uncertainty import aperture_weights
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
 from deepfield.data.splits import make_split
@@ -51,6 +58,7 @@ from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.prepared_info import DenoiseInfo
+from deepfield.tasks.uncertainty import image_uncertainty
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "targets"
@@ -125,6 +133,7 @@ class Denoise(Task):
 
     name = "denoise"
     info_model = DenoiseInfo
+    keeps_draws = True
 
     def prepare(self, config: RunConfig) -> DenoisePrepared:
         check_options(config)
@@ -184,11 +193,6 @@ class Denoise(Task):
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return [] if prepared.info.heteroscedastic else ["mse"]
 
-    def output_kind(self, info: DenoiseInfo) -> str:
-        """``values``: a heteroscedastic head's log-variance channels are read here (:meth:`split`), not
-        by :class:`~deepfield.training.mc_dropout.MCPrediction`, whose Gaussian kind takes ``(N, 2D)`` rows."""
-        return "values"
-
     def build_model(self, config: RunConfig, prepared: Prepared) -> torch.nn.Module:
         """The preset with one output channel per band and, with ``uncertainty.heteroscedastic``, its
         log-variance channels (presets taking ``output_channels`` / ``heteroscedastic``, as ``unet``)."""
@@ -206,31 +210,39 @@ class Denoise(Task):
 
     def split(self, outputs: np.ndarray, info: DenoiseInfo) -> tuple[np.ndarray, np.ndarray | None]:
         """Network outputs (N, C or 2C, H, W) -> (denoised stamps, per-pixel σ or ``None``), both (N, C, H, W)
-        in the file's flux unit."""
+        in the file's flux unit. (A run's prediction reads its draws with
+        :class:`~deepfield.training.mc_dropout.MCPrediction` instead, which splits the same way.)"""
         channels = len(info.bands)
         mean = restore(outputs[:, :channels], info)
-        if not info.heteroscedastic:
+        if outputs.shape[1] == channels:
             return mean, None
         return mean, restore(np.exp(0.5 * np.asarray(outputs[:, channels:], dtype=np.float64)), info, offset=False)
 
     # -- what the run says ---------------------------------------------------------------------
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
-        """The image-quality metrics of the network's stamps on ``part`` (file's flux unit), the noisy
-        input's PSNR / SSIM beside them, and with a heteroscedastic head the per-pixel coverage of its
-        68 % and 95 % intervals."""
+        """The image-quality metrics of the network's stamps ``outputs`` (N, C, H, W) on ``part`` (file's flux
+        unit), the noisy input's PSNR / SSIM beside them, and the gallery (its σ column:
+        :meth:`analyse_uncertainty`)."""
         info = prepared.info
-        output, sigma = self.split(outputs, info)
+        output = self.split(outputs, info)[0]
         truth, noisy = restore(prepared.y[part], info), restore(prepared.x[part], info)
         geometry = prepared.apertures[part]  # type: ignore[attr-defined]
         result = image_quality(truth, output, noisy, geometry[:, 0], geometry[:, 1], geometry[:, 2], info.bands)
         result["unit"] = info.unit
-        scores = psnr(truth, output)
-        shown = best_median_worst(scores)
-        plot_restoration_gallery(noisy, output, truth, figures / "denoise_gallery.png", shown,
-                                 [f"PSNR {scores[i]:.1f} dB" for i in shown], sigma=sigma, unit=info.unit)
-        if sigma is not None:
-            pull = np.abs(output - truth) / sigma
-            result["pixel_coverage"] = {"68": float(np.mean(pull < 1.0)), "95": float(np.mean(pull < 1.959964))}
+        gallery(noisy, output, truth, figures, info.unit)
+        return result
+
+    def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
+                            temperature: float | None = None) -> dict[str, Any]:
+        """The per-pixel σ of the run's prediction (MC-dropout spread, heteroscedastic head, both) and the
+        coverage of its intervals per pixel and per aperture flux
+        (:func:`~deepfield.tasks.uncertainty.image_uncertainty`); the gallery again, with the total σ."""
+        maps = stamp_uncertainty(prediction, prepared, part)
+        if maps.epistemic is None and maps.aleatoric is None:
+            return {}
+        result = image_uncertainty(maps.truth, maps.output, maps.weights, figures, epistemic=maps.epistemic,
+                                   aleatoric=maps.aleatoric, draws=maps.draws)
+        gallery(maps.noisy, maps.output, maps.truth, figures, prepared.info.unit, maps.total)
         return result
 
     def predict_whole_image(self, models: list[nn.Module], config: RunConfig, info: DenoiseInfo, data: Path,
@@ -265,12 +277,8 @@ class Denoise(Task):
                                             prepared.apertures["test"], info.bands)]  # type: ignore[attr-defined]
 
     def describe(self, outputs: np.ndarray, info: DenoiseInfo) -> dict[str, np.ndarray]:
-        """``denoised`` (N, C, H, W) float32 in the file's unit; ``denoised_err`` with a heteroscedastic head."""
-        output, sigma = self.split(outputs, info)
-        columns = {"denoised": output.astype(np.float32)}
-        if sigma is not None:
-            columns["denoised_err"] = sigma.astype(np.float32)
-        return columns
+        """``denoised`` (N, C, H, W) float32 in the file's unit."""
+        return {"denoised": self.split(outputs, info)[0].astype(np.float32)}
 
     def explained_image(self, model: nn.Module, info: DenoiseInfo) -> nn.Module:
         """The denoised bands in the file's flux unit (:class:`Restoring` of network-ready stamps)."""
@@ -278,10 +286,53 @@ class Denoise(Task):
 
     def describe_uncertainty(self, prediction: MCPrediction, info: DenoiseInfo,
                              temperature: float | None = None) -> dict[str, np.ndarray]:
-        """``denoised_spread``: the spread of the draws (MC dropout, an ensemble), per pixel in the file's unit."""
-        if float(prediction.std.max()) == 0.0:
-            return {}
-        return {"denoised_spread": restore(prediction.std[:, :len(info.bands)], info, offset=False).astype(np.float32)}
+        """Per pixel in the file's unit, float32 (N, C, H, W): ``denoised_err`` the heteroscedastic head's σ,
+        ``denoised_spread`` the spread of the draws (MC dropout, an ensemble)."""
+        columns = {}
+        if prediction.aleatoric is not None:
+            columns["denoised_err"] = restore(prediction.aleatoric, info, offset=False).astype(np.float32)
+        if float(prediction.std.max()) > 0.0:
+            columns["denoised_spread"] = restore(prediction.std[:, :len(info.bands)], info,
+                                                 offset=False).astype(np.float32)
+        return columns
+
+
+@dataclass
+class StampUncertainty:
+    """A run's prediction on one part with its σ, in the file's flux unit: ``truth``, ``noisy`` (the input),
+    ``output`` (the mean of the draws), ``epistemic`` (their spread; ``None`` for one deterministic pass),
+    ``aleatoric`` (the heteroscedastic head's σ, else ``None``), ``total`` (the two in quadrature, ``None``
+    without either), all (N, C, H, W); ``draws`` (T, N, C, H, W) with the spread; ``weights`` (N, H, W) the
+    photometry apertures (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`)."""
+
+    truth: np.ndarray
+    noisy: np.ndarray
+    output: np.ndarray
+    weights: np.ndarray
+    epistemic: np.ndarray | None
+    aleatoric: np.ndarray | None
+    draws: np.ndarray | None
+
+    @property
+    def total(self) -> np.ndarray | None:
+        parts = [s for s in (self.epistemic, self.aleatoric) if s is not None]
+        return np.sqrt(sum(s**2 for s in parts)) if parts else None
+
+
+def stamp_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) -> StampUncertainty:
+    """``prediction`` of ``part`` (draws kept: ``prediction.samples``, for the epistemic flux σ) in flux units."""
+    info = prepared.info
+    epistemic = restore(prediction.std, info, offset=False) if float(prediction.std.max()) > 0 else None
+    draws = None
+    if epistemic is not None and prediction.samples is not None:
+        draws = restore(prediction.samples[:, :, :len(info.bands)], info)
+    geometry = prepared.apertures[part]  # type: ignore[attr-defined]
+    truth = restore(prepared.y[part], info)
+    return StampUncertainty(truth=truth, noisy=restore(prepared.x[part], info), output=restore(prediction.mean, info),
+                            weights=aperture_weights(truth.shape[2:], geometry[:, 0], geometry[:, 1], geometry[:, 2]),
+                            epistemic=epistemic, draws=draws,
+                            aleatoric=None if prediction.aleatoric is None
+                            else restore(prediction.aleatoric, info, offset=False))
 
 
 class Restoring(nn.Module):
@@ -305,6 +356,16 @@ class Restoring(nn.Module):
         z = x if self.normalised else (x - self.median) / self.sigma
         out = torch.stack([network(z)[:, :self.channels] for network in self.networks]).mean(dim=0)
         return out * self.sigma + self.median
+
+
+def gallery(noisy: np.ndarray, output: np.ndarray, truth: np.ndarray, figures: Path, unit: str,
+            sigma: np.ndarray | None = None) -> Path:
+    """``denoise_gallery.png``: the test stamps of best, median and worst PSNR (all (N, C, H, W), ``unit``),
+    with their per-pixel ``sigma`` when given."""
+    scores = psnr(truth, output)
+    shown = best_median_worst(scores)
+    return plot_restoration_gallery(noisy, output, truth, figures / "denoise_gallery.png", shown,
+                                    [f"PSNR {scores[i]:.1f} dB" for i in shown], sigma=sigma, unit=unit)
 
 
 def unet_tiling(depth: int) -> tuple[int, int, int]:

@@ -368,10 +368,10 @@ def draws_per_network(config: RunConfig) -> int:
 
 
 def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module], x: np.ndarray,
-                   info: PreparedInfo) -> MCPrediction:
+                   info: PreparedInfo, keep_samples: bool = False) -> MCPrediction:
     """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`)."""
     return predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
-                      seed=config.seed, device=config.training.device)
+                      seed=config.seed, device=config.training.device, keep_samples=keep_samples)
 
 
 def fit_calibration(task: Task, models: list[torch.nn.Module], prepared: Prepared, config: RunConfig) -> float | None:
@@ -440,7 +440,7 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
     metrics = config.training.metrics if config.training.metrics is not None else task.default_metrics(prepared)
     members = [Engine(m, loss=loss, metrics=metrics, device=config.training.device)
                .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=0) for m in models]
-    prediction = run_predictive(config, task, models, prepared.x["test"], prepared.info)
+    prediction = run_predictive(config, task, models, prepared.x["test"], prepared.info, task.keeps_draws)
     science = task.analyse(prediction.mean, prepared, "test", figures)
     uncertainty = task.analyse_uncertainty(prediction, prepared, "test", figures, temperature)
     if uncertainty:

@@ -17,6 +17,7 @@ from deepfield.analysis.calibration import (apply_temperature, error_vs_uncertai
                                             fit_temperature, gaussian_coverage_curve, gaussian_interval_coverage,
                                             misclassification_auroc, negative_log_likelihood, pdf_coverage_curve,
                                             pdf_interval_coverage)
+from deepfield.analysis.image_uncertainty import aperture_flux_uncertainty, coverage_curve, interval_coverage
 from deepfield.errors import DeepfieldError
 from deepfield.plots import plot_gallery
 from deepfield.plots.uncertainty import (plot_coverage, plot_error_vs_uncertainty, plot_reliability_diagram,
@@ -122,4 +123,60 @@ def pdf_uncertainty(z_true: ArrayLike, prediction: MCPrediction, edges: ArrayLik
     if float(prediction.mutual_information.max()) > 0:
         result["mean_mutual_information"] = float(prediction.mutual_information.mean())
     plot_coverage(pdf_coverage_curve(prediction.mean, z_true, edges), figures / "uncertainty_coverage.png")
+    return result
+
+
+def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray, figures: Path, *,
+                      epistemic: np.ndarray | None = None, aleatoric: np.ndarray | None = None,
+                      draws: np.ndarray | None = None) -> dict[str, Any]:
+    """Whether an image output's σ holds its coverage, per pixel and per aperture flux
+    (:mod:`deepfield.analysis.image_uncertainty`), for a denoised stamp, a deblended source...
+
+    Args:
+        truth, output: ``(N, C, H, W)`` in one flux unit.
+        weights: ``(N, H, W)`` each stamp's aperture (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`).
+        epistemic: ``(N, C, H, W)`` the spread of the draws (MC dropout, ensemble members), with ``draws``
+            ``(T, N, C, H, W)`` themselves for the flux σ; aleatoric: ``(N, C, H, W)`` a heteroscedastic head's σ.
+
+    Returns ``sigma`` (what σ is), ``pixel_coverage`` and ``flux_coverage`` (``{"68", "95"}`` of the total σ,
+    the head's pixel errors added in the aperture as independent ones; with both parts also ``_spread`` and
+    ``_head`` coverages of each alone), ``flux_coverage_coherent`` (the head's pixel errors fully correlated:
+    the two flux coverages bracket the truth), ``pixel_sigma_median`` (flux unit) and ``coverage_curve`` (one
+    row per level: nominal ``level``, observed ``pixel``, ``flux`` and ``flux_coherent``). Figure
+    ``uncertainty_coverage.png``.
+    """
+    parts = {name: sigma for name, sigma in (("spread", epistemic), ("head", aleatoric)) if sigma is not None}
+    if not parts:
+        raise DeepfieldError("image_uncertainty: no σ given; draw with mc_samples or train a heteroscedastic head")
+    if epistemic is not None and draws is None:
+        raise DeepfieldError("image_uncertainty: the spread of the draws comes without the draws; the flux σ needs "
+                             "each draw's aperture flux")
+    total = np.hypot(*(parts.get(name, 0.0) for name in ("spread", "head")))
+    truth_flux = aperture_flux_uncertainty(weights, truth).flux
+    fluxes = {"flux": aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric)}
+    if aleatoric is not None:
+        fluxes["flux_coherent"] = aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric,
+                                                            pixel_errors="coherent")
+    named = {"spread": "MC-dropout spread", "head": "heteroscedastic head", "pixel": "pixels",
+             "flux": "aperture fluxes", "flux_coherent": "aperture fluxes, head's pixel errors coherent"}
+    result: dict[str, Any] = {"sigma": " ⊕ ".join(named[name] for name in parts),
+                              "pixel_coverage": interval_coverage(truth, output, total),
+                              **{key.replace("flux", "flux_coverage"): interval_coverage(truth_flux, flux.flux,
+                                                                                        flux.total)
+                                 for key, flux in fluxes.items()},
+                              "pixel_sigma_median": float(np.median(total))}
+    curves = {"pixel": coverage_curve(truth, output, total),
+              **{key: coverage_curve(truth_flux, flux.flux, flux.total) for key, flux in fluxes.items()}}
+    shown = {named[key]: curve for key, curve in curves.items()}
+    if len(parts) == 2:
+        flux_parts = {"spread": fluxes["flux"].epistemic, "head": fluxes["flux"].aleatoric}
+        for name, sigma in parts.items():
+            result[f"pixel_coverage_{name}"] = interval_coverage(truth, output, sigma)
+            result[f"flux_coverage_{name}"] = interval_coverage(truth_flux, fluxes["flux"].flux, flux_parts[name])
+            shown[f"pixels, {named[name]} alone"] = coverage_curve(truth, output, sigma)
+    levels = curves["pixel"].nominal
+    result["coverage_curve"] = [{"level": float(level), **{key: float(c.observed[i]) for key, c in curves.items()}}
+                                for i, level in enumerate(levels)]
+    plot_coverage(shown, figures / "uncertainty_coverage.png",
+                  title=f"Test part, σ: {result['sigma']}", figsize=(6.0, 5.5))
     return result

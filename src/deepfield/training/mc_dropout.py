@@ -280,15 +280,17 @@ class MCPrediction:
 
     Attributes (numpy, on the host; ``N`` inputs):
         kind: ``"probabilities"`` (classification), ``"values"`` (regression) or
-            ``"gaussian"`` (a heteroscedastic head: mean | log-variance per output).
+            ``"gaussian"`` (a heteroscedastic head: mean | log-variance per output, split on the
+            outputs' axis 1: ``(N, 2D)`` rows or ``(N, 2C, H, W)`` images, means first).
         mean: ``(N, ...)`` the mean over draws: class probabilities (a binary model's
-            ``(N, 1)`` stays so), values, or the mean part of a Gaussian head ``(N, D)``.
+            ``(N, 1)`` stays so), values, or the mean part of a Gaussian head ``(N, D)`` / ``(N, C, H, W)``.
         std: ``(N, ...)`` the spread of the draws (the epistemic part), same shape as ``mean``.
         entropy: ``(N,)`` predictive entropy of ``mean`` in nats (probabilities only).
         mutual_information: ``(N,)`` ``entropy − mean_t H[p_t]``, the epistemic part of
             the entropy (probabilities only).
-        aleatoric: ``(N, D)`` ``sqrt(mean_t σ_t²)`` from the log-variance head (gaussian only).
-        total: ``(N, D)`` ``sqrt(std² + aleatoric²)`` (gaussian); ``std`` for values.
+        aleatoric: ``(N, D)`` (or ``(N, C, H, W)``) ``sqrt(mean_t σ_t²)`` from the log-variance head
+            (gaussian only).
+        total: like ``aleatoric``, ``sqrt(std² + aleatoric²)`` (gaussian); ``std`` for values.
         samples: ``(T, N, ...)`` the draws themselves, when asked for.
     """
 
@@ -308,10 +310,10 @@ class MCPrediction:
         kind = output_kind(samples, kind)
         kept = samples.float().cpu().numpy() if keep_samples else None
         if kind == "gaussian":
-            if samples.dim() != 3 or samples.shape[-1] % 2:
-                raise DeepfieldError(f"a Gaussian head outputs (N, 2D) = mean | log-variance; got draws of shape "
-                                     f"{tuple(samples.shape[1:])}")
-            means, log_var = samples.chunk(2, dim=-1)
+            if samples.dim() < 3 or samples.shape[2] % 2:
+                raise DeepfieldError(f"a Gaussian head outputs (N, 2D) or (N, 2C, H, W) = mean | log-variance; got "
+                                     f"draws of shape {tuple(samples.shape[1:])}")
+            means, log_var = samples.chunk(2, dim=2)  # each output's axis 1: rows (N, 2D), images (N, 2C, H, W)
             epistemic = means.std(dim=0, unbiased=False)
             aleatoric = log_var.exp().mean(dim=0).sqrt()
             return cls(kind, _host(means.mean(0)), _host(epistemic), aleatoric=_host(aleatoric),
