@@ -430,8 +430,6 @@ from deepfield.training.keras_losses import (  # noqa: E402
     Poisson,
 )
 
-from deepfield.training.image_losses import MultiScaleMAE  # noqa: E402
-
 Loss.registry.alias("mean_squared_error", "mse")
 Loss.registry.alias("mean_absolute_error", "mae")
 Loss.registry.alias("kld", "kl_divergence")
@@ -463,7 +461,7 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 __all__ = [
     "NAMES", "BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy", "CategoricalFocalCrossentropy",
-    "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss", "MultiScaleMAE",
+    "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
     "Poisson", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",
     "align_labels", "get",
