@@ -128,7 +128,10 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
         input_skip: the output is the input plus the network's (``Add``): it learns the correction (for
             denoising the noise, residual learning as DnCNN, Zhang et al. 2017), so a bright source passes
             through unchanged instead of being rebuilt over hundreds of σ. Needs ``output_channels`` equal to
-            the input's channels and no ``output_activation``.
+            the input's channels and no ``output_activation``. On 3,000 simulated g, r, i pairs (20 epochs,
+            ``examples/denoise.yaml``) it lifted the aperture S/N gain of galaxies above input S/N 50 from 0.17
+            to 0.63 but lowered it on faint ones (1.50 to 1.30 below S/N 5): 0.86 overall against 1.01, so the
+            example leaves it off.
         kernel_initializer: of every convolution but the log-variance one.
 
     Default on ``(3, 64, 64)``: 1,945,555 parameters (1,942,611 trainable), 190 million mult-adds per stamp.
