@@ -20,7 +20,8 @@ Beside them, to know what gain is physically possible and how it depends on the 
   the stamp's half-side), named apart: the task's metric stays the file's aperture;
 * the gains by the input's aperture S/N (the truth's aperture flux over σ_input).
 
-    python benchmarks/bench_denoise.py            # 3,000 + 1,000 pairs, ~20 min on 2 busy cores
+    OMP_NUM_THREADS=1 python benchmarks/bench_denoise.py   # 3,000 + 1,000 pairs, ~20 min on 2 busy cores
+                                                  # (2 threads on cores loaded by other jobs: 5 min an epoch, not 1)
     python benchmarks/bench_denoise.py --quick    # a smoke run (300 + 100 pairs, 2 epochs)
     python benchmarks/bench_denoise.py --write    # also update benchmarks/RESULTS.md
 """
