@@ -97,6 +97,26 @@ def test_heteroscedastic_adds_one_log_variance_channel_per_output_starting_at_ze
     assert summarize(model).total == summarize(small(output_channels=2)).total + conv(1, 4, 2)
 
 
+def test_input_skip_adds_the_input_to_the_same_network_output():
+    """The same weights with and without the skip: the outputs differ by the input exactly; a zeroed
+    output convolution then passes the input through (and the log-variance channels stay apart)."""
+    plain, skipped = small(normalization=None).eval(), small(normalization=None, input_skip=True).eval()
+    assert summarize(skipped).total == summarize(plain).total
+    skipped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(skipped(x), plain(x) + x)
+        noisy = small(normalization=None, input_skip=True, heteroscedastic=True).eval()
+        noisy.get_layer("output").weight.zero_()
+        noisy.get_layer("output").bias.zero_()
+        y = noisy(x)
+    torch.testing.assert_close(y[:, :3], x)
+    assert tuple(y.shape) == (2, 6, 16, 16)
+    with pytest.raises(DeepfieldError, match="input_skip adds the input to the output: it needs output_channels 3 "
+                                             r"\(the input's\) and no output_activation; got 2 and None"):
+        small(input_skip=True, output_channels=2)
+
+
 def test_segmentation_softmax_sums_to_one_over_the_channels():
     model = small(output_channels=3, output_activation="softmax").eval()
     with torch.no_grad():

@@ -98,7 +98,8 @@ class _Builder:
 def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int = 16,
          normalization: str | None = "batch", groups: int = 8, residual: bool = False, dropout: float = 0.0,
          upsampling: str = "transpose", output_channels: int | None = None, output_activation: str | None = None,
-         heteroscedastic: bool = False, kernel_initializer: str | dict = "he_normal") -> Functional:
+         heteroscedastic: bool = False, input_skip: bool = False,
+         kernel_initializer: str | dict = "he_normal") -> Functional:
     """U-Net (Ronneberger et al. 2015): ``(N, C, H, W) -> (N, output_channels [× 2], H, W)``.
 
     Encoder: ``depth`` levels of a block (two 3×3 convolutions → [norm] → ReLU) of ``filters · 2^l``
@@ -124,6 +125,13 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
         heteroscedastic: a second 1×1 convolution gives a per-pixel log-variance for each output
             channel, concatenated after the outputs: ``(N, 2 · output_channels, H, W)``, means first.
             Its kernel starts at zero (unit variance everywhere at the start of training).
+        input_skip: the output is the input plus the network's (``Add``): it learns the correction (for
+            denoising the noise, residual learning as DnCNN, Zhang et al. 2017), so a bright source passes
+            through unchanged instead of being rebuilt over hundreds of σ. Needs ``output_channels`` equal to
+            the input's channels and no ``output_activation``. On 3,000 simulated g, r, i pairs (20 epochs,
+            ``examples/denoise.yaml``) it lifted the aperture S/N gain of galaxies above input S/N 50 from 0.17
+            to 0.63 but lowered it on faint ones (1.50 to 1.30 below S/N 5): 0.86 overall against 1.01, so the
+            example leaves it off.
         kernel_initializer: of every convolution but the log-variance one.
 
     Default on ``(3, 64, 64)``: 1,945,555 parameters (1,942,611 trainable), 190 million mult-adds per stamp.
@@ -144,6 +152,11 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
         raise DeepfieldError(f"preset {PRESET!r} normalization 'group' with {groups} groups needs filters that divide "
                              f"by {groups}; got filters {filters}")
     check_stamp_size(shape[1], shape[2], depth)
+    _one_of("input_skip", input_skip, (False, True))
+    if input_skip and (out_channels != shape[0] or output_activation is not None):
+        raise DeepfieldError(f"preset {PRESET!r} input_skip adds the input to the output: it needs output_channels "
+                             f"{shape[0]} (the input's) and no output_activation; got {out_channels} and "
+                             f"{output_activation!r}")
 
     make = _Builder(normalization, groups, residual, kernel_initializer)
     image = Input(shape, name="image")
@@ -162,6 +175,8 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
             x = Dropout(dropout, name=f"up{level}_dropout")(x)
     y = Conv2D(out_channels, 1, activation=output_activation, kernel_initializer=kernel_initializer,
                name="output")(x)
+    if input_skip:
+        y = Add(name="input_skip")([image, y])
     if heteroscedastic:
         log_variance = Conv2D(out_channels, 1, kernel_initializer="zeros", name="log_variance")(x)
         y = Concatenate(axis=1, name="output_and_log_variance")([y, log_variance])

@@ -1,0 +1,210 @@
+"""Denoising: the U-Net of ``examples/denoise.yaml`` against the classical filters and an oracle, on one test set.
+
+Two files are simulated separately by ``simulate_denoise`` (32×32 g, r, i stamps, 0.2"/pixel, one LSST
+visit, galaxies 18 < mag < 23.5, noise-free targets): the training pairs (seed 0; 85 % train, 15 %
+validation) and the test pairs (seed 1), held out as ``data.test``. The run is the example's config
+(``deepfield.tasks.pipeline.train``, ``baselines.run: true``): its ``metrics.json`` holds the network's
+test metrics and the rows of the noisy input, the Gaussian, median and wavelet filters (each parameter
+chosen on the validation part) on the same stamps, all in the task's definitions
+(:mod:`deepfield.analysis.image_quality`: S/N gain = σ_input / σ_output, σ the NMAD over the stamps of
+the aperture flux minus the truth's, in the file's aperture ``truth/aperture_radius``).
+
+Beside them, to know what gain is physically possible and how it depends on the aperture:
+
+* **oracle**: a matched filter that knows each galaxy's exact noise-free image ``T`` (shape, position,
+  PSF) and fits only its amplitude per band, ``A = Σ x·T / Σ T²`` (the minimum-variance unbiased flux
+  for white noise); its output is ``A·T``. No denoiser that does not know the shape can beat it on
+  bright galaxies;
+* the gains of the network and the oracle in a **Kron aperture** (SExtractor's ``FLUX_AUTO`` radius,
+  2.5 × the first-moment radius ``r_K = Σ r·I / Σ I`` of the band-summed truth over the stamp, at most
+  the stamp's half-side), named apart: the task's metric stays the file's aperture;
+* the gains by the input's aperture S/N (the truth's aperture flux over σ_input).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_denoise.py   # 3,000 + 1,000 pairs, ~20 min on 2 busy cores
+                                                  # (2 threads on cores loaded by other jobs: 5 min an epoch, not 1)
+    python benchmarks/bench_denoise.py --quick    # a smoke run (300 + 100 pairs, 2 epochs)
+    python benchmarks/bench_denoise.py --write    # also update benchmarks/RESULTS.md
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+
+from results import RESULTS, add_section, machine
+from deepfield.analysis.image_quality import aperture_fluxes, nmad
+from deepfield.data.simulate import read_denoise, simulate_denoise
+from deepfield.tasks.config import load_config
+from deepfield.tasks.pipeline import train
+from deepfield.tasks.run import load_run
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "denoise.yaml"
+SEEDS = {"train": 0, "test": 1}
+SIMULATION = dict(size=32, bands="gri", visits=1.0, target="noiseless")
+KRON_FACTOR = 2.5
+"""SExtractor's ``PHOT_AUTOPARAMS`` factor: the Kron aperture's radius in first-moment radii."""
+SNR_BINS = ((0.0, 10.0), (10.0, 30.0), (30.0, np.inf))
+TARGET_GAIN, TARGET_BIAS = 1.6, 0.025
+
+
+def document(train_file: Path, test_file: Path, out: Path, epochs: int | None) -> dict[str, Any]:
+    """``examples/denoise.yaml`` on the simulated files, the test file held out, baselines on."""
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    doc["out"] = str(out)
+    doc["data"].update(path=str(train_file), test=str(test_file), split={"validation": 0.15, "test": 0.0})
+    doc["baselines"] = {"run": True}
+    if epochs is not None:
+        doc["training"]["epochs"] = epochs
+    return doc
+
+
+def oracle(noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) the matched filter knowing the truth's shape: ``A·T`` with ``A = Σ x·T / Σ T²`` per stamp
+    and band (0 where the truth is empty)."""
+    power = (truth**2).sum(axis=(2, 3), keepdims=True)
+    amplitude = np.divide((noisy * truth).sum(axis=(2, 3), keepdims=True), power, out=np.zeros_like(power),
+                          where=power > 0)
+    return amplitude * truth
+
+
+def kron_radii(truth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N,) ``KRON_FACTOR`` × the first-moment radius of each band-summed truth stamp about (x, y), pixels,
+    at most the stamp's half-side."""
+    light = truth.sum(axis=1)
+    rows, columns = np.indices(light.shape[1:])
+    r = np.hypot(columns[None] - x[:, None, None], rows[None] - y[:, None, None])
+    first = (r * light).sum(axis=(1, 2)) / light.sum(axis=(1, 2))
+    return np.minimum(KRON_FACTOR * first, (min(light.shape[1:]) - 1) / 2)
+
+
+def gains(noisy: np.ndarray, truth: np.ndarray, outputs: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+          radius: np.ndarray) -> dict[str, Any]:
+    """Per method: the S/N gain per band (C,), and per input-S/N bin (all bands pooled), in one aperture."""
+    f_truth, f_noisy = aperture_fluxes(truth, x, y, radius), aperture_fluxes(noisy, x, y, radius)
+    sigma_noisy = np.array([nmad(c) for c in (f_noisy - f_truth).T])
+    snr = f_truth / sigma_noisy
+    result: dict[str, Any] = {"snr_median": np.median(snr, axis=0), "radius_median": float(np.median(radius))}
+    for name, output in outputs.items():
+        residual = aperture_fluxes(output, x, y, radius) - f_truth
+        per_bin = []
+        for low, high in SNR_BINS:
+            inside = (snr >= low) & (snr < high)
+            # bands pooled in units of each band's input noise: the gain of the bin
+            per_bin.append(nmad((f_noisy - f_truth)[inside] / np.broadcast_to(sigma_noisy, snr.shape)[inside])
+                           / nmad(residual[inside] / np.broadcast_to(sigma_noisy, snr.shape)[inside]))
+        result[name] = {"bands": sigma_noisy / np.array([nmad(c) for c in residual.T]), "bins": per_bin,
+                        "counts": [int(((snr >= lo) & (snr < hi)).sum()) for lo, hi in SNR_BINS]}
+    return result
+
+
+def flux_fraction(truth: np.ndarray, x: np.ndarray, y: np.ndarray, radius: np.ndarray) -> float:
+    """Median fraction of a stamp's truth flux (bands summed) inside the aperture."""
+    inside = aperture_fluxes(truth, x, y, radius).sum(axis=1)
+    return float(np.median(inside / truth.sum(axis=(1, 2, 3))))
+
+
+def baseline_table(metrics: dict[str, Any]) -> str:
+    lines = ["| test part | parameter | PSNR (dB) | SSIM | S/N gain (g, r, i mean) | flux bias | flux scatter | "
+             "shape error (rms Δe) |", "|---|---|---|---|---|---|---|---|"]
+    for row in metrics["baselines"]:
+        lines.append(f"| {row['model']} | {row.get('parameter', '')} | {row['psnr']:.1f} | {row['ssim']:.3f} | "
+                     f"{row['snr_gain']:.3f} | {row['flux_bias']:+.2%} | {row['flux_scatter']:.2%} | "
+                     f"{row['shape_e_rms']:.3f} |")
+    return "\n".join(lines)
+
+
+def aperture_table(label: str, measured: dict[str, Any], fraction: float) -> list[str]:
+    rows = []
+    for name in ("network", "oracle"):
+        bands = ", ".join(f"{g:.2f}" for g in measured[name]["bands"])
+        bins = " · ".join(f"{g:.2f}" for g in measured[name]["bins"])
+        rows.append(f"| {label} (median r {measured['radius_median']:.1f} px, {fraction:.0%} of the flux) | {name} | "
+                    f"{np.mean(measured[name]['bands']):.3f} ({bands}) | {bins} |")
+    return rows
+
+
+def targets(metrics: dict[str, Any]) -> list[str]:
+    network, rows = metrics["baselines"][0], metrics["baselines"][1:]
+    best = max((row for row in rows if row["model"] != "noisy input"), key=lambda row: row["psnr"])
+    checks = [(f"S/N gain ≥ {TARGET_GAIN} (task metric, file aperture)", network["snr_gain"] >= TARGET_GAIN,
+               f"{network['snr_gain']:.3f}"),
+              (f"|flux bias| < {TARGET_BIAS:.1%}", abs(network["flux_bias"]) < TARGET_BIAS,
+               f"{network['flux_bias']:+.2%}"),
+              ("PSNR above every classical baseline", network["psnr"] > best["psnr"],
+               f"{network['psnr']:.1f} dB vs {best['model']} {best['psnr']:.1f} dB")]
+    return [f"- {'PASS' if ok else 'FAIL'}: {name}: {value}" for name, ok, value in checks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=3000, help="training pairs (default 3,000; 15 %% validation)")
+    parser.add_argument("--n-test", type=int, default=1000, help="test pairs (default 1,000)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the example's)")
+    parser.add_argument("--quick", action="store_true", help="300 + 100 pairs and 2 epochs")
+    parser.add_argument("--write", action="store_true", help=f"add the result to {RESULTS.name}")
+    args = parser.parse_args()
+    n, n_test, epochs = (300, 100, 2) if args.quick else (args.n, args.n_test, args.epochs)
+    print(f"{n:,} + {n_test:,} pairs, {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        train_file = simulate_denoise(n, folder / "train.h5", seed=SEEDS["train"], progress=False, **SIMULATION)
+        test_file = simulate_denoise(n_test, folder / "test.h5", seed=SEEDS["test"], progress=False, **SIMULATION)
+        doc = document(train_file, test_file, folder / "run", epochs)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the model summary train() prints
+            out = train(load_config(None, document=doc), console=Console(quiet=True), verbose=0)
+        seconds = time.perf_counter() - start
+        metrics = json.loads((out / "metrics.json").read_text())
+        run = load_run(out)
+        output, _ = run.task.split(run.predictive(run.inputs(test_file, labelled=True).x).mean, run.info)
+        data = read_denoise(test_file)
+    noisy, truth = data.inputs.astype(np.float64), data.targets.astype(np.float64)
+    x, y, file_radius = data.truth["x"], data.truth["y"], data.truth["aperture_radius"]
+    outputs = {"network": output, "oracle": oracle(noisy, truth)}
+    kron = kron_radii(truth, x, y)
+    apertures = {"file aperture": (file_radius, gains(noisy, truth, outputs, x, y, file_radius)),
+                 f"Kron aperture ({KRON_FACTOR} r_K)": (kron, gains(noisy, truth, outputs, x, y, kron))}
+    print(baseline_table(metrics))
+    lines = ["| aperture | method | S/N gain (g, r, i) | gain by input S/N " +
+             " · ".join(f"{lo:g}-{hi:g}" for lo, hi in SNR_BINS) + " |", "|---|---|---|---|"]
+    for label, (radius, measured) in apertures.items():
+        lines += aperture_table(label, measured, flux_fraction(truth, x, y, radius))
+    counts = apertures["file aperture"][1]["network"]["counts"]
+    snr_median = apertures["file aperture"][1]["snr_median"]
+    print("\n".join(lines))
+    verdict = targets(metrics)
+    print("\n".join(verdict))
+    if args.write:
+        add_section(
+            f"## {datetime.date.today().isoformat()} — denoising: U-Net against the classical filters and an "
+            f"oracle (bench_denoise.py): {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n"
+            f"`python benchmarks/bench_denoise.py --write`: {n:,} training pairs (seed {SEEDS['train']}, 15 % "
+            f"validation) and {n_test:,} test pairs (seed {SEEDS['test']}) from `simulate_denoise` "
+            f"({SIMULATION['size']}×{SIMULATION['size']}, bands {SIMULATION['bands']}, "
+            f"{SIMULATION['visits']:g} LSST visit, noise-free targets; median input aperture S/N "
+            f"{', '.join(f'{s:.1f}' for s in snr_median)} in g, r, i). `examples/denoise.yaml` "
+            f"({metrics['epochs_run']} epochs run, {seconds / 60:.1f} min on a machine shared with six other "
+            f"jobs, load average at the end {os.getloadavg()[0]:.1f}; quality figures do not depend on the load). "
+            f"Task metrics on the test pairs:\n\n"
+            f"{baseline_table(metrics)}\n\nS/N gain in two apertures (σ_input / σ_output, residuals against the "
+            f"truth, per band; by input S/N all bands pooled, {' · '.join(map(str, counts))} stamp-bands). "
+            f"The oracle is the matched filter knowing each galaxy's noise-free image (fits its amplitude only):\n\n"
+            + "\n".join(lines) + "\n\nTargets (issue: S/N gain ≥ 1.6, |bias| < 2.5 %, PSNR above the filters):\n\n"
+            + "\n".join(verdict) + "\n")
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
