@@ -46,6 +46,7 @@ from torch import nn
 
 from deepfield.arguments import integer
 from deepfield.errors import DeepfieldError
+from deepfield.models.folding import fold_batch_norm
 
 ReadRows = Callable[[int, int], np.ndarray]
 """``read(start, stop)``: rows ``start:stop`` of the input, ``(C, stop - start, W)``."""
@@ -213,10 +214,11 @@ def inference(network: nn.Module, device: str | torch.device | None) -> Iterator
     where = next((t.device for t in (*network.parameters(), *network.buffers())), torch.device("cpu"))
     modes = [(module, module.training) for module in network.modules()]
     network.eval()
+    folded = fold_batch_norm(network)  # batch norms folded into their convolutions; ``network`` is untouched
 
     def run(tiles: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            output = network(torch.from_numpy(tiles).to(where))
+            output = folded(torch.from_numpy(tiles).to(where))
         if not isinstance(output, torch.Tensor) or output.ndim != 4 or output.shape[0] != len(tiles) \
                 or tuple(output.shape[2:]) != tiles.shape[2:]:
             got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
