@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from deepfield.models import BatchNormalization, Conv2D, Dense, zoo
+from deepfield.models import Activation, BatchNormalization, Conv2D, Dense, zoo
 from deepfield.models.sequential import Sequential
 from deepfield.models.folding import fold_batch_norm
 
@@ -24,15 +24,18 @@ def test_unet_folded_gives_the_same_outputs_and_leaves_the_model_alone():
     randomise(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(5, 3, 32, 32)
+    given = x.clone()
     folded = fold_batch_norm(model)
     with torch.no_grad():
         expected, got = model(x), folded(x)
+    assert torch.equal(x, given)
     assert folded is not model
     assert float(expected.abs().max()) > 1.0
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # every batch norm of the folded copy is gone (two per block: 2 down, the bottleneck, 2 up)
     assert sum(isinstance(m, BatchNormalization) for m in model.modules()) == 10
     assert not any(isinstance(m, BatchNormalization) for m in folded.modules())
+    assert sum(isinstance(m, nn.ReLU) and m.inplace for m in folded.modules()) == 10
     for key, value in model.state_dict().items():  # the user's model: same weights, same modules
         assert torch.equal(value, before[key]), key
     assert model.get_layer("down1_conv1").bias is None
@@ -45,7 +48,7 @@ def test_channels_last_weights_stay_channels_last():
     model = zoo.get("unet", input_shape=(1, 16, 16), depth=1, filters=4).eval().to(memory_format=torch.channels_last)
     randomise(model)
     folded = fold_batch_norm(model)
-    weight = folded.get_layer("down1_conv1").weight
+    weight = folded.get_layer("down1_conv1")[0].weight  # the folded convolution, then its ReLU in place
     assert weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(3, 1, 16, 16).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -54,7 +57,7 @@ def test_channels_last_weights_stay_channels_last():
 
 def test_sequential_and_plain_torch_fold():
     torch.manual_seed(0)
-    ours = Sequential([Conv2D(4, 3, padding="same", input_shape=(2, 8, 8)), BatchNormalization(),
+    ours = Sequential([Conv2D(4, 3, padding="same", input_shape=(2, 8, 8)), BatchNormalization(), Activation("relu"),
                        Conv2D(3, 1, activation="relu"), BatchNormalization()]).eval()
     plain = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU()).eval()
     x = torch.randn(6, 2, 8, 8)
@@ -65,6 +68,7 @@ def test_sequential_and_plain_torch_fold():
         with torch.no_grad():
             torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
         assert sum(isinstance(m, (BatchNormalization, nn.BatchNorm2d)) for m in folded.modules()) == left
+        assert sum(isinstance(m, nn.ReLU) and m.inplace for m in folded.modules()) == 1
 
 
 def test_nothing_to_fold_is_the_model_itself():
