@@ -133,7 +133,8 @@ def main() -> None:
             bound = (TILE * size * (8 + 12 + 4) + 4 * BATCH * TILE**2) / 2**20  # the docstring's, C = C' = 1
             rows.append((size, tiles, tiled, one, bound))
             print(f"{size}x{size}: {tiles} tiles, tiled {tiled['seconds']:.1f} s ({tiles / tiled['seconds']:.1f} "
-                  f"tiles/s, {tiled['seconds'] / (size**2 / 1e6):.2f} s/Mpx), peak RSS {tiled['rss_peak']:.0f} MiB (before {tiled['rss_before']:.0f}), numpy peak "
+                  f"tiles/s, {tiled['seconds'] / (size**2 / 1e6):.2f} s/Mpx), peak RSS {tiled['rss_peak']:.0f} MiB "
+                  f"(before {tiled['rss_before']:.0f}), numpy peak "
                   f"{tiled['numpy_peak']:.1f} MiB (bound {bound:.1f}); one pass {one['seconds']:.1f} s, peak RSS "
                   f"{one['rss_peak']:.0f} MiB; max |tiled - one pass| = {tiled.get('max_diff', float('nan')):.1e}",
                   flush=True)
@@ -148,7 +149,8 @@ def main() -> None:
 
 {datetime.date.today()}, {machine()}, torch {torch.__version__}, {device_name(device)}, {torch.get_num_threads()} \
 thread(s), **load average {load}** (other processes share the cores: the times are high and noisy; the memory \
-figures do not depend on the load). A U-Net-like network ({WIDTH} filters, one down/up step, receptive-field radius 10) on single-band \
+figures do not depend on the load). A U-Net-like network ({WIDTH} filters, one down/up step, receptive-field \
+radius 10) on single-band \
 float32 FITS images, streamed FITS to FITS by `predict_fits_tiled` (tile {TILE}, overlap {OVERLAP}, margin \
 {MARGIN}, batch {BATCH}), each measurement in a fresh process; the baseline is one forward pass over the whole \
 image in memory. Memory in MiB: peak resident set (`ru_maxrss`; in brackets its rise during the prediction, \
@@ -158,10 +160,12 @@ stated bound `T W (8 C + 12 C' + 4) + 4 B C T^2` bytes (T tile, W width, B batch
 The bound does not grow with the height (the file is read and written by bands of T rows) and grows with the \
 width by 24 T bytes per column (a band of input, of float64 sums and of output: 24 MiB at W = 4096); the \
 network's activations are those of one batch of B tiles of T x T whatever the image. So the peak resident set \
-is that of the process, plus one batch's activations, plus the bands: nearly flat from 1024^2 to 4096^2, where \
-one pass grows with the pixel count (its activations for the whole image).
+is that of the process, plus one batch's activations, plus the bands: flat once an image is B tiles wide (an \
+image fewer than B tiles wide runs smaller batches, hence a lower peak), where one pass grows with the pixel \
+count (its activations for the whole image).
 
-| image | tiles | tiled (s) | s per Mpx | tiles/s | tiled peak RSS (rise) | numpy peak | one pass (s) | one-pass peak RSS | max diff |
+| image | tiles | tiled (s) | s per Mpx | tiles/s | tiled peak RSS (rise) | numpy peak | one pass (s) | \
+one-pass peak RSS | max diff |
 |---|---|---|---|---|---|---|---|---|---|
 {table}
 """)

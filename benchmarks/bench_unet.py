@@ -200,7 +200,7 @@ def main() -> None:
     if args.write:
         rows = "\n".join(f"| {name} | {rate[name]:.1f} | {per_cpu[name]:.1f} | {ratio(name, baseline[name]):.2f} | "
                          f"{error[name]:.1e} |" for name in runs)
-        add_section(f"""## U-Net inference (bench_unet.py)
+        add_section(f"""## U-Net inference (bench_unet.py, {torch.get_num_threads()} thread(s))
 
 {datetime.date.today()}, {machine()}, torch {torch.__version__}, {device_name(device)},
 {torch.get_num_threads()} thread(s), **load average {load}** (other processes on the machine: wall-clock

@@ -115,7 +115,8 @@ def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: 
 
 def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, write: WriteRows, *,
                  tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None, multiple: Pair = 1,
-                 batch_size: int = 8, device: str | torch.device | None = None, progress: Progress | None = None) -> None:
+                 batch_size: int = 8, device: str | torch.device | None = None,
+                 progress: Progress | None = None) -> None:
     """:func:`predict_tiled` on an image read by bands of rows: ``read`` is asked for at most ``tile`` rows
     at a time (one band, top to bottom, each once), ``write`` receives every output row once, in order.
 
