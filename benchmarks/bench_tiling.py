@@ -4,7 +4,7 @@ A small U-Net-like network (plain torch: two 3x3 convolutions, a 2x2 max-pool, t
 half resolution, a 2x2 transposed convolution, the skip concatenated, two convolutions; 16 filters,
 receptive-field radius 10 pixels) applied by :func:`deepfield.analysis.tiling_fits.predict_fits_tiled`
 to single-band float32 FITS images of 1024x1024, 2048x2048 and 4096x4096 (tile 256, overlap 64, margin 16,
-batch 8). Each measurement runs in a fresh process, so its peak resident memory (``ru_maxrss``) is
+batch 8). Each measurement runs in a fresh process, so its peak resident memory (``VmHWM``) is
 its own; ``tracemalloc`` gives the peak of the numpy buffers (bands, sums, strips). The baseline is
 one forward pass over the whole image in memory (what one writes first): its time, its peak memory,
 and how far the tiled output is from it (the tiling rule makes them equal: margin 16 >= radius 10, and
@@ -61,6 +61,14 @@ class TinyUNet(nn.Module):
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident set: Linux's ``VmHWM``, which starts afresh at ``exec`` (``ru_maxrss``
+    starts at the parent's resident set when it forked: the parent's 64 MiB image and its copies showed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -153,7 +161,7 @@ figures do not depend on the load). A U-Net-like network ({WIDTH} filters, one d
 radius 10) on single-band \
 float32 FITS images, streamed FITS to FITS by `predict_fits_tiled` (tile {TILE}, overlap {OVERLAP}, margin \
 {MARGIN}, batch {BATCH}), each measurement in a fresh process; the baseline is one forward pass over the whole \
-image in memory. Memory in MiB: peak resident set (`ru_maxrss`; in brackets its rise during the prediction, \
+image in memory. Memory in MiB: peak resident set (`VmHWM`; in brackets its rise during the prediction, \
 over the process with torch loaded and the network warmed up), numpy buffers (`tracemalloc` peak) against the \
 stated bound `T W (8 C + 12 C' + 4) + 4 B C T^2` bytes (T tile, W width, B batch).
 
