@@ -6,6 +6,7 @@ from torch import nn
 
 from deepfield.analysis.tiling import predict_tiled, stream_tiles, tile_starts, window
 from deepfield.errors import DeepfieldError
+from deepfield.models import zoo
 
 
 class Constant(nn.Module):
@@ -92,6 +93,37 @@ def test_a_down_and_up_network_is_exact_when_tiles_start_on_even_pixels():
                                one_pass(network, picture), atol=1e-5, rtol=0)
 
 
+def small_unet() -> nn.Module:
+    """The preset at depth 2 (it needs sizes that divide by 4; receptive-field radius 8 * 4 - 6 = 26)."""
+    torch.manual_seed(3)
+    network = zoo.get("unet", input_shape=(1, 16, 16), depth=2, filters=4).eval()
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for name, tensor in network.state_dict().items():
+            if name.endswith(("moving_mean", "beta")):
+                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=generator))
+    return network
+
+
+def extended(picture: np.ndarray, multiple: int) -> np.ndarray:
+    """``picture`` mirrored beyond its bottom and right edges to sizes that divide by ``multiple``."""
+    pads = [(0, -n % multiple) for n in picture.shape[1:]]
+    return np.pad(picture, [(0, 0), *pads], mode="reflect")
+
+
+@pytest.mark.parametrize("shape", [(37, 251), (37, 53), (3, 5)])
+def test_any_size_is_mirrored_to_a_multiple_at_the_far_edges_then_cropped(shape):
+    """A U-Net takes sizes that divide by 2**depth: an axis of any length (shorter than the tile, or long and
+    a multiple of nothing) is extended, and the output equals one pass over the extended image, cropped."""
+    network, picture = small_unet(), image(1, *shape)
+    with pytest.raises(RuntimeError, match="size"):  # poolings of odd sizes: no longer the network's size
+        predict_tiled(network, picture, tile=104, overlap=52, margin=26)
+    expected = one_pass(network, extended(picture, 4))[:, :shape[0], :shape[1]]
+    tiled = predict_tiled(network, picture, tile=104, overlap=52, margin=26, multiple=4, batch_size=2)
+    assert tiled.shape == (1, *shape)
+    np.testing.assert_allclose(tiled, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+
+
 def test_a_margin_below_the_receptive_field_is_not_exact():
     network, picture = conv_net(4), image(2, 60, 60)
     tiled = predict_tiled(network, picture, tile=24, overlap=8, margin=2)
@@ -138,6 +170,8 @@ def test_stream_reads_bands_of_at_most_tile_rows_and_writes_rows_in_order():
     ({"tile": 16, "overlap": 8, "margin": 5}, "margin must be an integer from 0 to overlap // 2"),
     ({"tile": (16, 16, 16)}, "tile must be one integer or (rows, columns)"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"multiple": 0}, "multiple must be a positive integer"),
+    ({"tile": (16, 20), "overlap": 8, "multiple": 8}, "tile must divide by multiple; got 20 columns, multiple 8"),
 ])
 def test_bad_settings_are_named(arguments, words):
     with pytest.raises(DeepfieldError, match=words.replace("(", r"\(").replace(")", r"\)")):

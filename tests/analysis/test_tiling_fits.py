@@ -10,7 +10,7 @@ from deepfield.analysis.tiling import predict_tiled
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.errors import DeepfieldError
 
-from test_tiling import conv_net, image
+from test_tiling import conv_net, extended, image, one_pass, small_unet
 
 
 def sky_header(naxis: int = 2) -> fits.Header:
@@ -44,6 +44,18 @@ def test_a_2d_image_round_trip_keeps_the_header_and_equals_the_in_memory_result(
         assert wcs_cards(header) == wcs_cards(fits.getheader(source))
         assert WCS(header).wcs.compare(WCS(fits.getheader(source)).wcs)
         np.testing.assert_array_equal(result, predict_tiled(network, data, tile=32, overlap=16)[0])
+
+
+def test_an_odd_sized_image_shorter_than_the_tile_is_mirrored_to_the_network_multiple(tmp_path):
+    network, data = small_unet(), image(1, 37, 53)[0]
+    fits.PrimaryHDU(data, header=sky_header()).writeto(tmp_path / "odd.fits")
+    out = predict_fits_tiled(network, tmp_path / "odd.fits", tmp_path / "out.fits", tile=104, overlap=52,
+                             margin=26, multiple=4)
+    with fits.open(out) as hdul:
+        result = hdul[0].data
+        assert result.shape == (37, 53) and wcs_cards(hdul[0].header) == wcs_cards(sky_header())
+    expected = one_pass(network, extended(data[None], 4))[0, :37, :53]
+    np.testing.assert_allclose(result, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
 
 
 def test_a_cube_in_an_extension_gives_a_cube_of_the_network_channels(tmp_path):

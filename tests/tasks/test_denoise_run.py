@@ -194,3 +194,18 @@ def test_stamps_in_memory_are_denoised_as_a_files_are(trained, tmp_path):
     np.testing.assert_allclose(in_memory, from_file, rtol=1e-6, atol=1e-3)
     with pytest.raises(DeepfieldError, match=r"expected \(N, 1, H, W\)"):
         run.predict(np.zeros((2, 3, 32, 32)))
+
+
+def test_predict_an_odd_sized_fits_image_shorter_than_a_tile(trained, tmp_path):
+    """37×53 does not divide by 2**depth = 4: the image is mirrored beyond its far edges to 40×56 and cropped."""
+    _, out, _ = trained
+    image = np.random.default_rng(6).normal(scale=18.0, size=(37, 53)).astype(np.float32)
+    image[10:16, 30:36] += 400.0
+    fits.PrimaryHDU(image).writeto(tmp_path / "odd.fits")
+    cleaned = fits.getdata(predict_run(out, tmp_path / "odd.fits", tmp_path / "cleaned.fits"))
+    run = load_run(out)
+    mirrored = np.pad(image, ((0, 3), (0, 3)), mode="reflect")
+    with torch.no_grad():
+        whole = Restoring(run.models, run.info).eval()(torch.from_numpy(mirrored)[None, None])[0, 0, :37, :53].numpy()
+    assert cleaned.shape == (37, 53)
+    np.testing.assert_allclose(cleaned, whole, atol=1e-5 * np.abs(whole).max())

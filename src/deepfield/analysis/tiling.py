@@ -10,6 +10,15 @@ at the far edge (it starts at ``H - tile``): every tile lies inside the image an
 there is no padding of ours; at the image border a tile sees what one pass over the whole image sees
 (the network's own padding). An axis no longer than ``tile`` is one tile covering it.
 
+**Any size** (``multiple``). A network that downsamples by ``f`` (a U-Net: ``f = 2**depth``) takes
+only sizes that divide by ``f``. With ``multiple=f`` the image is first extended beyond its far edges
+(bottom, right) to the next multiples of ``f`` by mirror reflection (numpy's ``"reflect"``: the sky
+goes on with its own background and noise, where zeros would be a false edge), tiled as below, and
+the output cropped back to ``H x W``. Extending at the far edges keeps the pooling grid anchored at
+pixel 0, so the rule below holds for the extended image: the output equals one pass over it; and a
+pixel farther than the receptive-field radius from the far edges never sees the extension, so there
+the output is what any one pass over any image containing this one at its top left would give.
+
 **Blending.** Each tile's output is weighted by a separable window ``w(y) w(x)``: along an axis it
 is 1, except at an edge shared with a neighbour (an *inner* edge), where it is 0 over the outer
 ``margin`` pixels then rises as ``sin^2`` over the next ``overlap - 2 margin`` pixels. Two regular
@@ -46,6 +55,7 @@ from torch import nn
 
 from deepfield.arguments import integer
 from deepfield.errors import DeepfieldError
+from deepfield.models.folding import fold_batch_norm
 
 ReadRows = Callable[[int, int], np.ndarray]
 """``read(start, stop)``: rows ``start:stop`` of the input, ``(C, stop - start, W)``."""
@@ -57,7 +67,7 @@ Progress = Callable[[int, int], None]
 
 
 def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None,
-                  batch_size: int = 8, device: str | torch.device | None = None,
+                  multiple: Pair = 1, batch_size: int = 8, device: str | torch.device | None = None,
                   progress: Progress | None = None) -> np.ndarray:
     """The network's output over a whole image, computed by overlapping tiles (see the module's notes).
 
@@ -72,6 +82,9 @@ def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: 
         margin: pixels at a tile's inner edges given zero weight, ``0 <= margin <= overlap // 2``
             (default ``overlap // 4``); the output equals one pass where ``margin`` >= the network's
             receptive-field radius.
+        multiple: the sizes the network takes divide by this (``2**depth`` for a U-Net): the image is
+            mirrored beyond its bottom and right edges to multiples of it, the output cropped (module notes);
+            ``tile`` must be a multiple of it.
         batch_size: tiles per forward pass.
         device: where the network runs (it is moved there); default: where its parameters are.
         progress: called after each band of rows with ``(rows done, H)``.
@@ -95,13 +108,15 @@ def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: 
         out[0][:, start:start + rows.shape[1]] = rows
 
     stream_tiles(network, lambda start, stop: image[:, start:stop], height, width, write, tile=tile,
-                 overlap=overlap, margin=margin, batch_size=batch_size, device=device, progress=progress)
+                 overlap=overlap, margin=margin, multiple=multiple, batch_size=batch_size, device=device,
+                 progress=progress)
     return out[0]
 
 
 def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, write: WriteRows, *,
-                 tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None, batch_size: int = 8,
-                 device: str | torch.device | None = None, progress: Progress | None = None) -> None:
+                 tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None, multiple: Pair = 1,
+                 batch_size: int = 8, device: str | torch.device | None = None,
+                 progress: Progress | None = None) -> None:
     """:func:`predict_tiled` on an image read by bands of rows: ``read`` is asked for at most ``tile`` rows
     at a time (one band, top to bottom, each once), ``write`` receives every output row once, in order.
 
@@ -111,6 +126,8 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
     batch_size = integer("batch_size", batch_size, expected="a positive integer")
     if height < 1 or width < 1:
         raise DeepfieldError(f"tiled prediction: the image is {height}x{width} pixels; nothing to predict")
+    image_h, image_w = height, width  # read and written; the tiles cover the mirrored extension
+    height, width = (-(-n // m) * m for n, m in zip((height, width), extension(multiple, (tile_h, tile_w))))
     rows, cols = tile_starts(height, tile_h, over_h), tile_starts(width, tile_w, over_w)
     band_h, band_w = min(tile_h, height), min(tile_w, width)
     window_y = [window(band_h, k > 0, k < len(rows) - 1, over_h, margin_h) for k in range(len(rows))]
@@ -120,10 +137,13 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
     sums: np.ndarray | None = None  # (C', band_h, W): weighted outputs of the rows of the current band
     with inference(network, device) as run:
         for k, top in enumerate(rows):
-            band = np.asarray(read(top, top + band_h), dtype=np.float32)
-            if band.ndim != 3 or band.shape[1:] != (band_h, width):
-                raise DeepfieldError(f"tiled prediction: rows {top}:{top + band_h} read as shape {band.shape}, "
-                                     f"expected (C, {band_h}, {width})")
+            stop = min(top + band_h, image_h)
+            band = np.asarray(read(top, stop), dtype=np.float32)
+            if band.ndim != 3 or band.shape[1:] != (stop - top, image_w):
+                raise DeepfieldError(f"tiled prediction: rows {top}:{stop} read as shape {band.shape}, "
+                                     f"expected (C, {stop - top}, {image_w})")
+            if band.shape[1:] != (band_h, width):
+                band = np.pad(band, ((0, 0), (0, band_h - band.shape[1]), (0, width - image_w)), mode="reflect")
             y0, y1 = support(window_y[k])
             for first in range(0, len(cols), batch_size):
                 chunk = range(first, min(first + batch_size, len(cols)))
@@ -139,9 +159,9 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
             finished = sums[:, :done]
             finished /= sum_y[top:top + done, None]  # in place, one axis at a time: no band-sized temporaries
             finished /= sum_x
-            write(top, finished.astype(np.float32))
+            write(top, finished[:, :image_h - top, :image_w].astype(np.float32))
             if progress is not None:
-                progress(top + done, height)
+                progress(min(top + done, image_h), image_h)
             sums[:, :band_h - done] = sums[:, done:]
             sums[:, band_h - done:] = 0.0
 
@@ -154,6 +174,16 @@ def settings(tile: Pair, overlap: Pair, margin: Pair | None) -> tuple[tuple[int,
         return tiles, overlaps, (overlaps[0] // 4, overlaps[1] // 4)
     margins = pair("margin", margin, 0, (overlaps[0] // 2, overlaps[1] // 2), "an integer from 0 to overlap // 2")
     return tiles, overlaps, margins
+
+
+def extension(multiple: Pair, tiles: tuple[int, int]) -> tuple[int, int]:
+    """``multiple`` checked, as ``(rows, columns)``: each divides the tile's size along its axis (so that
+    every band of the extended image holds a row of the image, and tiles start on multiples of it)."""
+    multiples = pair("multiple", multiple, 1, (2**31, 2**31), "a positive integer")
+    for axis, size, step in zip(("rows", "columns"), tiles, multiples):
+        if size % step:
+            raise DeepfieldError(f"tile must divide by multiple; got {size} {axis}, multiple {step}")
+    return multiples
 
 
 def pair(name: str, value: Pair, minimum: int, maximum: tuple[int, int], expected: str) -> tuple[int, int]:
@@ -213,10 +243,11 @@ def inference(network: nn.Module, device: str | torch.device | None) -> Iterator
     where = next((t.device for t in (*network.parameters(), *network.buffers())), torch.device("cpu"))
     modes = [(module, module.training) for module in network.modules()]
     network.eval()
+    folded = fold_batch_norm(network)  # batch norms folded into their convolutions; ``network`` is untouched
 
     def run(tiles: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            output = network(torch.from_numpy(tiles).to(where))
+            output = folded(torch.from_numpy(tiles).to(where))
         if not isinstance(output, torch.Tensor) or output.ndim != 4 or output.shape[0] != len(tiles) \
                 or tuple(output.shape[2:]) != tiles.shape[2:]:
             got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__

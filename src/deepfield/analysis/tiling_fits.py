@@ -35,7 +35,7 @@ STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOU
 
 def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                        hdu: HduKey | None = None, tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None,
-                       batch_size: int = 8, device: str | torch.device | None = None,
+                       multiple: Pair = 1, batch_size: int = 8, device: str | torch.device | None = None,
                        overwrite: bool = False, progress: Progress | None = None) -> Path:
     """Apply ``network`` to the image HDU ``hdu`` of ``in_path`` by tiles; write the output to ``out_path``.
 
@@ -47,7 +47,7 @@ def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_
             ``C' = 1``, else ``(C', H, W)``, float32, with the input HDU's header cards (WCS
             included). It may not be the input; an existing file needs ``overwrite``. It appears
             whole or not at all (written beside, then renamed).
-        tile, overlap, margin, batch_size, device, progress: as for
+        tile, overlap, margin, multiple, batch_size, device, progress: as for
             :func:`~deepfield.analysis.tiling.predict_tiled`.
 
     Returns:
@@ -70,7 +70,7 @@ def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_
         with atomic_path(out) as temporary, FitsRows(temporary, image.header, height, width,
                                                      cube=len(shape) == 3) as writer:
             stream_tiles(network, read, height, width, writer.write, tile=tile, overlap=overlap, margin=margin,
-                         batch_size=batch_size, device=device, progress=progress)
+                         multiple=multiple, batch_size=batch_size, device=device, progress=progress)
     return out
 
 

@@ -250,7 +250,7 @@ class Denoise(Task):
         """A FITS image (``(H, W)`` one band, or a ``(C, H, W)`` cube in the run's band order) of any size,
         denoised by overlapping tiles (:func:`~deepfield.analysis.tiling_fits.predict_fits_tiled`,
         :func:`unet_tiling`) into the FITS file ``out`` with the input's header and WCS, in its flux unit.
-        An axis shorter than the tile is one tile: its length must then divide by ``2**depth``."""
+        Sides that do not divide by ``2**depth`` are mirrored beyond the far edges to multiples of it, then cropped."""
         if data.suffix.lower() not in FITS_SUFFIXES:
             return None
         if out.suffix.lower() not in FITS_SUFFIXES:
@@ -262,7 +262,7 @@ class Denoise(Task):
         depth = int(config.model.options.get("depth", accepted["depth"].default))
         tile, overlap, margin = unet_tiling(depth)
         return predict_fits_tiled(Restoring(models, info), data, out, tile=tile, overlap=overlap, margin=margin,
-                                  device=config.training.device, overwrite=overwrite)
+                                  multiple=2**depth, device=config.training.device, overwrite=overwrite)
 
     def classical_baselines(self, config: RunConfig, prepared: Prepared,
                             metrics: dict[str, Any]) -> list[dict[str, Any]]:

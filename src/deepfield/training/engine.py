@@ -48,6 +48,7 @@ from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models import constraints, regularizers
 from deepfield.models.base import ensure_built
+from deepfield.models.folding import fold_batch_norm
 from deepfield.training import distributed, losses, optimizers, sample_weights
 from deepfield.training import metrics as metric_registry
 from deepfield.training.augment import BatchAugment, as_augment
@@ -544,6 +545,7 @@ class Engine:
                 progress.start("Predict", batches.steps, 0, dict)
             samples = 0
             net = self.placement.net(self.model)
+            net = fold_batch_norm(net) if net is self.model else net  # the model itself is untouched
             for step, (xb, _) in enumerate(batches.epoch(0, 0), 1):
                 outputs.append(self._forward(xb, net))
                 samples += xb.shape[0]
