@@ -101,8 +101,9 @@ def main() -> None:
     if args.write:
         add_section(
             f"## {datetime.date.today().isoformat()} — deblending two-galaxy blends to AB {args.mag_limit:g} "
-            f"(bench_deblend.py): {machine()}, torch {torch.__version__}\n\n`python benchmarks/bench_deblend.py --n {args.n} --mag-limit "
-            f"{args.mag_limit:g} --epochs {args.epochs} --depth {args.depth} --filters {args.filters} --write`: "
+            f"(bench_deblend.py): {machine()}, torch {torch.__version__}\n\n`python benchmarks/bench_deblend.py "
+            f"--n {args.n} --mag-limit {args.mag_limit:g} --epochs {args.epochs} --depth {args.depth} "
+            f"--filters {args.filters} --write`: "
             f"{args.n:,} simulated blends of exactly two galaxies (no stars), {args.size}×{args.size} pixels of "
             f"0.2″ in {', '.join(args.bands)}, galaxies brighter than AB {args.mag_limit:g} (band mean), separated "
             f"by 1 to 3 times the sum of their half-light radii, Moffat seeing 0.6–1.0″, LSST 100-visit sky noise; "

@@ -189,9 +189,9 @@ class Deblend(Task):
         """The network's row, then the blend itself and photutils' segmentation deblender
         (:func:`~deepfield.tasks.baselines.deblenders.deblend_baselines`) on the same validation and test parts."""
         info, channels = prepared.info, len(prepared.info.bands)
+        targets = prepared.targets  # type: ignore[attr-defined]
         parts = {part: {"blends": restore(prepared.x[part][:, :channels], info),
-                        "truth": restore(prepared.y[part], info),
-                        "x": prepared.targets[part][:, 0], "y": prepared.targets[part][:, 1]}  # type: ignore[attr-defined]
+                        "truth": restore(prepared.y[part], info), "x": targets[part][:, 0], "y": targets[part][:, 1]}
                  for part in ("validation", "test")}
         network = {"model": f"network ({config.model.preset})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}}

@@ -32,7 +32,8 @@ MATCH_RADIUS = 3.0
 """Pixels: the farthest a segment's centroid may lie from a target that falls on no segment."""
 CONTRASTS = (0.001, 0.01, 0.1)
 """The ``contrast`` values tried on the validation part (photutils' default is 0.001)."""
-SCORES = ("flux_mape", "flux_mdape", "flux_bias", "recovered_fraction", "ssim", "shape_e_rms", "size_mape", "shape_failures")
+SCORES = ("flux_mape", "flux_mdape", "flux_bias", "recovered_fraction", "ssim", "shape_e_rms", "size_mape",
+          "shape_failures")
 """The metrics of a baselines row (and the network's row beside them)."""
 
 
