@@ -13,7 +13,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.report.html import headline, write_report
 from deepfield.tasks.config import load_config
 from deepfield.tasks.pipeline import prepare, task_for
-from deepfield.tasks.run import predict_run, train
+from deepfield.tasks.run import evaluate_run, predict_run, train
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "deblend.yaml"
 TINY = ["training.epochs=1", "training.batch_size=16", "model.options={depth: 2, filters: 4, normalization: null}"]
@@ -62,6 +62,8 @@ def test_predict_writes_each_source_of_each_blend_in_flux_units(trained, tmp_pat
     flux = table["deblended"].sum(axis=(1, 2, 3))
     truth = read_blends(new).sources.sum(axis=(2, 3, 4)).ravel()
     assert np.all(np.abs(flux) < 10 * truth.max())  # nJy, the file's unit, not sky-noise units
+    metrics = evaluate_run(out, new)  # the same file, labelled: scored source by source
+    assert metrics["n_sources"] == 6 and 0.0 <= metrics["recovered_fraction"] <= 1.0 and metrics["flux_mape"] >= 0
 
 
 def test_the_split_keeps_the_sources_of_a_blend_in_one_part(trained):
