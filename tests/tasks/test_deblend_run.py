@@ -12,6 +12,7 @@ from deepfield.data.simulate.blends import read_blends, simulate_blends
 from deepfield.errors import DeepfieldError
 from deepfield.report.html import headline, write_report
 from deepfield.tasks.config import load_config
+from deepfield.tasks.deblend import from_network
 from deepfield.tasks.pipeline import prepare, task_for
 from deepfield.tasks.run import evaluate_run, predict_run, train
 
@@ -48,6 +49,7 @@ def test_the_example_trains_a_unet_and_writes_the_metrics_and_the_segmentation_d
     assert rows[1]["flux_bias"] > 0  # the blend holds the companion's light too
     prepared = json.loads((out / "prepared.json").read_text())
     assert prepared["bands"] == ["r"] and prepared["targets"] == "sources" and prepared["marker_sigma"] == 1.5
+    assert prepared["stretch"] == "asinh"
     assert headline(metrics).startswith("test flux error (MAPE, %) ")
     assert (out / "figures" / "deblend_gallery.png").is_file()
     assert "segmentation deblender (photutils)" in (out / "report.html").read_text()
@@ -66,9 +68,12 @@ def test_predict_writes_each_source_of_each_blend_in_flux_units(trained, tmp_pat
     assert metrics["n_sources"] == 6 and 0.0 <= metrics["recovered_fraction"] <= 1.0 and metrics["flux_mape"] >= 0
 
 
-def test_the_split_keeps_the_sources_of_a_blend_in_one_part(trained):
-    config, _, _ = trained
+def test_the_split_keeps_the_sources_of_a_blend_in_one_part_and_the_stretch_is_undone_exactly(trained):
+    config, _, folder = trained
     prepared = prepare(task_for(config), config)
+    blend, source = np.array([i.split(":") for i in prepared.ids["test"]], dtype=np.int64).T
+    truth = read_blends(folder / "blends.h5").sources[blend, source]
+    np.testing.assert_allclose(from_network(prepared.y["test"], prepared.info), truth, rtol=1e-5, atol=1e-3)
     blends_of = {part: {i.split(":")[0] for i in ids} for part, ids in prepared.ids.items()}
     assert not (blends_of["train"] & blends_of["test"]) and not (blends_of["train"] & blends_of["validation"])
     assert prepared.x["train"].shape[1:] == (2, 16, 16) and prepared.y["train"].shape[1:] == (1, 16, 16)

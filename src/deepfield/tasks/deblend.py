@@ -14,8 +14,11 @@ target (Boucaud et al.'s choice): a U-Net is translation-equivariant, so it serv
 the stamp, the stamp needs no padding or cropping, and the companions give training examples too.
 
 Normalisation (``data.normalize: robust``): each band's median and 1.4826 · MAD of the training blends
-(:class:`~deepfield.tasks.prepared_info.DeblendInfo`), applied to blends and sources alike and undone on
-the outputs, as :mod:`~deepfield.tasks.denoise` does: metrics and predictions are in the file's flux unit.
+(:class:`~deepfield.tasks.prepared_info.DeblendInfo`), applied to blends and sources alike, then with
+``data.stretch: asinh`` (the default) ``asinh(v / 3)`` (linear within 3 sky σ, logarithmic above, as the
+classifiers' stretch); both are undone exactly on the outputs (``3 sinh(o)``, then the normalisation), so
+metrics and predictions are in the file's flux unit. The stretch makes the loss (MAE) nearly a relative error
+on the bright parts: a faint source beside a bright one weighs about as much, as in the flux-error metric.
 
 Metrics on the test part, per target source (:mod:`~deepfield.analysis.deblending`, definitions there):
 the total-flux error (``flux_mape``, the mean absolute percentage), its bias, the recovered fraction
@@ -46,6 +49,7 @@ from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.baselines.deblenders import SCORES, deblend_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.denoise import normalise, restore
+from deepfield.tasks.imaging import ASINH_SOFTENING
 from deepfield.tasks.prepared_info import DeblendInfo
 
 DEFAULT_SOURCES = "sources"
@@ -92,10 +96,22 @@ def read(data: DataConfig, path: Path, labelled: bool, inputs: str | None = None
                              labelled=labelled, bands=data.bands if bands is None else bands, limit=data.limit)
 
 
+def to_network(stamps: np.ndarray, info: DeblendInfo) -> np.ndarray:
+    """Raw stamps (N, C, H, W) in the file's unit -> network units (float32): normalised, then stretched."""
+    values = normalise(stamps, info)
+    return np.arcsinh(values / ASINH_SOFTENING) if info.stretch == "asinh" else values
+
+
+def from_network(values: np.ndarray, info: DeblendInfo) -> np.ndarray:
+    """The inverse of :func:`to_network`: network units (N, C, H, W) -> the file's flux unit (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    return restore(ASINH_SOFTENING * np.sinh(values) if info.stretch == "asinh" else values, info)
+
+
 def network_inputs(found: Examples, info: DeblendInfo) -> np.ndarray:
-    """(N, C + 1, H, W) float32: the normalised blends and the target marker."""
+    """(N, C + 1, H, W) float32: the blends in network units and the target marker."""
     marker = target_marker(found.x, found.y, found.blends.shape[2:], info.marker_sigma)
-    return np.concatenate([normalise(found.blends, info), marker], axis=1)
+    return np.concatenate([to_network(found.blends, info), marker], axis=1)
 
 
 def check_options(config: RunConfig) -> None:
@@ -129,19 +145,19 @@ class Deblend(Task):
         if any(len(parts[part].blend) == 0 for part in PARTS):
             raise DeepfieldError("data.split: the train, validation and test parts must not be empty")
         info = DeblendInfo(bands=list(stamps.bands), unit=stamps.unit, inputs=data.images,
-                           targets=data.target or DEFAULT_SOURCES, marker_sigma=MARKER_SIGMA)
+                           targets=data.target or DEFAULT_SOURCES, marker_sigma=MARKER_SIGMA, stretch=data.stretch)
         if data.normalize == "robust":
             train = stamps.images[np.unique(parts["train"].blend)]  # each training blend once
             info.normalize = RobustNormalize().fit(torch.from_numpy(train)).get_config()
         return DeblendPrepared(x={part: network_inputs(p, info) for part, p in parts.items()},
-                               y={part: normalise(p.sources, info) for part, p in parts.items()},
+                               y={part: to_network(p.sources, info) for part, p in parts.items()},
                                ids={part: p.ids for part, p in parts.items()}, info=info,
                                targets={part: np.column_stack([p.x, p.y]) for part, p in parts.items()})
 
     def read_new(self, config: RunConfig, info: DeblendInfo, path: Path, labelled: bool) -> NewData:
         found = examples(read(config.data, path, labelled, inputs=info.inputs, targets=info.targets,
                               bands=info.bands))
-        targets = None if found.sources is None else normalise(found.sources, info)
+        targets = None if found.sources is None else to_network(found.sources, info)
         return NewData(x=network_inputs(found, info), y=targets, ids=found.ids,
                        columns={"blend": found.blend, "source": found.source, "x": found.x, "y": found.y})
 
@@ -175,8 +191,8 @@ class Deblend(Task):
         """The deblending metrics of the network's sources on ``part`` (file's flux unit) and the gallery of
         the best, median and worst flux errors: blend, network, truth, residual."""
         info = prepared.info
-        output, truth = restore(outputs, info), restore(prepared.y[part], info)
-        blends = restore(prepared.x[part][:, :len(info.bands)], info)
+        output, truth = from_network(outputs, info), from_network(prepared.y[part], info)
+        blends = from_network(prepared.x[part][:, :len(info.bands)], info)
         result = deblending_scores(truth, output, info.bands)
         errors = relative_flux_errors(truth, output)[:, -1]
         shown = best_median_worst(-np.abs(errors))
@@ -190,8 +206,8 @@ class Deblend(Task):
         (:func:`~deepfield.tasks.baselines.deblenders.deblend_baselines`) on the same validation and test parts."""
         info, channels = prepared.info, len(prepared.info.bands)
         targets = prepared.targets  # type: ignore[attr-defined]
-        parts = {part: {"blends": restore(prepared.x[part][:, :channels], info),
-                        "truth": restore(prepared.y[part], info), "x": targets[part][:, 0], "y": targets[part][:, 1]}
+        parts = {part: {"blends": from_network(prepared.x[part][:, :channels], info),
+                        "truth": from_network(prepared.y[part], info), "x": targets[part][:, 0], "y": targets[part][:, 1]}
                  for part in ("validation", "test")}
         network = {"model": f"network ({config.model.preset})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}}
@@ -199,7 +215,7 @@ class Deblend(Task):
 
     def describe(self, outputs: np.ndarray, info: DeblendInfo) -> dict[str, np.ndarray]:
         """``deblended`` (N, C, H, W) float32: each target source alone, in the file's unit."""
-        return {"deblended": restore(outputs, info).astype(np.float32)}
+        return {"deblended": from_network(outputs, info).astype(np.float32)}
 
 
 def sky_sigma(prepared: Prepared) -> np.ndarray:
@@ -208,5 +224,5 @@ def sky_sigma(prepared: Prepared) -> np.ndarray:
     info = prepared.info
     if info.normalize is not None:
         return np.asarray(info.normalize.sigma, dtype=np.float64)
-    blends = prepared.x["train"][:, :len(info.bands)]
+    blends = from_network(prepared.x["train"][:, :len(info.bands)], info)
     return np.array([nmad(blends[:, c]) for c in range(len(info.bands))])

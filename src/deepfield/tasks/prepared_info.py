@@ -215,3 +215,6 @@ class DeblendInfo(PreparedInfo):
     """As :attr:`DenoiseInfo.normalize`, fitted on the training blends, applied to blends and sources."""
     marker_sigma: float
     """Pixels: the σ of the Gaussian marking the target in the input's last channel."""
+    stretch: Literal["asinh", "none"] = "none"
+    """``data.stretch``: ``asinh`` maps normalised values ``v`` to ``asinh(v / 3)`` (blends and sources), undone on
+    outputs as ``3 sinh(o)``."""
