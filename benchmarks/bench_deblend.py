@@ -32,7 +32,7 @@ from deepfield.data.simulate import simulate_blends
 from deepfield.tasks.config import load_config
 from deepfield.tasks.run import train
 
-COLUMNS = (("flux_mape", "flux error (MAPE, %)", "{:.1f}"), ("flux_mdape", "median |error| (%)", "{:.1f}"),
+COLUMNS = (("flux_mape", "flux error (MAPE, %)", "{:.1f}"), ("flux_mdape", "median abs. error (%)", "{:.1f}"),
            ("flux_bias", "flux bias (median, %)", "{:+.1f}"),
            ("recovered_fraction", "recovered (< 10 %)", "{:.3f}"), ("ssim", "SSIM", "{:.3f}"),
            ("shape_e_rms", "Δe RMS", "{:.3f}"), ("size_mape", "size error (%)", "{:.1f}"))
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, 
     simulated = time.perf_counter() - start
     config = load_config(None, document={
         "task": "deblend", "seed": args.seed, "out": str(folder / "run"),
-        "data": {"path": str(blends), "split": {"validation": 0.15, "test": 0.15}},
+        "data": {"path": str(blends), "split": {"validation": 0.15, "test": 0.15}, "stretch": args.stretch},
         "model": {"preset": "unet", "options": {"depth": args.depth, "filters": args.filters,
                                                 "normalization": None}},
         "training": {"epochs": args.epochs, "batch_size": 32, "early_stopping": 4, "reduce_lr": 2,
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--bands", default="gri", help="LSST bands (default gri)")
     parser.add_argument("--mag-limit", type=float, default=25.0, help="faintest band-mean AB mag (default 25)")
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--stretch", choices=("asinh", "none"), default="asinh", help="data.stretch (default asinh)")
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.002)
@@ -100,15 +101,17 @@ def main() -> None:
     print(verdict(metrics))
     if args.write:
         add_section(
-            f"## {datetime.date.today().isoformat()} — deblending two-galaxy blends to AB {args.mag_limit:g} "
+            f"## {datetime.date.today().isoformat()} — deblending two-galaxy blends to AB {args.mag_limit:g}, "
+            f"stretch {args.stretch} "
             f"(bench_deblend.py): {machine()}, torch {torch.__version__}\n\n`python benchmarks/bench_deblend.py "
             f"--n {args.n} --mag-limit {args.mag_limit:g} --epochs {args.epochs} --depth {args.depth} "
-            f"--filters {args.filters} --write`: "
+            f"--filters {args.filters} --stretch {args.stretch} --write`: "
             f"{args.n:,} simulated blends of exactly two galaxies (no stars), {args.size}×{args.size} pixels of "
             f"0.2″ in {', '.join(args.bands)}, galaxies brighter than AB {args.mag_limit:g} (band mean), separated "
             f"by 1 to 3 times the sum of their half-light radii, Moffat seeing 0.6–1.0″, LSST 100-visit sky noise; "
             f"split by blend 70/15/15, every source a target ({metrics['n_sources']:,} test sources). U-Net depth "
-            f"{args.depth}, {args.filters} filters, MAE loss, {metrics.get('epochs_run', args.epochs)} epochs run "
+            f"{args.depth}, {args.filters} filters, MAE loss on {args.stretch}-stretched values (data.stretch), "
+            f"{metrics.get('epochs_run', args.epochs)} epochs run "
             f"(early stopping 4). Flux: the total flux of the band-summed stamp against the isolated truth's; the "
             f"segmentation deblender's is its segment flux (contrast tuned on the validation part). Simulated in "
             f"{simulated:.0f} s, trained and scored (baselines included) in {trained / 60:.1f} min on a machine "

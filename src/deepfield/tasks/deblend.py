@@ -207,7 +207,8 @@ class Deblend(Task):
         info, channels = prepared.info, len(prepared.info.bands)
         targets = prepared.targets  # type: ignore[attr-defined]
         parts = {part: {"blends": from_network(prepared.x[part][:, :channels], info),
-                        "truth": from_network(prepared.y[part], info), "x": targets[part][:, 0], "y": targets[part][:, 1]}
+                        "truth": from_network(prepared.y[part], info),
+                        "x": targets[part][:, 0], "y": targets[part][:, 1]}
                  for part in ("validation", "test")}
         network = {"model": f"network ({config.model.preset})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}}
