@@ -197,7 +197,9 @@ class Deblend(Task):
         errors = relative_flux_errors(truth, output)[:, -1]
         shown = best_median_worst(-np.abs(errors))
         plot_restoration_gallery(blends, output, truth, figures / "deblend_gallery.png", shown,
-                                 [f"flux error {100 * errors[i]:+.1f} %" for i in shown], unit=info.unit)
+                                 [f"flux error {100 * errors[i]:+.1f} %" for i in shown], unit=info.unit,
+                                 titles=("blend (+ target)", "network", "isolated truth"),
+                                 marks=prepared.targets[part])  # type: ignore[attr-defined]
         return {**result, "recovered_within": RECOVERED_WITHIN, "unit": info.unit}
 
     def classical_baselines(self, config: RunConfig, prepared: Prepared,
