@@ -24,3 +24,11 @@ def test_the_gallery_has_a_row_per_stamp_and_a_column_per_panel(tmp_path):
     assert_png(with_sigma, (10.0, 2.1))
     with pytest.raises(DeepfieldError, match="alike"):
         plot_restoration_gallery(noisy, output[:, :1], truth, tmp_path / "x.png", [0], ["a"])
+
+
+def test_a_deblending_gallery_names_its_panels_and_crosses_the_target(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 10, (2, 1, 16, 16))
+    path = plot_restoration_gallery(truth + 5, truth, truth, tmp_path / "d.png", [0, 1], ["a", "b"],
+                                    titles=("blend", "network", "isolated truth"), marks=[[3.0, 4.0], [15.0, 0.0]])
+    assert_png(path, (8.0, 4.2))

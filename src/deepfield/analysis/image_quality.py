@@ -103,16 +103,23 @@ def aperture_noise(f_images: Any, f_truth: Any) -> np.ndarray:
     return np.array([nmad(column) for column in residual.T])
 
 
+def adaptive_moments(images: Any) -> np.ndarray:
+    """(N, 3) GalSim's adaptive moments of each band-summed stamp ``(N, C, H, W)``: the distortions e1, e2
+    and the size σ (pixels, ``moments_sigma``); NaN where the fit failed."""
+    images = _stamps("images", images)
+    moments = np.full((len(images), 3), np.nan)
+    for i, stamp in enumerate(images):
+        fit = galsim.hsm.FindAdaptiveMom(galsim.Image(stamp.sum(axis=0)), strict=False)
+        if fit.moments_status == 0:
+            moments[i] = fit.observed_shape.e1, fit.observed_shape.e2, fit.moments_sigma
+    return moments
+
+
 def adaptive_shapes(images: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(e, ok)``: (N, 2) distortions e1, e2 of GalSim's adaptive moments of each band-summed stamp
     ``(N, C, H, W)`` (NaN where the fit failed) and (N,) whether it succeeded."""
-    images = _stamps("images", images)
-    shapes, ok = np.full((len(images), 2), np.nan), np.zeros(len(images), dtype=bool)
-    for i, stamp in enumerate(images):
-        moments = galsim.hsm.FindAdaptiveMom(galsim.Image(stamp.sum(axis=0)), strict=False)
-        if moments.moments_status == 0:
-            shapes[i], ok[i] = (moments.observed_shape.e1, moments.observed_shape.e2), True
-    return shapes, ok
+    shapes = adaptive_moments(images)[:, :2]
+    return shapes, np.isfinite(shapes[:, 0])
 
 
 def shape_errors(truth: Any, output: Any) -> dict[str, float]:

@@ -25,7 +25,8 @@ def best_median_worst(scores: ArrayLike) -> list[int]:
 
 def plot_restoration_gallery(noisy: ArrayLike, output: ArrayLike, truth: ArrayLike, path: str | os.PathLike[str],
                              rows: Sequence[int], labels: Sequence[str], sigma: ArrayLike | None = None,
-                             band: int = 0, unit: str = "") -> Path:
+                             band: int = 0, unit: str = "", titles: Sequence[str] = ("input", "output", "truth"),
+                             marks: ArrayLike | None = None) -> Path:
     """One row per stamp of ``rows``: noisy input, output, truth, residual (output − truth) and, when given,
     the per-pixel ``sigma``, all of band ``band``.
 
@@ -34,7 +35,8 @@ def plot_restoration_gallery(noisy: ArrayLike, output: ArrayLike, truth: ArrayLi
     -2σ (or the truth's 1st percentile) to the truth's 99.5th percentile (at least 3σ): a faint galaxy under
     its noise shows as a galaxy in grey noise, not as saturated black and white; the residual is centred on 0
     within ± the larger of σ and the residual's 99th percentile of |value|; ``labels``: one title per row
-    (e.g. its PSNR).
+    (e.g. its PSNR); ``titles``: of the first three panels; ``marks``: (N, 2) a point (column, row in pixels)
+    crossed on each input panel (a deblended target).
     """
     stacks = [np.asarray(a, dtype=np.float64) for a in (noisy, output, truth)]
     if len({a.shape for a in stacks}) != 1 or stacks[0].ndim != 4:
@@ -44,7 +46,7 @@ def plot_restoration_gallery(noisy: ArrayLike, output: ArrayLike, truth: ArrayLi
         raise DeepfieldError("restoration gallery: one label per row, at least one row")
     noisy, output, truth = (a[:, band] for a in stacks)
     sigma_maps = None if sigma is None else np.asarray(sigma, dtype=np.float64)[:, band]
-    names = ["input", "output", "truth", "output − truth"] + ([] if sigma_maps is None else ["σ"])
+    names = [*titles, "output − truth"] + ([] if sigma_maps is None else ["σ"])
     path = Path(path)
     with figure(path, (2.0 * len(names), 2.1 * len(rows))) as fig:
         axes = fig.subplots(len(rows), len(names), squeeze=False)
@@ -69,6 +71,8 @@ def plot_restoration_gallery(noisy: ArrayLike, output: ArrayLike, truth: ArrayLi
                     ax.set_title(names[c], fontsize=9)
                 if c == 0:
                     ax.set_ylabel(label, fontsize=8)
+                    if marks is not None:
+                        ax.plot(*np.asarray(marks, dtype=np.float64)[i], "+", color="#D55E00", markersize=10)
                 if c >= 3:
                     fig.colorbar(shown, ax=ax, shrink=0.8).set_label(unit, fontsize=7)
     return path

@@ -274,12 +274,12 @@ class PhotozConfig(Strict):
         None, description="a PDF's z_phot: median (default), mean, mode, peak or peak_mean")
 
 
-TASK_PRESETS = {"denoise": "unet"}
+TASK_PRESETS = {"denoise": "unet", "deblend": "unet"}
 """``model.preset`` when the config leaves it out, for the tasks whose default is not ``lecture-cnn``."""
 
 
 class RunConfig(Strict):
-    task: Literal["morphology", "quality", "photoz", "tabular", "denoise"]
+    task: Literal["morphology", "quality", "photoz", "tabular", "denoise", "deblend"]
     name: str | None = None
     seed: int = 0
     out: Path = Path("runs/run")

@@ -39,6 +39,7 @@ from deepfield.tasks import rerun, run_paths
 from deepfield.tasks.base import Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge_rows, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig
+from deepfield.tasks.deblend import Deblend
 from deepfield.tasks.denoise import Denoise
 from deepfield.tasks.explain import explain
 from deepfield.tasks.explain_region import source_apertures
@@ -58,7 +59,8 @@ from deepfield.training.mc_dropout import MCPrediction
 from deepfield.version import __version__
 
 TASKS: Registry[type[Task]] = Registry("task", {task.name: task
-                                                for task in (Morphology, PhotoZ, Quality, Tabular, Denoise)})
+                                                for task in (Morphology, PhotoZ, Quality, Tabular, Denoise,
+                                                             Deblend)})
 """The tasks ``task:`` in a config names (their names also in :class:`~deepfield.tasks.config.RunConfig`)."""
 
 

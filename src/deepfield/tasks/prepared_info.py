@@ -199,3 +199,22 @@ class DenoiseInfo(PreparedInfo):
     targets become ``(x − median) / sigma`` and outputs ``o · sigma + median``; ``None``: raw fluxes."""
     aperture_radius: float
     """Pixels: the photometry aperture's radius for files without ``truth/aperture_radius``."""
+
+
+class DeblendInfo(PreparedInfo):
+    """``deblend``: blends and one target source each; the blends' linear normalisation, undone on outputs."""
+
+    bands: list[str]
+    unit: str
+    """The flux unit per pixel of the file (``nJy`` for deepfield's; empty when the file does not say)."""
+    inputs: str
+    """The blends' dataset: ``data.images``."""
+    targets: str
+    """The isolated sources' dataset: ``data.target`` (default ``sources``)."""
+    normalize: RobustStatistics | None = None
+    """As :attr:`DenoiseInfo.normalize`, fitted on the training blends, applied to blends and sources."""
+    marker_sigma: float
+    """Pixels: the σ of the Gaussian marking the target in the input's last channel."""
+    stretch: Literal["asinh", "none"] = "none"
+    """``data.stretch``: ``asinh`` maps normalised values ``v`` to ``asinh(v / 3)`` (blends and sources), undone on
+    outputs as ``3 sinh(o)``."""

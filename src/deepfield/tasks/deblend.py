@@ -1,0 +1,231 @@
+"""Deblending: a network returns one source of a blend alone (``task: deblend``; Boucaud et al. 2020 style).
+
+Data (``data.path``): a blends file read by :func:`~deepfield.data.blend_stamps.read_blend_stamps`:
+the HDF5 that ``deepfield simulate blends`` writes, or a user's with the same layout: the blends
+(``data.images``, default ``images``), each source alone (``data.target``, default ``sources``) and the
+centres ``truth/x``, ``truth/y``. ``data.validation`` / ``data.test``: held-out files, else a seeded
+split of the blends (never of the sources: the sources of one blend stay in one part).
+
+Every source of every blend is a target: a blend of k sources gives k examples. The network reads the
+blend and, as one more channel, a unit-peak Gaussian of σ :data:`~deepfield.data.blend_stamps.MARKER_SIGMA`
+pixels on the target's centre (:func:`~deepfield.data.blend_stamps.target_marker`), ``(C + 1, H, W)``,
+and returns that source alone, ``(C, H, W)``. A marker channel rather than a stamp re-centred on the
+target (Boucaud et al.'s choice): a U-Net is translation-equivariant, so it serves a target anywhere in
+the stamp, the stamp needs no padding or cropping, and the companions give training examples too.
+
+Normalisation (``data.normalize: robust``): each band's median and 1.4826 · MAD of the training blends
+(:class:`~deepfield.tasks.prepared_info.DeblendInfo`), applied to blends and sources alike, then with
+``data.stretch: asinh`` (the default) ``asinh(v / 3)`` (linear within 3 sky σ, logarithmic above, as the
+classifiers' stretch); both are undone exactly on the outputs (``3 sinh(o)``, then the normalisation), so
+metrics and predictions are in the file's flux unit. The stretch makes the loss (MAE) nearly a relative error
+on the bright parts: a faint source beside a bright one weighs about as much, as in the flux-error metric.
+
+Metrics on the test part, per target source (:mod:`~deepfield.analysis.deblending`, definitions there):
+the total-flux error (``flux_mape``, the mean absolute percentage), its bias, the recovered fraction
+(flux within 10 %), the adaptive-moment shape and size errors, SSIM. Classical baseline:
+:mod:`deepfield.tasks.baselines.deblenders` (photutils' segmentation deblender), on the same test part.
+
+Predictions (``deepfield predict RUN blends.h5 --out deblended.h5``): one row per source of each blend
+(ids ``blend:source``), its ``deblended`` column the source's ``(C, H, W)`` stamp in the file's flux unit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepfield.analysis.deblending import RECOVERED_WITHIN, deblending_scores, relative_flux_errors
+from deepfield.analysis.image_quality import nmad
+from deepfield.data.blend_stamps import MARKER_SIGMA, BlendStamps, read_blend_stamps, target_marker
+from deepfield.data.splits import make_split
+from deepfield.data.transforms import RobustNormalize
+from deepfield.errors import DeepfieldError
+from deepfield.models import zoo
+from deepfield.plots import best_median_worst, plot_restoration_gallery
+from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.baselines.deblenders import SCORES, deblend_baselines
+from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.denoise import normalise, restore
+from deepfield.tasks.imaging import ASINH_SOFTENING
+from deepfield.tasks.prepared_info import DeblendInfo
+
+DEFAULT_SOURCES = "sources"
+
+
+@dataclass
+class DeblendPrepared(Prepared):
+    """:class:`Prepared` plus, per part, each example's target centre ``targets[part]`` (N, 2): column, row
+    in pixels."""
+
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """One example per source of each blend: ``blends`` and ``sources`` (N, C, H, W) raw (``sources`` ``None``
+    when unlabelled), ``x``, ``y`` (N,) the target's centre, ``blend``, ``source`` (N,) its indices."""
+
+    blends: np.ndarray
+    sources: np.ndarray | None
+    x: np.ndarray
+    y: np.ndarray
+    blend: np.ndarray
+    source: np.ndarray
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.array([f"{b}:{s}" for b, s in zip(self.blend, self.source)])
+
+
+def examples(stamps: BlendStamps, blends: np.ndarray | None = None) -> Examples:
+    """The examples of the blends ``blends`` (indices; default all) of ``stamps``, source by source."""
+    blends = np.arange(len(stamps.images)) if blends is None else np.asarray(blends)
+    pairs = [(b, s) for b in blends for s in range(int(stamps.n_sources[b]))]
+    blend, source = (np.array([p[j] for p in pairs], dtype=np.int64) for j in (0, 1))
+    return Examples(stamps.images[blend], None if stamps.sources is None else stamps.sources[blend, source],
+                    stamps.x[blend, source], stamps.y[blend, source], blend, source)
+
+
+def read(data: DataConfig, path: Path, labelled: bool, inputs: str | None = None, targets: str | None = None,
+         bands: list[str] | None = None) -> BlendStamps:
+    """The blends file ``path`` as ``data`` says to read it (``inputs``/``targets``/``bands``: a run's record)."""
+    return read_blend_stamps(path, images=inputs or data.images, sources=targets or data.target or DEFAULT_SOURCES,
+                             labelled=labelled, bands=data.bands if bands is None else bands, limit=data.limit)
+
+
+def to_network(stamps: np.ndarray, info: DeblendInfo) -> np.ndarray:
+    """Raw stamps (N, C, H, W) in the file's unit -> network units (float32): normalised, then stretched."""
+    values = normalise(stamps, info)
+    return np.arcsinh(values / ASINH_SOFTENING) if info.stretch == "asinh" else values
+
+
+def from_network(values: np.ndarray, info: DeblendInfo) -> np.ndarray:
+    """The inverse of :func:`to_network`: network units (N, C, H, W) -> the file's flux unit (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    return restore(ASINH_SOFTENING * np.sinh(values) if info.stretch == "asinh" else values, info)
+
+
+def network_inputs(found: Examples, info: DeblendInfo) -> np.ndarray:
+    """(N, C + 1, H, W) float32: the blends in network units and the target marker."""
+    marker = target_marker(found.x, found.y, found.blends.shape[2:], info.marker_sigma)
+    return np.concatenate([to_network(found.blends, info), marker], axis=1)
+
+
+def check_options(config: RunConfig) -> None:
+    """Options other tasks take that would break a deblending pair."""
+    if config.training.augment:
+        raise DeepfieldError("training.augment: the augmentations move the blend alone, not its target source; "
+                             "leave it out for task deblend")
+    if config.data.kind != "images":
+        raise DeepfieldError("data.kind: task deblend takes blended images (images)")
+    if config.uncertainty.heteroscedastic:
+        raise DeepfieldError("uncertainty.heteroscedastic: not available for task deblend yet (use mc_samples)")
+
+
+class Deblend(Task):
+    """Blend + the target's position -> the target source alone, scored against its isolated truth."""
+
+    name = "deblend"
+    info_model = DeblendInfo
+
+    def prepare(self, config: RunConfig) -> DeblendPrepared:
+        check_options(config)
+        data = config.data
+        stamps = read(data, data.path, labelled=True)
+        held = {part: getattr(data, part) for part in ("validation", "test")}
+        fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
+        split = make_split(len(stamps.images), (1.0 - sum(fractions), *fractions), seed=config.seed)
+        parts = {part: examples(stamps, index) for part, index in zip(PARTS, split.parts())}
+        for part, path in held.items():
+            if path is not None:
+                parts[part] = examples(read(data, path, labelled=True, bands=list(stamps.bands)))
+        if any(len(parts[part].blend) == 0 for part in PARTS):
+            raise DeepfieldError("data.split: the train, validation and test parts must not be empty")
+        info = DeblendInfo(bands=list(stamps.bands), unit=stamps.unit, inputs=data.images,
+                           targets=data.target or DEFAULT_SOURCES, marker_sigma=MARKER_SIGMA, stretch=data.stretch)
+        if data.normalize == "robust":
+            train = stamps.images[np.unique(parts["train"].blend)]  # each training blend once
+            info.normalize = RobustNormalize().fit(torch.from_numpy(train)).get_config()
+        return DeblendPrepared(x={part: network_inputs(p, info) for part, p in parts.items()},
+                               y={part: to_network(p.sources, info) for part, p in parts.items()},
+                               ids={part: p.ids for part, p in parts.items()}, info=info,
+                               targets={part: np.column_stack([p.x, p.y]) for part, p in parts.items()})
+
+    def read_new(self, config: RunConfig, info: DeblendInfo, path: Path, labelled: bool) -> NewData:
+        found = examples(read(config.data, path, labelled, inputs=info.inputs, targets=info.targets,
+                              bands=info.bands))
+        targets = None if found.sources is None else to_network(found.sources, info)
+        return NewData(x=network_inputs(found, info), y=targets, ids=found.ids,
+                       columns={"blend": found.blend, "source": found.source, "x": found.x, "y": found.y})
+
+    def new_prepared(self, new: NewData, info: DeblendInfo) -> DeblendPrepared:  # type: ignore[override]
+        return DeblendPrepared(x={"test": new.x}, y={"test": new.y}, ids={"test": new.ids}, info=info,
+                               targets={"test": np.column_stack([new.columns["x"], new.columns["y"]])})
+
+    # -- the network ---------------------------------------------------------------------------
+    def head(self, prepared: Prepared) -> tuple[int, str | None]:
+        return len(prepared.info.bands), None
+
+    def default_loss(self, prepared: Prepared) -> str:
+        """``mae``, as for denoising (:meth:`~deepfield.tasks.denoise.Denoise.default_loss`): squared errors
+        let the bright cores outweigh the faint wings that hold much of a source's flux."""
+        return "mae"
+
+    def default_metrics(self, prepared: Prepared) -> list[str]:
+        return ["mse"]
+
+    def build_model(self, config: RunConfig, prepared: Prepared) -> torch.nn.Module:
+        """The preset with one output channel per band (presets taking ``output_channels``, as ``unet``):
+        the input has one more, the marker."""
+        options = dict(config.model.options)
+        if "output_channels" in zoo.parameters(config.model.preset):
+            options.setdefault("output_channels", len(prepared.info.bands))
+        model = config.model.model_copy(update={"options": options})
+        return super().build_model(config.model_copy(update={"model": model}), prepared)
+
+    # -- what the run says ---------------------------------------------------------------------
+    def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
+        """The deblending metrics of the network's sources on ``part`` (file's flux unit) and the gallery of
+        the best, median and worst flux errors: blend, network, truth, residual."""
+        info = prepared.info
+        output, truth = from_network(outputs, info), from_network(prepared.y[part], info)
+        blends = from_network(prepared.x[part][:, :len(info.bands)], info)
+        result = deblending_scores(truth, output, info.bands)
+        errors = relative_flux_errors(truth, output)[:, -1]
+        shown = best_median_worst(-np.abs(errors))
+        plot_restoration_gallery(blends, output, truth, figures / "deblend_gallery.png", shown,
+                                 [f"flux error {100 * errors[i]:+.1f} %" for i in shown], unit=info.unit,
+                                 titles=("blend (+ target)", "network", "isolated truth"),
+                                 marks=prepared.targets[part])  # type: ignore[attr-defined]
+        return {**result, "recovered_within": RECOVERED_WITHIN, "unit": info.unit}
+
+    def classical_baselines(self, config: RunConfig, prepared: Prepared,
+                            metrics: dict[str, Any]) -> list[dict[str, Any]]:
+        """The network's row, then the blend itself and photutils' segmentation deblender
+        (:func:`~deepfield.tasks.baselines.deblenders.deblend_baselines`) on the same validation and test parts."""
+        info, channels = prepared.info, len(prepared.info.bands)
+        targets = prepared.targets  # type: ignore[attr-defined]
+        parts = {part: {"blends": from_network(prepared.x[part][:, :channels], info),
+                        "truth": from_network(prepared.y[part], info),
+                        "x": targets[part][:, 0], "y": targets[part][:, 1]}
+                 for part in ("validation", "test")}
+        network = {"model": f"network ({config.model.preset})", "parameter": "",
+                   **{key: metrics[key] for key in SCORES if key in metrics}}
+        return [network, *deblend_baselines(parts["validation"], parts["test"], sky_sigma(prepared), info.bands)]
+
+    def describe(self, outputs: np.ndarray, info: DeblendInfo) -> dict[str, np.ndarray]:
+        """``deblended`` (N, C, H, W) float32: each target source alone, in the file's unit."""
+        return {"deblended": from_network(outputs, info).astype(np.float32)}
+
+
+def sky_sigma(prepared: Prepared) -> np.ndarray:
+    """(C,) each band's sky σ per pixel in the file's unit: the normalisation's 1.4826 · MAD of the training
+    blends, or that of the raw training blends without normalisation."""
+    info = prepared.info
+    if info.normalize is not None:
+        return np.asarray(info.normalize.sigma, dtype=np.float64)
+    blends = from_network(prepared.x["train"][:, :len(info.bands)], info)
+    return np.array([nmad(blends[:, c]) for c in range(len(info.bands))])
