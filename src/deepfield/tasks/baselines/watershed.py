@@ -22,7 +22,7 @@ from scipy import ndimage
 from deepfield.analysis.segmentation import (BACKGROUND, INSTANCE_CLASSES, SOURCE, classes_from_instances,
                                              segmentation_metrics)
 
-N_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+N_SIGMAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 """The detection thresholds tried, in sigmas of the smoothed stamp's noise."""
 SMOOTHING = 1.0
 """σ (pixels) of the Gaussian the summed stamp is smoothed by before detection."""
@@ -69,4 +69,9 @@ def watershed_baseline(validation: tuple[np.ndarray, np.ndarray, np.ndarray],
     n_sigma = max(N_SIGMAS, key=lambda value: np.nan_to_num(scores(validation, value)["mean_iou"], nan=-1.0))
     result = scores(test, n_sigma)
     return {"model": "threshold + watershed (photutils)", "parameter": f"n_sigma {n_sigma}",
-            **{key: result[key] for key in SCORES}, "iou": result["iou"]}
+            **{key: result[key] for key in SCORES}, **per_class(result["iou"])}
+
+
+def per_class(iou: dict[str, float]) -> dict[str, float]:
+    """A row's IoU of each class, as columns ``iou_<class>``."""
+    return {f"iou_{name}": value for name, value in iou.items()}
