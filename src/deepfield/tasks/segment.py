@@ -72,6 +72,7 @@ def read(data: DataConfig, path: Path, labelled: bool, info: SegmentInfo | None 
 
 
 def label_kind(data: DataConfig, maps: LabelMaps) -> str:
+    """``data.label_map``, else ``instances`` for a blends file and ``classes`` for any other."""
     return data.label_map or ("instances" if maps.instances else "classes")
 
 
