@@ -1,10 +1,10 @@
 """Segmentation scores against small maps computed by hand: class IoU, the boundary class, instances
-from classes, completeness and purity by the IoU > 0.5 rule."""
+from classes or probabilities (seeded watershed), completeness and purity by the IoU > 0.5 rule."""
 import numpy as np
 import pytest
 
 from deepfield.analysis.segmentation import (class_iou, classes_from_instances, instances_from_classes,
-                                             match_sources, segmentation_metrics)
+                                             instances_from_probabilities, match_sources, segmentation_metrics)
 
 
 def test_class_iou_by_hand():
@@ -54,3 +54,18 @@ def test_completeness_and_purity_by_hand():
     assert result == {"n_true": 3, "n_predicted": 3, "n_matched": 1}
     metrics = segmentation_metrics(truth > 0, predicted > 0, ["background", "source"], truth, predicted)
     assert metrics["completeness"] == pytest.approx(1 / 3) and metrics["purity"] == pytest.approx(1 / 3)
+
+
+def test_seeded_watershed_splits_a_blend_the_argmax_map_merges():
+    instances = np.zeros((1, 6, 10), dtype=np.int64)
+    instances[0, 1:5, 1:5], instances[0, 1:5, 5:9] = 1, 2
+    probabilities = np.zeros((1, 3, 6, 10))
+    probabilities[0, 0] = 1.0
+    inside = instances[0] > 0
+    probabilities[0, :, inside] = [0.03, 0.95, 0.02]
+    probabilities[0, :, 1:5, 4:6] = np.array([0.1, 0.5, 0.4])[:, None, None]  # where they touch: a dip, no boundary
+    merged = instances_from_classes(probabilities.argmax(axis=1), boundary=2)
+    assert match_sources(instances, merged)["n_matched"] == 0
+    split = instances_from_probabilities(probabilities, boundary=2)
+    assert match_sources(instances, split) == {"n_true": 2, "n_predicted": 2, "n_matched": 2}
+    np.testing.assert_array_equal(split[0] > 0, inside)

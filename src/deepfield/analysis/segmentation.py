@@ -12,7 +12,8 @@ same stamp overlaps it with IoU > :data:`MATCH_IOU` (0.5: then no other segment 
 to one and a merged pair of sources counts as one miss at least); completeness is the detected fraction
 of the true sources, purity the matched fraction of the predicted segments.
 
-Instances from classes (:func:`instances_from_classes`): with a ``boundary`` class (the pixels of a source
+Instances from a network's probabilities: :func:`instances_from_probabilities` (seeded watershed). Instances
+from classes (:func:`instances_from_classes`): with a ``boundary`` class (the pixels of a source
 that touch another source, :func:`classes_from_instances`) the connected components of the interior class
 are the sources, each grown back over the boundary pixels next to it; without one, the connected
 components of the non-background pixels (4-connected: sources touching at a corner stay apart).
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import expand_labels
+from skimage.segmentation import expand_labels, watershed
 
 BACKGROUND, SOURCE, BOUNDARY = 0, 1, 2
 """The classes :func:`classes_from_instances` makes of an instance map."""
@@ -34,6 +35,10 @@ MATCH_IOU = 0.5
 """A predicted segment detects a true source when their IoU exceeds this."""
 GROWTH = 2
 """Pixels an interior component grows over the boundary class (the boundary is two pixels wide)."""
+SEED_LEVEL = 0.9
+"""The least ``p(source) − p(boundary)`` of a seed of :func:`instances_from_probabilities`. Measured on 500
+simulated 32×32 blends (a U-Net of 8 filters, 8 epochs): completeness 0.34, 0.39, 0.54, 0.61, 0.45 and purity
+0.67, 0.63, 0.49, 0.56, 0.53 at levels 0 (the components of the argmax map), 0.6, 0.8, 0.9, 0.95."""
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
 
@@ -66,6 +71,29 @@ def instances_from_classes(classes: np.ndarray, boundary: int | None = None) -> 
         labels, _ = ndimage.label(interior, structure=_FOUR)
         if boundary is not None:
             labels = np.where(foreground, expand_labels(labels, GROWTH), 0)
+        out[i] = labels
+    return out
+
+
+def instances_from_probabilities(probabilities: np.ndarray, boundary: int,
+                                 seed_level: float = SEED_LEVEL) -> np.ndarray:
+    """(N, K, H, W) class probabilities with a ``boundary`` class -> (N, H, W) int64 instance maps.
+
+    A network rarely gives the thin boundary class the most probability, so the components of its argmax map
+    merge touching sources; its probabilities still dip between them. Seeds are the 4-connected regions where
+    ``p(source) − p(boundary)`` exceeds ``seed_level``; each grows by the watershed of that score
+    (:func:`skimage.segmentation.watershed`) over the pixels whose most probable class is not the background;
+    a region of those pixels without a seed is one source of its own."""
+    probabilities = np.asarray(probabilities)
+    out = np.zeros((len(probabilities), *probabilities.shape[2:]), dtype=np.int64)
+    for i, stamp in enumerate(probabilities):
+        foreground = np.argmax(stamp, axis=0) != BACKGROUND
+        score = stamp[SOURCE] - stamp[boundary]
+        seeds, n = ndimage.label((score > seed_level) & foreground, structure=_FOUR)
+        labels = watershed(-score, seeds, mask=foreground)
+        left = foreground & (labels == 0)
+        unseeded, _ = ndimage.label(left, structure=_FOUR)
+        labels[left] = unseeded[left] + n
         out[i] = labels
     return out
 

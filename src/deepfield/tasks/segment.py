@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from deepfield.analysis.segmentation import (INSTANCE_CLASSES, class_iou, classes_from_instances,
-                                             connected_sources, instances_from_classes, segmentation_metrics)
+                                             connected_sources, instances_from_classes, instances_from_probabilities,
+                                             segmentation_metrics)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
 from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
@@ -185,8 +186,9 @@ class Segment(Task):
     def maps(self, outputs: np.ndarray, info: SegmentInfo) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (N, K, H, W) -> (class maps, the sources they delimit), (N, H, W) int64 each."""
         predicted = np.argmax(outputs, axis=1)
-        boundary = INSTANCE_CLASSES.index("boundary") if info.label_map == "instances" else None
-        return predicted, instances_from_classes(predicted, boundary)
+        if info.label_map == "instances":
+            return predicted, instances_from_probabilities(outputs, INSTANCE_CLASSES.index("boundary"))
+        return predicted, instances_from_classes(predicted, None)
 
     # -- what the run says ---------------------------------------------------------------------
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
