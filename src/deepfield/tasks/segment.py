@@ -9,8 +9,9 @@ named by ``data.target`` (default ``segmentation``). ``data.label_map`` says wha
   background / source / boundary (:func:`~deepfield.analysis.segmentation.classes_from_instances`). Why not
   background / source: two touching sources are then one connected region and the map cannot tell a blend
   from one galaxy; nor background / central / other: the other sources still merge. The boundary class marks
-  where sources touch, so that the components of the source class are the sources, one each, and the
-  network's map is a detection and deblending catalogue that completeness and purity can score.
+  where sources touch, so that the sources come apart (grown from seeds of high ``p(source) − p(boundary)``:
+  :func:`~deepfield.analysis.segmentation.instances_from_probabilities`) and the network's map is a
+  detection and deblending catalogue that completeness and purity can score.
 * ``classes`` (Morpheus-like morphology maps, 0 background): learnt as they are; the class names come from the
   labels' ``classes`` attribute, else ``background``, ``class 1``, ... up to the largest label.
 
