@@ -11,7 +11,7 @@ labelled axes, ``figsize × DPI`` pixels; animations (GIF, or MP4 where ffmpeg i
 - predicted against true values and residuals of a regression: :mod:`.regression`;
 - an election forecast's seat distribution: :mod:`.seats`;
 - a gallery of predictions on stamps: :mod:`.gallery`; restored images (input, output, truth, residual):
-  :mod:`.restoration`;
+  :mod:`.restoration`; segmentation maps (image, predicted, true classes): :mod:`.segmentation`;
 - reliability diagram, coverage, error against uncertainty, flags: :mod:`.uncertainty`;
 - filters, feature maps, strongest patches: :mod:`.explain_filters`; attribution maps and
   class models: :mod:`.explain_maps`;
@@ -25,6 +25,7 @@ from deepfield.plots.photoz import plot_metrics_vs, plot_photoz_scatter, plot_pi
 from deepfield.plots.regression import plot_regression
 from deepfield.plots.restoration import best_median_worst, plot_restoration_gallery
 from deepfield.plots.seats import plot_seat_distribution
+from deepfield.plots.segmentation import plot_segmentation_gallery
 from deepfield.plots.style import DPI
 from deepfield.plots.uncertainty import (
     plot_coverage,
@@ -80,5 +81,6 @@ __all__ = [
     "plot_regression",
     "best_median_worst",
     "plot_restoration_gallery",
+    "plot_segmentation_gallery",
     "plot_seat_distribution",
 ]

@@ -49,10 +49,10 @@ UNCERTAINTY_GLOB = "uncertainty_*.png"
 EXPLAIN_GLOB = "explain_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
-HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse", "psnr", "flux_mape")
+HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse", "psnr", "flux_mape", "mean_iou")
 """The first of these top-level ``metrics.json`` numbers is the report's headline (and the demo's last line)."""
 HEADLINE_NAMES = {"sigma_nmad": "σ_NMAD", "mae": "MAE", "rmse": "RMSE", "psnr": "PSNR (dB)",
-                  "flux_mape": "flux error (MAPE, %)"}
+                  "flux_mape": "flux error (MAPE, %)", "mean_iou": "mean IoU"}
 """How a headline key is written (its own name otherwise)."""
 FAILURES_GLOB = "baselines/*_failures.csv"
 
@@ -60,6 +60,7 @@ FIGURE_TITLES = {
     "learning_curves": "Learning curves: loss (and metric) per epoch, training and validation",
     "denoise_gallery": "Test stamps of best, median and worst PSNR: input, output, truth, residual (and σ)",
     "deblend_gallery": "Test sources of best, median and worst flux error: blend, network, isolated truth, residual",
+    "segment_gallery": "Test stamps of best, median and worst mean IoU: image, predicted classes, true classes",
     "gradient_norms": "Gradient norm of each layer during training",
     "confusion_matrix": "Confusion matrix on the test part (fraction of each true class, with counts)",
     "roc": "ROC curves (one vs rest) on the test part",

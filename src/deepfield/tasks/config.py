@@ -84,6 +84,9 @@ class DataConfig(Strict):
     features: list[str] | None = None
     feature_groups: dict[str, list[str]] = {}
     limit: int | None = Field(None, ge=1, description="use only the first N objects (quick runs)")
+    label_map: Literal["classes", "instances"] | None = Field(
+        None, description="task segment: the labels are class maps or instance maps (0 background, k source k); "
+                          "default: instances in a `deepfield simulate blends` file, else classes")
 
     @field_validator("bands", mode="before")
     @classmethod
@@ -274,12 +277,12 @@ class PhotozConfig(Strict):
         None, description="a PDF's z_phot: median (default), mean, mode, peak or peak_mean")
 
 
-TASK_PRESETS = {"denoise": "unet", "deblend": "unet"}
+TASK_PRESETS = {"denoise": "unet", "deblend": "unet", "segment": "unet"}
 """``model.preset`` when the config leaves it out, for the tasks whose default is not ``lecture-cnn``."""
 
 
 class RunConfig(Strict):
-    task: Literal["morphology", "quality", "photoz", "tabular", "denoise", "deblend"]
+    task: Literal["morphology", "quality", "photoz", "tabular", "denoise", "deblend", "segment"]
     name: str | None = None
     seed: int = 0
     out: Path = Path("runs/run")

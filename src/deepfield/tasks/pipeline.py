@@ -49,6 +49,7 @@ from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.tasks.rerun import Plan
 from deepfield.tasks.run_folder import (CALIBRATION_FILE, CONFIG_FILE, ELAPSED_FILE, METRICS_FILE, PREPARED_FILE,
                                         REPORT_FILE, TRAINED_FILE, history_rows, is_done, member_folders)
+from deepfield.tasks.segment import Segment
 from deepfield.tasks.tabular import Tabular
 from deepfield.tasks.uncertainty import fit_run_temperature
 from deepfield.training import (BackupAndRestore, Callback, CSVLogger, EarlyStopping, Engine, GradientNormLogger,
@@ -60,7 +61,7 @@ from deepfield.version import __version__
 
 TASKS: Registry[type[Task]] = Registry("task", {task.name: task
                                                 for task in (Morphology, PhotoZ, Quality, Tabular, Denoise,
-                                                             Deblend)})
+                                                             Deblend, Segment)})
 """The tasks ``task:`` in a config names (their names also in :class:`~deepfield.tasks.config.RunConfig`)."""
 
 

@@ -218,3 +218,19 @@ class DeblendInfo(PreparedInfo):
     stretch: Literal["asinh", "none"] = "none"
     """``data.stretch``: ``asinh`` maps normalised values ``v`` to ``asinh(v / 3)`` (blends and sources), undone on
     outputs as ``3 sinh(o)``."""
+
+
+class SegmentInfo(StampsInfo):
+    """``segment``: stamps normalised as the classifiers' are, and the per-pixel classes of their label maps."""
+
+    bands: list[str]
+    classes: list[str]
+    unit: str
+    """The flux unit per pixel of the file (``nJy`` for deepfield's; empty when the file does not say)."""
+    inputs: str
+    """The stamps' dataset (HDF5) or member (.npz): ``data.images``."""
+    targets: str
+    """The label maps' dataset or member: ``data.target`` (default ``segmentation``)."""
+    label_map: Literal["classes", "instances"]
+    """``instances``: the file's maps are instance maps, learnt as background / source / boundary classes;
+    ``classes``: class maps, learnt as they are."""
