@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.pipeline import TASKS, prepare, task_for
-from deepfield.tasks.prepared_info import DeblendInfo, DenoiseInfo, ImagingInfo, PhotozInfo, PreparedInfo,
-                                              SegmentInfo, TabularInfo
+from deepfield.tasks.prepared_info import (DeblendInfo, DenoiseInfo, ImagingInfo, PhotozInfo, PreparedInfo,
+                                          SegmentInfo, TabularInfo)
 from deepfield.tasks.run import load_run, train
 from prepared_cases import CASES, FIXTURES, make, relative
 
