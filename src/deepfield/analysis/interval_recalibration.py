@@ -3,9 +3,9 @@
 A network's σ (per pixel, per aperture flux, per source...) may be right on average and wrong entry by
 entry: heavy-tailed pulls ``|estimate − truth| / σ`` make the Gaussian intervals ``estimate ± z_L σ`` too
 wide for most entries and too narrow for the rest, and no single factor on σ fixes 68 % and 95 % together.
-Quantile recalibration (Kuleshov, Fenner & Ermon 2018; :func:`~deepfield.analysis.image_uncertainty.fit_interval_widths`)
-fits, per quantity and level ``L``, the half-width ``z_L`` (in units of σ) that covers ``L`` of the fitting
-part; ``estimate ± z_L σ`` is then the calibrated central ``L`` interval of a new entry.
+Quantile recalibration (Kuleshov, Fenner & Ermon 2018;
+:func:`~deepfield.analysis.image_uncertainty.fit_interval_widths`) fits, per quantity and level ``L``, the
+half-width ``z_L`` (in units of σ) that covers ``L`` of the fitting part; ``estimate ± z_L σ`` is then the calibrated central ``L`` interval of a new entry.
 
 The record (JSON-ready, ``calibration.json["intervals"]`` of a run folder)::
 

@@ -30,10 +30,17 @@ spread of MC-dropout draws (``uncertainty.mc_samples`` with ``model.options.drop
 or both in quadrature; the coverage of its 68 % and 95 % intervals per pixel and per aperture flux, their
 curve (``uncertainty_coverage.png``) and the σ column of the gallery
 (:func:`~deepfield.tasks.uncertainty.image_uncertainty`, :mod:`deepfield.analysis.image_uncertainty`).
+The raw σ's Gaussian intervals do not hold their level (heavy-tailed errors), so training recalibrates
+them (:meth:`Denoise.fit_calibration`): per quantity (``pixel``, ``flux``) and level, the half-width in
+units of σ that covers that fraction of the validation part, kept in ``calibration.json["intervals"]``;
+the test part's coverage is then reported raw (``pixel_coverage``, ``flux_coverage``) and recalibrated
+(``pixel_coverage_calibrated``, ``flux_coverage_calibrated``, ``*_calibrated`` in the curve).
 
 Predictions (``deepfield predict RUN pairs.h5 --out denoised.h5``): the table's ``denoised`` column
 holds each object's ``(C, H, W)`` stamp in the file's flux unit (``denoised_err``: the per-pixel σ of a
-heteroscedastic head; ``denoised_spread``: the spread of MC draws); write it as HDF5 or FITS.
+heteroscedastic head; ``denoised_spread``: the spread of MC draws; both raw); with a σ, the recalibrated
+``denoised_halfwidth_68`` and ``denoised_halfwidth_95``: the truth lies within ``denoised ± halfwidth_L``
+for a fraction L of pixels (use these for intervals, not ``denoised ± denoised_err``); write it as HDF5 or FITS.
 """
 from __future__ import annotations
 
