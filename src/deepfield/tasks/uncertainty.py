@@ -201,7 +201,7 @@ def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray
         result["calibrated_half_widths"] = {name: dict(zip(("68", "95"), w.tolist())) for name, w in widths.items()}
         result["calibration"] = f"half-width per level fitted on the {intervals.get('fitted_on', 'validation')} part"
         curves |= {f"{name}_calibrated": curve for name, curve in calibrated.items()}
-        shown |= {f"{named[name]}, recalibrated": curve for name, curve in calibrated.items()}
+        shown |= {f"{named[name]}, recalibrated on validation": curve for name, curve in calibrated.items()}
     result["coverage_curve"] = [{"level": float(level), **{key: float(c.observed[i]) for key, c in curves.items()}}
                                 for i, level in enumerate(levels)]
     plot_coverage(shown, figures / "uncertainty_coverage.png",
