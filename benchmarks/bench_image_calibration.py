@@ -12,7 +12,8 @@ parts, and measures on the test part the fraction of truths inside the central 6
 * after recalibration, fitted on the validation part and judged on the test part: one σ factor per quantity
   (:func:`~deepfield.analysis.image_uncertainty.fit_sigma_scale`, as temperature scaling), or one interval
   half-width per level, the validation pulls' quantiles (:func:`~deepfield.analysis.image_uncertainty.fit_interval_widths`,
-  Kuleshov et al. 2018).
+  Kuleshov et al. 2018); and the run's own recalibration (``calibration.json``, which ``deepfield train`` fits
+  the same way and reports in ``metrics.json`` as ``pixel_coverage_calibrated`` / ``flux_coverage_calibrated``).
 
     python benchmarks/bench_image_calibration.py            # ~10-15 minutes on 2 loaded CPU cores
     python benchmarks/bench_image_calibration.py --write    # also add a section to benchmarks/RESULTS.md
@@ -102,6 +103,13 @@ def measure(n: int, epochs: int, mc: int, dropout: float, folder: Path) -> tuple
                              sigma * scale))
             table.append(row(f"{name}, half-widths {widths[0]:.2f} σ, {widths[1]:.2f} σ (validation quantiles)",
                              truth, estimate, sigma, widths))
+    uncertainty = metrics["uncertainty"]
+    for quantity, name in (("pixel", "pixels: combined"), ("flux", "fluxes: combined, independent pixels")):
+        coverage = uncertainty[f"{quantity}_coverage_calibrated"]  # what `deepfield train` itself fitted and judged
+        held = all(abs(coverage[level] - float(level) / 100) <= TARGET for level in ("68", "95"))
+        table.append([f"{name}, the run's recalibration (metrics.json, validation half-widths)",
+                      next(r[1] for r in table if r[0] == name), f"{100 * coverage['68']:.1f}",
+                      f"{100 * coverage['95']:.1f}", "yes" if held else "no"])
     times = {"simulate_s": simulate_s, "train_s": train_s, "epochs_run": metrics["epochs_run"],
              "sizes": {part: len(prepared.x[part]) for part in ("train", "validation", "test")}}
     return table, times, metrics

@@ -22,6 +22,8 @@ from deepfield.training.losses import LossFn
 from deepfield.training.mc_dropout import MCPrediction
 
 PARTS = ("train", "validation", "test")
+Calibration = float | dict[str, Any] | None
+"""A run's ``calibration.json``: a classifier's temperature, or the dict of :meth:`Task.fit_calibration`."""
 
 
 @dataclass
@@ -146,14 +148,26 @@ class Task:
         """Whether a temperature is fitted on the validation part (classifiers)."""
         return False
 
+    recalibrates = False
+    """Whether :meth:`fit_calibration` is asked, for a run whose prediction carries a σ (draws, a heteroscedastic
+    head), to recalibrate it on the validation part."""
+
+    def fit_calibration(self, prediction: MCPrediction, prepared: Prepared) -> dict[str, Any] | None:
+        """The task's own calibration fitted on ``prediction`` of the validation part (its draws kept where
+        :attr:`keeps_draws`), JSON-ready (e.g. per quantity and level an interval's half-width:
+        :mod:`~deepfield.analysis.interval_recalibration`). The run keeps it in ``calibration.json`` and hands it
+        back to :meth:`analyse_uncertainty` and :meth:`describe_uncertainty`; ``None``: nothing to calibrate."""
+        return None
+
     def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
-                            temperature: float | None = None) -> dict[str, Any]:
-        """How far to trust ``prediction`` on ``part`` (calibration, coverage) and its figures; ``{}``: nothing to say."""
+                            calibration: Calibration = None) -> dict[str, Any]:
+        """How far to trust ``prediction`` on ``part`` (calibration, coverage) and its figures; ``{}``: nothing to say.
+        ``calibration``: the run's, fitted on the validation part (:data:`Calibration`)."""
         return {}
 
     def describe_uncertainty(self, prediction: MCPrediction, info: PreparedInfo,
-                             temperature: float | None = None) -> dict[str, np.ndarray]:
-        """The prediction table's uncertainty columns."""
+                             calibration: Calibration = None) -> dict[str, np.ndarray]:
+        """The prediction table's uncertainty columns (``calibration``: the run's, :data:`Calibration`)."""
         return {}
 
     def build_model(self, config: RunConfig, prepared: Prepared) -> nn.Module:

@@ -30,10 +30,17 @@ spread of MC-dropout draws (``uncertainty.mc_samples`` with ``model.options.drop
 or both in quadrature; the coverage of its 68 % and 95 % intervals per pixel and per aperture flux, their
 curve (``uncertainty_coverage.png``) and the σ column of the gallery
 (:func:`~deepfield.tasks.uncertainty.image_uncertainty`, :mod:`deepfield.analysis.image_uncertainty`).
+The raw σ's Gaussian intervals do not hold their level (heavy-tailed errors), so training recalibrates
+them (:meth:`Denoise.fit_calibration`): per quantity (``pixel``, ``flux``) and level, the half-width in
+units of σ that covers that fraction of the validation part, kept in ``calibration.json["intervals"]``;
+the test part's coverage is then reported raw (``pixel_coverage``, ``flux_coverage``) and recalibrated
+(``pixel_coverage_calibrated``, ``flux_coverage_calibrated``, ``*_calibrated`` in the curve).
 
 Predictions (``deepfield predict RUN pairs.h5 --out denoised.h5``): the table's ``denoised`` column
 holds each object's ``(C, H, W)`` stamp in the file's flux unit (``denoised_err``: the per-pixel σ of a
-heteroscedastic head; ``denoised_spread``: the spread of MC draws); write it as HDF5 or FITS.
+heteroscedastic head; ``denoised_spread``: the spread of MC draws; both raw); with a σ, the recalibrated
+``denoised_halfwidth_68`` and ``denoised_halfwidth_95``: the truth lies within ``denoised ± halfwidth_L``
+for a fraction L of pixels (use these for intervals, not ``denoised ± denoised_err``); write it as HDF5 or FITS.
 """
 from __future__ import annotations
 
@@ -47,6 +54,7 @@ from torch import nn
 
 from deepfield.analysis.image_quality import image_quality, psnr
 from deepfield.analysis.image_uncertainty import aperture_weights
+from deepfield.analysis.interval_recalibration import fit_interval_record, record_widths
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
 from deepfield.data.splits import make_split
@@ -54,11 +62,11 @@ from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.plots import best_median_worst, plot_restoration_gallery
-from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.prepared_info import DenoiseInfo
-from deepfield.tasks.uncertainty import image_uncertainty
+from deepfield.tasks.uncertainty import image_quantities, image_uncertainty
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "targets"
@@ -67,6 +75,8 @@ TILE = 256
 """The smallest tile side (pixels) of tiled whole-image prediction."""
 APERTURE_FRACTION = 0.125
 """Aperture radius, as a fraction of the stamp's smaller side, when the file gives none (8 pixels on 64×64)."""
+CALIBRATED_LEVELS = (0.68, 0.95)
+"""The levels of the recalibrated half-width columns of ``deepfield predict``."""
 
 
 @dataclass
@@ -232,16 +242,30 @@ class Denoise(Task):
         gallery(noisy, output, truth, figures, info.unit)
         return result
 
+    recalibrates = True
+
+    def fit_calibration(self, prediction: MCPrediction, prepared: Prepared) -> dict[str, Any] | None:
+        """``{"intervals": record}``: per quantity (``pixel``, ``flux``) and level the half-width, in units of
+        the raw σ, of the interval that covers that fraction of the validation part
+        (:func:`~deepfield.tasks.uncertainty.image_quantities`,
+        :func:`~deepfield.analysis.interval_recalibration.fit_interval_record`); ``None`` without a σ."""
+        maps = stamp_uncertainty(prediction, prepared, "validation")
+        if maps.total is None:
+            return None
+        return {"intervals": fit_interval_record(image_quantities(
+            maps.truth, maps.output, maps.weights, epistemic=maps.epistemic, aleatoric=maps.aleatoric,
+            draws=maps.draws))}
+
     def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
-                            temperature: float | None = None) -> dict[str, Any]:
+                            calibration: Calibration = None) -> dict[str, Any]:
         """The per-pixel σ of the run's prediction (MC-dropout spread, heteroscedastic head, both) and the
-        coverage of its intervals per pixel and per aperture flux
+        coverage of its intervals per pixel and per aperture flux, raw and recalibrated by ``calibration``
         (:func:`~deepfield.tasks.uncertainty.image_uncertainty`); the gallery again, with the total σ."""
         maps = stamp_uncertainty(prediction, prepared, part)
         if maps.epistemic is None and maps.aleatoric is None:
             return {}
         result = image_uncertainty(maps.truth, maps.output, maps.weights, figures, epistemic=maps.epistemic,
-                                   aleatoric=maps.aleatoric, draws=maps.draws)
+                                   aleatoric=maps.aleatoric, draws=maps.draws, intervals=intervals_of(calibration))
         gallery(maps.noisy, maps.output, maps.truth, figures, prepared.info.unit, maps.total)
         return result
 
@@ -285,15 +309,24 @@ class Denoise(Task):
         return Restoring([model], info, normalised=True)
 
     def describe_uncertainty(self, prediction: MCPrediction, info: DenoiseInfo,
-                             temperature: float | None = None) -> dict[str, np.ndarray]:
+                             calibration: Calibration = None) -> dict[str, np.ndarray]:
         """Per pixel in the file's unit, float32 (N, C, H, W): ``denoised_err`` the heteroscedastic head's σ,
-        ``denoised_spread`` the spread of the draws (MC dropout, an ensemble)."""
+        ``denoised_spread`` the spread of the draws (MC dropout, an ensemble), both raw; with the run's
+        recalibration, ``denoised_halfwidth_68`` and ``denoised_halfwidth_95``: the true pixel lies within
+        ``denoised ± denoised_halfwidth_L`` for a fraction L of pixels (the total σ, both in quadrature, times
+        the half-width fitted on the validation part)."""
         columns = {}
         if prediction.aleatoric is not None:
             columns["denoised_err"] = restore(prediction.aleatoric, info, offset=False).astype(np.float32)
         if float(prediction.std.max()) > 0.0:
             columns["denoised_spread"] = restore(prediction.std[:, :len(info.bands)], info,
                                                  offset=False).astype(np.float32)
+        intervals = intervals_of(calibration)
+        widths = None if intervals is None else record_widths(intervals, "pixel", CALIBRATED_LEVELS)
+        if widths is not None and columns:
+            total = np.sqrt(sum(sigma.astype(np.float64)**2 for sigma in columns.values()))
+            columns |= {f"denoised_halfwidth_{round(100 * level)}": (z * total).astype(np.float32)
+                        for level, z in zip(CALIBRATED_LEVELS, widths)}
         return columns
 
 
@@ -317,6 +350,11 @@ class StampUncertainty:
     def total(self) -> np.ndarray | None:
         parts = [s for s in (self.epistemic, self.aleatoric) if s is not None]
         return np.sqrt(sum(s**2 for s in parts)) if parts else None
+
+
+def intervals_of(calibration: Calibration) -> dict[str, Any] | None:
+    """The interval recalibration in a run's ``calibration`` (:meth:`Denoise.fit_calibration`), if any."""
+    return calibration.get("intervals") if isinstance(calibration, dict) else None
 
 
 def stamp_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) -> StampUncertainty:

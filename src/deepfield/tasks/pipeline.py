@@ -36,7 +36,7 @@ from deepfield.models.summary import summarize
 from deepfield.plots import plot_gradient_norms, plot_learning_curves
 from deepfield.registry import Registry
 from deepfield.tasks import rerun, run_paths
-from deepfield.tasks.base import Prepared, Task, make_optimizer
+from deepfield.tasks.base import Calibration, Prepared, Task, make_optimizer
 from deepfield.tasks.baselines.runner import append_rows, image_baselines, merge_rows, prepared_targets, run_baselines
 from deepfield.tasks.config import RunConfig
 from deepfield.tasks.deblend import Deblend
@@ -195,10 +195,11 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     """
     out = Path(config.out)
 
-    temperature = fit_calibration(task, models, prepared, config)
-    if temperature is not None:
-        atomic.write_text(out / CALIBRATION_FILE, json.dumps({"temperature": temperature}, indent=2) + "\n")
-    metrics = analyse(task, models, prepared, out / "figures", config, temperature)
+    calibration = fit_calibration(task, models, prepared, config)
+    if calibration is not None:
+        record = {"temperature": calibration} if isinstance(calibration, float) else calibration
+        atomic.write_text(out / CALIBRATION_FILE, json.dumps(record, indent=2) + "\n")
+    metrics = analyse(task, models, prepared, out / "figures", config, calibration)
     metrics.update(task=config.task, device=str(resolve_device(config.training.device)), time_s=round(train_seconds, 1),
                    date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
                    epochs_run=epochs_run[0] if len(epochs_run) == 1 else epochs_run)
@@ -377,12 +378,16 @@ def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module],
                       seed=config.seed, device=config.training.device, keep_samples=keep_samples)
 
 
-def fit_calibration(task: Task, models: list[torch.nn.Module], prepared: Prepared, config: RunConfig) -> float | None:
-    """The temperature fitted on the validation part, where the task calibrates and the config asks for it."""
-    if not (config.uncertainty.temperature and task.calibrates(prepared.info)):
-        return None
-    validation = run_predictive(config, task, models, prepared.x["validation"], prepared.info)
-    return fit_run_temperature(prepared.y["validation"], validation.mean)
+def fit_calibration(task: Task, models: list[torch.nn.Module], prepared: Prepared, config: RunConfig) -> Calibration:
+    """The temperature fitted on the validation part, where the task calibrates and the config asks for it;
+    else, where the task recalibrates a prediction that carries σ, its :meth:`~Task.fit_calibration` there."""
+    if config.uncertainty.temperature and task.calibrates(prepared.info):
+        validation = run_predictive(config, task, models, prepared.x["validation"], prepared.info)
+        return fit_run_temperature(prepared.y["validation"], validation.mean)
+    if task.recalibrates and (prepared.info.heteroscedastic or len(models) * max(draws_per_network(config), 1) > 1):
+        validation = run_predictive(config, task, models, prepared.x["validation"], prepared.info, task.keeps_draws)
+        return task.fit_calibration(validation, prepared)
+    return None
 
 
 BASELINE_KEYS = ("accuracy", "macro_auc", "sigma_nmad", "outlier_fraction_0.15", "bias_median")
@@ -430,7 +435,7 @@ def baselines_run(config: RunConfig, console: Console | None = None,
 
 
 def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figures: Path, config: RunConfig,
-            temperature: float | None = None) -> dict[str, Any]:
+            calibration: Calibration = None) -> dict[str, Any]:
     """Loss and metrics on the test part, the task's science metrics of the run's prediction and
     its uncertainty section, with their figures (into ``figures``). Silent: the one number a
     person reads is the report's headline (:func:`~deepfield.report.html.headline`).
@@ -445,7 +450,7 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
                .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=0) for m in models]
     prediction = run_predictive(config, task, models, prepared.x["test"], prepared.info, task.keeps_draws)
     science = task.analyse(prediction.mean, prepared, "test", figures)
-    uncertainty = task.analyse_uncertainty(prediction, prepared, "test", figures, temperature)
+    uncertainty = task.analyse_uncertainty(prediction, prepared, "test", figures, calibration)
     if uncertainty:
         draws = len(models) * max(draws_per_network(config), 1)
         science["uncertainty"] = {"draws": draws, **uncertainty}

@@ -26,7 +26,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.outputs import check_output
 from deepfield.tasks import run_paths
-from deepfield.tasks.base import NewData, Prepared, Task
+from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
 from deepfield.tasks.explain_region import source_apertures
@@ -41,12 +41,17 @@ __all__ = ["Run", "evaluate_run", "explain_run", "features_run", "load_run", "pr
 """``train`` is :mod:`deepfield.tasks.pipeline`'s, named here too: a run's one address for training and reading."""
 
 
-def read_temperature(run: Path) -> float | None:
+def read_calibration(run: Path) -> Calibration:
+    """``calibration.json``: the temperature (a float) where it holds one, as it always did, else the task's
+    dict (:meth:`Task.fit_calibration`); ``None`` without the file."""
     path = run / CALIBRATION_FILE
     if not path.is_file():
         return None
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["temperature"])
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not record:
+            raise ValueError("expected a JSON object")
+        return float(record["temperature"]) if "temperature" in record else record
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DeepfieldError(f"{path}: unreadable ({exc})") from None
 
@@ -58,13 +63,14 @@ class Run:
     ``predict``, ``evaluate``, ``explain`` and ``features`` apply exactly what ``deepfield
     predict / evaluate / explain / features`` apply (those commands call them): the run's
     reader options, its normalisation and stretch fitted on the training part, every network
-    of an ensemble with its MC draws, and the fitted temperature.
+    of an ensemble with its MC draws, and the calibration fitted on the validation part.
 
     Attributes: ``folder`` (as found), ``config`` (its data paths where they were found,
     :mod:`~deepfield.tasks.run_paths`), ``info`` (``prepared.json`` as the task's model of
     :mod:`~deepfield.tasks.prepared_info`: bands, classes, normalisation), ``models`` (one
     network, or an ensemble's members), ``task``,
-    ``temperature`` (``None``: not calibrated) and ``missing`` (training data paths found
+    ``calibration`` (``calibration.json``: ``None``, a classifier's temperature or the task's recalibration,
+    :data:`~deepfield.tasks.base.Calibration`) and ``missing`` (training data paths found
     nowhere: ``{key: [places tried]}``; only evaluating or explaining its own test part needs them).
     """
 
@@ -73,8 +79,13 @@ class Run:
     info: PreparedInfo
     models: list[torch.nn.Module]
     task: Task
-    temperature: float | None
+    calibration: Calibration
     missing: dict[str, list[Path]] = field(default_factory=dict)
+
+    @property
+    def temperature(self) -> float | None:
+        """The temperature fitted on the validation part (a classifier; ``None``: not calibrated)."""
+        return self.calibration if isinstance(self.calibration, float) else None
 
     @property
     def classes(self) -> list[str] | None:
@@ -124,7 +135,7 @@ class Run:
         carried = carried_columns(new, source_name(data), keep)
         prediction = self.predictive(new.x)
         columns = {**self.task.describe(prediction.mean, self.info),
-                   **self.task.describe_uncertainty(prediction, self.info, self.temperature)}
+                   **self.task.describe_uncertainty(prediction, self.info, self.calibration)}
         clash = sorted(set(carried) & set(columns))
         if clash:
             raise DeepfieldError(f"--keep: {', '.join(clash)} would replace the prediction column of that name")
@@ -154,7 +165,7 @@ class Run:
             prepared = self.task.new_prepared(self.inputs(data, labelled=True, reading=reading), self.info)
             target = self.folder / "evaluations" / Path(data).stem / "metrics.json"
             figures = target.parent / "figures"
-        metrics = analyse(self.task, self.models, prepared, figures, self.config, self.temperature)
+        metrics = analyse(self.task, self.models, prepared, figures, self.config, self.calibration)
         atomic.write_text(target, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
         return metrics
 
@@ -215,7 +226,7 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     task = task_for(config)
     info = task.info_model.read(run / PREPARED_FILE)
     models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
-    return Run(run, config, info, models, task, read_temperature(run), missing)
+    return Run(run, config, info, models, task, read_calibration(run), missing)
 
 
 def check_finished(run: Path, config: RunConfig) -> None:

@@ -6,18 +6,19 @@ Every figure is named ``uncertainty_*.png`` (the report's Uncertainty section).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from deepfield.analysis.calibration import (apply_temperature, error_vs_uncertainty, expected_calibration_error,
-                                            fit_temperature, gaussian_coverage_curve, gaussian_interval_coverage,
-                                            misclassification_auroc, negative_log_likelihood, pdf_coverage_curve,
-                                            pdf_interval_coverage)
+from deepfield.analysis.calibration import (CoverageCurve, apply_temperature, error_vs_uncertainty,
+                                            expected_calibration_error, fit_temperature, gaussian_coverage_curve,
+                                            gaussian_interval_coverage, misclassification_auroc,
+                                            negative_log_likelihood, pdf_coverage_curve, pdf_interval_coverage)
 from deepfield.analysis.image_uncertainty import aperture_flux_uncertainty, coverage_curve, interval_coverage
+from deepfield.analysis.interval_recalibration import record_widths
 from deepfield.errors import DeepfieldError
 from deepfield.plots import plot_gallery
 from deepfield.plots.uncertainty import (plot_coverage, plot_error_vs_uncertainty, plot_reliability_diagram,
@@ -126,9 +127,27 @@ def pdf_uncertainty(z_true: ArrayLike, prediction: MCPrediction, edges: ArrayLik
     return result
 
 
+def image_quantities(truth: np.ndarray, output: np.ndarray, weights: np.ndarray, *,
+                     epistemic: np.ndarray | None = None, aleatoric: np.ndarray | None = None,
+                     draws: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The intervals an image output reports, as ``{quantity: (truth, estimate, σ)}``: ``pixel`` (every pixel,
+    ``(N, C, H, W)``, the total σ) and ``flux`` (each aperture flux, ``(N, C)``, the head's pixel errors added as
+    independent ones); arguments as :func:`image_uncertainty`'s. What the run's recalibration fits on the
+    validation part (:func:`~deepfield.analysis.interval_recalibration.fit_interval_record`)."""
+    parts = [sigma for sigma in (epistemic, aleatoric) if sigma is not None]
+    if not parts:
+        raise DeepfieldError("image_uncertainty: no σ given; draw with mc_samples or train a heteroscedastic head")
+    if epistemic is not None and draws is None:
+        raise DeepfieldError("image_uncertainty: the spread of the draws comes without the draws; the flux σ needs "
+                             "each draw's aperture flux")
+    flux = aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric)
+    return {"pixel": (truth, output, np.sqrt(sum(sigma**2 for sigma in parts))),
+            "flux": (aperture_flux_uncertainty(weights, truth).flux, flux.flux, flux.total)}
+
+
 def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray, figures: Path, *,
                       epistemic: np.ndarray | None = None, aleatoric: np.ndarray | None = None,
-                      draws: np.ndarray | None = None) -> dict[str, Any]:
+                      draws: np.ndarray | None = None, intervals: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Whether an image output's σ holds its coverage, per pixel and per aperture flux
     (:mod:`deepfield.analysis.image_uncertainty`), for a denoised stamp, a deblended source...
 
@@ -137,46 +156,65 @@ def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray
         weights: ``(N, H, W)`` each stamp's aperture (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`).
         epistemic: ``(N, C, H, W)`` the spread of the draws (MC dropout, ensemble members), with ``draws``
             ``(T, N, C, H, W)`` themselves for the flux σ; aleatoric: ``(N, C, H, W)`` a heteroscedastic head's σ.
+        intervals: the run's recalibration record, fitted on the validation part on :func:`image_quantities`
+            (:mod:`deepfield.analysis.interval_recalibration`, ``calibration.json["intervals"]``).
 
-    Returns ``sigma`` (what σ is), ``pixel_coverage`` and ``flux_coverage`` (``{"68", "95"}`` of the total σ,
-    the head's pixel errors added in the aperture as independent ones; with both parts also ``_spread`` and
-    ``_head`` coverages of each alone), ``flux_coverage_coherent`` (the head's pixel errors fully correlated:
-    the two flux coverages bracket the truth), ``pixel_sigma_median`` (flux unit) and ``coverage_curve`` (one
-    row per level: nominal ``level``, observed ``pixel``, ``flux`` and ``flux_coherent``). Figure
-    ``uncertainty_coverage.png``.
+    Returns ``sigma`` (what σ is), ``pixel_coverage`` and ``flux_coverage`` (``{"68", "95"}`` of the raw total σ's
+    Gaussian intervals, the head's pixel errors added in the aperture as independent ones; with both parts also
+    ``_spread`` and ``_head`` coverages of each alone), ``flux_coverage_coherent`` (the head's pixel errors fully
+    correlated: the two flux coverages bracket the truth), ``pixel_sigma_median`` (flux unit) and
+    ``coverage_curve`` (one row per level: nominal ``level``, observed ``pixel``, ``flux`` and ``flux_coherent``).
+    With ``intervals``: ``pixel_coverage_calibrated`` and ``flux_coverage_calibrated`` (the recalibrated intervals
+    on this part), ``calibrated_half_widths`` (``{quantity: {"68", "95"}}`` in units of the raw σ),
+    ``calibration`` (where they were fitted) and ``pixel_calibrated``, ``flux_calibrated`` in each curve row.
+    Figure ``uncertainty_coverage.png``.
     """
+    quantities = image_quantities(truth, output, weights, epistemic=epistemic, aleatoric=aleatoric, draws=draws)
     parts = {name: sigma for name, sigma in (("spread", epistemic), ("head", aleatoric)) if sigma is not None}
-    if not parts:
-        raise DeepfieldError("image_uncertainty: no σ given; draw with mc_samples or train a heteroscedastic head")
-    if epistemic is not None and draws is None:
-        raise DeepfieldError("image_uncertainty: the spread of the draws comes without the draws; the flux σ needs "
-                             "each draw's aperture flux")
-    total = np.hypot(*(parts.get(name, 0.0) for name in ("spread", "head")))
-    truth_flux = aperture_flux_uncertainty(weights, truth).flux
-    fluxes = {"flux": aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric)}
-    if aleatoric is not None:
-        fluxes["flux_coherent"] = aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric,
-                                                            pixel_errors="coherent")
+    truth_flux, flux, flux_total = quantities["flux"]
     named = {"spread": "MC-dropout spread", "head": "heteroscedastic head", "pixel": "pixels",
              "flux": "aperture fluxes", "flux_coherent": "aperture fluxes, head's pixel errors coherent"}
     result: dict[str, Any] = {"sigma": " ⊕ ".join(named[name] for name in parts),
-                              "pixel_coverage": interval_coverage(truth, output, total),
-                              **{key.replace("flux", "flux_coverage"): interval_coverage(truth_flux, flux.flux,
-                                                                                        flux.total)
-                                 for key, flux in fluxes.items()},
-                              "pixel_sigma_median": float(np.median(total))}
-    curves = {"pixel": coverage_curve(truth, output, total),
-              **{key: coverage_curve(truth_flux, flux.flux, flux.total) for key, flux in fluxes.items()}}
+                              **{f"{name}_coverage": interval_coverage(*quantity)
+                                 for name, quantity in quantities.items()}}
+    curves = {name: coverage_curve(*quantity) for name, quantity in quantities.items()}
+    if aleatoric is not None:
+        coherent = aperture_flux_uncertainty(weights, output, draws=draws, aleatoric=aleatoric,
+                                             pixel_errors="coherent")
+        result["flux_coverage_coherent"] = interval_coverage(truth_flux, flux, coherent.total)
+        curves["flux_coherent"] = coverage_curve(truth_flux, flux, coherent.total)
+    result["pixel_sigma_median"] = float(np.median(quantities["pixel"][2]))
     shown = {named[key]: curve for key, curve in curves.items()}
     if len(parts) == 2:
-        flux_parts = {"spread": fluxes["flux"].epistemic, "head": fluxes["flux"].aleatoric}
+        flux_parts = {"spread": aperture_flux_uncertainty(weights, output, draws=draws).total,
+                      "head": aperture_flux_uncertainty(weights, output, aleatoric=aleatoric).total}
         for name, sigma in parts.items():
             result[f"pixel_coverage_{name}"] = interval_coverage(truth, output, sigma)
-            result[f"flux_coverage_{name}"] = interval_coverage(truth_flux, fluxes["flux"].flux, flux_parts[name])
+            result[f"flux_coverage_{name}"] = interval_coverage(truth_flux, flux, flux_parts[name])
             shown[f"pixels, {named[name]} alone"] = coverage_curve(truth, output, sigma)
     levels = curves["pixel"].nominal
+    if intervals is not None:
+        calibrated = recalibrated(quantities, intervals, levels)
+        widths = {name: record_widths(intervals, name, (0.68, 0.95)) for name in calibrated}
+        result |= {f"{name}_coverage_calibrated": interval_coverage(*quantities[name], widths[name])
+                   for name in calibrated}
+        result["calibrated_half_widths"] = {name: dict(zip(("68", "95"), w.tolist())) for name, w in widths.items()}
+        result["calibration"] = f"half-width per level fitted on the {intervals.get('fitted_on', 'validation')} part"
+        curves |= {f"{name}_calibrated": curve for name, curve in calibrated.items()}
+        shown |= {f"{named[name]}, recalibrated on validation": curve for name, curve in calibrated.items()}
     result["coverage_curve"] = [{"level": float(level), **{key: float(c.observed[i]) for key, c in curves.items()}}
                                 for i, level in enumerate(levels)]
     plot_coverage(shown, figures / "uncertainty_coverage.png",
                   title=f"Test part, σ: {result['sigma']}", figsize=(6.0, 5.5))
     return result
+
+
+def recalibrated(quantities: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], intervals: Mapping[str, Any],
+                 levels: Sequence[float]) -> dict[str, CoverageCurve]:
+    """The coverage curves at ``levels`` of each quantity's recalibrated intervals (those ``intervals`` records)."""
+    curves = {}
+    for name, (truth, estimate, sigma) in quantities.items():
+        widths = record_widths(intervals, name, levels)
+        if widths is not None:
+            curves[name] = coverage_curve(truth, estimate, sigma, levels, widths)
+    return curves
