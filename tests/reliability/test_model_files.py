@@ -226,7 +226,7 @@ def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path, cl
     edit(copy, lambda d: d.pop("sha256"))
     with pytest.raises(DeepfieldError, match="has no checksum"):
         load_run(copy)
-    refused(deepfield("predict", copy, sky, "--out", tmp_path / "p.csv"), f"{copy / 'model.json'}: has no checksum")
+    refused(cli("predict", copy, sky, "--out", tmp_path / "p.csv"), f"{copy / 'model.json'}: has no checksum")
     assert not (tmp_path / "p.csv").exists()
     ok = cli("predict", copy, sky, "--out", tmp_path / "p.csv", "--trust-unchecked")
     assert ok.returncode == 0, ok.stderr
