@@ -1,8 +1,6 @@
 """A surface given as a formula string (issue 15, item 10): parsed over a whitelist, never executed,
 differentiable by torch (values, gradients and one exact Newton step against the mathematics)."""
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -74,10 +72,10 @@ def test_anything_outside_the_whitelist_is_refused_in_one_line(text, problem):
     assert message.startswith("surface formula ") and problem in message and "\n" not in message
 
 
-def test_a_formula_runs_nothing_from_the_command_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "deepfield.cli.app", "playground", "optimizers", "--surface",
-                           "__import__('pathlib').Path('HACKED').touch() or x", "--out", "o"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+def test_a_formula_runs_nothing_from_the_command_line(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # cli: the command line in this process (tests/conftest.py)
+    done = cli("playground", "optimizers", "--surface", "__import__('pathlib').Path('HACKED').touch() or x",
+               "--out", "o")
     assert done.returncode == 2 and "surface formula" in done.stderr and "is not allowed" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "HACKED").exists() and not (tmp_path / "o").exists()

@@ -1,9 +1,6 @@
 """`simulate blends`: determinism, counts and padding, sources summing to the blend, centroids, segmentation, CLI."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import galsim
 import h5py
 import numpy as np
@@ -127,18 +124,13 @@ def test_bad_arguments(tmp_path):
     assert not (tmp_path / "b.h5").exists()
 
 
-def deepfield(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepfield.cli.app", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
-def test_cli_writes_two_galaxy_blends_and_bad_options_are_one_line(tmp_path):
-    run = deepfield("simulate", "blends", "--n", "3", "--size", "24", "--min-sources", "2", "--max-sources", "2",
-                    "--out", "b.h5", "--workers", "1", cwd=tmp_path)
+def test_cli_writes_two_galaxy_blends_and_bad_options_are_one_line(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the command line in this process (tests/conftest.py), in tmp_path
+    run = cli("simulate", "blends", "--n", "3", "--size", "24", "--min-sources", "2", "--max-sources", "2",
+              "--out", "b.h5", "--workers", "1")
     assert run.returncode == 0, run.stderr
     assert "3 blends of 2 to 2 sources, g,r,i x 24x24" in run.stdout
     assert read_blends(tmp_path / "b.h5").sources.shape == (3, 2, 3, 24, 24)
-    run = deepfield("simulate", "blends", "--n", "3", "--min-sources", "4", "--max-sources", "2", "--out", "c.h5",
-                    cwd=tmp_path)
+    run = cli("simulate", "blends", "--n", "3", "--min-sources", "4", "--max-sources", "2", "--out", "c.h5")
     assert run.returncode == 2 and "min_sources (4) must be at most max_sources (2)" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.h5").exists()

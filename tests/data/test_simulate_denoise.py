@@ -1,9 +1,6 @@
 """`simulate denoise`: determinism, layout, the noise of inputs and targets, the sharper target PSF, the CLI."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import galsim
 import h5py
 import numpy as np
@@ -129,25 +126,22 @@ def test_bad_arguments_and_wrong_file(files, tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
-def deepfield(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepfield.cli.app", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
-def test_cli_bad_option_is_one_line_and_exit_2(tmp_path):
-    run = deepfield("simulate", "denoise", "--out", "d.h5", "--n", "2", "--bands", "g,q", cwd=tmp_path)
+def test_cli_bad_option_is_one_line_and_exit_2(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the command line in this process (tests/conftest.py), in tmp_path
+    run = cli("simulate", "denoise", "--out", "d.h5", "--n", "2", "--bands", "g,q")
     assert run.returncode == 2 and "bands must be distinct LSST band names" in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "d.h5").exists()
 
 
-def test_cli_writes_and_never_replaces_a_file(tmp_path):
-    run = deepfield("simulate", "denoise", "--n", "3", "--size", "16", "--out", "d.h5", "--target", "deep",
-                    "--target-psf", "0.4", "--workers", "1", cwd=tmp_path)
+def test_cli_writes_and_never_replaces_a_file(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the command line in this process (tests/conftest.py), in tmp_path
+    run = cli("simulate", "denoise", "--n", "3", "--size", "16", "--out", "d.h5", "--target", "deep",
+              "--target-psf", "0.4", "--workers", "1")
     assert run.returncode == 0, run.stderr
     assert "3 pairs of g,r,i x 16x16, deep targets" in run.stdout
     data = read_denoise(tmp_path / "d.h5")
     assert data.targets.shape == (3, 3, 16, 16) and data.target_psf_fwhm == 0.4 and np.all(data.target_noise_sigma > 0)
     before = (tmp_path / "d.h5").read_bytes()
-    run = deepfield("simulate", "denoise", "--n", "2", "--out", "d.h5", cwd=tmp_path)
+    run = cli("simulate", "denoise", "--n", "2", "--out", "d.h5")
     assert run.returncode == 2 and "this file exists; pass --overwrite" in run.stderr
     assert (tmp_path / "d.h5").read_bytes() == before

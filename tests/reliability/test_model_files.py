@@ -219,14 +219,14 @@ def test_summary_of_spoiled_model_files_is_one_line_and_exit_2(saved, cli):
 
 
 
-def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path, cli):
-    run, sky = trained
+def test_a_run_without_checksum_predicts_only_when_trusted(tiny_run, tmp_path, cli):
+    run, sky = tiny_run  # the session's run (tests/conftest.py), copied before any edit
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     edit(copy, lambda d: d.pop("sha256"))
     with pytest.raises(DeepfieldError, match="has no checksum"):
         load_run(copy)
-    refused(deepfield("predict", copy, sky, "--out", tmp_path / "p.csv"), f"{copy / 'model.json'}: has no checksum")
+    refused(cli("predict", copy, sky, "--out", tmp_path / "p.csv"), f"{copy / 'model.json'}: has no checksum")
     assert not (tmp_path / "p.csv").exists()
     ok = cli("predict", copy, sky, "--out", tmp_path / "p.csv", "--trust-unchecked")
     assert ok.returncode == 0, ok.stderr
@@ -234,8 +234,8 @@ def test_a_run_without_checksum_predicts_only_when_trusted(trained, tmp_path, cl
     assert np.allclose(load_run(copy, trust=True).predict(sky)["p_spheroid"], load_run(run).predict(sky)["p_spheroid"])
 
 
-def test_a_run_whose_weights_file_points_at_its_data_is_refused(trained, tmp_path, cli):
-    run, sky = trained
+def test_a_run_whose_weights_file_points_at_its_data_is_refused(tiny_run, tmp_path, cli):
+    run, sky = tiny_run  # the session's run (tests/conftest.py), copied before any edit
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     shutil.copy(sky, tmp_path / "sky.h5")

@@ -1,7 +1,6 @@
-"""The playground's folders: figures, animations and summary.json, from Python and the command line."""
+"""The playground's folders: figures, animations and summary.json, from Python and the command line (``cli``:
+its ``main`` in this process, tests/conftest.py)."""
 import json
-import subprocess
-import sys
 
 from PIL import Image
 
@@ -10,7 +9,7 @@ from deepfield.tasks.playground import optimizers_playground
 
 
 def test_optimizers_playground_writes_paths_animation_and_summary(tmp_path):
-    summary = optimizers_playground("quadratic", tmp_path, ["sgd", "adam", "newton"], steps=30, start=(-1.0, 2.0),
+    summary = optimizers_playground("quadratic", tmp_path, ["sgd", "adam", "newton"], steps=10, start=(-1.0, 2.0),
                                     animation=".gif")
     assert {p.name for p in (tmp_path / "figures").iterdir()} == {"paths.png", "paths.gif", "losses.png"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"title": "Optimisers on quadratic",
@@ -22,17 +21,17 @@ def test_optimizers_playground_writes_paths_animation_and_summary(tmp_path):
     assert summary["start"] == [-1.0, 2.0] and set(summary["optimizers"]) == {"sgd", "adam", "newton"}
     assert summary["optimizers"]["newton"]["steps_to_tolerance"] == 1  # a quadratic: one Newton step
     assert summary["optimizers"]["newton"]["end"] == [1.0, 0.5]
-    assert Image.open(tmp_path / "figures" / "paths.gif").n_frames == 31  # the start, then one frame per step
+    assert Image.open(tmp_path / "figures" / "paths.gif").n_frames == 11  # the start, then one frame per step
 
 
-def test_the_command_line_prints_the_table_and_names_bad_input(tmp_path):
-    base = [sys.executable, "-m", "deepfield.cli.app", "playground", "optimizers"]
-    done = subprocess.run(base + ["--surface", "quadratic", "--optimizers", "sgd,newton", "--lr", "0.1",
-                                  "--steps", "5", "--out", str(tmp_path)], capture_output=True, text=True)
+def test_the_command_line_prints_the_table_and_names_bad_input(tmp_path, cli):
+    base = ["playground", "optimizers"]
+    done = cli(*base, "--surface", "quadratic", "--optimizers", "sgd,newton", "--lr", "0.1", "--steps", "5",
+               "--out", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "steps to tolerance" in done.stdout and "newton" in done.stdout
     assert json.loads((tmp_path / "metrics.json").read_text())["optimizers"]["sgd"]["learning_rate"] == 0.1
-    bad = subprocess.run(base + ["--surface", "nosuch", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = cli(*base, "--surface", "nosuch", "--out", tmp_path / "x")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nosuch" in bad.stderr
 
 
@@ -63,7 +62,7 @@ def test_toy_data_names_what_it_takes(tmp_path):
         toy_data("blobs")
 
 
-def test_the_readme_spirals_example_does_what_the_readme_says(tmp_path):
+def test_the_readme_spirals_example_does_what_the_readme_says(tmp_path, cli):
     """The README's `playground learn` spirals command, as written (fewer frames, its own folder): 100 %
     training accuracy; the same network with the default glorot_uniform stalls near 65 %."""
     import re
@@ -77,8 +76,7 @@ def test_the_readme_spirals_example_does_what_the_readme_says(tmp_path):
     line = re.search(r"^deepfield playground learn --data spirals .*$", readme, re.M).group(0)
     assert "ends at 100 % training accuracy" in readme and "stalls at about 65 %" in readme
     args = shlex.split(line)[1:] + ["--frames", "2", "--out", str(tmp_path)]
-    done = subprocess.run([sys.executable, "-m", "deepfield.cli.app", *args], capture_output=True, text=True,
-                          timeout=300)
+    done = cli(*args)
     assert done.returncode == 0, done.stderr
     assert "training accuracy 1.000" in done.stdout
     assert json.loads((tmp_path / "metrics.json").read_text())["final_accuracy"] == 1.0

@@ -115,9 +115,8 @@ def test_evaluation_blocks_cover_the_samples_in_order():
 
 # -- the command line ---------------------------------------------------------------------------
 
-def test_deepfield_train_devices_2_gives_the_run_of_devices_1_with_dropout(tmp_path):
+def test_deepfield_train_devices_2_gives_the_run_of_devices_1_with_dropout(tmp_path, cli):
     import json
-    import subprocess
 
     import yaml
     from astropy.table import Table
@@ -134,8 +133,7 @@ def test_deepfield_train_devices_2_gives_the_run_of_devices_1_with_dropout(tmp_p
     }))
 
     def train(devices: int, out: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "deepfield.cli.app", "train", str(config), f"out={out}",
-                               "--devices", str(devices)], capture_output=True, text=True, timeout=120)
+        done = cli("train", config, f"out={out}", "--devices", devices)  # cli: in this process
         assert done.returncode == 0, done.stderr
         return json.loads((tmp_path / out / "metrics.json").read_text())
 
@@ -152,11 +150,8 @@ def test_deepfield_train_devices_2_gives_the_run_of_devices_1_with_dropout(tmp_p
     assert one["training"] == {"processes": 1, **setup} and two["training"] == {"processes": 2, **setup}
 
 
-def test_several_machines_need_torchrun(tmp_path):
-    import subprocess
-
+def test_several_machines_need_torchrun(tmp_path, cli):
     config = tmp_path / "run.yaml"
     config.write_text("task: tabular\nout: x\ndata: {path: t.csv, target: y}\n")
-    done = subprocess.run([sys.executable, "-m", "deepfield.cli.app", "train", str(config), "--nodes", "2"],
-                          capture_output=True, text=True, timeout=60)
+    done = cli("train", config, "--nodes", "2")
     assert done.returncode == 2 and "torchrun --nnodes 2" in done.stderr
