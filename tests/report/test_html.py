@@ -202,6 +202,23 @@ def test_nested_metrics_and_value_lists(tmp_path: Path) -> None:
     assert "<caption>split \u203a test</caption>" in page  # a single object of scalars stays a key-value table
 
 
+def test_siblings_with_the_same_keys_share_one_table(tmp_path: Path) -> None:
+    kinds = [(kind, suffix) for suffix in ("", "_calibrated", "_spread") for kind in ("pixel", "flux")]
+    coverage = {f"{kind}_coverage{suffix}": {"68": 0.6 + i / 100, "95": 0.9 + i / 100}
+                for i, (kind, suffix) in enumerate(kinds)}
+    _write(tmp_path, {"metrics.json": json.dumps(
+        {"psnr": 30.0, "snr_gain_per_band": {"g": 1.1, "r": 1.2}, "aperture_noise_input": {"g": 5.0, "r": 6.0},
+         "shape": {"e1": 0.01}, "uncertainty": {"draws": 8, **coverage, "half_widths": {"pixel": 0.3}}})})
+    page = render_report(tmp_path)
+    # one table, a row per entry and a column per shared key, in place of one small table each
+    assert "<caption>snr_gain_per_band, aperture_noise_input</caption>" in page
+    assert re.search(r"<td>aperture_noise_input</td><td class=\"num\">5</td><td class=\"num\">6</td>", page)
+    assert "<caption>pixel_coverage and 5 alike (68, 95)</caption>" in page  # a long list of names is cut
+    assert re.search(r"<td>flux_coverage_spread</td><td class=\"num\">0.65</td><td class=\"num\">0.95</td>", page)
+    assert "<caption>shape</caption>" in page and "<caption>half_widths</caption>" in page  # alone: as before
+    assert "<caption>pixel_coverage</caption>" not in page
+
+
 def test_the_confusion_table_names_the_classes_on_both_axes(full_run: Path, tmp_path: Path) -> None:
     metrics = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(full_run), re.S))["metrics"]
     confusion = metrics[metrics.index("Confusion matrix"):]

@@ -46,6 +46,8 @@ TRAINING_FIGURES = (LEARNING_CURVES, "gradient_norms.png")
 """Shown in the Training section: the learning curves, and the per-layer gradient norms when recorded."""
 GALLERY_GLOB = "gallery*.png"
 UNCERTAINTY_GLOB = "uncertainty_*.png"
+CAPTION_NAMES = 60
+"""Characters of a grouped table's caption listing its rows' names; longer, it names the first and the columns."""
 EXPLAIN_GLOB = "explain_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
@@ -680,11 +682,30 @@ def _metric_blocks(title: str, value: Mapping[str, Any] | list[Any], captions: M
         return [_records_table(value, title or "Summary")]
     scalars = [[k, v] for k, v in value.items() if _is_cell(v)]
     blocks = [_table(["", "value"], scalars, title or captions.get("", "Summary"))] if scalars else []
+    grouped = _same_shape_groups(value)
     for key, nested in value.items():
-        if not _is_cell(nested):
+        if key in grouped:
+            group = grouped[key]
+            if key == next(iter(group)):
+                names = ", ".join(map(str, group))
+                if len(names) > CAPTION_NAMES:
+                    names = f"{key} and {len(group) - 1} alike ({', '.join(map(str, group[key]))})"
+                blocks.append(_records_table(group, f"{title} \u203a {names}" if title else names))
+        elif not _is_cell(nested):
             blocks += _metric_blocks(f"{title} \u203a {key}" if title else captions.get(key, str(key)), nested,
                                      classes=classes)
     return blocks
+
+
+def _same_shape_groups(value: Mapping[str, Any]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """Sibling entries that are objects of scalars with the same keys (a coverage at 68 and 95 % for
+    pixels, fluxes, ...; a gain and a noise per band), two or more: key -> its group (key -> object),
+    drawn as one table with a row per entry instead of one small table each."""
+    shapes: dict[tuple[str, ...], dict[str, Mapping[str, Any]]] = {}
+    for key, nested in value.items():
+        if isinstance(nested, Mapping) and nested and all(map(_is_cell, nested.values())):
+            shapes.setdefault(tuple(nested), {})[key] = nested
+    return {key: group for group in shapes.values() if len(group) > 1 for key in group}
 
 
 def _matrix_table(value: list[Any], caption: str, classes: Sequence[str] | None) -> str:
