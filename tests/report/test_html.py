@@ -283,6 +283,15 @@ def test_baselines_file_wins_and_bias_ranks_by_magnitude(tmp_path: Path) -> None
     assert "<td>knn</td>" in page
 
 
+def test_image_task_scores_rank_the_way_they_read(tmp_path: Path) -> None:
+    # deblending: a flux error in % (mean and median) is best lowest; IoU, SSIM and a recovered fraction highest
+    rows = [{"model": "network (unet)", "flux_mape": 8.5, "flux_mdape": 5.2, "recovered_fraction": 0.74, "ssim": 0.9},
+            {"model": "blend (no deblending)", "flux_mape": 1280.0, "flux_mdape": 328.3, "recovered_fraction": 0.03,
+             "ssim": 0.25}]
+    _write(tmp_path, {"metrics.json": json.dumps({"baselines": rows})})
+    assert sorted(re.findall(r"<strong>(.*?)</strong>", render_report(tmp_path))) == ["0.74", "0.9", "5.2", "8.5"]
+
+
 def test_history_shows_the_last_epochs_and_the_best(full_run: Path) -> None:
     training = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', render_report(full_run), re.S))["training"]
     assert "history.csv, last 10 of 15 epochs" in training

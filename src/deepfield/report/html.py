@@ -102,7 +102,7 @@ _HEADER_KEYS = frozenset({"task", "device", "date", "deepfield_version", "epochs
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _LOWER_IS_BETTER = frozenset({
     "loss", "error", "err", "mse", "mae", "rmse", "mad", "nmad", "scatter", "sigma", "std", "outlier",
-    "outliers", "eta", "bias", "brier", "ece", "nll", "fpr", "fnr", "time", "rms", "failures",
+    "outliers", "eta", "bias", "brier", "ece", "nll", "fpr", "fnr", "time", "rms", "failures", "mape", "mdape", "crps",
 })
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
