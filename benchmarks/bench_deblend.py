@@ -50,7 +50,8 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, 
         "data": {"path": str(blends), "split": {"validation": 0.15, "test": 0.15}, "stretch": args.stretch},
         "model": {"preset": "unet", "options": {"depth": args.depth, "filters": args.filters,
                                                 "normalization": None}},
-        "training": {"epochs": args.epochs, "batch_size": 32, "early_stopping": 4, "reduce_lr": 2,
+        "training": {"epochs": args.epochs, "batch_size": 32, "early_stopping": args.patience, "reduce_lr": 2,
+                     "loss": args.loss,
                      "optimizer": {"name": "adam", "learning_rate": args.learning_rate}},
         "baselines": {"run": True}})
     start = time.perf_counter()
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.002)
+    parser.add_argument("--loss", default=None, help="training.loss (default: the task's)")
+    parser.add_argument("--patience", type=int, default=4, help="training.early_stopping (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="simulation processes (default 2)")
     parser.add_argument("--quick", action="store_true", help="300 blends, 2 epochs: a smoke run")

@@ -51,6 +51,8 @@ from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.denoise import normalise, restore
 from deepfield.tasks.imaging import ASINH_SOFTENING
 from deepfield.tasks.prepared_info import DeblendInfo
+from deepfield.training.flux_losses import FluxConservingMAE
+from deepfield.training.losses import LossFn
 
 DEFAULT_SOURCES = "sources"
 
@@ -173,6 +175,18 @@ class Deblend(Task):
         """``mae``, as for denoising (:meth:`~deepfield.tasks.denoise.Denoise.default_loss`): squared errors
         let the bright cores outweigh the faint wings that hold much of a source's flux."""
         return "mae"
+
+    def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
+        """``flux_mae`` (:class:`~deepfield.training.flux_losses.FluxConservingMAE`) told this run's stretch and
+        normalisation, so its flux term is each source's total flux in the file's unit, as ``flux_mape``."""
+        name = super().loss(config, prepared)
+        if name != FluxConservingMAE.name:
+            return name
+        info = prepared.info
+        scale, offset = ((list(info.normalize.sigma), list(info.normalize.median)) if info.normalize is not None
+                         else (1.0, 0.0))
+        return FluxConservingMAE(softening=ASINH_SOFTENING if info.stretch == "asinh" else None, scale=scale,
+                                 offset=offset)
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return ["mse"]
