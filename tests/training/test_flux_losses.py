@@ -1,4 +1,7 @@
-"""flux_mae: the MAE plus each image's relative total-flux error, checked against hand-computed numbers."""
+"""flux_mae: the MAE plus the asinh of each image's relative total-flux error, checked against hand-computed
+numbers."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,15 +11,15 @@ from deepfield.training import losses
 from deepfield.training.flux_losses import FluxConservingMAE
 
 
-def test_linear_values_give_the_mae_plus_the_mean_relative_flux_error():
+def test_linear_values_give_the_mae_plus_the_mean_asinh_of_the_relative_flux_error():
     truth = torch.tensor([[[[1.0, 3.0]]], [[[2.0, 2.0]]]])  # (2, 1, 1, 2): fluxes 4 and 4
     output = torch.tensor([[[[2.0, 3.0]]], [[[1.0, 1.0]]]])  # fluxes 5 and 2
     mae = (1 + 0 + 1 + 1) / 4
-    flux = (abs(5 - 4) / 4 + abs(2 - 4) / 4) / 2
+    flux = (math.asinh(abs(5 - 4) / 4) + math.asinh(abs(2 - 4) / 4)) / 2
     assert float(losses.get("flux_mae")(output, truth)) == pytest.approx(mae + flux)
     assert float(FluxConservingMAE(flux_weight=0.5)(output, truth)) == pytest.approx(mae + 0.5 * flux)
     assert float(FluxConservingMAE(flux_weight=0.0)(output, truth)) == pytest.approx(mae)
-    assert float(FluxConservingMAE(floor=4.0)(output, truth)) == pytest.approx(mae + (1 / 8 + 2 / 8) / 2)
+    assert float(FluxConservingMAE(floor=4.0)(output, truth)) == pytest.approx(mae + (math.asinh(1 / 8) + math.asinh(2 / 8)) / 2)
     values = FluxConservingMAE().values(output, truth)
     assert values.shape == (2, 1, 1, 2) and float(values.mean()) == pytest.approx(mae + flux)
 
@@ -30,7 +33,13 @@ def test_the_flux_undoes_the_asinh_stretch_and_each_channels_normalisation():
     np.testing.assert_allclose(loss.flux(torch.from_numpy(network)).numpy(), raw.sum(axis=(1, 2, 3)), rtol=1e-10)
     half = np.arcsinh((0.5 * raw - median[:, None, None]) / sigma[:, None, None] / 3.0)
     relative = float(loss(torch.from_numpy(half), torch.from_numpy(network)) - np.abs(half - network).mean())
-    assert relative == pytest.approx(0.5)  # every output holds half of its truth's flux
+    assert relative == pytest.approx(math.asinh(0.5))  # every output holds half of its truth's flux
+
+
+def test_an_untrained_networks_huge_flux_costs_only_its_logarithm():
+    truth = torch.ones(1, 1, 2, 2)
+    output = torch.full((1, 1, 2, 2), 1000.0)  # relative error 999
+    assert float(FluxConservingMAE(flux_weight=1.0)(output, truth)) == pytest.approx(999 + math.asinh(999.0))
 
 
 def test_a_gradient_reaches_the_output_through_the_flux_term():
