@@ -30,12 +30,15 @@ import torch
 from results import add_section, machine
 from deepfield.data.simulate import simulate_blends
 from deepfield.tasks.config import load_config
+from deepfield.tasks.deblend import Deblend
 from deepfield.tasks.run import train
 
 COLUMNS = (("flux_mape", "flux error (MAPE, %)", "{:.1f}"), ("flux_mdape", "median abs. error (%)", "{:.1f}"),
            ("flux_bias", "flux bias (median, %)", "{:+.1f}"),
            ("recovered_fraction", "recovered (< 10 %)", "{:.3f}"), ("ssim", "SSIM", "{:.3f}"),
            ("shape_e_rms", "Δe RMS", "{:.3f}"), ("size_mape", "size error (%)", "{:.1f}"))
+
+LOSSES = {"mae": "MAE loss", "flux_mae": "flux_mae loss (MAE plus each source's relative total-flux error)"}
 
 
 def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, float]:
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, 
         "data": {"path": str(blends), "split": {"validation": 0.15, "test": 0.15}, "stretch": args.stretch},
         "model": {"preset": "unet", "options": {"depth": args.depth, "filters": args.filters,
                                                 "normalization": None}},
-        "training": {"epochs": args.epochs, "batch_size": 32, "early_stopping": 4, "reduce_lr": 2,
+        "training": {"epochs": args.epochs, "batch_size": 32, "early_stopping": args.patience, "reduce_lr": 2,
+                     "loss": args.loss,
                      "optimizer": {"name": "adam", "learning_rate": args.learning_rate}},
         "baselines": {"run": True}})
     start = time.perf_counter()
@@ -87,6 +91,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.002)
+    parser.add_argument("--loss", default=None, help="training.loss (default: the task's)")
+    parser.add_argument("--patience", type=int, default=4, help="training.early_stopping (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="simulation processes (default 2)")
     parser.add_argument("--quick", action="store_true", help="300 blends, 2 epochs: a smoke run")
@@ -97,6 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         metrics, simulated, trained = run(args, Path(folder))
     text = table(metrics)
+    loss = args.loss or Deblend().default_loss(None)
     print(text)
     print(verdict(metrics))
     if args.write:
@@ -105,14 +112,17 @@ def main() -> None:
             f"stretch {args.stretch} "
             f"(bench_deblend.py): {machine()}, torch {torch.__version__}\n\n`python benchmarks/bench_deblend.py "
             f"--n {args.n} --mag-limit {args.mag_limit:g} --epochs {args.epochs} --depth {args.depth} "
-            f"--filters {args.filters} --stretch {args.stretch} --write`: "
+            f"--filters {args.filters} --stretch {args.stretch}"
+            + (f" --loss {args.loss}" if args.loss else "") + f" --patience {args.patience} --write`: "
             f"{args.n:,} simulated blends of exactly two galaxies (no stars), {args.size}×{args.size} pixels of "
             f"0.2″ in {', '.join(args.bands)}, galaxies brighter than AB {args.mag_limit:g} (band mean), separated "
             f"by 1 to 3 times the sum of their half-light radii, Moffat seeing 0.6–1.0″, LSST 100-visit sky noise; "
             f"split by blend 70/15/15, every source a target ({metrics['n_sources']:,} test sources). U-Net depth "
-            f"{args.depth}, {args.filters} filters, MAE loss on {args.stretch}-stretched values (data.stretch), "
+            f"{args.depth}, {args.filters} filters, {LOSSES[loss]} on {args.stretch}-stretched values "
+            f"(data.stretch), "
             f"{metrics.get('epochs_run', args.epochs)} epochs run "
-            f"(early stopping 4). Flux: the total flux of the band-summed stamp against the isolated truth's; the "
+            f"(early stopping {args.patience}). Flux: the total flux of the band-summed stamp against the isolated "
+            f"truth's; the "
             f"segmentation deblender's is its segment flux (contrast tuned on the validation part). Simulated in "
             f"{simulated:.0f} s, trained and scored (baselines included) in {trained / 60:.1f} min on a machine "
             f"shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end): times are loose, the "

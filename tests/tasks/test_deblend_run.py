@@ -6,6 +6,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from astropy.table import Table
 
 from deepfield.data.simulate.blends import read_blends, simulate_blends
@@ -106,3 +107,14 @@ def test_options_that_would_break_a_deblending_pair_are_refused(trained, overrid
     config, _, folder = trained
     with pytest.raises(DeepfieldError, match=message):
         task_for(config).prepare(load_config(EXAMPLE, [f"data.path={folder / 'blends.h5'}", override]))
+
+
+def test_flux_mae_is_told_the_runs_stretch_and_normalisation_so_its_flux_is_the_sources_in_njy(trained):
+    config, _, folder = trained
+    config = load_config(EXAMPLE, [f"data.path={folder / 'blends.h5'}", "training.loss=flux_mae"])
+    task = task_for(config)
+    prepared = prepare(task, config)
+    loss = task.loss(config, prepared)
+    assert loss.get_config()["softening"] == 3.0 and loss.get_config()["scale"] == prepared.info.normalize.sigma
+    truth = from_network(prepared.y["test"], prepared.info).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(loss.flux(torch.from_numpy(prepared.y["test"])).numpy(), truth, rtol=1e-4)

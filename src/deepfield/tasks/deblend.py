@@ -51,8 +51,14 @@ from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.denoise import normalise, restore
 from deepfield.tasks.imaging import ASINH_SOFTENING
 from deepfield.tasks.prepared_info import DeblendInfo
+from deepfield.training.flux_losses import FluxConservingMAE
+from deepfield.training.losses import LossFn
 
 DEFAULT_SOURCES = "sources"
+# flux_mae's weight on the flux term: per image its gradient spreads over every pixel (by a rough count
+# ≈ 30× the pixel MAE's in L1 on 32×32 g, r, i stamps of AB 25 sources in 100-visit sky); weight 1 swamped
+# the pixels (val MSE 0.24 against the MAE's 0.012 after 3 epochs); 0.05 leaves them in charge.
+FLUX_WEIGHT = 0.05
 
 
 @dataclass
@@ -173,6 +179,21 @@ class Deblend(Task):
         """``mae``, as for denoising (:meth:`~deepfield.tasks.denoise.Denoise.default_loss`): squared errors
         let the bright cores outweigh the faint wings that hold much of a source's flux."""
         return "mae"
+
+    def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
+        """``training.loss: flux_mae`` (:class:`~deepfield.training.flux_losses.FluxConservingMAE`) is told this
+        run's stretch and normalisation, so its flux term is each source's total flux in the file's unit, as
+        ``flux_mape``'s. Not the default: on 2,000 two-galaxy blends (bench_deblend's settings, 8 epochs) it gave
+        a flux error of 16.6 % (bias −11.7 %) where ``mae`` gave 13.3 % (bias +4.2 %): a relative error is least
+        for an estimate below the truth when the truth is uncertain (the faint sources weigh most)."""
+        name = super().loss(config, prepared)
+        if name != FluxConservingMAE.name:
+            return name
+        info = prepared.info
+        scale, offset = ((list(info.normalize.sigma), list(info.normalize.median)) if info.normalize is not None
+                         else (1.0, 0.0))
+        softening = ASINH_SOFTENING if info.stretch == "asinh" else None
+        return FluxConservingMAE(flux_weight=FLUX_WEIGHT, softening=softening, scale=scale, offset=offset)
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return ["mse"]

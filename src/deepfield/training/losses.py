@@ -429,6 +429,7 @@ from deepfield.training.keras_losses import (  # noqa: E402
     LogCosh,
     Poisson,
 )
+from deepfield.training.flux_losses import FluxConservingMAE  # noqa: E402
 
 Loss.registry.alias("mean_squared_error", "mse")
 Loss.registry.alias("mean_absolute_error", "mae")
@@ -461,7 +462,7 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 __all__ = [
     "NAMES", "BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy", "CategoricalFocalCrossentropy",
-    "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
+    "FluxConservingMAE", "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
     "Poisson", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",
     "align_labels", "get",
