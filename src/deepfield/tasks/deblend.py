@@ -40,16 +40,16 @@ import torch
 from deepfield.analysis.deblending import RECOVERED_WITHIN, deblending_scores, relative_flux_errors
 from deepfield.analysis.image_quality import nmad
 from deepfield.data.blend_stamps import MARKER_SIGMA, BlendStamps, read_blend_stamps, target_marker
-from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.plots import best_median_worst, plot_restoration_gallery
-from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.base import NewData, Prepared, Task
 from deepfield.tasks.baselines.deblenders import SCORES, deblend_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.denoise import normalise, restore
 from deepfield.tasks.imaging import ASINH_SOFTENING
+from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import DeblendInfo
 from deepfield.training.flux_losses import FluxConservingMAE
 from deepfield.training.losses import LossFn
@@ -141,15 +141,9 @@ class Deblend(Task):
         check_options(config)
         data = config.data
         stamps = read(data, data.path, labelled=True)
-        held = {part: getattr(data, part) for part in ("validation", "test")}
-        fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
-        split = make_split(len(stamps.images), (1.0 - sum(fractions), *fractions), seed=config.seed)
-        parts = {part: examples(stamps, index) for part, index in zip(PARTS, split.parts())}
-        for part, path in held.items():
-            if path is not None:
-                parts[part] = examples(read(data, path, labelled=True, bands=list(stamps.bands)))
-        if any(len(parts[part].blend) == 0 for part in PARTS):
-            raise DeepfieldError("data.split: the train, validation and test parts must not be empty")
+        parts = split_parts(config, len(stamps.images), lambda index: examples(stamps, index),
+                            lambda path: examples(read(data, path, labelled=True, bands=list(stamps.bands))),
+                            lambda part: len(part.blend))
         info = DeblendInfo(bands=list(stamps.bands), unit=stamps.unit, inputs=data.images,
                            targets=data.target or DEFAULT_SOURCES, marker_sigma=MARKER_SIGMA, stretch=data.stretch)
         if data.normalize == "robust":

@@ -57,14 +57,14 @@ from deepfield.analysis.image_uncertainty import aperture_weights
 from deepfield.analysis.interval_recalibration import fit_interval_record, record_widths
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
-from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.plots import best_median_worst, plot_restoration_gallery
-from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
+from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.tasks.uncertainty import image_quantities, image_uncertainty
 from deepfield.training.mc_dropout import MCPrediction
@@ -149,15 +149,9 @@ class Denoise(Task):
         check_options(config)
         data = config.data
         pairs = read(data, data.path, labelled=True)
-        held = {part: getattr(data, part) for part in ("validation", "test")}
-        fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
-        split = make_split(len(pairs.inputs), (1.0 - sum(fractions), *fractions), seed=config.seed)
-        parts = {part: _take(pairs, index) for part, index in zip(PARTS, split.parts())}
-        for part, path in held.items():
-            if path is not None:
-                parts[part] = read(data, path, labelled=True, bands=list(pairs.bands))
-        if any(len(parts[part].inputs) == 0 for part in PARTS):
-            raise DeepfieldError("data.split: the train, validation and test parts must not be empty")
+        parts = split_parts(config, len(pairs.inputs), lambda index: _take(pairs, index),
+                            lambda path: read(data, path, labelled=True, bands=list(pairs.bands)),
+                            lambda part: len(part.inputs))
         height, width = pairs.inputs.shape[2:]
         info = DenoiseInfo(bands=list(pairs.bands), unit=pairs.unit, inputs=data.images, targets=targets_name(data),
                            aperture_radius=APERTURE_FRACTION * min(height, width))

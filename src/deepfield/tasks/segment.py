@@ -42,7 +42,6 @@ from deepfield.analysis.segmentation import (INSTANCE_CLASSES, class_iou, classe
                                              connected_sources, instances_from_classes, instances_from_probabilities,
                                              segmentation_metrics)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
-from deepfield.data.splits import make_split
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
@@ -51,6 +50,7 @@ from deepfield.tasks.base import PARTS, NewData, Prepared, Task
 from deepfield.tasks.baselines.watershed import SCORES, per_class, watershed_baseline
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification
+from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
 
 DEFAULT_TARGETS = "segmentation"
@@ -121,22 +121,16 @@ class Segment(Task):
         check_options(config)
         data = config.data
         maps = read(data, data.path, labelled=True)
-        held = {part: getattr(data, part) for part in ("validation", "test")}
-        fractions = [0.0 if held["validation"] else data.split.validation, 0.0 if held["test"] else data.split.test]
-        split = make_split(len(maps.images), (1.0 - sum(fractions), *fractions), seed=config.seed)
-        parts = {part: _take(maps, index) for part, index in zip(PARTS, split.parts())}
-        for part, path in held.items():
-            if path is not None:
-                parts[part] = read(data, path, labelled=True)
-        if any(len(parts[part].images) == 0 for part in PARTS):
-            raise DeepfieldError("data.split: the train, validation and test parts must not be empty")
+        parts = split_parts(config, len(maps.images), lambda index: _take(maps, index),
+                            lambda path: read(data, path, labelled=True), lambda part: len(part.images))
         kind = label_kind(data, maps)
         info = SegmentInfo(bands=list(maps.bands), classes=class_names(list(parts.values()), kind),
                            unit=maps.unit, inputs=data.images, targets=data.target or DEFAULT_TARGETS,
                            label_map=kind, stretch=data.stretch)
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].images)).get_config()
-        labels = {part: targets(p, info, held.get(part) or data.path) for part, p in parts.items()}
+        files = {"validation": data.validation, "test": data.test}
+        labels = {part: targets(p, info, files.get(part) or data.path) for part, p in parts.items()}
         return SegmentPrepared(x={part: ImageClassification.transform(p.images, info) for part, p in parts.items()},
                                y={part: labels[part][0] for part in PARTS},
                                ids={part: p.ids for part, p in parts.items()}, info=info,
