@@ -64,6 +64,7 @@ from deepfield.plots import best_median_worst, plot_restoration_gallery
 from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.tasks.uncertainty import image_quantities, image_uncertainty
@@ -170,13 +171,8 @@ class Denoise(Task):
                        columns={"x": geometry[:, 0], "y": geometry[:, 1], "aperture_radius": geometry[:, 2]})
 
     def read_values(self, config: RunConfig, info: DenoiseInfo, values: Any) -> NewData:
-        """Raw stamps (N, C, H, W) in the run's flux unit (or (N, H, W) for one band)."""
-        stamps = np.asarray(values, dtype=np.float32)
-        if stamps.ndim == 3 and len(info.bands) == 1:
-            stamps = stamps[:, None]
-        if stamps.ndim != 4 or stamps.shape[1] != len(info.bands):
-            raise DeepfieldError(f"raw stamps of shape {stamps.shape}: expected (N, {len(info.bands)}, H, W), "
-                                 f"the bands {info.bands}")
+        """Raw stamps in the run's flux unit, as :meth:`ImageClassification.raw_stamps` reads them."""
+        stamps = ImageClassification.raw_stamps(values, config, info)
         return NewData(x=normalise(stamps, info), y=None, ids=np.arange(len(stamps)))
 
     def new_prepared(self, new: NewData, info: DenoiseInfo) -> DenoisePrepared:  # type: ignore[override]

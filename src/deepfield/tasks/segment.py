@@ -147,13 +147,8 @@ class Segment(Task):
         return NewData(x=x, y=classes, ids=maps.ids, columns={"sources": sources})
 
     def read_values(self, config: RunConfig, info: SegmentInfo, values: Any) -> NewData:
-        """Raw stamps (N, C, H, W) in the run's flux unit (or (N, H, W) for one band)."""
-        stamps = np.asarray(values, dtype=np.float32)
-        if stamps.ndim == 3 and len(info.bands) == 1:
-            stamps = stamps[:, None]
-        if stamps.ndim != 4 or stamps.shape[1] != len(info.bands):
-            raise DeepfieldError(f"raw stamps of shape {stamps.shape}: expected (N, {len(info.bands)}, H, W), "
-                                 f"the bands {info.bands}")
+        """Raw stamps in the run's flux unit, as :meth:`ImageClassification.raw_stamps` reads them."""
+        stamps = ImageClassification.raw_stamps(values, config, info)
         return NewData(x=ImageClassification.transform(stamps, info), y=None, ids=np.arange(len(stamps)))
 
     def new_prepared(self, new: NewData, info: SegmentInfo) -> SegmentPrepared:  # type: ignore[override]
