@@ -129,7 +129,7 @@ def test_cli_writes_two_galaxy_blends_and_bad_options_are_one_line(tmp_path, cli
     run = cli("simulate", "blends", "--n", "3", "--size", "24", "--min-sources", "2", "--max-sources", "2",
               "--out", "b.h5", "--workers", "1")
     assert run.returncode == 0, run.stderr
-    assert "3 blends of 2 to 2 sources, g,r,i x 24x24" in run.stdout
+    assert "3 blends of 2 sources, g,r,i x 24x24" in run.stdout
     assert read_blends(tmp_path / "b.h5").sources.shape == (3, 2, 3, 24, 24)
     run = cli("simulate", "blends", "--n", "3", "--min-sources", "4", "--max-sources", "2", "--out", "c.h5")
     assert run.returncode == 2 and "min_sources (4) must be at most max_sources (2)" in run.stderr

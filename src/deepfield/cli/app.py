@@ -411,7 +411,8 @@ def simulate_blends_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i",
                            max_sources=max_sources, star_fraction=star_fraction,
                            separation=parse_range(separation, "--separation"), separation_unit=separation_unit,
                            visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers)
-    console.print(f"wrote {path}: {n} blends of {min_sources} to {max_sources} sources, {bands} x {size}x{size}")
+    count = str(min_sources) if min_sources == max_sources else f"{min_sources} to {max_sources}"
+    console.print(f"wrote {path}: {n} blends of {count} sources, {bands} x {size}x{size}")
 
 
 @simulate_app.command("photoz")
