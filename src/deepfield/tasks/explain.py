@@ -34,6 +34,7 @@ from deepfield.tasks.base import Task
 from deepfield.tasks.config import EXPLAIN_METHODS as METHODS
 from deepfield.tasks.config import ExplainConfig
 from deepfield.tasks.explain_files import write_explanation
+from deepfield.tasks.explain_methods import chosen_methods
 from deepfield.tasks.explain_region import explain_image, image_output
 from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.training import Engine
@@ -44,18 +45,7 @@ ATTRIBUTIONS = ("saliency", "integrated-gradients", "guided-backprop", "deconvne
 
 def methods_from(names: Sequence[str]) -> list[str]:
     """The methods named (``all`` for every one), checked, in :data:`METHODS` order."""
-    chosen = set()
-    for name in names:
-        name = name.strip().replace("_", "-")
-        if name == "all":
-            chosen.update(METHODS)
-        elif name in METHODS:
-            chosen.add(name)
-        else:
-            raise unknown_name("explain method", name, (*METHODS, "all"))
-    if not chosen:
-        raise DeepfieldError("explain: name at least one method (or all)")
-    return [m for m in METHODS if m in chosen]
+    return chosen_methods(names, METHODS, lambda name: unknown_name("explain method", name, (*METHODS, "all")))
 
 
 def choose_stamps(scores: np.ndarray, labels: np.ndarray | None, per_class: int) -> np.ndarray:

@@ -41,6 +41,7 @@ from deepfield.plots import plot_attributions
 from deepfield.tasks.base import NewData, Prepared, Task
 from deepfield.tasks.config import ExplainConfig
 from deepfield.tasks.explain_files import write_explanation
+from deepfield.tasks.explain_methods import chosen_methods
 from deepfield.tasks.prepared_info import PreparedInfo
 from deepfield.training.engine import eval_mode
 
@@ -82,19 +83,9 @@ def source_apertures(data: Prepared | NewData) -> np.ndarray | None:
 
 def region_methods(names: Sequence[str]) -> list[str]:
     """The region methods named (``all``: both), checked, in :data:`REGION_METHODS` order."""
-    chosen = set()
-    for name in names:
-        name = name.strip().replace("_", "-")
-        if name == "all":
-            chosen.update(REGION_METHODS)
-        elif name in REGION_METHODS:
-            chosen.add(name)
-        else:
-            raise DeepfieldError(f"explain method {name!r}: this network outputs an image; its regions are explained "
-                                 f"by {', '.join(REGION_METHODS)} (or all)")
-    if not chosen:
-        raise DeepfieldError("explain: name at least one method (or all)")
-    return [m for m in REGION_METHODS if m in chosen]
+    return chosen_methods(names, REGION_METHODS, lambda name: DeepfieldError(
+        f"explain method {name!r}: this network outputs an image; its regions are explained by "
+        f"{', '.join(REGION_METHODS)} (or all)"))
 
 
 def stamp_regions(options: ExplainConfig, shape: tuple[int, int], apertures: np.ndarray | None,
