@@ -44,9 +44,11 @@ LOSSES = {"mae": "MAE loss", "flux_mae": "flux_mae loss (MAE plus each source's 
 def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, float]:
     """(metrics.json of the run, seconds to simulate, seconds to train and score)."""
     start = time.perf_counter()
-    blends = simulate_blends(args.n, folder / "blends.h5", size=args.size, bands=args.bands, seed=args.seed,
-                             min_sources=2, max_sources=2, star_fraction=0.0, mag_limit=args.mag_limit,
-                             workers=args.workers, progress=False)
+    blends = folder / "blends.h5"
+    if not blends.exists():  # a kept folder's blends are the same draw: seeded
+        simulate_blends(args.n, blends, size=args.size, bands=args.bands, seed=args.seed, min_sources=2,
+                        max_sources=2, star_fraction=0.0, mag_limit=args.mag_limit, workers=args.workers,
+                        progress=False)
     simulated = time.perf_counter() - start
     config = load_config(None, document={
         "task": "deblend", "seed": args.seed, "out": str(folder / "run"),
@@ -97,11 +99,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="simulation processes (default 2)")
     parser.add_argument("--quick", action="store_true", help="300 blends, 2 epochs: a smoke run")
     parser.add_argument("--write", action="store_true", help="add the result to RESULTS.md")
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="keep the blends and the run here (default: a temporary folder); a killed run "
+                             "started again with the same arguments resumes from its checkpoint")
     args = parser.parse_args()
     if args.quick:
         args.n, args.epochs = 300, 2
-    with tempfile.TemporaryDirectory() as folder:
-        metrics, simulated, trained = run(args, Path(folder))
+    if args.folder is not None:
+        args.folder.mkdir(parents=True, exist_ok=True)
+        metrics, simulated, trained = run(args, args.folder)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            metrics, simulated, trained = run(args, Path(folder))
     text = table(metrics)
     loss = args.loss or Deblend().default_loss(None)
     print(text)
