@@ -98,18 +98,20 @@ def read_samples(path: str | os.PathLike[str], dataset: str = "samples", *, band
         def attr(name: str) -> object:
             return data.attrs.get(name, h5.attrs.get(name))
 
-        names = tuple(bands) if bands else tuple(str(b) for b in np.atleast_1d(attr("bands") or ()))
+        given = attr("bands")
+        names = tuple(bands) if bands else () if given is None else tuple(str(b) for b in np.atleast_1d(given))
         if not names:
             raise DeepfieldError(f"{path}: {dataset!r} does not name its bands; give them (--bands g,r,i)")
         scale = pixel_scale if pixel_scale is not None else attr("pixel_scale")
         if scale is None:
             raise DeepfieldError(f"{path}: {dataset!r} does not give its pixel_scale; give it in arcsec "
                                  "(--pixel-scale 0.2)")
-        if psf_fwhm is None and np.isfinite(attr("psf_fwhm") or np.nan):
-            psf_fwhm = float(attr("psf_fwhm"))
+        own = np.asarray(attr("psf_fwhm") if attr("psf_fwhm") is not None else np.nan, dtype=np.float64)
+        if psf_fwhm is None and own.size == 1 and np.isfinite(own):
+            psf_fwhm = float(own)
         if psf_fwhm is None and isinstance(h5.get("truth/psf_fwhm"), h5py.Dataset):
             psf_fwhm = float(np.nanmax(h5["truth/psf_fwhm"][()]))
-        stamps, unit = np.asarray(data[()], dtype=np.float32), str(attr("unit") or "")
+        stamps, unit = np.asarray(data[()], dtype=np.float32), str(attr("unit") if attr("unit") is not None else "")
     try:
         return Samples(stamps, names, float(scale), unit, psf_fwhm)
     except DeepfieldError as exc:
