@@ -189,8 +189,8 @@ def _sigma(samples: Samples, visits: float, noise_sigma: Sequence[float] | None)
     if noise_sigma is not None:
         sigma = np.asarray(noise_sigma, dtype=np.float64).reshape(-1)
         if len(sigma) != len(samples.bands) or not np.all(sigma >= 0):
-            raise DeepfieldError(f"noise_sigma {sigma.tolist()} must be {len(samples.bands)} numbers >= 0, one per band "
-                                 f"{list(samples.bands)}")
+            raise DeepfieldError(f"noise_sigma {sigma.tolist()} must be {len(samples.bands)} numbers >= 0, one per "
+                                 f"band {list(samples.bands)}")
         return sigma
     if samples.unit != "nJy":
         raise DeepfieldError(f"samples are in {samples.unit!r}, not nJy: LSST-like noise needs nJy; give the noise "
