@@ -267,3 +267,16 @@ def test_cli_blends_population(cli, tmp_path):
     done = cli("simulate", "blends", "--n", 2, "--bands", "g,r", "--population", tmp_path / "samples.h5",
                "--out", tmp_path / "b2.h5")
     assert done.returncode == 2 and "population bands ['g', 'r', 'i'] differ" in done.stderr
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, readme_python):
+    block = readme_python('read_samples("train.h5", "targets")')
+    samples = random_samples(n=8, size=32)
+    with h5py.File(tmp_path / "train.h5", "w") as h5:  # the stand-in's layout: `targets` with its attributes
+        h5.create_dataset("targets", data=samples.stamps).attrs.update(bands=list(BANDS), pixel_scale=SCALE,
+                                                                      unit="nJy")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["masks"].shape == (64, 32, 32) and namespace["masks"].dtype == bool
+    assert read_blend_stamps(tmp_path / "scene_py.h5").images.shape == (4, 3, 128, 128)
