@@ -243,7 +243,7 @@ def test_cli_scene_writes_and_refuses(cli, tmp_path):
     done = cli("simulate", "scene", "--samples", tmp_path / "samples.h5", "--n", 2, "--size", 40, "--sources", "1,3",
                "--out", tmp_path / "scene.h5", "--workers", 1)
     assert done.returncode == 0, done.stderr
-    assert "2 scenes of 40x40 with 1 to 3 of 6 generated stamps" in done.stdout
+    assert "2 scenes of 40x40 with 1 to 3 sources of 6 generated stamps" in done.stdout
     assert read_blend_stamps(tmp_path / "scene.h5").images.shape == (2, 3, 40, 40)
     done = cli("simulate", "scene", "--samples", tmp_path / "samples.h5", "--n", 2, "--out", tmp_path / "samples.h5",
                "--overwrite")
@@ -255,6 +255,9 @@ def test_cli_scene_writes_and_refuses(cli, tmp_path):
                "--out", tmp_path / "other.h5")
     assert done.returncode == 2 and "is sharper than the stamps' PSF (0.7 arcsec)" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "other.h5").exists()
+    done = cli("simulate", "scene", "--samples", tmp_path / "samples.h5", "--sources", "1,2,3", "--n", 2,
+               "--out", tmp_path / "other.h5")
+    assert done.returncode == 2 and "sources must be a count or (low, high), got (1, 2, 3)" in done.stderr
 
 
 def test_cli_blends_population(cli, tmp_path):

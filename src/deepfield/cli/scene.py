@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from deepfield.cli.common import OVERWRITE, console, parse_numbers, parse_range, split_list
+from deepfield.cli.common import OVERWRITE, console, parse_numbers, split_list
 from deepfield.outputs import check_output
 
 DATASET = Annotated[str, typer.Option(help="the stamps' dataset in the samples file")]
@@ -19,7 +19,7 @@ def simulate_scene_cmd(
     out: Annotated[Path, typer.Option("--out", help="HDF5 file to write (atomically), the blends layout")],
     dataset: DATASET = "samples",
     size: Annotated[int, typer.Option(help="scene side in pixels")] = 256,
-    sources: Annotated[str, typer.Option(help="sources per scene, low,high")] = "5,15",
+    sources: Annotated[str, typer.Option(help="sources per scene: a count, or low,high")] = "5,15",
     seed: Annotated[int, typer.Option(help="random seed: the same seed gives the same file")] = 0,
     psf_fwhm: Annotated[Optional[float], typer.Option(help="a broader target PSF FWHM (arcsec); default: the "
                                                            "stamps as they are")] = None,
@@ -39,9 +39,9 @@ def simulate_scene_cmd(
     from deepfield.data.simulate.scene import simulate_scene
 
     stamps = read_samples(samples, dataset, bands=split_list(bands), pixel_scale=pixel_scale, psf_fwhm=stamp_psf_fwhm)
-    low, high = parse_range(sources, "--sources", "low,high (e.g. 5,15)")
-    path = simulate_scene(stamps, n, out, size=size, sources=(int(low), int(high)), seed=seed, psf_fwhm=psf_fwhm,
+    path = simulate_scene(stamps, n, out, size=size, sources=tuple(parse_numbers(sources, "--sources")), seed=seed,
+                          psf_fwhm=psf_fwhm,
                           visits=visits, noise_sigma=parse_numbers(noise_sigma, "--noise-sigma", float) or None,
                           workers=workers)
-    console.print(f"wrote {path}: {n} scenes of {size}x{size} with {sources.replace(',', ' to ')} of "
+    console.print(f"wrote {path}: {n} scenes of {size}x{size} with {sources.replace(',', ' to ')} sources of "
                   f"{len(stamps.stamps)} generated stamps", highlight=False)
