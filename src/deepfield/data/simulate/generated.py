@@ -76,7 +76,7 @@ def read_samples(path: str | os.PathLike[str], dataset: str = "samples", *, band
 
     ``bands``, ``pixel_scale`` (arcsec), ``unit`` come from the dataset's attributes (else the file's);
     the arguments give them where the file does not. ``psf_fwhm`` (arcsec): the argument, else the
-    dataset's finite ``psf_fwhm`` attribute, else the largest ``truth/psf_fwhm`` of the file (a
+    dataset's finite ``psf_fwhm`` attribute (the largest of a range), else the largest ``truth/psf_fwhm`` of the file (a
     simulator's file: the broadest PSF among its stamps), else unknown.
     """
     path = Path(path)
@@ -90,7 +90,7 @@ def read_samples(path: str | os.PathLike[str], dataset: str = "samples", *, band
         data = h5.get(dataset)
         if not isinstance(data, h5py.Dataset):
             names = ", ".join(repr(k) for k in h5 if isinstance(h5[k], h5py.Dataset)) or "none"
-            raise DeepfieldError(f"{path}: no dataset {dataset!r} of stamps (datasets: {names}); --dataset names it")
+            raise DeepfieldError(f"{path}: no dataset {dataset!r} of stamps (datasets: {names}); name the stamps' dataset")
         if data.ndim != 4 or data.dtype.kind not in "fiu":
             raise DeepfieldError(f"{path}: {dataset!r} has shape {data.shape} ({data.dtype}); expected numeric "
                                  "(N, C, H, W) stamps")
@@ -107,8 +107,8 @@ def read_samples(path: str | os.PathLike[str], dataset: str = "samples", *, band
             raise DeepfieldError(f"{path}: {dataset!r} does not give its pixel_scale; give it in arcsec "
                                  "(--pixel-scale 0.2)")
         own = np.asarray(attr("psf_fwhm") if attr("psf_fwhm") is not None else np.nan, dtype=np.float64)
-        if psf_fwhm is None and own.size == 1 and np.isfinite(own):
-            psf_fwhm = float(own)
+        if psf_fwhm is None and own.size and np.all(np.isfinite(own)):
+            psf_fwhm = float(np.max(own))
         if psf_fwhm is None and isinstance(h5.get("truth/psf_fwhm"), h5py.Dataset):
             psf_fwhm = float(np.nanmax(h5["truth/psf_fwhm"][()]))
         stamps, unit = np.asarray(data[()], dtype=np.float32), str(attr("unit") if attr("unit") is not None else "")
