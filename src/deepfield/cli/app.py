@@ -26,6 +26,7 @@ from deepfield.cli.common import OVERWRITE, TRUST, console, parse_range, parse_s
 from deepfield.cli.convert import convert
 from deepfield.cli.playground import playground_app
 from deepfield.cli.reading import KEEP, reading_options
+from deepfield.cli.scene import DATASET, simulate_scene_cmd
 from deepfield.errors import DeepfieldError
 from deepfield.outputs import check_output
 from deepfield.tasks.config import EXPLAIN_METHODS, OcclusionConfig, load_config
@@ -42,6 +43,7 @@ app.add_typer(inspect_app, name="inspect")
 app.add_typer(playground_app, name="playground")
 simulate_app = typer.Typer(no_args_is_help=True, help="The built-in simulated sky (GalSim): for when you have no data.")
 app.add_typer(simulate_app, name="simulate")
+simulate_app.command("scene")(simulate_scene_cmd)
 app.command()(convert)
 
 
@@ -401,16 +403,24 @@ def simulate_blends_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i",
                                                                           "half-light radii")] = "hlr",
                         visits: Annotated[float, typer.Option(help="LSST visits of the noise")] = 100.0,
                         mag_limit: Annotated[float, typer.Option(help="faintest AB magnitude (band mean)")] = 25.0,
-                        threshold: Annotated[float, typer.Option(help="segmentation floor in noise sigmas")] = 1.0
+                        threshold: Annotated[float, typer.Option(help="segmentation floor in noise sigmas")] = 1.0,
+                        population: Annotated[Optional[Path], typer.Option(help="generated stamps (HDF5) as an extra "
+                                                                                 "population")] = None,
+                        population_dataset: DATASET = "samples",
+                        population_fraction: Annotated[float, typer.Option(help="chance a source is one of "
+                                                                                "them")] = 0.5
                         ) -> None:
     """Stamps of overlapping galaxies and stars, each source alone too, with truth and segmentation."""
-    check_output(out, overwrite=overwrite)
+    check_output(out, inputs=[population], overwrite=overwrite)
     from deepfield.data.simulate.blends import simulate_blends
+    from deepfield.data.simulate.generated import read_samples
 
     path = simulate_blends(n, out, size=size, bands=split_list(bands) or (), seed=seed, min_sources=min_sources,
                            max_sources=max_sources, star_fraction=star_fraction,
                            separation=parse_range(separation, "--separation"), separation_unit=separation_unit,
-                           visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers)
+                           visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers,
+                           population=None if population is None else read_samples(population, population_dataset),
+                           population_fraction=population_fraction)
     count = str(min_sources) if min_sources == max_sources else f"{min_sources} to {max_sources}"
     console.print(f"wrote {path}: {n} blends of {count} sources, {bands} x {size}x{size}")
 

@@ -8,7 +8,9 @@ uniformly in ``separation`` (pixels, or with ``separation_unit="hlr"`` in units 
 two sources' half-light radii, each counted as at least half the PSF FWHM) and pulled in along
 that direction where needed to keep its centre ``MARGIN`` pixels inside the stamp. All sources
 share one Moffat seeing PSF (the same in every band). The blend is the sum of the sources plus
-Gaussian sky noise of ``visits`` LSST visits; fluxes in nJy.
+Gaussian sky noise of ``visits`` LSST visits; fluxes in nJy. With a ``population`` of generated
+stamps, each source is with probability ``population_fraction`` one of them instead, at the same
+place, drawn as it is (its own PSF, not the stamp's Moffat; ``generated.Population``).
 
 Segmentation rule: pixel p gets label k + 1 (source k, 0-based) where source k has the largest
 band-summed noise-free flux of all sources at p and that flux exceeds ``threshold`` times the
@@ -16,6 +18,7 @@ noise sigma of the band-summed image, ``sqrt(sum_b sigma_b**2)``; else 0 (backgr
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -26,7 +29,8 @@ import numpy as np
 
 from deepfield import arguments
 from deepfield.data.simulate.galaxies import StampDrawer, add_gaussian_noise, moffat_psf
-from deepfield.data.simulate.parallel import GALAXY_STREAM, run_chunks, stream_rng
+from deepfield.data.simulate.generated import GeneratedSource, Population, Samples, draw_sample
+from deepfield.data.simulate.parallel import GALAXY_STREAM, POPULATION_STREAM, run_chunks, stream_rng
 from deepfield.data.simulate.photoz import BRIGHT_LIMIT
 from deepfield.data.simulate.reading import open_simulated, read_columns
 from deepfield.data.simulate.seds import Colours, parse_bands
@@ -69,6 +73,7 @@ class BlendJob:
     separation_unit: str
     threshold: float
     colours: Colours
+    population: Population | None = None
 
 
 def _position(rng: np.random.Generator, job: BlendJob, first: np.ndarray, distance: float) -> np.ndarray:
@@ -116,14 +121,19 @@ def draw_blend(job: BlendJob, index: int, drawer: StampDrawer) -> dict[str, np.n
     rng = stream_rng(job.seed, GALAXY_STREAM, index)
     psf = moffat_psf(rng, job.psf_fwhm)
     placed = place_sources(rng, job, psf.fwhm / 2 / job.pixel_scale)
+    if job.population is not None:
+        placed = job.population.replace(stream_rng(job.seed, POPULATION_STREAM, index), placed)
     isolated = np.zeros((job.sources[1], len(job.bands), job.size, job.size))
-    for k, (source, offset) in enumerate(placed):
-        isolated[k] = drawer.draw(source.components, psf, tuple(offset))
-    noiseless = isolated.sum(axis=0)
     centre, s_max = (job.size - 1) / 2, job.sources[1]
+    for k, (source, offset) in enumerate(placed):
+        isolated[k] = (draw_sample(source.stamp, job.pixel_scale, (job.size,) * 2, *(centre + offset))
+                       if isinstance(source, GeneratedSource) else drawer.draw(source.components, psf, tuple(offset)))
+    noiseless = isolated.sum(axis=0)
     rows = [dict(x=centre + offset[0], y=centre + offset[1], half_light_radius=source.half_light_radius
                  / job.pixel_scale, e1=source.e1, e2=source.e2, mag=source.mag) for source, offset in placed]
     truth = {name: _padded([row[name] for row in rows], s_max, np.nan) for name in rows[0]}
+    if job.population is not None:
+        truth["generated"] = _padded([getattr(source, "sample", -1) for source, _ in placed], s_max, -1)
     return dict(images=add_gaussian_noise(noiseless, job.sigma, rng), noiseless=noiseless.astype(np.float32),
                 sources=isolated.astype(np.float32), n_sources=np.int64(len(placed)),
                 is_star=_padded([source.kind == "star" for source, _ in placed], s_max, False),
@@ -161,6 +171,7 @@ def truth_info(bands: Sequence[str]) -> ColumnInfo:
         "e2": ("", "reduced shear |g| sin(2 theta) before seeing (0: star); NaN: no source"),
         "mag": ("mag", "AB magnitude of the flux averaged over the bands; NaN: no source"),
         "is_star": ("", "the source is a star (False also where there is no source)"),
+        "generated": ("", "row of the generated stamp the source is (-1: a simulated source or none)"),
     } | {f"flux_{b}": ("nJy", f"total flux in band {b} before seeing and noise; NaN: no source") for b in bands}
 
 
@@ -170,14 +181,17 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
                     separation_unit: str = "hlr", visits: float = 100.0, mag_limit: float = 25.0,
                     threshold: float = 1.0, pixel_scale: float = 0.2,
                     psf_fwhm: float | tuple[float, float] = (0.6, 1.0), workers: int | None = None,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, population: Samples | None = None,
+                    population_fraction: float = 0.5) -> Path:
     """Write ``n`` blended stamps to the HDF5 file ``out``; return its path.
 
     ``min_sources``, ``max_sources``: sources per stamp (uniform); ``star_fraction``: chance that
     a source other than the first is a star; ``separation`` (low, high) from source 0 in
     ``separation_unit`` (``"pixels"`` or ``"hlr"``); ``visits``: LSST visits of the noise;
     ``mag_limit``: faintest band-averaged AB magnitude; ``threshold``: of the segmentation, in
-    sigmas of the band-summed noise; the rest as ``simulate_denoise``.
+    sigmas of the band-summed noise; ``population``: generated stamps (nJy, the same bands and pixel
+    scale), each source one of them with probability ``population_fraction`` (``truth/generated``
+    says which); without it the file is what it always was. The rest as ``simulate_denoise``.
 
     File (S = ``max_sources``): ``images`` (n, C, H, W) float32 noisy blends and ``noiseless``
     (n, C, H, W) float32 (the sum of the sources), nJy per pixel (attrs ``bands``, ``pixel_scale``,
@@ -192,11 +206,16 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
     n = arguments.integer("n", n, expected="an integer >= 1")
     job = _job(size, bands, seed, min_sources, max_sources, star_fraction, separation, separation_unit, visits,
                mag_limit, threshold, pixel_scale, psf_fwhm)
+    if population is not None:
+        job = dataclasses.replace(job, population=Population.of(
+            population, arguments.fraction("population_fraction", population_fraction), job.bands, job.pixel_scale))
     depth, _ = visit_sigma(job.bands, visits, job.pixel_scale)
     config = dict(n=n, seed=job.seed, bands=list(job.bands), size=job.size, pixel_scale=job.pixel_scale,
                   min_sources=job.sources[0], max_sources=job.sources[1], star_fraction=job.star_fraction,
                   separation=list(job.separation), separation_unit=job.separation_unit, visits=visits,
                   mag_limit=job.mag_limit, threshold=job.threshold, psf_fwhm=list(job.psf_fwhm))
+    if population is not None:
+        config |= dict(population=len(population.stamps), population_fraction=population_fraction)
     s_max, shape = job.sources[1], (n, job.bands, job.size, job.pixel_scale, "nJy")
     with sim_file(out, "blends", job.seed, config) as h5:
         streamed = dict(

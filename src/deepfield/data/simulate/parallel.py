@@ -22,6 +22,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 CLASSES_STREAM, GALAXY_STREAM, ARTEFACT_STREAM, SPOIL_STREAM, CATALOGUE_STREAM, STAMP_STREAM = range(6)
+PLACEMENT_STREAM, NOISE_STREAM, POPULATION_STREAM, MASK_STREAM = range(6, 10)
 """Independent random streams: a simulator never reuses one for two purposes."""
 
 MAX_CHUNK = 64
