@@ -287,12 +287,69 @@ def test_a_model_inside_a_functional_model_converts_both_ways(tmp_path, kind):
     assert len(inner) == (2 if kind == "autoencoder" else 1)
 
 
-def test_a_model_used_twice_as_a_layer_is_refused_in_one_line(tmp_path):
-    head = keras.Sequential([keras.Input((3,)), L.Dense(2)], name="head")
+def siamese_models():
+    head = keras.Sequential([keras.Input((3,)), L.Dense(4, activation="tanh"), L.Dense(2)], name="head")
     a, b = keras.Input((3,)), keras.Input((3,))
-    keras.Model([a, b], L.Add()([head(a), head(b)])).save(tmp_path / "twice.keras")
-    with pytest.raises(DeepfieldError, match=r"layer 'head' \(Sequential\): a model used as a layer more than once"):
+    dense = keras.Model([a, b], L.Subtract()([head(a), head(b)]))
+    image_in = keras.Input((6, 6, 2))
+    tower = keras.Model(image_in, L.Dense(3)(L.Flatten()(L.Conv2D(2, 3)(image_in))), name="tower")
+    left, right = keras.Input((6, 6, 2)), keras.Input((6, 6, 2))
+    images = keras.Model([left, right], L.Concatenate()([tower(left), tower(right)]))
+    return {"dense": ((3,), False, dense), "images": ((6, 6, 2), True, images)}
+
+
+@pytest.mark.parametrize("kind", ["dense", "images"])
+def test_a_model_used_twice_as_a_layer_shares_its_weights_both_ways(tmp_path, kind):
+    shape, image_in, keras_model = siamese_models()[kind]
+    keras_model = randomised(keras_model)
+    x = [sample(shape, seed=1), sample(shape, seed=2)]
+    expected = keras_outputs(keras_model, x)
+    keras_model.save(tmp_path / "siamese.keras")
+    ours = load_keras(tmp_path / "siamese.keras")
+    ours.eval()
+    with torch.no_grad():
+        got = ours(*[torch.from_numpy(channels_first(v) if image_in else v) for v in x]).numpy()
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE)
+    inner = [m for m in ours.children() if type(m).__name__ in ("Sequential", "Functional")]
+    assert len(inner) == 1  # one model, one set of weights, called twice
+    ours.save_keras(tmp_path / "back.keras")
+    theirs = keras.saving.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(keras_outputs(theirs, x), expected, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_a_model_used_twice_on_tensors_held_apart_is_refused_in_one_line(tmp_path):
+    head = keras.Sequential([keras.Input((4, 3)), L.Flatten(), L.Dense(2)], name="head")
+    seq, image = keras.Input((4, 3)), keras.Input((4, 3))
+    held_alike = L.LSTM(3, return_sequences=True)(seq)  # (steps, features) as Keras holds it
+    channels_last = L.Conv1D(3, 1)(image)  # channels first in deepfield
+    keras.Model([seq, image], L.Add()([head(held_alike), head(channels_last)])).save(tmp_path / "twice.keras")
+    with pytest.raises(DeepfieldError, match=r"layer 'head' \(Sequential\): .*called on tensors"):
         load_keras(tmp_path / "twice.keras")
+
+
+def image_reshape_models():
+    inp = keras.Input((4, 4, 3))
+    pixels = L.Reshape((16, 3))(L.Conv2D(3, 1)(inp))
+    functional = keras.Model(inp, L.Dense(2)(L.GRU(2)(pixels)))
+    return {
+        "pixels": ((4, 4, 3), keras.Sequential([keras.Input((4, 4, 3)), L.Conv2D(3, 1), L.Reshape((16, 3)),
+                                                L.LSTM(2)])),
+        "pixels_conv1d": ((4, 4, 3), keras.Sequential([keras.Input((4, 4, 3)), L.Reshape((-1, 3)), L.Conv1D(2, 3),
+                                                       L.GlobalMaxPooling1D()])),
+        "rows": ((4, 4, 3), keras.Sequential([keras.Input((4, 4, 3)), L.Conv2D(2, 1), L.Reshape((4, 8)),
+                                              L.LSTM(2)])),
+        "functional": ((4, 4, 3), functional),
+    }
+
+
+@pytest.mark.parametrize("kind", ["pixels", "pixels_conv1d", "rows", "functional"])
+def test_a_reshape_of_a_channels_last_image_converts_both_ways(tmp_path, kind):
+    shape, keras_model = image_reshape_models()[kind]
+    ours = both_ways(randomised(keras_model), tmp_path, shape, image_in=True)
+    permutes = [p.dims for p in ours.modules() if type(p).__name__ == "Permute"]
+    assert permutes == {"pixels": [(2, 1)], "pixels_conv1d": [], "rows": [(2, 3, 1)], "functional": [(2, 1)]}[kind]
+    back = keras.saving.load_model(tmp_path / "back.keras")
+    assert not any(type(layer).__name__ == "Permute" for layer in back.layers)  # Keras needs none
 
 
 def test_a_reshape_after_a_flatten_of_an_image_is_refused_both_ways(tmp_path):
@@ -323,11 +380,74 @@ def test_an_activity_regulariser_on_a_recurrent_layer_returning_its_states_penal
     assert float(ours.activity_loss) == pytest.approx(expected, rel=1e-5)
 
 
-def test_a_convolution_over_a_sequence_held_alike_is_refused_saying_why(tmp_path):
-    keras.Sequential([keras.Input((8,)), L.Dense(12), L.Reshape((6, 2)), L.Conv1D(2, 3, name="c")]).save(
-        tmp_path / "signal.keras")
-    with pytest.raises(DeepfieldError, match=r"layer 'c' \(Conv1D\): it reads as \(steps, channels\)"):
-        load_keras(tmp_path / "signal.keras")
+def held_alike_sequence_models():
+    inp = keras.Input((6, 3))
+    x = L.LSTM(4, return_sequences=True, name="lstm")(inp)
+    functional = keras.Model(inp, L.GlobalAveragePooling1D()(L.Conv1D(2, 3, padding="same")(x)))
+    return {
+        "decoder": ((8,), keras.Sequential([keras.Input((8,)), L.Dense(12, activation="tanh"), L.Reshape((6, 2)),
+                                            L.Conv1D(3, 3, padding="same"), L.UpSampling1D(2), L.Conv1D(1, 3)])),
+        "lstm": ((6, 3), keras.Sequential([keras.Input((6, 3)), L.LSTM(4, return_sequences=True),
+                                           L.Conv1D(2, 3), L.MaxPooling1D(2), L.Flatten(), L.Dense(2)])),
+        "functional": ((6, 3), functional),
+    }
+
+
+@pytest.mark.parametrize("kind", ["decoder", "lstm", "functional"])
+def test_a_convolution_over_a_sequence_held_alike_gets_a_permute_both_ways(tmp_path, kind):
+    shape, keras_model = held_alike_sequence_models()[kind]
+    ours = both_ways(randomised(keras_model), tmp_path, shape, image_out=kind == "decoder")
+    assert [p.dims for p in ours.modules() if type(p).__name__ == "Permute"] == [(2, 1)]
+    back = keras.saving.load_model(tmp_path / "back.keras")
+    assert not any(type(layer).__name__ == "Permute" for layer in back.layers)  # Keras needs none
+
+
+def test_a_permute_into_a_recurrent_layer_of_a_deepfield_functional_model_goes_to_keras_unchanged(tmp_path):
+    from deepfield.models import LSTM, Dense, Permute
+    from deepfield.models.functional import Functional
+    from deepfield.models.symbolic import Input
+
+    inp = Input((7, 2))
+    model = Functional(inp, Dense(2)(LSTM(3)(Permute((2, 1))(inp))))
+    save_keras(model, tmp_path / "spectra.keras")
+    theirs = keras.saving.load_model(tmp_path / "spectra.keras")
+    x = sample((7, 2))
+    assert [type(layer).__name__ for layer in theirs.layers] == ["InputLayer", "LSTM", "Dense"]  # as before
+    np.testing.assert_allclose(keras_outputs(theirs, np.moveaxis(x, 1, 2)), deepfield_outputs(model, x),
+                               atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_a_deepfield_convolution_over_a_sequence_held_alike_is_refused_by_save_keras_in_one_line(tmp_path):
+    from deepfield.models import LSTM, Conv1D, Dense, Reshape
+    from deepfield.models.sequential import Sequential
+
+    for layers in ([Dense(12), Reshape((2, 6)), Conv1D(3, 3, name="c")],  # deepfield's Conv1D reads (C, L)
+                   [Reshape((6, 2)), LSTM(4, return_sequences=True), Conv1D(3, 3, name="c")]):
+        model = Sequential(layers, input_shape=(12,))
+        model.build()
+        with pytest.raises(DeepfieldError, match=r"^layer 'c' \(Conv1D\): it reads as \(channels, steps\) a tensor "
+                                                 r"of shape \(\d, \d\) that Keras holds alike.*Permute\(\(2, 1\)\)"):
+            save_keras(model, tmp_path / "signal.keras")
+        assert not (tmp_path / "signal.keras").exists()
+    model = Sequential([Conv1D(3, 3), LSTM(2, name="r")], input_shape=(2, 9))  # it reads the (C, L) as (T, F)
+    model.build()
+    with pytest.raises(DeepfieldError, match=r"^layer 'r' \(LSTM\): it reads as \(steps, features\) a tensor of "
+                                             r"shape \(3, 7\) that Keras holds channels last.*Permute\(\(2, 1\)\)"):
+        save_keras(model, tmp_path / "signal.keras")
+
+
+def test_a_deepfield_convolution_after_a_permute_of_a_sequence_goes_to_keras_without_it(tmp_path):
+    from deepfield.models import LSTM, Conv1D, Dense, Permute, Reshape
+    from deepfield.models.sequential import Sequential
+
+    model = Sequential([Dense(12), Reshape((6, 2)), Permute((2, 1)), Conv1D(3, 3), Permute((2, 1)), LSTM(2)],
+                       input_shape=(5,))
+    model.build()
+    save_keras(model, tmp_path / "signal.keras")
+    theirs = keras.saving.load_model(tmp_path / "signal.keras")
+    assert [type(layer).__name__ for layer in theirs.layers] == ["Dense", "Reshape", "Conv1D", "LSTM"]
+    x = sample((5,))
+    np.testing.assert_allclose(keras_outputs(theirs, x), deepfield_outputs(model, x), atol=TOLERANCE, rtol=TOLERANCE)
 
 
 def test_a_frozen_base_model_inside_a_model_comes_over_frozen_and_goes_back_so(tmp_path):

@@ -101,13 +101,17 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
                 symbols, tensors = _resolve(read, made)
             except KeyError as exc:
                 raise keras.refuse(f"it reads {exc.args[0]}, which no layer before it makes") from None
-            if keras.class_name in MODELS:
-                if index:
-                    raise keras.refuse("a model used as a layer more than once; deepfield converts one call")
-                layer, outputs = nested(keras, key, tensors)
+            if keras.class_name in MODELS:  # converted on its first call; called again, its weights are shared
+                if layer is None:
+                    layer, outputs = nested(keras, key, tensors)
+                    first = _layout(tensors)
+                elif _layout(tensors) != first:
+                    raise keras.refuse("a model used as a layer is called on tensors deepfield holds apart (one "
+                                       "channels last, one held alike, or flattened in another order); deepfield "
+                                       "converts the calls of a shared model on tensors held alike")
                 out = layer(symbols)
                 for k, (symbol, tensor) in enumerate(zip(out if isinstance(out, list) else [out], outputs)):
-                    made[(keras.name, 0, k)] = (symbol, dataclasses.replace(tensor, features=()))
+                    made[(keras.name, index, k)] = (symbol, dataclasses.replace(tensor, features=()))
                 continue
             bridge, tensors = sequence_bridge(keras, tensors)
             if bridge is not None:
@@ -130,6 +134,12 @@ def from_keras(layers: list[KerasLayer], config: dict[str, Any], keys: list[str]
     except KeyError as exc:
         raise DeepfieldError(f"the model's input or output {exc.args[0]} is made by no layer") from None
     return cls(model_inputs, model_outputs, name=str(config.get("name") or "functional")), followed
+
+
+def _layout(x: Tensor | list[Tensor]) -> list[tuple[Any, ...]]:
+    """How deepfield holds ``x`` against Keras: what two calls of one converted model must agree on."""
+    return [(t.shape, t.channels_last, None if t.order is None else tuple(t.order), t.mask)
+            for t in (x if isinstance(x, list) else [x])]
 
 
 def _uses(layers: list[KerasLayer], config: dict[str, Any]) -> Counter[History]:
@@ -205,8 +215,10 @@ def to_keras(model: Functional, translate: Any, takes_sequence: Any,
         read = [state[id(t)] for t in inputs] if isinstance(inputs, list) else [state[id(inputs)]]
         x: Any = [r[1] for r in read] if isinstance(inputs, list) else read[0][1]
         vanishing = EXPORTS.get(type(module))
-        if vanishing is not None and vanishing.vanishes(module, x):
-            state[id(node.outputs[0])] = (read[0][0], Tensor(node.outputs[0].sample_shape, channels_last=False))
+        consumers = [n.module for n in model._nodes if any(t is node.outputs[0] for t in n.input_tensors)]
+        if vanishing is not None and vanishing.vanishes(module, x, consumers):
+            state[id(node.outputs[0])] = (read[0][0], Tensor(node.outputs[0].sample_shape,
+                                                             channels_last=not x.channels_last))
             continue
         if id(module) not in entries:
             translator, keras = translate(name, module, x)

@@ -20,14 +20,13 @@ from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translat
 
 
 class _Spatial(Translator):
-    """A layer over the spatial axes: its ``data_format`` must be the layout its input has in the Keras model."""
+    """A layer over the spatial axes: its ``data_format`` must be the layout its input has in the Keras model (a
+    2-axis tensor held alike is made channels last before a channels-last one: :func:`translate.sequence_bridge`)."""
+
+    spatial = True
 
     def check_format(self, keras: KerasLayer, x: Tensor) -> bool:
         channels_last = keras.channels_last()
-        if channels_last and len(x.shape) == 2 and not x.channels_last:
-            raise keras.refuse("it reads as (steps, channels) a tensor held alike in Keras and deepfield (a "
-                               "recurrent layer's sequence, a Reshape of flat features to 2 axes), which deepfield's "
-                               "convolutions take as (channels, steps); not converted yet")
         if channels_last != x.channels_last:
             raise keras.refuse(f"its data_format {keras.get('data_format')!r} differs from the layers before it; "
                                "deepfield converts models of one data format")

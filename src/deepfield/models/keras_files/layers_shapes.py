@@ -18,9 +18,10 @@ from deepfield.models import conv_transpose, reshaping, separable
 from deepfield.models.base import Layer
 from deepfield.models.keras_files import layout
 from deepfield.models.keras_files.layers_conv import _ConvTranslator, _Spatial
-from deepfield.models.keras_files.translate import (KerasLayer, Tensor, Translator, activation, activation_to_keras,
-                                                    arrays_named, chain_order, initializer, initializer_to_keras,
-                                                    penalties, penalties_to_keras, register, reorder_features)
+from deepfield.models.keras_files.translate import (EXPORTS, KerasLayer, Tensor, Translator, activation,
+                                                    activation_to_keras, arrays_named, chain_order, initializer,
+                                                    initializer_to_keras, penalties, penalties_to_keras, register,
+                                                    reorder_features)
 
 
 DEPTHWISE_PENALTIES = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_constraint",
@@ -164,7 +165,9 @@ class ReshapeTranslator(Translator):
     ``Dense(h*w*c) -> Reshape((h, w, c)) -> Conv2DTranspose``) become deepfield's ``Reshape((c, h, w))``; the
     Dense that makes them has its output columns and bias (and the BatchNormalization, PReLU ... after it, their
     vectors) reordered from (h, w, c) to (c, h, w) order (:func:`translate.reorder_features`): the mirror of the
-    Dense after a Flatten, free at run time. A channels-last image reshaped needs its axes moved: refused.
+    Dense after a Flatten, free at run time. A channels-last image reshaped with its channels kept last (a
+    sequence of pixels: ``(h, w, c) -> (h*w, c)``) is deepfield's ``(c, h, w) -> (c, h*w)``, exactly; reshaped
+    across its channels, it gets a ``Permute`` moving its channels last before it (:meth:`reads_keras_layout`).
     """
 
     keras = ("Reshape",)
@@ -173,10 +176,10 @@ class ReshapeTranslator(Translator):
 
     def to_deepfield(self, keras: KerasLayer, x: Tensor) -> Layer:
         target = tuple(int(s) for s in keras.get("target_shape"))
-        if _makes_image(len(target), x):
+        if _makes_image(len(target), x) or _is_image(x):
             target = layout.shape_to_deepfield(_sized(target, x.shape), True)
         layer = reshaping.Reshape(list(target), name=keras.name)
-        reason = _refusal(self.feature_order(layer, x), x)
+        reason = _refusal(self.feature_order(layer, x), x, layer)
         if reason:
             raise keras.refuse(reason)
         order = chain_order(self, layer, x)
@@ -184,22 +187,26 @@ class ReshapeTranslator(Translator):
             reorder_features(x.features, order)
         return layer
 
+    def reads_keras_layout(self, keras: KerasLayer, x: Tensor) -> bool:
+        target = _sized(tuple(int(s) for s in keras.get("target_shape")), x.shape)
+        return _is_image(x) and not (len(target) >= 2 and target[-1] == x.shape[0])
+
     def feature_order(self, layer: Layer, x: Tensor) -> np.ndarray | None:
         if not _makes_image(len(layer.target_shape), x):
             return None
         return layout.flatten_order(_sized(layer.target_shape, x.shape), True, False)
 
     def to_keras(self, layer: Layer, x: Tensor) -> dict[str, Any]:
-        reason = _refusal(self.feature_order(layer, x), x)
+        reason = _refusal(self.feature_order(layer, x), x, layer)
         if reason:
             raise DeepfieldError(f"{layer.label}: {reason}")
         target = list(layer.target_shape)
-        if _makes_image(len(target), x):
+        if _makes_image(len(target), x) or _is_image(x):
             target = list(layout.shape_to_keras(_sized(tuple(target), x.shape), True))
         return {"class_name": "Reshape", "config": {"target_shape": target}}
 
     def output(self, keras: KerasLayer, x: Tensor, shape: tuple[int, ...]) -> Tensor:
-        return Tensor(shape, channels_last=_makes_image(len(shape), x))
+        return Tensor(shape, channels_last=_makes_image(len(shape), x) or _is_image(x))
 
 
 def _makes_image(rank: int, x: Tensor) -> bool:
@@ -208,12 +215,20 @@ def _makes_image(rank: int, x: Tensor) -> bool:
     return len(x.shape) == 1 and x.channels_last and rank >= 3
 
 
-def _refusal(order: np.ndarray | None, x: Tensor) -> str:
-    """Why a Reshape of ``x`` whose image needs its features in ``order`` (``None``: as they come) cannot be
-    converted; ``""`` when it can (the features are in that order, or a Dense before makes them for it alone)."""
-    if len(x.shape) > 1 and x.channels_last:
-        return ("it reshapes a channels-last tensor, which deepfield holds channels first; deepfield converts a "
-                "Reshape of flat features or of a sequence")
+def _is_image(x: Tensor) -> bool:
+    """Whether ``x`` has axes that Keras holds channels last (an image, a Conv1D's sequence)."""
+    return len(x.shape) > 1 and x.channels_last
+
+
+def _refusal(order: np.ndarray | None, x: Tensor, layer: Layer) -> str:
+    """Why ``layer``, a Reshape of ``x`` whose image needs its features in ``order`` (``None``: as they come), cannot
+    be converted; ``""`` when it can (the features are in that order, or a Dense before makes them for it alone)."""
+    if _is_image(x):
+        target = _sized(tuple(layer.target_shape), x.shape)
+        return "" if len(target) >= 2 and target[0] == x.shape[0] else (
+            "it reshapes a channels-last tensor across its channels, which deepfield holds channels first; "
+            "deepfield writes a Reshape that keeps the channels first, (C, ...), or one after a Permute moving "
+            "the channels last")
     in_order = x.order is None if order is None else x.order is not None and np.array_equal(x.order, order)
     if in_order or order is not None and x.features:
         return ""
@@ -260,10 +275,19 @@ class PermuteTranslator(Translator):
             dims[to_keras[j] - 1] = to_keras[d]
         return {"class_name": "Permute", "config": {"dims": dims}}
 
-    def vanishes(self, layer: Layer, x: Tensor | list[Tensor]) -> bool:
-        """A channels-last sequence (Keras's ``(steps, features)``) put as deepfield's recurrent layers take it:
-        Keras holds it so already (the Permute the loader puts before a recurrent layer, or a user's)."""
-        return not isinstance(x, list) and len(x.shape) == 2 and x.channels_last and tuple(layer.dims) == (2, 1)
+    def vanishes(self, layer: Layer, x: Tensor | list[Tensor], consumers: list[Any]) -> bool:
+        """A Permute that leaves the tensor as Keras holds it for the layers after it: a channels-last sequence
+        with its channels moved last (as deepfield's recurrent layers take it) read by no spatial layer, or an image
+        so (before a Reshape across its channels) read by Reshapes alone; or a 2-axis sequence held alike put
+        channels first for spatial layers alone (a Conv1D: Keras's reads the ``(steps, channels)`` it holds).
+        They are the Permutes the loader puts in (:func:`translate.sequence_bridge`), or a user's."""
+        if isinstance(x, list) or len(x.shape) < 2:
+            return False
+        spatial = [getattr(EXPORTS.get(type(c)), "spatial", False) for c in consumers]
+        if x.channels_last and tuple(layer.dims) == (*range(2, len(x.shape) + 1), 1):
+            return not any(spatial) if len(x.shape) == 2 else bool(consumers) and all(
+                isinstance(c, reshaping.Reshape) for c in consumers)
+        return not x.channels_last and tuple(layer.dims) == (2, 1) and bool(spatial) and all(spatial)
 
 
 @register

@@ -44,6 +44,13 @@ def _translate(name: str, layer: nn.Module, x: Any) -> tuple[Translator, KerasLa
     spec = {"module": "keras.layers", "class_name": spec["class_name"], "registered_name": None,
             "config": {"name": name, "trainable": layer.trainable, **spec["config"]}}
     keras = KerasLayer(spec)
+    if translator.spatial and not isinstance(x, list) and len(x.shape) == 2 and not x.channels_last:
+        raise keras.refuse(f"it reads as (channels, steps) a tensor of shape {x.shape} that Keras holds alike, which "
+                           f"Keras's {keras.class_name} would read as (steps, channels); put a Permute((2, 1)) "
+                           "before it on a (steps, channels) tensor (Keras then needs none)")
+    if translator.takes_sequence and not isinstance(x, list) and len(x.shape) == 2 and x.channels_last:
+        raise keras.refuse(f"it reads as (steps, features) a tensor of shape {x.shape} that Keras holds channels last, "
+                           "as its transpose; put a Permute((2, 1)) before it (Keras then needs none)")
     if any(t.order is not None for t in (x if isinstance(x, list) else [x])) and not translator.keeps_order:
         raise keras.refuse("it follows a Flatten of an image, whose numbers Keras lists in another order; "
                            "deepfield writes a Dense (or Dropout, Activation, BatchNormalization, a merge) there")
@@ -66,9 +73,11 @@ def _sequential(model: Sequential, given: Tensor | None = None) -> tuple[Walked,
         given = Tensor(tuple(model.input_shape), channels_last=not takes_sequence(next(iter(model.children()))))
     x = given = dataclasses.replace(given, features=())
     walked = []
-    for name, layer in model.named_children():
-        if (vanishing := EXPORTS.get(type(layer))) is not None and vanishing.vanishes(layer, x):
-            x = Tensor(output_shape(layer, x.shape), channels_last=False)
+    children = list(model.named_children())
+    for i, (name, layer) in enumerate(children):
+        if (vanishing := EXPORTS.get(type(layer))) is not None and vanishing.vanishes(layer, x, [
+                child for _, child in children[i + 1:i + 2]]):
+            x = Tensor(output_shape(layer, x.shape), channels_last=not x.channels_last)
             continue
         translator, keras = _translate(name, layer, x)
         walked.append((layer, translator, keras, x))

@@ -114,6 +114,10 @@ class Translator:
     takes_sequence: ClassVar[bool] = False
     """The layer reads a sequence ``(N, T, F)`` as Keras holds it (the recurrent layers): one held channels last
     (a Conv1D's, a RepeatVector's) gets a ``Permute((2, 1))`` before it in deepfield (:func:`sequence_bridge`)."""
+    spatial: ClassVar[bool] = False
+    """The layer runs over spatial axes, as its ``data_format`` says (a convolution, pooling, padding, ...): a
+    channels-last one reading a 2-axis tensor held alike (a recurrent layer's sequence, flat features reshaped to
+    ``(steps, channels)``) gets a ``Permute((2, 1))`` before it in deepfield (:func:`sequence_bridge`)."""
     makes_features: ClassVar[bool] = False
     """The layer makes flat features whose order is its own to choose (a Dense: its output columns)."""
     masks: ClassVar[str] = "drop"
@@ -144,8 +148,14 @@ class Translator:
         """The tensor after the layer, whose deepfield shape is ``shape``."""
         return Tensor(shape, x.channels_last, x.order if self.keeps_order else None)
 
-    def vanishes(self, layer: Layer, x: Tensor | list[Tensor]) -> bool:
-        """Whether Keras has nothing in its place (it only changes how deepfield holds the tensor)."""
+    def vanishes(self, layer: Layer, x: Tensor | list[Tensor], consumers: list[Any]) -> bool:
+        """Whether Keras has nothing in its place before ``consumers`` (the modules reading its output): it only
+        swaps how deepfield holds the tensor against Keras (channels last one side, held alike the other)."""
+        return False
+
+    def reads_keras_layout(self, keras: KerasLayer, x: Tensor) -> bool:
+        """Whether the layer reads a channels-last ``x`` only as Keras holds it (a Reshape across the channels): a
+        ``Permute`` moving deepfield's channels last goes before it (:func:`sequence_bridge`)."""
         return False
 
     def feature_order(self, layer: Layer, x: Tensor) -> np.ndarray | None:
@@ -185,10 +195,26 @@ def sequence_bridge(keras: KerasLayer, x: Tensor | list[Tensor]) -> tuple[Layer 
 
     Keras holds a Conv1D's or RepeatVector's output as ``(steps, features)``, which its recurrent layers read as it
     is; deepfield holds it ``(features, steps)`` (channels first), and its recurrent layers take ``(N, T, F)``.
+    The other way, a recurrent layer's sequence (or flat features reshaped to ``(steps, channels)``) is held alike
+    in both, and a channels-last Conv1D (any 1-D spatial layer) reads it as ``(steps, channels)``: deepfield's
+    reads ``(channels, steps)``, so the Permute makes it channels first, a channels-last tensor from then on.
+    A Reshape of a channels-last tensor across its channels gets the Permute moving the channels last.
     """
-    if not translator_for(keras).takes_sequence or isinstance(x, list) or len(x.shape) != 2 or not x.channels_last:
+    translator = translator_for(keras)
+    if isinstance(x, list) or len(x.shape) < 2:
         return None, x
-    return reshaping.Permute((2, 1), name=f"{keras.name}_permute"), Tensor(x.shape[::-1], channels_last=False)
+    if x.channels_last and translator.reads_keras_layout(keras, x):
+        return (reshaping.Permute((*range(2, len(x.shape) + 1), 1), name=f"{keras.name}_permute"),
+                Tensor((*x.shape[1:], x.shape[0]), channels_last=False))
+    if len(x.shape) != 2:
+        return None, x
+    if translator.takes_sequence and x.channels_last:
+        after = Tensor(x.shape[::-1], channels_last=False)
+    elif translator.spatial and not x.channels_last and keras.channels_last():
+        after = Tensor(x.shape[::-1], channels_last=True)
+    else:
+        return None, x
+    return reshaping.Permute((2, 1), name=f"{keras.name}_permute"), after
 
 
 def chain_order(translator: Translator, layer: Layer, x: Tensor | list[Tensor]) -> np.ndarray | None:
