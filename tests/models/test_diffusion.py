@@ -174,3 +174,31 @@ def test_a_tiny_model_trained_through_fit_samples_the_toy_sets_statistics():
     assert float(samples[:, :, 0].mean()) == pytest.approx(-0.5, abs=0.15)  # the background row
     mean_sample, mean_data = samples.mean(0).flatten(), held_out.mean(0).flatten()
     assert float(torch.corrcoef(torch.stack([mean_sample, mean_data]))[0, 1]) > 0.95
+
+
+def test_conditional_fit_resumes_exactly_and_its_validation_loss_is_reproducible(tmp_path):
+    from deepfield.training import BackupAndRestore, Callback
+
+    class Crash(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.engine.optimizer.iterations == 7:  # epoch 1, batch 2 of 4: after the backup of step 6
+                raise KeyboardInterrupt
+
+    images = torch.randn(16, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = Packed([images, conditions(16, 2)], ["images", "conditions"])
+
+    def fit(callbacks) -> tuple[Diffusion, dict]:
+        model = tiny(condition_size=2, condition_dropout=0.5)
+        history = Engine(model, loss="diffusion_mse", optimizer="adam").fit(
+            x, images, batch_size=4, epochs=2, seed=0, verbose=0, validation_data=(x, images), callbacks=callbacks)
+        return model, history.history
+
+    straight, history = fit([])
+    with pytest.raises(KeyboardInterrupt):
+        fit([BackupAndRestore(tmp_path / "backup", save_freq=2), Crash()])
+    resumed, _ = fit([BackupAndRestore(tmp_path / "backup", save_freq=2)])
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    engine = Engine(straight, loss="diffusion_mse")
+    first, again = (engine.evaluate(x, images, batch_size=4, verbose=0)["loss"] for _ in range(2))
+    assert first == again == pytest.approx(history["val_loss"][-1], rel=1e-6)
