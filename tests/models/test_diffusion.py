@@ -202,3 +202,17 @@ def test_conditional_fit_resumes_exactly_and_its_validation_loss_is_reproducible
     engine = Engine(straight, loss="diffusion_mse")
     first, again = (engine.evaluate(x, images, batch_size=4, verbose=0)["loss"] for _ in range(2))
     assert first == again == pytest.approx(history["val_loss"][-1], rel=1e-6)
+
+
+def test_readme_diffusion_example_runs(readme_python):
+    block = readme_python('zoo.get("diffusion"').replace("epochs=20", "epochs=1")
+    block = block.replace("steps=20", "steps=2").replace("steps=10", "steps=2").replace("samples=8", "samples=2")
+    block = block.replace("32, 32", "16, 16").replace("16, 1, 16", "4, 1, 16").replace("* 16", "* 4")
+    block = block.replace("zeros(16, 2)", "zeros(4, 2)")
+    generator = torch.Generator().manual_seed(0)
+    namespace = {"images": torch.randn(8, 3, 16, 16, generator=generator),
+                 "conditions": torch.randn(8, 2, generator=generator)}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["stamps"].shape == namespace["filled"].shape == namespace["spread"].shape == (4, 3, 16, 16)
+    column = namespace["mask"].expand(4, 3, 16, 16)
+    assert torch.equal(namespace["filled"][~column], namespace["stamps"][~column])

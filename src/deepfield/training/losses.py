@@ -466,5 +466,6 @@ __all__ = [
     "FluxConservingMAE", "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
     "Poisson", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",
+    "DiffusionMSE",
     "align_labels", "get",
 ]
