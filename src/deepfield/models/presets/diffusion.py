@@ -74,7 +74,7 @@ class Diffusion(PresetModel):
         timesteps: T, the noising steps of training.
         condition_dropout: the probability of training a sample unconditionally (ignored when K = 0).
 
-    Default on ``(3, 32, 32)``: depth 2, filters 16, 157,603 parameters (see ``benchmarks/bench_diffusion.py``
+    Default on ``(3, 32, 32)``: depth 2, filters 16, 136,115 parameters (see ``benchmarks/bench_diffusion.py``
     for the sampling speed).
     """
 
