@@ -64,6 +64,18 @@ def test_training_draws_come_from_the_global_generator_and_eval_draws_are_fixed(
         assert torch.equal(model(images, conditions(6, 2)), model(images, conditions(6, 2)))
 
 
+def test_a_process_of_a_data_parallel_fit_draws_its_rows_of_the_whole_batchs_noise():
+    from deepfield.models.batch_noise import global_batch
+
+    model = tiny(condition_size=2, condition_dropout=0.5).train()
+    images, cond = torch.randn(4, 2, 8, 8), conditions(4, 2)
+    torch.manual_seed(1)
+    whole = model(images, cond)
+    with global_batch(offset=2, rows=2, total=4, generator=torch.Generator().manual_seed(1)):
+        part = model(images[2:], cond[2:])
+    torch.testing.assert_close(part, whole[2:], rtol=0, atol=1e-6)
+
+
 def test_same_seed_same_samples_and_other_seeds_differ():
     model = tiny(condition_size=2)
     cond = conditions(4, 2)
