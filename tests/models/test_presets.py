@@ -25,6 +25,7 @@ SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
     "mlp": ({"input_shape": (6,), "hidden": (8, 8), "n_outputs": 3, "dropout": 0.2, "batch_norm": True}, (2, 3)),
     "resnet": ({"input_shape": (2, 9, 11), "filters": (4, 8), "blocks": 1, "n_outputs": 2}, (2, 2)),
     "unet": ({"input_shape": (2, 8, 12), "depth": 2, "filters": 4, "output_channels": 1}, (2, 1, 8, 12)),
+    "diffusion": ({"input_shape": (2, 8, 12), "depth": 1, "filters": 4, "groups": 2, "timesteps": 50}, (2, 2, 8, 12)),
 }
 
 # name -> (parameters incl. BN moving statistics, output shape) at the default input shape
@@ -38,6 +39,7 @@ DEFAULT = {
     "mlp": (4_929, (1,)),
     "resnet": (273_169, (1,)),
     "unet": (1_945_555, (3, 64, 64)),
+    "diffusion": (136_115, (3, 32, 32)),  # the output: the noise estimate's error
 }
 
 

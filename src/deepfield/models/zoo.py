@@ -16,6 +16,7 @@ from torch import nn
 from deepfield.errors import DeepfieldError
 from deepfield.models.presets.course import dominguez_sanchez, euclid_quality, lecture_cnn
 from deepfield.models.presets.dieleman import dieleman
+from deepfield.models.presets.diffusion import Diffusion
 from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.presets.resnet import resnet
 from deepfield.models.presets.spectra import spectra1d
@@ -33,6 +34,7 @@ PRESETS: Registry[Callable[..., nn.Module]] = Registry("model preset", {
     "mlp": mlp,
     "resnet": resnet,
     "unet": unet,
+    "diffusion": Diffusion,
 })
 PRESETS.alias("quality-cnn", "euclid-quality", listed=False)  # the name before the rename, no longer offered
 

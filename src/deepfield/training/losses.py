@@ -430,6 +430,7 @@ from deepfield.training.keras_losses import (  # noqa: E402
     Poisson,
 )
 from deepfield.training.flux_losses import FluxConservingMAE  # noqa: E402
+from deepfield.training.diffusion_loss import DiffusionMSE  # noqa: E402
 
 Loss.registry.alias("mean_squared_error", "mse")
 Loss.registry.alias("mean_absolute_error", "mae")
@@ -465,5 +466,6 @@ __all__ = [
     "FluxConservingMAE", "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
     "Poisson", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",
+    "DiffusionMSE",
     "align_labels", "get",
 ]

@@ -11,8 +11,10 @@ module               presets                      what
 ``tabular``          mlp                          dense networks for catalogues
 ``resnet``           resnet                       small residual network for stamps
 ``unet``             unet                         image-to-image U-Net (a functional model)
+``diffusion``        diffusion                    denoising diffusion model on the U-Net, DDIM sampling
 ===================  ===========================  =========================================
 
 All are Sequentials except ``pasquet`` (two inputs), a :class:`~deepfield.models.presets.base.PresetModel`,
-and ``unet``, a :class:`~deepfield.models.functional.Functional` (its skips are a graph).
+and ``unet``, a :class:`~deepfield.models.functional.Functional` (its skips are a graph); ``diffusion`` is a
+:class:`~deepfield.models.presets.base.PresetModel` around such a graph (with a sampler).
 """

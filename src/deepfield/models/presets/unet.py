@@ -14,13 +14,13 @@ from deepfield import arguments
 from deepfield.errors import DeepfieldError
 from deepfield.models.conv import Conv2D
 from deepfield.models.conv_transpose import Conv2DTranspose
-from deepfield.models.core import Activation, Dropout
+from deepfield.models.core import Activation, Dense, Dropout
 from deepfield.models.functional import Functional, Input
 from deepfield.models.merge import Add, Concatenate
 from deepfield.models.normalization import BatchNormalization, GroupNormalization
 from deepfield.models.pooling import MaxPooling2D
 from deepfield.models.presets.base import sample_shape
-from deepfield.models.reshaping import UpSampling2D
+from deepfield.models.reshaping import Reshape, UpSampling2D
 from deepfield.models.symbolic import SymbolicTensor
 
 PRESET = "unet"
@@ -28,10 +28,11 @@ NORMALIZATIONS = ("batch", "group", None)
 UPSAMPLINGS = ("transpose", "resize")
 
 
-def _one_of(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
+def one_of(name: str, value: Any, allowed: tuple[Any, ...], preset: str = PRESET) -> Any:
+    """``value`` if it is among ``allowed``, else one line naming the preset's option and the choices."""
     if value not in allowed:
         shown = ", ".join("null" if a is None else repr(a) for a in allowed)
-        raise DeepfieldError(f"preset {PRESET!r} {name} must be one of {shown}; got {value!r}")
+        raise DeepfieldError(f"preset {preset!r} {name} must be one of {shown}; got {value!r}")
     return value
 
 
@@ -43,7 +44,7 @@ def _largest_depth(height: int, width: int, depth: int) -> int:
     return 0
 
 
-def check_stamp_size(height: int, width: int, depth: int) -> None:
+def check_stamp_size(height: int, width: int, depth: int, preset: str = PRESET) -> None:
     """Refuse, with what would work, stamps that ``depth`` 2×2 poolings cannot halve exactly down to
     at least 2×2 (a 1×1 bottleneck has one value per channel: batch statistics of one sample are void)."""
     step = 2**depth
@@ -51,17 +52,18 @@ def check_stamp_size(height: int, width: int, depth: int) -> None:
     shallower = f", or use depth {other}" if other else ""
     got = f"got {height}×{width}"
     if min(height, width) < 2 * step:
-        raise DeepfieldError(f"preset {PRESET!r} depth {depth} needs stamps of at least {2 * step}×{2 * step} pixels "
+        raise DeepfieldError(f"preset {preset!r} depth {depth} needs stamps of at least {2 * step}×{2 * step} pixels "
                              f"({depth} 2×2 poolings down to 2×2); {got}{shallower}")
     if height % step or width % step:
         down = [n // step * step for n in (height, width)]
         up = [-(-n // step) * step for n in (height, width)]
-        raise DeepfieldError(f"preset {PRESET!r} depth {depth} needs stamps whose height and width divide by {step}; "
+        raise DeepfieldError(f"preset {preset!r} depth {depth} needs stamps whose height and width divide by {step}; "
                              f"{got}: crop to {down[0]}×{down[1]} or pad to {up[0]}×{up[1]}{shallower}")
 
 
-class _Builder:
-    """Names and makes the layers of one U-Net (the options are the :func:`unet` arguments)."""
+class UNetBuilder:
+    """Names and makes the layers of one U-Net (the options are the :func:`unet` arguments); the
+    ``diffusion`` preset builds its noise predictor with it, an embedding added into every block."""
 
     def __init__(self, normalization: str | None, groups: int, residual: bool, initializer: Any):
         self.normalization, self.groups, self.residual, self.initializer = normalization, groups, residual, initializer
@@ -76,10 +78,18 @@ class _Builder:
             x = GroupNormalization(self.groups, name=f"{name}_gn")(x)
         return x
 
-    def block(self, x: SymbolicTensor, filters: int, name: str) -> SymbolicTensor:
+    def block(self, x: SymbolicTensor, filters: int, name: str,
+              embedding: SymbolicTensor | None = None) -> SymbolicTensor:
         """Two 3×3 convolutions with ReLU; residual: the second's output plus a 1×1 projection of the input
-        (He et al. 2016, option B: the channel count changes in every U-Net block), then ReLU."""
-        y = Activation("relu", name=f"{name}_relu1")(self.conv(x, filters, 3, f"{name}_conv1"))
+        (He et al. 2016, option B: the channel count changes in every U-Net block), then ReLU.
+
+        ``embedding`` ``(D,)``: a ``Dense`` projection of it to ``filters`` is added to every pixel of the first
+        convolution's output, before its ReLU (Ho et al. 2020's time embedding in each block)."""
+        y = self.conv(x, filters, 3, f"{name}_conv1")
+        if embedding is not None:
+            shift = Dense(filters, kernel_initializer=self.initializer, name=f"{name}_embedding")(embedding)
+            y = Add(name=f"{name}_embed")([y, Reshape((filters, 1, 1), name=f"{name}_embedding_map")(shift)])
+        y = Activation("relu", name=f"{name}_relu1")(y)
         y = self.conv(y, filters, 3, f"{name}_conv2")
         if self.residual:
             y = Add(name=f"{name}_add")([y, self.conv(x, filters, 1, f"{name}_shortcut")])
@@ -93,6 +103,26 @@ class _Builder:
                                    name=name)(x)
         x = UpSampling2D(2, name=f"{name}_resize")(x)
         return Conv2D(filters, 2, padding="same", kernel_initializer=self.initializer, name=name)(x)
+
+    def features(self, x: SymbolicTensor, depth: int, filters: int, upsampling: str, dropout: float,
+                 embedding: SymbolicTensor | None = None) -> SymbolicTensor:
+        """The encoder, bottleneck and decoder of :func:`unet` on ``x``: its last decoder block's output,
+        ``(filters, H, W)``; ``embedding`` goes into every block (:meth:`block`)."""
+        skips = []
+        for level in range(1, depth + 1):
+            skips.append(self.block(x, filters * 2 ** (level - 1), f"down{level}", embedding))
+            x = MaxPooling2D(2, name=f"pool{level}")(skips[-1])
+        x = self.block(x, filters * 2**depth, "bottleneck", embedding)
+        if dropout:
+            x = Dropout(dropout, name="bottleneck_dropout")(x)
+        for level in range(depth, 0, -1):
+            width = filters * 2 ** (level - 1)
+            x = Concatenate(axis=1, name=f"concat{level}")([skips[level - 1], self.up(x, width, upsampling,
+                                                                                        f"up{level}")])
+            x = self.block(x, width, f"up{level}_block", embedding)
+            if dropout:
+                x = Dropout(dropout, name=f"up{level}_dropout")(x)
+        return x
 
 
 def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int = 16,
@@ -140,10 +170,10 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
     depth = arguments.integer(f"preset {PRESET!r} depth", depth)
     filters = arguments.integer(f"preset {PRESET!r} filters", filters)
     groups = arguments.integer(f"preset {PRESET!r} groups", groups)
-    _one_of("normalization", normalization, NORMALIZATIONS)
-    _one_of("upsampling", upsampling, UPSAMPLINGS)
-    _one_of("residual", residual, (False, True))
-    _one_of("heteroscedastic", heteroscedastic, (False, True))
+    one_of("normalization", normalization, NORMALIZATIONS)
+    one_of("upsampling", upsampling, UPSAMPLINGS)
+    one_of("residual", residual, (False, True))
+    one_of("heteroscedastic", heteroscedastic, (False, True))
     if not arguments.is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise DeepfieldError(f"preset {PRESET!r} dropout must be a rate in [0, 1); got {dropout!r}")
     out_channels = shape[0] if output_channels is None else \
@@ -152,27 +182,15 @@ def unet(input_shape: Sequence[int] = (3, 64, 64), depth: int = 4, filters: int 
         raise DeepfieldError(f"preset {PRESET!r} normalization 'group' with {groups} groups needs filters that divide "
                              f"by {groups}; got filters {filters}")
     check_stamp_size(shape[1], shape[2], depth)
-    _one_of("input_skip", input_skip, (False, True))
+    one_of("input_skip", input_skip, (False, True))
     if input_skip and (out_channels != shape[0] or output_activation is not None):
         raise DeepfieldError(f"preset {PRESET!r} input_skip adds the input to the output: it needs output_channels "
                              f"{shape[0]} (the input's) and no output_activation; got {out_channels} and "
                              f"{output_activation!r}")
 
-    make = _Builder(normalization, groups, residual, kernel_initializer)
     image = Input(shape, name="image")
-    x, skips = image, []
-    for level in range(1, depth + 1):
-        skips.append(make.block(x, filters * 2 ** (level - 1), f"down{level}"))
-        x = MaxPooling2D(2, name=f"pool{level}")(skips[-1])
-    x = make.block(x, filters * 2**depth, "bottleneck")
-    if dropout:
-        x = Dropout(dropout, name="bottleneck_dropout")(x)
-    for level in range(depth, 0, -1):
-        width = filters * 2 ** (level - 1)
-        x = Concatenate(axis=1, name=f"concat{level}")([skips[level - 1], make.up(x, width, upsampling, f"up{level}")])
-        x = make.block(x, width, f"up{level}_block")
-        if dropout:
-            x = Dropout(dropout, name=f"up{level}_dropout")(x)
+    x = UNetBuilder(normalization, groups, residual, kernel_initializer).features(image, depth, filters, upsampling,
+                                                                                 dropout)
     y = Conv2D(out_channels, 1, activation=output_activation, kernel_initializer=kernel_initializer,
                name="output")(x)
     if input_skip:
