@@ -44,7 +44,7 @@ import yaml
 from rich.console import Console
 
 from results import RESULTS, add_section, machine
-from deepfield.analysis.image_quality import aperture_fluxes, nmad
+from deepfield.analysis.image_quality import KRON_FACTOR, aperture_fluxes, kron_radii, nmad
 from deepfield.data.simulate import read_denoise, simulate_denoise
 from deepfield.tasks.config import load_config
 from deepfield.tasks.pipeline import train
@@ -53,8 +53,6 @@ from deepfield.tasks.run import load_run
 EXAMPLE = Path(__file__).parents[1] / "examples" / "denoise.yaml"
 SEEDS = {"train": 0, "test": 1}
 SIMULATION = dict(size=32, bands="gri", visits=1.0, target="noiseless")
-KRON_FACTOR = 2.5
-"""SExtractor's ``PHOT_AUTOPARAMS`` factor: the Kron aperture's radius in first-moment radii."""
 SNR_BINS = ((0.0, 10.0), (10.0, 30.0), (30.0, np.inf))
 TARGET_GAIN, TARGET_BIAS = 1.6, 0.025
 
@@ -77,16 +75,6 @@ def oracle(noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
     amplitude = np.divide((noisy * truth).sum(axis=(2, 3), keepdims=True), power, out=np.zeros_like(power),
                           where=power > 0)
     return amplitude * truth
-
-
-def kron_radii(truth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(N,) ``KRON_FACTOR`` × the first-moment radius of each band-summed truth stamp about (x, y), pixels,
-    at most the stamp's half-side."""
-    light = truth.sum(axis=1)
-    rows, columns = np.indices(light.shape[1:])
-    r = np.hypot(columns[None] - x[:, None, None], rows[None] - y[:, None, None])
-    first = (r * light).sum(axis=(1, 2)) / light.sum(axis=(1, 2))
-    return np.minimum(KRON_FACTOR * first, (min(light.shape[1:]) - 1) / 2)
 
 
 def gains(noisy: np.ndarray, truth: np.ndarray, outputs: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
