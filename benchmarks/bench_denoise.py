@@ -161,7 +161,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"add the result to {RESULTS.name}")
     args = parser.parse_args()
     n, n_test, epochs = (300, 100, 2) if args.quick else (args.n, args.n_test, args.epochs)
-    print(f"{n:,} + {n_test:,} pairs, stretch {args.stretch}, input_skip {args.input_skip}, {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{n:,} + {n_test:,} pairs, stretch {args.stretch}, input_skip {args.input_skip}, {machine()}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         train_file = simulate_denoise(n, folder / "train.h5", seed=SEEDS["train"], progress=False, **SIMULATION)
@@ -199,7 +200,8 @@ def main() -> None:
             f"the classical filters and an oracle (bench_denoise.py): {machine()}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads\n\n"
             f"`python benchmarks/bench_denoise.py{' '.join([''] + sys.argv[1:])}`: {n:,} training pairs "
-            f"(seed {SEEDS['train']}, 15 % validation) and {n_test:,} test pairs (seed {SEEDS['test']}) from `simulate_denoise` "
+            f"(seed {SEEDS['train']}, 15 % validation) and {n_test:,} test pairs (seed {SEEDS['test']}) from "
+            f"`simulate_denoise` "
             f"({SIMULATION['size']}×{SIMULATION['size']}, bands {SIMULATION['bands']}, "
             f"{SIMULATION['visits']:g} LSST visit, noise-free targets; median input aperture S/N "
             f"{', '.join(f'{s:.1f}' for s in snr_median)} in g, r, i). `examples/denoise.yaml`"

@@ -17,8 +17,8 @@ Normalisation (``data.normalize: robust``): each band's median and 1.4826 · MAD
 (:class:`~deepfield.tasks.prepared_info.DeblendInfo`), applied to blends and sources alike, then with
 ``data.stretch: asinh`` (the default) ``asinh(v / 3)`` (linear within 3 sky σ, logarithmic above, as the
 classifiers' stretch); both are undone exactly on the outputs (``3 sinh(o)``, then the normalisation), so
-metrics and predictions are in the file's flux unit (:mod:`~deepfield.tasks.pixel_scaling`). The stretch makes the loss (MAE) nearly a relative error
-on the bright parts: a faint source beside a bright one weighs about as much, as in the flux-error metric.
+metrics and predictions are in the file's flux unit (:mod:`~deepfield.tasks.pixel_scaling`). The stretch makes
+the loss (MAE) nearly a relative error on the bright parts: a faint source beside a bright one weighs about as much, as in the flux-error metric.
 
 Metrics on the test part, per target source (:mod:`~deepfield.analysis.deblending`, definitions there):
 the total-flux error (``flux_mape``, the mean absolute percentage), its bias, the recovered fraction

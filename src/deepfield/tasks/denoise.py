@@ -29,7 +29,8 @@ adaptive-moment shape error. Apertures are centred on ``truth/x``, ``truth/y`` w
 on the stamp's centre; their radius (``analysis.aperture``): ``file`` (the default) ``truth/aperture_radius``,
 else :data:`APERTURE_FRACTION` of the stamp's smaller side; ``kron`` the Kron aperture of each target
 (:func:`~deepfield.analysis.image_quality.kron_radii`: 2.5 first-moment radii of the band-summed truth, at
-most the stamp's half-side; SExtractor's ``FLUX_AUTO``, the total flux catalogues publish). Classical baselines: :mod:`deepfield.tasks.baselines.denoisers`.
+most the stamp's half-side; SExtractor's ``FLUX_AUTO``, the total flux catalogues publish).
+Classical baselines: :mod:`deepfield.tasks.baselines.denoisers`.
 
 Uncertainty (:meth:`Denoise.analyse_uncertainty`, ``metrics.json["uncertainty"]``): per-pixel σ from the
 spread of MC-dropout draws (``uncertainty.mc_samples`` with ``model.options.dropout``), the heteroscedastic head,
