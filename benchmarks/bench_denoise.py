@@ -15,9 +15,10 @@ Beside them, to know what gain is physically possible and how it depends on the 
   PSF) and fits only its amplitude per band, ``A = Σ x·T / Σ T²`` (the minimum-variance unbiased flux
   for white noise); its output is ``A·T``. No denoiser that does not know the shape can beat it on
   bright galaxies;
-* the gains of the network and the oracle in a **Kron aperture** (SExtractor's ``FLUX_AUTO`` radius,
-  2.5 × the first-moment radius ``r_K = Σ r·I / Σ I`` of the band-summed truth over the stamp, at most
-  the stamp's half-side), named apart: the task's metric stays the file's aperture;
+* the gains and flux biases of the network and the oracle in a **Kron aperture** (SExtractor's ``FLUX_AUTO``
+  radius, 2.5 × the first-moment radius ``r_K = Σ r·I / Σ I`` of the band-summed truth over the stamp, at most
+  the stamp's half-side: :func:`~deepfield.analysis.image_quality.kron_radii`, the task's
+  ``analysis.aperture: kron``) beside the file's aperture (the task's default, its ``metrics.json``);
 * the gains by the input's aperture S/N (the truth's aperture flux over σ_input).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_denoise.py   # 3,000 + 1,000 pairs, ~20 min on 2 busy cores
