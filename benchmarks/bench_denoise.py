@@ -133,18 +133,23 @@ def aperture_table(label: str, measured: dict[str, Any], fraction: float) -> lis
     return rows
 
 
-def targets(metrics: dict[str, Any], kron: dict[str, Any]) -> list[str]:
-    """The issue's targets: the gain and bias in the task's (file) aperture and in the Kron aperture, PSNR."""
+def targets(metrics: dict[str, Any], file: dict[str, Any], kron: dict[str, Any]) -> list[str]:
+    """The issue's targets. The headline S/N gain and flux bias are the Kron aperture's (SExtractor's FLUX_AUTO,
+    the total flux catalogues publish; the README's denoise section argues why), the file aperture's (the task's
+    default) beside them; each with the oracle's gain, the most any method can gain in that aperture."""
     network, rows = metrics["baselines"][0], metrics["baselines"][1:]
     best = max((row for row in rows if row["model"] != "noisy input"), key=lambda row: row["psnr"])
-    kron_gain = float(np.mean(kron["network"]["bands"]))
-    checks = [(f"S/N gain ≥ {TARGET_GAIN} (task metric, file aperture)", network["snr_gain"] >= TARGET_GAIN,
-               f"{network['snr_gain']:.3f}"),
-              (f"S/N gain ≥ {TARGET_GAIN} (Kron aperture)", kron_gain >= TARGET_GAIN, f"{kron_gain:.3f}"),
+    gain = {name: {label: float(np.mean(measured[name]["bands"])) for label, measured in (("kron", kron),
+                                                                                             ("file", file))}
+            for name in ("network", "oracle")}
+    checks = [(f"headline: S/N gain ≥ {TARGET_GAIN} (Kron aperture)", gain["network"]["kron"] >= TARGET_GAIN,
+               f"{gain['network']['kron']:.3f} (oracle {gain['oracle']['kron']:.3f})"),
+              (f"headline: |flux bias| < {TARGET_BIAS:.1%} (Kron aperture)", abs(kron["network"]["bias"]) < TARGET_BIAS,
+               f"{kron['network']['bias']:+.2%}"),
+              (f"S/N gain ≥ {TARGET_GAIN} (file aperture, the task's default metric)",
+               network["snr_gain"] >= TARGET_GAIN, f"{network['snr_gain']:.3f} (oracle {gain['oracle']['file']:.3f})"),
               (f"|flux bias| < {TARGET_BIAS:.1%} (file aperture)", abs(network["flux_bias"]) < TARGET_BIAS,
                f"{network['flux_bias']:+.2%}"),
-              (f"|flux bias| < {TARGET_BIAS:.1%} (Kron aperture)", abs(kron["network"]["bias"]) < TARGET_BIAS,
-               f"{kron['network']['bias']:+.2%}"),
               ("PSNR above every classical baseline", network["psnr"] > best["psnr"],
                f"{network['psnr']:.1f} dB vs {best['model']} {best['psnr']:.1f} dB")]
     return [f"- {'PASS' if ok else 'FAIL'}: {name}: {value}" for name, ok, value in checks]
@@ -191,7 +196,7 @@ def main() -> None:
     counts = apertures["file aperture"][1]["network"]["counts"]
     snr_median = apertures["file aperture"][1]["snr_median"]
     print("\n".join(lines))
-    verdict = targets(metrics, apertures[f"Kron aperture ({KRON_FACTOR} r_K)"][1])
+    verdict = targets(metrics, apertures["file aperture"][1], apertures[f"Kron aperture ({KRON_FACTOR} r_K)"][1])
     variant = ", ".join(([f"data.stretch {args.stretch}"] if args.stretch == "asinh" else [])
                         + (["input_skip"] if args.input_skip else []))
     print("\n".join(verdict))
@@ -214,7 +219,8 @@ def main() -> None:
             f"{baseline_table(metrics)}\n\nS/N gain in two apertures (σ_input / σ_output, residuals against the "
             f"truth, per band; by input S/N all bands pooled, {' · '.join(map(str, counts))} stamp-bands). "
             f"The oracle is the matched filter knowing each galaxy's noise-free image (fits its amplitude only):\n\n"
-            + "\n".join(lines) + "\n\nTargets (issue: S/N gain ≥ 1.6, |bias| < 2.5 %, PSNR above the filters):\n\n"
+            + "\n".join(lines) + "\n\nTargets (issue: S/N gain ≥ 1.6, |bias| < 2.5 %, PSNR above the filters; "
+            "the headline aperture is Kron, argued in the README's denoise section):\n\n"
             + "\n".join(verdict) + "\n")
         print(f"wrote {RESULTS}")
 
