@@ -15,15 +15,17 @@ Beside them, to know what gain is physically possible and how it depends on the 
   PSF) and fits only its amplitude per band, ``A = Σ x·T / Σ T²`` (the minimum-variance unbiased flux
   for white noise); its output is ``A·T``. No denoiser that does not know the shape can beat it on
   bright galaxies;
-* the gains of the network and the oracle in a **Kron aperture** (SExtractor's ``FLUX_AUTO`` radius,
-  2.5 × the first-moment radius ``r_K = Σ r·I / Σ I`` of the band-summed truth over the stamp, at most
-  the stamp's half-side), named apart: the task's metric stays the file's aperture;
+* the gains and flux biases of the network and the oracle in a **Kron aperture** (SExtractor's ``FLUX_AUTO``
+  radius, 2.5 × the first-moment radius ``r_K = Σ r·I / Σ I`` of the band-summed truth over the stamp, at most
+  the stamp's half-side: :func:`~deepfield.analysis.image_quality.kron_radii`, the task's
+  ``analysis.aperture: kron``) beside the file's aperture (the task's default, its ``metrics.json``);
 * the gains by the input's aperture S/N (the truth's aperture flux over σ_input).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_denoise.py   # 3,000 + 1,000 pairs, ~20 min on 2 busy cores
                                                   # (2 threads on cores loaded by other jobs: 5 min an epoch, not 1)
     python benchmarks/bench_denoise.py --quick    # a smoke run (300 + 100 pairs, 2 epochs)
     python benchmarks/bench_denoise.py --write    # also update benchmarks/RESULTS.md
+    python benchmarks/bench_denoise.py --stretch asinh [--input-skip] --write   # a variant: its own section
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import datetime
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +47,7 @@ import yaml
 from rich.console import Console
 
 from results import RESULTS, add_section, machine
-from deepfield.analysis.image_quality import aperture_fluxes, nmad
+from deepfield.analysis.image_quality import KRON_FACTOR, aperture_fluxes, flux_bias_scatter, kron_radii, nmad
 from deepfield.data.simulate import read_denoise, simulate_denoise
 from deepfield.tasks.config import load_config
 from deepfield.tasks.pipeline import train
@@ -53,17 +56,21 @@ from deepfield.tasks.run import load_run
 EXAMPLE = Path(__file__).parents[1] / "examples" / "denoise.yaml"
 SEEDS = {"train": 0, "test": 1}
 SIMULATION = dict(size=32, bands="gri", visits=1.0, target="noiseless")
-KRON_FACTOR = 2.5
-"""SExtractor's ``PHOT_AUTOPARAMS`` factor: the Kron aperture's radius in first-moment radii."""
 SNR_BINS = ((0.0, 10.0), (10.0, 30.0), (30.0, np.inf))
 TARGET_GAIN, TARGET_BIAS = 1.6, 0.025
 
 
-def document(train_file: Path, test_file: Path, out: Path, epochs: int | None) -> dict[str, Any]:
-    """``examples/denoise.yaml`` on the simulated files, the test file held out, baselines on."""
+def document(train_file: Path, test_file: Path, out: Path, epochs: int | None, stretch: str | None = None,
+             input_skip: bool = False) -> dict[str, Any]:
+    """``examples/denoise.yaml`` on the simulated files, the test file held out, baselines on; ``stretch``
+    (``data.stretch``) and ``input_skip`` (the U-Net's) when given."""
     doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     doc["out"] = str(out)
     doc["data"].update(path=str(train_file), test=str(test_file), split={"validation": 0.15, "test": 0.0})
+    if stretch is not None:
+        doc["data"]["stretch"] = stretch
+    if input_skip:
+        doc["model"]["options"]["input_skip"] = True
     doc["baselines"] = {"run": True}
     if epochs is not None:
         doc["training"]["epochs"] = epochs
@@ -77,16 +84,6 @@ def oracle(noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
     amplitude = np.divide((noisy * truth).sum(axis=(2, 3), keepdims=True), power, out=np.zeros_like(power),
                           where=power > 0)
     return amplitude * truth
-
-
-def kron_radii(truth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(N,) ``KRON_FACTOR`` × the first-moment radius of each band-summed truth stamp about (x, y), pixels,
-    at most the stamp's half-side."""
-    light = truth.sum(axis=1)
-    rows, columns = np.indices(light.shape[1:])
-    r = np.hypot(columns[None] - x[:, None, None], rows[None] - y[:, None, None])
-    first = (r * light).sum(axis=(1, 2)) / light.sum(axis=(1, 2))
-    return np.minimum(KRON_FACTOR * first, (min(light.shape[1:]) - 1) / 2)
 
 
 def gains(noisy: np.ndarray, truth: np.ndarray, outputs: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
@@ -105,6 +102,7 @@ def gains(noisy: np.ndarray, truth: np.ndarray, outputs: dict[str, np.ndarray], 
             per_bin.append(nmad((f_noisy - f_truth)[inside] / np.broadcast_to(sigma_noisy, snr.shape)[inside])
                            / nmad(residual[inside] / np.broadcast_to(sigma_noisy, snr.shape)[inside]))
         result[name] = {"bands": sigma_noisy / np.array([nmad(c) for c in residual.T]), "bins": per_bin,
+                        "bias": flux_bias_scatter(residual + f_truth, f_truth)[0],
                         "counts": [int(((snr >= lo) & (snr < hi)).sum()) for lo, hi in SNR_BINS]}
     return result
 
@@ -131,16 +129,26 @@ def aperture_table(label: str, measured: dict[str, Any], fraction: float) -> lis
         bands = ", ".join(f"{g:.2f}" for g in measured[name]["bands"])
         bins = " · ".join(f"{g:.2f}" for g in measured[name]["bins"])
         rows.append(f"| {label} (median r {measured['radius_median']:.1f} px, {fraction:.0%} of the flux) | {name} | "
-                    f"{np.mean(measured[name]['bands']):.3f} ({bands}) | {bins} |")
+                    f"{np.mean(measured[name]['bands']):.3f} ({bands}) | {measured[name]['bias']:+.2%} | {bins} |")
     return rows
 
 
-def targets(metrics: dict[str, Any]) -> list[str]:
+def targets(metrics: dict[str, Any], file: dict[str, Any], kron: dict[str, Any]) -> list[str]:
+    """The issue's targets. The headline S/N gain and flux bias are the Kron aperture's (SExtractor's FLUX_AUTO,
+    the total flux catalogues publish; the README's denoise section argues why), the file aperture's (the task's
+    default) beside them; each with the oracle's gain, the most any method can gain in that aperture."""
     network, rows = metrics["baselines"][0], metrics["baselines"][1:]
     best = max((row for row in rows if row["model"] != "noisy input"), key=lambda row: row["psnr"])
-    checks = [(f"S/N gain ≥ {TARGET_GAIN} (task metric, file aperture)", network["snr_gain"] >= TARGET_GAIN,
-               f"{network['snr_gain']:.3f}"),
-              (f"|flux bias| < {TARGET_BIAS:.1%}", abs(network["flux_bias"]) < TARGET_BIAS,
+    gain = {name: {label: float(np.mean(measured[name]["bands"])) for label, measured in (("kron", kron),
+                                                                                             ("file", file))}
+            for name in ("network", "oracle")}
+    checks = [(f"headline: S/N gain ≥ {TARGET_GAIN} (Kron aperture)", gain["network"]["kron"] >= TARGET_GAIN,
+               f"{gain['network']['kron']:.3f} (oracle {gain['oracle']['kron']:.3f})"),
+              (f"headline: |flux bias| < {TARGET_BIAS:.1%} (Kron aperture)", abs(kron["network"]["bias"]) < TARGET_BIAS,
+               f"{kron['network']['bias']:+.2%}"),
+              (f"S/N gain ≥ {TARGET_GAIN} (file aperture, the task's default metric)",
+               network["snr_gain"] >= TARGET_GAIN, f"{network['snr_gain']:.3f} (oracle {gain['oracle']['file']:.3f})"),
+              (f"|flux bias| < {TARGET_BIAS:.1%} (file aperture)", abs(network["flux_bias"]) < TARGET_BIAS,
                f"{network['flux_bias']:+.2%}"),
               ("PSNR above every classical baseline", network["psnr"] > best["psnr"],
                f"{network['psnr']:.1f} dB vs {best['model']} {best['psnr']:.1f} dB")]
@@ -153,15 +161,19 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=1000, help="test pairs (default 1,000)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the example's)")
     parser.add_argument("--quick", action="store_true", help="300 + 100 pairs and 2 epochs")
+    parser.add_argument("--stretch", choices=("asinh", "none"), default=None,
+                        help="data.stretch (default: the example's, none)")
+    parser.add_argument("--input-skip", action="store_true", help="the U-Net's input_skip (residual learning)")
     parser.add_argument("--write", action="store_true", help=f"add the result to {RESULTS.name}")
     args = parser.parse_args()
     n, n_test, epochs = (300, 100, 2) if args.quick else (args.n, args.n_test, args.epochs)
-    print(f"{n:,} + {n_test:,} pairs, {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{n:,} + {n_test:,} pairs, stretch {args.stretch}, input_skip {args.input_skip}, {machine()}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         train_file = simulate_denoise(n, folder / "train.h5", seed=SEEDS["train"], progress=False, **SIMULATION)
         test_file = simulate_denoise(n_test, folder / "test.h5", seed=SEEDS["test"], progress=False, **SIMULATION)
-        doc = document(train_file, test_file, folder / "run", epochs)
+        doc = document(train_file, test_file, folder / "run", epochs, args.stretch, args.input_skip)
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the model summary train() prints
             out = train(load_config(None, document=doc), console=Console(quiet=True), verbose=0)
@@ -177,31 +189,38 @@ def main() -> None:
     apertures = {"file aperture": (file_radius, gains(noisy, truth, outputs, x, y, file_radius)),
                  f"Kron aperture ({KRON_FACTOR} r_K)": (kron, gains(noisy, truth, outputs, x, y, kron))}
     print(baseline_table(metrics))
-    lines = ["| aperture | method | S/N gain (g, r, i) | gain by input S/N " +
-             " · ".join(f"{lo:g}-{hi:g}" for lo, hi in SNR_BINS) + " |", "|---|---|---|---|"]
+    lines = ["| aperture | method | S/N gain (g, r, i) | flux bias | gain by input S/N " +
+             " · ".join(f"{lo:g}-{hi:g}" for lo, hi in SNR_BINS) + " |", "|---|---|---|---|---|"]
     for label, (radius, measured) in apertures.items():
         lines += aperture_table(label, measured, flux_fraction(truth, x, y, radius))
     counts = apertures["file aperture"][1]["network"]["counts"]
     snr_median = apertures["file aperture"][1]["snr_median"]
     print("\n".join(lines))
-    verdict = targets(metrics)
+    verdict = targets(metrics, apertures["file aperture"][1], apertures[f"Kron aperture ({KRON_FACTOR} r_K)"][1])
+    variant = ", ".join(([f"data.stretch {args.stretch}"] if args.stretch == "asinh" else [])
+                        + (["input_skip"] if args.input_skip else []))
     print("\n".join(verdict))
     if args.write:
         add_section(
-            f"## {datetime.date.today().isoformat()} — denoising: U-Net against the classical filters and an "
-            f"oracle (bench_denoise.py): {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n"
-            f"`python benchmarks/bench_denoise.py --write`: {n:,} training pairs (seed {SEEDS['train']}, 15 % "
-            f"validation) and {n_test:,} test pairs (seed {SEEDS['test']}) from `simulate_denoise` "
+            f"## {datetime.date.today().isoformat()} — denoising: U-Net{f' ({variant})' if variant else ''} against "
+            f"the classical filters and an oracle (bench_denoise.py): {machine()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads\n\n"
+            f"`python benchmarks/bench_denoise.py{' '.join([''] + sys.argv[1:])}`: {n:,} training pairs "
+            f"(seed {SEEDS['train']}, 15 % validation) and {n_test:,} test pairs (seed {SEEDS['test']}) from "
+            f"`simulate_denoise` "
             f"({SIMULATION['size']}×{SIMULATION['size']}, bands {SIMULATION['bands']}, "
             f"{SIMULATION['visits']:g} LSST visit, noise-free targets; median input aperture S/N "
-            f"{', '.join(f'{s:.1f}' for s in snr_median)} in g, r, i). `examples/denoise.yaml` "
-            f"({metrics['epochs_run']} epochs run, {seconds / 60:.1f} min on a machine shared with six other "
-            f"jobs, load average at the end {os.getloadavg()[0]:.1f}; quality figures do not depend on the load). "
+            f"{', '.join(f'{s:.1f}' for s in snr_median)} in g, r, i). `examples/denoise.yaml`"
+            f"{f' with {variant}' if variant else ''} "
+            f"({metrics['epochs_run']} epochs run, {seconds / 60:.1f} min on 2 cores shared with eight "
+            f"helpers and a long benchmark, load average at the end {os.getloadavg()[0]:.1f}; quality figures do "
+            f"not depend on the load). "
             f"Task metrics on the test pairs:\n\n"
             f"{baseline_table(metrics)}\n\nS/N gain in two apertures (σ_input / σ_output, residuals against the "
             f"truth, per band; by input S/N all bands pooled, {' · '.join(map(str, counts))} stamp-bands). "
             f"The oracle is the matched filter knowing each galaxy's noise-free image (fits its amplitude only):\n\n"
-            + "\n".join(lines) + "\n\nTargets (issue: S/N gain ≥ 1.6, |bias| < 2.5 %, PSNR above the filters):\n\n"
+            + "\n".join(lines) + "\n\nTargets (issue: S/N gain ≥ 1.6, |bias| < 2.5 %, PSNR above the filters; "
+            "the headline aperture is Kron, argued in the README's denoise section):\n\n"
             + "\n".join(verdict) + "\n")
         print(f"wrote {RESULTS}")
 

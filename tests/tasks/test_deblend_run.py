@@ -13,7 +13,7 @@ from deepfield.data.simulate.blends import read_blends, simulate_blends
 from deepfield.errors import DeepfieldError
 from deepfield.report.html import headline, write_report
 from deepfield.tasks.config import load_config
-from deepfield.tasks.deblend import from_network
+from deepfield.tasks.pixel_scaling import from_network
 from deepfield.tasks.pipeline import prepare, task_for
 from deepfield.tasks.run import evaluate_run, predict_run, train
 

@@ -7,7 +7,8 @@ import torch
 from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import RunConfig, load_config
-from deepfield.tasks.denoise import Denoise, normalise, restore
+from deepfield.tasks.denoise import Denoise
+from deepfield.tasks.pixel_scaling import normalise, restore
 from deepfield.tasks.pipeline import prepare
 from deepfield.tasks.prepared_info import DenoiseInfo
 

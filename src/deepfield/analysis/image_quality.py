@@ -83,6 +83,23 @@ def aperture_fluxes(images: Any, x: Sequence[float], y: Sequence[float], radius:
     return fluxes
 
 
+KRON_FACTOR = 2.5
+"""SExtractor's ``PHOT_AUTOPARAMS`` factor: the Kron aperture's radius in first-moment radii."""
+
+
+def kron_radii(truth: Any, x: Sequence[float], y: Sequence[float], factor: float = KRON_FACTOR) -> np.ndarray:
+    """(N,) ``factor`` × the first-moment radius ``r_K = Σ r·I / Σ I`` (Kron 1980) of each band-summed stamp
+    ``truth`` (N, C, H, W) about column ``x[i]``, row ``y[i]`` over the whole stamp, in pixels, at most the
+    stamp's half-side ``(min(H, W) − 1) / 2``: the radius of SExtractor's ``FLUX_AUTO`` aperture measured on
+    the noise-free image."""
+    light = _stamps("truth", truth).sum(axis=1)
+    rows, columns = np.indices(light.shape[1:])
+    r = np.hypot(columns[None] - np.asarray(x, dtype=np.float64)[:, None, None],
+                 rows[None] - np.asarray(y, dtype=np.float64)[:, None, None])
+    first = (r * light).sum(axis=(1, 2)) / light.sum(axis=(1, 2))
+    return np.minimum(factor * first, (min(light.shape[1:]) - 1) / 2)
+
+
 def nmad(values: Any) -> float:
     """1.4826 · median absolute deviation from the median (σ for Gaussian values); NaN when empty."""
     values = np.asarray(values, dtype=np.float64).ravel()

@@ -257,6 +257,14 @@ class ExplainConfig(Strict):
     window: str | None = Field(None, description="an image output's explained pixel window x0:x1,y0:y1 instead")
 
 
+class AnalysisConfig(Strict):
+    """How a task scores its test part."""
+
+    aperture: Literal["file", "kron"] = Field(
+        "file", description="task denoise: the photometry aperture's radius: the file's truth/aperture_radius "
+                            "(file) or 2.5 first-moment radii of each target (kron, SExtractor's FLUX_AUTO)")
+
+
 class PhotozConfig(Strict):
     """Options of the photoz task on catalogues (ignored by the other tasks).
 
@@ -292,6 +300,7 @@ class RunConfig(Strict):
     baselines: BaselinesConfig = BaselinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     explain: ExplainConfig = ExplainConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     photoz: PhotozConfig = PhotozConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
     data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(

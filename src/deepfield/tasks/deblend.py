@@ -17,8 +17,8 @@ Normalisation (``data.normalize: robust``): each band's median and 1.4826 · MAD
 (:class:`~deepfield.tasks.prepared_info.DeblendInfo`), applied to blends and sources alike, then with
 ``data.stretch: asinh`` (the default) ``asinh(v / 3)`` (linear within 3 sky σ, logarithmic above, as the
 classifiers' stretch); both are undone exactly on the outputs (``3 sinh(o)``, then the normalisation), so
-metrics and predictions are in the file's flux unit. The stretch makes the loss (MAE) nearly a relative error
-on the bright parts: a faint source beside a bright one weighs about as much, as in the flux-error metric.
+metrics and predictions are in the file's flux unit (:mod:`~deepfield.tasks.pixel_scaling`). The stretch makes
+the loss (MAE) nearly a relative error on the bright parts: a faint source beside a bright one weighs about as much, as in the flux-error metric.
 
 Metrics on the test part, per target source (:mod:`~deepfield.analysis.deblending`, definitions there):
 the total-flux error (``flux_mape``, the mean absolute percentage), its bias, the recovered fraction
@@ -47,9 +47,9 @@ from deepfield.plots import best_median_worst, plot_restoration_gallery
 from deepfield.tasks.base import NewData, Prepared, Task
 from deepfield.tasks.baselines.deblenders import SCORES, deblend_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
-from deepfield.tasks.denoise import normalise, restore
 from deepfield.tasks.imaging import ASINH_SOFTENING
 from deepfield.tasks.parts import split_parts
+from deepfield.tasks.pixel_scaling import from_network, to_network
 from deepfield.tasks.prepared_info import DeblendInfo
 from deepfield.training.flux_losses import FluxConservingMAE
 from deepfield.training.losses import LossFn
@@ -100,18 +100,6 @@ def read(data: DataConfig, path: Path, labelled: bool, inputs: str | None = None
     """The blends file ``path`` as ``data`` says to read it (``inputs``/``targets``/``bands``: a run's record)."""
     return read_blend_stamps(path, images=inputs or data.images, sources=targets or data.target or DEFAULT_SOURCES,
                              labelled=labelled, bands=data.bands if bands is None else bands, limit=data.limit)
-
-
-def to_network(stamps: np.ndarray, info: DeblendInfo) -> np.ndarray:
-    """Raw stamps (N, C, H, W) in the file's unit -> network units (float32): normalised, then stretched."""
-    values = normalise(stamps, info)
-    return np.arcsinh(values / ASINH_SOFTENING) if info.stretch == "asinh" else values
-
-
-def from_network(values: np.ndarray, info: DeblendInfo) -> np.ndarray:
-    """The inverse of :func:`to_network`: network units (N, C, H, W) -> the file's flux unit (float64)."""
-    values = np.asarray(values, dtype=np.float64)
-    return restore(ASINH_SOFTENING * np.sinh(values) if info.stretch == "asinh" else values, info)
 
 
 def network_inputs(found: Examples, info: DeblendInfo) -> np.ndarray:

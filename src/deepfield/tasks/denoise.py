@@ -12,7 +12,11 @@ training inputs, fitted once and recorded in ``prepared.json``
 (:class:`~deepfield.tasks.prepared_info.DenoiseInfo`); inputs and targets both become
 ``(x − median) / sigma`` (so the loss is in units of the sky noise), and outputs are mapped back
 by ``o · sigma + median``: metrics and predictions are in the file's flux unit (nJy per pixel for
-deepfield's files). The mapping must be undone exactly, so it is linear: ``data.stretch`` is not applied.
+deepfield's files). ``data.stretch: asinh``, when the config names it, then maps both to ``asinh(v / 3)``
+(undone exactly on the outputs: :mod:`~deepfield.tasks.pixel_scaling`), so the loss weighs bright cores
+nearly by their relative error; left out, denoise keeps the linear scale (unlike the classifiers and deblend,
+whose default is asinh), as runs before the option had. The stretch refuses per-pixel σ (a heteroscedastic
+head, MC dropout, an ensemble): σ in stretched units is not propagated back to flux units.
 
 Network: ``model.preset`` defaults to ``unet`` (one output channel per band); loss ``mae`` (or
 ``training.loss: mse``; :meth:`Denoise.default_loss` says why not by default); ``uncertainty.heteroscedastic``
@@ -21,9 +25,12 @@ adds the preset's per-pixel log-variance channels (outputs ``(N, 2C, H, W)``, me
 
 Metrics on the test part (:func:`~deepfield.analysis.image_quality.image_quality`, definitions there):
 PSNR and SSIM, the aperture S/N gain over the noisy input, the aperture flux bias and scatter, the
-adaptive-moment shape error. Apertures are centred on ``truth/x``, ``truth/y`` with radius
-``truth/aperture_radius`` when the file has them, else on the stamp's centre with radius
-:data:`APERTURE_FRACTION` of its smaller side. Classical baselines: :mod:`deepfield.tasks.baselines.denoisers`.
+adaptive-moment shape error. Apertures are centred on ``truth/x``, ``truth/y`` when the file has them, else
+on the stamp's centre; their radius (``analysis.aperture``): ``file`` (the default) ``truth/aperture_radius``,
+else :data:`APERTURE_FRACTION` of the stamp's smaller side; ``kron`` the Kron aperture of each target
+(:func:`~deepfield.analysis.image_quality.kron_radii`: 2.5 first-moment radii of the band-summed truth, at
+most the stamp's half-side; SExtractor's ``FLUX_AUTO``, the total flux catalogues publish).
+Classical baselines: :mod:`deepfield.tasks.baselines.denoisers`.
 
 Uncertainty (:meth:`Denoise.analyse_uncertainty`, ``metrics.json["uncertainty"]``): per-pixel σ from the
 spread of MC-dropout draws (``uncertainty.mc_samples`` with ``model.options.dropout``), the heteroscedastic head,
@@ -52,7 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfield.analysis.image_quality import image_quality, psnr
+from deepfield.analysis.image_quality import image_quality, kron_radii, psnr
 from deepfield.analysis.image_uncertainty import aperture_weights
 from deepfield.analysis.interval_recalibration import fit_interval_record, record_widths
 from deepfield.analysis.tiling_fits import predict_fits_tiled
@@ -66,6 +73,7 @@ from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
+from deepfield.tasks.pixel_scaling import NetworkScale, from_network, restore, to_network
 from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.tasks.uncertainty import image_quantities, image_uncertainty
 from deepfield.training.mc_dropout import MCPrediction
@@ -102,32 +110,19 @@ def read(data: DataConfig, path: Path, labelled: bool, inputs: str | None = None
 
 def apertures(pairs: ImagePairs, info: DenoiseInfo) -> np.ndarray:
     """(N, 3) aperture centre column, row and radius (pixels): the file's ``truth/`` columns, else the
-    stamp's centre and ``info.aperture_radius``."""
+    stamp's centre and ``info.aperture_radius``; with ``info.aperture == "kron"`` and targets, each target's
+    Kron radius (:func:`~deepfield.analysis.image_quality.kron_radii`)."""
     n, (height, width) = len(pairs.inputs), pairs.inputs.shape[2:]
     geometry = pairs.geometry
-    return np.column_stack([geometry.get("x", np.full(n, (width - 1) / 2)),
-                            geometry.get("y", np.full(n, (height - 1) / 2)),
-                            geometry.get("aperture_radius", np.full(n, info.aperture_radius))])
+    x, y = geometry.get("x", np.full(n, (width - 1) / 2)), geometry.get("y", np.full(n, (height - 1) / 2))
+    if info.aperture == "kron" and pairs.targets is not None:
+        return np.column_stack([x, y, kron_radii(pairs.targets, x, y)])
+    return np.column_stack([x, y, geometry.get("aperture_radius", np.full(n, info.aperture_radius))])
 
 
-def normalise(stamps: np.ndarray, info: DenoiseInfo) -> np.ndarray:
-    """Raw stamps (N, C, H, W) in the file's unit -> what the network reads (float32)."""
-    if info.normalize is None:
-        return stamps.astype(np.float32)
-    median, sigma = (np.asarray(v, dtype=np.float64)[None, :, None, None]
-                     for v in (info.normalize.median, info.normalize.sigma))
-    return ((stamps - median) / sigma).astype(np.float32)
-
-
-def restore(values: np.ndarray, info: DenoiseInfo, offset: bool = True) -> np.ndarray:
-    """The inverse of :func:`normalise`: network units (N, C, H, W) -> the file's flux unit (float64);
-    ``offset=False`` for a spread (σ scales, it does not shift)."""
-    values = np.asarray(values, dtype=np.float64)
-    if info.normalize is None:
-        return values
-    sigma = np.asarray(info.normalize.sigma)[None, :, None, None]
-    median = np.asarray(info.normalize.median)[None, :, None, None] if offset else 0.0
-    return values * sigma + median
+def stretch(config: RunConfig) -> str:
+    """``data.stretch`` when the config names it, else ``none`` (denoise's linear default)."""
+    return config.data.stretch if "stretch" in config.data.model_fields_set else "none"
 
 
 def check_options(config: RunConfig) -> None:
@@ -137,6 +132,10 @@ def check_options(config: RunConfig) -> None:
                              "leave it out for task denoise")
     if config.data.kind != "images":
         raise DeepfieldError("data.kind: task denoise takes image pairs (images)")
+    uncertain = config.uncertainty.heteroscedastic or config.uncertainty.mc_samples > 0 or config.ensemble > 1
+    if stretch(config) == "asinh" and uncertain:
+        raise DeepfieldError("data.stretch: asinh: per-pixel σ is not propagated through the stretch (heteroscedastic "
+                             "head, mc_samples, ensemble); use data.stretch: none for σ maps")
 
 
 class Denoise(Task):
@@ -155,25 +154,26 @@ class Denoise(Task):
                             lambda part: len(part.inputs))
         height, width = pairs.inputs.shape[2:]
         info = DenoiseInfo(bands=list(pairs.bands), unit=pairs.unit, inputs=data.images, targets=targets_name(data),
-                           aperture_radius=APERTURE_FRACTION * min(height, width))
+                           aperture_radius=APERTURE_FRACTION * min(height, width), stretch=stretch(config),
+                           aperture=config.analysis.aperture)
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].inputs)).get_config()
-        return DenoisePrepared(x={part: normalise(p.inputs, info) for part, p in parts.items()},
-                               y={part: normalise(p.targets, info) for part, p in parts.items()},
+        return DenoisePrepared(x={part: to_network(p.inputs, info) for part, p in parts.items()},
+                               y={part: to_network(p.targets, info) for part, p in parts.items()},
                                ids={part: p.ids for part, p in parts.items()}, info=info,
                                apertures={part: apertures(p, info) for part, p in parts.items()})
 
     def read_new(self, config: RunConfig, info: DenoiseInfo, path: Path, labelled: bool) -> NewData:
         pairs = read(config.data, path, labelled, inputs=info.inputs, targets=info.targets, bands=info.bands)
         geometry = apertures(pairs, info)
-        return NewData(x=normalise(pairs.inputs, info),
-                       y=None if pairs.targets is None else normalise(pairs.targets, info), ids=pairs.ids,
+        return NewData(x=to_network(pairs.inputs, info),
+                       y=None if pairs.targets is None else to_network(pairs.targets, info), ids=pairs.ids,
                        columns={"x": geometry[:, 0], "y": geometry[:, 1], "aperture_radius": geometry[:, 2]})
 
     def read_values(self, config: RunConfig, info: DenoiseInfo, values: Any) -> NewData:
         """Raw stamps in the run's flux unit, as :meth:`ImageClassification.raw_stamps` reads them."""
         stamps = ImageClassification.raw_stamps(values, config, info)
-        return NewData(x=normalise(stamps, info), y=None, ids=np.arange(len(stamps)))
+        return NewData(x=to_network(stamps, info), y=None, ids=np.arange(len(stamps)))
 
     def new_prepared(self, new: NewData, info: DenoiseInfo) -> DenoisePrepared:  # type: ignore[override]
         geometry = np.column_stack([new.columns[k] for k in ("x", "y", "aperture_radius")])
@@ -213,7 +213,7 @@ class Denoise(Task):
         in the file's flux unit. (A run's prediction reads its draws with
         :class:`~deepfield.training.mc_dropout.MCPrediction` instead, which splits the same way.)"""
         channels = len(info.bands)
-        mean = restore(outputs[:, :channels], info)
+        mean = from_network(outputs[:, :channels], info)
         if outputs.shape[1] == channels:
             return mean, None
         return mean, restore(np.exp(0.5 * np.asarray(outputs[:, channels:], dtype=np.float64)), info, offset=False)
@@ -225,7 +225,7 @@ class Denoise(Task):
         :meth:`analyse_uncertainty`)."""
         info = prepared.info
         output = self.split(outputs, info)[0]
-        truth, noisy = restore(prepared.y[part], info), restore(prepared.x[part], info)
+        truth, noisy = from_network(prepared.y[part], info), from_network(prepared.x[part], info)
         geometry = prepared.apertures[part]  # type: ignore[attr-defined]
         result = image_quality(truth, output, noisy, geometry[:, 0], geometry[:, 1], geometry[:, 2], info.bands)
         result["unit"] = info.unit
@@ -283,7 +283,7 @@ class Denoise(Task):
         """The network's row, then the noisy input and the classical filters
         (:func:`~deepfield.tasks.baselines.denoisers.denoise_baselines`) on the same validation and test parts."""
         info = prepared.info
-        parts = {part: (restore(prepared.x[part], info), restore(prepared.y[part], info))
+        parts = {part: (from_network(prepared.x[part], info), from_network(prepared.y[part], info))
                  for part in ("validation", "test")}
         network = {"model": f"network ({config.model.preset})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}}
@@ -353,10 +353,11 @@ def stamp_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) -
     epistemic = restore(prediction.std, info, offset=False) if float(prediction.std.max()) > 0 else None
     draws = None
     if epistemic is not None and prediction.samples is not None:
-        draws = restore(prediction.samples[:, :, :len(info.bands)], info)
+        draws = from_network(prediction.samples[:, :, :len(info.bands)], info)
     geometry = prepared.apertures[part]  # type: ignore[attr-defined]
-    truth = restore(prepared.y[part], info)
-    return StampUncertainty(truth=truth, noisy=restore(prepared.x[part], info), output=restore(prediction.mean, info),
+    truth = from_network(prepared.y[part], info)
+    return StampUncertainty(truth=truth, noisy=from_network(prepared.x[part], info),
+                            output=from_network(prediction.mean, info),
                             weights=aperture_weights(truth.shape[2:], geometry[:, 0], geometry[:, 1], geometry[:, 2]),
                             epistemic=epistemic, draws=draws,
                             aleatoric=None if prediction.aleatoric is None
@@ -365,25 +366,22 @@ def stamp_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) -
 
 class Restoring(nn.Module):
     """A run's networks as one image-to-image module in the file's flux unit: raw ``(N, C, h, w)`` ->
-    :func:`normalise` -> each network's denoised channels (a heteroscedastic head's σ left out), averaged
-    over an ensemble -> :func:`restore`, ``(N, C, h, w)``. For tiled inference on whole images;
-    ``normalised``: the inputs are already normalised, network-ready (for :meth:`Denoise.explained_image`)."""
+    network units (:class:`~deepfield.tasks.pixel_scaling.NetworkScale`) -> each network's denoised channels
+    (a heteroscedastic head's σ left out), averaged over an ensemble -> the file's unit, ``(N, C, h, w)``.
+    For tiled inference on whole images; ``normalised``: the inputs are already network-ready (for
+    :meth:`Denoise.explained_image`)."""
 
     def __init__(self, models: list[nn.Module], info: DenoiseInfo, normalised: bool = False):
         super().__init__()
         self.networks = nn.ModuleList(models)
         self.normalised = normalised
         self.channels = len(info.bands)
-        stats = info.normalize
-        median = stats.median if stats is not None else [0.0] * self.channels
-        sigma = stats.sigma if stats is not None else [1.0] * self.channels
-        self.register_buffer("median", torch.tensor(median, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("sigma", torch.tensor(sigma, dtype=torch.float32).view(1, -1, 1, 1))
+        self.scale = NetworkScale(info, self.channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x if self.normalised else (x - self.median) / self.sigma
+        z = x if self.normalised else self.scale(x)
         out = torch.stack([network(z)[:, :self.channels] for network in self.networks]).mean(dim=0)
-        return out * self.sigma + self.median
+        return self.scale.inverse(out)
 
 
 def gallery(noisy: np.ndarray, output: np.ndarray, truth: np.ndarray, figures: Path, unit: str,

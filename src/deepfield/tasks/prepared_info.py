@@ -199,6 +199,10 @@ class DenoiseInfo(PreparedInfo):
     targets become ``(x − median) / sigma`` and outputs ``o · sigma + median``; ``None``: raw fluxes."""
     aperture_radius: float
     """Pixels: the photometry aperture's radius for files without ``truth/aperture_radius``."""
+    aperture: Literal["file", "kron"] = "file"
+    """``analysis.aperture``: the photometry aperture's radius is the file's (``file``) or each target's Kron radius."""
+    stretch: Literal["asinh", "none"] = "none"
+    """``data.stretch`` applied after the normalisation (:mod:`~deepfield.tasks.pixel_scaling`), undone on outputs."""
 
 
 class DeblendInfo(PreparedInfo):
