@@ -3,6 +3,7 @@ the Kron photometry aperture (``analysis.aperture: kron``)."""
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from deepfield.analysis.image_quality import image_quality, kron_radii
 from deepfield.data.simulate.denoise import read_denoise, simulate_denoise
@@ -35,6 +36,8 @@ def test_the_stretch_round_trip_is_exact_and_asinh_of_the_normalised_values():
 
 def test_denoise_keeps_a_linear_scale_unless_the_config_names_the_stretch(pairs):
     assert Denoise().prepare(config(pairs)).info.stretch == "none"
+    saved = load_config(None, document=yaml.safe_load(config(pairs).to_yaml()))  # the run folder's config.yaml
+    assert saved.data.stretch is None and Denoise().prepare(saved).info.stretch == "none"
     assert DenoiseInfo.model_validate({"bands": ["g"], "unit": "", "inputs": "a", "targets": "b",
                                        "aperture_radius": 2.0}).stretch == "none"  # an older prepared.json
 

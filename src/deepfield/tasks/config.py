@@ -74,7 +74,9 @@ class DataConfig(Strict):
     on_error: Literal["raise", "skip"] = "raise"
     split: SplitConfig = SplitConfig()
     normalize: Literal["robust", "none"] = "robust"
-    stretch: Literal["asinh", "none"] = "asinh"
+    stretch: Literal["asinh", "none"] | None = Field(
+        None, description="after the normalisation: asinh (asinh(v / 3), linear within 3 sky sigma) or none; "
+                          "default: the task's own (asinh for stamps, none for denoise)")
     # catalogues
     group: str | None = None
     target: str | None = None

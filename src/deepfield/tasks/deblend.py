@@ -133,7 +133,7 @@ class Deblend(Task):
                             lambda path: examples(read(data, path, labelled=True, bands=list(stamps.bands))),
                             lambda part: len(part.blend))
         info = DeblendInfo(bands=list(stamps.bands), unit=stamps.unit, inputs=data.images,
-                           targets=data.target or DEFAULT_SOURCES, marker_sigma=MARKER_SIGMA, stretch=data.stretch)
+                           targets=data.target or DEFAULT_SOURCES, marker_sigma=MARKER_SIGMA, stretch=data.stretch or "asinh")
         if data.normalize == "robust":
             train = stamps.images[np.unique(parts["train"].blend)]  # each training blend once
             info.normalize = RobustNormalize().fit(torch.from_numpy(train)).get_config()

@@ -12,7 +12,7 @@ training inputs, fitted once and recorded in ``prepared.json``
 (:class:`~deepfield.tasks.prepared_info.DenoiseInfo`); inputs and targets both become
 ``(x − median) / sigma`` (so the loss is in units of the sky noise), and outputs are mapped back
 by ``o · sigma + median``: metrics and predictions are in the file's flux unit (nJy per pixel for
-deepfield's files). ``data.stretch: asinh``, when the config names it, then maps both to ``asinh(v / 3)``
+deepfield's files). ``data.stretch: asinh``, when the config says so, then maps both to ``asinh(v / 3)``
 (undone exactly on the outputs: :mod:`~deepfield.tasks.pixel_scaling`), so the loss weighs bright cores
 nearly by their relative error; left out, denoise keeps the linear scale (unlike the classifiers and deblend,
 whose default is asinh), as runs before the option had. The stretch refuses per-pixel σ (a heteroscedastic
@@ -121,8 +121,9 @@ def apertures(pairs: ImagePairs, info: DenoiseInfo) -> np.ndarray:
 
 
 def stretch(config: RunConfig) -> str:
-    """``data.stretch`` when the config names it, else ``none`` (denoise's linear default)."""
-    return config.data.stretch if "stretch" in config.data.model_fields_set else "none"
+    """``data.stretch``, else ``none`` (denoise's linear default; a saved config.yaml keeps the null, so a
+    resumed run keeps the scale it started with)."""
+    return config.data.stretch or "none"
 
 
 def check_options(config: RunConfig) -> None:

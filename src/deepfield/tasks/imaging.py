@@ -112,7 +112,7 @@ class ImageClassification(Task):
         else:
             if config.data.normalize == "robust":
                 fields["normalize"] = RobustNormalize().fit(torch.from_numpy(x["train"])).get_config()
-            fields["stretch"] = config.data.stretch
+            fields["stretch"] = config.data.stretch or "asinh"
         prepared = Prepared(x=x, y={k: self.targets(v, len(classes)) for k, v in y.items()},
                             info=ImagingInfo(**fields))
         prepared.x = {k: self.transform(v, prepared.info) for k, v in x.items()}

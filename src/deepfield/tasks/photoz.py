@@ -521,7 +521,7 @@ class PhotoZ(Task):
         """Records in ``info`` the normalisation of the raw training inputs ``train``: stamps' stretch and
         statistics, or the catalogue features' (none with ``data.normalize: none``)."""
         if info.inputs == "stamps":
-            info.stretch = data.stretch
+            info.stretch = data.stretch or "asinh"
             if data.normalize == "robust":
                 info.normalize = RobustNormalize().fit(torch.from_numpy(train)).get_config()
         elif data.normalize != "none":

@@ -126,7 +126,7 @@ class Segment(Task):
         kind = label_kind(data, maps)
         info = SegmentInfo(bands=list(maps.bands), classes=class_names(list(parts.values()), kind),
                            unit=maps.unit, inputs=data.images, targets=data.target or DEFAULT_TARGETS,
-                           label_map=kind, stretch=data.stretch)
+                           label_map=kind, stretch=data.stretch or "asinh")
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].images)).get_config()
         files = {"validation": data.validation, "test": data.test}
