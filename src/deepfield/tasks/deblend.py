@@ -418,6 +418,7 @@ def source_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) 
     found = scored_sources(prepared, part)
     truth = found["truth"]
     return StampUncertainty(truth=truth, noisy=found["blends"], weights=np.ones((len(truth), *truth.shape[2:])),
+                            fluxes="total fluxes",
                             **flux_maps(prediction, lambda values: from_network(values, info),
                                         lambda values: Deblend.sources(values, prepared, part)))
 

@@ -77,7 +77,8 @@ class StampUncertainty:
     ``output`` (the stamp reported), ``epistemic`` (the spread of the draws; ``None`` for one deterministic pass),
     ``aleatoric`` (the heteroscedastic head's σ, else ``None``), ``total`` (the two in quadrature, ``None``
     without either), all (N, C, H, W); ``draws`` (T, N, C, H, W) with the spread; ``weights`` (N, H, W) the
-    photometry apertures (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`; all ones: total fluxes)."""
+    photometry apertures (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`; all ones: total fluxes);
+    ``fluxes`` names them in the figures."""
 
     truth: np.ndarray
     noisy: np.ndarray
@@ -86,6 +87,7 @@ class StampUncertainty:
     epistemic: np.ndarray | None
     aleatoric: np.ndarray | None
     draws: np.ndarray | None
+    fluxes: str = "aperture fluxes"
 
     @property
     def total(self) -> np.ndarray | None:
@@ -106,7 +108,8 @@ class StampUncertainty:
         """The coverage of the intervals on these stamps (the test part), raw and recalibrated by the run's
         ``calibration`` (:func:`~deepfield.tasks.uncertainty.image_uncertainty`; ``uncertainty_coverage.png``)."""
         return image_uncertainty(self.truth, self.output, self.weights, figures, epistemic=self.epistemic,
-                                 aleatoric=self.aleatoric, draws=self.draws, intervals=intervals_of(calibration))
+                                 aleatoric=self.aleatoric, draws=self.draws, intervals=intervals_of(calibration),
+                                 fluxes=self.fluxes)
 
 
 def intervals_of(calibration: Calibration) -> dict[str, Any] | None:
