@@ -104,7 +104,7 @@ class Examples:
     """One example per row with K target slots: ``blends`` (N, C, H, W) and ``sources`` (N, K, C, H, W) raw
     (``sources`` ``None`` when unlabelled; zero in an empty slot), ``x``, ``y`` (N, K) each slot's centre (NaN:
     empty), ``blend`` (N,) the blend's index, ``source`` (N, K) each slot's source index (−1: empty). The
-    one-target form: K = 1 and one row per source; all at once: one row per blend and K slots."""
+    one-target form: K = 1 and one row per source; all at once: one row per blend and K slots (``all_at_once``)."""
 
     blends: np.ndarray
     sources: np.ndarray | None
@@ -112,11 +112,11 @@ class Examples:
     y: np.ndarray
     blend: np.ndarray
     source: np.ndarray
-    every: bool
+    all_at_once: bool
 
     @property
     def ids(self) -> np.ndarray:
-        if self.every:
+        if self.all_at_once:
             return self.blend.astype(str)
         return np.array([f"{b}:{s}" for b, s in zip(self.blend, self.source[:, 0])])
 
@@ -124,7 +124,7 @@ class Examples:
     def columns(self) -> dict[str, np.ndarray]:
         """What a prediction file may keep of each row (``--keep``): ``blend``, ``source`` (one-target form) or
         ``n_sources`` (all at once), and ``x``, ``y`` (N,) or (N, K)."""
-        if self.every:
+        if self.all_at_once:
             return {"blend": self.blend, "n_sources": (self.source >= 0).sum(axis=1), "x": self.x, "y": self.y}
         return {"blend": self.blend, "source": self.source[:, 0], "x": self.x[:, 0], "y": self.y[:, 0]}
 
@@ -309,16 +309,10 @@ class Deblend(Task):
         the best, median and worst flux errors: blend, network, truth, residual."""
         info = prepared.info
         found = scored_sources(prepared, part)
-        output = from_network(self.sources(outputs, prepared, part), info)
+        output = from_network(scored_outputs(outputs, prepared, part), info)
         result = deblending_scores(found["truth"], output, info.bands)
         gallery(found, output, figures, info.unit)
         return {**result, "recovered_within": RECOVERED_WITHIN, "unit": info.unit}
-
-    @staticmethod
-    def sources(values: np.ndarray, prepared: Prepared, part: str) -> np.ndarray:
-        """(M, C, H, W) the target sources of ``part`` in network outputs ``values`` (N, K · C, H, W), in the
-        order they are scored (:attr:`DeblendPrepared.slots`)."""
-        return source_stamps(values, prepared.slots[part], len(prepared.info.bands))  # type: ignore[attr-defined]
 
     def classical_baselines(self, config: RunConfig, prepared: Prepared,
                             metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -400,13 +394,19 @@ def slot_rows(columns: dict[str, np.ndarray], info: DeblendInfo, rows: int) -> d
             for name, values in columns.items()}
 
 
+def scored_outputs(values: np.ndarray, prepared: Prepared, part: str) -> np.ndarray:
+    """(M, C, H, W) the target sources of ``part`` in network outputs ``values`` (N, K · C, H, W), in the
+    order they are scored (:attr:`DeblendPrepared.slots`)."""
+    return source_stamps(values, prepared.slots[part], len(prepared.info.bands))  # type: ignore[attr-defined]
+
+
 def scored_sources(prepared: Prepared, part: str) -> dict[str, np.ndarray]:
     """The target sources of ``part`` in the file's unit, as they are scored: ``blends`` and ``truth``
     (M, C, H, W), their blend and isolated truth, and ``x``, ``y`` (M,) their centres."""
     info = prepared.info
     slots, targets = prepared.slots[part], prepared.targets[part]  # type: ignore[attr-defined]
     return {"blends": from_network(prepared.x[part][slots[:, 0], :len(info.bands)], info),
-            "truth": from_network(Deblend.sources(prepared.y[part], prepared, part), info),
+            "truth": from_network(scored_outputs(prepared.y[part], prepared, part), info),
             "x": targets[:, 0], "y": targets[:, 1]}
 
 
@@ -420,7 +420,7 @@ def source_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) 
     return StampUncertainty(truth=truth, noisy=found["blends"], weights=np.ones((len(truth), *truth.shape[2:])),
                             fluxes="total fluxes",
                             **flux_maps(prediction, lambda values: from_network(values, info),
-                                        lambda values: Deblend.sources(values, prepared, part)))
+                                        lambda values: scored_outputs(values, prepared, part)))
 
 
 def gallery(found: dict[str, np.ndarray], output: np.ndarray, figures: Path, unit: str,
