@@ -100,13 +100,20 @@ def test_a_file_without_the_isolated_sources_is_one_line_naming_the_array(traine
 
 
 @pytest.mark.parametrize("override, message", [
-    ("training.augment=[dihedral]", "training.augment: the augmentations move the blend alone"),
-    ("uncertainty.heteroscedastic=true", "uncertainty.heteroscedastic: not available for task deblend"),
+    (["training.augment=[dihedral]"], "training.augment: the augmentations move the blend alone"),
+    (["model.options={heteroscedastic: true}"],
+     "model.options.heteroscedastic: set uncertainty.heteroscedastic: true instead"),
+    (["uncertainty.heteroscedastic=true", "training.loss=mae"],
+     "training.loss: mae with uncertainty.heteroscedastic: the head's log-variances train only with gaussian_nll"),
+    (["data.deblend=all", "training.loss=flux_mae"],
+     "training.loss: flux_mae takes one source per output; with data.deblend: all use mae"),
+    (["uncertainty.mc_samples=5"],
+     r"uncertainty.mc_samples: model.options.dropout is 0, so every draw would be the same; set a dropout rate"),
 ])
 def test_options_that_would_break_a_deblending_pair_are_refused(trained, override, message):
     config, _, folder = trained
     with pytest.raises(DeepfieldError, match=message):
-        task_for(config).prepare(load_config(EXAMPLE, [f"data.path={folder / 'blends.h5'}", override]))
+        task_for(config).prepare(load_config(EXAMPLE, [f"data.path={folder / 'blends.h5'}", *override]))
 
 
 def test_flux_mae_is_told_the_runs_stretch_and_normalisation_so_its_flux_is_the_sources_in_njy(trained):

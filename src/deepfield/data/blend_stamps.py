@@ -96,12 +96,18 @@ def _dataset(h5: h5py.File, path: Path, name: str, what: str) -> h5py.Dataset:
     return data
 
 
-def target_marker(x: Sequence[float], y: Sequence[float], shape: tuple[int, int],
+def target_marker(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, shape: tuple[int, int],
                   sigma: float = MARKER_SIGMA) -> np.ndarray:
-    """(N, 1, H, W) float32: a unit-peak Gaussian of ``sigma`` pixels centred on each target's ``x[i]``
-    (column), ``y[i]`` (row), the channel that tells a deblending network which source to return."""
+    """(N, K, H, W) float32: a unit-peak Gaussian of ``sigma`` pixels centred on each target's ``x[i]``
+    (column), ``y[i]`` (row), the channel that tells a deblending network which source to return.
+
+    ``x``, ``y``: (N,) one target per stamp (K = 1), or (N, K) one per source slot, NaN for an empty slot
+    (its channel all zero)."""
+    x, y = (np.asarray(v, dtype=np.float64) for v in (x, y))
+    x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
     rows, columns = np.arange(shape[0], dtype=np.float64), np.arange(shape[1], dtype=np.float64)
-    dy = (rows[None, :] - np.asarray(y, dtype=np.float64)[:, None]) ** 2
-    dx = (columns[None, :] - np.asarray(x, dtype=np.float64)[:, None]) ** 2
-    marker = np.exp(-(dy[:, :, None] + dx[:, None, :]) / (2.0 * sigma**2))
-    return marker[:, None].astype(np.float32)
+    dy = (rows[None, None, :] - np.nan_to_num(y)[:, :, None]) ** 2
+    dx = (columns[None, None, :] - np.nan_to_num(x)[:, :, None]) ** 2
+    marker = np.exp(-(dy[..., :, None] + dx[..., None, :]) / (2.0 * sigma**2))
+    marker[~(np.isfinite(x) & np.isfinite(y))] = 0.0
+    return marker.astype(np.float32)

@@ -89,6 +89,9 @@ class DataConfig(Strict):
     label_map: Literal["classes", "instances"] | None = Field(
         None, description="task segment: the labels are class maps or instance maps (0 background, k source k); "
                           "default: instances in a `deepfield simulate blends` file, else classes")
+    deblend: Literal["each", "all"] = Field(
+        "each", description="task deblend: each: the blend + one target's marker -> that source (one example per "
+                            "source); all: the blend + one marker per source slot -> every source at once")
 
     @field_validator("bands", mode="before")
     @classmethod

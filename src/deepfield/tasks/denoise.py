@@ -61,7 +61,6 @@ from torch import nn
 
 from deepfield.analysis.image_quality import image_quality, kron_radii, psnr
 from deepfield.analysis.image_uncertainty import aperture_weights
-from deepfield.analysis.interval_recalibration import fit_interval_record, record_widths
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
 from deepfield.data.transforms import RobustNormalize
@@ -71,11 +70,12 @@ from deepfield.plots import best_median_worst, plot_restoration_gallery
 from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.image_heads import with_image_head
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import NetworkScale, from_network, restore, to_network
 from deepfield.tasks.prepared_info import DenoiseInfo
-from deepfield.tasks.uncertainty import image_quantities, image_uncertainty
+from deepfield.tasks.stamp_uncertainty import StampUncertainty, flux_maps, halfwidth_columns
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "targets"
@@ -84,8 +84,6 @@ TILE = 256
 """The smallest tile side (pixels) of tiled whole-image prediction."""
 APERTURE_FRACTION = 0.125
 """Aperture radius, as a fraction of the stamp's smaller side, when the file gives none (8 pixels on 64×64)."""
-CALIBRATED_LEVELS = (0.68, 0.95)
-"""The levels of the recalibrated half-width columns of ``deepfield predict``."""
 
 
 @dataclass
@@ -197,17 +195,7 @@ class Denoise(Task):
     def build_model(self, config: RunConfig, prepared: Prepared) -> torch.nn.Module:
         """The preset with one output channel per band and, with ``uncertainty.heteroscedastic``, its
         log-variance channels (presets taking ``output_channels`` / ``heteroscedastic``, as ``unet``)."""
-        accepted = zoo.parameters(config.model.preset)
-        options = dict(config.model.options)
-        if "output_channels" in accepted:
-            options.setdefault("output_channels", len(prepared.info.bands))
-        if prepared.info.heteroscedastic:
-            if "heteroscedastic" not in accepted:
-                raise DeepfieldError(f"uncertainty.heteroscedastic: model.preset {config.model.preset!r} has no "
-                                     "per-pixel log-variance head; use unet")
-            options["heteroscedastic"] = True
-        model = config.model.model_copy(update={"options": options})
-        return super().build_model(config.model_copy(update={"model": model}), prepared)
+        return super().build_model(with_image_head(config, prepared, len(prepared.info.bands)), prepared)
 
     def split(self, outputs: np.ndarray, info: DenoiseInfo) -> tuple[np.ndarray, np.ndarray | None]:
         """Network outputs (N, C or 2C, H, W) -> (denoised stamps, per-pixel σ or ``None``), both (N, C, H, W)
@@ -240,12 +228,7 @@ class Denoise(Task):
         the raw σ, of the interval that covers that fraction of the validation part
         (:func:`~deepfield.tasks.uncertainty.image_quantities`,
         :func:`~deepfield.analysis.interval_recalibration.fit_interval_record`); ``None`` without a σ."""
-        maps = stamp_uncertainty(prediction, prepared, "validation")
-        if maps.total is None:
-            return None
-        return {"intervals": fit_interval_record(image_quantities(
-            maps.truth, maps.output, maps.weights, epistemic=maps.epistemic, aleatoric=maps.aleatoric,
-            draws=maps.draws))}
+        return stamp_uncertainty(prediction, prepared, "validation").calibration()
 
     def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
                             calibration: Calibration = None) -> dict[str, Any]:
@@ -253,10 +236,9 @@ class Denoise(Task):
         coverage of its intervals per pixel and per aperture flux, raw and recalibrated by ``calibration``
         (:func:`~deepfield.tasks.uncertainty.image_uncertainty`); the gallery again, with the total σ."""
         maps = stamp_uncertainty(prediction, prepared, part)
-        if maps.epistemic is None and maps.aleatoric is None:
+        if maps.total is None:
             return {}
-        result = image_uncertainty(maps.truth, maps.output, maps.weights, figures, epistemic=maps.epistemic,
-                                   aleatoric=maps.aleatoric, draws=maps.draws, intervals=intervals_of(calibration))
+        result = maps.coverage(figures, calibration)
         gallery(maps.noisy, maps.output, maps.truth, figures, prepared.info.unit, maps.total)
         return result
 
@@ -312,57 +294,20 @@ class Denoise(Task):
         if float(prediction.std.max()) > 0.0:
             columns["denoised_spread"] = restore(prediction.std[:, :len(info.bands)], info,
                                                  offset=False).astype(np.float32)
-        intervals = intervals_of(calibration)
-        widths = None if intervals is None else record_widths(intervals, "pixel", CALIBRATED_LEVELS)
-        if widths is not None and columns:
+        if columns:
             total = np.sqrt(sum(sigma.astype(np.float64)**2 for sigma in columns.values()))
-            columns |= {f"denoised_halfwidth_{round(100 * level)}": (z * total).astype(np.float32)
-                        for level, z in zip(CALIBRATED_LEVELS, widths)}
+            columns |= halfwidth_columns(calibration, "pixel", "denoised", total)
         return columns
-
-
-@dataclass
-class StampUncertainty:
-    """A run's prediction on one part with its σ, in the file's flux unit: ``truth``, ``noisy`` (the input),
-    ``output`` (the mean of the draws), ``epistemic`` (their spread; ``None`` for one deterministic pass),
-    ``aleatoric`` (the heteroscedastic head's σ, else ``None``), ``total`` (the two in quadrature, ``None``
-    without either), all (N, C, H, W); ``draws`` (T, N, C, H, W) with the spread; ``weights`` (N, H, W) the
-    photometry apertures (:func:`~deepfield.analysis.image_uncertainty.aperture_weights`)."""
-
-    truth: np.ndarray
-    noisy: np.ndarray
-    output: np.ndarray
-    weights: np.ndarray
-    epistemic: np.ndarray | None
-    aleatoric: np.ndarray | None
-    draws: np.ndarray | None
-
-    @property
-    def total(self) -> np.ndarray | None:
-        parts = [s for s in (self.epistemic, self.aleatoric) if s is not None]
-        return np.sqrt(sum(s**2 for s in parts)) if parts else None
-
-
-def intervals_of(calibration: Calibration) -> dict[str, Any] | None:
-    """The interval recalibration in a run's ``calibration`` (:meth:`Denoise.fit_calibration`), if any."""
-    return calibration.get("intervals") if isinstance(calibration, dict) else None
 
 
 def stamp_uncertainty(prediction: MCPrediction, prepared: Prepared, part: str) -> StampUncertainty:
     """``prediction`` of ``part`` (draws kept: ``prediction.samples``, for the epistemic flux σ) in flux units."""
     info = prepared.info
-    epistemic = restore(prediction.std, info, offset=False) if float(prediction.std.max()) > 0 else None
-    draws = None
-    if epistemic is not None and prediction.samples is not None:
-        draws = from_network(prediction.samples[:, :, :len(info.bands)], info)
     geometry = prepared.apertures[part]  # type: ignore[attr-defined]
     truth = from_network(prepared.y[part], info)
     return StampUncertainty(truth=truth, noisy=from_network(prepared.x[part], info),
-                            output=from_network(prediction.mean, info),
                             weights=aperture_weights(truth.shape[2:], geometry[:, 0], geometry[:, 1], geometry[:, 2]),
-                            epistemic=epistemic, draws=draws,
-                            aleatoric=None if prediction.aleatoric is None
-                            else restore(prediction.aleatoric, info, offset=False))
+                            **flux_maps(prediction, lambda values: from_network(values, info)))
 
 
 class Restoring(nn.Module):

@@ -222,6 +222,10 @@ class DeblendInfo(PreparedInfo):
     stretch: Literal["asinh", "none"] = "none"
     """``data.stretch``: ``asinh`` maps normalised values ``v`` to ``asinh(v / 3)`` (blends and sources), undone on
     outputs as ``3 sinh(o)``."""
+    slots: int | None = None
+    """``data.deblend: all``: the source slots (the file's most sources per blend, in the file's order): the input's
+    last ``slots`` channels mark one source each, the output holds ``slots`` images of ``len(bands)`` bands;
+    ``None``: one target per example (``data.deblend: each``)."""
 
 
 class SegmentInfo(StampsInfo):

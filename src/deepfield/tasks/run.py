@@ -118,8 +118,9 @@ class Run:
         return new
 
     def predictive(self, x: np.ndarray) -> MCPrediction:
-        """Every network's draws on network-ready inputs ``x`` (from :meth:`inputs`), pooled."""
-        return run_predictive(self.config, self.task, self.models, x, self.info)
+        """Every network's draws on network-ready inputs ``x`` (from :meth:`inputs`), pooled (the draws themselves
+        kept where the task reads them: :attr:`Task.keeps_draws`)."""
+        return run_predictive(self.config, self.task, self.models, x, self.info, self.task.keeps_draws)
 
     def predict(self, data: str | os.PathLike[str] | Any, reading: Mapping[str, Any] | None = None,
                 keep: Sequence[str] = ()) -> Table:

@@ -147,7 +147,8 @@ def image_quantities(truth: np.ndarray, output: np.ndarray, weights: np.ndarray,
 
 def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray, figures: Path, *,
                       epistemic: np.ndarray | None = None, aleatoric: np.ndarray | None = None,
-                      draws: np.ndarray | None = None, intervals: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      draws: np.ndarray | None = None, intervals: Mapping[str, Any] | None = None,
+                      fluxes: str = "aperture fluxes") -> dict[str, Any]:
     """Whether an image output's σ holds its coverage, per pixel and per aperture flux
     (:mod:`deepfield.analysis.image_uncertainty`), for a denoised stamp, a deblended source...
 
@@ -158,6 +159,7 @@ def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray
             ``(T, N, C, H, W)`` themselves for the flux σ; aleatoric: ``(N, C, H, W)`` a heteroscedastic head's σ.
         intervals: the run's recalibration record, fitted on the validation part on :func:`image_quantities`
             (:mod:`deepfield.analysis.interval_recalibration`, ``calibration.json["intervals"]``).
+        fluxes: what the fluxes are, in the figure's legend (the weights all one: ``"total fluxes"``).
 
     Returns ``sigma`` (what σ is), ``pixel_coverage`` and ``flux_coverage`` (``{"68", "95"}`` of the raw total σ's
     Gaussian intervals, the head's pixel errors added in the aperture as independent ones; with both parts also
@@ -173,7 +175,7 @@ def image_uncertainty(truth: np.ndarray, output: np.ndarray, weights: np.ndarray
     parts = {name: sigma for name, sigma in (("spread", epistemic), ("head", aleatoric)) if sigma is not None}
     truth_flux, flux, flux_total = quantities["flux"]
     named = {"spread": "MC-dropout spread", "head": "heteroscedastic head", "pixel": "pixels",
-             "flux": "aperture fluxes", "flux_coherent": "aperture fluxes, head's pixel errors coherent"}
+             "flux": fluxes, "flux_coherent": f"{fluxes}, head's pixel errors coherent"}
     result: dict[str, Any] = {"sigma": " ⊕ ".join(named[name] for name in parts),
                               **{f"{name}_coverage": interval_coverage(*quantity)
                                  for name, quantity in quantities.items()}}
