@@ -15,6 +15,7 @@ from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.models.presets.course import dominguez_sanchez, euclid_quality, lecture_cnn
+from deepfield.models.presets.cvae import ConditionalVAE
 from deepfield.models.presets.dieleman import dieleman
 from deepfield.models.presets.pasquet import Pasquet
 from deepfield.models.presets.resnet import resnet
@@ -33,6 +34,7 @@ PRESETS: Registry[Callable[..., nn.Module]] = Registry("model preset", {
     "mlp": mlp,
     "resnet": resnet,
     "unet": unet,
+    "cvae": ConditionalVAE,
 })
 PRESETS.alias("quality-cnn", "euclid-quality", listed=False)  # the name before the rename, no longer offered
 

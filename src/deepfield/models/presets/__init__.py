@@ -11,8 +11,10 @@ module               presets                      what
 ``tabular``          mlp                          dense networks for catalogues
 ``resnet``           resnet                       small residual network for stamps
 ``unet``             unet                         image-to-image U-Net (a functional model)
+``cvae``             cvae                         conditional VAE for stamps (a generative model)
 ===================  ===========================  =========================================
 
 All are Sequentials except ``pasquet`` (two inputs), a :class:`~deepfield.models.presets.base.PresetModel`,
+``cvae`` (images and conditions; :mod:`deepfield.models.generative`)
 and ``unet``, a :class:`~deepfield.models.functional.Functional` (its skips are a graph).
 """
