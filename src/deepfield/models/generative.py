@@ -42,13 +42,14 @@ class GenerativeModel(Protocol):
         ...
 
 
-def check_generative(model: nn.Module, what: str = "model.preset") -> GenerativeModel:
-    """``model`` if it meets the contract, else one line naming ``what`` and the missing attributes."""
+def check_generative(model: nn.Module, name: str | None = None, what: str = "model.preset") -> GenerativeModel:
+    """``model`` if it meets the contract, else one line naming ``what`` (the key), ``name`` (default: the model's
+    preset or class) and the missing attributes."""
     missing = [name for name in REQUIRED if not hasattr(model, name)]
     if not missing and not callable(getattr(model, "sample")):
         missing = ["sample (a method)"]
     if missing:
-        name = getattr(model, "preset", type(model).__name__)
+        name = name or getattr(model, "preset", type(model).__name__)
         raise DeepfieldError(f"{what} {name!r} is not a generative model: it has no {', '.join(missing)} "
                              "(task generate trains presets such as cvae)")
     return model  # type: ignore[return-value]
