@@ -69,7 +69,7 @@ def condition_rows(info: GenerateInfo, n: int | None, condition: Condition = Non
         if condition or conditions is not None:
             raise DeepfieldError("this run is unconditional (it was trained without data.conditions); leave "
                                  "--condition and --conditions out")
-        return np.zeros((_count(n, None), 0), np.float32)
+        return np.zeros((_count(n, None), 0), np.float64)
     if condition is None and conditions is None:
         raise DeepfieldError(f"this run is conditioned on {', '.join(names)}: give --condition "
                              f"\"{','.join(f'{name}=...' for name in names)}\" or --conditions TABLE")
@@ -110,7 +110,7 @@ def _numbers(values: np.ndarray, name: str, where: str) -> np.ndarray:
         bad = next(v for v, ok in zip(np.ravel(values), np.isfinite(numbers)) if not ok) if numbers.size == len(
             values) else values[0]
         raise DeepfieldError(f"{where}: {name}={bad!s} is not a finite number")
-    return numbers.astype(np.float32)
+    return numbers
 
 
 def _class_indices(values: np.ndarray, classes: list[str], name: str, where: str) -> np.ndarray:
