@@ -25,6 +25,7 @@ SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
     "mlp": ({"input_shape": (6,), "hidden": (8, 8), "n_outputs": 3, "dropout": 0.2, "batch_norm": True}, (2, 3)),
     "resnet": ({"input_shape": (2, 9, 11), "filters": (4, 8), "blocks": 1, "n_outputs": 2}, (2, 2)),
     "unet": ({"input_shape": (2, 8, 12), "depth": 2, "filters": 4, "output_channels": 1}, (2, 1, 8, 12)),
+    "cvae": ({"input_shape": (2, 8, 12), "filters": (4, 8), "latent_dim": 3}, (2, 2, 8, 12)),
 }
 
 # name -> (parameters incl. BN moving statistics, output shape) at the default input shape
@@ -38,6 +39,7 @@ DEFAULT = {
     "mlp": (4_929, (1,)),
     "resnet": (273_169, (1,)),
     "unet": (1_945_555, (3, 64, 64)),
+    "cvae": (110_531, (3, 32, 32)),
 }
 
 
@@ -102,6 +104,14 @@ def test_save_and_load_reproduce_the_outputs_exactly(name, tmp_path):
 
 
 # -- parameter counts by hand -------------------------------------------------------
+
+
+def test_cvae_hand_count():
+    # two stride-2 convolutions leave 32×8×8 = 2048 features; the decoder mirrors them (transposed kernels 3×3)
+    expected = (conv(3, 3, 16) + conv(3, 16, 32) + 2 * dense(2048, 16) + dense(16, 2048)
+                + conv(3, 32, 16) + conv(3, 16, 3))
+    assert expected == DEFAULT["cvae"][0]
+    assert summarize(zoo.get("cvae", condition_size=4)).total == expected + 2 * 4 * 16 + 4 * 2048
 
 
 def test_lecture_cnn_hand_count():
