@@ -1,6 +1,7 @@
 """task generate end to end on a tiny simulated sky: conditions read and standardised, a cvae trained with KL
 annealing, its report, seeded samples through Run.sample and `deepfield sample`."""
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -156,3 +157,12 @@ def test_unconditional_inputs_are_the_stamps(sky, tmp_path):
     sigma = np.asarray(prepared.info.normalize.sigma)[None, :, None, None]
     median = np.asarray(prepared.info.normalize.median)[None, :, None, None]
     assert np.allclose(prepared.y["test"] * sigma + median, prepared.raw["test"], atol=1e-3)
+
+
+def test_the_example_config_reads_the_simulated_sky(sky, tmp_path):
+    example = Path(__file__).parents[2] / "examples" / "generate.yaml"
+    config = load_config(example, [f"data.path={sky}", f"out={tmp_path / 'run'}"])
+    prepared = Generate().prepare(config)
+    assert config.model.preset == "cvae" and config.training.kl_anneal_epochs == 5
+    assert prepared.info.conditions == ["half_light_radius", "mag", "ellipticity"]
+    assert prepared.x["train"].parts[1].shape == (len(prepared.y["train"]), 3)
