@@ -120,7 +120,7 @@ def main() -> None:
     add_section(f"""## Sampling speed: {args.preset} (bench_sampling.py)
 
 {datetime.date.today()}, {machine()}, {args.threads} threads, load average {load:.1f} while measuring (the machine
-shared with other work: times are upper bounds of what a quiet machine takes). `{args.preset}`
+shared with other work: the rates are lower bounds of a quiet machine's). `{args.preset}` with options
 {json.dumps(options)} on {args.shape} stamps, K = {args.conditions} conditions, sample options
 {json.dumps(sample_options)}, batches of {args.batch}, {args.n} samples per round, median of {args.rounds}
 interleaved rounds, untrained weights (speed does not depend on them).{ratio}
