@@ -114,7 +114,8 @@ def main() -> None:
         print(f"{name}: {value:,.0f} stamps/s (median of {args.rounds} rounds of {args.n})")
     if not args.write:
         return
-    rows = "\n".join(f"| {name} | {value:,.0f} | {value / medians['deepfield']:.2f} |" for name, value in medians.items())
+    rows = "\n".join(f"| {name} | {value:,.0f} | {value / medians['deepfield']:.2f} |"
+                     for name, value in medians.items())
     ratio = (f" The preset samples at {medians['deepfield'] / medians['plain torch']:.2f}x the plain torch decoder "
              "with the same weights." if plain is not None else "")
     add_section(f"""## Sampling speed: {args.preset} (bench_sampling.py)

@@ -198,11 +198,14 @@ def sample(
     run: Annotated[Path, typer.Argument(help="a run folder of task generate")],
     out: Annotated[Path, typer.Option(help="HDF5 file to write: samples (N, C, H, W) in the training file's unit, "
                                            "the conditions used, the seed and the run")],
-    n: Annotated[Optional[int], typer.Option("--n", help="samples to draw (default: one per --conditions row)")] = None,
-    condition: Annotated[Optional[str], typer.Option(help='one condition for every sample, in the units of the '
-                                                          'run\'s data.conditions: "half_light_radius=0.4,mag=-9"')] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="samples to draw (default: one per --conditions row)")
+                 ] = None,
+    condition: Annotated[Optional[str], typer.Option(help="one condition for every sample, in the units of the "
+                                                          "run's data.conditions: half_light_radius=0.4,mag=-9")
+                         ] = None,
     conditions: Annotated[Optional[Path], typer.Option(help="a table (FITS, CSV, HDF5, Parquet) with one row of "
-                                                            "conditions per sample, columns named as the run's")] = None,
+                                                            "conditions per sample, columns named as the run's")
+                          ] = None,
     seed: SEED = 0,
     temperature: Annotated[Optional[float], typer.Option(help="VAE: scale of the latent draws (1: the prior)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="diffusion: sampler steps")] = None,

@@ -1,6 +1,6 @@
 """What a generative model draws: the sample grid (samples per condition beside real stamps) and a latent
 interpolation between two stamps. Stamps are shown as :func:`~deepfield.plots.gallery.asinh_composite`
-(RGB for three bands or more, grey for one or two)."""
+(RGB for three bands or more, grey for one or two), one scale per row: brightness compares along a row."""
 from __future__ import annotations
 
 import os
@@ -17,12 +17,15 @@ from deepfield.plots.style import figure
 __all__ = ["plot_sample_grid", "plot_interpolation"]
 
 
-def _shown(stamp: np.ndarray) -> np.ndarray:
-    return asinh_composite(stamp, channels=None if len(stamp) >= 3 else 0)
+def _row(stamps: list[np.ndarray]) -> list[np.ndarray]:
+    """Display images of ``stamps`` (C, H, W) on ONE asinh scale (sky and brightness of all of them), so that a row
+    shows their relative brightness: the stamps side by side go through one composite, then apart again."""
+    strip = np.concatenate(stamps, axis=-1)
+    shown = asinh_composite(strip, channels=None if len(strip) >= 3 else 0)
+    return np.split(shown, len(stamps), axis=1)
 
 
-def _panel(ax: object, stamp: np.ndarray, title: str | None = None) -> None:
-    image = _shown(stamp)
+def _panel(ax: object, image: np.ndarray, title: str | None = None) -> None:
     ax.imshow(image, origin="lower", cmap=None if image.ndim == 3 else "gray")  # type: ignore[attr-defined]
     ax.set_xticks([])  # type: ignore[attr-defined]
     ax.set_yticks([])  # type: ignore[attr-defined]
@@ -32,7 +35,8 @@ def _panel(ax: object, stamp: np.ndarray, title: str | None = None) -> None:
 
 def plot_sample_grid(real: ArrayLike, samples: ArrayLike, path: str | os.PathLike[str],
                      labels: Sequence[str]) -> Path:
-    """One row per condition: the real stamp ``real[r]`` (C, H, W), then its samples ``samples[r]`` (S, C, H, W).
+    """One row per condition: the real stamp ``real[r]`` (C, H, W), then its samples ``samples[r]`` (S, C, H, W),
+    all on the row's one display scale.
 
     ``labels``: one per row (the condition, e.g. ``half_light_radius=0.6, mag=-9.1``), shown left of the row.
     """
@@ -45,10 +49,11 @@ def plot_sample_grid(real: ArrayLike, samples: ArrayLike, path: str | os.PathLik
     with figure(path, (1.4 * columns, 1.5 * rows + 0.3)) as fig:
         axes = fig.subplots(rows, columns, squeeze=False)
         for r in range(rows):
-            _panel(axes[r, 0], real[r], "real" if r == 0 else None)
+            shown = _row([real[r], *samples[r]])
+            _panel(axes[r, 0], shown[0], "real" if r == 0 else None)
             axes[r, 0].set_ylabel(labels[r], fontsize=7)
             for s in range(samples.shape[1]):
-                _panel(axes[r, 1 + s], samples[r, s], f"sample {s + 1}" if r == 0 else None)
+                _panel(axes[r, 1 + s], shown[1 + s], f"sample {s + 1}" if r == 0 else None)
     return path
 
 
@@ -62,7 +67,7 @@ def plot_interpolation(start: ArrayLike, path_images: ArrayLike, end: ArrayLike,
     with figure(path, (1.3 * len(stamps), 1.8)) as fig:
         axes = fig.subplots(1, len(stamps), squeeze=False)[0]
         steps = len(stamps) - 2
-        for k, (ax, stamp) in enumerate(zip(axes, stamps)):
+        for k, (ax, image) in enumerate(zip(axes, _row(stamps))):
             title = "real A" if k == 0 else "real B" if k == len(stamps) - 1 else f"t={(k - 1) / max(steps - 1, 1):.2f}"
-            _panel(ax, stamp, title)
+            _panel(ax, image, title)
     return path

@@ -283,12 +283,12 @@ def interpolate(model: Any, images: np.ndarray, conditions: torch.Tensor, raw: n
     one farthest from it in latent space (conditions interpolated alike), beside the two real stamps."""
     size = model.condition_size
     given = conditions if size else None
-    z = model.encode(torch.from_numpy(images), given)
+    z = model.encode(torch.from_numpy(images), given).cpu()
     far = int(torch.argmax(((z - z[0]) ** 2).sum(dim=1)))
     t = torch.linspace(0.0, 1.0, INTERPOLATION_STEPS)[:, None]
     line = (1 - t) * z[0] + t * z[far]
     along = (1 - t) * conditions[0] + t * conditions[far] if size else None
-    decoded = restore(model.decode(line, along).cpu().numpy(), info)
+    decoded = restore(model.decode(line.cpu(), along).cpu().numpy(), info)
     return plot_interpolation(raw[0], decoded, raw[far], path)
 
 

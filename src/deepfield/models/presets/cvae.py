@@ -106,9 +106,10 @@ class ConditionalVAE(PresetModel):
         return self.z_mean(x), self.z_log_var(x).clamp(*LOG_VARIANCE_RANGE)
 
     def encode(self, images: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
-        """The latent means ``(N, L)`` of ``images`` (for interpolation); no gradient, eval mode."""
+        """The latent means ``(N, L)`` of ``images`` (for interpolation), on the model's device; no gradient, eval
+        mode."""
         with _evaluating(self):
-            return self.moments(images, conditions)[0]
+            return self.moments(*self._placed(images, conditions))[0]
 
     def _decode(self, z: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
         conditions = check_conditions(conditions, len(z), self.condition_size, self.preset)
@@ -118,9 +119,10 @@ class ConditionalVAE(PresetModel):
         return x
 
     def decode(self, z: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
-        """Stamps ``(N, C, H, W)`` (normalised units) of latents ``z`` ``(N, L)``; no gradient, eval mode."""
+        """Stamps ``(N, C, H, W)`` (normalised units, on the model's device) of latents ``z`` ``(N, L)``; no gradient,
+        eval mode."""
         with _evaluating(self):
-            return self._decode(z.to(self._device()), conditions)
+            return self._decode(*self._placed(z, conditions))
 
     # -- training -----------------------------------------------------------------------------
     def example_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -153,10 +155,12 @@ class ConditionalVAE(PresetModel):
         if not float(temperature) >= 0:
             raise DeepfieldError(f"temperature must be a number >= 0; got {temperature!r}")
         z = torch.randn((conditions.shape[0], self.latent_dim), generator=generator, device=generator.device)
-        return self.decode(z * float(temperature), conditions.to(self._device()) if self.condition_size else None)
+        return self.decode(z * float(temperature), conditions if self.condition_size else None)
 
-    def _device(self) -> torch.device:
-        return next(self.parameters()).device
+    def _placed(self, x: torch.Tensor, conditions: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` and ``conditions`` on the model's device."""
+        device = next(self.parameters()).device
+        return x.to(device), None if conditions is None else conditions.to(device)
 
 
 @contextlib.contextmanager
