@@ -166,3 +166,8 @@ def test_the_example_config_reads_the_simulated_sky(sky, tmp_path):
     assert config.model.preset == "cvae" and config.training.kl_anneal_epochs == 5
     assert prepared.info.conditions == ["half_light_radius", "mag", "ellipticity"]
     assert prepared.x["train"].parts[1].shape == (len(prepared.y["train"]), 3)
+
+
+def test_only_generate_runs_sample(tiny_run):
+    with pytest.raises(DeepfieldError, match=r"is a morphology run; only task generate runs sample"):
+        load_run(tiny_run[0]).sample(2)
