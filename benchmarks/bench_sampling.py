@@ -61,10 +61,12 @@ class PlainDecoder(nn.Module):
             return self(z, conditions)
 
 
-def rate(draw, n: int) -> float:
-    start = time.perf_counter()
+def rate(draw, n: int) -> tuple[float, float]:
+    """Stamps per second of wall time and per second of this process's CPU time (all threads): on a machine
+    shared with other work the second depends far less on the load."""
+    wall, cpu = time.perf_counter(), time.process_time()
     draw()
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -103,31 +105,35 @@ def main() -> None:
         timed["plain torch"] = reference
     for draw in timed.values():  # warm-up
         draw()
-    rates: dict[str, list[float]] = {name: [] for name in timed}
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in timed}
     load = os.getloadavg()[0]
     for _ in range(args.rounds):
         for name, draw in timed.items():
             rates[name].append(rate(draw, args.n))
     load = (load + os.getloadavg()[0]) / 2
-    medians = {name: statistics.median(r) for name, r in rates.items()}
+    medians = {name: statistics.median(w for w, _ in r) for name, r in rates.items()}
+    per_cpu = {name: statistics.median(c for _, c in r) for name, r in rates.items()}
     for name, value in medians.items():
-        print(f"{name}: {value:,.0f} stamps/s (median of {args.rounds} rounds of {args.n})")
+        print(f"{name}: {value:,.0f} stamps/s, {per_cpu[name]:,.0f} per CPU-second "
+              f"(median of {args.rounds} rounds of {args.n})")
     if not args.write:
         return
-    rows = "\n".join(f"| {name} | {value:,.0f} | {value / medians['deepfield']:.2f} |"
+    rows = "\n".join(f"| {name} | {value:,.0f} | {per_cpu[name]:,.0f} | {value / medians['deepfield']:.2f} |"
                      for name, value in medians.items())
     ratio = (f" The preset samples at {medians['deepfield'] / medians['plain torch']:.2f}x the plain torch decoder "
              "with the same weights." if plain is not None else "")
-    add_section(f"""## Sampling speed: {args.preset} (bench_sampling.py)
+    add_section(f"""## Sampling speed: {args.preset}, {args.threads} thread(s) (bench_sampling.py)
 
-{datetime.date.today()}, {machine()}, {args.threads} threads, load average {load:.1f} while measuring (the machine
+{datetime.date.today()}, {machine()}, {args.threads} thread(s), load average {load:.1f} while measuring (the machine
 shared with other work: the rates are lower bounds of a quiet machine's). `{args.preset}` with options
 {json.dumps(options)} on {args.shape} stamps, K = {args.conditions} conditions, sample options
 {json.dumps(sample_options)}, batches of {args.batch}, {args.n} samples per round, median of {args.rounds}
-interleaved rounds, untrained weights (speed does not depend on them).{ratio}
+interleaved rounds, untrained weights (speed does not depend on them).{ratio} Per CPU-second: the stamps
+drawn per second of the process's CPU time over all its threads (on a loaded machine far less affected than the
+wall-clock rate; {args.threads} thread(s) on a quiet machine give at most {args.threads}x it).
 
-| sampler | stamps/s | relative |
-|---|---|---|
+| sampler | stamps/s (wall clock) | stamps per CPU-second | relative (wall clock) |
+|---|---|---|---|
 {rows}
 """)
 
