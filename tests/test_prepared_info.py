@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.pipeline import TASKS, prepare, task_for
-from deepfield.tasks.prepared_info import (DeblendInfo, DenoiseInfo, ImagingInfo, PhotozInfo, PreparedInfo,
-                                          SegmentInfo, TabularInfo)
+from deepfield.tasks.prepared_info import (DeblendInfo, DenoiseInfo, GenerateInfo, ImagingInfo, PhotozInfo,
+                                          PreparedInfo, SegmentInfo, TabularInfo)
 from deepfield.tasks.run import load_run, train
 from prepared_cases import CASES, FIXTURES, make, relative
 
@@ -43,7 +43,7 @@ def assert_same(new, old, where="prepared.json"):
 def test_every_task_names_its_info_model():
     assert {name: task.info_model for name, task in TASKS.items()} == {
         "morphology": ImagingInfo, "quality": ImagingInfo, "photoz": PhotozInfo, "tabular": TabularInfo,
-        "denoise": DenoiseInfo, "deblend": DeblendInfo, "segment": SegmentInfo}
+        "denoise": DenoiseInfo, "deblend": DeblendInfo, "segment": SegmentInfo, "generate": GenerateInfo}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

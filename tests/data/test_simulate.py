@@ -113,6 +113,8 @@ def test_truth_is_sane(morph):
     assert np.all((truth["ellipticity"] >= 0) & (truth["ellipticity"] < 1))
     assert np.all((truth["psf_fwhm"] >= 0.5) & (truth["psf_fwhm"] <= 1.1))
     assert np.all((truth["snr"] >= 20) & (truth["snr"] <= 200))
+    flux = truth["flux_g"] + truth["flux_r"] + truth["flux_i"]
+    assert np.allclose(10 ** (-0.4 * truth["mag"]), flux, rtol=1e-9)  # the magnitude of the summed electrons
     red = truth["flux_i"] / truth["flux_g"]
     assert np.median(red[spheroids]) > np.median(red[classes == "irregular"])  # red spheroids, blue knots
 

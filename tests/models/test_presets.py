@@ -26,6 +26,7 @@ SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
     "resnet": ({"input_shape": (2, 9, 11), "filters": (4, 8), "blocks": 1, "n_outputs": 2}, (2, 2)),
     "unet": ({"input_shape": (2, 8, 12), "depth": 2, "filters": 4, "output_channels": 1}, (2, 1, 8, 12)),
     "diffusion": ({"input_shape": (2, 8, 12), "depth": 1, "filters": 4, "groups": 2, "timesteps": 50}, (2, 2, 8, 12)),
+    "cvae": ({"input_shape": (2, 8, 12), "filters": (4, 8), "latent_dim": 3}, (2, 2, 8, 12)),
 }
 
 # name -> (parameters incl. BN moving statistics, output shape) at the default input shape
@@ -40,6 +41,7 @@ DEFAULT = {
     "resnet": (273_169, (1,)),
     "unet": (1_945_555, (3, 64, 64)),
     "diffusion": (136_115, (3, 32, 32)),  # the output: the noise estimate's error
+    "cvae": (110_531, (3, 32, 32)),
 }
 
 
@@ -104,6 +106,14 @@ def test_save_and_load_reproduce_the_outputs_exactly(name, tmp_path):
 
 
 # -- parameter counts by hand -------------------------------------------------------
+
+
+def test_cvae_hand_count():
+    # two stride-2 convolutions leave 32×8×8 = 2048 features; the decoder mirrors them (transposed kernels 3×3)
+    expected = (conv(3, 3, 16) + conv(3, 16, 32) + 2 * dense(2048, 16) + dense(16, 2048)
+                + conv(3, 32, 16) + conv(3, 16, 3))
+    assert expected == DEFAULT["cvae"][0]
+    assert summarize(zoo.get("cvae", condition_size=4)).total == expected + 2 * 4 * 16 + 4 * 2048
 
 
 def test_lecture_cnn_hand_count():

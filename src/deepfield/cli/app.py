@@ -196,6 +196,37 @@ def predict(
 
 
 @app.command()
+def sample(
+    run: Annotated[Path, typer.Argument(help="a run folder of task generate")],
+    out: Annotated[Path, typer.Option(help="HDF5 file to write: samples (N, C, H, W) in the training file's unit, "
+                                           "the conditions used, the seed and the run")],
+    n: Annotated[Optional[int], typer.Option("--n", help="samples to draw (default: one per --conditions row)")
+                 ] = None,
+    condition: Annotated[Optional[str], typer.Option(help="one condition for every sample, in the units of the "
+                                                          "run's data.conditions: half_light_radius=0.4,mag=-9")
+                         ] = None,
+    conditions: Annotated[Optional[Path], typer.Option(help="a table (FITS, CSV, HDF5, Parquet) with one row of "
+                                                            "conditions per sample, columns named as the run's")
+                          ] = None,
+    seed: SEED = 0,
+    temperature: Annotated[Optional[float], typer.Option(help="VAE: scale of the latent draws (1: the prior)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="diffusion: sampler steps")] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance scale")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="samples drawn at once")] = 256,
+    trust: TRUST = False,
+    overwrite: OVERWRITE = False,
+) -> None:
+    """Draw stamps from a trained generate run (a conditional VAE, a diffusion model), with a progress bar."""
+    from deepfield.tasks.run import load_run
+    from deepfield.tasks.sampling import sample_to_file
+
+    options = {k: v for k, v in dict(temperature=temperature, steps=steps, guidance=guidance).items() if v is not None}
+    written = sample_to_file(load_run(run, trust=trust), out, n, condition, conditions, seed, batch_size,
+                             overwrite=overwrite, **options)
+    console.print(f"wrote {written}")
+
+
+@app.command()
 @reading_options
 def features(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],

@@ -15,6 +15,7 @@ from torch import nn
 
 from deepfield.errors import DeepfieldError
 from deepfield.models.presets.course import dominguez_sanchez, euclid_quality, lecture_cnn
+from deepfield.models.presets.cvae import ConditionalVAE
 from deepfield.models.presets.dieleman import dieleman
 from deepfield.models.presets.diffusion import Diffusion
 from deepfield.models.presets.pasquet import Pasquet
@@ -35,6 +36,7 @@ PRESETS: Registry[Callable[..., nn.Module]] = Registry("model preset", {
     "resnet": resnet,
     "unet": unet,
     "diffusion": Diffusion,
+    "cvae": ConditionalVAE,
 })
 PRESETS.alias("quality-cnn", "euclid-quality", listed=False)  # the name before the rename, no longer offered
 

@@ -63,6 +63,8 @@ FIGURE_TITLES = {
     "denoise_gallery": "Test stamps of best, median and worst PSNR: input, output, truth, residual (and σ)",
     "deblend_gallery": "Test sources of best, median and worst flux error: blend, network, isolated truth, residual",
     "segment_gallery": "Test stamps of best, median and worst mean IoU: image, predicted classes, true classes",
+    "sample_grid": "Samples drawn at the conditions of test stamps (one row per condition), the real stamp first",
+    "latent_interpolation": "Decoded along a line in latent space between two real test stamps",
     "gradient_norms": "Gradient norm of each layer during training",
     "confusion_matrix": "Confusion matrix on the test part (fraction of each true class, with counts)",
     "roc": "ROC curves (one vs rest) on the test part",

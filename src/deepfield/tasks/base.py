@@ -100,6 +100,12 @@ class Task:
         """Science metrics of ``outputs`` (the network's predictions on ``part``) and their figures."""
         raise NotImplementedError
 
+    def analyse_models(self, models: list[nn.Module], prepared: Prepared, part: str, figures: Path,
+                       config: RunConfig) -> dict[str, Any]:
+        """Metrics and figures of ``part`` that need the networks themselves, not only their outputs (a generative
+        model's samples); ``{}``: none."""
+        return {}
+
     def read_new(self, config: RunConfig, info: PreparedInfo, path: Path, labelled: bool) -> NewData:
         """Data from another file, prepared exactly as the run's training data (``info``)."""
         raise DeepfieldError(f"task {self.name!r} cannot read new files yet (evaluate without --data works)")

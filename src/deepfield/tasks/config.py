@@ -92,8 +92,11 @@ class DataConfig(Strict):
     deblend: Literal["each", "all"] = Field(
         "each", description="task deblend: each: the blend + one target's marker -> that source (one example per "
                             "source); all: the blend + one marker per source slot -> every source at once")
+    conditions: list[str] | None = Field(
+        None, description="task generate: the columns each stamp is conditioned on (HDF5 datasets, truth/ columns, "
+                          "or data.labels table columns), standardised; one column of class labels is one-hot")
 
-    @field_validator("bands", mode="before")
+    @field_validator("bands", "conditions", mode="before")
     @classmethod
     def _bands_from_text(cls, value: Any) -> Any:
         return [b.strip() for b in value.split(",")] if isinstance(value, str) else value
@@ -155,6 +158,8 @@ class TrainingConfig(Strict):
     metrics: list[str] | None = None
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     reduce_lr: int | None = Field(None, ge=1, description="halve the learning rate after this many epochs without progress")
+    kl_anneal_epochs: int = Field(0, ge=0, description="ramp a VAE's KL term (or model.bayesian's) up linearly over "
+                                                      "this many epochs")
     device: str | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] | None = Field(
         "auto", description="auto: bf16 on CUDA GPUs (fp16 before Ampere), fp32 on CPU; null: fp32")
@@ -290,12 +295,12 @@ class PhotozConfig(Strict):
         None, description="a PDF's z_phot: median (default), mean, mode, peak or peak_mean")
 
 
-TASK_PRESETS = {"denoise": "unet", "deblend": "unet", "segment": "unet"}
+TASK_PRESETS = {"denoise": "unet", "deblend": "unet", "segment": "unet", "generate": "cvae"}
 """``model.preset`` when the config leaves it out, for the tasks whose default is not ``lecture-cnn``."""
 
 
 class RunConfig(Strict):
-    task: Literal["morphology", "quality", "photoz", "tabular", "denoise", "deblend", "segment"]
+    task: Literal["morphology", "quality", "photoz", "tabular", "denoise", "deblend", "segment", "generate"]
     name: str | None = None
     seed: int = 0
     out: Path = Path("runs/run")

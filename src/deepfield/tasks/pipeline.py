@@ -43,6 +43,7 @@ from deepfield.tasks.deblend import Deblend
 from deepfield.tasks.denoise import Denoise
 from deepfield.tasks.explain import explain
 from deepfield.tasks.explain_region import source_apertures
+from deepfield.tasks.generate import Generate
 from deepfield.tasks.imaging import Morphology, Quality
 from deepfield.tasks.photoz import PhotoZ
 from deepfield.tasks.prepared_info import PreparedInfo
@@ -61,7 +62,7 @@ from deepfield.version import __version__
 
 TASKS: Registry[type[Task]] = Registry("task", {task.name: task
                                                 for task in (Morphology, PhotoZ, Quality, Tabular, Denoise,
-                                                             Deblend, Segment)})
+                                                             Deblend, Segment, Generate)})
 """The tasks ``task:`` in a config names (their names also in :class:`~deepfield.tasks.config.RunConfig`)."""
 
 
@@ -305,8 +306,9 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
                  backup, TerminateOnNaN(raise_error=True), *extra_callbacks]
     if config.training.reduce_lr:
         callbacks.append(ReduceLROnPlateau(factor=0.5, patience=config.training.reduce_lr))
-    if config.model.bayesian is not None and config.model.bayesian.kl_anneal_epochs:
-        callbacks.append(KLAnnealing(config.model.bayesian.kl_anneal_epochs))
+    anneal = config.training.kl_anneal_epochs or (config.model.bayesian and config.model.bayesian.kl_anneal_epochs)
+    if anneal:
+        callbacks.append(KLAnnealing(anneal))
     if config.training.early_stopping:
         callbacks.append(EarlyStopping(patience=config.training.early_stopping, restore_best_weights=True))
     norms = gradient_norm_logger(config, len(prepared.x["train"]))
@@ -450,6 +452,7 @@ def analyse(task: Task, models: list[torch.nn.Module], prepared: Prepared, figur
                .evaluate(prepared.x["test"], prepared.y["test"], batch_size=256, verbose=0) for m in models]
     prediction = run_predictive(config, task, models, prepared.x["test"], prepared.info, task.keeps_draws)
     science = task.analyse(prediction.mean, prepared, "test", figures)
+    science.update(task.analyse_models(models, prepared, "test", figures, config))
     uncertainty = task.analyse_uncertainty(prediction, prepared, "test", figures, calibration)
     if uncertainty:
         draws = len(models) * max(draws_per_network(config), 1)

@@ -242,3 +242,26 @@ class SegmentInfo(StampsInfo):
     label_map: Literal["classes", "instances"]
     """``instances``: the file's maps are instance maps, learnt as background / source / boundary classes;
     ``classes``: class maps, learnt as they are."""
+
+
+class GenerateInfo(PreparedInfo):
+    """``generate``: stamps normalised linearly per band (undone on samples) and the conditions of each stamp."""
+
+    bands: list[str]
+    unit: str
+    """The flux unit per pixel of the file (HDF5 ``images`` attribute ``unit``; empty when the file does not say)."""
+    normalize: RobustStatistics | None = None
+    """``data.normalize: robust``: each band's median and 1.4826 · MAD of the training stamps; the network sees
+    ``(x − median) / sigma`` and samples come back as ``s · sigma + median``; ``None``: raw fluxes."""
+    conditions: list[str] = []
+    """``data.conditions``: the columns read (empty: unconditional)."""
+    condition_classes: list[str] | None = None
+    """One column of class labels: its class names, one-hot in this order (then not standardised)."""
+    standardize: FeatureScale | None = None
+    """Numeric conditions: each column's training mean and standard deviation; the network reads
+    ``(c − mean) / std``."""
+
+    @property
+    def condition_size(self) -> int:
+        """K, the length of the condition vector the network reads."""
+        return len(self.condition_classes) if self.condition_classes is not None else len(self.conditions)

@@ -30,10 +30,11 @@ from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.config import RunConfig, load_config
 from deepfield.tasks.explain import explain
 from deepfield.tasks.explain_region import source_apertures
-from deepfield.tasks.prepared_info import PreparedInfo
+from deepfield.tasks.prepared_info import GenerateInfo, PreparedInfo
 from deepfield.tasks.pipeline import analyse, class_labels, draws_per_network, prepare, run_predictive, task_for, train
 from deepfield.tasks.reading import with_reading
 from deepfield.tasks.run_folder import CALIBRATION_FILE, PREPARED_FILE, member_folders
+from deepfield.tasks.sampling import Condition, Conditions, condition_rows, draw
 from deepfield.tasks.tables import carried_columns, source_name, table_format, write_table
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -190,6 +191,17 @@ class Run:
                 band_names=self.bands, methods=methods, seed=self.config.seed, task=self.task, info=self.info,
                 apertures=sources)
         return Path(out)
+
+    def sample(self, n: int | None = None, condition: Condition = None, conditions: Conditions = None, seed: int = 0,
+               batch_size: int = 256, **options: Any) -> np.ndarray:
+        """``n`` stamps (N, C, H, W) float32 in the training file's unit drawn from a ``generate`` run, as ``deepfield
+        sample``: at ``condition`` (``{"half_light_radius": 0.6}`` or ``"half_light_radius=0.6"``) or one per row of
+        the ``conditions`` table (:mod:`~deepfield.tasks.sampling`); ``options``: the model's (``temperature``,
+        ``steps``, ``guidance``). The same seed gives the same stamps; an ensemble draws from its first network."""
+        if not isinstance(self.info, GenerateInfo):
+            raise DeepfieldError(f"run {self.folder} is a {self.config.task} run; only task generate runs sample")
+        rows = condition_rows(self.info, n, condition, conditions)
+        return draw(self.models[0], self.info, rows, seed, batch_size, **options)
 
     def features(self, data: str | os.PathLike[str] | Any, layer: str | None = None,
                  reading: Mapping[str, Any] | None = None, keep: Sequence[str] = ()) -> Table:

@@ -49,6 +49,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import constraints, regularizers
 from deepfield.models.base import ensure_built
 from deepfield.models.folding import fold_batch_norm
+from deepfield.models.packed import Packed
 from deepfield.training import distributed, losses, optimizers, sample_weights
 from deepfield.training import metrics as metric_registry
 from deepfield.training.augment import BatchAugment, as_augment
@@ -600,7 +601,8 @@ class Engine:
     def _probe(self, name: str, example: torch.Tensor) -> None:
         """One forward pass on one sample; a shape error names what the model expects and what it got."""
         expected, got = expected_input_shape(self.model), tuple(example.shape[1:])
-        declared = declared_input_shape(self.model)
+        # several inputs (a generative model's images and conditions): the model's own checks say what is wrong
+        declared = None if isinstance(example, Packed) else declared_input_shape(self.model)
         if declared is not None and declared != got:
             raise DeepfieldError(f"{name} does not fit the model: its samples have shape {got}, "
                                  f"the model expects {declared}")

@@ -224,6 +224,7 @@ def truth_info(bands: Sequence[str]) -> ColumnInfo:
         "psf_fwhm": ("arcsec", "FWHM of the Moffat seeing PSF"),
         "psf_beta": ("", "index beta of the Moffat seeing PSF"),
         "sky_level": ("electron", "sky per pixel and band, subtracted (its Poisson noise remains)"),
+        "mag": ("mag", "-2.5 log10 of the band-summed flux in electrons (zero point: 1 electron)"),
     } | {f"flux_{b}": ("electron", f"total flux in band {b} before noise") for b in bands}
 
 
@@ -273,5 +274,12 @@ def simulate_morphology(n: int, out: str | os.PathLike[str], *, size: int = 64,
                    workers=workers, progress=progress, description="morphology stamps")
         write_labels(h5, labels, CLASSES)
         truth = {"class": np.array(CLASSES)[labels], **sink.columns}
+        truth["mag"] = instrumental_magnitude(truth, job.bands)
         write_columns(h5.create_group("truth", track_order=True), truth, truth_info(job.bands))
     return out
+
+
+def instrumental_magnitude(truth: Mapping[str, np.ndarray], bands: Sequence[str]) -> np.ndarray:
+    """(n,) ``-2.5 log10`` of the band-summed ``flux_<band>`` columns (electrons): a magnitude with zero point
+    1 electron, for conditioning generative models on brightness (``truth/mag``)."""
+    return -2.5 * np.log10(np.sum([truth[f"flux_{b}"] for b in bands], axis=0))

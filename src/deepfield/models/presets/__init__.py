@@ -12,9 +12,11 @@ module               presets                      what
 ``resnet``           resnet                       small residual network for stamps
 ``unet``             unet                         image-to-image U-Net (a functional model)
 ``diffusion``        diffusion                    denoising diffusion model on the U-Net, DDIM sampling
+``cvae``             cvae                         conditional VAE for stamps (a generative model)
 ===================  ===========================  =========================================
 
 All are Sequentials except ``pasquet`` (two inputs), a :class:`~deepfield.models.presets.base.PresetModel`,
-and ``unet``, a :class:`~deepfield.models.functional.Functional` (its skips are a graph); ``diffusion`` is a
-:class:`~deepfield.models.presets.base.PresetModel` around such a graph (with a sampler).
+``cvae`` (images and conditions; :mod:`deepfield.models.generative`) and ``diffusion`` (a
+:class:`~deepfield.models.presets.base.PresetModel` around a U-Net graph, with a sampler), and ``unet``, a
+:class:`~deepfield.models.functional.Functional` (its skips are a graph).
 """
