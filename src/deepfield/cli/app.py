@@ -401,16 +401,19 @@ def simulate_blends_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i",
                                                                           "half-light radii")] = "hlr",
                         visits: Annotated[float, typer.Option(help="LSST visits of the noise")] = 100.0,
                         mag_limit: Annotated[float, typer.Option(help="faintest AB magnitude (band mean)")] = 25.0,
-                        threshold: Annotated[float, typer.Option(help="segmentation floor in noise sigmas")] = 1.0
+                        threshold: Annotated[float, typer.Option(help="segmentation floor in noise sigmas")] = 1.0,
+                        galaxy_kinds: Annotated[str, typer.Option(help="galaxy recipes drawn, of spheroid,disk,"
+                                                                       "irregular")] = "spheroid,disk"
                         ) -> None:
-    """Stamps of overlapping galaxies and stars, each source alone too, with truth and segmentation."""
+    """Stamps of overlapping galaxies and stars, each source alone too, with truth, segmentation and morphology."""
     check_output(out, overwrite=overwrite)
     from deepfield.data.simulate.blends import simulate_blends
 
     path = simulate_blends(n, out, size=size, bands=split_list(bands) or (), seed=seed, min_sources=min_sources,
                            max_sources=max_sources, star_fraction=star_fraction,
                            separation=parse_range(separation, "--separation"), separation_unit=separation_unit,
-                           visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers)
+                           visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers,
+                           galaxy_kinds=split_list(galaxy_kinds) or ())
     count = str(min_sources) if min_sources == max_sources else f"{min_sources} to {max_sources}"
     console.print(f"wrote {path}: {n} blends of {count} sources, {bands} x {size}x{size}")
 
