@@ -69,3 +69,17 @@ def test_seeded_watershed_splits_a_blend_the_argmax_map_merges():
     split = instances_from_probabilities(probabilities, boundary=2)
     assert match_sources(instances, split) == {"n_true": 2, "n_predicted": 2, "n_matched": 2}
     np.testing.assert_array_equal(split[0] > 0, inside)
+
+
+def test_source_class_purity_counts_the_detected_sources_given_their_true_class():
+    from deepfield.analysis.segmentation import source_class_purity
+
+    true_sources = np.array([[[1, 1, 0, 2, 2, 0, 3]]])
+    truth = np.array([[[1, 1, 0, 4, 4, 0, 2]]])  # a spheroid, a point source, a disk
+    found = np.array([[[1, 1, 0, 2, 2, 0, 0]]])  # the disk missed
+    predicted = np.array([[[1, 2, 0, 4, 4, 0, 0]]])  # spheroid's segment split 1:1 (the lower class wins)
+    result = source_class_purity(truth, predicted, true_sources, found)
+    assert result == {"source_class_purity": 1.0, "n_classified": 2}
+    predicted[0, 0, 3:5] = 2
+    assert source_class_purity(truth, predicted, true_sources, found)["source_class_purity"] == 0.5
+    assert np.isnan(source_class_purity(truth, predicted, true_sources, np.zeros_like(found))["source_class_purity"])

@@ -136,6 +136,25 @@ def match_sources(truth: np.ndarray, predicted: np.ndarray, min_iou: float = MAT
     return {"n_true": n_true, "n_predicted": n_predicted, "n_matched": n_matched}
 
 
+def source_class_purity(truth: np.ndarray, predicted: np.ndarray, true_sources: np.ndarray,
+                        predicted_sources: np.ndarray, min_iou: float = MATCH_IOU) -> dict[str, Any]:
+    """How often a detected source is given its true class: over the pairs of :func:`match_sources` (a true source
+    and the predicted segment that overlaps it with IoU > ``min_iou``), the fraction whose segment's majority
+    predicted class (``predicted``, (N, H, W) class maps) is the source's true class (the majority of ``truth`` over
+    its pixels). ``source_class_purity`` (NaN without a detection) and ``n_classified``, the pairs that agree."""
+    n_pairs = n_agree = 0
+    for t, p, labels, found in zip(*(np.asarray(a) for a in (truth, predicted, true_sources, predicted_sources))):
+        for i, j in zip(*np.nonzero(source_overlaps(labels, found) > min_iou)):
+            n_pairs += 1
+            n_agree += int(_majority(t[labels == i + 1]) == _majority(p[found == j + 1]))
+    return {"source_class_purity": n_agree / n_pairs if n_pairs else float("nan"), "n_classified": n_agree}
+
+
+def _majority(classes: np.ndarray) -> int:
+    """The most frequent class of ``classes`` (1-D), the lowest on a tie."""
+    return int(np.argmax(np.bincount(classes)))
+
+
 def segmentation_metrics(truth: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
                          true_sources: np.ndarray, predicted_sources: np.ndarray) -> dict[str, Any]:
     """The class and detection scores of the module: ``iou`` (class name -> IoU), ``mean_iou``,

@@ -84,8 +84,9 @@ class DataConfig(Strict):
     features: list[str] | None = None
     feature_groups: dict[str, list[str]] = {}
     limit: int | None = Field(None, ge=1, description="use only the first N objects (quick runs)")
-    label_map: Literal["classes", "instances"] | None = Field(
-        None, description="task segment: the labels are class maps or instance maps (0 background, k source k); "
+    label_map: Literal["classes", "instances", "morphology"] | None = Field(
+        None, description="task segment: the labels are class maps or instance maps (0 background, k source k), "
+                          "or morphology: a blends file's Morpheus class maps (its sources from its instance map); "
                           "default: instances in a `deepfield simulate blends` file, else classes")
 
     @field_validator("bands", mode="before")

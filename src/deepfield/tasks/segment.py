@@ -14,6 +14,9 @@ named by ``data.target`` (default ``segmentation``). ``data.label_map`` says wha
   detection and deblending catalogue that completeness and purity can score.
 * ``classes`` (Morpheus-like morphology maps, 0 background): learnt as they are; the class names come from the
   labels' ``classes`` attribute, else ``background``, ``class 1``, ... up to the largest label.
+* ``morphology`` (a blends file's ``morphology`` maps: background, spheroid, disk, irregular, point source, after
+  Hausen & Robertson 2020; :mod:`~deepfield.data.simulate.morpheus`): class maps learnt as they are, whose true
+  sources are the file's instance map ``segmentation`` (two touching sources of one class stay two).
 
 Inputs are normalised as the classifiers' stamps (``data.normalize: robust``, ``data.stretch: asinh``;
 :class:`~deepfield.tasks.prepared_info.SegmentInfo`). Network: ``model.preset`` defaults to ``unet`` with one
@@ -23,7 +26,8 @@ softmax output channel per class (probabilities over axis 1, ``(N, K, H, W)``), 
 Metrics on the test part (:func:`~deepfield.analysis.segmentation.segmentation_metrics`, definitions there):
 IoU per class and their mean, pixel accuracy, completeness and purity of the sources (IoU > 0.5 matching of the
 predicted segments to the true sources: the file's instances, or for class maps the connected regions of the
-non-background classes). Classical baseline: :mod:`deepfield.tasks.baselines.watershed`.
+non-background classes). For class maps, ``source_class_purity``: the fraction of the detected sources whose
+segment's majority class is the source's true class. Classical baseline: :mod:`deepfield.tasks.baselines.watershed`.
 
 Predictions (``deepfield predict RUN blends.h5 --out segmented.h5``): ``segmentation`` (N, H, W) int16 class
 indices, ``sources`` (N, H, W) int16 the sources it delimits (0 background, 1.. per stamp) and
@@ -40,7 +44,7 @@ import torch
 
 from deepfield.analysis.segmentation import (INSTANCE_CLASSES, class_iou, classes_from_instances,
                                              connected_sources, instances_from_classes, instances_from_probabilities,
-                                             segmentation_metrics)
+                                             segmentation_metrics, source_class_purity)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
@@ -54,6 +58,8 @@ from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
 
 DEFAULT_TARGETS = "segmentation"
+MORPHOLOGY = "morphology"
+"""The blends file's Morpheus class maps (``data.label_map: morphology``: the default ``data.target``)."""
 
 
 @dataclass
@@ -66,11 +72,19 @@ class SegmentPrepared(Prepared):
 
 
 def read(data: DataConfig, path: Path, labelled: bool, info: SegmentInfo | None = None) -> LabelMaps:
-    """The stamps and label maps of ``path`` as ``data`` (or a run's record ``info``) says to read them."""
+    """The stamps and label maps of ``path`` as ``data`` (or a run's record ``info``) says to read them (for
+    morphology maps, the instance map ``segmentation`` as well)."""
+    morphology = (info.label_map if info else data.label_map) == MORPHOLOGY
     return read_label_maps(path, images=info.inputs if info else data.images,
-                           labels=info.targets if info else data.target or DEFAULT_TARGETS, labelled=labelled,
+                           labels=info.targets if info else data.target or default_targets(data), labelled=labelled,
                            bands=info.bands if info else data.bands, channels=data.channels, ids=data.ids,
-                           limit=data.limit)
+                           limit=data.limit, instances=DEFAULT_TARGETS if morphology else None)
+
+
+def default_targets(data: DataConfig) -> str:
+    """The label maps read without ``data.target``: ``morphology`` for ``data.label_map: morphology``, else
+    ``segmentation``."""
+    return MORPHOLOGY if data.label_map == MORPHOLOGY else DEFAULT_TARGETS
 
 
 def label_kind(data: DataConfig, maps: LabelMaps) -> str:
@@ -96,7 +110,7 @@ def targets(maps: LabelMaps, info: SegmentInfo, path: Path) -> tuple[np.ndarray,
     if labels.max() >= len(info.classes):
         raise DeepfieldError(f"{path}: label maps {info.targets!r} hold label {int(labels.max())}, outside the "
                              f"{len(info.classes)} classes {info.classes} (0 to {len(info.classes) - 1})")
-    return labels, connected_sources(labels)
+    return labels, connected_sources(labels) if maps.sources is None else maps.sources
 
 
 def check_options(config: RunConfig) -> None:
@@ -125,7 +139,7 @@ class Segment(Task):
                             lambda path: read(data, path, labelled=True), lambda part: len(part.images))
         kind = label_kind(data, maps)
         info = SegmentInfo(bands=list(maps.bands), classes=class_names(list(parts.values()), kind),
-                           unit=maps.unit, inputs=data.images, targets=data.target or DEFAULT_TARGETS,
+                           unit=maps.unit, inputs=data.images, targets=data.target or default_targets(data),
                            label_map=kind, stretch=data.stretch)
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].images)).get_config()
@@ -188,6 +202,8 @@ class Segment(Task):
         truth, true_sources = prepared.y[part], prepared.sources[part]  # type: ignore[attr-defined]
         predicted, sources = self.maps(outputs, info)
         result = segmentation_metrics(truth, predicted, info.classes, true_sources, sources)
+        if info.label_map != "instances":
+            result |= source_class_purity(truth, predicted, true_sources, sources)
         scores = [np.nanmean(np.nan_to_num(class_iou(t[None], p[None], len(info.classes)), nan=1.0))
                   for t, p in zip(truth, predicted)]  # a class absent from both is no error
         shown = best_median_worst(scores)
@@ -202,7 +218,7 @@ class Segment(Task):
         info = prepared.info
         network = {"model": f"network ({config.model.preset})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}, **per_class(metrics.get("iou", {}))}
-        if info.label_map == "classes" and len(info.classes) > 2:
+        if info.label_map != "instances" and len(info.classes) > 2:
             return [network]
         parts = {part: (prepared.raw[part], prepared.y[part], prepared.sources[part])  # type: ignore[attr-defined]
                  for part in ("validation", "test")}
@@ -217,4 +233,4 @@ class Segment(Task):
 
 def _take(maps: LabelMaps, index: np.ndarray) -> LabelMaps:
     return LabelMaps(maps.images[index], maps.labels[index], maps.bands, maps.unit, maps.ids[index],  # type: ignore
-                     maps.classes, maps.instances)
+                     maps.classes, maps.instances, None if maps.sources is None else maps.sources[index])
