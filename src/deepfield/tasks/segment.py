@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfield.analysis.segmentation import (INSTANCE_CLASSES, class_iou, classes_from_instances,
+from deepfield.analysis.segmentation import (INSTANCE_CLASSES, SEED_LEVEL, choose_seed_level, class_iou,
+                                             classes_from_instances,
                                              connected_sources, instances_from_classes, instances_from_probabilities,
                                              segmentation_metrics, source_class_purity)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
@@ -50,12 +51,15 @@ from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 from deepfield.plots import best_median_worst, plot_segmentation_gallery
-from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.watershed import SCORES, per_class, watershed_baseline
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.denoise import FITS_SUFFIXES, unet_tiling
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
+from deepfield.tasks.segment_whole import segment_fits
+from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "segmentation"
 MORPHOLOGY = "morphology"
@@ -191,8 +195,27 @@ class Segment(Task):
         """Probabilities (N, K, H, W) -> (class maps, the sources they delimit), (N, H, W) int64 each."""
         predicted = np.argmax(outputs, axis=1)
         if info.label_map == "instances":
-            return predicted, instances_from_probabilities(outputs, INSTANCE_CLASSES.index("boundary"))
+            return predicted, instances_from_probabilities(outputs, INSTANCE_CLASSES.index("boundary"),
+                                                           seed_level(info))
         return predicted, instances_from_classes(predicted, None)
+
+    recalibrates = chooses_on_validation = True
+
+    def fit_calibration(self, prediction: MCPrediction, prepared: Prepared) -> dict[str, Any] | None:
+        """For background / source / boundary classes, ``{"seed_level": level, "detection_f1": {level: F1}}``:
+        the watershed's seed level chosen on the validation part (:func:`~deepfield.analysis.segmentation.
+        choose_seed_level`), as the watershed baseline's threshold is; ``None`` for class maps or no validation."""
+        if prepared.info.label_map != "instances" or not len(prediction.mean):
+            return None
+        level, scores = choose_seed_level(prediction.mean, prepared.sources["validation"],  # type: ignore[attr-defined]
+                                          INSTANCE_CLASSES.index("boundary"))
+        return {"seed_level": level, "detection_f1": {str(k): v for k, v in scores.items()}}
+
+    def calibrated_info(self, info: SegmentInfo, calibration: Calibration) -> SegmentInfo:  # type: ignore[override]
+        """``info`` with the seed level of ``calibration`` (:meth:`fit_calibration`), where it holds one."""
+        if isinstance(calibration, dict) and "seed_level" in calibration:
+            return info.model_copy(update={"seed_level": float(calibration["seed_level"])})
+        return info
 
     # -- what the run says ---------------------------------------------------------------------
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
@@ -204,6 +227,8 @@ class Segment(Task):
         result = segmentation_metrics(truth, predicted, info.classes, true_sources, sources)
         if info.label_map != "instances":
             result |= source_class_purity(truth, predicted, true_sources, sources)
+        else:
+            result["seed_level"] = seed_level(info)
         scores = [np.nanmean(np.nan_to_num(class_iou(t[None], p[None], len(info.classes)), nan=1.0))
                   for t, p in zip(truth, predicted)]  # a class absent from both is no error
         shown = best_median_worst(scores)
@@ -224,11 +249,36 @@ class Segment(Task):
                  for part in ("validation", "test")}
         return [network, watershed_baseline(parts["validation"], parts["test"], info.classes)]
 
+    def predict_whole_image(self, models: list[torch.nn.Module], config: RunConfig, info: SegmentInfo,  # type: ignore
+                            data: Path, out: Path, overwrite: bool = False) -> Path | None:
+        """A FITS image (``(H, W)`` one band or a ``(C, H, W)`` cube in the run's band order) of any size, segmented by
+        overlapping tiles into the FITS file ``out`` (HDUs ``CLASSES``, ``SOURCES`` for background / source /
+        boundary classes, ``PROBABILITY``, each with the input's header and WCS:
+        :mod:`~deepfield.tasks.segment_whole`). Sides that do not divide by ``2**depth`` are mirrored beyond
+        the far edges to multiples of it, then cropped."""
+        if data.suffix.lower() not in FITS_SUFFIXES:
+            return None
+        if out.suffix.lower() not in FITS_SUFFIXES:
+            raise DeepfieldError(f"{out}: a segmented FITS image is written as FITS (.fits)")
+        accepted = zoo.parameters(config.model.preset)
+        if "depth" not in accepted:
+            raise DeepfieldError(f"{data}: tiled segmentation of whole images needs a U-Net run (model.preset "
+                                 f"{config.model.preset!r})")
+        depth = int(config.model.options.get("depth", accepted["depth"].default))
+        tile, overlap, margin = unet_tiling(depth)
+        return segment_fits(models, info, data, out, tile=tile, overlap=overlap, margin=margin, multiple=2**depth,
+                            seed_level=seed_level(info), device=config.training.device)
+
     def describe(self, outputs: np.ndarray, info: SegmentInfo) -> dict[str, np.ndarray]:
         """``segmentation`` and ``sources`` (N, H, W) int16; ``probability`` (N, K, H, W) float32."""
         predicted, sources = self.maps(outputs, info)
         return {"segmentation": predicted.astype(np.int16), "sources": sources.astype(np.int16),
                 "probability": np.asarray(outputs, dtype=np.float32)}
+
+
+def seed_level(info: SegmentInfo) -> float:
+    """The run's watershed seed level: chosen on its validation part, else :data:`SEED_LEVEL` (an older run)."""
+    return SEED_LEVEL if info.seed_level is None else info.seed_level
 
 
 def _take(maps: LabelMaps, index: np.ndarray) -> LabelMaps:
