@@ -1,5 +1,5 @@
-"""A segment run's seed level chosen on its validation part, and whole FITS images segmented by tiles
-(``deepfield predict RUN field.fits --out seg.fits``): the same classes as one pass, the header kept."""
+"""A segment run (its boundary pixels weighted 3) with its seed level chosen on its validation part, and whole FITS
+images segmented by tiles (``deepfield predict RUN field.fits --out seg.fits``): the classes of one pass, the header."""
 import json
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from deepfield.tasks.segment_whole import Segmenting
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "segment.yaml"
 TINY = ["training.epochs=1", "training.batch_size=8", "training.early_stopping=null", "baselines.run=false",
+        "training.class_weight={boundary: 3}",
         "model.options={depth: 2, filters: 4, normalization: null}"]
 
 

@@ -48,7 +48,7 @@ from deepfield.analysis.segmentation import (INSTANCE_CLASSES, SEED_LEVEL, choos
                                              segmentation_metrics, source_class_purity)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
 from deepfield.data.transforms import RobustNormalize
-from deepfield.errors import DeepfieldError
+from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.models import zoo
 from deepfield.plots import best_median_worst, plot_segmentation_gallery
 from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
@@ -59,6 +59,7 @@ from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
 from deepfield.tasks.segment_whole import segment_fits
+from deepfield.training.losses import ClassWeightedCrossentropy, LossFn
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "segmentation"
@@ -179,6 +180,21 @@ class Segment(Task):
 
     def default_loss(self, prepared: Prepared) -> str:
         return "sparse_categorical_crossentropy"
+
+    def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
+        """The per-pixel sparse cross-entropy, each class's pixels weighted by ``training.class_weight`` (class name ->
+        weight, the others 1: :class:`~deepfield.training.losses.ClassWeightedCrossentropy`) when it is given."""
+        weights = config.training.class_weight
+        if weights is None:
+            return super().loss(config, prepared)
+        if config.training.loss not in (None, self.default_loss(prepared)):
+            raise DeepfieldError(f"training.class_weight weighs the per-pixel cross-entropy, not training.loss "
+                                 f"{config.training.loss!r}: leave one of them out")
+        classes = prepared.info.classes
+        for name in weights:
+            if name not in classes:
+                raise unknown_name("training.class_weight class", name, classes)
+        return ClassWeightedCrossentropy([weights.get(name, 1.0) for name in classes])
 
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return ["accuracy"]
