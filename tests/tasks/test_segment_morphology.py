@@ -40,7 +40,7 @@ def test_a_file_without_morphology_maps_is_one_line(tmp_path):
     np.savez(tmp_path / "mine.npz", images=np.zeros((6, 1, 8, 8), np.float32), morphology=np.zeros((6, 8, 8)))
     config = load_config(None, document={"task": "segment", "data": {
         "path": str(tmp_path / "mine.npz"), "label_map": "morphology", "bands": ["r"]}})
-    with pytest.raises(DeepfieldError, match="mine.npz: no label maps 'segmentation'; it holds 'images', 'morphology'"):
+    with pytest.raises(DeepfieldError, match="mine.npz: no label maps 'segmentation'; it holds 'images', 'morph"):
         Segment().prepare(config)
 
 

@@ -1,5 +1,5 @@
 """A segment run (its boundary pixels weighted 3) with its seed level chosen on its validation part, and whole FITS
-images segmented by tiles (``deepfield predict RUN field.fits --out seg.fits``): the classes of one pass, the header."""
+images segmented by tiles (``deepfield predict RUN field.fits --out seg.fits``): as one pass, the header kept."""
 import json
 from pathlib import Path
 

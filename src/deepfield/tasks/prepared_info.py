@@ -236,5 +236,5 @@ class SegmentInfo(StampsInfo):
     ``classes``: class maps, learnt as they are; ``morphology``: a blends file's Morpheus class maps, learnt as they
     are, its sources from its instance map (``segmentation``)."""
     seed_level: float | None = None
-    """The least ``p(source) − p(boundary)`` of a watershed seed, chosen on the validation part (``calibration.json``,
-    applied when the run is read); ``None``: :data:`~deepfield.analysis.segmentation.SEED_LEVEL`."""
+    """The least ``p(source) − p(boundary)`` of a watershed seed, chosen on the validation part
+    (``calibration.json``, applied when the run is read); ``None``: :data:`~deepfield.analysis.segmentation.SEED_LEVEL`."""

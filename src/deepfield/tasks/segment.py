@@ -223,8 +223,8 @@ class Segment(Task):
         choose_seed_level`), as the watershed baseline's threshold is; ``None`` for class maps or no validation."""
         if prepared.info.label_map != "instances" or not len(prediction.mean):
             return None
-        level, scores = choose_seed_level(prediction.mean, prepared.sources["validation"],  # type: ignore[attr-defined]
-                                          INSTANCE_CLASSES.index("boundary"))
+        truth = prepared.sources["validation"]  # type: ignore[attr-defined]
+        level, scores = choose_seed_level(prediction.mean, truth, INSTANCE_CLASSES.index("boundary"))
         return {"seed_level": level, "detection_f1": {str(k): v for k, v in scores.items()}}
 
     def calibrated_info(self, info: SegmentInfo, calibration: Calibration) -> SegmentInfo:  # type: ignore[override]

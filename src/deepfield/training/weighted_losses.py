@@ -1,4 +1,4 @@
-"""The per-pixel (or per-sample) sparse cross-entropy with a weight per class, Keras's ``class_weight`` inside the loss.
+"""The per-pixel (or per-sample) sparse cross-entropy with a weight per class: Keras's ``class_weight`` in the loss.
 
 For segmentation the weights cannot come from ``fit(class_weight=...)``: that gives each *sample* the weight of its
 one class, and a stamp's pixels hold several. :class:`ClassWeightedCrossentropy` weighs each pixel's
