@@ -9,10 +9,12 @@ from deepfield.data.simulate.artefacts import (add_bad_column, add_cosmic_rays, 
                                                add_satellite_trail, add_saturated_star)
 from deepfield.data.simulate.blends import BlendsData, read_blends, simulate_blends
 from deepfield.data.simulate.denoise import DenoiseData, read_denoise, simulate_denoise
+from deepfield.data.simulate.morpheus import MORPHOLOGY_CLASSES
 from deepfield.data.simulate.morphology import CLASSES, simulate_morphology
 from deepfield.data.simulate.photoz import simulate_photoz
 from deepfield.data.simulate.quality import ARTEFACTS, simulate_quality
 
-__all__ = ["ARTEFACTS", "CLASSES", "BlendsData", "DenoiseData", "add_bad_column", "add_cosmic_rays", "add_ghost",
-           "add_hot_pixels", "add_satellite_trail", "add_saturated_star", "read_blends", "read_denoise",
-           "simulate_blends", "simulate_denoise", "simulate_morphology", "simulate_photoz", "simulate_quality"]
+__all__ = ["ARTEFACTS", "CLASSES", "MORPHOLOGY_CLASSES", "BlendsData", "DenoiseData", "add_bad_column",
+           "add_cosmic_rays", "add_ghost", "add_hot_pixels", "add_satellite_trail", "add_saturated_star", "read_blends",
+           "read_denoise", "simulate_blends", "simulate_denoise", "simulate_morphology", "simulate_photoz",
+           "simulate_quality"]
