@@ -67,8 +67,9 @@ def main() -> None:
     print(table)
     print(f"train + analysis + baseline: {seconds:.0f} s on {args.device}, load average {os.getloadavg()[0]:.2f}")
     if args.write:
+        weighted = f" (boundary weights {args.boundary_weights})" if weights != [1.0] else ""
         add_section(
-            f"## {datetime.date.today().isoformat()} — segmentation of blends: U-Net against watershed: "
+            f"## {datetime.date.today().isoformat()} — segmentation of blends: U-Net{weighted} against watershed: "
             f"{machine()}, torch {torch.__version__}, photutils {photutils.__version__}\n\n"
             f"`python benchmarks/bench_segment.py --n {args.n} --epochs {args.epochs} --boundary-weights "
             f"{args.boundary_weights} --write`: {args.n:,} simulated blends (2 to 4 sources, 32x32, g,r,i, "
