@@ -43,9 +43,8 @@ import numpy as np
 import torch
 
 from deepfield.analysis.segmentation import (INSTANCE_CLASSES, SEED_LEVEL, choose_seed_level, class_iou,
-                                             classes_from_instances,
-                                             connected_sources, instances_from_classes, instances_from_probabilities,
-                                             segmentation_metrics, source_class_purity)
+                                             classes_from_instances, connected_sources, instances_from_classes,
+                                             instances_from_probabilities, segmentation_metrics, source_class_purity)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
 from deepfield.data.transforms import RobustNormalize
 from deepfield.errors import DeepfieldError, unknown_name
@@ -54,7 +53,7 @@ from deepfield.plots import best_median_worst, plot_segmentation_gallery
 from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.watershed import SCORES, per_class, watershed_baseline
 from deepfield.tasks.config import DataConfig, RunConfig
-from deepfield.tasks.denoise import FITS_SUFFIXES, unet_tiling
+from deepfield.tasks.denoise import fits_tiling
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
@@ -272,17 +271,11 @@ class Segment(Task):
         boundary classes, ``PROBABILITY``, each with the input's header and WCS:
         :mod:`~deepfield.tasks.segment_whole`). Sides that do not divide by ``2**depth`` are mirrored beyond
         the far edges to multiples of it, then cropped."""
-        if data.suffix.lower() not in FITS_SUFFIXES:
+        tiling = fits_tiling(config, data, out, "segmented")
+        if tiling is None:
             return None
-        if out.suffix.lower() not in FITS_SUFFIXES:
-            raise DeepfieldError(f"{out}: a segmented FITS image is written as FITS (.fits)")
-        accepted = zoo.parameters(config.model.preset)
-        if "depth" not in accepted:
-            raise DeepfieldError(f"{data}: tiled segmentation of whole images needs a U-Net run (model.preset "
-                                 f"{config.model.preset!r})")
-        depth = int(config.model.options.get("depth", accepted["depth"].default))
-        tile, overlap, margin = unet_tiling(depth)
-        return segment_fits(models, info, data, out, tile=tile, overlap=overlap, margin=margin, multiple=2**depth,
+        tile, overlap, margin, multiple = tiling
+        return segment_fits(models, info, data, out, tile=tile, overlap=overlap, margin=margin, multiple=multiple,
                             seed_level=seed_level(info), device=config.training.device)
 
     def describe(self, outputs: np.ndarray, info: SegmentInfo) -> dict[str, np.ndarray]:
