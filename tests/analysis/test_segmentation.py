@@ -69,3 +69,28 @@ def test_seeded_watershed_splits_a_blend_the_argmax_map_merges():
     split = instances_from_probabilities(probabilities, boundary=2)
     assert match_sources(instances, split) == {"n_true": 2, "n_predicted": 2, "n_matched": 2}
     np.testing.assert_array_equal(split[0] > 0, inside)
+
+
+def test_source_class_purity_counts_the_detected_sources_given_their_true_class():
+    from deepfield.analysis.segmentation import source_class_purity
+
+    true_sources = np.array([[[1, 1, 0, 2, 2, 0, 3]]])
+    truth = np.array([[[1, 1, 0, 4, 4, 0, 2]]])  # a spheroid, a point source, a disk
+    found = np.array([[[1, 1, 0, 2, 2, 0, 0]]])  # the disk missed
+    predicted = np.array([[[1, 2, 0, 4, 4, 0, 0]]])  # spheroid's segment split 1:1 (the lower class wins)
+    result = source_class_purity(truth, predicted, true_sources, found)
+    assert result == {"source_class_purity": 1.0, "n_classified": 2}
+    predicted[0, 0, 3:5] = 2
+    assert source_class_purity(truth, predicted, true_sources, found)["source_class_purity"] == 0.5
+    assert np.isnan(source_class_purity(truth, predicted, true_sources, np.zeros_like(found))["source_class_purity"])
+
+
+def test_the_seed_level_of_best_detection_f1_and_the_lowest_on_a_tie():
+    from deepfield.analysis.segmentation import choose_seed_level
+
+    background, peak, saddle = [1.0, 0.0, 0.0], [0.04, 0.94, 0.02], [0.15, 0.7, 0.15]  # p(s) - p(b): 0.92, 0.55
+    probabilities = np.array([background, peak, saddle, saddle, peak, background]).T[None, :, None, :]
+    truth = np.array([[[0, 1, 1, 2, 2, 0]]])
+    level, scores = choose_seed_level(probabilities, truth, boundary=2)
+    # 0.5: one seed over the saddle, one source of IoU 0.5 with each (no match); 0.95: no seed, the same region
+    assert scores == {0.5: 0.0, 0.6: 1.0, 0.7: 1.0, 0.8: 1.0, 0.9: 1.0, 0.95: 0.0} and level == 0.6

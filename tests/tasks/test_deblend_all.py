@@ -14,7 +14,8 @@ from deepfield.data.simulate.blends import simulate_blends
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
 from deepfield.tasks.blend_examples import examples, placed, source_stamps
-from deepfield.tasks.deblend import Deblend, network_inputs, network_targets, to_network
+from deepfield.tasks.deblend import Deblend, network_inputs, network_targets
+from deepfield.tasks.pixel_scaling import to_network
 from deepfield.tasks.pipeline import prepare, task_for
 from deepfield.tasks.prepared_info import DeblendInfo
 from deepfield.tasks.run import evaluate_run, predict_run, train

@@ -14,7 +14,8 @@ from deepfield.analysis.interval_recalibration import record_widths
 from deepfield.data.simulate.blends import simulate_blends
 from deepfield.report.html import write_report
 from deepfield.tasks.config import load_config
-from deepfield.tasks.deblend import DeblendPrepared, from_network, source_uncertainty
+from deepfield.tasks.deblend import DeblendPrepared, source_uncertainty
+from deepfield.tasks.pixel_scaling import from_network
 from deepfield.tasks.prepared_info import DeblendInfo, RobustStatistics
 from deepfield.tasks.run import load_run, predict_run, train
 from deepfield.tasks.stamp_uncertainty import mapped_sigma

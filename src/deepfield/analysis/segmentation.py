@@ -38,7 +38,11 @@ GROWTH = 2
 SEED_LEVEL = 0.9
 """The least ``p(source) − p(boundary)`` of a seed of :func:`instances_from_probabilities`. Measured on 500
 simulated 32×32 blends (a U-Net of 8 filters, 8 epochs): completeness 0.34, 0.39, 0.54, 0.61, 0.45 and purity
-0.67, 0.63, 0.49, 0.56, 0.53 at levels 0 (the components of the argmax map), 0.6, 0.8, 0.9, 0.95."""
+0.67, 0.63, 0.49, 0.56, 0.53 at levels 0 (the components of the argmax map), 0.6, 0.8, 0.9, 0.95. A run chooses
+its own among :data:`SEED_LEVELS` on its validation part (:func:`choose_seed_level`); this is the level of a run
+trained before it did."""
+SEED_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+"""The seed levels :func:`choose_seed_level` tries."""
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
 
@@ -98,6 +102,19 @@ def instances_from_probabilities(probabilities: np.ndarray, boundary: int,
     return out
 
 
+def choose_seed_level(probabilities: np.ndarray, true_sources: np.ndarray, boundary: int,
+                      levels: Sequence[float] = SEED_LEVELS) -> tuple[float, dict[float, float]]:
+    """The seed level of :func:`instances_from_probabilities` of highest detection F1, ``2 matched / (true +
+    predicted)`` (the harmonic mean of completeness and purity), on ``probabilities`` (N, K, H, W) against the
+    instance maps ``true_sources`` (N, H, W); the lowest level on a tie. Returns it and the F1 of every level."""
+    scores = {}
+    for level in sorted(levels):
+        counts = match_sources(true_sources, instances_from_probabilities(probabilities, boundary, level))
+        total = counts["n_true"] + counts["n_predicted"]
+        scores[float(level)] = 2 * counts["n_matched"] / total if total else 0.0
+    return max(scores, key=lambda level: scores[level]), scores
+
+
 def connected_sources(classes: np.ndarray) -> np.ndarray:
     """(N, H, W) class maps without a boundary class -> their true sources: the 4-connected components
     of the non-background pixels, per stamp."""
@@ -134,6 +151,25 @@ def match_sources(truth: np.ndarray, predicted: np.ndarray, min_iou: float = MAT
         n_predicted += np.count_nonzero(np.unique(p))
         n_matched += int(np.count_nonzero(source_overlaps(t, p) > min_iou))
     return {"n_true": n_true, "n_predicted": n_predicted, "n_matched": n_matched}
+
+
+def source_class_purity(truth: np.ndarray, predicted: np.ndarray, true_sources: np.ndarray,
+                        predicted_sources: np.ndarray, min_iou: float = MATCH_IOU) -> dict[str, Any]:
+    """How often a detected source is given its true class: over the pairs of :func:`match_sources` (a true source
+    and the predicted segment that overlaps it with IoU > ``min_iou``), the fraction whose segment's majority
+    predicted class (``predicted``, (N, H, W) class maps) is the source's true class (the majority of ``truth`` over
+    its pixels). ``source_class_purity`` (NaN without a detection) and ``n_classified``, the pairs that agree."""
+    n_pairs = n_agree = 0
+    for t, p, labels, found in zip(*(np.asarray(a) for a in (truth, predicted, true_sources, predicted_sources))):
+        for i, j in zip(*np.nonzero(source_overlaps(labels, found) > min_iou)):
+            n_pairs += 1
+            n_agree += int(_majority(t[labels == i + 1]) == _majority(p[found == j + 1]))
+    return {"source_class_purity": n_agree / n_pairs if n_pairs else float("nan"), "n_classified": n_agree}
+
+
+def _majority(classes: np.ndarray) -> int:
+    """The most frequent class of ``classes`` (1-D), the lowest on a tie."""
+    return int(np.argmax(np.bincount(classes)))
 
 
 def segmentation_metrics(truth: np.ndarray, predicted: np.ndarray, classes: Sequence[str],

@@ -439,9 +439,11 @@ def simulate_blends_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i",
                                                                                  "population")] = None,
                         population_dataset: DATASET = "samples",
                         population_fraction: Annotated[float, typer.Option(help="chance a source is one of "
-                                                                                "them")] = 0.5
+                                                                                "them")] = 0.5,
+                        galaxy_kinds: Annotated[str, typer.Option(help="galaxy recipes drawn, of spheroid,disk,"
+                                                                       "irregular")] = "spheroid,disk"
                         ) -> None:
-    """Stamps of overlapping galaxies and stars, each source alone too, with truth and segmentation."""
+    """Stamps of overlapping galaxies and stars, each source alone too, with truth, segmentation and morphology."""
     check_output(out, inputs=[population], overwrite=overwrite)
     from deepfield.data.simulate.blends import simulate_blends
     from deepfield.data.simulate.generated import read_samples
@@ -451,7 +453,7 @@ def simulate_blends_cmd(n: N, out: OUT, size: SIZE = 64, bands: BANDS = "g,r,i",
                            separation=parse_range(separation, "--separation"), separation_unit=separation_unit,
                            visits=visits, mag_limit=mag_limit, threshold=threshold, workers=workers,
                            population=None if population is None else read_samples(population, population_dataset),
-                           population_fraction=population_fraction)
+                           population_fraction=population_fraction, galaxy_kinds=split_list(galaxy_kinds) or ())
     count = str(min_sources) if min_sources == max_sources else f"{min_sources} to {max_sources}"
     console.print(f"wrote {path}: {n} blends of {count} sources, {bands} x {size}x{size}")
 

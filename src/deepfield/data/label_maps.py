@@ -5,7 +5,8 @@ labels' array named by the caller, ``segmentation`` in the file ``deepfield simu
 map is either an *instance map* (0 background, ``k ≥ 1`` source k, as the blends file's and SExtractor's
 segmentation maps) or a *class map* (class indices, 0 background; the class names in the labels' ``classes``
 attribute when the HDF5 file gives them). The blends file says it holds instances (its ``simulator``
-attribute); for other files the caller says which.
+attribute); for other files the caller says which. A class map may come with the instance map of the same
+stamps (``instances``: the blends file's ``morphology`` classes and its ``segmentation`` sources).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from deepfield.errors import DeepfieldError
 class LabelMaps:
     """``images`` (N, C, H, W) float32 in ``unit`` per pixel; ``labels`` (N, H, W) int64 ≥ 0 (``None`` when not
     read); ``bands`` (C,); ``ids`` (N,); ``classes``: the class names the file gives (``None``: none);
-    ``instances``: the file says its labels are an instance map (a blends file)."""
+    ``instances``: the file says its labels are an instance map (a blends file); ``sources``: (N, H, W) int64 the
+    instance map read beside class maps (``None``: not asked for)."""
 
     images: np.ndarray
     labels: np.ndarray | None
@@ -33,37 +35,45 @@ class LabelMaps:
     ids: np.ndarray
     classes: tuple[str, ...] | None = None
     instances: bool = False
+    sources: np.ndarray | None = None
 
 
 def read_label_maps(path: str | os.PathLike[str], *, images: str = "images", labels: str = "segmentation",
                     labelled: bool = True, bands: list[str] | None = None, channels: str | None = None,
-                    ids: str | None = None, limit: int | None = None) -> LabelMaps:
+                    ids: str | None = None, limit: int | None = None, instances: str | None = None) -> LabelMaps:
     """The stamps ``images`` of ``path`` (.h5/.hdf5 or .npz; ``bands``, ``channels``, ``ids``, ``limit`` as
     :func:`~deepfield.data.pairs.read_pairs` takes them) and, when ``labelled``, the label maps ``labels``:
-    (N, H, W) integers (or whole numbers stored as floats, or (N, 1, H, W)), one per stamp, of its size."""
+    (N, H, W) integers (or whole numbers stored as floats, or (N, 1, H, W)), one per stamp, of its size; and, when
+    labelled and ``instances`` names one, that instance map as well (``LabelMaps.sources``)."""
     path = Path(path)
     stamps = read_pairs(path, inputs=images, labelled=False, bands=bands, channels=channels, ids=ids, limit=limit)
     blends = False
     names = None
-    array = None
+    array = sources = None
     if path.suffix.lower() in (".h5", ".hdf5"):
         with h5py.File(path, "r") as h5:
             blends = h5.attrs.get("simulator") == "blends"
             if labelled:
-                if not isinstance(h5.get(labels), h5py.Dataset):
-                    raise DeepfieldError(f"{path}: no label maps {labels!r}; it holds "
-                                         f"{', '.join(repr(k) for k in h5 if isinstance(h5[k], h5py.Dataset))}")
-                array = h5[labels][slice(None, limit)]
+                array, sources = (None if name is None else _member(path, h5, name, limit)
+                                  for name in (labels, instances))
                 named = h5[labels].attrs.get("classes")
                 names = None if named is None else tuple(str(c) for c in np.atleast_1d(named))
     elif labelled:
         with np.load(path, allow_pickle=False) as members:
-            if labels not in members.files:
-                raise DeepfieldError(f"{path}: no label maps {labels!r}; it holds "
-                                     f"{', '.join(map(repr, members.files))}")
-            array = members[labels][slice(None, limit)]
+            array, sources = (None if name is None else _member(path, members, name, limit)
+                              for name in (labels, instances))
     maps = None if array is None else _labels(path, labels, array, stamps.inputs.shape)
-    return LabelMaps(stamps.inputs, maps, stamps.bands, stamps.unit, stamps.ids, names, blends)
+    found = None if sources is None else _labels(path, str(instances), sources, stamps.inputs.shape)
+    return LabelMaps(stamps.inputs, maps, stamps.bands, stamps.unit, stamps.ids, names, blends, found)
+
+
+def _member(path: Path, members: h5py.File | np.lib.npyio.NpzFile, name: str, limit: int | None) -> np.ndarray:
+    """The array ``name`` of an open HDF5 file or .npz (its first ``limit`` rows), or one error naming it."""
+    npz = isinstance(members, np.lib.npyio.NpzFile)
+    if not (name in members.files if npz else isinstance(members.get(name), h5py.Dataset)):
+        held = members.files if npz else [k for k in members if isinstance(members[k], h5py.Dataset)]
+        raise DeepfieldError(f"{path}: no label maps {name!r}; it holds {', '.join(map(repr, held))}")
+    return members[name][slice(None, limit)]
 
 
 def _labels(path: Path, name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -157,6 +157,8 @@ class Task:
     recalibrates = False
     """Whether :meth:`fit_calibration` is asked, for a run whose prediction carries a σ (draws, a heteroscedastic
     head), to recalibrate it on the validation part."""
+    chooses_on_validation = False
+    """Whether :meth:`fit_calibration` is asked for every run, σ or not (a segmenter's seed level)."""
 
     def fit_calibration(self, prediction: MCPrediction, prepared: Prepared) -> dict[str, Any] | None:
         """The task's own calibration fitted on ``prediction`` of the validation part (its draws kept where
@@ -164,6 +166,11 @@ class Task:
         :mod:`~deepfield.analysis.interval_recalibration`). The run keeps it in ``calibration.json`` and hands it
         back to :meth:`analyse_uncertainty` and :meth:`describe_uncertainty`; ``None``: nothing to calibrate."""
         return None
+
+    def calibrated_info(self, info: PreparedInfo, calibration: Calibration) -> PreparedInfo:
+        """The run's record with what :meth:`fit_calibration` chose on the validation part applied, for analyse and
+        predict (a segmenter's seed level); default: ``info`` as it is."""
+        return info
 
     def analyse_uncertainty(self, prediction: MCPrediction, prepared: Prepared, part: str, figures: Path,
                             calibration: Calibration = None) -> dict[str, Any]:

@@ -86,8 +86,9 @@ class DataConfig(Strict):
     features: list[str] | None = None
     feature_groups: dict[str, list[str]] = {}
     limit: int | None = Field(None, ge=1, description="use only the first N objects (quick runs)")
-    label_map: Literal["classes", "instances"] | None = Field(
-        None, description="task segment: the labels are class maps or instance maps (0 background, k source k); "
+    label_map: Literal["classes", "instances", "morphology"] | None = Field(
+        None, description="task segment: the labels are class maps or instance maps (0 background, k source k), "
+                          "or morphology: a blends file's Morpheus class maps (its sources from its instance map); "
                           "default: instances in a `deepfield simulate blends` file, else classes")
     deblend: Literal["each", "all"] = Field(
         "each", description="task deblend: each: the blend + one target's marker -> that source (one example per "
@@ -155,6 +156,9 @@ class TrainingConfig(Strict):
     optimizer: str | dict[str, Any] = "adam"
     learning_rate: float | None = Field(None, gt=0)
     loss: str | None = None
+    class_weight: dict[str, float] | None = Field(
+        None, description="task segment: the weight of each class's pixels in the per-pixel cross-entropy, by class "
+                          "name (e.g. {boundary: 5}; the others 1)")
     metrics: list[str] | None = None
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     reduce_lr: int | None = Field(None, ge=1, description="halve the learning rate after this many epochs without progress")
@@ -316,6 +320,13 @@ class RunConfig(Strict):
     data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "
                         "to find the data after the run moved (deepfield.tasks.run_paths); leave it out")
+
+    @model_validator(mode="after")
+    def _class_weight_for_segment(self) -> RunConfig:
+        if self.training.class_weight is not None and self.task != "segment":
+            raise ValueError(f"training.class_weight weighs the classes of pixels (task segment); task {self.task} "
+                             "does not take it")
+        return self
 
     @model_validator(mode="after")
     def _task_preset(self) -> RunConfig:

@@ -248,18 +248,12 @@ class Denoise(Task):
         denoised by overlapping tiles (:func:`~deepfield.analysis.tiling_fits.predict_fits_tiled`,
         :func:`unet_tiling`) into the FITS file ``out`` with the input's header and WCS, in its flux unit.
         Sides that do not divide by ``2**depth`` are mirrored beyond the far edges to multiples of it, then cropped."""
-        if data.suffix.lower() not in FITS_SUFFIXES:
+        tiling = fits_tiling(config, data, out, "denoised")
+        if tiling is None:
             return None
-        if out.suffix.lower() not in FITS_SUFFIXES:
-            raise DeepfieldError(f"{out}: a denoised FITS image is written as FITS (.fits)")
-        accepted = zoo.parameters(config.model.preset)
-        if "depth" not in accepted:
-            raise DeepfieldError(f"{data}: tiled prediction of whole images needs a U-Net run (model.preset "
-                                 f"{config.model.preset!r})")
-        depth = int(config.model.options.get("depth", accepted["depth"].default))
-        tile, overlap, margin = unet_tiling(depth)
+        tile, overlap, margin, multiple = tiling
         return predict_fits_tiled(Restoring(models, info), data, out, tile=tile, overlap=overlap, margin=margin,
-                                  multiple=2**depth, device=config.training.device, overwrite=overwrite)
+                                  multiple=multiple, device=config.training.device, overwrite=overwrite)
 
     def classical_baselines(self, config: RunConfig, prepared: Prepared,
                             metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -338,6 +332,22 @@ def gallery(noisy: np.ndarray, output: np.ndarray, truth: np.ndarray, figures: P
     shown = best_median_worst(scores)
     return plot_restoration_gallery(noisy, output, truth, figures / "denoise_gallery.png", shown,
                                     [f"PSNR {scores[i]:.1f} dB" for i in shown], sigma=sigma, unit=unit)
+
+
+def fits_tiling(config: RunConfig, data: Path, out: Path, output: str) -> tuple[int, int, int, int] | None:
+    """``(tile, overlap, margin, multiple)`` of a U-Net run (:func:`unet_tiling`, ``multiple`` ``2**depth``) for
+    ``deepfield predict RUN data --out out`` on a whole FITS image; ``None`` when ``data`` is not FITS; an error
+    when ``out`` is not FITS (the ``output`` image: ``denoised``, ``segmented``) or the run is not a U-Net's."""
+    if data.suffix.lower() not in FITS_SUFFIXES:
+        return None
+    if out.suffix.lower() not in FITS_SUFFIXES:
+        raise DeepfieldError(f"{out}: a {output} FITS image is written as FITS (.fits)")
+    accepted = zoo.parameters(config.model.preset)
+    if "depth" not in accepted:
+        raise DeepfieldError(f"{data}: tiled prediction of whole images needs a U-Net run (model.preset "
+                             f"{config.model.preset!r})")
+    depth = int(config.model.options.get("depth", accepted["depth"].default))
+    return (*unet_tiling(depth), 2**depth)
 
 
 def unet_tiling(depth: int) -> tuple[int, int, int]:

@@ -48,7 +48,7 @@ from deepfield.models.packed import Packed
 from deepfield.plots.generative import plot_interpolation, plot_sample_grid
 from deepfield.tasks.base import PARTS, Prepared, Task
 from deepfield.tasks.config import DataConfig, LabelTable, RunConfig
-from deepfield.tasks.denoise import normalise, restore
+from deepfield.tasks.pixel_scaling import normalise, restore
 from deepfield.tasks.imaging import read_stamps
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import FeatureScale, GenerateInfo

@@ -200,6 +200,7 @@ def finish_run(config: RunConfig, task: Task, prepared: Prepared, models: list[t
     if calibration is not None:
         record = {"temperature": calibration} if isinstance(calibration, float) else calibration
         atomic.write_text(out / CALIBRATION_FILE, json.dumps(record, indent=2) + "\n")
+    prepared.info = task.calibrated_info(prepared.info, calibration)
     metrics = analyse(task, models, prepared, out / "figures", config, calibration)
     metrics.update(task=config.task, device=str(resolve_device(config.training.device)), time_s=round(train_seconds, 1),
                    date=datetime.datetime.now().isoformat(timespec="seconds"), deepfield_version=__version__,
@@ -386,7 +387,8 @@ def fit_calibration(task: Task, models: list[torch.nn.Module], prepared: Prepare
     if config.uncertainty.temperature and task.calibrates(prepared.info):
         validation = run_predictive(config, task, models, prepared.x["validation"], prepared.info)
         return fit_run_temperature(prepared.y["validation"], validation.mean)
-    if task.recalibrates and (prepared.info.heteroscedastic or len(models) * max(draws_per_network(config), 1) > 1):
+    if task.recalibrates and (task.chooses_on_validation or prepared.info.heteroscedastic
+                              or len(models) * max(draws_per_network(config), 1) > 1):
         validation = run_predictive(config, task, models, prepared.x["validation"], prepared.info, task.keeps_draws)
         return task.fit_calibration(validation, prepared)
     return None

@@ -239,9 +239,13 @@ class SegmentInfo(StampsInfo):
     """The stamps' dataset (HDF5) or member (.npz): ``data.images``."""
     targets: str
     """The label maps' dataset or member: ``data.target`` (default ``segmentation``)."""
-    label_map: Literal["classes", "instances"]
+    label_map: Literal["classes", "instances", "morphology"]
     """``instances``: the file's maps are instance maps, learnt as background / source / boundary classes;
-    ``classes``: class maps, learnt as they are."""
+    ``classes``: class maps, learnt as they are; ``morphology``: a blends file's Morpheus class maps, learnt as they
+    are, its sources from its instance map (``segmentation``)."""
+    seed_level: float | None = None
+    """The least ``p(source) − p(boundary)`` of a watershed seed, chosen on the validation part
+    (``calibration.json``, applied when the run is read); ``None``: :data:`~deepfield.analysis.segmentation.SEED_LEVEL`."""
 
 
 class GenerateInfo(PreparedInfo):

@@ -237,9 +237,10 @@ def load_run(run: str | os.PathLike[str], *, trust: bool = False) -> Run:
     config, missing = run_paths.find_data(config.model_copy(update={"out": run}), run)
     check_finished(run, config)
     task = task_for(config)
-    info = task.info_model.read(run / PREPARED_FILE)
+    calibration = read_calibration(run)
+    info = task.calibrated_info(task.info_model.read(run / PREPARED_FILE), calibration)
     models = [serialization.load_network(folder, trust=trust) for folder, _ in member_folders(config)]
-    return Run(run, config, info, models, task, read_calibration(run), missing)
+    return Run(run, config, info, models, task, calibration, missing)
 
 
 def check_finished(run: Path, config: RunConfig) -> None:

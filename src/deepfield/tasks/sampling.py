@@ -26,7 +26,7 @@ from deepfield.data.sources import HDF5_SUFFIXES
 from deepfield.errors import DeepfieldError
 from deepfield.models.generative import check_generative, sample_in_batches
 from deepfield.outputs import check_output
-from deepfield.tasks.denoise import restore
+from deepfield.tasks.pixel_scaling import restore
 from deepfield.tasks.generate import network_conditions
 from deepfield.tasks.prepared_info import GenerateInfo
 

@@ -14,6 +14,9 @@ named by ``data.target`` (default ``segmentation``). ``data.label_map`` says wha
   detection and deblending catalogue that completeness and purity can score.
 * ``classes`` (Morpheus-like morphology maps, 0 background): learnt as they are; the class names come from the
   labels' ``classes`` attribute, else ``background``, ``class 1``, ... up to the largest label.
+* ``morphology`` (a blends file's ``morphology`` maps: background, spheroid, disk, irregular, point source, after
+  Hausen & Robertson 2020; :mod:`~deepfield.data.simulate.morpheus`): class maps learnt as they are, whose true
+  sources are the file's instance map ``segmentation`` (two touching sources of one class stay two).
 
 Inputs are normalised as the classifiers' stamps (``data.normalize: robust``, ``data.stretch: asinh``;
 :class:`~deepfield.tasks.prepared_info.SegmentInfo`). Network: ``model.preset`` defaults to ``unet`` with one
@@ -23,7 +26,8 @@ softmax output channel per class (probabilities over axis 1, ``(N, K, H, W)``), 
 Metrics on the test part (:func:`~deepfield.analysis.segmentation.segmentation_metrics`, definitions there):
 IoU per class and their mean, pixel accuracy, completeness and purity of the sources (IoU > 0.5 matching of the
 predicted segments to the true sources: the file's instances, or for class maps the connected regions of the
-non-background classes). Classical baseline: :mod:`deepfield.tasks.baselines.watershed`.
+non-background classes). For class maps, ``source_class_purity``: the fraction of the detected sources whose
+segment's majority class is the source's true class. Classical baseline: :mod:`deepfield.tasks.baselines.watershed`.
 
 Predictions (``deepfield predict RUN blends.h5 --out segmented.h5``): ``segmentation`` (N, H, W) int16 class
 indices, ``sources`` (N, H, W) int16 the sources it delimits (0 background, 1.. per stamp) and
@@ -38,22 +42,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfield.analysis.segmentation import (INSTANCE_CLASSES, class_iou, classes_from_instances,
-                                             connected_sources, instances_from_classes, instances_from_probabilities,
-                                             segmentation_metrics)
+from deepfield.analysis.segmentation import (INSTANCE_CLASSES, SEED_LEVEL, choose_seed_level, class_iou,
+                                             classes_from_instances, connected_sources, instances_from_classes,
+                                             instances_from_probabilities, segmentation_metrics, source_class_purity)
 from deepfield.data.label_maps import LabelMaps, read_label_maps
 from deepfield.data.transforms import RobustNormalize
-from deepfield.errors import DeepfieldError
+from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.models import zoo
 from deepfield.plots import best_median_worst, plot_segmentation_gallery
-from deepfield.tasks.base import PARTS, NewData, Prepared, Task
+from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.watershed import SCORES, per_class, watershed_baseline
 from deepfield.tasks.config import DataConfig, RunConfig
+from deepfield.tasks.denoise import fits_tiling
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
+from deepfield.tasks.segment_whole import segment_fits
+from deepfield.training.losses import ClassWeightedCrossentropy, LossFn
+from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "segmentation"
+MORPHOLOGY = "morphology"
+"""The blends file's Morpheus class maps (``data.label_map: morphology``: the default ``data.target``)."""
 
 
 @dataclass
@@ -66,11 +76,19 @@ class SegmentPrepared(Prepared):
 
 
 def read(data: DataConfig, path: Path, labelled: bool, info: SegmentInfo | None = None) -> LabelMaps:
-    """The stamps and label maps of ``path`` as ``data`` (or a run's record ``info``) says to read them."""
+    """The stamps and label maps of ``path`` as ``data`` (or a run's record ``info``) says to read them (for
+    morphology maps, the instance map ``segmentation`` as well)."""
+    morphology = (info.label_map if info else data.label_map) == MORPHOLOGY
     return read_label_maps(path, images=info.inputs if info else data.images,
-                           labels=info.targets if info else data.target or DEFAULT_TARGETS, labelled=labelled,
+                           labels=info.targets if info else data.target or default_targets(data), labelled=labelled,
                            bands=info.bands if info else data.bands, channels=data.channels, ids=data.ids,
-                           limit=data.limit)
+                           limit=data.limit, instances=DEFAULT_TARGETS if morphology else None)
+
+
+def default_targets(data: DataConfig) -> str:
+    """The label maps read without ``data.target``: ``morphology`` for ``data.label_map: morphology``, else
+    ``segmentation``."""
+    return MORPHOLOGY if data.label_map == MORPHOLOGY else DEFAULT_TARGETS
 
 
 def label_kind(data: DataConfig, maps: LabelMaps) -> str:
@@ -96,7 +114,7 @@ def targets(maps: LabelMaps, info: SegmentInfo, path: Path) -> tuple[np.ndarray,
     if labels.max() >= len(info.classes):
         raise DeepfieldError(f"{path}: label maps {info.targets!r} hold label {int(labels.max())}, outside the "
                              f"{len(info.classes)} classes {info.classes} (0 to {len(info.classes) - 1})")
-    return labels, connected_sources(labels)
+    return labels, connected_sources(labels) if maps.sources is None else maps.sources
 
 
 def check_options(config: RunConfig) -> None:
@@ -125,7 +143,7 @@ class Segment(Task):
                             lambda path: read(data, path, labelled=True), lambda part: len(part.images))
         kind = label_kind(data, maps)
         info = SegmentInfo(bands=list(maps.bands), classes=class_names(list(parts.values()), kind),
-                           unit=maps.unit, inputs=data.images, targets=data.target or DEFAULT_TARGETS,
+                           unit=maps.unit, inputs=data.images, targets=data.target or default_targets(data),
                            label_map=kind, stretch=data.stretch or "asinh")
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].images)).get_config()
@@ -162,6 +180,21 @@ class Segment(Task):
     def default_loss(self, prepared: Prepared) -> str:
         return "sparse_categorical_crossentropy"
 
+    def loss(self, config: RunConfig, prepared: Prepared) -> str | LossFn:
+        """The per-pixel sparse cross-entropy, each class's pixels weighted by ``training.class_weight`` (class name ->
+        weight, the others 1: :class:`~deepfield.training.losses.ClassWeightedCrossentropy`) when it is given."""
+        weights = config.training.class_weight
+        if weights is None:
+            return super().loss(config, prepared)
+        if config.training.loss not in (None, self.default_loss(prepared)):
+            raise DeepfieldError(f"training.class_weight weighs the per-pixel cross-entropy, not training.loss "
+                                 f"{config.training.loss!r}: leave one of them out")
+        classes = prepared.info.classes
+        for name in weights:
+            if name not in classes:
+                raise unknown_name("training.class_weight class", name, classes)
+        return ClassWeightedCrossentropy([weights.get(name, 1.0) for name in classes])
+
     def default_metrics(self, prepared: Prepared) -> list[str]:
         return ["accuracy"]
 
@@ -177,8 +210,27 @@ class Segment(Task):
         """Probabilities (N, K, H, W) -> (class maps, the sources they delimit), (N, H, W) int64 each."""
         predicted = np.argmax(outputs, axis=1)
         if info.label_map == "instances":
-            return predicted, instances_from_probabilities(outputs, INSTANCE_CLASSES.index("boundary"))
+            return predicted, instances_from_probabilities(outputs, INSTANCE_CLASSES.index("boundary"),
+                                                           seed_level(info))
         return predicted, instances_from_classes(predicted, None)
+
+    recalibrates = chooses_on_validation = True
+
+    def fit_calibration(self, prediction: MCPrediction, prepared: Prepared) -> dict[str, Any] | None:
+        """For background / source / boundary classes, ``{"seed_level": level, "detection_f1": {level: F1}}``:
+        the watershed's seed level chosen on the validation part (:func:`~deepfield.analysis.segmentation.
+        choose_seed_level`), as the watershed baseline's threshold is; ``None`` for class maps or no validation."""
+        if prepared.info.label_map != "instances" or not len(prediction.mean):
+            return None
+        truth = prepared.sources["validation"]  # type: ignore[attr-defined]
+        level, scores = choose_seed_level(prediction.mean, truth, INSTANCE_CLASSES.index("boundary"))
+        return {"seed_level": level, "detection_f1": {str(k): v for k, v in scores.items()}}
+
+    def calibrated_info(self, info: SegmentInfo, calibration: Calibration) -> SegmentInfo:  # type: ignore[override]
+        """``info`` with the seed level of ``calibration`` (:meth:`fit_calibration`), where it holds one."""
+        if isinstance(calibration, dict) and "seed_level" in calibration:
+            return info.model_copy(update={"seed_level": float(calibration["seed_level"])})
+        return info
 
     # -- what the run says ---------------------------------------------------------------------
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
@@ -188,6 +240,10 @@ class Segment(Task):
         truth, true_sources = prepared.y[part], prepared.sources[part]  # type: ignore[attr-defined]
         predicted, sources = self.maps(outputs, info)
         result = segmentation_metrics(truth, predicted, info.classes, true_sources, sources)
+        if info.label_map != "instances":
+            result |= source_class_purity(truth, predicted, true_sources, sources)
+        else:
+            result["seed_level"] = seed_level(info)
         scores = [np.nanmean(np.nan_to_num(class_iou(t[None], p[None], len(info.classes)), nan=1.0))
                   for t, p in zip(truth, predicted)]  # a class absent from both is no error
         shown = best_median_worst(scores)
@@ -202,11 +258,25 @@ class Segment(Task):
         info = prepared.info
         network = {"model": f"network ({config.model.preset})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}, **per_class(metrics.get("iou", {}))}
-        if info.label_map == "classes" and len(info.classes) > 2:
+        if info.label_map != "instances" and len(info.classes) > 2:
             return [network]
         parts = {part: (prepared.raw[part], prepared.y[part], prepared.sources[part])  # type: ignore[attr-defined]
                  for part in ("validation", "test")}
         return [network, watershed_baseline(parts["validation"], parts["test"], info.classes)]
+
+    def predict_whole_image(self, models: list[torch.nn.Module], config: RunConfig, info: SegmentInfo,  # type: ignore
+                            data: Path, out: Path, overwrite: bool = False) -> Path | None:
+        """A FITS image (``(H, W)`` one band or a ``(C, H, W)`` cube in the run's band order) of any size, segmented by
+        overlapping tiles into the FITS file ``out`` (HDUs ``CLASSES``, ``SOURCES`` for background / source /
+        boundary classes, ``PROBABILITY``, each with the input's header and WCS:
+        :mod:`~deepfield.tasks.segment_whole`). Sides that do not divide by ``2**depth`` are mirrored beyond
+        the far edges to multiples of it, then cropped."""
+        tiling = fits_tiling(config, data, out, "segmented")
+        if tiling is None:
+            return None
+        tile, overlap, margin, multiple = tiling
+        return segment_fits(models, info, data, out, tile=tile, overlap=overlap, margin=margin, multiple=multiple,
+                            seed_level=seed_level(info), device=config.training.device)
 
     def describe(self, outputs: np.ndarray, info: SegmentInfo) -> dict[str, np.ndarray]:
         """``segmentation`` and ``sources`` (N, H, W) int16; ``probability`` (N, K, H, W) float32."""
@@ -215,6 +285,11 @@ class Segment(Task):
                 "probability": np.asarray(outputs, dtype=np.float32)}
 
 
+def seed_level(info: SegmentInfo) -> float:
+    """The run's watershed seed level: chosen on its validation part, else :data:`SEED_LEVEL` (an older run)."""
+    return SEED_LEVEL if info.seed_level is None else info.seed_level
+
+
 def _take(maps: LabelMaps, index: np.ndarray) -> LabelMaps:
     return LabelMaps(maps.images[index], maps.labels[index], maps.bands, maps.unit, maps.ids[index],  # type: ignore
-                     maps.classes, maps.instances)
+                     maps.classes, maps.instances, None if maps.sources is None else maps.sources[index])

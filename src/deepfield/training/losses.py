@@ -431,6 +431,7 @@ from deepfield.training.keras_losses import (  # noqa: E402
 )
 from deepfield.training.flux_losses import FluxConservingMAE  # noqa: E402
 from deepfield.training.diffusion_loss import DiffusionMSE  # noqa: E402
+from deepfield.training.weighted_losses import ClassWeightedCrossentropy  # noqa: E402
 
 Loss.registry.alias("mean_squared_error", "mse")
 Loss.registry.alias("mean_absolute_error", "mae")
@@ -463,6 +464,7 @@ def get(spec: str | LossFn | dict[str, Any]) -> LossFn:
 
 __all__ = [
     "NAMES", "BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy", "CategoricalFocalCrossentropy",
+    "ClassWeightedCrossentropy",
     "FluxConservingMAE", "GaussianNLL", "HalfSumSquaredError", "Hinge", "Huber", "KLDivergence", "KerasFunction", "LogCosh", "Loss",
     "Poisson", "MeanAbsoluteError", "MeanSquaredError", "SmoothedSparseCrossentropy",
     "SparseCategoricalCrossentropy",

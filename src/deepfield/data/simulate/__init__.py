@@ -12,12 +12,14 @@ from deepfield.data.simulate.blends import BlendsData, read_blends, simulate_ble
 from deepfield.data.simulate.denoise import DenoiseData, read_denoise, simulate_denoise
 from deepfield.data.simulate.generated import Samples, draw_sample, read_samples
 from deepfield.data.simulate.masks import MASK_KINDS, artefact_masks
+from deepfield.data.simulate.morpheus import MORPHOLOGY_CLASSES
 from deepfield.data.simulate.morphology import CLASSES, simulate_morphology
 from deepfield.data.simulate.photoz import simulate_photoz
 from deepfield.data.simulate.quality import ARTEFACTS, simulate_quality
 from deepfield.data.simulate.scene import simulate_scene
 
-__all__ = ["ARTEFACTS", "CLASSES", "MASK_KINDS", "BlendsData", "DenoiseData", "Samples", "add_bad_column",
-           "add_cosmic_rays", "add_ghost", "add_hot_pixels", "add_satellite_trail", "add_saturated_star",
-           "artefact_masks", "draw_sample", "read_blends", "read_denoise", "read_samples", "simulate_blends",
-           "simulate_denoise", "simulate_morphology", "simulate_photoz", "simulate_quality", "simulate_scene"]
+__all__ = ["ARTEFACTS", "CLASSES", "MASK_KINDS", "MORPHOLOGY_CLASSES", "BlendsData", "DenoiseData", "Samples",
+           "add_bad_column", "add_cosmic_rays", "add_ghost", "add_hot_pixels", "add_satellite_trail",
+           "add_saturated_star", "artefact_masks", "draw_sample", "read_blends", "read_denoise", "read_samples",
+           "simulate_blends", "simulate_denoise", "simulate_morphology", "simulate_photoz", "simulate_quality",
+           "simulate_scene"]

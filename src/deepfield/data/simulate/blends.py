@@ -14,7 +14,9 @@ place, drawn as it is (its own PSF, not the stamp's Moffat; ``generated.Populati
 
 Segmentation rule: pixel p gets label k + 1 (source k, 0-based) where source k has the largest
 band-summed noise-free flux of all sources at p and that flux exceeds ``threshold`` times the
-noise sigma of the band-summed image, ``sqrt(sum_b sigma_b**2)``; else 0 (background).
+noise sigma of the band-summed image, ``sqrt(sum_b sigma_b**2)``; else 0 (background). The
+``morphology`` map gives those pixels their source's Morpheus class instead
+(:mod:`~deepfield.data.simulate.morpheus`).
 """
 from __future__ import annotations
 
@@ -30,11 +32,12 @@ import numpy as np
 from deepfield import arguments
 from deepfield.data.simulate.galaxies import StampDrawer, add_gaussian_noise, moffat_psf
 from deepfield.data.simulate.generated import GeneratedSource, Population, Samples, draw_sample
+from deepfield.data.simulate.morpheus import MORPHOLOGY_CLASSES, morphology_class, morphology_map
 from deepfield.data.simulate.parallel import GALAXY_STREAM, POPULATION_STREAM, run_chunks, stream_rng
 from deepfield.data.simulate.photoz import BRIGHT_LIMIT
 from deepfield.data.simulate.reading import open_simulated, read_columns
 from deepfield.data.simulate.seds import Colours, parse_bands
-from deepfield.data.simulate.sources import Source, galaxy, star, visit_sigma
+from deepfield.data.simulate.sources import GALAXY_KINDS, Source, galaxy, star, visit_sigma
 from deepfield.data.simulate.writer import ChunkSink, ColumnInfo, create_array, create_images, sim_file, write_columns
 from deepfield.errors import DeepfieldError, unknown_name
 from deepfield.outputs import output_file
@@ -46,11 +49,16 @@ MARGIN = 2.0
 """Pixels between every source centre and the stamp's edge at least."""
 
 BLEND_KINDS = ("spheroid", "disk")
-"""The galaxy recipes of blends: point-symmetric, so the recorded centre is the light centroid."""
+"""The galaxy recipes of blends by default: point-symmetric, so the recorded centre is the light centroid
+(``galaxy_kinds`` may add ``irregular``, whose knots put its light centroid off its recorded centre)."""
 
 SEGMENTATION_RULE = ("k + 1 where source k (0-based) has the most band-summed noise-free flux of all sources and "
                      "more than `threshold` (nJy per pixel), else 0")
 """The segmentation map's rule, as its ``description`` attribute states it."""
+
+MORPHOLOGY_RULE = ("the Morpheus class (see `classes`) of the source that labels the pixel in `segmentation`, "
+                   "0 (background) where it has none")
+"""The morphology map's rule, as its ``description`` attribute states it."""
 
 MAX_SOURCES = 10
 """The most sources one stamp may hold."""
@@ -73,6 +81,7 @@ class BlendJob:
     separation_unit: str
     threshold: float
     colours: Colours
+    galaxy_kinds: tuple[str, ...] = BLEND_KINDS
     population: Population | None = None
 
 
@@ -95,7 +104,7 @@ def place_sources(rng: np.random.Generator, job: BlendJob, seeing_hlr: float) ->
             source = star(rng, job.colours, len(job.bands), job.mag_limit)
         else:
             source = galaxy(rng, job.colours, len(job.bands), job.mag_limit, job.size * job.pixel_scale / 8.0,
-                            kinds=BLEND_KINDS)
+                            kinds=job.galaxy_kinds)
         if k == 0:
             placed.append((source, rng.uniform(-0.5, 0.5, 2)))
             continue
@@ -137,6 +146,8 @@ def draw_blend(job: BlendJob, index: int, drawer: StampDrawer) -> dict[str, np.n
     return dict(images=add_gaussian_noise(noiseless, job.sigma, rng), noiseless=noiseless.astype(np.float32),
                 sources=isolated.astype(np.float32), n_sources=np.int64(len(placed)),
                 is_star=_padded([source.kind == "star" for source, _ in placed], s_max, False),
+                morphology=_padded([morphology_class(source) for source, _ in placed], s_max, 0).astype(np.uint8),
+                bulge_fraction=_padded([source.bulge_fraction for source, _ in placed], s_max, np.nan),
                 psf_fwhm=np.float64(psf.fwhm), psf_beta=np.float64(psf.beta),
                 flux=_padded([source.flux for source, _ in placed], s_max, np.nan), **truth)
 
@@ -157,6 +168,7 @@ def draw_chunk(task: tuple[BlendJob, range]) -> dict[str, np.ndarray]:
     blends = [draw_blend(job, index, drawer) for index in rows]
     chunk = {name: np.stack([blend[name] for blend in blends]) for name in blends[0]}
     chunk["segmentation"] = segmentation(chunk["sources"], job.threshold * float(np.sqrt(np.sum(job.sigma**2))))
+    chunk["morphology_map"] = morphology_map(chunk["segmentation"], chunk["morphology"])
     flux = chunk.pop("flux")
     return chunk | {f"flux_{b}": flux[..., c] for c, b in enumerate(job.bands)}
 
@@ -172,6 +184,9 @@ def truth_info(bands: Sequence[str]) -> ColumnInfo:
         "mag": ("mag", "AB magnitude of the flux averaged over the bands; NaN: no source"),
         "is_star": ("", "the source is a star (False also where there is no source)"),
         "generated": ("", "row of the generated stamp the source is (-1: a simulated source or none)"),
+        "morphology": ("", "Morpheus class of the source, 1 to 4: " + ", ".join(MORPHOLOGY_CLASSES[1:])
+                       + " (deepfield.data.simulate.morpheus); 0: no source"),
+        "bulge_fraction": ("", "fraction of the flux in de Vaucouleurs-like components (0: star); NaN: no source"),
     } | {f"flux_{b}": ("nJy", f"total flux in band {b} before seeing and noise; NaN: no source") for b in bands}
 
 
@@ -181,7 +196,7 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
                     separation_unit: str = "hlr", visits: float = 100.0, mag_limit: float = 25.0,
                     threshold: float = 1.0, pixel_scale: float = 0.2,
                     psf_fwhm: float | tuple[float, float] = (0.6, 1.0), workers: int | None = None,
-                    progress: bool = True, population: Samples | None = None,
+                    progress: bool = True, galaxy_kinds: Sequence[str] = BLEND_KINDS, population: Samples | None = None,
                     population_fraction: float = 0.5) -> Path:
     """Write ``n`` blended stamps to the HDF5 file ``out``; return its path.
 
@@ -189,7 +204,8 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
     a source other than the first is a star; ``separation`` (low, high) from source 0 in
     ``separation_unit`` (``"pixels"`` or ``"hlr"``); ``visits``: LSST visits of the noise;
     ``mag_limit``: faintest band-averaged AB magnitude; ``threshold``: of the segmentation, in
-    sigmas of the band-summed noise; ``population``: generated stamps (nJy, the same bands and pixel
+    sigmas of the band-summed noise; ``galaxy_kinds``: the galaxy recipes drawn (of ``spheroid``,
+    ``disk``, ``irregular``); ``population``: generated stamps (nJy, the same bands and pixel
     scale), each source one of them with probability ``population_fraction`` (``truth/generated``
     says which); without it the file is what it always was. The rest as ``simulate_denoise``.
 
@@ -198,14 +214,16 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
     ``unit``; ``images`` also ``noise_sigma`` (C,) nJy and ``depth`` (C,) 5σ AB mag); ``sources``
     (n, S, C, H, W) float32 each source alone, noise-free, zeros past ``n_sources``; ``n_sources``
     (n,) int64; ``segmentation`` (n, H, W) int64 (0 background, k + 1 source k; attr ``threshold``
-    in nJy per pixel of the band-summed image); ``truth/<name>`` (n, S) (see ``truth_info``) and
+    in nJy per pixel of the band-summed image); ``morphology`` (n, H, W) uint8 the Morpheus class map
+    (attr ``classes``: :data:`~deepfield.data.simulate.morpheus.MORPHOLOGY_CLASSES`, 0 background);
+    ``truth/<name>`` (n, S) (see ``truth_info``) and
     ``truth/psf_fwhm`` (arcsec), ``truth/psf_beta`` (n,); attrs ``simulator``, ``seed``, ``config``.
     The same arguments give the same arrays for any ``workers``; read it with ``read_blends``.
     """
     out, workers = output_file(out), arguments.workers(workers)
     n = arguments.integer("n", n, expected="an integer >= 1")
     job = _job(size, bands, seed, min_sources, max_sources, star_fraction, separation, separation_unit, visits,
-               mag_limit, threshold, pixel_scale, psf_fwhm)
+               mag_limit, threshold, pixel_scale, psf_fwhm, galaxy_kinds)
     if population is not None:
         job = dataclasses.replace(job, population=Population.of(
             population, arguments.fraction("population_fraction", population_fraction), job.bands, job.pixel_scale))
@@ -213,7 +231,8 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
     config = dict(n=n, seed=job.seed, bands=list(job.bands), size=job.size, pixel_scale=job.pixel_scale,
                   min_sources=job.sources[0], max_sources=job.sources[1], star_fraction=job.star_fraction,
                   separation=list(job.separation), separation_unit=job.separation_unit, visits=visits,
-                  mag_limit=job.mag_limit, threshold=job.threshold, psf_fwhm=list(job.psf_fwhm))
+                  mag_limit=job.mag_limit, threshold=job.threshold, psf_fwhm=list(job.psf_fwhm),
+                  galaxy_kinds=list(job.galaxy_kinds))
     if population is not None:
         config |= dict(population=len(population.stamps), population_fraction=population_fraction)
     s_max, shape = job.sources[1], (n, job.bands, job.size, job.pixel_scale, "nJy")
@@ -225,7 +244,9 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
                                  description="each source alone without noise; zeros past n_sources"),
             segmentation=create_array(h5, "segmentation", (n, job.size, job.size), np.int64,
                                       threshold=job.threshold * float(np.sqrt(np.sum(job.sigma**2))),
-                                      description=SEGMENTATION_RULE))
+                                      description=SEGMENTATION_RULE),
+            morphology_map=create_array(h5, "morphology", (n, job.size, job.size), np.uint8,
+                                        classes=list(MORPHOLOGY_CLASSES), description=MORPHOLOGY_RULE))
         sink = ChunkSink(n, create_images(h5, *shape, noise_sigma=job.sigma, depth=depth, visits=visits,
                                           description="the blend with Gaussian sky noise"), **streamed)
         run_chunks(draw_chunk, lambda rows: (job, rows), n, sink, workers=workers, progress=progress,
@@ -239,7 +260,7 @@ def simulate_blends(n: int, out: str | os.PathLike[str], *, size: int = 64,
 
 def _job(size: int, bands: str | Sequence[str], seed: int, min_sources: int, max_sources: int, star_fraction: float,
          separation: object, separation_unit: str, visits: float, mag_limit: float, threshold: float,
-         pixel_scale: float, psf_fwhm: object) -> BlendJob:
+         pixel_scale: float, psf_fwhm: object, galaxy_kinds: Sequence[str] = BLEND_KINDS) -> BlendJob:
     """Validate the arguments and build the job (with its colour tables)."""
     bands = parse_bands(bands)
     low = arguments.integer("min_sources", min_sources, 1, MAX_SOURCES)
@@ -249,6 +270,11 @@ def _job(size: int, bands: str | Sequence[str], seed: int, min_sources: int, max
     if separation_unit not in SEPARATION_UNITS:
         raise unknown_name("separation unit", separation_unit, SEPARATION_UNITS)
     pixel_scale = arguments.number_range("pixel_scale", pixel_scale)[0]
+    for kind in galaxy_kinds:
+        if kind not in GALAXY_KINDS:
+            raise unknown_name("galaxy kind", kind, GALAXY_KINDS)
+    if not galaxy_kinds:
+        raise DeepfieldError(f"galaxy_kinds: give at least one of {', '.join(GALAXY_KINDS)}")
     return BlendJob(seed=arguments.integer("seed", seed, 0, math.inf, expected="an integer >= 0"), bands=bands,
                     size=arguments.integer("size", size, 8, expected="an integer >= 8"), pixel_scale=pixel_scale,
                     psf_fwhm=arguments.number_range("psf_fwhm", psf_fwhm),
@@ -257,7 +283,7 @@ def _job(size: int, bands: str | Sequence[str], seed: int, min_sources: int, max
                     sources=(low, high), star_fraction=arguments.fraction("star_fraction", star_fraction),
                     separation=arguments.number_range("separation", separation),
                     separation_unit=separation_unit, threshold=arguments.number_range("threshold", threshold)[0],
-                    colours=Colours.build(bands))
+                    colours=Colours.build(bands), galaxy_kinds=tuple(galaxy_kinds))
 
 
 @dataclass(frozen=True)
@@ -267,7 +293,8 @@ class BlendsData:
     ``images``, ``noiseless``: (N, C, H, W) float32 in ``unit`` (nJy per pixel); ``sources``:
     (N, S, C, H, W) float32, zeros past ``n_sources`` (N,) int64; ``segmentation``: (N, H, W) int64
     (0 background, k + 1 source k); ``noise_sigma``: (C,) nJy per pixel; ``truth``: name -> (N, S)
-    arrays (NaN / False past the count; see ``truth_info``) and ``psf_fwhm``, ``psf_beta`` (N,).
+    arrays (NaN / False past the count; see ``truth_info``) and ``psf_fwhm``, ``psf_beta`` (N,); ``morphology``:
+    (N, H, W) uint8 Morpheus class maps (``None`` in a file written before they were).
     """
 
     images: np.ndarray
@@ -280,6 +307,7 @@ class BlendsData:
     unit: str
     noise_sigma: np.ndarray
     truth: dict[str, np.ndarray]
+    morphology: np.ndarray | None = None
 
 
 def read_blends(path: str | os.PathLike[str], rows: slice = slice(None)) -> BlendsData:
@@ -288,4 +316,5 @@ def read_blends(path: str | os.PathLike[str], rows: slice = slice(None)) -> Blen
         images = h5["images"]
         return BlendsData(images[rows], h5["noiseless"][rows], h5["sources"][rows], h5["n_sources"][rows],
                           h5["segmentation"][rows], tuple(images.attrs["bands"]), float(images.attrs["pixel_scale"]),
-                          str(images.attrs["unit"]), images.attrs["noise_sigma"], read_columns(h5["truth"], rows))
+                          str(images.attrs["unit"]), images.attrs["noise_sigma"], read_columns(h5["truth"], rows),
+                          h5["morphology"][rows] if "morphology" in h5 else None)

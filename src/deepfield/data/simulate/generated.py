@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import galsim
@@ -177,8 +177,8 @@ class GeneratedSource(Source):
     """A generated stamp taking a simulated source's place: ``stamp`` (C, H, W) in nJy per pixel, ``sample``
     its row in the samples."""
 
-    stamp: np.ndarray
-    sample: int
+    stamp: np.ndarray = field(kw_only=True)
+    sample: int = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -220,4 +220,5 @@ def generated_source(stamp: np.ndarray, sample: int) -> GeneratedSource:
     flux = stamp.sum(axis=(1, 2), dtype=np.float64)
     mean = float(np.mean(flux))
     mag = AB_NJY - 2.5 * math.log10(mean) if mean > 0 else math.nan
-    return GeneratedSource((), "generated", mag, flux, math.nan, math.nan, math.nan, math.nan, stamp, sample)
+    return GeneratedSource((), "generated", mag, flux, math.nan, math.nan, math.nan, math.nan, math.nan, stamp=stamp,
+                           sample=sample)

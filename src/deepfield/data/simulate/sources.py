@@ -33,7 +33,8 @@ class Source:
 
     ``components``: fluxes (C,) in nJy; ``flux``: (C,) total flux per band in nJy;
     ``half_light_radius``: arcsec before seeing (0 for a star); ``e1``, ``e2``: reduced shear
-    ``|g| (cos 2θ, sin 2θ)`` of the main component, θ its major axis from +x (0 for a star).
+    ``|g| (cos 2θ, sin 2θ)`` of the main component, θ its major axis from +x (0 for a star);
+    ``bulge_fraction``: of the flux in de Vaucouleurs-like components (1 spheroid, 0 star or irregular).
     """
 
     components: tuple[Component, ...]
@@ -44,6 +45,7 @@ class Source:
     e1: float
     e2: float
     redshift: float
+    bulge_fraction: float = 0.0
 
 
 def flux_njy(mag: float | np.ndarray) -> float | np.ndarray:
@@ -83,7 +85,7 @@ def galaxy(rng: np.random.Generator, colours: Colours, n_bands: int, mag_limit: 
     components = _scaled(drawn.components, mag, n_bands, shrink)
     g, angle = drawn.truth["ellipticity"], math.radians(drawn.truth["position_angle"])
     return Source(components, kind, mag, sum(c.flux for c in components), hlr, g * math.cos(2 * angle),
-                  g * math.sin(2 * angle), z)
+                  g * math.sin(2 * angle), z, drawn.truth["bulge_fraction"])
 
 
 def star(rng: np.random.Generator, colours: Colours, n_bands: int, mag_limit: float) -> Source:
