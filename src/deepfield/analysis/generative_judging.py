@@ -15,6 +15,7 @@ Pure functions on arrays (the statistics come from :func:`deepfield.analysis.gal
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +70,8 @@ def wasserstein_score(samples: Mapping[str, Any], heldout: Mapping[str, Any]) ->
 def frechet_gaussians(mu1: Any, cov1: Any, mu2: Any, cov2: Any, eps: float = 1e-6) -> float:
     """``||μ1 − μ2||² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½)``: the Fréchet (2-Wasserstein²) distance of two Gaussians.
 
-    The matrix square root is scipy's; when it is not finite (a singular product) ``eps`` is added to
-    both diagonals and it is taken again (as pytorch-fid does); the real part is kept (round-off gives
+    The matrix square root is scipy's; when scipy finds the product singular (a feature that never varies,
+    fewer stamps than features) or the root is not finite, ``eps`` is added to both diagonals and it is taken again (as pytorch-fid does); the real part is kept (round-off gives
     a small imaginary one). Never below 0 (round-off again).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -78,8 +79,10 @@ def frechet_gaussians(mu1: Any, cov1: Any, mu2: Any, cov2: Any, eps: float = 1e-
     if not (mu1.shape == mu2.shape and cov1.shape == cov2.shape == (len(mu1), len(mu1))):
         raise DeepfieldError(f"frechet: means {mu1.shape}, {mu2.shape} and covariances {cov1.shape}, {cov2.shape} "
                              "do not describe Gaussians of one dimension")
-    root = scipy.linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(root).all():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov1 @ cov2)
+    if caught or not np.isfinite(root).all():  # singular: e.g. a feature that never varies
         offset = eps * np.eye(len(mu1))
         root = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
     value = np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(np.real(root))
