@@ -122,7 +122,8 @@ def test_memorisation_flags_a_copier_and_not_fresh_draws_from_the_same_sky():
     assert not honest.flagged and honest.fraction <= honest.limit
     assert copier.flagged and copier.fraction > 0.9
     np.testing.assert_array_equal(copier.closest[:, 1], copier.closest[:, 0])  # copies of training 0..199
-    assert copier.closest.shape == (8, 2) and copier.sample_distances[copier.closest[0, 0]] == copier.sample_distances.min()
+    assert copier.closest.shape == (8, 2)
+    assert copier.sample_distances[copier.closest[0, 0]] == copier.sample_distances.min()
     summary = copier.summary()
     assert summary["flagged"] is True and summary["n_samples"] == 200 and summary["threshold_distance"] > 0
     # the limit: q + z sqrt(q (1 - q) (1/N_s + 1/N_h))

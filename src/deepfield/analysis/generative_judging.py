@@ -71,8 +71,9 @@ def frechet_gaussians(mu1: Any, cov1: Any, mu2: Any, cov2: Any, eps: float = 1e-
     """``||μ1 − μ2||² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½)``: the Fréchet (2-Wasserstein²) distance of two Gaussians.
 
     The matrix square root is scipy's; when scipy finds the product singular (a feature that never varies,
-    fewer stamps than features) or the root is not finite, ``eps`` is added to both diagonals and it is taken again (as pytorch-fid does); the real part is kept (round-off gives
-    a small imaginary one). Never below 0 (round-off again).
+    fewer stamps than features) or the root is not finite, ``eps`` is added to both diagonals and it is
+    taken again (as pytorch-fid does); the real part is kept (round-off gives a small imaginary one).
+    Never below 0 (round-off again).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
     cov1, cov2 = np.atleast_2d(np.asarray(cov1, dtype=np.float64)), np.atleast_2d(np.asarray(cov2, dtype=np.float64))
