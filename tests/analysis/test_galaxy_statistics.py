@@ -94,8 +94,10 @@ def test_the_statistics_do_not_depend_on_the_number_of_processes():
      "unknown morphology band 'z'; expected one of: r"),
     (lambda: galaxy_statistics(np.zeros((2, 1, 8, 8)), ["r"], 0.2, power_bins=5), "power_bins must be"),
     (lambda: radial_power_spectrum(np.zeros((8, 8))), r"expected images \(N, H, W\)"),
-    (lambda: galaxy_statistics(np.zeros((2, 1, 8, 8)), ["r"], 0.2, threshold=0, power_bins=2), "threshold must be a positive"),
-    (lambda: galaxy_statistics(np.zeros((2, 1, 8, 8)), ["r"], 0.2, max_flag=3, power_bins=2), "max_flag must be one of"),
+    (lambda: galaxy_statistics(np.zeros((2, 1, 8, 8)), ["r"], 0.2, threshold=0, power_bins=2),
+     "threshold must be a positive"),
+    (lambda: galaxy_statistics(np.zeros((2, 1, 8, 8)), ["r"], 0.2, max_flag=3, power_bins=2),
+     "max_flag must be one of"),
 ])
 def test_bad_shapes_and_values_are_refused_in_one_line(call, message):
     with pytest.raises(DeepfieldError, match=message) as caught:
