@@ -79,7 +79,7 @@ def test_a_stamp_statmorph_cannot_measure_gets_nan_and_the_batch_goes_on():
 
 
 def test_the_statistics_do_not_depend_on_the_number_of_processes():
-    stamps = np.stack([sersic(n, 3.0, 32, seed=k) for k, n in enumerate((1, 2))])[:, None]
+    stamps = np.stack([sersic(1, hlr, 32, seed=k) for k, hlr in enumerate((3.0, 2.5))])[:, None]
     one, two = (galaxy_statistics(stamps, ["r"], 1.0, workers=w) for w in (1, 2))
     assert np.isfinite(one["gini"]).all()
     for name in one:
