@@ -10,6 +10,8 @@ labelled axes, ``figsize × DPI`` pixels; animations (GIF, or MP4 where ffmpeg i
 - photo-z scatter, PIT histogram, metrics in bins: :mod:`.photoz`;
 - predicted against true values and residuals of a regression: :mod:`.regression`;
 - an election forecast's seat distribution: :mod:`.seats`;
+- a generative model's samples (the sample grid, a latent interpolation): :mod:`.generative`; generated stamps
+  against held-out ones (statistic histograms, power spectra, memorisation): :mod:`.generative_judging`;
 - a gallery of predictions on stamps: :mod:`.gallery`; restored images (input, output, truth, residual):
   :mod:`.restoration`; segmentation maps (image, predicted, true classes): :mod:`.segmentation`;
 - reliability diagram, coverage, error against uncertainty, flags: :mod:`.uncertainty`;
@@ -20,6 +22,8 @@ labelled axes, ``figsize × DPI`` pixels; animations (GIF, or MP4 where ffmpeg i
 """
 from deepfield.plots.classification import plot_confusion_matrix, plot_precision_recall, plot_roc
 from deepfield.plots.gallery import asinh_composite, plot_gallery, select_examples
+from deepfield.plots.generative import plot_interpolation, plot_sample_grid
+from deepfield.plots.generative_judging import plot_memorisation, plot_power_spectra, plot_statistic_distributions
 from deepfield.plots.learning import load_history, overfitting_epoch, plot_gradient_norms, plot_learning_curves
 from deepfield.plots.photoz import plot_metrics_vs, plot_photoz_scatter, plot_pit
 from deepfield.plots.regression import plot_regression
@@ -55,6 +59,11 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_gallery",
     "plot_gradient_norms",
+    "plot_interpolation",
+    "plot_memorisation",
+    "plot_power_spectra",
+    "plot_sample_grid",
+    "plot_statistic_distributions",
     "plot_learning_curves",
     "plot_metrics_vs",
     "plot_photoz_scatter",

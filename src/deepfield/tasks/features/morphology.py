@@ -1,53 +1,22 @@
-"""Non-parametric morphology (CAS, Gini-M20) and a Sérsic index through statmorph.
+"""Non-parametric morphology (CAS, Gini-M20) and a Sérsic index through statmorph, as baseline features.
 
-For each stamp: the sky level is either given (``sky``, e.g. 0.0 for stamps already
-sky-subtracted or normalised as :mod:`deepfield.tasks.imaging` does) or estimated by sigma
-clipping, refined on pixels outside every detected source, and subtracted; the sky sigma
-is always estimated the same way. On small stamps the estimated level absorbs the wings
-of extended (high-n) profiles and biases ``sersic_n`` low, so give ``sky`` when it is known.
-Then photutils detects sources above
-``threshold`` sigma (``n_pixels`` connected pixels) and the segment under the stamp centre
-is measured by ``statmorph.SourceMorphology`` (less the unused MID statistics) with a constant weight map (the sky sigma:
-background-limited noise) and, if ``psf_fwhm`` is given, a Gaussian PSF for the Sérsic fit.
+Each stamp's band (or band mean) is measured by
+:func:`deepfield.analysis.nonparametric_morphology.measure_morphology` (the sky, the segmentation of
+the central source and statmorph are described there); ``psf_fwhm`` gives a Gaussian PSF for the Sérsic fit.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
-import statmorph
 from astropy.convolution import Gaussian2DKernel
-from astropy.stats import sigma_clipped_stats
-from astropy.utils.decorators import lazyproperty
-from photutils.segmentation import SegmentationImage, detect_sources
-from photutils.utils.exceptions import NoDetectionsWarning
-from scipy.ndimage import binary_dilation
 
 from deepfield import arguments
+from deepfield.analysis.nonparametric_morphology import FLAGS, measure_morphology
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.features.base import Extractor, FeatureSet, band_mean, check_images, progress
 
 FEATURES = ("concentration", "asymmetry", "smoothness", "gini", "m20", "sersic_n")
-FLAGS = {0: "good", 1: "suspect", 2: "bad", 4: "catastrophic"}
-MIN_SKY_PIXELS = 16
-
-
-class _WithoutMID(statmorph.SourceMorphology):
-    """statmorph's measurement without the MID statistics (multimode, intensity, deviation):
-    they are not among our features and take about 60% of statmorph's time on a stamp."""
-
-    @lazyproperty
-    def multimode(self) -> float:
-        return np.nan
-
-    @lazyproperty
-    def intensity(self) -> float:
-        return np.nan
-
-    @lazyproperty
-    def deviation(self) -> float:
-        return np.nan
 
 
 class Morphology(Extractor):
@@ -107,56 +76,5 @@ class Morphology(Extractor):
 
     def measure(self, image: np.ndarray, psf: np.ndarray | None) -> tuple[np.ndarray, str]:
         """The 6 features of one image ``(H, W)`` and a reason ('' when fully measured)."""
-        nan = np.full(len(FEATURES), np.nan)
-        mask = ~np.isfinite(image)
-        if mask.all():
-            return nan, "no finite pixels"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NoDetectionsWarning)  # reported below as the reason
-            segmap, sigma, image = self.segment(np.where(mask, 0.0, image), mask)
-        if not sigma > 0:
-            return nan, "flat stamp: the sky has no noise to measure a source against"
-        if segmap is None:
-            return nan, (f"no source above {self.threshold:g} sigma of the sky over {self.n_pixels} pixels "
-                         "at the stamp centre")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                morph = _WithoutMID(image, segmap, segmap.labels[0], mask=mask if mask.any() else None,
-                                    weightmap=np.full(image.shape, sigma), psf=psf)
-            except Exception as exc:  # statmorph fails in many numerical ways; report, don't raise
-                return nan, f"statmorph failed: {type(exc).__name__}: {exc}"
-        said = "; ".join(dict.fromkeys(str(w.message) for w in caught)) or "no warning"
-        if morph.flag > self.max_flag:
-            return nan, f"statmorph flag {morph.flag} ({FLAGS.get(morph.flag, '?')}): {said}"
-        row = np.array([getattr(morph, f) for f in FEATURES], dtype=np.float64)
-        if morph.flag_sersic > self.max_flag:
-            row[-1] = np.nan
-            return row, f"Sérsic fit flag {morph.flag_sersic}, sersic_n is NaN: {said}"
-        if not np.isfinite(row).all():
-            bad = ", ".join(f for f, v in zip(FEATURES, row) if not np.isfinite(v))
-            return row, f"statmorph gave no value for {bad}: {said}"
-        return row, ""
-
-    def segment(self, image: np.ndarray, mask: np.ndarray) -> tuple[SegmentationImage | None, float, np.ndarray]:
-        """The central source's segmentation map, the sky sigma and the sky-subtracted image."""
-        _, median, sigma = sigma_clipped_stats(image, mask=mask, sigma=3.0)
-        median = median if self.sky is None else self.sky
-        if not sigma > 0:
-            return None, 0.0, image
-        sources = detect_sources(image - median, self.threshold * sigma, n_pixels=self.n_pixels, mask=mask)
-        if sources is not None:
-            background = ~binary_dilation(sources.data > 0, iterations=2) & ~mask
-            if background.sum() >= MIN_SKY_PIXELS:
-                _, level, refined = sigma_clipped_stats(image[background], sigma=3.0)
-                median = level if self.sky is None else self.sky
-                sigma = refined if refined > 0 else sigma
-                sources = detect_sources(image - median, self.threshold * sigma, n_pixels=self.n_pixels, mask=mask)
-        if sources is None:
-            return None, sigma, image
-        h, w = image.shape
-        label = sources.data[h // 2, w // 2]
-        if label == 0:
-            return None, sigma, image
-        sources.keep_label(label)
-        return sources, sigma, image - median
+        return measure_morphology(image, FEATURES, threshold=self.threshold, n_pixels=self.n_pixels, psf=psf,
+                                  max_flag=self.max_flag, sky=self.sky)
