@@ -117,10 +117,9 @@ class RunningMean:
 
 
 def declared_input_shape(model: nn.Module) -> tuple[int, ...] | None:
-    """The sample shape the model (or its first layer) was declared or built for, if it says (``input_shapes``,
-    one per input, where a model of several inputs names them apart from its ``input_shape``)."""
+    """The sample shape the model (or its first layer) was declared or built for, if it says."""
     for module in model.modules():
-        shape = getattr(module, "input_shapes", None) or getattr(module, "input_shape", None)
+        shape = getattr(module, "input_shape", None)
         if shape:
             return tuple(shape)
     return None

@@ -120,12 +120,6 @@ class Diffusion(PresetModel):
         self.build()
 
     # -- the network ------------------------------------------------------------------------------
-    @property
-    def input_shapes(self) -> list[tuple[int, ...]] | None:
-        """``[(C, H, W), (K,)]`` for a conditional model (what the engine checks a ``Packed`` of images and
-        conditions against); None for an unconditional one (its ``input_shape`` says it)."""
-        return [self.input_shape, (self.condition_size,)] if self.condition_size else None
-
     def example_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (x, x.new_zeros((x.shape[0], self.condition_size))) if self.condition_size else (x,)
 
