@@ -103,6 +103,23 @@ def test_reads_never_exceed_one_band_of_tile_rows_however_tall_the_image(tmp_pat
     np.testing.assert_array_equal(fits.getdata(out)[0], predict_tiled(network, data, tile=32, overlap=8)[0])
 
 
+def test_a_wide_image_is_read_by_blocks_of_a_batch_of_tiles(tmp_path, monkeypatch):
+    network, data = conv_net(2, channels=1, out=1), image(1, 40, 600)[0]
+    fits.PrimaryHDU(data).writeto(tmp_path / "wide.fits")
+    reads = []
+    raw = _ImageBaseHDU._get_raw_data
+
+    def counted(self, shape, code, offset):
+        reads.append(tuple(np.atleast_1d(shape)))
+        return raw(self, shape, code, offset)
+
+    monkeypatch.setattr(_ImageBaseHDU, "_get_raw_data", counted)
+    out = predict_fits_tiled(network, tmp_path / "wide.fits", tmp_path / "out.fits", tile=32, overlap=8, batch_size=4)
+    assert reads and max(shape[-1] for shape in reads) == 3 * 24 + 32  # row segments of one block
+    monkeypatch.undo()
+    np.testing.assert_array_equal(fits.getdata(out), predict_tiled(network, data, tile=32, overlap=8)[0])
+
+
 def numpy_peak(network, source, out, **settings) -> int:
     """The peak bytes of Python and numpy buffers (``tracemalloc``) while ``source`` is predicted into ``out``."""
     tracemalloc.start()

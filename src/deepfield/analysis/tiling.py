@@ -42,9 +42,11 @@ within a band by batches of ``B = batch_size`` tiles: one block of ``T`` rows an
 it converts), its tiles' weighted outputs are added to the block's float64 sums, the pixels no later tile
 reaches leave (float32), and the other sums (the rows shared with the next band, the columns shared with
 the next batch) go back to a store of ``8 C' T W`` bytes: a temporary file with ``scratch`` (its pages are
-the kernel's cache, not the process's memory), else in memory. The numpy buffers then stay under
-``T Wb (8 C + 16 C') + 4 B C T^2 + 8 (C' + 1) T^2`` bytes, a bound that no longer depends on the image's
-size once it is ``Wb`` wide, and the network holds its activations for one batch of ``B`` tiles.
+the kernel's cache, not the process's memory), else in memory (:func:`predict_tiled`, whose image is in
+memory anyway). Beside that store the numpy buffers stay under
+``T Wb (8 C + 16 C') + 4 B C T^2 + 8 (C' + 1) T^2`` bytes, a bound that depends on neither the height
+nor the width once the image is ``Wb`` wide (the lists of tile starts, ``(H + W) / (T - overlap)`` numbers,
+are all that grows), and the network holds its activations for one batch of ``B`` tiles.
 
 >>> out = predict_tiled(unet, image, tile=256, overlap=64)        # image (C, H, W) -> out (C', H, W)
 """
