@@ -1,9 +1,10 @@
 """Tiled prediction streamed through FITS files: an image of any size in, the network's output out.
 
 The input HDU is read by blocks of ``tile`` rows and one batch of tiles' columns (``hdu.section``, the
-file opened without a memory map, so only those pixels' bytes are read, row segment by row segment, and
-nothing stays resident; a tile-compressed HDU decompresses the compression tiles a block touches, whole
-rows for the usual row-by-row tiling, so its reader's buffers grow with the width); the output is written
+file opened without a memory map, so nothing stays resident), each block by runs of whole rows holding no
+more pixels than the block (one row at least; the block's columns kept): a band is read ``W / Wb`` times
+over from the page cache, which costs less than astropy's per-row reads of a narrower section; a
+tile-compressed HDU decompresses the compression tiles those rows touch); the output is written
 by blocks of finished pixels, at their places, into a new FITS file carrying the input's header (its WCS,
 its cards) with ``BITPIX = -32``. The float64 sums that a band shares with the next wait in a temporary
 file beside the output. Memory is that of :func:`~deepfield.analysis.tiling.stream_blocks`, whatever the
@@ -68,8 +69,15 @@ def predict_fits_tiled(network: nn.Module, in_path: str | os.PathLike[str], out_
         height, width = shape[-2:]
 
         def read(top: int, bottom: int, left: int, right: int) -> np.ndarray:
-            block = image.section[..., top:bottom, left:right]
-            return np.asarray(block, dtype=np.float32).reshape(-1, bottom - top, right - left)
+            # whole rows, a block's worth of pixels at a time: astropy reads a section narrower than the image
+            # row by row, at ~0.5 ms of Python a row (8x the time of a fast network's tiles)
+            block = np.empty((image.shape[0] if len(shape) == 3 else 1, bottom - top, right - left), np.float32)
+            step = max(1, (bottom - top) * (right - left) // width)
+            for first in range(top, bottom, step):
+                rows = image.section[..., first:min(first + step, bottom), :]
+                block[:, first - top:first - top + rows.shape[-2]] = np.asarray(rows, np.float32).reshape(
+                    -1, rows.shape[-2], width)[:, :, left:right]
+            return block
 
         with atomic_path(out) as temporary, FitsBlocks(temporary, image.header, height, width,
                                                        cube=len(shape) == 3) as writer:
