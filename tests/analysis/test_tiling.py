@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepfield.analysis.tiling import predict_tiled, stream_tiles, tile_starts, window
+from deepfield.analysis.tiling import mirrored, predict_tiled, stream_blocks, stream_tiles, tile_starts, window
 from deepfield.errors import DeepfieldError
 from deepfield.models import zoo
 
@@ -162,6 +162,40 @@ def test_stream_reads_bands_of_at_most_tile_rows_and_writes_rows_in_order():
     assert [start for start, _ in writes] == list(np.cumsum([0] + [n for _, n in writes])[:-1])
     assert sum(n for _, n in writes) == 301
     np.testing.assert_allclose(out, one_pass(network, picture), atol=1e-5, rtol=0)
+
+
+def test_stream_blocks_reads_a_batch_of_tiles_at_a_time_and_writes_every_pixel_once(tmp_path):
+    network, picture = conv_net(3, channels=2, out=2), image(2, 70, 203)
+    reads, order = [], []
+    out, written = np.zeros((2, 70, 203), np.float32), np.zeros((70, 203), int)
+
+    def read(top, bottom, left, right):
+        reads.append((bottom - top, right - left))
+        return picture[:, top:bottom, left:right]
+
+    def write(top, left, block):
+        order.append((top, left))
+        out[:, top:top + block.shape[1], left:left + block.shape[2]] = block
+        written[top:top + block.shape[1], left:left + block.shape[2]] += 1
+
+    stream_blocks(network, read, 70, 203, write, tile=24, overlap=8, margin=3, batch_size=3, scratch=tmp_path)
+    assert max(rows for rows, _ in reads) == 24 and max(columns for _, columns in reads) == 2 * 16 + 24
+    assert np.all(written == 1) and order == sorted(order)  # band after band, left to right
+    assert list(tmp_path.iterdir()) == []  # the sums' file is gone
+    np.testing.assert_array_equal(out, predict_tiled(network, picture, tile=24, overlap=8, margin=3, batch_size=3))
+    np.testing.assert_allclose(out, one_pass(network, picture), atol=1e-5, rtol=0)
+
+
+def test_the_mirror_is_the_whole_images_even_where_a_band_holds_fewer_rows_than_it():
+    """9 x 13 pixels to multiples of 8 with 8-pixel tiles: the last band is row 8 and 7 mirrored rows 7..1
+    that earlier bands read; columns likewise."""
+    for length, extra in [(9, 7), (1, 3), (3, 9), (5, 0)]:
+        np.testing.assert_array_equal(mirrored(0, length + extra, length),
+                                      np.pad(np.arange(length), (0, extra), mode="reflect"))
+    network, picture = conv_net(1, channels=1, out=1), image(1, 9, 13)
+    expected = one_pass(network, extended(picture, 8))[:, :9, :13]
+    tiled = predict_tiled(network, picture, tile=8, overlap=4, margin=1, multiple=8)
+    np.testing.assert_allclose(tiled, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("arguments, words", [

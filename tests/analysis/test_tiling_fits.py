@@ -1,4 +1,6 @@
 """Tiled prediction through FITS files: header and WCS kept, same numbers as in memory, bounded reads."""
+import tracemalloc
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -99,6 +101,49 @@ def test_reads_never_exceed_one_band_of_tile_rows_however_tall_the_image(tmp_pat
     assert all(shape == (32, 40) for shape in reads)  # one channel's band at a time
     monkeypatch.undo()
     np.testing.assert_array_equal(fits.getdata(out)[0], predict_tiled(network, data, tile=32, overlap=8)[0])
+
+
+def test_a_wide_image_is_read_by_blocks_of_a_batch_of_tiles(tmp_path, monkeypatch):
+    network, data = conv_net(2, channels=1, out=1), image(1, 40, 600)[0]
+    fits.PrimaryHDU(data).writeto(tmp_path / "wide.fits")
+    reads = []
+    raw = _ImageBaseHDU._get_raw_data
+
+    def counted(self, shape, code, offset):
+        reads.append(tuple(np.atleast_1d(shape)))
+        return raw(self, shape, code, offset)
+
+    monkeypatch.setattr(_ImageBaseHDU, "_get_raw_data", counted)
+    out = predict_fits_tiled(network, tmp_path / "wide.fits", tmp_path / "out.fits", tile=32, overlap=8, batch_size=4)
+    assert reads and max(np.prod(shape) for shape in reads) <= 32 * (3 * 24 + 32)  # no more than one block
+    monkeypatch.undo()
+    np.testing.assert_array_equal(fits.getdata(out), predict_tiled(network, data, tile=32, overlap=8)[0])
+
+
+def numpy_peak(network, source, out, **settings) -> int:
+    """The peak bytes of Python and numpy buffers (``tracemalloc``) while ``source`` is predicted into ``out``."""
+    tracemalloc.start()
+    try:
+        predict_fits_tiled(network, source, out, overwrite=True, **settings)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_width(tmp_path):
+    """Bands go by blocks of a batch of tiles and the sums they share with the next band wait on disk: the
+    buffers of a 2048-pixel-wide image peak no higher than those of a 512-pixel one (whole bands of 32 rows
+    were 24 * 32 bytes a column: +1.1 MiB), but for Python's own churn (free lists, the FITS reader's cyclic
+    garbage until a collection: tens of KiB, growing with the number of reads)."""
+    network, settings = conv_net(2, channels=1, out=2), {"tile": 32, "overlap": 8, "batch_size": 2}
+    for width in (512, 2048):
+        fits.PrimaryHDU(image(1, 80, width, seed=width)[0], header=sky_header()).writeto(tmp_path / f"{width}.fits")
+    numpy_peak(network, tmp_path / "512.fits", tmp_path / "out.fits", **settings)  # warm-up: first-call caches
+    narrow = numpy_peak(network, tmp_path / "512.fits", tmp_path / "out.fits", **settings)
+    wide = numpy_peak(network, tmp_path / "2048.fits", tmp_path / "out.fits", **settings)
+    assert wide <= narrow + 64 * 1024, (narrow, wide)
+    data = fits.getdata(tmp_path / "2048.fits")
+    np.testing.assert_array_equal(fits.getdata(tmp_path / "out.fits"), predict_tiled(network, data, **settings))
 
 
 def test_the_input_is_never_overwritten_and_an_output_only_with_overwrite(tmp_path):

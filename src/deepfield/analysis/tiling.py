@@ -2,8 +2,9 @@
 
 An image-to-image network maps ``(N, C, h, w)`` to ``(N, C', h, w)`` (a U-Net, a denoiser, a
 segmenter). :func:`predict_tiled` applies it to a whole ``(C, H, W)`` image in ``tile x tile`` pieces;
-:func:`stream_tiles` is the same engine reading and writing rows through callables, which
-:mod:`deepfield.analysis.tiling_fits` uses to stream a FITS file of any height.
+:func:`stream_blocks` is the same engine reading and writing blocks of pixels through callables, which
+:mod:`deepfield.analysis.tiling_fits` uses to stream a FITS file of any size (:func:`stream_tiles`: the
+same, through callables that read and write whole rows).
 
 **Layout.** Along each axis tiles start every ``tile - overlap`` pixels and the last one is anchored
 at the far edge (it starts at ``H - tile``): every tile lies inside the image and is full-sized, so
@@ -35,19 +36,28 @@ rounding; ~1e-6), borders included; with the default ``margin = overlap // 4`` t
 equivariant only by multiples of ``f``: tile starts then need to be multiples of ``f`` as well (tile,
 overlap, H and W multiples of ``f``). Beyond the receptive field, the ramp hides what differs.
 
-**Memory** (:func:`stream_tiles`), whatever ``H``: one band of ``T = tile`` rows is read at a time
-(``T x W x C`` float32, and the reader's copy while it converts), outputs accumulate over one band
-(``T x W x C'`` float64) and leave as strips of finished rows (float32): the numpy buffers stay under
-``T W (8 C + 12 C' + 4) + 4 B C T^2`` bytes (``B = batch_size``; plus ``8 (H + W)`` for the weight
-sums), and the network holds its activations for one batch of ``B`` tiles.
+**Memory** (:func:`stream_blocks`), whatever ``H`` and ``W``: tiles go by bands of ``T = tile`` rows, and
+within a band by batches of ``B = batch_size`` tiles: one block of ``T`` rows and
+``Wb = min(W, (B - 1) (T - overlap) + T)`` columns is read at a time (float32, and the reader's copy while
+it converts), its tiles' weighted outputs are added to the block's float64 sums, the pixels no later tile
+reaches leave (float32), and the other sums (the rows shared with the next band, the columns shared with
+the next batch) go back to a store of ``8 C' T W`` bytes: a temporary file with ``scratch`` (its pages are
+the kernel's cache, not the process's memory), else in memory (:func:`predict_tiled`, whose image is in
+memory anyway). Beside that store the numpy buffers stay under
+``T Wb (8 C + 16 C') + 4 B C T^2 + 8 (C' + 1) T^2`` bytes, a bound that depends on neither the height
+nor the width once the image is ``Wb`` wide (the lists of tile starts, ``(H + W) / (T - overlap)`` numbers,
+are all that grows), and the network holds its activations for one batch of ``B`` tiles.
 
 >>> out = predict_tiled(unet, image, tile=256, overlap=64)        # image (C, H, W) -> out (C', H, W)
 """
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -61,6 +71,12 @@ ReadRows = Callable[[int, int], np.ndarray]
 """``read(start, stop)``: rows ``start:stop`` of the input, ``(C, stop - start, W)``."""
 WriteRows = Callable[[int, np.ndarray], None]
 """``write(start, rows)``: output rows from ``start`` on, ``(C', n, W)`` float32, called in row order."""
+ReadBlock = Callable[[int, int, int, int], np.ndarray]
+"""``read(top, bottom, left, right)``: rows ``top:bottom`` and columns ``left:right`` of the input,
+``(C, bottom - top, right - left)``."""
+WriteBlock = Callable[[int, int, np.ndarray], None]
+"""``write(top, left, block)``: finished output pixels ``(C', h, w)`` float32 at rows ``top:top + h`` and columns
+``left:left + w``; each pixel once, band after band, left to right within a band."""
 Pair = int | Sequence[int]
 Progress = Callable[[int, int], None]
 """``progress(rows_done, H)``: called after each band (for a progress bar)."""
@@ -102,14 +118,14 @@ def predict_tiled(network: nn.Module, image: Any, *, tile: Pair = 256, overlap: 
     height, width = image.shape[1:]
     out: list[np.ndarray] = []
 
-    def write(start: int, rows: np.ndarray) -> None:
+    def write(top: int, left: int, block: np.ndarray) -> None:
         if not out:
-            out.append(np.empty((rows.shape[0], height, width), np.float32))
-        out[0][:, start:start + rows.shape[1]] = rows
+            out.append(np.empty((block.shape[0], height, width), np.float32))
+        out[0][:, top:top + block.shape[1], left:left + block.shape[2]] = block
 
-    stream_tiles(network, lambda start, stop: image[:, start:stop], height, width, write, tile=tile,
-                 overlap=overlap, margin=margin, multiple=multiple, batch_size=batch_size, device=device,
-                 progress=progress)
+    stream_blocks(network, lambda top, bottom, left, right: image[:, top:bottom, left:right], height, width, write,
+                  tile=tile, overlap=overlap, margin=margin, multiple=multiple, batch_size=batch_size, device=device,
+                  progress=progress)
     return out[0]
 
 
@@ -120,50 +136,166 @@ def stream_tiles(network: nn.Module, read: ReadRows, height: int, width: int, wr
     """:func:`predict_tiled` on an image read by bands of rows: ``read`` is asked for at most ``tile`` rows
     at a time (one band, top to bottom, each once), ``write`` receives every output row once, in order.
 
-    Memory: one input band, one band of float64 sums, one output strip and one batch (the module's notes).
+    Memory: :func:`stream_blocks`' (its sums in memory), plus the band of input rows ``read`` returns and the
+    strip of output rows given to ``write``: ``4 T W (C + C')`` bytes, which grow with the width (read and
+    write by blocks with :func:`stream_blocks` for a bound that does not).
+    """
+    band: dict[tuple[int, int], np.ndarray] = {}  # the rows last read
+    strip: list[np.ndarray] = []  # the output rows being assembled, (C', n, W)
+
+    def read_block(top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        if (top, bottom) not in band:
+            band.clear()
+            band[top, bottom] = np.asarray(read(top, bottom), dtype=np.float32)
+        return band[top, bottom][:, :, left:right]
+
+    def write_block(top: int, left: int, block: np.ndarray) -> None:
+        if left == 0:
+            strip[:] = [np.empty((*block.shape[:2], width), np.float32)]
+        strip[0][:, :, left:left + block.shape[2]] = block
+        if left + block.shape[2] == width:
+            write(top, strip[0])
+
+    stream_blocks(network, read_block, height, width, write_block, tile=tile, overlap=overlap, margin=margin,
+                  multiple=multiple, batch_size=batch_size, device=device, progress=progress)
+
+
+def stream_blocks(network: nn.Module, read: ReadBlock, height: int, width: int, write: WriteBlock, *,
+                  tile: Pair = 256, overlap: Pair = 64, margin: Pair | None = None, multiple: Pair = 1,
+                  batch_size: int = 8, device: str | torch.device | None = None, progress: Progress | None = None,
+                  scratch: str | os.PathLike[str] | None = None) -> None:
+    """:func:`predict_tiled` on an image read and written by blocks: ``read`` is asked for at most ``tile``
+    rows and one batch of tiles' columns at a time (bands top to bottom, left to right within a band);
+    ``write`` receives every output pixel once, in blocks in the same order.
+
+    Args:
+        scratch: a folder for the temporary file (deleted at the end) holding the float64 sums of the rows a
+            band shares with the next (``8 C' T W`` bytes): the process's memory then does not grow with the
+            image's width. Default: those sums are kept in memory.
+        the others: as for :func:`predict_tiled`.
+
+    Memory: one block of input, one block of float64 sums, one batch of tiles (the module's notes).
     """
     (tile_h, tile_w), (over_h, over_w), (margin_h, margin_w) = settings(tile, overlap, margin)
     batch_size = integer("batch_size", batch_size, expected="a positive integer")
     if height < 1 or width < 1:
         raise DeepfieldError(f"tiled prediction: the image is {height}x{width} pixels; nothing to predict")
-    image_h, image_w = height, width  # read and written; the tiles cover the mirrored extension
-    height, width = (-(-n // m) * m for n, m in zip((height, width), extension(multiple, (tile_h, tile_w))))
-    rows, cols = tile_starts(height, tile_h, over_h), tile_starts(width, tile_w, over_w)
-    band_h, band_w = min(tile_h, height), min(tile_w, width)
-    window_y = [window(band_h, k > 0, k < len(rows) - 1, over_h, margin_h) for k in range(len(rows))]
-    window_x = [window(band_w, k > 0, k < len(cols) - 1, over_w, margin_w) for k in range(len(cols))]
-    sum_y, sum_x = weight_sum(height, rows, window_y), weight_sum(width, cols, window_x)
-    span_x = [support(w) for w in window_x]
-    sums: np.ndarray | None = None  # (C', band_h, W): weighted outputs of the rows of the current band
-    with inference(network, device) as run:
-        for k, top in enumerate(rows):
-            stop = min(top + band_h, image_h)
-            band = np.asarray(read(top, stop), dtype=np.float32)
-            if band.ndim != 3 or band.shape[1:] != (stop - top, image_w):
-                raise DeepfieldError(f"tiled prediction: rows {top}:{stop} read as shape {band.shape}, "
-                                     f"expected (C, {stop - top}, {image_w})")
-            if band.shape[1:] != (band_h, width):
-                band = np.pad(band, ((0, 0), (0, band_h - band.shape[1]), (0, width - image_w)), mode="reflect")
-            y0, y1 = support(window_y[k])
-            for first in range(0, len(cols), batch_size):
-                chunk = range(first, min(first + batch_size, len(cols)))
-                outputs = run(np.stack([band[:, :, cols[j]:cols[j] + band_w] for j in chunk]))
-                if sums is None:
-                    sums = np.zeros((outputs.shape[1], band_h, width))
+    # the tiles cover the image mirrored to multiples of ``multiple``; only the image is read and written
+    extended_h, extended_w = (-(-n // m) * m for n, m in zip((height, width), extension(multiple, (tile_h, tile_w))))
+    rows, cols = Axis(extended_h, tile_h, over_h, margin_h), Axis(extended_w, tile_w, over_w, margin_w)
+    with contextlib.ExitStack() as stack:
+        run = stack.enter_context(inference(network, device))
+        store = stack.enter_context(io.BytesIO() if scratch is None else tempfile.TemporaryFile(dir=scratch))
+        band: BandSums | None = None  # created at the first batch, when C' is known
+        for k, top in enumerate(rows.starts):
+            weights_y = rows.window(k)
+            y0, y1 = support(weights_y)
+            done = rows.reached(k) - top  # the band's rows no later band reaches
+            for first in range(0, len(cols.starts), batch_size):
+                chunk = range(first, min(first + batch_size, len(cols.starts)))
+                left, right = cols.starts[first], cols.starts[chunk[-1]] + cols.size
+                block = read_extended(read, (top, top + rows.size), (left, right), (height, width))
+                outputs = run(np.stack([block[:, :, cols.starts[j] - left:cols.starts[j] - left + cols.size]
+                                        for j in chunk]))
+                if band is None:
+                    band = BandSums(store, outputs.shape[1], rows.size, extended_w)
+                sums = band.take(top, left, right)
                 for output, j in zip(outputs, chunk):
-                    (x0, x1), left = span_x[j], cols[j]
-                    weight = window_y[k][y0:y1, None] * window_x[j][None, x0:x1]
-                    sums[:, y0:y1, left + x0:left + x1] += output[:, y0:y1, x0:x1] * weight
-            assert sums is not None
-            done = (rows[k + 1] if k + 1 < len(rows) else height) - top  # rows no later band reaches
-            finished = sums[:, :done]
-            finished /= sum_y[top:top + done, None]  # in place, one axis at a time: no band-sized temporaries
-            finished /= sum_x
-            write(top, finished[:, :image_h - top, :image_w].astype(np.float32))
+                    (x0, x1), at = support(cols.window(j)), cols.starts[j] - left
+                    weight = weights_y[y0:y1, None] * cols.window(j)[None, x0:x1]
+                    sums[:, y0:y1, at + x0:at + x1] += output[:, y0:y1, x0:x1] * weight
+                finished = sums[:, :done, :cols.reached(chunk[-1]) - left]  # no later tile reaches these
+                bottom, end = min(top + done, height), min(left + finished.shape[2], width)
+                pixels = finished[:, :bottom - top, :end - left]
+                pixels /= rows.sums(top, bottom)[:, None]  # in place, one axis at a time: no block-sized temporaries
+                pixels /= cols.sums(left, end)
+                write(top, left, pixels.astype(np.float32))
+                finished[...] = 0.0  # their slots start the rows of a later band
+                band.keep(top, left, sums)
             if progress is not None:
-                progress(min(top + done, image_h), image_h)
-            sums[:, :band_h - done] = sums[:, done:]
-            sums[:, band_h - done:] = 0.0
+                progress(min(top + done, height), height)
+
+
+class Axis:
+    """The tiles along one axis of the (extended) image: where they start, their windows (:func:`window`),
+    and the sums of those windows."""
+
+    def __init__(self, length: int, tile: int, overlap: int, margin: int):
+        self.length, self.size, self.starts = length, min(tile, length), tile_starts(length, tile, overlap)
+        last = len(self.starts) - 1  # the first, the second and the last tile show every kind of window
+        self.kinds = {(k > 0, k < last): window(self.size, k > 0, k < last, overlap, margin)
+                      for k in {0, min(1, last), last}}
+
+    def window(self, k: int) -> np.ndarray:
+        """The ``k``-th tile's weights, ``(size,)``: tapered at its inner edges only."""
+        return self.kinds[k > 0, k < len(self.starts) - 1]
+
+    def reached(self, k: int) -> int:
+        """The first pixel that a tile after the ``k``-th reaches (the pixels before it are finished)."""
+        return self.starts[k + 1] if k + 1 < len(self.starts) else self.length
+
+    def sums(self, first: int, stop: int) -> np.ndarray:
+        """The sum of the tiles' windows over pixels ``first:stop``, ``(stop - first,)``, added in tile order:
+        > 0 everywhere when ``overlap >= 2 margin``."""
+        total = np.zeros(stop - first)
+        for k, start in enumerate(self.starts):
+            low, high = max(start, first), min(start + self.size, stop)
+            if low < high:
+                total[low - first:high - first] += self.window(k)[low - start:high - start]
+        return total
+
+
+class BandSums:
+    """The float64 weighted sums of the outputs over the rows of the current band, ``(C', T, W)`` in a file,
+    row ``y`` in slot ``y % T``: a block of them is taken for a batch of tiles and kept back after. Read and
+    written by rows (hand-written: a memory map would count the pages it touches as the process's memory)."""
+
+    def __init__(self, file: BinaryIO, channels: int, rows: int, width: int):
+        self.file, self.channels, self.rows, self.width = file, channels, rows, width
+        file.seek(8 * channels * rows * width - 1)
+        file.write(b"\0")  # zeros before it (a sparse file on disk)
+
+    def take(self, top: int, left: int, right: int) -> np.ndarray:
+        """The sums of the band's rows ``top:top + T`` and columns ``left:right``, ``(C', T, right - left)``."""
+        sums = np.empty((self.channels, self.rows, right - left))
+        for channel, row in np.ndindex(self.channels, self.rows):
+            self.file.seek(self.offset(channel, top + row, left))
+            self.file.readinto(sums[channel, row])
+        return sums
+
+    def keep(self, top: int, left: int, sums: np.ndarray) -> None:
+        """Store ``sums`` (as :meth:`take` returned them) back."""
+        for channel, row in np.ndindex(self.channels, self.rows):
+            self.file.seek(self.offset(channel, top + row, left))
+            self.file.write(sums[channel, row])
+
+    def offset(self, channel: int, row: int, column: int) -> int:
+        return 8 * ((channel * self.rows + row % self.rows) * self.width + column)
+
+
+def read_extended(read: ReadBlock, rows: tuple[int, int], columns: tuple[int, int], size: tuple[int, int],
+                  ) -> np.ndarray:
+    """Rows ``rows[0]:rows[1]`` and columns ``columns[0]:columns[1]`` of the image of ``size = (H, W)`` mirrored
+    beyond its far edges (:func:`mirrored`), ``(C, n, m)`` float32, by one call to ``read``."""
+    ys, xs = (mirrored(*span, length) for span, length in zip((rows, columns), size))
+    (top, bottom), (left, right) = ((int(v.min()), int(v.max()) + 1) for v in (ys, xs))
+    block = np.asarray(read(top, bottom, left, right), dtype=np.float32)
+    if block.ndim != 3 or block.shape[1:] != (bottom - top, right - left):
+        raise DeepfieldError(f"tiled prediction: rows {top}:{bottom}, columns {left}:{right} read as shape "
+                             f"{block.shape}, expected (C, {bottom - top}, {right - left})")
+    if rows[1] <= size[0] and columns[1] <= size[1]:
+        return block
+    return block[:, ys - top][:, :, xs - left]
+
+
+def mirrored(first: int, stop: int, length: int) -> np.ndarray:
+    """The pixels of an axis of ``length`` that its extension's pixels ``first:stop`` show: numpy's
+    ``np.pad(..., mode="reflect")`` beyond the far edge (a triangle wave of period ``2 (length - 1)``)."""
+    index = np.arange(first, stop)
+    if length == 1:
+        return np.zeros_like(index)
+    phase = index % (2 * (length - 1))
+    return np.where(phase < length, phase, 2 * (length - 1) - phase)
 
 
 def settings(tile: Pair, overlap: Pair, margin: Pair | None) -> tuple[tuple[int, int], ...]:
@@ -218,14 +350,6 @@ def window(size: int, inner_before: bool, inner_after: bool, overlap: int, margi
         weights[size - margin:] = 0.0
         weights[size - margin - length:size - margin] *= ramp[::-1]
     return weights
-
-
-def weight_sum(length: int, starts: Sequence[int], windows: Sequence[np.ndarray]) -> np.ndarray:
-    """The sum of the tiles' windows along an axis, ``(length,)``: > 0 everywhere when ``overlap >= 2 margin``."""
-    total = np.zeros(length)
-    for start, weights in zip(starts, windows):
-        total[start:start + len(weights)] += weights
-    return total
 
 
 def support(weights: np.ndarray) -> tuple[int, int]:
