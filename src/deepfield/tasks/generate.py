@@ -176,7 +176,8 @@ class Generate(Task):
                              condition_classes=classes)
         parts = split_parts(config, len(stamps.images), stamps.take,
                             lambda path: read(data, path, first)[0], lambda part: len(part.images))
-        info = first.model_copy(update={"unit": file_unit(data, data.path)})
+        info = first.model_copy(update={"unit": file_unit(data, data.path), "reconstructs": callable(
+            getattr(zoo.PRESETS.lookup(config.model.preset), "decode", None))})
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].images)).get_config()
         if data.conditions and classes is None:
@@ -228,7 +229,10 @@ class Generate(Task):
     # -- what the run says ---------------------------------------------------------------------
     def analyse(self, outputs: np.ndarray, prepared: Prepared, part: str, figures: Path) -> dict[str, Any]:
         """How well the network's eval-mode output (a VAE's reconstruction) matches the stamps of ``part``, in
-        units of the sky noise σ (the normalised stamps)."""
+        units of the sky noise σ (the normalised stamps); nothing for a network whose output is not a
+        reconstruction (a diffusion model's: its test loss is the noise-prediction error)."""
+        if not prepared.info.reconstructs:  # type: ignore[attr-defined]
+            return {}
         error = np.asarray(outputs, dtype=np.float64) - prepared.y[part]
         return {"reconstruction_mse": float(np.mean(error ** 2)), "reconstruction_mae": float(np.mean(np.abs(error)))}
 

@@ -254,6 +254,9 @@ class GenerateInfo(PreparedInfo):
     bands: list[str]
     unit: str
     """The flux unit per pixel of the file (HDF5 ``images`` attribute ``unit``; empty when the file does not say)."""
+    reconstructs: bool = True
+    """The network's eval-mode output is a reconstruction of its input (a VAE's; a diffusion model's is its
+    noise-prediction error): the report's ``reconstruction_*`` metrics are measured only then."""
     normalize: RobustStatistics | None = None
     """``data.normalize: robust``: each band's median and 1.4826 · MAD of the training stamps; the network sees
     ``(x − median) / sigma`` and samples come back as ``s · sigma + median``; ``None``: raw fluxes."""

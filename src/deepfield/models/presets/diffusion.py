@@ -43,6 +43,10 @@ def time_features(t: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+SAMPLING_STEPS = 50
+"""The DDIM steps of :meth:`Diffusion.sample` and :meth:`Diffusion.inpaint` by default."""
+
+
 class Diffusion(PresetModel):
     """A conditional denoising diffusion model of ``(C, H, W)`` stamps with classifier-free guidance.
 
@@ -204,7 +208,7 @@ class Diffusion(PresetModel):
         conditional, unconditional = both[:n], both[n:]
         return unconditional + guidance * (conditional - unconditional)
 
-    def sample(self, conditions: torch.Tensor, *, generator: torch.Generator, steps: int = 50,
+    def sample(self, conditions: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
                guidance: float = 1.0, eta: float = 0.0, progress: Progress | None = None) -> torch.Tensor:
         """``N`` new stamps ``(N, C, H, W)`` in the training images' units by DDIM (:mod:`~deepfield.models.ddim`).
 
@@ -212,7 +216,8 @@ class Diffusion(PresetModel):
             conditions: ``(N, K)`` standardised as in training (``(N, 0)`` for an unconditional model).
             generator: every random draw (the starting noise, and for ``eta > 0`` each step's) comes from it:
                 the same seed gives the same samples, bit for bit on the CPU.
-            steps: DDIM steps, evenly spaced over the ``timesteps`` of training (1 to T).
+            steps: DDIM steps, evenly spaced over the ``timesteps`` of training (1 to T; default
+                :data:`SAMPLING_STEPS`, at most T).
             guidance: classifier-free guidance scale ``w >= 0`` (1: conditional, 0: unconditional, > 1 sharper
                 conditioning); ignored when K = 0.
             eta: 0 deterministic DDIM, 1 ancestral (DDPM-like) sampling, between: a mix.
@@ -231,7 +236,7 @@ class Diffusion(PresetModel):
                                progress=progress)
 
     def inpaint(self, images: torch.Tensor, mask: torch.Tensor, conditions: torch.Tensor, *,
-                generator: torch.Generator, steps: int = 50, guidance: float = 1.0, eta: float = 0.0,
+                generator: torch.Generator, steps: int | None = None, guidance: float = 1.0, eta: float = 0.0,
                 resample: int = 1, progress: Progress | None = None) -> torch.Tensor:
         """``images`` ``(N, C, H, W)`` with the pixels where ``mask`` is True drawn by the model, given the others.
 
@@ -300,7 +305,9 @@ class Diffusion(PresetModel):
         return images, mask.to(images.device)
 
     def _sampler_steps(self, steps: Any, guidance: Any, eta: Any, generator: Any) -> int:
-        """The sampler's options checked (each error one line naming it); the steps as an int."""
+        """The sampler's options checked (each error one line naming it); the steps as an int (``None``:
+        :data:`SAMPLING_STEPS`, or every timestep of a model trained on fewer)."""
+        steps = min(SAMPLING_STEPS, self.timesteps) if steps is None else steps
         steps = arguments.integer(f"preset {PRESET!r} steps", steps, maximum=self.timesteps,
                                   expected=f"an integer from 1 to timesteps ({self.timesteps})")
         if not arguments.is_number(guidance) or not guidance >= 0 or not math.isfinite(guidance):
