@@ -65,6 +65,11 @@ FIGURE_TITLES = {
     "segment_gallery": "Test stamps of best, median and worst mean IoU: image, predicted classes, true classes",
     "sample_grid": "Samples drawn at the conditions of test stamps (one row per condition), the real stamp first",
     "latent_interpolation": "Decoded along a line in latent space between two real test stamps",
+    "statistic_distributions": "Samples against the test stamps they were drawn for, per statistic (standardised "
+                               "1-Wasserstein distance in each title)",
+    "power_spectra": "Radial power spectra of samples and test stamps (median and 16-84 % band)",
+    "memorisation": "Each sample's and each test stamp's distance to its nearest training stamp: copies pile up "
+                    "left of the test stamps",
     "gradient_norms": "Gradient norm of each layer during training",
     "confusion_matrix": "Confusion matrix on the test part (fraction of each true class, with counts)",
     "roc": "ROC curves (one vs rest) on the test part",
