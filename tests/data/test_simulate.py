@@ -67,7 +67,7 @@ def test_morphology_layout(morph):
         assert labels.shape == (N,) and labels.dtype == np.int64
         assert list(labels.attrs["classes"]) == list(CLASSES)
         expected = {"class", "sersic_n", "half_light_radius", "ellipticity", "position_angle", "snr", "bulge_fraction",
-                    "flux_g", "flux_r", "flux_i", "psf_fwhm", "psf_beta", "sky_level", "redshift"}
+                    "flux_g", "flux_r", "flux_i", "psf_fwhm", "psf_beta", "sky_level", "redshift", "mag"}
         assert set(f["truth"]) == expected
         assert all(f["truth"][k].shape == (N,) and "unit" in f["truth"][k].attrs for k in expected)
         assert f.attrs["simulator"] == "morphology" and f.attrs["seed"] == 7
