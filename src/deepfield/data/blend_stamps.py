@@ -21,6 +21,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from deepfield.data.hdf5_files import open_hdf5
 from deepfield.errors import DeepfieldError
 
 MARKER_SIGMA = 1.5
@@ -49,10 +50,7 @@ def read_blend_stamps(path: str | os.PathLike[str], *, images: str = "images", s
     path = Path(path)
     if not path.is_file():
         raise DeepfieldError(f"{path}: no such file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DeepfieldError(f"{path}: cannot be read as HDF5 ({exc})") from None
+    h5 = open_hdf5(path)
     rows = slice(None, limit)
     with h5:
         blends = _dataset(h5, path, images, "the blends, (N, C, H, W); data.images names it")

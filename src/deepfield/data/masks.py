@@ -9,10 +9,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 from astropy.io import fits
 
+from deepfield.data.hdf5_files import find_dataset, open_hdf5
 from deepfield.errors import DeepfieldError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
@@ -64,13 +64,5 @@ def _fits(path: Path, hdu: int | None) -> np.ndarray:
 
 
 def _hdf5(path: Path, dataset: str) -> np.ndarray:
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DeepfieldError(f"{path}: cannot be read as HDF5 ({exc})") from None
-    with h5:
-        data = h5.get(dataset)
-        if not isinstance(data, h5py.Dataset):
-            names = ", ".join(repr(k) for k in h5 if isinstance(h5[k], h5py.Dataset)) or "none"
-            raise DeepfieldError(f"{path}: no dataset {dataset!r} (datasets: {names}); name the mask's dataset")
-        return np.asarray(data[()])
+    with open_hdf5(path) as h5:
+        return np.asarray(find_dataset(h5, path, dataset)[()])

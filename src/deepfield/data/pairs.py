@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from deepfield.data.hdf5_files import open_hdf5
 from deepfield.errors import DeepfieldError
 
 GEOMETRY = ("x", "y", "aperture_radius")
@@ -71,10 +72,7 @@ def _missing(path: Path, name: str, available: Sequence[str]) -> DeepfieldError:
 
 def _read_hdf5(path: Path, names: list[str | None], limit: int | None) -> tuple[list, dict, dict[str, np.ndarray]]:
     rows = slice(None, limit)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DeepfieldError(f"{path}: cannot be read as HDF5 ({exc})") from None
+    h5 = open_hdf5(path)
     with h5:
         arrays = []
         for name in names:

@@ -49,6 +49,7 @@ from deepfield.errors import DeepfieldError
 from deepfield.models import constraints, regularizers
 from deepfield.models.base import ensure_built
 from deepfield.models.folding import fold_batch_norm
+from deepfield.models.modes import eval_mode
 from deepfield.models.packed import Packed
 from deepfield.training import distributed, losses, optimizers, sample_weights
 from deepfield.training import metrics as metric_registry
@@ -137,17 +138,6 @@ def expected_input_shape(model: nn.Module) -> str | None:
             return f"({module.in_channels}, {', '.join('...' for _ in module.kernel_size)})"
     return None
 
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Evaluation mode (dropout off, batch-norm statistics frozen) without gradients, then back."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -31,6 +31,7 @@ from deepfield.data.simulate.galaxies import GSPARAMS
 from deepfield.data.simulate.photoz import AB_NJY
 from deepfield.data.simulate.seds import parse_bands
 from deepfield.data.simulate.sources import Source
+from deepfield.data.hdf5_files import find_dataset, open_hdf5
 from deepfield.errors import DeepfieldError
 
 INTERPOLANT_PAD = 3
@@ -82,15 +83,8 @@ def read_samples(path: str | os.PathLike[str], dataset: str = "samples", *, band
     path = Path(path)
     if not path.is_file():
         raise DeepfieldError(f"{path}: no such file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DeepfieldError(f"{path}: cannot be read as HDF5 ({exc})") from None
-    with h5:
-        data = h5.get(dataset)
-        if not isinstance(data, h5py.Dataset):
-            names = ", ".join(repr(k) for k in h5 if isinstance(h5[k], h5py.Dataset)) or "none"
-            raise DeepfieldError(f"{path}: no dataset {dataset!r} of stamps (datasets: {names}); name the stamps' dataset")
+    with open_hdf5(path) as h5:
+        data = find_dataset(h5, path, dataset, "of stamps")
         if data.ndim != 4 or data.dtype.kind not in "fiu":
             raise DeepfieldError(f"{path}: {dataset!r} has shape {data.shape} ({data.dtype}); expected numeric "
                                  "(N, C, H, W) stamps")

@@ -6,15 +6,13 @@ import os
 import h5py
 import numpy as np
 
+from deepfield.data.hdf5_files import open_hdf5
 from deepfield.errors import DeepfieldError
 
 
 def open_simulated(path: str | os.PathLike[str], simulator: str) -> h5py.File:
     """The HDF5 file ``path`` open for reading, checked to come from ``simulator``."""
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DeepfieldError(f"{path}: cannot be read as HDF5 ({exc})") from None
+    h5 = open_hdf5(path)
     if h5.attrs.get("simulator") != simulator:
         h5.close()
         raise DeepfieldError(f"{path}: not a file of `deepfield simulate {simulator}`")

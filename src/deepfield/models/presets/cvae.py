@@ -5,9 +5,8 @@ It meets the generative-model contract (:mod:`deepfield.models.generative`): ``t
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from deepfield.models.conv import Conv2D
 from deepfield.models.conv_transpose import Conv2DTranspose
 from deepfield.models.core import Dense, Flatten
 from deepfield.models.generative import check_conditions, model_inputs
+from deepfield.models.modes import eval_mode
 from deepfield.models.presets.base import PresetModel, sample_shape
 from deepfield.models.reshaping import Reshape
 
@@ -108,7 +108,7 @@ class ConditionalVAE(PresetModel):
     def encode(self, images: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
         """The latent means ``(N, L)`` of ``images`` (for interpolation), on the model's device; no gradient, eval
         mode."""
-        with _evaluating(self):
+        with eval_mode(self):
             return self.moments(*self._placed(images, conditions))[0]
 
     def _decode(self, z: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
@@ -121,7 +121,7 @@ class ConditionalVAE(PresetModel):
     def decode(self, z: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
         """Stamps ``(N, C, H, W)`` (normalised units, on the model's device) of latents ``z`` ``(N, L)``; no gradient,
         eval mode."""
-        with _evaluating(self):
+        with eval_mode(self):
             return self._decode(*self._placed(z, conditions))
 
     # -- training -----------------------------------------------------------------------------
@@ -163,14 +163,3 @@ class ConditionalVAE(PresetModel):
         return x.to(device), None if conditions is None else conditions.to(device)
 
 
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode without gradients for a while, then the mode it was in (the training layer's ``eval_mode``,
-    which this layer may not import)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)

@@ -10,9 +10,8 @@ It meets the generative-model contract of the ``generate`` task: ``condition_siz
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ from deepfield.models.batch_noise import draw
 from deepfield.models.conv import Conv2D
 from deepfield.models.core import Activation, Dense
 from deepfield.models.ddim import Progress, ddim_sample, normal
+from deepfield.models.modes import eval_mode
 from deepfield.models.functional import Functional, Input
 from deepfield.models.noise_schedule import NoiseSchedule
 from deepfield.models.packed import Packed
@@ -226,7 +226,7 @@ class Diffusion(PresetModel):
         n = self._sample_count(conditions)
         conditions = self._conditions(conditions, n)
         steps = self._sampler_steps(steps, guidance, eta, generator)
-        with self._evaluating():
+        with eval_mode(self):
             device = next(self.parameters()).device
             noise = normal(torch.empty((n, *self.input_shape), device=device), generator)
             if conditions is not None:
@@ -250,7 +250,7 @@ class Diffusion(PresetModel):
         images, mask = self._inpainting_inputs(images, mask, n)
         steps = self._sampler_steps(steps, guidance, eta, generator)
         resample = arguments.integer(f"preset {PRESET!r} resample", resample)
-        with self._evaluating():
+        with eval_mode(self):
             device = next(self.parameters()).device
             known = images.to(device=device, dtype=torch.float32)
             if conditions is not None:
@@ -319,13 +319,3 @@ class Diffusion(PresetModel):
                                  f"it); got {type(generator).__name__}")
         return steps
 
-    @contextlib.contextmanager
-    def _evaluating(self) -> Iterator[None]:
-        """Eval mode without gradients for the sampler, the training flag restored after."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was_training)
