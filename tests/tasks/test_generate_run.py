@@ -33,9 +33,10 @@ def sky(small_sky):
 
 
 @pytest.fixture(scope="module")
-def run(sky, tmp_path_factory):
-    """A cvae conditioned on size and magnitude, trained 2 epochs with the KL ramped over 2; the annealing
-    callbacks the pipeline made are recorded in ``run.annealed``."""
+def run(sky, tiny_run, tmp_path_factory):
+    """A cvae conditioned on size and magnitude, trained 2 epochs with the KL ramped over 2, judged with the
+    session's morphology run (conftest ``tiny_run``, the same sky) as the Fréchet distance's classifier; the
+    annealing callbacks the pipeline made are recorded in ``run.annealed``."""
     made = []
 
     class Recording(pipeline.KLAnnealing):
@@ -45,7 +46,8 @@ def run(sky, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pipeline, "KLAnnealing", Recording)
-        folder = train(load_config(None, document=document(sky, tmp_path_factory.mktemp("run") / "run")), verbose=0)
+        config = document(sky, tmp_path_factory.mktemp("run") / "run") | {"analysis": {"classifier": str(tiny_run[0])}}
+        folder = train(load_config(None, document=config), verbose=0)
     return folder, made
 
 
@@ -69,6 +71,14 @@ def test_the_run_trains_and_reports(run):
     assert distances and min(distances) >= 0
     assert judging["wasserstein"]["mean_w1"] == pytest.approx(np.mean(distances))
     assert judging["memorisation"]["n_samples"] == judging["memorisation"]["n_heldout"] > 0
+    assert metrics["mean_w1"] == judging["wasserstein"]["mean_w1"]  # the report's headline
+    conditioning = judging["conditioning"]  # each sample against the test stamp whose conditions it was drawn at
+    assert conditioning["half_light_radius"]["kind"] == "relative" and conditioning["mag"]["kind"] == "absolute"
+    assert conditioning["half_light_radius"]["n"] + conditioning["half_light_radius"]["dropped"] == \
+        judging["memorisation"]["n_samples"]
+    frechet = judging["frechet"]  # in the features of the morphology run's layer before its head
+    assert frechet["frechet"] > 0 and frechet["frechet_floor"] >= 0 and frechet["n"] >= 2
+    assert frechet["run"] == str(load_run(frechet["run"]).folder) and frechet["layer"]
 
 
 def test_conditions_are_standardised_with_the_training_part(run, sky):
@@ -84,6 +94,20 @@ def test_conditions_are_standardised_with_the_training_part(run, sky):
     assert conditions.mean(axis=0) == pytest.approx([0, 0], abs=1e-5)
     assert conditions.std(axis=0) == pytest.approx([1, 1], rel=1e-4)
     assert np.array_equal(prepared.y["train"], images)
+
+
+def test_a_vae_samples_with_the_sky_noise_of_its_stamps_unless_told_not_to(run, sky):
+    loaded = load_run(run[0])
+    with h5py.File(sky) as h5:
+        stamps = h5["images"][()][loaded.training_data().ids["train"].astype(int)]
+    frame = np.concatenate([stamps[:, :, :2].reshape(len(stamps), 3, -1), stamps[:, :, -2:].reshape(
+        len(stamps), 3, -1)], axis=2)  # top and bottom rows: sky
+    assert loaded.info.sky_sigma == pytest.approx(1.4826 * np.median(np.abs(
+        frame - np.median(frame, axis=(0, 2), keepdims=True)), axis=(0, 2)), rel=0.1)
+    condition = {"half_light_radius": 0.8, "mag": -10.5}
+    mean = loaded.sample(300, condition=condition, seed=3, noise=False)
+    noisy = loaded.sample(300, condition=condition, seed=3)
+    assert (noisy - mean).std(axis=(0, 2, 3)) == pytest.approx(loaded.info.sky_sigma, rel=0.03)
 
 
 def test_samples_are_reproducible_by_seed_and_in_the_file_unit(run):

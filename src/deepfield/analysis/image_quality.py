@@ -29,6 +29,7 @@ from typing import Any
 import galsim
 import numpy as np
 from photutils.aperture import CircularAperture
+from photutils.profiles import CurveOfGrowth
 from scipy.stats import median_abs_deviation
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -130,6 +131,30 @@ def adaptive_moments(images: Any) -> np.ndarray:
         if fit.moments_status == 0:
             moments[i] = fit.observed_shape.e1, fit.observed_shape.e2, fit.moments_sigma
     return moments
+
+
+def half_light_radii(images: Any, step: float = 0.25) -> np.ndarray:
+    """(N,) the half-light radius in pixels of each band-summed stamp ``(N, C, H, W)`` about the stamp's centre.
+
+    The curve of growth (photutils' ``CurveOfGrowth``, exact pixel overlaps) in circles of radius ``step``,
+    ``2·step`` ... up to the stamp's half-side; the total is the flux within the largest, and the radius is where
+    the curve first reaches half of it, linearly interpolated (so a noisy tail that wiggles does not matter).
+    Light beyond the stamp is not counted, alike for any two sets measured this way. NaN where that total is not
+    positive. (GalSim's ``Image.calculateHLR`` steps by whole pixels' radii: ~10 % off on 2-pixel galaxies.)
+    """
+    images = _stamps("images", images)
+    h, w = images.shape[2:]
+    radii = np.arange(step, min(h, w) / 2 + step / 2, step)
+    centre = ((w - 1) / 2, (h - 1) / 2)
+    result = np.full(len(images), np.nan)
+    for i, stamp in enumerate(images):
+        enclosed = CurveOfGrowth(stamp.sum(axis=0), centre, radii).profile
+        total = enclosed[-1]
+        if total > 0:
+            k = int(np.argmax(enclosed >= 0.5 * total))
+            inner, inner_flux = (radii[k - 1], enclosed[k - 1]) if k else (0.0, 0.0)
+            result[i] = inner + (radii[k] - inner) * (0.5 * total - inner_flux) / (enclosed[k] - inner_flux)
+    return result
 
 
 def adaptive_shapes(images: Any) -> tuple[np.ndarray, np.ndarray]:

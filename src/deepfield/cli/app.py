@@ -213,6 +213,9 @@ def sample(
     steps: Annotated[Optional[int], typer.Option(help="diffusion: sampler steps")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="diffusion: classifier-free guidance scale")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="samples drawn at once")] = 256,
+    noise: Annotated[bool, typer.Option(help="VAE: add the training stamps' sky noise to the decoder's noise-free "
+                                             "mean (--no-noise: the mean, e.g. for a GalSim scene that adds its own)")
+                     ] = True,
     trust: TRUST = False,
     overwrite: OVERWRITE = False,
 ) -> None:
@@ -222,7 +225,7 @@ def sample(
 
     options = {k: v for k, v in dict(temperature=temperature, steps=steps, guidance=guidance).items() if v is not None}
     written = sample_to_file(load_run(run, trust=trust), out, n, condition, conditions, seed, batch_size,
-                             overwrite=overwrite, **options)
+                             overwrite=overwrite, noise=noise, **options)
     console.print(f"wrote {written}")
 
 

@@ -11,7 +11,9 @@ A generative model is a :class:`~deepfield.models.presets.base.PresetModel` (inp
 * ``sample(conditions, *, generator, **options)``: ``(N, C, H, W)`` in the task's normalised units for the
   standardised conditions ``(N, K)`` (``(N, 0)`` when unconditional), every random draw from ``generator``;
 * optionally ``encode(images[, conditions]) -> (N, L)`` and ``decode(z[, conditions]) -> (N, C, H, W)``
-  (latent interpolation), and ``inpaint(images, mask, conditions, *, generator, **options)``.
+  (latent interpolation), ``inpaint(images, mask, conditions, *, generator, **options)``, and
+  ``samples_noise_free = True`` where ``sample`` returns the mean of the likelihood rather than a draw from it (a
+  VAE's decoder output: the pixel noise the likelihood describes is not drawn; :func:`samples_noise_free`).
 
 The task owns the normalisation of images and the standardisation of conditions; it calls only this contract.
 """
@@ -53,6 +55,12 @@ def check_generative(model: nn.Module, name: str | None = None, what: str = "mod
         raise DeepfieldError(f"{what} {name!r} is not a generative model: it has no {', '.join(missing)} "
                              "(task generate trains presets such as cvae)")
     return model  # type: ignore[return-value]
+
+
+def samples_noise_free(model: nn.Module) -> bool:
+    """Whether ``model.sample`` returns noise-free stamps (the mean of its pixel likelihood) rather than stamps
+    with the noise of the training data: the task then adds that noise where samples stand beside real stamps."""
+    return bool(getattr(model, "samples_noise_free", False))
 
 
 def model_inputs(images: Any, conditions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

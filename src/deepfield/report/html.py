@@ -51,10 +51,11 @@ CAPTION_NAMES = 60
 EXPLAIN_GLOB = "explain_*.png"
 TIME_KEYS = ("time_s", "train_time_s", "elapsed_s", "wall_time_s", "duration_s")
 """``metrics.json`` keys read as the run's duration in seconds (the first present wins)."""
-HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse", "psnr", "flux_mape", "mean_iou")
+HEADLINE_KEYS = ("accuracy", "sigma_nmad", "mae", "rmse", "psnr", "flux_mape", "mean_iou", "mean_w1")
 """The first of these top-level ``metrics.json`` numbers is the report's headline (and the demo's last line)."""
 HEADLINE_NAMES = {"sigma_nmad": "σ_NMAD", "mae": "MAE", "rmse": "RMSE", "psnr": "PSNR (dB)",
-                  "flux_mape": "flux error (MAPE, %)", "mean_iou": "mean IoU"}
+                  "flux_mape": "flux error (MAPE, %)", "mean_iou": "mean IoU",
+                  "mean_w1": "mean standardised W1 of samples (0: as the test stamps)"}
 """How a headline key is written (its own name otherwise)."""
 FAILURES_GLOB = "baselines/*_failures.csv"
 

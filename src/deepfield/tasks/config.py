@@ -277,6 +277,10 @@ class AnalysisConfig(Strict):
     aperture: Literal["file", "kron"] = Field(
         "file", description="task denoise: the photometry aperture's radius: the file's truth/aperture_radius "
                             "(file) or 2.5 first-moment radii of each target (kron, SExtractor's FLUX_AUTO)")
+    classifier: Path | None = Field(
+        None, description="task generate: a deepfield classification run on stamps of the same bands and size; "
+                          "the report adds the Fréchet distance of samples to the test stamps in its features, "
+                          "beside the floor between two halves of the test stamps")
 
 
 class PhotozConfig(Strict):

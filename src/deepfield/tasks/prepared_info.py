@@ -267,6 +267,10 @@ class GenerateInfo(PreparedInfo):
     standardize: FeatureScale | None = None
     """Numeric conditions: each column's training mean and standard deviation; the network reads
     ``(c − mean) / std``."""
+    sky_sigma: list[float] | None = None
+    """Each band's sky noise σ in the file's unit: 1.4826 · MAD of the training stamps' outer frame of pixels.
+    Samples of a model whose draws are noise-free (a VAE's decoder mean) get this noise added, so that they
+    are judged, and look, like the stamps they learned from (``None``: runs from before it was recorded)."""
 
     @property
     def condition_size(self) -> int:

@@ -193,15 +193,17 @@ class Run:
         return Path(out)
 
     def sample(self, n: int | None = None, condition: Condition = None, conditions: Conditions = None, seed: int = 0,
-               batch_size: int = 256, **options: Any) -> np.ndarray:
+               batch_size: int = 256, noise: bool = True, **options: Any) -> np.ndarray:
         """``n`` stamps (N, C, H, W) float32 in the training file's unit drawn from a ``generate`` run, as ``deepfield
         sample``: at ``condition`` (``{"half_light_radius": 0.6}`` or ``"half_light_radius=0.6"``) or one per row of
         the ``conditions`` table (:mod:`~deepfield.tasks.sampling`); ``options``: the model's (``temperature``,
-        ``steps``, ``guidance``). The same seed gives the same stamps; an ensemble draws from its first network."""
+        ``steps``, ``guidance``). ``noise=False``: a VAE's noise-free decoder mean, without the training stamps'
+        sky noise (e.g. to draw into a GalSim scene that adds its own). The same seed gives the same stamps; an
+        ensemble draws from its first network."""
         if not isinstance(self.info, GenerateInfo):
             raise DeepfieldError(f"run {self.folder} is a {self.config.task} run; only task generate runs sample")
         rows = condition_rows(self.info, n, condition, conditions)
-        return draw(self.models[0], self.info, rows, seed, batch_size, **options)
+        return draw(self.models[0], self.info, rows, seed, batch_size, noise=noise, **options)
 
     def features(self, data: str | os.PathLike[str] | Any, layer: str | None = None,
                  reading: Mapping[str, Any] | None = None, keep: Sequence[str] = ()) -> Table:

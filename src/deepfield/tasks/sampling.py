@@ -24,10 +24,9 @@ from deepfield import atomic
 from deepfield.data.catalogues import read_catalogue
 from deepfield.data.sources import HDF5_SUFFIXES
 from deepfield.errors import DeepfieldError
-from deepfield.models.generative import check_generative, sample_in_batches
+from deepfield.models.generative import check_generative
 from deepfield.outputs import check_output
-from deepfield.tasks.pixel_scaling import restore
-from deepfield.tasks.generate import network_conditions
+from deepfield.tasks.generate import draw_stamps, network_conditions
 from deepfield.tasks.prepared_info import GenerateInfo
 
 if TYPE_CHECKING:
@@ -128,15 +127,15 @@ def _class_indices(values: np.ndarray, classes: list[str], name: str, where: str
 
 
 def draw(model: torch.nn.Module, info: GenerateInfo, rows: np.ndarray, seed: int, batch_size: int = 256,
-         advance: Callable[[int], None] | None = None, **options: Any) -> np.ndarray:
+         advance: Callable[[int], None] | None = None, noise: bool = True, **options: Any) -> np.ndarray:
     """Samples (N, C, H, W) float32 in the training file's unit for the conditions ``rows`` (N, K') as read;
-    ``options`` go to the model's ``sample`` (``temperature``; a diffusion model's ``steps``, ``guidance``, ``eta``)."""
+    ``options`` go to the model's ``sample`` (``temperature``; a diffusion model's ``steps``, ``guidance``, ``eta``);
+    ``noise``: a VAE's samples get the training stamps' sky noise (:func:`~deepfield.tasks.generate.draw_stamps`)."""
     generative = check_generative(model, what="run network")
     conditions = torch.from_numpy(network_conditions(rows, info))
     generator = torch.Generator().manual_seed(int(seed))
-    normalised = sample_in_batches(generative, conditions, generator=generator, batch_size=batch_size,
-                                   advance=advance, **options)
-    return restore(normalised.cpu().numpy(), info).astype(np.float32)
+    return draw_stamps(generative, info, conditions, generator, batch_size, advance, noise, **options).astype(
+        np.float32)
 
 
 def write_samples(path: Path, samples: np.ndarray, rows: np.ndarray, info: GenerateInfo, seed: int, run: str,
@@ -164,7 +163,7 @@ def write_samples(path: Path, samples: np.ndarray, rows: np.ndarray, info: Gener
 
 def sample_to_file(run: Run, out: str | os.PathLike[str], n: int | None = None, condition: Condition = None,
                    conditions: Conditions = None, seed: int = 0, batch_size: int = 256, overwrite: bool = False,
-                   progress: bool = True, **options: Any) -> Path:
+                   progress: bool = True, noise: bool = True, **options: Any) -> Path:
     """``deepfield sample``: :meth:`Run.sample` written by :func:`write_samples` to ``out`` (.h5), with a progress
     bar by batches. ``out`` may not be an input (the conditions table) nor lie in the run folder."""
     inputs = (conditions,) if isinstance(conditions, (str, os.PathLike)) else ()
@@ -176,5 +175,5 @@ def sample_to_file(run: Run, out: str | os.PathLike[str], n: int | None = None, 
                   disable=not progress) as bar:
         task = bar.add_task("sampling", total=len(rows))
         samples = draw(run.models[0], run.info, rows, seed, batch_size,  # type: ignore[arg-type]
-                       lambda k: bar.advance(task, k), **options)
-    return write_samples(out, samples, rows, run.info, seed, str(run.folder), options)  # type: ignore[arg-type]
+                       lambda k: bar.advance(task, k), noise, **options)
+    return write_samples(out, samples, rows, run.info, seed, str(run.folder), options | {"noise": noise})  # type: ignore[arg-type]

@@ -52,6 +52,7 @@ class ConditionalVAE(PresetModel):
     """
 
     preset = "cvae"
+    samples_noise_free = True  # sample() decodes the mean: the Gaussian likelihood's pixel noise is not drawn
     training_loss = "mse"
     kl_scale: float = 1.0
 
