@@ -4,9 +4,11 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 from astropy.io import fits
 from astropy.table import Table
 from matplotlib import image
@@ -209,3 +211,41 @@ def test_predict_an_odd_sized_fits_image_shorter_than_a_tile(trained, tmp_path):
         whole = Restoring(run.models, run.info).eval()(torch.from_numpy(mirrored)[None, None])[0, 0, :37, :53].numpy()
     assert cleaned.shape == (37, 53)
     np.testing.assert_allclose(cleaned, whole, atol=1e-5 * np.abs(whole).max())
+
+
+def flipped_copy(path, out):
+    """A copy of a pairs file with every stamp (inputs and targets) mirrored left-right."""
+    shutil.copy(path, out)
+    with h5py.File(out, "r+") as h5:
+        for name in ("images", "targets"):
+            h5[name][...] = h5[name][()][..., ::-1]
+    return out
+
+
+def test_test_time_augmentation_makes_the_predictions_turn_with_the_stamps(trained, tmp_path):
+    """model.tta: dihedral (set in a copy of the run's config.yaml: training is unchanged): a mirrored stamp's
+    prediction is the mirrored prediction, which the plain network's is not; its metrics are scored alike."""
+    _, out, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["model"]["tta"] = "dihedral"
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    new = pairs(tmp_path / "new.h5", 8, seed=9)
+    mirrored = flipped_copy(new, tmp_path / "mirrored.h5")
+    predicted = {(kind, name): Table.read(predict_run(run, file, tmp_path / f"{kind}_{name}.h5"),
+                                          path="predictions")["denoised"]
+                 for kind, run in (("plain", out), ("tta", copy)) for name, file in (("new", new), ("mirrored", mirrored))}
+    np.testing.assert_allclose(predicted["tta", "mirrored"], predicted["tta", "new"][..., ::-1], atol=1e-4)
+    assert not np.allclose(predicted["plain", "mirrored"], predicted["plain", "new"][..., ::-1], atol=1e-4)
+    metrics = evaluate_run(copy, new)
+    assert METRICS <= set(metrics) and metrics["psnr"] != evaluate_run(out, new)["psnr"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("uncertainty.mc_samples=5", "model.tta with uncertainty.mc_samples"),
+    ("task=generate", "task generate with data.kind images does not take it"),
+])
+def test_test_time_augmentation_refuses_what_it_would_break(override, message):
+    with pytest.raises(DeepfieldError, match=message):
+        load_config(EXAMPLE, ["model.tta=dihedral", override])

@@ -140,6 +140,10 @@ class ModelConfig(Strict):
     preset: str = "lecture-cnn"
     options: dict[str, Any] = {}
     bayesian: BayesianConfig | None = Field(None, description="variational (Bayes by backprop) layers")
+    tta: Literal["dihedral"] | None = Field(
+        None, description="test-time augmentation: evaluate, predict and the report average the network over the "
+                          "8 rotations and flips of each stamp (4 for a rectangle), each output turned back "
+                          "(deepfield.models.test_time); training is unchanged")
 
     @field_validator("bayesian", mode="before")
     @classmethod
@@ -324,6 +328,19 @@ class RunConfig(Strict):
     data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "
                         "to find the data after the run moved (deepfield.tasks.run_paths); leave it out")
+
+    @model_validator(mode="after")
+    def _tta_on_images(self) -> RunConfig:
+        """``model.tta`` averages deterministic passes over the views of image stamps."""
+        if self.model.tta is None:
+            return self
+        if self.uncertainty.mc_samples:
+            raise ValueError("model.tta with uncertainty.mc_samples: each Monte Carlo draw would be a mean of the "
+                             "views and their spread too narrow; use one or the other")
+        if self.task == "generate" or self.data.kind != "images":
+            raise ValueError(f"model.tta turns image stamps; task {self.task} with data.kind {self.data.kind} "
+                             "does not take it")
+        return self
 
     @model_validator(mode="after")
     def _class_weight_for_segment(self) -> RunConfig:

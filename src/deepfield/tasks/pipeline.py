@@ -33,6 +33,7 @@ from deepfield.data.images import Skipped, write_skip_report
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
 from deepfield.models.summary import summarize
+from deepfield.models.test_time import with_tta
 from deepfield.plots import plot_gradient_norms, plot_learning_curves
 from deepfield.registry import Registry
 from deepfield.tasks import rerun, run_paths
@@ -376,7 +377,9 @@ def draws_per_network(config: RunConfig) -> int:
 
 def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module], x: np.ndarray,
                    info: PreparedInfo, keep_samples: bool = False) -> MCPrediction:
-    """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`)."""
+    """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`),
+    each network averaged over the views of ``model.tta`` (:mod:`deepfield.models.test_time`) where it is set."""
+    models = [with_tta(model, config.model.tta) for model in models]
     return predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
                       seed=config.seed, device=config.training.device, keep_samples=keep_samples)
 

@@ -24,6 +24,7 @@ from deepfield.analysis.classification import jsonable
 from deepfield.analysis.layer_features import default_layer, layer_features
 from deepfield.errors import DeepfieldError
 from deepfield.models import serialization
+from deepfield.models.test_time import with_tta
 from deepfield.outputs import check_output
 from deepfield.tasks import run_paths
 from deepfield.tasks.base import Calibration, NewData, Prepared, Task
@@ -273,7 +274,8 @@ def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Map
     out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     table_format(out, "predictions")
     loaded = load_run(run, trust=trust)
-    whole = loaded.task.predict_whole_image(loaded.models, loaded.config, loaded.info, Path(data), out, overwrite)
+    networks = [with_tta(model, loaded.config.model.tta) for model in loaded.models]
+    whole = loaded.task.predict_whole_image(networks, loaded.config, loaded.info, Path(data), out, overwrite)
     return whole or write_table(loaded.predict(data, reading, keep), out, "predictions")
 
 
