@@ -142,7 +142,8 @@ def check_options(config: RunConfig) -> None:
     uncertain = config.uncertainty.heteroscedastic or config.uncertainty.mc_samples > 0 or config.ensemble > 1
     if config.denoise.flux == "template" and (uncertain or config.model.bayesian is not None):
         raise DeepfieldError("denoise.flux: template rescales the denoised stamps, not their per-pixel σ "
-                             "(heteroscedastic head, mc_samples, ensemble, bayesian); use denoise.flux: network for σ maps")
+                             "(heteroscedastic head, mc_samples, ensemble, bayesian); use denoise.flux: network "
+                             "for σ maps")
     if stretch(config) == "asinh" and uncertain:
         raise DeepfieldError("data.stretch: asinh: per-pixel σ is not propagated through the stretch (heteroscedastic "
                              "head, mc_samples, ensemble); use data.stretch: none for σ maps")
@@ -276,7 +277,8 @@ class Denoise(Task):
             return None
         if info.flux == "template":
             raise DeepfieldError(f"{data}: a whole image has no stamps to fit a template's flux to (denoise.flux: "
-                                 "template); predict stamps (an HDF5 or .npz of them), or train with denoise.flux: network")
+                                 "template); predict stamps (an HDF5 or .npz of them), or train with "
+                                 "denoise.flux: network")
         tile, overlap, margin, multiple = tiling
         return predict_fits_tiled(Restoring(models, info), data, out, tile=tile, overlap=overlap, margin=margin,
                                   multiple=multiple, device=config.training.device, overwrite=overwrite)

@@ -376,8 +376,9 @@ def draws_per_network(config: RunConfig) -> int:
 
 def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module], x: np.ndarray,
                    info: PreparedInfo, keep_samples: bool = False) -> MCPrediction:
-    """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`),
-    finished by the task (:meth:`~deepfield.tasks.base.Task.finish_prediction`)."""
+    """The run's prediction for ``x``: every network's draws pooled
+    (:func:`~deepfield.analysis.uncertainty.predictive`), finished by the task
+    (:meth:`~deepfield.tasks.base.Task.finish_prediction`)."""
     pooled = predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
                         seed=config.seed, device=config.training.device, keep_samples=keep_samples)
     return task.finish_prediction(pooled, x, info)
