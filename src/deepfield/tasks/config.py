@@ -286,7 +286,9 @@ class DenoiseConfig(Strict):
     band the network's output ``T`` rescaled to ``A·T``, ``A = Σ x·T / Σ T²`` the least-squares amplitude of
     the noisy input ``x`` on it (forced photometry with the network's shape:
     :mod:`deepfield.analysis.template_photometry`), in the metrics, the gallery and ``deepfield predict``'s
-    stamps; not for whole FITS images (no sources to fit) nor with per-pixel σ maps.
+    stamps; not for whole FITS images (no sources to fit) nor with per-pixel σ maps. The output must not keep the
+    input's noise (a U-Net's ``input_skip`` does): the fit then correlates that noise with itself (+7.6 % flux
+    bias measured, ``benchmarks/RESULTS.md``).
     """
 
     flux: Literal["network", "template"] = Field(
