@@ -150,6 +150,13 @@ class Task:
         (mean | log-variance, a heteroscedastic head; ``info.heteroscedastic``)."""
         return "gaussian" if info.heteroscedastic else "values"
 
+    def finish_prediction(self, prediction: MCPrediction, x: np.ndarray, info: PreparedInfo) -> MCPrediction:
+        """The run's prediction of the network-ready inputs ``x`` (N, ...) from the networks' pooled draws
+        ``prediction``, in network units; a task that completes the networks' outputs with the inputs themselves
+        (denoise's template photometry) changes it here, so that analyse, evaluate and predict all see the
+        same. Default: ``prediction`` as it is."""
+        return prediction
+
     def calibrates(self, info: PreparedInfo) -> bool:
         """Whether a temperature is fitted on the validation part (classifiers)."""
         return False

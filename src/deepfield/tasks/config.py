@@ -287,6 +287,23 @@ class AnalysisConfig(Strict):
                           "beside the floor between two halves of the test stamps")
 
 
+class DenoiseConfig(Strict):
+    """Options of the denoise task (ignored by the other tasks).
+
+    ``flux``: the denoised stamps' flux as the network made it (``network``), or ``template``: per stamp and
+    band the network's output ``T`` rescaled to ``A·T``, ``A = Σ x·T / Σ T²`` the least-squares amplitude of
+    the noisy input ``x`` on it (forced photometry with the network's shape:
+    :mod:`deepfield.analysis.template_photometry`), in the metrics, the gallery and ``deepfield predict``'s
+    stamps; not for whole FITS images (no sources to fit) nor with per-pixel σ maps. The output must not keep the
+    input's noise (a U-Net's ``input_skip`` does): the fit then correlates that noise with itself (+7.6 % flux
+    bias measured, ``benchmarks/RESULTS.md``).
+    """
+
+    flux: Literal["network", "template"] = Field(
+        "network", description="network: the network's own flux; template: its output rescaled per stamp and band "
+                               "by the least-squares amplitude of the noisy input on it")
+
+
 class PhotozConfig(Strict):
     """Options of the photoz task on catalogues (ignored by the other tasks).
 
@@ -324,6 +341,7 @@ class RunConfig(Strict):
     explain: ExplainConfig = ExplainConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     photoz: PhotozConfig = PhotozConfig()
+    denoise: DenoiseConfig = DenoiseConfig()
     ensemble: int = Field(1, ge=1, description="train N networks with seeds seed, seed+1, ... and combine them")
     data_from_run: dict[Literal["path", "validation", "test", "labels.table"], str] = Field(
         {}, description="written by `deepfield train` in RUN/config.yaml: data paths relative to the run folder, "

@@ -43,6 +43,13 @@ units of σ that covers that fraction of the validation part, kept in ``calibrat
 the test part's coverage is then reported raw (``pixel_coverage``, ``flux_coverage``) and recalibrated
 (``pixel_coverage_calibrated``, ``flux_coverage_calibrated``, ``*_calibrated`` in the curve).
 
+Flux (``denoise.flux``): ``network`` (the default) keeps the network's stamps; ``template`` uses the network for
+the shape and the data for the flux: per stamp and band the output ``T`` becomes ``A·T``, ``A = Σ x·T / Σ T²``
+the least-squares amplitude of the noisy input ``x`` on it over the stamp (forced photometry with a model
+template: :mod:`deepfield.analysis.template_photometry`; :meth:`Denoise.finish_prediction`), in the metrics, the
+gallery and the predicted stamps alike (the classical baselines as they are). It refuses per-pixel σ maps, and
+whole FITS images (no stamps to fit); the explanations explain the network's own output.
+
 Predictions (``deepfield predict RUN pairs.h5 --out denoised.h5``): the table's ``denoised`` column
 holds each object's ``(C, H, W)`` stamp in the file's flux unit (``denoised_err``: the per-pixel σ of a
 heteroscedastic head; ``denoised_spread``: the spread of MC draws; both raw); with a σ, the recalibrated
@@ -51,7 +58,7 @@ for a fraction L of pixels (use these for intervals, not ``denoised ± denoised_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,7 @@ from torch import nn
 
 from deepfield.analysis.image_quality import image_quality, kron_radii, psnr
 from deepfield.analysis.image_uncertainty import aperture_weights
+from deepfield.analysis.template_photometry import template_fluxes
 from deepfield.analysis.tiling_fits import predict_fits_tiled
 from deepfield.data.pairs import ImagePairs, read_pairs
 from deepfield.data.transforms import RobustNormalize
@@ -132,6 +140,10 @@ def check_options(config: RunConfig) -> None:
     if config.data.kind != "images":
         raise DeepfieldError("data.kind: task denoise takes image pairs (images)")
     uncertain = config.uncertainty.heteroscedastic or config.uncertainty.mc_samples > 0 or config.ensemble > 1
+    if config.denoise.flux == "template" and (uncertain or config.model.bayesian is not None):
+        raise DeepfieldError("denoise.flux: template rescales the denoised stamps, not their per-pixel σ "
+                             "(heteroscedastic head, mc_samples, ensemble, bayesian); use denoise.flux: network "
+                             "for σ maps")
     if stretch(config) == "asinh" and uncertain:
         raise DeepfieldError("data.stretch: asinh: per-pixel σ is not propagated through the stretch (heteroscedastic "
                              "head, mc_samples, ensemble); use data.stretch: none for σ maps")
@@ -154,7 +166,7 @@ class Denoise(Task):
         height, width = pairs.inputs.shape[2:]
         info = DenoiseInfo(bands=list(pairs.bands), unit=pairs.unit, inputs=data.images, targets=targets_name(data),
                            aperture_radius=APERTURE_FRACTION * min(height, width), stretch=stretch(config),
-                           aperture=config.analysis.aperture)
+                           aperture=config.analysis.aperture, flux=config.denoise.flux)
         if data.normalize == "robust":
             info.normalize = RobustNormalize().fit(torch.from_numpy(parts["train"].inputs)).get_config()
         return DenoisePrepared(x={part: to_network(p.inputs, info) for part, p in parts.items()},
@@ -196,6 +208,18 @@ class Denoise(Task):
         """The preset with one output channel per band and, with ``uncertainty.heteroscedastic``, its
         log-variance channels (presets taking ``output_channels`` / ``heteroscedastic``, as ``unet``)."""
         return super().build_model(with_image_head(config, prepared, len(prepared.info.bands)), prepared)
+
+    def finish_prediction(self, prediction: MCPrediction, x: np.ndarray, info: DenoiseInfo) -> MCPrediction:
+        """With ``denoise.flux: template`` (``info.flux``), each denoised stamp ``T`` of ``prediction`` rescaled per
+        band to ``A·T`` in the file's flux unit, ``A`` the least-squares amplitude of the noisy input (``x``,
+        network-ready (N, C, H, W)) on it (:func:`~deepfield.analysis.template_photometry.template_fluxes`),
+        back in network units; the network's own stamps otherwise. (A template run has one draw and no σ:
+        :func:`check_options`.)"""
+        if info.flux != "template":
+            return prediction
+        template = self.split(prediction.mean, info)[0]
+        mean = to_network(template_fluxes(from_network(x, info), template), info).astype(prediction.mean.dtype)
+        return replace(prediction, mean=mean, samples=None if prediction.samples is None else mean[None])
 
     def split(self, outputs: np.ndarray, info: DenoiseInfo) -> tuple[np.ndarray, np.ndarray | None]:
         """Network outputs (N, C or 2C, H, W) -> (denoised stamps, per-pixel σ or ``None``), both (N, C, H, W)
@@ -251,6 +275,10 @@ class Denoise(Task):
         tiling = fits_tiling(config, data, out, "denoised")
         if tiling is None:
             return None
+        if info.flux == "template":
+            raise DeepfieldError(f"{data}: a whole image has no stamps to fit a template's flux to (denoise.flux: "
+                                 "template); predict stamps (an HDF5 or .npz of them), or train with "
+                                 "denoise.flux: network")
         tile, overlap, margin, multiple = tiling
         return predict_fits_tiled(Restoring(models, info), data, out, tile=tile, overlap=overlap, margin=margin,
                                   multiple=multiple, device=config.training.device, overwrite=overwrite)
@@ -262,7 +290,8 @@ class Denoise(Task):
         info = prepared.info
         parts = {part: (from_network(prepared.x[part], info), from_network(prepared.y[part], info))
                  for part in ("validation", "test")}
-        network = {"model": f"network ({config.model.preset})", "parameter": "",
+        flux = ", template flux" if info.flux == "template" else ""
+        network = {"model": f"network ({config.model.preset}{flux})", "parameter": "",
                    **{key: metrics[key] for key in SCORES if key in metrics}}
         return [network, *denoise_baselines(parts["validation"], parts["test"],
                                             prepared.apertures["test"], info.bands)]  # type: ignore[attr-defined]
@@ -272,7 +301,8 @@ class Denoise(Task):
         return {"denoised": self.split(outputs, info)[0].astype(np.float32)}
 
     def explained_image(self, model: nn.Module, info: DenoiseInfo) -> nn.Module:
-        """The denoised bands in the file's flux unit (:class:`Restoring` of network-ready stamps)."""
+        """The denoised bands in the file's flux unit (:class:`Restoring` of network-ready stamps): the network's
+        own output, before ``denoise.flux: template`` rescales it."""
         return Restoring([model], info, normalised=True)
 
     def describe_uncertainty(self, prediction: MCPrediction, info: DenoiseInfo,

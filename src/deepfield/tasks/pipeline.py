@@ -378,10 +378,12 @@ def draws_per_network(config: RunConfig) -> int:
 def run_predictive(config: RunConfig, task: Task, models: list[torch.nn.Module], x: np.ndarray,
                    info: PreparedInfo, keep_samples: bool = False) -> MCPrediction:
     """The run's prediction for ``x``: every network's draws pooled (:func:`~deepfield.analysis.uncertainty.predictive`),
-    each network averaged over the views of ``model.tta`` (:mod:`deepfield.models.test_time`) where it is set."""
+    each network averaged over the views of ``model.tta`` (:mod:`deepfield.models.test_time`) where it is set, then
+    finished by the task (:meth:`~deepfield.tasks.base.Task.finish_prediction`)."""
     models = [with_tta(model, config.model.tta) for model in models]
-    return predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
-                      seed=config.seed, device=config.training.device, keep_samples=keep_samples)
+    pooled = predictive(models, x, mc_samples=draws_per_network(config), kind=task.output_kind(info),
+                        seed=config.seed, device=config.training.device, keep_samples=keep_samples)
+    return task.finish_prediction(pooled, x, info)
 
 
 def fit_calibration(task: Task, models: list[torch.nn.Module], prepared: Prepared, config: RunConfig) -> Calibration:

@@ -203,6 +203,9 @@ class DenoiseInfo(PreparedInfo):
     """``analysis.aperture``: the photometry aperture's radius is the file's (``file``) or each target's Kron radius."""
     stretch: Literal["asinh", "none"] = "none"
     """``data.stretch`` applied after the normalisation (:mod:`~deepfield.tasks.pixel_scaling`), undone on outputs."""
+    flux: Literal["network", "template"] = "network"
+    """``denoise.flux``: the stamps' flux is the network's, or its output rescaled per stamp and band to the noisy
+    input's least-squares amplitude (:mod:`~deepfield.analysis.template_photometry`)."""
 
 
 class DeblendInfo(PreparedInfo):
