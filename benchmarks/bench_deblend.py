@@ -72,9 +72,7 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, 
 def with_tta(metrics: dict[str, Any], out: Path) -> None:
     """The same trained network scored again with ``model.tta: dihedral`` (:meth:`Run.evaluate` on its test part,
     8 views of each blend averaged); its row goes into ``metrics["baselines"]`` after the network's own."""
-    loaded = load_run(out)
-    loaded.config = loaded.config.model_copy(update={"model": loaded.config.model.model_copy(update={"tta": "dihedral"})})
-    scored = loaded.evaluate()
+    scored = load_run(out).with_tta("dihedral").evaluate()
     row = {"model": "network + TTA (8 views)", "parameter": "",
            **{key: scored[key] for key, _, _ in COLUMNS}}
     metrics["baselines"].insert(1, row)

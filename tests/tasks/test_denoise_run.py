@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
 from astropy.io import fits
 from astropy.table import Table
 from matplotlib import image
@@ -222,24 +221,25 @@ def flipped_copy(path, out):
     return out
 
 
-def test_test_time_augmentation_makes_the_predictions_turn_with_the_stamps(trained, tmp_path):
-    """model.tta: dihedral (set in a copy of the run's config.yaml: training is unchanged): a mirrored stamp's
+def test_test_time_augmentation_makes_the_predictions_turn_with_the_stamps(trained, tmp_path, cli):
+    """--tta dihedral on a finished run (model.tta for this call; training is unchanged): a mirrored stamp's
     prediction is the mirrored prediction, which the plain network's is not; its metrics are scored alike."""
     _, out, _ = trained
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    config = yaml.safe_load((copy / "config.yaml").read_text())
-    config["model"]["tta"] = "dihedral"
-    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     new = pairs(tmp_path / "new.h5", 8, seed=9)
     mirrored = flipped_copy(new, tmp_path / "mirrored.h5")
-    predicted = {(kind, name): Table.read(predict_run(run, file, tmp_path / f"{kind}_{name}.h5"),
-                                          path="predictions")["denoised"]
-                 for kind, run in (("plain", out), ("tta", copy)) for name, file in (("new", new), ("mirrored", mirrored))}
-    np.testing.assert_allclose(predicted["tta", "mirrored"], predicted["tta", "new"][..., ::-1], atol=1e-4)
-    assert not np.allclose(predicted["plain", "mirrored"], predicted["plain", "new"][..., ::-1], atol=1e-4)
-    metrics = evaluate_run(copy, new)
+    predicted = {(tta, name): Table.read(predict_run(out, file, tmp_path / f"{tta}_{name}.h5", tta=tta),
+                                         path="predictions")["denoised"]
+                 for tta in ("none", "dihedral") for name, file in (("new", new), ("mirrored", mirrored))}
+    np.testing.assert_allclose(predicted["dihedral", "mirrored"], predicted["dihedral", "new"][..., ::-1], atol=1e-4)
+    assert not np.allclose(predicted["none", "mirrored"], predicted["none", "new"][..., ::-1], atol=1e-4)
+    done = cli("predict", out, new, "--out", tmp_path / "cli.h5", "--tta", "dihedral")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(Table.read(tmp_path / "cli.h5", path="predictions")["denoised"],
+                                  predicted["dihedral", "new"])
+    metrics = evaluate_run(out, new, tta="dihedral")
     assert METRICS <= set(metrics) and metrics["psnr"] != evaluate_run(out, new)["psnr"]
+    refused = cli("evaluate", out, "--data", new, "--tta", "flips")
+    assert refused.returncode == 2 and "--tta must be one of dihedral, none; got 'flips'" in refused.stderr
 
 
 @pytest.mark.parametrize("override, message", [

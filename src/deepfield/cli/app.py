@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from deepfield.cli.common import OVERWRITE, TRUST, console, parse_range, parse_shape, split_list
+from deepfield.cli.common import OVERWRITE, TRUST, TTA, console, parse_range, parse_shape, split_list
 from deepfield.cli.convert import convert
 from deepfield.cli.playground import playground_app
 from deepfield.cli.reading import KEEP, reading_options
@@ -163,13 +163,14 @@ def baseline(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="a run folder written by `deepfield train`")],
     data: Annotated[Optional[Path], typer.Option(help="another labelled file, read like the training data")] = None,
+    tta: TTA = None,
     trust: TRUST = False,
     reading: Optional[dict] = None,
 ) -> None:
     """Metrics of a trained run on its test part, or on another labelled file."""
     from deepfield.tasks.run import evaluate_run
 
-    metrics = evaluate_run(run, data, reading=reading, trust=trust)
+    metrics = evaluate_run(run, data, reading=reading, trust=trust, tta=tta)
     for key, value in metrics.items():
         if isinstance(value, (int, float)):
             console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
@@ -182,6 +183,7 @@ def predict(
     data: Annotated[Path, typer.Argument(help="file or folder to predict on")],
     out: Annotated[Path, typer.Option(help="predictions file: .csv, .fits or .h5 (with the input's ids)")],
     keep: KEEP = None,
+    tta: TTA = None,
     trust: TRUST = False,
     overwrite: OVERWRITE = False,
     reading: Optional[dict] = None,
@@ -191,7 +193,7 @@ def predict(
     from deepfield.tasks.run import predict_run
 
     written = predict_run(run, data, out, reading=reading, keep=split_list(keep) or (), trust=trust,
-                          overwrite=overwrite)
+                          overwrite=overwrite, tta=tta)
     console.print(f"wrote {written}")
 
 

@@ -1,7 +1,7 @@
 """What the command groups share: the console and the parsers of option values (one-line errors)."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ TRUST = Annotated[bool, typer.Option("--trust-unchecked", help="load a model.jso
 OVERWRITE = Annotated[bool, typer.Option("--overwrite", help="replace an existing --out (never an input of the "
                                          "command nor a file in a run folder)")]
 """The option of every command that writes a file or folder the user names with ``--out``."""
+
+TTA = Annotated[Optional[str], typer.Option(help="test-time augmentation over the run's model.tta: dihedral (the mean "
+                                                 "over the 8 rotations and flips of each stamp) or none")]
+"""The option of the commands that apply a run to stamps (evaluate, predict): ``model.tta`` for this call."""
 
 
 def split_list(text: str | None) -> list[str] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,14 @@ class Run:
     def bands(self) -> list[str] | None:
         """The bands (channels, or the photometry's) in input order."""
         return self.info.bands
+
+    def with_tta(self, mode: str | None) -> Run:
+        """This run predicting with ``model.tta`` set to ``mode`` (``"dihedral"``, or ``None``: one pass), its
+        networks unchanged: ``deepfield evaluate/predict --tta``. The config is checked again (one line where the
+        run cannot take it: MC draws, a generative run)."""
+        document = self.config.model_dump(mode="json")
+        document["model"]["tta"] = mode
+        return replace(self, config=load_config(None, document=document, source=f"{self.folder} --tta {mode}"))
 
     @property
     def draws(self) -> int:
@@ -257,23 +265,41 @@ def check_finished(run: Path, config: RunConfig) -> None:
                                  f"config again to resume ({run / 'config.yaml'})")
 
 
+TTA_CHOICES = {"dihedral": "dihedral", "none": None}
+"""``--tta`` of evaluate and predict: its values and the ``model.tta`` each sets."""
+
+
+def _loaded(run: str | Path, trust: bool, tta: str | None) -> Run:
+    """The run folder ``run`` loaded, with ``--tta`` laid over its ``model.tta`` when given."""
+    loaded = load_run(run, trust=trust)
+    if tta is None:
+        return loaded
+    if tta not in TTA_CHOICES:
+        raise DeepfieldError(f"--tta must be one of {', '.join(TTA_CHOICES)}; got {tta!r}")
+    return loaded.with_tta(TTA_CHOICES[tta])
+
+
 def evaluate_run(run: str | Path, data: str | Path | None = None, console: Console | None = None,
-                 reading: Mapping[str, Any] | None = None, *, trust: bool = False) -> dict[str, Any]:
-    """``deepfield evaluate``: :meth:`Run.evaluate` of the run folder ``run``."""
-    return load_run(run, trust=trust).evaluate(data, reading)
+                 reading: Mapping[str, Any] | None = None, *, trust: bool = False,
+                 tta: str | None = None) -> dict[str, Any]:
+    """``deepfield evaluate``: :meth:`Run.evaluate` of the run folder ``run`` (``tta``: ``"dihedral"`` or ``"none"``
+    over the run's ``model.tta``; ``None``: the run's own)."""
+    return _loaded(run, trust, tta).evaluate(data, reading)
 
 
 def predict_run(run: str | Path, data: str | Path, out: str | Path, reading: Mapping[str, Any] | None = None,
-                keep: Sequence[str] = (), *, trust: bool = False, overwrite: bool = False) -> Path:
+                keep: Sequence[str] = (), *, trust: bool = False, overwrite: bool = False,
+                tta: str | None = None) -> Path:
     """``deepfield predict``: :meth:`Run.predict` of every object of ``data``, written to ``out`` (CSV, FITS or HDF5);
     for a task that restores whole images (denoise) and a FITS image, the restored image by tiles
     (:meth:`Task.predict_whole_image`).
 
     ``out`` may not be an input nor lie in the run folder; an existing ``out`` is replaced only with ``overwrite``.
+    ``tta`` as :func:`evaluate_run`'s.
     """
     out = check_output(out, inputs=read_files(data, reading), runs=(run,), overwrite=overwrite)
     table_format(out, "predictions")
-    loaded = load_run(run, trust=trust)
+    loaded = _loaded(run, trust, tta)
     networks = [with_tta(model, loaded.config.model.tta) for model in loaded.models]
     whole = loaded.task.predict_whole_image(networks, loaded.config, loaded.info, Path(data), out, overwrite)
     return whole or write_table(loaded.predict(data, reading, keep), out, "predictions")
