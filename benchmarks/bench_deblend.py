@@ -13,6 +13,7 @@ least 4× better than the segmentation deblender.
     python benchmarks/bench_deblend.py                 # 3,000 blends of 32x32 in g, r, i
     python benchmarks/bench_deblend.py --quick         # a smoke run (300 blends, 2 epochs)
     python benchmarks/bench_deblend.py --deblend all   # every source of a blend in one pass (data.deblend: all)
+    python benchmarks/bench_deblend.py --augment dihedral  # blend, marker and target turned/flipped alike
     python benchmarks/bench_deblend.py --write         # also update benchmarks/RESULTS.md
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, 
         "model": {"preset": "unet", "options": {"depth": args.depth, "filters": args.filters,
                                                 "normalization": None}},
         "training": {"epochs": args.epochs, "batch_size": 32, "early_stopping": args.patience, "reduce_lr": 2,
-                     "loss": args.loss,
+                     "loss": args.loss, "augment": augmentations(args),
                      "optimizer": {"name": "adam", "learning_rate": args.learning_rate}},
         "baselines": {"run": True}})
     start = time.perf_counter()
@@ -76,6 +77,11 @@ def with_tta(metrics: dict[str, Any], out: Path) -> None:
     row = {"model": "network + TTA (8 views)", "parameter": "",
            **{key: scored[key] for key, _, _ in COLUMNS}}
     metrics["baselines"].insert(1, row)
+
+
+def augmentations(args: argparse.Namespace) -> list[str]:
+    """``training.augment`` from ``--augment`` (comma-separated names; none by default)."""
+    return [name.strip() for name in (args.augment or "").split(",") if name.strip()]
 
 
 def table(metrics: dict[str, Any]) -> str:
@@ -113,6 +119,9 @@ def main() -> None:
     parser.add_argument("--deblend", choices=tuple(FORMS), default="each",
                         help="data.deblend: each (one target source per pass, the default) or all (every source of "
                              "a blend in one pass)")
+    parser.add_argument("--augment", default=None,
+                        help="training.augment, comma-separated names, e.g. dihedral (the target source and the "
+                             "marker move with the blend; pixel-moving entries only); default none")
     parser.add_argument("--patience", type=int, default=4, help="training.early_stopping (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="simulation processes (default 2)")
@@ -144,6 +153,7 @@ def main() -> None:
             f"--n {args.n} --mag-limit {args.mag_limit:g} --epochs {args.epochs} --depth {args.depth} "
             f"--filters {args.filters} --stretch {args.stretch}"
             + (f" --loss {args.loss}" if args.loss else "") + (" --deblend all" if args.deblend == "all" else "")
+            + (f" --augment {','.join(augmentations(args))}" if augmentations(args) else "")
             + f" --patience {args.patience}" + (" --tta" if args.tta else "") + " --write`: "
             f"{args.n:,} simulated blends of exactly two galaxies (no stars), {args.size}×{args.size} pixels of "
             f"0.2″ in {', '.join(args.bands)}, galaxies brighter than AB {args.mag_limit:g} (band mean), separated "
@@ -152,7 +162,9 @@ def main() -> None:
             f"data.deblend: {args.deblend}, {FORMS[args.deblend]}). U-Net depth "
             f"{args.depth}, {args.filters} filters, {LOSSES[loss]} on {args.stretch}-stretched values "
             f"(data.stretch), "
-            f"{metrics.get('epochs_run', args.epochs)} epochs run "
+            + (f"training.augment {augmentations(args)} (blend, marker and target moved alike), "
+               if augmentations(args) else "")
+            + f"{metrics.get('epochs_run', args.epochs)} epochs run "
             f"(early stopping {args.patience}). Flux: the total flux of the band-summed stamp against the isolated "
             f"truth's; the "
             f"segmentation deblender's is its segment flux (contrast tuned on the validation part). Simulated in "

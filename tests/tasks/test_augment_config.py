@@ -1,8 +1,11 @@
 """training.augment takes the Keras augmentation layers by name; a morphology run trains on them."""
+import importlib
+
 import pytest
 
 from deepfield.errors import DeepfieldError
 from deepfield.tasks.config import load_config
+from deepfield.tasks.pipeline import task_for
 from deepfield.tasks.run import train
 
 
@@ -44,3 +47,18 @@ def test_a_morphology_run_trains_on_d4_stamps_by_keras_names(small_sky, tmp_path
     run = train(config, verbose=0)
     assert (run / "weights.safetensors").exists() and (run / "history.csv").exists()
     assert load_config(run / "config.yaml").training.augment == config.training.augment
+
+
+@pytest.mark.parametrize("task", ["deblend", "denoise", "segment"])
+def test_image_to_image_tasks_move_their_targets_and_take_only_pixel_moving_entries(task):
+    module = importlib.import_module(f"deepfield.tasks.{task}")
+    assert task_for(load_config(None, document={"task": task, "data": {"path": "x.h5"}})).augments_targets
+
+    def config(entries):
+        return load_config(None, document={"task": task, "data": {"path": "x.h5"}, "training": {"augment": entries}})
+
+    module.check_options(config(["dihedral", {"name": "shift", "max_shift": 2}, "RandomFlip", "RandomRotation90"]))
+    with pytest.raises(DeepfieldError) as error:
+        module.check_options(config(["dihedral", {"name": "gaussian_noise", "sigma": 0.1}]))
+    assert str(error.value).startswith("training.augment: entry 2: gaussian_noise changes pixel values, not only "
+                                       "their places, and the targets move with the inputs here")

@@ -100,7 +100,8 @@ def test_a_file_without_the_isolated_sources_is_one_line_naming_the_array(traine
 
 
 @pytest.mark.parametrize("override, message", [
-    (["training.augment=[dihedral]"], "training.augment: the augmentations move the blend alone"),
+    (["training.augment=[dihedral, {name: gaussian_noise, sigma: 0.1}]"],
+     "training.augment: entry 2: gaussian_noise changes pixel values, not only their places"),
     (["model.options={heteroscedastic: true}"],
      "model.options.heteroscedastic: set uncertainty.heteroscedastic: true instead"),
     (["uncertainty.heteroscedastic=true", "training.loss=mae"],

@@ -82,9 +82,3 @@ def test_normalise_then_restore_is_the_identity():
     stamps = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4)
     np.testing.assert_allclose(normalise(stamps, info)[0, 0, 0, :2], [-0.5, -0.25])
     np.testing.assert_allclose(restore(normalise(stamps, info), info), stamps, rtol=1e-6)
-
-
-def test_augmentations_are_refused(pairs):
-    with pytest.raises(DeepfieldError, match="training.augment"):
-        Denoise().prepare(load_config(None, document={"task": "denoise", "data": {"path": str(pairs)},
-                                                      "training": {"augment": ["dihedral"]}}))

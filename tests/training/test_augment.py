@@ -1,4 +1,5 @@
-"""Augmentation of training batches: true symmetries, seeded per batch, training only, shapes checked."""
+"""Augmentation of training batches: true symmetries, seeded per batch, training only, shapes checked; targets
+moved with their inputs (image targets, integer label maps), value-changing entries refused then."""
 from __future__ import annotations
 
 import numpy as np
@@ -177,3 +178,91 @@ def test_bad_entries_name_the_option_and_the_entry(specs, message):
     with pytest.raises(DeepfieldError) as error:
         BatchAugment(specs, name="training.augment")
     assert str(error.value).startswith(message)
+
+
+MOVING = ["dihedral", {"name": "shift", "max_shift": 2, "mode": "pad"}, "RandomFlip", "RandomRotation90"]
+
+
+def test_an_image_target_takes_the_same_symmetry_as_its_input_sample_by_sample():
+    x = images(200, size=4)
+    y = x[:, :1] * 10 + 1  # a pixel-wise function of x: it still holds after the same move, no other
+    augment = BatchAugment(["dihedral"], targets=True)
+    out_x, out_y = augment.pair(x, y, seed=3, epoch=1, step=2)
+    assert out_y.shape == y.shape and out_y.dtype == y.dtype
+    torch.testing.assert_close(out_y, out_x[:, :1] * 10 + 1, rtol=0, atol=0)
+    found = [which_symmetry(o, s) for o, s in zip(out_x.numpy(), x.numpy())]
+    assert -1 not in found and len(set(found)) == 8
+    assert torch.equal(out_x, augment(x, seed=3, epoch=1, step=2))  # x's draws, as without targets
+    again = BatchAugment(augment.get_config(), targets=True).pair(x, y, seed=3, epoch=1, step=2)
+    assert torch.equal(again[0], out_x) and torch.equal(again[1], out_y)
+    assert not torch.equal(augment.pair(x, y, seed=3, epoch=1, step=3)[1], out_y)
+
+
+def test_a_label_map_stays_integer_and_moves_with_its_stamp_under_every_pixel_moving_entry():
+    x = images(64, size=6)
+    labels = (x[:, 0] % 5).long()  # (N, H, W) classes read off the stamp's first band
+    out_x, out_y = BatchAugment(MOVING, targets=True).pair(x, labels, seed=0, epoch=0, step=0)
+    assert out_y.shape == labels.shape and out_y.dtype == torch.int64
+    inside = out_x[:, 0] != 0  # the shift's padding is 0 in every channel: background in the map
+    assert torch.equal(out_y[inside], (out_x[:, 0][inside] % 5).long()) and torch.all(out_y[~inside] == 0)
+    assert not torch.equal(out_y, labels)
+
+
+def test_a_process_holding_part_of_a_global_batch_moves_its_pairs_as_one_process_would():
+    x = images(32)
+    y = -x
+    augment = BatchAugment(MOVING[:2], targets=True)
+    whole_x, whole_y = augment.pair(x, y, seed=5, epoch=2, step=7)
+    part_x, part_y = augment.pair(x[16:], y[16:], seed=5, epoch=2, step=7, part=(16, 32))
+    assert torch.equal(part_x, whole_x[16:]) and torch.equal(part_y, whole_y[16:])
+
+
+@pytest.mark.parametrize("entries, message", [
+    (["dihedral", {"name": "gaussian_noise", "sigma": 0.1}],
+     "training.augment: entry 2: gaussian_noise changes pixel values, not only their places, and the targets move "
+     "with the inputs here (it would corrupt them); take dihedral, shift, RandomFlip, RandomRotation90"),
+    ([{"name": "RandomZoom", "height_factor": 0.1}], "training.augment: entry 1: RandomZoom changes pixel values"),
+])
+def test_entries_that_change_values_are_refused_with_targets_in_one_line(entries, message):
+    with pytest.raises(DeepfieldError) as error:
+        BatchAugment(entries, name="training.augment", targets=True)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    BatchAugment(entries, name="training.augment")  # taken when only the inputs move
+
+
+def test_targets_of_another_size_are_refused():
+    with pytest.raises(DeepfieldError, match=r"^augment: the targets \(4, 1\) are not images or label maps"):
+        BatchAugment(["dihedral"], targets=True).pair(images(4), torch.zeros(4, 1), seed=0, epoch=0, step=0)
+
+
+class Identity(nn.Module):
+    """x times one trainable scale (1 at the start): the loss sees the augmented input beside its target."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def test_fit_moves_the_targets_with_the_inputs_when_asked():
+    x = images(24)
+    y = x[:, :1] * 2
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def loss(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:  # Keras's order
+        seen.append((pred.detach().clone(), target.clone()))
+        return ((pred[:, :1] * 2 - target) ** 2).mean() * 0  # no update: the scale stays 1
+
+    def fit(targets: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        seen.clear()
+        Engine(Identity(), loss=loss, optimizer="sgd", device="cpu", channels_last=False).fit(
+            x, y, batch_size=8, epochs=1, seed=1, verbose=0, augment=BatchAugment(["dihedral"], targets=targets))
+        return list(seen)
+
+    assert all(torch.equal(pred[:, :1] * 2, target) for pred, target in fit(True))
+    assert not all(torch.equal(pred[:, :1] * 2, target) for pred, target in fit(False))
+    with pytest.raises(DeepfieldError, match="^augment: the targets move with the inputs, which sample_weight"):
+        Engine(Identity(), loss="mse", optimizer="sgd", device="cpu").fit(
+            x, y, epochs=1, verbose=0, sample_weight=torch.ones(24), augment=BatchAugment(["dihedral"], targets=True))

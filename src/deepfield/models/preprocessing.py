@@ -165,6 +165,7 @@ class _RandomImageLayer(Layer):
     """A random augmentation: identity unless training; ``augment(x, generator)`` draws and applies."""
 
     planar = True  # needs both pixel axes (the training.augment check refuses it for spectra)
+    moves_pixels = False  # moves whole pixels only, every channel alike (a target may move with its image)
 
     def __init__(self, seed: int | None, data_format: str | None, name: str | None,
                  input_shape: tuple[int, ...] | None):
@@ -224,6 +225,7 @@ class RandomFlip(_RandomImageLayer):
     """
 
     MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+    moves_pixels = True
 
     def __init__(self, mode: str = "horizontal_and_vertical", seed: int | None = None,
                  data_format: str | None = None, name: str | None = None,
@@ -246,6 +248,8 @@ class RandomRotation90(_RandomImageLayer):
     Not a Keras layer: deepfield's exact 90-degree turns (Keras's ``RandomRotation`` resamples at any angle).
     After ``RandomFlip("horizontal")`` it draws the eight symmetries of the square (D4) uniformly.
     """
+
+    moves_pixels = True
 
     def __init__(self, seed: int | None = None, data_format: str | None = None, name: str | None = None,
                  input_shape: tuple[int, ...] | None = None):

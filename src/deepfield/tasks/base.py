@@ -72,6 +72,9 @@ class Task:
     name: ClassVar[str]
     info_model: ClassVar[type[PreparedInfo]] = PreparedInfo
     """What the task records in ``Prepared.info`` (``prepared.json``), read back with it."""
+    augments_targets: ClassVar[bool] = False
+    """Whether ``training.augment`` moves each target (an image or label map, ``y``) with its input: the
+    image-to-image tasks; only the pixel-moving augmentations are taken then (:mod:`deepfield.training.augment`)."""
 
     def prepare(self, config: RunConfig) -> Prepared:
         """Read and split the data, fit the normalisation on the training part."""

@@ -79,6 +79,7 @@ from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import from_network, to_network
 from deepfield.tasks.prepared_info import DeblendInfo
 from deepfield.tasks.stamp_uncertainty import StampUncertainty, flux_maps, halfwidth_columns
+from deepfield.training.augment import BatchAugment
 from deepfield.training.flux_losses import FluxConservingMAE
 from deepfield.training.losses import LossFn
 from deepfield.training.mc_dropout import MCPrediction
@@ -124,9 +125,7 @@ def network_targets(found: Examples, info: DeblendInfo) -> np.ndarray | None:
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a deblending pair, and combinations that make no sense."""
-    if config.training.augment:
-        raise DeepfieldError("training.augment: the augmentations move the blend alone, not its target source; "
-                             "leave it out for task deblend")
+    BatchAugment(config.training.augment, name="training.augment", targets=True)  # pixel-moving entries only
     if config.data.kind != "images":
         raise DeepfieldError("data.kind: task deblend takes blended images (images)")
     options, loss = config.model.options, config.training.loss
@@ -147,6 +146,7 @@ class Deblend(Task):
     """Blend + the target's position -> the target source alone, scored against its isolated truth."""
 
     name = "deblend"
+    augments_targets = True
     info_model = DeblendInfo
 
     def prepare(self, config: RunConfig) -> DeblendPrepared:

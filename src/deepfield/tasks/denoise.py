@@ -84,6 +84,7 @@ from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import NetworkScale, from_network, restore, to_network
 from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.tasks.stamp_uncertainty import StampUncertainty, flux_maps, halfwidth_columns
+from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "targets"
@@ -134,9 +135,7 @@ def stretch(config: RunConfig) -> str:
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a denoising pair."""
-    if config.training.augment:
-        raise DeepfieldError("training.augment: the augmentations move the input alone, not its target; "
-                             "leave it out for task denoise")
+    BatchAugment(config.training.augment, name="training.augment", targets=True)  # pixel-moving entries only
     if config.data.kind != "images":
         raise DeepfieldError("data.kind: task denoise takes image pairs (images)")
     uncertain = config.uncertainty.heteroscedastic or config.uncertainty.mc_samples > 0 or config.ensemble > 1
@@ -153,6 +152,7 @@ class Denoise(Task):
     """Noisy stamp -> clean stamp, scored against the truth in the file's flux unit."""
 
     name = "denoise"
+    augments_targets = True
     info_model = DenoiseInfo
     keeps_draws = True
 

@@ -321,7 +321,8 @@ def fit_network(config: RunConfig, task: Task, prepared: Prepared, folder: Path,
         history = engine.fit(x_train, y_train, batch_size=config.training.batch_size,
                              epochs=config.training.epochs, verbose=verbose, callbacks=callbacks,
                              validation_data=(prepared.x["validation"], prepared.y["validation"]), seed=seed,
-                             augment=BatchAugment(config.training.augment, name="training.augment"))
+                             augment=BatchAugment(config.training.augment, name="training.augment",
+                                                  targets=task.augments_targets))
     except TrainingDiverged as exc:
         raise DeepfieldError(diverged_message(exc, folder, config)) from None
     epochs = len(history.history.get("loss", []))

@@ -58,6 +58,7 @@ from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
 from deepfield.tasks.segment_whole import segment_fits
+from deepfield.training.augment import BatchAugment
 from deepfield.training.losses import ClassWeightedCrossentropy, LossFn
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -119,9 +120,7 @@ def targets(maps: LabelMaps, info: SegmentInfo, path: Path) -> tuple[np.ndarray,
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a stamp and its map."""
-    if config.training.augment:
-        raise DeepfieldError("training.augment: the augmentations move the stamp alone, not its label map; "
-                             "leave it out for task segment")
+    BatchAugment(config.training.augment, name="training.augment", targets=True)  # pixel-moving entries only
     if config.data.kind != "images":
         raise DeepfieldError("data.kind: task segment takes stamps and label maps (images)")
     if config.uncertainty.heteroscedastic:
@@ -133,6 +132,7 @@ class Segment(Task):
     """Stamp -> a class per pixel, and the sources those classes delimit, scored against the file's maps."""
 
     name = "segment"
+    augments_targets = True
     info_model = SegmentInfo
 
     def prepare(self, config: RunConfig) -> SegmentPrepared:

@@ -22,6 +22,14 @@ and Keras arguments in the same form: ``"RandomFlip"``, ``{"name": "RandomRotati
 ``{"name": "RandomFlip", "mode": "horizontal"}`` then ``"RandomRotation90"`` (together the eight
 symmetries of the square, as ``dihedral``), or a layer instance; they draw from the fit's generator
 like the transforms (the layer's own ``seed`` is not used here). They take images only.
+
+Targets moved with their inputs (``BatchAugment(..., targets=True)``, :meth:`BatchAugment.pair`; what the
+image-to-image tasks use): the target ``y``, an image (N, C', H, W) or an integer label map (N, H, W), takes
+the same transform as ``x``, sample by sample: ``x`` and ``y`` are stacked along the channels and augmented
+once, so the draws, the data-parallel rows and a resumed fit's batches are those of ``x`` alone. Only the
+transforms that move whole pixels, every channel alike, are taken then (``dihedral``, ``shift``,
+``RandomFlip``, ``RandomRotation90``): a label map stays integer, and an intensity transform
+(``gaussian_noise``) or a resampling one (``RandomRotation``, ``RandomZoom``...) would change the target's values.
 """
 from __future__ import annotations
 
@@ -79,6 +87,13 @@ def _leaves(transform: T.Transform) -> list[T.Transform]:
     return [transform]
 
 
+def moves_pixels(transform: T.RandomTransform) -> bool:
+    """Whether ``transform`` only moves whole pixels, every channel alike (a target can move with its image)."""
+    if isinstance(transform, LayerAugmentation):
+        return bool(getattr(transform.layer, "moves_pixels", False))
+    return transform.moves_pixels
+
+
 def _entry(index: int, entry: Any) -> list[T.RandomTransform]:
     """The random transforms of one entry (copies), or the error naming the entry by its 1-based ``index``."""
     try:
@@ -101,13 +116,24 @@ def _entry(index: int, entry: Any) -> list[T.RandomTransform]:
     return leaves  # type: ignore[return-value]
 
 
+def _listed(entries: Spec | Sequence[Spec]) -> list[Spec]:
+    """One entry or a list of entries, as a list."""
+    return [entries] if isinstance(entries, (str, Mapping, T.Transform, Layer)) else list(entries)
+
+
 def augmentations(entries: Spec | Sequence[Spec]) -> list[T.RandomTransform]:
     """The random transforms that ``entries`` (one entry or a list, see :class:`BatchAugment`) name, in order.
 
     Raises a :class:`~deepfield.errors.DeepfieldError` ``entry K: ...`` for the first bad entry.
     """
-    listed = [entries] if isinstance(entries, (str, Mapping, T.Transform, Layer)) else list(entries)
-    return [leaf for index, entry in enumerate(listed, 1) for leaf in _entry(index, entry)]
+    return [leaf for index, entry in enumerate(_listed(entries), 1) for leaf in _entry(index, entry)]
+
+
+def pixel_moving() -> list[str]:
+    """The augmentations that a target can take with its input (:func:`moves_pixels`): transforms, then layers."""
+    transforms = [n for n in T.random_names() if T.Transform.registry.lookup(n).moves_pixels]
+    layers = [n for n in Layer.registry.names() if getattr(augmentation_layer(n), "moves_pixels", False)]
+    return transforms + layers
 
 
 class BatchAugment:
@@ -121,14 +147,22 @@ class BatchAugment:
             refused: applied to the training batches only, it would set them apart from
             the data the network is evaluated on.
         name: how errors name the option (``"training.augment"`` in a run config).
+        targets: move each target with its input (:meth:`pair`, the module docstring); only the
+            transforms that move whole pixels are taken then.
     """
 
-    def __init__(self, transforms: Spec | Sequence[Spec], name: str = "augment"):
-        self.name = name
+    def __init__(self, transforms: Spec | Sequence[Spec], name: str = "augment", targets: bool = False):
+        self.name, self.targets = name, targets
         try:
-            self.transforms = augmentations(transforms)
+            entries = [_entry(index, entry) for index, entry in enumerate(_listed(transforms), 1)]
         except DeepfieldError as exc:
             raise self._error(str(exc)) from None
+        self.transforms = [leaf for leaves in entries for leaf in leaves]
+        changing = [(index, t.name) for index, leaves in enumerate(entries, 1) for t in leaves if not moves_pixels(t)]
+        if targets and changing:
+            index, which = changing[0]
+            raise self._error(f"entry {index}: {which} changes pixel values, not only their places, and the targets "
+                              f"move with the inputs here (it would corrupt them); take {', '.join(pixel_moving())}")
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def _error(self, message: str) -> DeepfieldError:
@@ -180,6 +214,23 @@ class BatchAugment:
             transform.generator = generator
             out = transform(out)
         return out.squeeze(2) if spectra else out
+
+
+    def pair(self, x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int, step: int,
+             part: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` augmented alike, sample by sample: ``x`` (N, C, H, W) or (N, C, L) as :meth:`__call__`
+        augments it (the same draws), ``y`` an image (N, C', H, W) / (N, C', L) or a label map (N, H, W) / (N, L)
+        moved with it, in its own dtype (labels stay integers: no value is interpolated)."""
+        maps = y.ndim == x.ndim - 1
+        target = y.unsqueeze(1) if maps else y
+        if target.ndim != x.ndim or target.shape[0] != x.shape[0] or target.shape[2:] != x.shape[2:]:
+            raise self._error(f"the targets {tuple(y.shape)} are not images or label maps of the inputs "
+                              f"{tuple(x.shape)}' size, so they cannot move with them")
+        work = torch.promote_types(x.dtype, torch.float32)  # integer labels below 2**24 exact
+        both = self(torch.cat([x.to(work), target.to(work)], dim=1), seed, epoch, step, part)
+        moved_x, moved_y = both.split([x.shape[1], target.shape[1]], dim=1)
+        moved_y = moved_y if y.is_floating_point() else moved_y.round()
+        return moved_x.to(x.dtype), (moved_y.squeeze(1) if maps else moved_y).to(y.dtype)
 
 
 def as_augment(augment: BatchAugment | Spec | Sequence[Spec] | None) -> BatchAugment | None:

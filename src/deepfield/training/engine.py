@@ -272,8 +272,10 @@ class Engine:
             augment: random transforms applied to each training batch on the device (never
                 to validation): names, config mappings or transforms of
                 :mod:`deepfield.data.transforms`, e.g. ``["dihedral", {"name": "shift",
-                "max_shift": 2}]``, or a :class:`~deepfield.training.augment.BatchAugment`.
-                Drawn per batch from ``seed``: reproducible and resumable.
+                "max_shift": 2}]``, or a :class:`~deepfield.training.augment.BatchAugment`;
+                ``BatchAugment(..., targets=True)`` moves each target image or label map ``y`` with
+                its ``x`` (pixel-moving transforms only). Drawn per batch from ``seed``: reproducible
+                and resumable.
             class_weight, sample_weight: Keras's: ``{class: weight}`` or one weight per sample ``(N,)``,
                 for arrays ``x``, ``y`` (:mod:`~deepfield.training.sample_weights`); ``validation_data``
                 may then be ``(x_val, y_val, w_val)``.
@@ -302,6 +304,9 @@ class Engine:
         self._augment = as_augment(augment)
         if self._augment is not None:
             self._augment.check(train.example())
+            if self._augment.targets and packing is not None:
+                raise DeepfieldError(f"{self._augment.name}: the targets move with the inputs, which sample_weight "
+                                     "and class_weight do not take (they travel packed with the labels)")
         train, val = strategy.fit_batches(train, val)
         with strategy.training(self.model, self.optimizer, self.placement) as net:
             # every weight, frozen or not: a frozen one has no gradient and is left alone, so `trainable`
@@ -369,7 +374,9 @@ class Engine:
         step, samples = start, 0
         augment, unpack = self._augment, self._labels
         for x, y in batches.epoch(epoch, self._seed, start):
-            if augment is not None:
+            if augment is not None and augment.targets:
+                x, y = augment.pair(x, y, self._seed, epoch, step, strategy.part(batches, step))
+            elif augment is not None:
                 x = augment(x, self._seed, epoch, step, strategy.part(batches, step))
             if batch_begin:
                 for cb in batch_begin:

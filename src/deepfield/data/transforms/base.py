@@ -26,6 +26,9 @@ class Transform:
     registry: ClassVar[Registry[type[Transform]]] = Registry("transform")
     planar: ClassVar[bool] = False
     """True when the transform needs both pixel axes: spectra (C, L) seen as one-row images are refused."""
+    moves_pixels: ClassVar[bool] = False
+    """True when the transform only moves whole pixels, every channel alike, and fills with 0 (no value is made
+    or resampled): a target image or label map can move with its input (``BatchAugment(..., targets=True)``)."""
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)

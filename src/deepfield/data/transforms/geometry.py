@@ -118,7 +118,7 @@ class RandomDihedral(RandomTransform, name="dihedral"):
     images must be square (H == W) so that a batch keeps one shape.
     """
 
-    planar = True
+    planar = moves_pixels = True
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -139,6 +139,7 @@ class RandomShift(RandomTransform, name="shift"):
     """
 
     MODES = ("roll", "pad")
+    moves_pixels = True
 
     def __init__(self, max_shift: int = 4, mode: str = "roll", generator: torch.Generator | None = None):
         super().__init__(generator)
