@@ -160,7 +160,7 @@ def report(kind: str, run_folder: Path, result: dict[str, Any]) -> str:
     config = load_config(run_folder / "config.yaml")
     summary = (run_folder / "summary.txt").read_text(encoding="utf-8")
     parameters = next((line.split(":")[1].split("(")[0].strip() for line in summary.splitlines()
-                       if line.startswith("Total params")), "?")
+                       if line.strip().startswith("Total params")), "?")
     score, floor = result["score"], result["floor"]
     memo = result["memorisation"]
     lines = [f"**{kind}** (`{json.dumps(config.model.options)}`, {metrics.get('epochs_run')} epochs, "
