@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--stretch", choices=("asinh", "none"), default=None,
                         help="data.stretch (default: the example's, none)")
     parser.add_argument("--input-skip", action="store_true", help="the U-Net's input_skip (residual learning)")
+    parser.add_argument("--filters", type=int, default=None, help="the U-Net's base filters (default: the example's, 16)")
     parser.add_argument("--flux", choices=("network", "template"), default="network",
                         help="denoise.flux of the run (template: the network's own flux scored beside it)")
     parser.add_argument("--tta", action="store_true", help="also score the network with model.tta: dihedral (the mean "
@@ -190,6 +191,8 @@ def main() -> None:
         train_file = simulate_denoise(n, folder / "train.h5", seed=SEEDS["train"], progress=False, **SIMULATION)
         test_file = simulate_denoise(n_test, folder / "test.h5", seed=SEEDS["test"], progress=False, **SIMULATION)
         doc = document(train_file, test_file, folder / "run", epochs, args.stretch, args.input_skip, args.flux)
+        if args.filters is not None:
+            doc["model"]["options"]["filters"] = args.filters
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the model summary train() prints
             out = train(load_config(None, document=doc), console=Console(quiet=True), verbose=0)
@@ -234,7 +237,8 @@ def main() -> None:
     variant = ", ".join(([f"data.stretch {args.stretch}"] if args.stretch == "asinh" else [])
                         + (["input_skip"] if args.input_skip else [])
                         + (["denoise.flux template"] if args.flux == "template" else [])
-                        + (["model.tta dihedral"] if args.tta else []))
+                        + (["model.tta dihedral"] if args.tta else [])
+                        + ([f"{args.filters} filters"] if args.filters else []))
     print("\n".join(verdict))
     if args.write:
         add_section(
