@@ -74,6 +74,7 @@ from deepfield.tasks.baselines.deblenders import SCORES, deblend_baselines
 from deepfield.tasks.blend_examples import Examples, examples, placed, source_stamps
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.image_heads import with_image_head
+from deepfield.tasks.image_options import image_task_checks
 from deepfield.tasks.imaging import ASINH_SOFTENING
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import from_network, to_network
@@ -124,11 +125,7 @@ def network_targets(found: Examples, info: DeblendInfo) -> np.ndarray | None:
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a deblending pair, and combinations that make no sense."""
-    if config.training.augment:
-        raise DeepfieldError("training.augment: the augmentations move the blend alone, not its target source; "
-                             "leave it out for task deblend")
-    if config.data.kind != "images":
-        raise DeepfieldError("data.kind: task deblend takes blended images (images)")
+    image_task_checks(config, "deblend", moves="the blend alone, not its target source", takes="blended images")
     options, loss = config.model.options, config.training.loss
     if "heteroscedastic" in options:
         raise DeepfieldError("model.options.heteroscedastic: set uncertainty.heteroscedastic: true instead (task "

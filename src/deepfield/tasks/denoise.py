@@ -71,6 +71,7 @@ from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.image_heads import with_image_head
+from deepfield.tasks.image_options import image_task_checks
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import NetworkScale, from_network, restore, to_network
@@ -126,11 +127,7 @@ def stretch(config: RunConfig) -> str:
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a denoising pair."""
-    if config.training.augment:
-        raise DeepfieldError("training.augment: the augmentations move the input alone, not its target; "
-                             "leave it out for task denoise")
-    if config.data.kind != "images":
-        raise DeepfieldError("data.kind: task denoise takes image pairs (images)")
+    image_task_checks(config, "denoise", moves="the input alone, not its target", takes="image pairs")
     uncertain = config.uncertainty.heteroscedastic or config.uncertainty.mc_samples > 0 or config.ensemble > 1
     if stretch(config) == "asinh" and uncertain:
         raise DeepfieldError("data.stretch: asinh: per-pixel σ is not propagated through the stretch (heteroscedastic "
