@@ -59,14 +59,21 @@ def quadrant_data(n: int, size: int = SIZE, seed: int = 0, bands: int = 1) -> tu
     return x.astype(np.float32), y.astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
 def quadrant_model(seed: int = 0, bands: int = 1) -> df.Sequential:
     """A small deepfield CNN trained on :func:`quadrant_data` (softmax over the 2 classes).
 
     Conv 3×3 'same' → ReLU → MaxPool 2 → Conv 3×3 'same' ReLU → MaxPool 2 → Flatten →
     Dense 2 softmax: both ReLU forms deepfield has (an ``Activation`` layer and a layer's
-    ``activation=``). Trained once per process and shared between the test modules.
+    ``activation=``). Trained once per process and shared between the test modules (``quadrant_model()``
+    and ``quadrant_model(bands=1)`` are the same network).
     """
+    return _trained(seed, bands)
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(seed: int, bands: int) -> df.Sequential:
+    """The network of :func:`quadrant_model`, cached by its positional arguments alone (``lru_cache`` keys
+    ``f()``, ``f(0)`` and ``f(seed=0)`` apart)."""
     torch.manual_seed(seed)
     model = df.Sequential([
         Conv2D(8, 3, padding="same", input_shape=(bands, SIZE, SIZE)), Activation("relu"), MaxPooling2D(2),

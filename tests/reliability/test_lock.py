@@ -45,9 +45,9 @@ def test_a_failed_first_train_leaves_no_folder_behind(tmp_path, cli):
     assert not (tmp_path / "new" / "run").exists()
 
 
-def test_a_train_in_another_process_is_refused_while_one_holds_the_run(table, tmp_path):
-    """Two processes: one holds the folder (as a training `deepfield train` does), the other's train is refused with
-    the holder's pid; once the holder has ended, the same command trains."""
+def test_a_train_in_another_process_is_refused_while_one_holds_the_run(table, tmp_path, cli):
+    """Two processes: one holds the folder (as a training `deepfield train` does), this one's `deepfield train` is
+    refused with the holder's pid; once the holder has ended, the same command trains."""
     config = write_config(regression(table, tmp_path / "run", epochs=2), tmp_path / "m.yaml")
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from deepfield.folder_lock import hold\n"
@@ -55,12 +55,11 @@ def test_a_train_in_another_process_is_refused_while_one_holds_the_run(table, tm
                                "    print('held', flush=True); sys.stdin.readline()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment)
     assert holder.stdout.readline().strip() == "held"
-    command = [sys.executable, "-c", "from deepfield.cli.app import main; main()", "train", str(config)]
-    second = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
-    refused(second, f"another deepfield is writing this run folder: process {holder.pid} on {socket.gethostname()}")
+    refused(cli("train", config),
+            f"another deepfield is writing this run folder: process {holder.pid} on {socket.gethostname()}")
     assert not (tmp_path / "run" / "config.yaml").exists()
     holder.communicate("done\n", timeout=60)
-    after = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    after = cli("train", config)
     assert after.returncode == 0, after.stderr
     with (tmp_path / "run" / "history.csv").open(newline="") as stream:
         assert [int(row["epoch"]) for row in csv.DictReader(stream)] == [0, 1]

@@ -55,8 +55,8 @@ def test_mc_dropout_classification_run_reports_calibration_and_writes_uncertaint
     assert np.all(table["mutual_information"] <= table["entropy"] + 1e-6)
 
 
-def test_a_deterministic_classifier_still_gets_its_calibration(sky, tmp_path):
-    out = train(morphology(sky, tmp_path / "run", training={"epochs": 1, "batch_size": 32}), verbose=0)
+def test_a_deterministic_classifier_still_gets_its_calibration(tiny_run):
+    out, _ = tiny_run  # a morphology run without uncertainty options
     u = json.loads((out / "metrics.json").read_text())["uncertainty"]
     assert u["draws"] == 1 and "ece" in u and "mean_mutual_information" not in u
 

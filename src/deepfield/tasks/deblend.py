@@ -74,12 +74,12 @@ from deepfield.tasks.baselines.deblenders import SCORES, deblend_baselines
 from deepfield.tasks.blend_examples import Examples, examples, placed, source_stamps
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.image_heads import with_image_head
+from deepfield.tasks.image_options import image_task_checks
 from deepfield.tasks.imaging import ASINH_SOFTENING
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import from_network, to_network
 from deepfield.tasks.prepared_info import DeblendInfo
 from deepfield.tasks.stamp_uncertainty import StampUncertainty, flux_maps, halfwidth_columns
-from deepfield.training.augment import BatchAugment
 from deepfield.training.flux_losses import FluxConservingMAE
 from deepfield.training.losses import LossFn
 from deepfield.training.mc_dropout import MCPrediction
@@ -125,9 +125,7 @@ def network_targets(found: Examples, info: DeblendInfo) -> np.ndarray | None:
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a deblending pair, and combinations that make no sense."""
-    BatchAugment(config.training.augment, name="training.augment", targets=True)  # pixel-moving entries only
-    if config.data.kind != "images":
-        raise DeepfieldError("data.kind: task deblend takes blended images (images)")
+    image_task_checks(config, "deblend", takes="blended images")
     options, loss = config.model.options, config.training.loss
     if "heteroscedastic" in options:
         raise DeepfieldError("model.options.heteroscedastic: set uncertainty.heteroscedastic: true instead (task "

@@ -79,12 +79,12 @@ from deepfield.tasks.base import Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.denoisers import SCORES, denoise_baselines
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.image_heads import with_image_head
+from deepfield.tasks.image_options import image_task_checks
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.pixel_scaling import NetworkScale, from_network, restore, to_network
 from deepfield.tasks.prepared_info import DenoiseInfo
 from deepfield.tasks.stamp_uncertainty import StampUncertainty, flux_maps, halfwidth_columns
-from deepfield.training.augment import BatchAugment
 from deepfield.training.mc_dropout import MCPrediction
 
 DEFAULT_TARGETS = "targets"
@@ -135,9 +135,7 @@ def stretch(config: RunConfig) -> str:
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a denoising pair."""
-    BatchAugment(config.training.augment, name="training.augment", targets=True)  # pixel-moving entries only
-    if config.data.kind != "images":
-        raise DeepfieldError("data.kind: task denoise takes image pairs (images)")
+    image_task_checks(config, "denoise", takes="image pairs")
     uncertain = config.uncertainty.heteroscedastic or config.uncertainty.mc_samples > 0 or config.ensemble > 1
     if config.denoise.flux == "template" and (uncertain or config.model.bayesian is not None):
         raise DeepfieldError("denoise.flux: template rescales the denoised stamps, not their per-pixel σ "

@@ -51,6 +51,7 @@ from deepfield.plots.generative import plot_interpolation, plot_sample_grid
 from deepfield.tasks.base import PARTS, Prepared, Task
 from deepfield.tasks.config import DataConfig, LabelTable, RunConfig
 from deepfield.tasks.generate_judging import judge
+from deepfield.tasks.image_options import image_task_checks
 from deepfield.tasks.pixel_scaling import normalise, restore
 from deepfield.tasks.imaging import read_stamps
 from deepfield.tasks.parts import split_parts
@@ -152,14 +153,10 @@ def network_conditions(conditions: np.ndarray, info: GenerateInfo) -> np.ndarray
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that have no meaning for a generative model."""
-    if config.training.augment:
-        raise DeepfieldError("training.augment: not for task generate yet (the augmentations would move stamps "
-                             "and leave their conditions)")
-    if config.data.kind != "images":
-        raise DeepfieldError("data.kind: task generate takes stamps (images)")
-    if config.uncertainty.heteroscedastic or config.uncertainty.mc_samples:
-        raise DeepfieldError("uncertainty: task generate draws samples instead (deepfield sample); leave "
-                             "uncertainty.heteroscedastic and uncertainty.mc_samples out")
+    instead = "task generate draws samples instead (deepfield sample); leave it out"
+    image_task_checks(config, "generate", takes="stamps", refuse_augment="the augmentations would move the stamps "
+                      "alone, not their conditions",
+                      heteroscedastic=instead, mc_samples=instead)
     if config.model.bayesian is not None:
         raise DeepfieldError("model.bayesian: not for task generate (its presets have their own latent variables)")
 

@@ -54,11 +54,11 @@ from deepfield.tasks.base import PARTS, Calibration, NewData, Prepared, Task
 from deepfield.tasks.baselines.watershed import SCORES, per_class, watershed_baseline
 from deepfield.tasks.config import DataConfig, RunConfig
 from deepfield.tasks.denoise import fits_tiling
+from deepfield.tasks.image_options import image_task_checks
 from deepfield.tasks.imaging import ImageClassification
 from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import SegmentInfo
 from deepfield.tasks.segment_whole import segment_fits
-from deepfield.training.augment import BatchAugment
 from deepfield.training.losses import ClassWeightedCrossentropy, LossFn
 from deepfield.training.mc_dropout import MCPrediction
 
@@ -120,12 +120,9 @@ def targets(maps: LabelMaps, info: SegmentInfo, path: Path) -> tuple[np.ndarray,
 
 def check_options(config: RunConfig) -> None:
     """Options other tasks take that would break a stamp and its map."""
-    BatchAugment(config.training.augment, name="training.augment", targets=True)  # pixel-moving entries only
-    if config.data.kind != "images":
-        raise DeepfieldError("data.kind: task segment takes stamps and label maps (images)")
-    if config.uncertainty.heteroscedastic:
-        raise DeepfieldError("uncertainty.heteroscedastic: a mean and log-variance head is for regression; "
-                             "task segment is a per-pixel classification")
+    image_task_checks(config, "segment", takes="stamps and label maps",
+                      heteroscedastic="a mean and log-variance head is for regression; task segment is a per-pixel "
+                                      "classification")
 
 
 class Segment(Task):
