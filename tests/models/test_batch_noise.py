@@ -39,7 +39,8 @@ def test_each_rank_gets_the_noise_one_process_gives_its_samples(make, shape, wor
     alone = layer(x)
     assert not torch.equal(alone, layer.eval()(x))  # the layer does draw noise
     layer.train()
-    torch.testing.assert_close(sharded_outputs(layer, x, world, seed=5), alone, rtol=0, atol=0)
+    # the same noise: equal to float32 rounding (a shard's matmul of fewer rows may round the last bit otherwise)
+    torch.testing.assert_close(sharded_outputs(layer, x, world, seed=5), alone, rtol=1e-6, atol=1e-6)
 
 
 def test_a_tensor_whose_first_axis_is_not_the_rank_s_rows_draws_from_the_process_s_own_generator():

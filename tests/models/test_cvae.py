@@ -62,8 +62,10 @@ def test_kl_annealing_scales_the_term_that_reaches_the_training_loss():
         losses[anneal] = (mse, history.history["loss"])
     mse, plain = losses[None]
     term = 2.0 * 0.5 / 64  # beta · KL / (C·H·W)
-    assert plain == pytest.approx([mse + term] * 2, rel=1e-5)
-    assert losses[4][1] == pytest.approx([mse + term / 4, mse + term / 2], rel=1e-5)
+    # rel 1e-4 (the term's steps are 4e-3 of the loss): the training pass and the eval pass here take different
+    # convolution kernels, which round differently on some CPUs (3e-5 apart on an Intel Xeon)
+    assert plain == pytest.approx([mse + term] * 2, rel=1e-4)
+    assert losses[4][1] == pytest.approx([mse + term / 4, mse + term / 2], rel=1e-4)
 
 
 def test_samples_follow_the_generator_seed():
