@@ -11,6 +11,7 @@ from astropy.table import Table
 from deepfield.data.simulate.morphology import CLASSES
 from deepfield.errors import DeepfieldError
 from deepfield.models.packed import Packed
+from deepfield.report.html import headline
 from deepfield.tasks import pipeline
 from deepfield.tasks.config import load_config
 from deepfield.tasks.generate import Generate
@@ -72,6 +73,9 @@ def test_the_run_trains_and_reports(run):
     assert judging["wasserstein"]["mean_w1"] == pytest.approx(np.mean(distances))
     assert judging["memorisation"]["n_samples"] == judging["memorisation"]["n_heldout"] > 0
     assert metrics["mean_w1"] == judging["wasserstein"]["mean_w1"]  # the report's headline
+    n = judging["memorisation"]["n_samples"]
+    assert headline(metrics) == (f"test mean standardised W1 of samples (0: as the test stamps) "
+                                 f"{metrics['mean_w1']:.4g} ({n} samples against the test stamps)")
     conditioning = judging["conditioning"]  # each sample against the test stamp whose conditions it was drawn at
     assert conditioning["half_light_radius"]["kind"] == "relative" and conditioning["mag"]["kind"] == "absolute"
     assert conditioning["half_light_radius"]["n"] + conditioning["half_light_radius"]["dropped"] == \

@@ -582,6 +582,9 @@ def headline(metrics: Mapping[str, Any]) -> str | None:
     key = next((k for k in HEADLINE_KEYS if is_number(metrics.get(k))), None)
     if key is None:
         return None
+    if key == "mean_w1":  # a generative run: samples judged, not a prediction
+        judged = metrics.get("judging", {}).get("memorisation", {}).get("n_samples")
+        return f"test {HEADLINE_NAMES[key]} {_fmt(metrics[key])} ({judged} samples against the test stamps)"
     return f"test {HEADLINE_NAMES.get(key, key)} {_fmt(metrics[key])} ({prediction_label(metrics)})"
 
 
