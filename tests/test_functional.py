@@ -238,7 +238,8 @@ def test_two_inputs_two_outputs_train_as_keras_with_dict_losses_and_loss_weights
     losses = {"z": "mse", "cls": "categorical_crossentropy"}
     weights = {"z": 1.0, "cls": 0.3}
     model.compile(optimizer=df.optimizers.SGD(learning_rate=0.05), loss=losses, loss_weights=weights,
-                  metrics={"cls": ["accuracy"], "z": ["mae"]}, device="cpu", channels_last=False)
+                  metrics={"cls": ["accuracy"], "z": ["mae"]}, device="cpu", channels_last=False,
+                  precision="fp32")  # as Keras: "auto" trains convolutions in bf16 on CPUs with AMX
     k_model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss=losses, loss_weights=weights,
                     metrics={"cls": ["accuracy"], "z": ["mae"]})
     ours = model.fit({"image": x[0], "ebv": x[1]}, {"z": y[0], "cls": y[1]}, batch_size=8, epochs=3,
