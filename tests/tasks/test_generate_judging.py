@@ -70,7 +70,7 @@ def test_conditioning_compares_each_sample_with_the_stamp_it_was_drawn_for(tmp_p
     judged = judge(bigger_and_brighter, held_out, held_out, ["g", "r"], tmp_path,
                    conditions=["half_light_radius", "mag", "sersic_n"], workers=1)
     conditioning = judged["conditioning"]
-    assert set(conditioning) == {"half_light_radius", "mag", "against"}  # sersic_n: not measured on a stamp
+    assert set(conditioning) == {"half_light_radius", "mag"}  # sersic_n: not measured on a stamp
     assert conditioning["half_light_radius"]["kind"] == "relative"
     assert conditioning["half_light_radius"]["median_error"] == pytest.approx(0.10, abs=0.02)
     assert conditioning["mag"]["kind"] == "absolute"

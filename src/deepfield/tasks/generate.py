@@ -58,9 +58,9 @@ from deepfield.tasks.parts import split_parts
 from deepfield.tasks.prepared_info import FeatureScale, GenerateInfo
 
 GRID_ROWS, GRID_SAMPLES = 4, 6
+"""The sample grid: at most this many condition rows (class rows: one per class), this many samples per row."""
 SKY_FRAME = 2
 """The outer frame of pixels (this many wide) whose spread gives each band's sky noise (:func:`sky_sigma`)."""
-"""The sample grid: at most this many condition rows (class rows: one per class), this many samples per row."""
 INTERPOLATION_STEPS = 7
 
 

@@ -89,9 +89,8 @@ def judge(samples: np.ndarray, held_out: np.ndarray, training: np.ndarray, bands
     names = [name for name in conditions if name in MEASURED]
     if names and len(samples) == len(held_out):
         got, wanted = (measure(stamps, stats, names) for stamps, stats in zip((samples, held_out), measured))
-        judged["conditioning"] = conditioning_errors(
-            wanted, got, absolute=[n for n in names if MEASURED[n] == "absolute"]) | {
-            "against": "the same measurement of the held-out stamp each sample's conditions came from"}
+        judged["conditioning"] = conditioning_errors(wanted, got,
+                                                     absolute=[n for n in names if MEASURED[n] == "absolute"])
     if classifier is not None:
         # a run is loaded here, not at import: deepfield.tasks.run imports this module's task (through sampling)
         from deepfield.tasks.run import load_run
