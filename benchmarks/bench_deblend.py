@@ -66,11 +66,11 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], float, 
     out = train(config, verbose=1)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     if args.tta:
-        with_tta(metrics, out)
+        add_tta_row(metrics, out)
     return metrics, simulated, time.perf_counter() - start
 
 
-def with_tta(metrics: dict[str, Any], out: Path) -> None:
+def add_tta_row(metrics: dict[str, Any], out: Path) -> None:
     """The same trained network scored again with ``model.tta: dihedral`` (:meth:`Run.evaluate` on its test part,
     8 views of each blend averaged); its row goes into ``metrics["baselines"]`` after the network's own."""
     scored = load_run(out).with_tta("dihedral").evaluate()

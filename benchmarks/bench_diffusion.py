@@ -26,10 +26,9 @@ import time
 
 import torch
 
-from results import add_section, device_name, machine, synchronize
+from results import add_section, device_arguments, device_name, machine, placed, synchronize
 from deepfield.models import zoo
 from deepfield.models.summary import summarize
-from deepfield.training.device import resolve_device
 
 SHAPE, CONDITIONS, GUIDANCE = (3, 32, 32), 4, 2.0
 
@@ -42,13 +41,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
-    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
+    device_arguments(parser)
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = placed(args)
     torch.manual_seed(0)
     models = {}
     for k in (0, CONDITIONS):

@@ -47,10 +47,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from results import RESULTS, add_section, device_name, machine, synchronize
+from results import RESULTS, add_section, device_arguments, device_name, machine, placed, synchronize
 from deepfield.models import zoo
 from deepfield.training import Sequential
-from deepfield.training.device import resolve_device
 
 
 
@@ -253,12 +252,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"update {RESULTS.name}")
     parser.add_argument("--profile", action="store_true", help="cProfile fit on the mlp workload and exit")
     parser.add_argument("--only", choices=["cnn", "mlp"], help="run one workload")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
+    device_arguments(parser)
     args = parser.parse_args()
-    args.device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.device = placed(args)
     # torch's own 'same' padding with even kernels (the plain CNN) warns once; nothing to act on here.
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
     args.images = 128 if args.quick else 256

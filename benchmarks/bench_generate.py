@@ -41,12 +41,11 @@ import torch
 from astropy.table import Table
 
 from deepfield.analysis.galaxy_statistics import galaxy_statistics
-from deepfield.analysis.generative_judging import (conditioning_errors, frechet_with_floor, memorisation,
-                                                   normalised_pixels, wasserstein_score)
-from deepfield.analysis.layer_features import default_layer, layer_features
+from deepfield.analysis.generative_judging import (conditioning_errors, memorisation, normalised_pixels,
+                                                   wasserstein_score)
 from deepfield.data.simulate import simulate_morphology
 from deepfield.tasks.config import load_config
-from deepfield.tasks.generate_judging import MEASURED, measure
+from deepfield.tasks.generate_judging import MEASURED, classifier_features, measure
 from deepfield.tasks.run import load_run, train
 from results import add_section, machine
 
@@ -137,9 +136,7 @@ def judge_model(run: Any, kind: str, args: argparse.Namespace, skies: dict[str, 
     result["conditioning"] = conditioning_errors(real, got, absolute=[c for c in names if MEASURED[c] == "absolute"])
     result["memorisation"] = memorisation(*(normalised_pixels(x) for x in (samples, skies["A"], skies["train"])))
     if classifier is not None:
-        features = [layer_features(classifier.models[0], classifier.inputs(x.astype(np.float32)).x,
-                                   default_layer(classifier.models[0])) for x in (samples, skies["A"])]
-        result["frechet"] = frechet_with_floor(*features, seed=args.seed)
+        result["frechet"] = classifier_features(classifier, samples, skies["A"], args.seed)
     if kind == "diffusion":
         k = args.steps_judge
         per_step = {}

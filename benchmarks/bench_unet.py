@@ -25,10 +25,9 @@ import time
 import torch
 from torch import nn
 
-from results import add_section, device_name, machine, synchronize
+from results import add_section, device_arguments, device_name, machine, placed, synchronize
 from deepfield.models import zoo
 from deepfield.models.folding import fold_batch_norm
-from deepfield.training.device import resolve_device
 
 SHAPE, BATCH = (3, 64, 64), 64
 
@@ -119,14 +118,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=zoo.parameters("unet")["depth"].default)
     parser.add_argument("--filters", type=int, default=zoo.parameters("unet")["filters"].default)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
+    device_arguments(parser)
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = placed(args)
     torch.manual_seed(0)
 
     def preset_model(upsampling: str = "transpose") -> nn.Module:

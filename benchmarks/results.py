@@ -1,6 +1,7 @@
 """benchmarks/RESULTS.md: one file, newest section first, written by every benchmark script."""
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 from deepfield.atomic import write_text
+from deepfield.training.device import resolve_device
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TITLE = ("# Benchmark results\n\n"
@@ -24,6 +26,19 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--device``, the options of every benchmark that times a network."""
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: the best present)")
+
+
+def placed(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` and resolve ``--device`` (:func:`device_arguments`); the device to time on."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
 
 
 def machine() -> str:
